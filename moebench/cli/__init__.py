@@ -1,0 +1,73 @@
+"""The `moebench` command: one file per verb; each module's `register(app)` adds its command.
+
+Errors: an anticipated failure (MoebenchError) prints one line and exits with its code; anything else is
+`internal error: …` with exit 70 (a traceback only with MOEBENCH_DEBUG=1).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+from typing import Optional
+
+import click
+import typer
+
+from moebench import __version__
+from moebench.errors import ExitCode, MoebenchError
+
+COMMANDS = ("run", "ls", "validate", "compare", "report", "gate", "project")
+
+app = typer.Typer(
+    name="moebench",
+    help="Tokenomics benchmarking and profiling for dense and Mixture-of-Experts LLMs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"moebench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Tokenomics benchmarking and profiling for dense and Mixture-of-Experts LLMs."""
+
+
+for _name in COMMANDS:
+    if importlib.util.find_spec(f"moebench.cli.{_name}") is not None:  # TODO(lead): drop once all verbs landed
+        importlib.import_module(f"moebench.cli.{_name}").register(app)
+
+
+def _fail(msg: str, code: int) -> "NoReturn":  # noqa: F821
+    sys.stderr.write(msg.rstrip().replace("\n", " ") + "\n")
+    sys.exit(code)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="moebench")
+    except MoebenchError as exc:
+        _fail(f"error: {exc}", int(exc.code))
+    except click.exceptions.Abort:
+        _fail("interrupted", int(ExitCode.INTERRUPTED))
+    except click.exceptions.ClickException as exc:
+        _fail(f"usage error: {exc.format_message()}", int(ExitCode.USAGE))
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", int(ExitCode.INTERRUPTED))
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if os.environ.get("MOEBENCH_DEBUG") == "1":
+            traceback.print_exc()
+        _fail(f"internal error: {type(exc).__name__}: {exc}", int(ExitCode.INTERNAL))
+    sys.exit(rv if isinstance(rv, int) else 0)

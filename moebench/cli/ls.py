@@ -1,0 +1,119 @@
+"""`moebench ls {models,hardware,workloads,kernels}`: what moebench knows, and where each comes from."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from moebench.cli._output import emit_json, fmt_params, out
+
+
+class What(str, enum.Enum):
+    models = "models"
+    hardware = "hardware"
+    workloads = "workloads"
+    kernels = "kernels"
+
+
+def _models() -> list[dict[str, Any]]:
+    from moebench.catalog import reference_models
+    from moebench.models import registry
+
+    reg, refs, rows = registry(), reference_models(), []
+    entries = reg.entries()
+    for fam in reg.names():
+        spec = reg.load(fam)
+        for flavor, cfg in spec.flavors.items():
+            name = f"{fam}:{flavor}"
+            ref = refs.get(name)
+            rows.append({
+                "name": name,
+                "kind": spec.kind,
+                "total_params": cfg.total_params(),
+                "active_params": cfg.active_params(),
+                "layers": cfg.num_hidden_layers,
+                "hf_repo": ref.hf_repo if ref else None,
+                "published_total_params": ref.published_params.get("published_total") if ref else None,
+                "published_active_params": ref.published_params.get("published_active") if ref else None,
+                "intelligence": [s.model_dump() for s in ref.intelligence] if ref else [],
+                "source": f"{entries[fam].dist} ({entries[fam].target})",
+                "config_source": ref.sources[0] if ref else "debug flavor defined in the family module",
+            })
+    return rows
+
+
+def _hardware() -> list[dict[str, Any]]:
+    from moebench.catalog import hardware_catalog
+
+    rows = []
+    for hid, hw in hardware_catalog().items():
+        d = hw.model_dump(mode="json")
+        d["source"] = hw.sources[0]
+        rows.append(d)
+    return rows
+
+
+def _workloads() -> list[dict[str, Any]]:
+    from moebench.errors import BadInput
+    from moebench.workload import load_workload
+
+    rows = []
+    for p in sorted(Path("workloads").rglob("*.yaml")):
+        try:
+            wl = load_workload(p, resolve=False)
+            rows.append({"name": wl.name, "kind": wl.kind, "path": str(p), "valid": True, "error": None})
+        except BadInput as exc:
+            rows.append({"name": p.stem, "kind": None, "path": str(p), "valid": False, "error": str(exc)})
+    return rows
+
+
+def _kernels() -> list[dict[str, Any]]:
+    from moebench.registry import Registry
+
+    reg = Registry("moebench.kernels")
+    return [{"name": n, "target": e.target, "source": e.dist} for n, e in reg.entries().items()]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("ls")
+    def ls(
+        what: What = typer.Argument(..., help="models | hardware | workloads | kernels"),
+        json_: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    ) -> None:
+        """List models, hardware, workloads or kernel backends, with where each comes from."""
+        rows = {"models": _models, "hardware": _hardware, "workloads": _workloads, "kernels": _kernels}[what.value]()
+        if json_:
+            emit_json(rows)
+            return
+        t = Table(title=f"moebench {what.value}")
+        if what is What.models:
+            for c in ("name", "kind", "total", "active", "layers", "published total/active", "source"):
+                t.add_column(c)
+            for r in rows:
+                pub = f"{fmt_params(r['published_total_params'])}/{fmt_params(r['published_active_params'])}" if r["published_total_params"] else "—"
+                t.add_row(r["name"], r["kind"], fmt_params(r["total_params"]), fmt_params(r["active_params"]),
+                          str(r["layers"]), pub, r["source"])
+        elif what is What.hardware:
+            for c in ("id", "name", "bf16 TFLOP/s", "HBM TB/s", "HBM GB", "scale-up", "$/GPU-h (tier)", "source"):
+                t.add_column(c)
+            for r in rows:
+                price = r["prices"][0] if r["prices"] else None
+                su = r["scale_up"]
+                t.add_row(r["id"], r["name"], str(r["peak_tflops"].get("bf16") or "—"), str(r["hbm_tbps"] or "—"),
+                          str(r["hbm_gb"] or "—"), f"{su['gbps_uni']} GB/s ×{su['domain_size']}" if su else "—",
+                          f"{price['usd_per_gpu_hour']} ({price['tier']})" if price else "user-set", r["source"])
+        elif what is What.workloads:
+            for c in ("name", "kind", "path", "valid"):
+                t.add_column(c)
+            for r in rows:
+                t.add_row(r["name"], str(r["kind"]), r["path"], "yes" if r["valid"] else f"no: {r['error']}")
+        else:
+            for c in ("name", "target", "source"):
+                t.add_column(c)
+            for r in rows:
+                t.add_row(r["name"], r["target"], r["source"])
+        out.print(t)

@@ -1,0 +1,81 @@
+"""`moebench run [WORKLOAD]`: run a model or kernel workload, print the comparison table, write results."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from moebench.cli._output import emit_json, is_rank0, log, out
+from moebench.errors import BadInput
+
+REPO_WORKLOADS = Path(__file__).resolve().parents[2] / "workloads"
+
+
+class Device(str, enum.Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def default_workload() -> Path:
+    for p in (Path("workloads/quickstart.yaml"), REPO_WORKLOADS / "quickstart.yaml"):
+        if p.is_file():
+            return p
+    raise BadInput("no WORKLOAD given and workloads/quickstart.yaml not found (run from the repository root)")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def run(
+        workload: Optional[Path] = typer.Argument(None, help="Workload YAML (default: workloads/quickstart.yaml)."),
+        device: Optional[Device] = typer.Option(None, "--device", help="Override the workload's device."),
+        out_dir: Path = typer.Option(Path("results/runs"), "--out", help="Folder for the results JSON."),
+        json_: bool = typer.Option(False, "--json", help="Print the result as one JSON document on stdout."),
+        repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="Override timing.repeats (the gate's samples)."),
+        nproc: Optional[int] = typer.Option(None, "--nproc", min=1, help="Launch N local ranks (torch elastic launcher)."),
+        profile: bool = typer.Option(False, "--profile", help="Time every phase of every layer on every rank."),
+    ) -> None:
+        """Run a workload: every model × batch size, timed; ends with the dense-vs-MoE table."""
+        from moebench.workload import Workload, load_workload
+
+        path = workload or default_workload()
+        wl = load_workload(path)
+        if not isinstance(wl, Workload):  # kind: kernel
+            from moebench.bench.runner import render_table, run_kernel_workload
+            from moebench.results import new_run_id, write_atomic
+
+            doc = run_kernel_workload(wl, device=device.value if device else None, console_err=log)
+            dest = write_atomic(out_dir / f"{new_run_id(wl.name)}.json", doc)
+            if json_:
+                emit_json(doc)
+            else:
+                out.print(render_table(doc))
+            log(f"results: {dest}")
+            return
+        updates: dict = {}
+        if repeats is not None:
+            updates["timing"] = wl.timing.model_copy(update={"repeats": repeats})
+        if profile:
+            updates["profile"] = True
+        if updates:
+            wl = wl.model_copy(update=updates)
+        if nproc is not None and nproc > 1:
+            from moebench.parallel.launch import launch_local
+
+            raise typer.Exit(launch_local(nproc))
+        from moebench.engine.runner import run_workload
+
+        doc, dest = run_workload(wl, device=device.value if device else None, out_dir=out_dir,
+                                 workload_path=str(path), log=log)
+        if not is_rank0():
+            return
+        if json_:
+            emit_json(doc)
+        else:
+            from moebench.report.tables import run_table
+
+            out.print(run_table(doc))
+        log(f"results: {dest}")

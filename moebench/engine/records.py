@@ -1,0 +1,139 @@
+"""Turn timing samples into a result record: latency, throughput, cost, efficiency — each with its basis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from moebench import tokenomics as tk
+from moebench.engine.generate import GenerationSamples
+from moebench.models.config import ArchConfig
+from moebench.results import Basis, derive, stat
+
+
+@dataclass(frozen=True)
+class Pricing:
+    usd_per_gpu_hour: Optional[float]
+    tier: Optional[str]
+    source: Optional[str]
+    n_gpus: int
+    allin_kw_per_gpu: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Peaks:
+    flops: Optional[float]  # catalog peak FLOP/s for the run dtype
+    bytes_per_s: Optional[float]  # catalog peak HBM B/s
+    roof_flops: Optional[float]  # measured in this run
+    roof_bytes_per_s: Optional[float]
+
+
+def extrapolation_factors(run_cfg: ArchConfig, batch: int, prompt: int, output: int, dtype_bytes: int) -> tuple[float, float]:
+    """(prefill, decode) time scale from the N layers run to the full depth.
+
+    Prefill scales by FLOPs (compute-bound), decode by bytes moved per step (memory-bound); embedding and LM head
+    are in both numerator and denominator, so they are not scaled.
+    """
+    if run_cfg.full_num_layers is None:
+        return 1.0, 1.0
+    full = run_cfg.full()
+    ctx_p, ctx_d = prompt // 2, prompt + output // 2
+    prefill = full.flops_per_token(ctx_p) / run_cfg.flops_per_token(ctx_p)
+    decode = full.decode_bytes(batch, ctx_d, dtype_bytes) / run_cfg.decode_bytes(batch, ctx_d, dtype_bytes)
+    return prefill, decode
+
+
+def build_record(
+    *,
+    name: str,
+    kind: str,
+    run_cfg: ArchConfig,
+    samples: GenerationSamples,
+    batch: int,
+    prompt: int,
+    output: int,
+    dtype_bytes: int,
+    pricing: Pricing,
+    peaks: Peaks,
+    intelligence: Optional[dict[str, Any]],
+    energy_j_per_repeat: Optional[list[float]] = None,
+) -> dict[str, Any]:
+    full = run_cfg.full()
+    f_pre, f_dec = extrapolation_factors(run_cfg, batch, prompt, output, dtype_bytes)
+    basis: Basis = "measured" if run_cfg.full_num_layers is None else "extrapolated"
+    ttft = stat([t * f_pre for t in samples.ttft_ms], basis, "ms")
+    tpot = stat([t * f_dec for t in samples.tpot_ms], basis, "ms")
+    itl = stat([t * f_dec for t in samples.itl_ms], basis, "ms")
+    pairs = list(zip(ttft["samples"], tpot["samples"]))
+    rates = [tk.request_rates(batch, prompt, output, a, b) for a, b in pairs]
+    n = pricing.n_gpus
+
+    def s(xs, unit):
+        return stat(xs, basis, unit)
+
+    m: dict[str, Any] = {
+        "ttft_ms": ttft,
+        "tpot_ms": tpot,
+        "itl_ms": itl,
+        "prefill_tokens_per_s": derive(ttft, lambda t: batch * prompt / (t / 1e3), "tokens/s"),
+        "decode_tokens_per_s": derive(tpot, lambda t: batch / (t / 1e3), "tokens/s"),
+        "interactivity_tokens_per_s_per_user": derive(tpot, tk.interactivity, "tokens/s/user"),
+        "input_tokens_per_s": s([r["input"] for r in rates], "tokens/s"),
+        "output_tokens_per_s": s([r["output"] for r in rates], "tokens/s"),
+        "total_tokens_per_s": s([r["total"] for r in rates], "tokens/s"),
+        "output_tokens_per_s_per_gpu": s([tk.per_gpu(r["output"], n) for r in rates], "tokens/s/gpu"),
+        "total_tokens_per_s_per_gpu": s([tk.per_gpu(r["total"], n) for r in rates], "tokens/s/gpu"),
+        "usd_per_mtok": None,
+        "intelligence_per_usd": None,
+        "tokens_per_mw": None,
+        "joules_per_token": None,
+    }
+    if pricing.usd_per_gpu_hour is not None:
+        p = pricing.usd_per_gpu_hour
+        cin = [tk.usd_per_mtok(p, n, r["input"]) for r in rates]
+        cout = [tk.usd_per_mtok(p, n, r["output"]) for r in rates]
+        blend = [tk.blended_usd_per_mtok(a, b) for a, b in zip(cin, cout)]
+        m["usd_per_mtok"] = {"input": s(cin, "USD/Mtok"), "output": s(cout, "USD/Mtok"), "blended": s(blend, "USD/Mtok")}
+        if intelligence is not None:
+            m["intelligence_per_usd"] = s([tk.intelligence_per_usd(intelligence["score"], b) for b in blend], "score per USD/Mtok")
+    if pricing.allin_kw_per_gpu:
+        m["tokens_per_mw"] = s([tk.tokens_per_mw(r["total"], pricing.allin_kw_per_gpu, n) for r in rates], "tokens/s/MW")
+    if energy_j_per_repeat:
+        toks = batch * (prompt + output)
+        m["joules_per_token"] = stat([tk.joules_per_token(e, toks) for e in energy_j_per_repeat], "measured", "J/token")
+
+    # Efficiency: decode is judged by bytes (MBU), prefill by FLOPs (MFU), each against catalog and measured roofs.
+    ctx_d = prompt + output // 2
+    step_bytes = full.decode_bytes(batch, ctx_d, dtype_bytes)
+    prefill_flops = batch * prompt * full.flops_per_token(prompt // 2)
+    dec_bps = step_bytes / (tpot["median"] / 1e3)
+    pre_fps = prefill_flops / (ttft["median"] / 1e3)
+    m["efficiency"] = {
+        "decode_bytes_per_step": step_bytes,
+        "prefill_flops": prefill_flops,
+        "mbu_decode": tk.mbu(dec_bps, peaks.bytes_per_s),
+        "mfu_prefill": tk.mfu(pre_fps, peaks.flops),
+        "mbu_decode_measured_roof": tk.mbu(dec_bps, peaks.roof_bytes_per_s),
+        "mfu_prefill_measured_roof": tk.mfu(pre_fps, peaks.roof_flops),
+        "mfu_decode": tk.mfu(batch * full.flops_per_token(ctx_d) / (tpot["median"] / 1e3), peaks.flops),
+        "basis": basis,
+    }
+    return {
+        "model": name,
+        "kind": kind,
+        "layers_run": run_cfg.num_hidden_layers,
+        "layers_total": full.num_hidden_layers,
+        "basis": basis,
+        "batch_size": batch,
+        "prompt_tokens": prompt,
+        "output_tokens": output,
+        "params": {
+            "total": full.total_params(),
+            "active": full.active_params(),
+            "active_ratio": tk.active_ratio(full.active_params(), full.total_params()),
+        },
+        "extrapolation": {"prefill_factor": f_pre, "decode_factor": f_dec} if basis == "extrapolated" else None,
+        "intelligence": intelligence,
+        "cost": {"usd_per_gpu_hour": pricing.usd_per_gpu_hour, "tier": pricing.tier, "source": pricing.source, "n_gpus": n},
+        "metrics": m,
+    }

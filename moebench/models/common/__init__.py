@@ -1,0 +1,1 @@
+"""Pieces every family composes: norms, RoPE variants, attention variants, dense MLP, MoE, the decoder stack."""

@@ -1,0 +1,77 @@
+"""Grouped-query attention with a KV cache, and the variants the families need:
+QK-norm (Qwen3), projection biases, attention sinks and sliding windows (gpt-oss).
+
+Legend: B batch, S new tokens, T cached+new tokens, H query heads, G kv heads, D head dim, M model dim.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from moebench.models.common.norm import RMSNorm
+from moebench.models.common.rope import Rotary, apply_rotary
+from moebench.models.config import ArchConfig
+
+
+def causal_mask(start: int, s: int, t: int, window: int | None, device: torch.device) -> torch.Tensor:
+    """[S, T] boolean, True where query (at start+i) may attend key j."""
+    q = torch.arange(start, start + s, device=device)[:, None]
+    k = torch.arange(t, device=device)[None, :]
+    m = k <= q
+    if window:
+        m &= (q - k) < window
+    return m
+
+
+class GQAttention(nn.Module):
+    def __init__(self, cfg: ArchConfig, layer: int):
+        super().__init__()
+        m, h, g, d = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        self.n_heads, self.n_kv_heads, self.head_dim = h, g, d
+        self.window = cfg.sliding_window if cfg.is_sliding_layer(layer) else None
+        bias = cfg.attention_bias
+        self.wq = nn.Linear(m, h * d, bias=bias)
+        self.wk = nn.Linear(m, g * d, bias=bias)
+        self.wv = nn.Linear(m, g * d, bias=bias)
+        self.wo = nn.Linear(h * d, m, bias=bias)
+        self.q_norm = RMSNorm(d, cfg.rms_norm_eps) if cfg.qk_norm else None
+        self.k_norm = RMSNorm(d, cfg.rms_norm_eps) if cfg.qk_norm else None
+        self.sinks = nn.Parameter(torch.zeros(h)) if cfg.attention_sinks else None
+        self.rotary = Rotary(cfg, d)
+        self.scale = d**-0.5
+
+    def new_cache(self, batch: int, max_seq: int, device, dtype) -> dict[str, torch.Tensor]:
+        shape = (batch, self.n_kv_heads, max_seq, self.head_dim)
+        return {"k": torch.zeros(shape, device=device, dtype=dtype), "v": torch.zeros(shape, device=device, dtype=dtype)}
+
+    def forward(self, x_BSM: torch.Tensor, start: int = 0, cache: dict | None = None) -> torch.Tensor:
+        b, s, _ = x_BSM.shape
+        q = self.wq(x_BSM).view(b, s, -1, self.head_dim).transpose(1, 2)
+        k = self.wk(x_BSM).view(b, s, -1, self.head_dim).transpose(1, 2)
+        v = self.wv(x_BSM).view(b, s, -1, self.head_dim).transpose(1, 2)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        pos = torch.arange(start, start + s, device=x_BSM.device)
+        cos, sin = self.rotary.cos_sin(pos, q.dtype)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cache is not None:
+            cache["k"][:, :, start : start + s] = k
+            cache["v"][:, :, start : start + s] = v
+            k, v = cache["k"][:, :, : start + s], cache["v"][:, :, : start + s]
+        mask_ST = causal_mask(start, s, k.shape[2], self.window, x_BSM.device)
+        o = self._attend(q, k, v, mask_ST)
+        return self.wo(o.transpose(1, 2).reshape(b, s, -1))
+
+    def _attend(self, q_BHSD, k_BGTD, v_BGTD, mask_ST) -> torch.Tensor:
+        if self.sinks is None:
+            return F.scaled_dot_product_attention(q_BHSD, k_BGTD, v_BGTD, attn_mask=mask_ST, scale=self.scale, enable_gqa=True)
+        # Sinks add one learned logit per head to the softmax denominator (gpt-oss); SDPA has no hook for it.
+        rep = self.n_heads // self.n_kv_heads
+        k, v = k_BGTD.repeat_interleave(rep, dim=1), v_BGTD.repeat_interleave(rep, dim=1)
+        scores = (q_BHSD @ k.transpose(-1, -2)) * self.scale
+        scores = scores.masked_fill(~mask_ST, float("-inf"))
+        sink = self.sinks.to(scores.dtype).view(1, -1, 1, 1).expand(*scores.shape[:-1], 1)
+        probs = torch.cat([scores, sink], dim=-1).float().softmax(dim=-1)[..., :-1].to(v.dtype)
+        return probs @ v

@@ -1,0 +1,354 @@
+"""One architecture config for every family, read from Hugging Face `config.json` keys.
+
+The cost model (params, FLOPs, bytes) needs only this object, never the module. Counting conventions follow
+shared/reference/catalog.yaml `param_count_method`: totals include input embedding and LM head; `active`
+counts the top-k routed (+ shared) experts, and for gpt-oss excludes the input embedding (OpenAI's convention).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8": 1}
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    model_type: str
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    intermediate_size: int  # dense FFN width
+    vocab_size: int
+    rms_norm_eps: float = 1e-5
+    tie_word_embeddings: bool = False
+    rope_theta: float = 10000.0
+    rope_scaling: Optional[dict[str, Any]] = None
+    max_position_embeddings: int = 8192
+    # attention variants
+    attention: str = "gqa"  # gqa | mla
+    qk_norm: bool = False
+    attention_bias: bool = False
+    attention_sinks: bool = False
+    sliding_window: Optional[int] = None
+    layer_types: Optional[tuple[str, ...]] = None  # per layer: sliding_attention | full_attention
+    q_lora_rank: Optional[int] = None
+    kv_lora_rank: int = 0
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
+    # MoE
+    n_routed_experts: int = 0
+    top_k: int = 0
+    moe_intermediate_size: int = 0
+    n_shared_experts: int = 0
+    first_k_dense: int = 0  # first k layers use the dense FFN
+    router: str = "softmax"  # softmax | topk_softmax (gpt-oss) | sigmoid_grouped (deepseek)
+    norm_topk_prob: bool = True
+    routed_scaling_factor: float = 1.0
+    n_group: int = 1
+    topk_group: int = 1
+    expert_bias: bool = False  # gpt-oss: biases on router and experts
+    activation: str = "silu"  # silu | swiglu_oai
+    swiglu_limit: float = 7.0
+    swiglu_alpha: float = 1.702
+    # gpt-oss scales by the norm weight in fp32 before casting back (Llama casts first); equal in fp32
+    norm_scale_fp32: bool = False
+    # bookkeeping
+    full_num_layers: Optional[int] = None  # set when running N of L layers
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    # ---- structure -------------------------------------------------------------------------------------
+    @property
+    def is_moe(self) -> bool:
+        return self.n_routed_experts > 0
+
+    @property
+    def layers_total(self) -> int:
+        return self.full_num_layers or self.num_hidden_layers
+
+    def is_moe_layer(self, i: int) -> bool:
+        return self.is_moe and i >= self.first_k_dense
+
+    def is_sliding_layer(self, i: int) -> bool:
+        return bool(self.layer_types and self.layer_types[i] == "sliding_attention" and self.sliding_window)
+
+    def with_layers(self, n: int | None) -> "ArchConfig":
+        """The first n layers at real widths (layer types follow the real model's pattern)."""
+        if n is None or n >= self.num_hidden_layers:
+            return self
+        return dataclasses.replace(self, num_hidden_layers=n, full_num_layers=self.layers_total)
+
+    def full(self) -> "ArchConfig":
+        if self.full_num_layers is None:
+            return self
+        return dataclasses.replace(self, num_hidden_layers=self.full_num_layers, full_num_layers=None)
+
+    def _layer_types(self, n: int) -> list[str]:
+        if self.layer_types:
+            return list(self.layer_types[:n])
+        return ["full_attention"] * n
+
+    # ---- parameters --------------------------------------------------------------------------------------
+    def attention_params(self) -> int:
+        h = self.hidden_size
+        if self.attention == "mla":
+            nh, qk = self.num_attention_heads, self.qk_nope_head_dim + self.qk_rope_head_dim
+            if self.q_lora_rank:
+                q = h * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * nh * qk
+            else:
+                q = h * nh * qk
+            kv = h * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
+            kv += self.kv_lora_rank * nh * (self.qk_nope_head_dim + self.v_head_dim)
+            return q + kv + nh * self.v_head_dim * h
+        nh, nkv, hd = self.num_attention_heads, self.num_key_value_heads, self.head_dim
+        p = h * nh * hd + 2 * h * nkv * hd + nh * hd * h
+        if self.attention_bias:
+            p += nh * hd + 2 * nkv * hd + h
+        if self.qk_norm:
+            p += 2 * hd
+        if self.attention_sinks:
+            p += nh
+        return p
+
+    def expert_params(self) -> int:
+        """One routed expert (gate, up, down; + biases for gpt-oss)."""
+        h, f = self.hidden_size, self.moe_intermediate_size
+        return 3 * h * f + ((2 * f + h) if self.expert_bias else 0)
+
+    def router_params(self) -> int:
+        e = self.n_routed_experts
+        bias = e if (self.expert_bias or self.router == "sigmoid_grouped") else 0
+        return self.hidden_size * e + bias
+
+    def ffn_params(self, layer: int, active: bool) -> int:
+        if not self.is_moe_layer(layer):
+            return 3 * self.hidden_size * self.intermediate_size
+        routed = (self.top_k if active else self.n_routed_experts) * self.expert_params()
+        shared = self.n_shared_experts * 3 * self.hidden_size * self.moe_intermediate_size
+        return routed + shared + self.router_params()
+
+    def layer_params(self, layer: int, active: bool = False) -> int:
+        return self.attention_params() + self.ffn_params(layer, active) + 2 * self.hidden_size
+
+    def embedding_params(self) -> int:
+        return self.vocab_size * self.hidden_size
+
+    def lm_head_params(self) -> int:
+        return 0 if self.tie_word_embeddings else self.vocab_size * self.hidden_size
+
+    def total_params(self) -> int:
+        c = self.full()
+        layers = sum(c.layer_params(i) for i in range(c.num_hidden_layers))
+        return c.embedding_params() + layers + c.hidden_size + c.lm_head_params()
+
+    def active_params(self) -> int:
+        c = self.full()
+        layers = sum(c.layer_params(i, active=True) for i in range(c.num_hidden_layers))
+        embed = 0 if self.model_type == "gpt_oss" else c.embedding_params()
+        lm_head = c.lm_head_params() or c.embedding_params()
+        return embed + layers + c.hidden_size + lm_head
+
+    # ---- cost model ------------------------------------------------------------------------------------
+    def kv_elems_per_token(self, layer: int) -> int:
+        """Cached elements per token in one layer (MLA caches the compressed latent plus the rope key)."""
+        if self.attention == "mla":
+            return self.kv_lora_rank + self.qk_rope_head_dim
+        return 2 * self.num_key_value_heads * self.head_dim
+
+    def attended(self, layer: int, context: int) -> int:
+        return min(context, self.sliding_window) if self.is_sliding_layer(layer) else context
+
+    def attention_flops(self, layer: int, context: int) -> int:
+        """Score and value matmul FLOPs for one query token attending `context` tokens."""
+        nh = self.num_attention_heads
+        if self.attention == "mla":
+            qk, v = self.qk_nope_head_dim + self.qk_rope_head_dim, self.v_head_dim
+        else:
+            qk = v = self.head_dim
+        return 2 * nh * (qk + v) * self.attended(layer, context)
+
+    def flops_per_token(self, context: int = 0, layers: int | None = None) -> int:
+        """Forward FLOPs for one token at `context` tokens of attention: 2 × active matmul params + attention.
+
+        Counts only the top-k (+ shared) experts; the input embedding is a gather (0 FLOPs); the LM head counts.
+        """
+        n = self.num_hidden_layers if layers is None else layers
+        f = 0
+        for i in range(n):
+            f += 2 * (self.layer_params(i, active=True) - 2 * self.hidden_size) + self.attention_flops(i, context)
+        return f + 2 * (self.lm_head_params() or self.embedding_params())
+
+    def experts_touched(self, tokens: int) -> float:
+        """Expected distinct routed experts hit by `tokens` tokens under uniform routing: E·(1−(1−K/E)^T)."""
+        e, k = self.n_routed_experts, self.top_k
+        return e * (1 - (1 - k / e) ** tokens) if e else 0.0
+
+    def decode_bytes(self, batch: int, context: int, dtype_bytes: int, layers: int | None = None) -> float:
+        """Bytes one decode step moves: weights touched (experts actually hit), KV cache read, activations."""
+        n = self.num_hidden_layers if layers is None else layers
+        h = self.hidden_size
+        w = 0.0
+        for i in range(n):
+            if self.is_moe_layer(i):
+                dense_part = self.layer_params(i) - self.n_routed_experts * self.expert_params()
+                w += dense_part + self.experts_touched(batch) * self.expert_params()
+            else:
+                w += self.layer_params(i)
+            w += batch * self.attended(i, context) * self.kv_elems_per_token(i)  # KV read
+            w += batch * self.kv_elems_per_token(i)  # KV write
+            w += 4 * batch * h  # residual stream in/out of the layer, roughly
+        w += batch * h + (self.lm_head_params() or self.embedding_params()) + h
+        return w * dtype_bytes
+
+    def weight_bytes(self, dtype_bytes: int, layers: int | None = None) -> int:
+        n = self.num_hidden_layers if layers is None else layers
+        p = self.embedding_params() + self.lm_head_params() + self.hidden_size
+        return (p + sum(self.layer_params(i) for i in range(n))) * dtype_bytes
+
+    def kv_bytes(self, batch: int, seq: int, dtype_bytes: int, layers: int | None = None) -> int:
+        n = self.num_hidden_layers if layers is None else layers
+        return sum(batch * seq * self.kv_elems_per_token(i) for i in range(n)) * dtype_bytes
+
+
+def _g(d: dict[str, Any], *keys: str, default: Any = None) -> Any:
+    for k in keys:
+        if d.get(k) is not None:
+            return d[k]
+    return default
+
+
+# Per model_type defaults of the transformers config classes, for keys a config.json may leave out.
+_RMS_EPS = {"llama": 1e-6, "mixtral": 1e-5, "qwen3_moe": 1e-6, "deepseek_v3": 1e-6, "kimi_k2": 1e-6, "gpt_oss": 1e-5}
+_THETA = {"mixtral": 1e6, "gpt_oss": 150000.0}
+_GPT_OSS_ROPE = {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0, "truncate": False,
+                 "original_max_position_embeddings": 4096}
+
+
+def _rope(d: dict[str, Any], mt: str) -> tuple[float, Optional[dict[str, Any]]]:
+    """(rope_theta, scaling dict or None) from either spelling: Hub configs carry `rope_theta` + `rope_scaling`;
+    transformers 5 writes one `rope_parameters` dict holding the theta too."""
+    rp = d.get("rope_parameters")
+    if isinstance(rp, dict) and rp and not any(isinstance(v, dict) for v in rp.values()):
+        theta = float(_g(rp, "rope_theta", default=_g(d, "rope_theta", default=_THETA.get(mt, 10000.0))))
+        scaling = {k: v for k, v in rp.items() if k != "rope_theta"}
+    elif isinstance(rp, dict) and rp:
+        raise ValueError("per-layer-type rope_parameters are not supported")
+    else:
+        theta = float(_g(d, "rope_theta", default=_THETA.get(mt, 10000.0)))
+        scaling = dict(d["rope_scaling"]) if d.get("rope_scaling") else None
+        if scaling is None and mt == "gpt_oss":
+            scaling = dict(_GPT_OSS_ROPE)
+    if scaling is not None and (scaling.get("rope_type") or scaling.get("type") or "default") == "default":
+        scaling = None
+    return theta, scaling
+
+
+def from_hf(d: dict[str, Any]) -> ArchConfig:
+    """Build an ArchConfig from a Hugging Face config.json mapping (model_type decides the variant keys).
+
+    Keys a config.json may omit take the defaults of the matching transformers config class.
+    """
+    mt = d["model_type"]
+    h, nh = d["hidden_size"], d["num_attention_heads"]
+    theta, scaling = _rope(d, mt)
+    common: dict[str, Any] = dict(
+        model_type=mt,
+        hidden_size=h,
+        num_hidden_layers=d["num_hidden_layers"],
+        num_attention_heads=nh,
+        num_key_value_heads=_g(d, "num_key_value_heads", default=nh),
+        head_dim=_g(d, "head_dim", default=64 if mt == "gpt_oss" else h // nh),
+        intermediate_size=d["intermediate_size"],
+        vocab_size=d["vocab_size"],
+        rms_norm_eps=float(_g(d, "rms_norm_eps", default=_RMS_EPS.get(mt, 1e-6))),
+        tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
+        rope_theta=theta,
+        rope_scaling=scaling,
+        max_position_embeddings=_g(d, "max_position_embeddings", default=8192),
+        raw=dict(d),
+    )
+    if mt == "llama":
+        if d.get("mlp_bias"):
+            raise ValueError("llama with mlp_bias is not supported")
+        return ArchConfig(**common, attention_bias=bool(d.get("attention_bias", False)))
+    if mt == "mixtral":
+        return ArchConfig(
+            **common,
+            sliding_window=d.get("sliding_window"),
+            layer_types=("sliding_attention",) * d["num_hidden_layers"] if d.get("sliding_window") else None,
+            n_routed_experts=d["num_local_experts"],
+            top_k=d["num_experts_per_tok"],
+            moe_intermediate_size=d["intermediate_size"],
+            router="softmax",
+            norm_topk_prob=True,
+        )
+    if mt == "qwen3_moe":
+        sparse_step = d.get("decoder_sparse_step", 1)
+        if sparse_step != 1 or d.get("mlp_only_layers"):
+            raise ValueError("qwen3_moe with dense layers interleaved (decoder_sparse_step/mlp_only_layers) is not supported")
+        # transformers applies `sliding_window` to every layer, and only when use_sliding_window is set
+        window = d.get("sliding_window") if d.get("use_sliding_window") else None
+        return ArchConfig(
+            **common,
+            qk_norm=True,
+            attention_bias=bool(d.get("attention_bias", False)),
+            sliding_window=window,
+            layer_types=("sliding_attention",) * d["num_hidden_layers"] if window else None,
+            n_routed_experts=d["num_experts"],
+            top_k=d["num_experts_per_tok"],
+            moe_intermediate_size=d["moe_intermediate_size"],
+            router="softmax",
+            norm_topk_prob=bool(d.get("norm_topk_prob", False)),
+        )
+    if mt in ("deepseek_v3", "kimi_k2"):  # Kimi-K2 is the DeepseekV3 architecture under another model_type
+        if d.get("scoring_func", "sigmoid") != "sigmoid" or d.get("topk_method", "noaux_tc") != "noaux_tc":
+            raise ValueError("deepseek_v3 routing other than scoring_func=sigmoid, topk_method=noaux_tc is not supported")
+        if d.get("moe_layer_freq", 1) != 1:
+            raise ValueError("deepseek_v3 with moe_layer_freq != 1 is not supported")
+        common["head_dim"] = _g(d, "qk_rope_head_dim", default=64)
+        return ArchConfig(
+            **common,
+            attention="mla",
+            attention_bias=bool(d.get("attention_bias", False)),
+            q_lora_rank=d.get("q_lora_rank"),
+            kv_lora_rank=_g(d, "kv_lora_rank", default=512),
+            qk_nope_head_dim=_g(d, "qk_nope_head_dim", default=128),
+            qk_rope_head_dim=_g(d, "qk_rope_head_dim", default=64),
+            v_head_dim=_g(d, "v_head_dim", default=128),
+            n_routed_experts=_g(d, "n_routed_experts", "num_local_experts"),
+            top_k=_g(d, "num_experts_per_tok", default=8),
+            moe_intermediate_size=_g(d, "moe_intermediate_size", default=2048),
+            n_shared_experts=_g(d, "n_shared_experts", default=0),
+            first_k_dense=_g(d, "first_k_dense_replace", default=3),
+            router="sigmoid_grouped",
+            norm_topk_prob=bool(d.get("norm_topk_prob", True)),
+            routed_scaling_factor=float(_g(d, "routed_scaling_factor", default=2.5)),
+            n_group=_g(d, "n_group", default=1),
+            topk_group=_g(d, "topk_group", default=1),
+        )
+    if mt == "gpt_oss":
+        lt = d.get("layer_types")
+        if lt is None or isinstance(lt, str):
+            lt = ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(d["num_hidden_layers"])]
+        return ArchConfig(
+            **common,
+            attention_bias=bool(d.get("attention_bias", True)),
+            attention_sinks=True,
+            sliding_window=_g(d, "sliding_window", default=128),
+            layer_types=tuple(lt),
+            n_routed_experts=_g(d, "num_local_experts", "num_experts"),
+            top_k=_g(d, "num_experts_per_tok", default=4),
+            moe_intermediate_size=d["intermediate_size"],
+            router="topk_softmax",
+            expert_bias=True,
+            activation="swiglu_oai",
+            swiglu_limit=float(_g(d, "swiglu_limit", default=7.0)),
+            swiglu_alpha=float(_g(d, "swiglu_alpha", default=1.702)),
+            norm_scale_fp32=True,
+        )
+    raise ValueError(f"unsupported model_type {mt!r}")

@@ -1,0 +1,1 @@
+"""Where the time goes: region timers, cross-rank wait analysis, Kineto trace analysis, NVML sampling."""

@@ -1,0 +1,1 @@
+"""Reading results: terminal tables, CSV and HTML reports, comparisons."""

@@ -1,0 +1,52 @@
+"""The run's closing table: the workload's models side by side (dense vs MoE), one row per batch size."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from rich.table import Table
+
+from moebench.cli._output import fmt, fmt_params
+
+
+def med(m: Optional[dict[str, Any]]) -> Optional[float]:
+    return None if m is None else m["median"]
+
+
+def spread(m: Optional[dict[str, Any]]) -> str:
+    if m is None:
+        return "—"
+    return f"{fmt(m['median'])} [dim]({fmt(m['p20'])}–{fmt(m['p80'])})[/dim]"
+
+
+def run_table(doc: dict[str, Any]) -> Table:
+    hw = doc["hardware"]
+    price = hw.get("price", {}) or {}
+    p = price.get("usd_per_gpu_hour")
+    title = (
+        f"{doc['workload']['name']} on {hw['name']} ×{hw.get('n_devices', 1)} ({hw.get('device')}, {hw.get('dtype')}, "
+        f"kernels {hw.get('kernels')}) — price {'$%.2f/GPU-h (%s)' % (p, price.get('tier')) if p else 'not set'}"
+    )
+    t = Table(title=title, caption="median (p20–p80); extrapolated = N of L layers measured at real widths, scaled to L",
+              caption_justify="left")
+    for c, j in [
+        ("model", "left"), ("kind", "left"), ("basis", "left"), ("batch", "right"), ("active/total", "right"),
+        ("TTFT ms", "right"), ("TPOT ms", "right"), ("decode tok/s", "right"), ("out tok/s/GPU", "right"),
+        ("$/M in", "right"), ("$/M out", "right"), ("$/M blended", "right"), ("score", "right"), ("score per $/M", "right"),
+    ]:
+        t.add_column(c, justify=j)
+    for r in doc["records"]:
+        m = r["metrics"]
+        usd = m.get("usd_per_mtok") or {}
+        intel = r.get("intelligence")
+        basis = r["basis"] if r["basis"] == "measured" else f"{r['basis']} {r['layers_run']}/{r['layers_total']}L"
+        t.add_row(
+            r["model"], r["kind"], basis, str(r["batch_size"]),
+            f"{fmt_params(r['params']['active'])}/{fmt_params(r['params']['total'])}",
+            spread(m["ttft_ms"]), spread(m["tpot_ms"]), fmt(med(m["decode_tokens_per_s"])),
+            fmt(med(m["output_tokens_per_s_per_gpu"])),
+            fmt(med(usd.get("input"))), fmt(med(usd.get("output"))), fmt(med(usd.get("blended"))),
+            f"{intel['score']:g} ({intel['version']})" if intel else "—",
+            fmt(med(m.get("intelligence_per_usd"))),
+        )
+    return t

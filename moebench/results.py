@@ -1,0 +1,153 @@
+"""Versioned result documents: provenance, statistics with their basis, atomic writes, safe reads.
+
+Schema (documented in results/README.md): a run writes one JSON object with top-level
+`schema_version`, `complete`, `kind`, `run_id`, `created_utc`, `workload`, `hardware`, `environment`,
+`world_size`, `records` (one per model × batch size) and optional `ranks` / `profile` sections.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal, Optional
+
+from moebench import __version__
+from moebench.errors import BadInput
+
+SCHEMA_VERSION = 1
+Basis = Literal["measured", "extrapolated", "projected"]
+
+
+def percentile(xs: list[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default), q in [0, 100]."""
+    s = sorted(xs)
+    if not s:
+        return math.nan
+    pos = (len(s) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def stat(samples: Iterable[float], basis: Basis = "measured", unit: str = "") -> dict[str, Any]:
+    """Median, p20, p80 and n of `samples`, labelled with how they were obtained; samples kept for the gate."""
+    xs = [float(x) for x in samples]
+    return {
+        "median": percentile(xs, 50),
+        "p20": percentile(xs, 20),
+        "p80": percentile(xs, 80),
+        "n": len(xs),
+        "basis": basis,
+        "unit": unit,
+        "samples": xs,
+    }
+
+
+def derive(s: dict[str, Any] | None, fn: Callable[[float], Optional[float]], unit: str = "", basis: Basis | None = None):
+    """A statistic of fn(sample) per sample (so monotone maps keep their spread honest); None propagates."""
+    if s is None:
+        return None
+    ys = [fn(x) for x in s["samples"]]
+    if any(y is None for y in ys):
+        return None
+    return stat(ys, basis or s["basis"], unit)
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict[str, Any]:
+    """Library versions and machine facts, for provenance."""
+    import importlib.metadata as md
+
+    def ver(name: str) -> str | None:
+        try:
+            return md.version(name)
+        except md.PackageNotFoundError:
+            return None
+
+    env: dict[str, Any] = {
+        "moebench_version": __version__,
+        "git_sha": git_sha(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "hostname": platform.node(),
+        "libraries": {n: ver(n) for n in ("torch", "triton", "transformers", "pydantic", "nvidia-ml-py", "pandas")},
+    }
+    if "torch" in sys.modules:
+        import torch
+
+        env["cuda"] = torch.version.cuda
+        env["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+        env["torch_threads"] = torch.get_num_threads()
+    return env
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "model_dump"):
+        return o.model_dump(mode="json")
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, default=_json_default, allow_nan=True)
+
+
+def write_atomic(path: str | Path, doc: dict[str, Any]) -> Path:
+    """Temp file in the same folder, fsync, os.replace: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = dumps(doc)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def new_run_id(name: str) -> str:
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{name}-{os.getpid()}"
+
+
+def load_result(path: str | Path) -> dict[str, Any]:
+    """Read a result file; anything unreadable, malformed or of an unknown schema is one BadInput line."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise BadInput(f"{p}: no such results file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{p}: cannot read results file ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{p}: corrupt results file (invalid JSON at line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(doc, dict) or "schema_version" not in doc:
+        raise BadInput(f"{p}: not a moebench results file (no schema_version)")
+    if doc["schema_version"] != SCHEMA_VERSION:
+        raise BadInput(f"{p}: results schema_version {doc['schema_version']} is not supported (expected {SCHEMA_VERSION})")
+    for key in ("complete", "workload", "hardware", "environment", "records"):
+        if key not in doc:
+            raise BadInput(f"{p}: corrupt results file (missing {key!r})")
+    return doc

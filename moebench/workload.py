@@ -1,0 +1,178 @@
+"""Workload YAML -> frozen, validated objects. A typo is an error; one line names the file and the field."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from moebench.errors import BadInput
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*:[a-z0-9][a-z0-9_.-]*$")
+
+
+class IntelligenceSpec(_Strict):
+    """Either a catalog score pinned by index version, or an explicit score (then index and version are required)."""
+
+    version: str = "v3"
+    index: str = "artificial-analysis-intelligence-index"
+    score: Optional[float] = Field(default=None, ge=0)
+
+
+class ModelEntry(_Strict):
+    name: str
+    layers: Optional[int] = Field(default=None, ge=1, description="run N of the L layers at real widths; extrapolate")
+    weights: str = Field(default="random", description="random | path to a Hugging Face checkpoint directory")
+    intelligence: Optional[IntelligenceSpec] = None
+
+    @field_validator("name")
+    @classmethod
+    def _family_flavor(cls, v: str) -> str:
+        if not MODEL_NAME.match(v):
+            raise ValueError(f"model {v!r} must be written family:flavor (e.g. mixtral:8x7b)")
+        return v
+
+
+class Parallel(_Strict):
+    world_size: int = Field(default=1, ge=1)
+    expert: int = Field(default=1, ge=1)
+    tensor: int = Field(default=1, ge=1)
+    attention: Literal["data", "tensor"] = "data"
+    collective_timeout_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _divides(self) -> "Parallel":
+        if self.world_size % (self.expert * self.tensor):
+            raise ValueError(
+                f"expert×tensor ({self.expert}×{self.tensor}) must divide world_size ({self.world_size})"
+            )
+        return self
+
+    @property
+    def data(self) -> int:
+        return self.world_size // (self.expert * self.tensor)
+
+
+class Scenario(_Strict):
+    prompt_tokens: int = Field(ge=1)
+    output_tokens: int = Field(ge=2, description="≥ 2: TPOT needs a token after the first")
+    batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+
+
+class Timing(_Strict):
+    warmup: int = Field(default=1, ge=0)
+    repeats: int = Field(default=5, ge=1)
+
+
+class PriceSpec(_Strict):
+    tier: Optional[str] = None
+    usd_per_gpu_hour: Optional[float] = Field(default=None, gt=0)
+    # used only when the hardware has no catalog price (the `cpu` entry): the user's own machine cost
+    fallback_usd_per_gpu_hour: Optional[float] = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one(self) -> "PriceSpec":
+        if self.tier is not None and self.usd_per_gpu_hour is not None:
+            raise ValueError("give either tier or usd_per_gpu_hour, not both")
+        return self
+
+
+ROUTING = re.compile(r"^(model|uniform|zipf:\d+(\.\d+)?|hot:\d+)$")
+
+
+class Workload(_Strict):
+    kind: Literal["model"] = "model"
+    name: str
+    description: str = ""
+    models: list[Union[str, ModelEntry]] = Field(min_length=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    kernels: Literal["auto", "torch", "triton"] = "auto"
+    parallel: Parallel = Parallel()
+    scenario: Scenario
+    timing: Timing = Timing()
+    hardware: str = "auto"
+    price: PriceSpec = PriceSpec()
+    intelligence: IntelligenceSpec = IntelligenceSpec()
+    routing: str = "model"
+    profile: bool = False
+    seed: int = 0
+
+    @field_validator("models")
+    @classmethod
+    def _entries(cls, v: list) -> list:
+        return [ModelEntry(name=m) if isinstance(m, str) else m for m in v]
+
+    @field_validator("routing")
+    @classmethod
+    def _routing(cls, v: str) -> str:
+        if not ROUTING.match(v):
+            raise ValueError(f"routing {v!r} must be one of model | uniform | zipf:<s> | hot:<expert>")
+        return v
+
+    @property
+    def model_entries(self) -> list[ModelEntry]:
+        return list(self.models)  # type: ignore[arg-type]
+
+
+def _format_validation(path: str, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in ("ModelEntry", "str")))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required key missing"
+    where = f"{loc}: " if loc else ""
+    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{path}: {where}{msg}{more}"
+
+
+def parse_workload(data: Any, source: str = "<workload>"):
+    """Validate a workload mapping; `kind: kernel` documents become `moebench.bench.schema.KernelWorkload`."""
+    if not isinstance(data, dict):
+        raise BadInput(f"{source}: a workload must be a YAML mapping, got {type(data).__name__}")
+    try:
+        if data.get("kind") == "kernel":
+            from moebench.bench.schema import KernelWorkload
+
+            return KernelWorkload.model_validate(data)
+        return Workload.model_validate(data)
+    except ValidationError as exc:
+        raise BadInput(_format_validation(source, exc)) from None
+
+
+def load_workload(path: str | Path, *, resolve: bool = True):
+    """Read, validate and (with `resolve`) check that every model name exists."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise BadInput(f"{p}: no such workload file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{p}: cannot read workload file ({exc.__class__.__name__}: {exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise BadInput(f"{p}: broken YAML{where}: {problem}") from None
+    wl = parse_workload(data, str(p))
+    if resolve and isinstance(wl, Workload):
+        from moebench.models import resolve_name
+
+        for i, m in enumerate(wl.model_entries):
+            try:
+                resolve_name(m.name)
+            except BadInput as exc:
+                raise BadInput(f"{p}: models[{i}]: {exc}") from None
+    return wl
