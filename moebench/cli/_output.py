@@ -10,7 +10,7 @@ from typing import Any, Optional
 from rich.console import Console
 
 # Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
-out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "0") or 220))
+out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 220))
 err = Console(stderr=True)
 
 
