@@ -13,11 +13,13 @@ import sys
 import traceback
 from typing import Optional
 
-import click
 import typer
 
 from moebench import __version__
 from moebench.errors import ExitCode, MoebenchError
+
+# typer vendors click (typer._click) in recent releases; its usage errors derive from this class.
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 COMMANDS = ("run", "ls", "validate", "compare", "report", "gate", "project")
 
@@ -58,11 +60,11 @@ def main(argv: Optional[list[str]] = None) -> None:
         rv = app(args=argv, standalone_mode=False, prog_name="moebench")
     except MoebenchError as exc:
         _fail(f"error: {exc}", int(exc.code))
-    except click.exceptions.Abort:
+    except typer.Abort:
         _fail("interrupted", int(ExitCode.INTERRUPTED))
-    except click.exceptions.ClickException as exc:
+    except _ClickException as exc:
         _fail(f"usage error: {exc.format_message()}", int(ExitCode.USAGE))
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", int(ExitCode.INTERRUPTED))

@@ -1,0 +1,82 @@
+"""Every kind of bad input: exit 3 (or 4 for the environment), one line naming the file and the field."""
+
+import textwrap
+
+import pytest
+
+from tests.cli.conftest import assert_one_line_error
+
+GOOD = """\
+name: t
+models: [llama3:debug]
+device: cpu
+scenario: {prompt_tokens: 8, output_tokens: 3, batch_sizes: [1]}
+timing: {warmup: 0, repeats: 1}
+"""
+
+
+def write(tmp_path, text):
+    p = tmp_path / "w.yaml"
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+@pytest.mark.parametrize(
+    "text, needles",
+    [
+        ("name: t\nmodels: [llama3:debug\n", ["broken YAML", "line"]),
+        (GOOD + "colour: blue\n", ["colour", "unknown key"]),
+        (GOOD.replace("llama3:debug", "mixtrall:8x7b"), ["models[0]", "unknown model 'mixtrall:8x7b'", "did you mean", "mixtral:8x7b"]),
+        (GOOD.replace("llama3:debug", "llama3:7b"), ["models[0]", "did you mean"]),
+        (GOOD + "parallel: {world_size: 4, expert: 3}\n", ["parallel", "expert×tensor (3×1) must divide world_size (4)"]),
+        (GOOD.replace("prompt_tokens: 8", "prompt_tokens: -8"), ["scenario.prompt_tokens", "greater than or equal to 1"]),
+        (GOOD.replace("batch_sizes: [1]", "batch_sizes: [0]"), ["scenario.batch_sizes.0"]),
+        ("- just\n- a list\n", ["must be a YAML mapping"]),
+        (GOOD.replace("device: cpu", "device: tpu"), ["device"]),
+        (GOOD + "routing: hot\n", ["routing"]),
+    ],
+)
+def test_bad_workload_exits_3_in_one_line(cli, tmp_path, text, needles):
+    p = write(tmp_path, text)
+    for verb in ("validate", "run"):
+        proc = cli(verb, str(p))
+        assert_one_line_error(proc, 3, str(p), *needles)
+
+
+def test_unreadable_and_missing_file(cli, tmp_path):
+    assert_one_line_error(cli("validate", str(tmp_path / "nope.yaml")), 3, "nope.yaml", "no such workload file")
+    p = write(tmp_path, GOOD)
+    p.write_bytes(b"\xff\xfe\x00bad")
+    assert_one_line_error(cli("validate", str(p)), 3, str(p), "cannot read")
+    d = tmp_path / "dir.yaml"
+    d.mkdir()
+    assert_one_line_error(cli("run", str(d)), 3, "dir.yaml")
+
+
+def test_cuda_without_gpu_exits_4(cli, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    proc = cli("run", str(write(tmp_path, GOOD)), "--device", "cuda", "--out", str(tmp_path / "r"))
+    assert_one_line_error(proc, 4, "no CUDA GPU")
+
+
+def test_usage_error_exits_2(cli):
+    proc = cli("run", "--device", "tpu")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_unknown_hardware_and_price_tier(cli, tmp_path):
+    proc = cli("run", str(write(tmp_path, GOOD + "hardware: h100_sx\n")), "--out", str(tmp_path / "r"))
+    assert_one_line_error(proc, 3, "unknown hardware 'h100_sx'", "did you mean")
+
+
+def test_corrupt_results_file_is_one_line(cli, tmp_path):
+    from moebench.errors import BadInput
+    from moebench.results import load_result
+
+    p = tmp_path / "r.json"
+    p.write_text('{"schema_version": 1, "complete": tr')
+    with pytest.raises(BadInput, match="corrupt results file"):
+        load_result(p)

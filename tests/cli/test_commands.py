@@ -1,0 +1,53 @@
+"""The CLI surface users and scripts rely on: --version, ls (with sources), validate, run, --json purity."""
+
+import json
+import subprocess
+import sys
+
+from moebench import __version__
+
+REFERENCE = {
+    "llama3:8b", "llama3:70b", "llama3:405b", "mixtral:8x7b", "gpt-oss:20b", "gpt-oss:120b", "deepseek-v3:671b",
+    "deepseek-v3:r1", "deepseek-v3:kimi-k2", "qwen3-moe:30b-a3b", "qwen3-moe:235b-a22b",
+}
+
+
+def test_import_does_not_import_torch():
+    code = "import sys, moebench; assert 'torch' not in sys.modules; print(moebench.__version__)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == __version__
+
+
+def test_version(cli):
+    proc = cli("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"moebench {__version__}"
+
+
+def test_ls_models_json_lists_reference_architectures(cli):
+    proc = cli("ls", "models", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["name"]: r for r in json.loads(proc.stdout)}
+    assert REFERENCE <= set(rows)
+    for name in REFERENCE:
+        r = rows[name]
+        assert r["kind"] in ("dense", "moe") and r["source"].startswith("moebench")
+        assert abs(r["total_params"] / r["published_total_params"] - 1) < 0.03
+        if r["published_active_params"]:
+            assert abs(r["active_params"] / r["published_active_params"] - 1) < 0.03
+    assert rows["mixtral:8x7b"]["kind"] == "moe" and rows["llama3:405b"]["kind"] == "dense"
+
+
+def test_ls_other_catalogs(cli):
+    hw = json.loads(cli("ls", "hardware", "--json").stdout)
+    assert {"h100_sxm", "gb200_nvl72", "mi355x", "cpu"} <= {h["id"] for h in hw}
+    assert all(h["source"] for h in hw)
+    wls = json.loads(cli("ls", "workloads", "--json").stdout)
+    assert any(w["path"].endswith("quickstart.yaml") and w["valid"] for w in wls)
+    table = cli("ls", "hardware")
+    assert table.returncode == 0 and "h200_sxm" in table.stdout
+
+
+def test_validate_ok(cli, repo):
+    proc = cli("validate", "workloads/quickstart.yaml", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["valid"] and doc["workload"]["name"] == "quickstart"

@@ -1,0 +1,81 @@
+"""`moebench run` end to end on CPU: the table, the result file, --json printing the same record."""
+
+import json
+import textwrap
+
+import pytest
+
+from moebench.results import load_result
+
+SMALL = """\
+name: small
+models: [llama3:debug, mixtral:debug]
+device: cpu
+scenario: {prompt_tokens: 16, output_tokens: 4, batch_sizes: [1, 2]}
+timing: {warmup: 1, repeats: 3}
+price: {fallback_usd_per_gpu_hour: 0.5}
+"""
+
+
+@pytest.fixture(scope="module")
+def json_run(tmp_path_factory):
+    from tests.cli.conftest import moebench
+
+    d = tmp_path_factory.mktemp("run")
+    wl = d / "small.yaml"
+    wl.write_text(SMALL)
+    proc = moebench("run", str(wl), "--json", "--out", str(d / "out"))
+    assert proc.returncode == 0, proc.stderr
+    return proc, d
+
+
+def test_json_is_one_document_and_matches_the_file(json_run):
+    proc, d = json_run
+    doc = json.loads(proc.stdout)  # fails if anything else was printed on stdout
+    files = list((d / "out").glob("*.json"))
+    assert len(files) == 1
+    assert load_result(files[0]) == doc
+    assert doc["complete"] is True and doc["schema_version"] == 1
+    for key in ("workload", "hardware", "environment", "records"):
+        assert key in doc
+    assert doc["environment"]["libraries"]["torch"]
+
+
+def test_records_cover_every_model_and_batch_with_costs(json_run):
+    doc = json.loads(json_run[0].stdout)
+    recs = {(r["model"], r["batch_size"]): r for r in doc["records"]}
+    assert set(recs) == {(m, b) for m in ("llama3:debug", "mixtral:debug") for b in (1, 2)}
+    for r in recs.values():
+        m = r["metrics"]
+        assert r["basis"] == "measured" and m["ttft_ms"]["n"] == 3 and m["tpot_ms"]["median"] > 0
+        assert m["ttft_ms"]["p20"] <= m["ttft_ms"]["median"] <= m["ttft_ms"]["p80"]
+        usd = m["usd_per_mtok"]
+        # blended is the 3:1 mix of the per-sample input and output costs
+        assert usd["blended"]["median"] == pytest.approx((3 * usd["input"]["median"] + usd["output"]["median"]) / 4, rel=0.2)
+        # $/M output = price / (output tok/s × 3600) × 1e6 for one device
+        out_tps = m["output_tokens_per_s"]["median"]
+        assert usd["output"]["median"] == pytest.approx(0.5 / (out_tps * 3600) * 1e6, rel=1e-6)
+        assert m["intelligence_per_usd"] is None  # debug flavors have no published score
+    assert recs[("mixtral:debug", 1)]["params"]["active_ratio"] < 1 == recs[("llama3:debug", 1)]["params"]["active_ratio"]
+
+
+def test_table_run_prints_dense_vs_moe(cli, tmp_path):
+    wl = tmp_path / "w.yaml"
+    wl.write_text(SMALL.replace("[1, 2]", "[1]").replace("repeats: 3", "repeats: 1"))
+    proc = cli("run", str(wl), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr
+    for needle in ("llama3:debug", "mixtral:debug", "dense", "moe", "$/M blended", "TPOT"):
+        assert needle in proc.stdout
+    assert "results:" in proc.stderr
+
+
+def test_explicit_intelligence_score_gives_intelligence_per_dollar(cli, tmp_path):
+    wl = tmp_path / "w.yaml"
+    wl.write_text(textwrap.dedent(SMALL).replace("models: [llama3:debug, mixtral:debug]",
+                  "models: [{name: mixtral:debug, intelligence: {score: 40, version: v3}}]")
+                  .replace("[1, 2]", "[1]").replace("repeats: 3", "repeats: 2"))
+    doc = json.loads(cli("run", str(wl), "--json", "--out", str(tmp_path / "o")).stdout)
+    r = doc["records"][0]
+    assert r["intelligence"]["score"] == 40
+    assert r["metrics"]["intelligence_per_usd"]["median"] == pytest.approx(
+        40 / r["metrics"]["usd_per_mtok"]["blended"]["median"], rel=0.2)

@@ -1,0 +1,52 @@
+import json
+
+import pytest
+
+from moebench.errors import BadInput
+from moebench.results import SCHEMA_VERSION, derive, load_result, percentile, stat, write_atomic
+
+
+def test_percentile_matches_linear_interpolation():
+    xs = [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert percentile(xs, 50) == 3.0
+    assert percentile(xs, 20) == pytest.approx(1.8)  # position 0.8 between 1 and 2
+    assert percentile(xs, 80) == pytest.approx(4.2)
+
+
+def test_stat_and_derive_keep_samples_and_basis():
+    s = stat([10.0, 20.0, 30.0], "extrapolated", "ms")
+    assert (s["median"], s["n"], s["basis"], s["unit"]) == (20.0, 3, "extrapolated", "ms")
+    d = derive(s, lambda ms: 1000.0 / ms, "tok/s")
+    assert d["median"] == pytest.approx(50.0) and d["basis"] == "extrapolated"
+    assert d["p20"] < d["median"] < d["p80"]
+
+
+def test_write_atomic_leaves_no_temp_files(tmp_path):
+    p = write_atomic(tmp_path / "sub" / "r.json", {"a": 1})
+    assert json.loads(p.read_text()) == {"a": 1}
+    assert [f.name for f in p.parent.iterdir()] == ["r.json"]
+
+
+def test_write_atomic_keeps_old_file_when_serialisation_fails(tmp_path):
+    p = write_atomic(tmp_path / "r.json", {"a": 1})
+    with pytest.raises(TypeError):
+        write_atomic(p, {"a": object()})
+    assert json.loads(p.read_text()) == {"a": 1}
+    assert len(list(tmp_path.iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ("{not json", "corrupt results file"),
+        ('{"x": 1}', "no schema_version"),
+        (json.dumps({"schema_version": 999}), "not supported"),
+        (json.dumps({"schema_version": SCHEMA_VERSION}), "missing"),
+    ],
+)
+def test_load_result_rejects_bad_files_in_one_line(tmp_path, content, needle):
+    p = tmp_path / "r.json"
+    p.write_text(content)
+    with pytest.raises(BadInput) as e:
+        load_result(p)
+    assert needle in str(e.value) and "\n" not in str(e.value)
