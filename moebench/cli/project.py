@@ -1,0 +1,218 @@
+"""`moebench project`: what a model would do on hardware you do not own — layout, tokens/s per GPU at stated
+interactivity, $/M tokens — from the analytic model in moebench.projection, optionally calibrated by a run."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from moebench.cli._output import emit_json, fmt, log, out
+from moebench.errors import BadInput
+
+DEFAULT_HARDWARE = "h100_sxm,h200_sxm,b200,gb200_nvl72"
+
+
+class WeightDtype(str, enum.Enum):
+    bf16 = "bf16"
+    fp8 = "fp8"
+    fp4 = "fp4"
+
+
+class KvDtype(str, enum.Enum):
+    bf16 = "bf16"
+    fp8 = "fp8"
+
+
+class Overlap(str, enum.Enum):
+    none = "none"
+    full = "full"
+
+
+class Serving(str, enum.Enum):
+    continuous = "continuous"
+    static = "static"
+
+
+def _numbers(text: str, option: str, kind: type) -> list:
+    vals = []
+    for part in text.split(","):
+        try:
+            v = kind(part.strip())
+        except ValueError:
+            raise BadInput(f"{option}: {part.strip()!r} is not a positive number") from None
+        if v <= 0:
+            raise BadInput(f"{option}: {part.strip()!r} is not a positive number")
+        vals.append(v)
+    return vals
+
+
+def _stat(value: Optional[float], unit: str) -> Optional[dict[str, Any]]:
+    from moebench.results import stat
+
+    return None if value is None else stat([value], "projected", unit)
+
+
+def _record(model: str, p, dev, sc, calib_source: Optional[str]) -> dict[str, Any]:
+    """A projected row shaped like a measured result record (results/README.md), with basis `projected`."""
+    from moebench.projection.sweep import point_json
+
+    j = point_json(p, dev, phases=True)
+    cost = j["usd_per_mtok"]
+    return {
+        "model": model,
+        "hardware_id": dev.id,
+        "batch_size": p.batch,
+        "prompt_tokens": sc.prompt_tokens,
+        "output_tokens": sc.output_tokens,
+        "basis": "projected",
+        "calibration_source": calib_source,
+        "layout": j["layout"],
+        "cost": {"usd_per_gpu_hour": dev.usd_per_gpu_hour, "tier": dev.price_tier, "source": dev.price_source,
+                 "n_gpus": p.layout.n_gpus},
+        "metrics": {
+            "ttft_ms": _stat(p.ttft_ms, "ms"),
+            "tpot_ms": _stat(p.tpot_ms, "ms"),
+            "interactivity_tokens_per_s_per_user": _stat(p.interactivity, "tokens/s/user"),
+            "output_tokens_per_s_per_gpu": _stat(j["output_tokens_per_s_per_gpu"], "tokens/s/gpu"),
+            "total_tokens_per_s_per_gpu": _stat(j["total_tokens_per_s_per_gpu"], "tokens/s/gpu"),
+            "decode_tokens_per_s_per_gpu": _stat(j["decode_tokens_per_s_per_gpu"], "tokens/s/gpu"),
+            "usd_per_mtok": None if cost is None else {k: _stat(cost[k], "USD/Mtok") for k in ("input", "output", "blended")},
+        },
+        "phases": j["phases"],
+        "memory": j["memory"],
+    }
+
+
+def run_projection(
+    *, model: str, hardware: list[str], batches: list[int], prompt: int, output: int, dtype: str, kv_dtype: str,
+    calibrate_path: Optional[Path], price_tier: Optional[str], price: Optional[float], interactivity: list[float],
+    overlap: str, serving: str, max_gpus: int,
+) -> dict[str, Any]:
+    """The whole `project` command as one pure-ish function returning the JSON document."""
+    from moebench import __version__
+    from moebench.catalog import get_hardware
+    from moebench.projection import Assumptions, Scenario, calibrate, device_from_hardware, project, resolve_config
+    from moebench.projection.sweep import DEFAULT_BATCHES, point_json
+
+    cfg = resolve_config(model)
+    sc = Scenario(prompt, output, weight_dtype=dtype, kv_dtype=kv_dtype)
+    base = Assumptions(comm_overlap=1.0 if overlap == "full" else 0.0, serving=serving)  # type: ignore[arg-type]
+    calib = None
+    if calibrate_path is not None:
+        from moebench.results import load_result
+
+        calib = calibrate(load_result(calibrate_path), source=str(calibrate_path), base=base)
+        log(f"calibrated from {calib.source}: compute {calib.efficiency.compute:.3g}, memory {calib.efficiency.memory:.3g} "
+            f"of the {calib.device.roofs_basis} roofs ({calib.method})")
+    doc: dict[str, Any] = {
+        "kind": "projection",
+        "moebench_version": __version__,
+        "basis": "projected",
+        "model": model,
+        "params": {"total": cfg.total_params(), "active": cfg.active_params()},
+        "scenario": {"prompt_tokens": prompt, "output_tokens": output, "weight_dtype": sc.weight_dtype,
+                     "kv_dtype": sc.kv_dtype, "batch_sizes": batches, "interactivity_targets": interactivity},
+        "assumptions": base.to_json(),
+        "calibration": None if calib is None else calib.to_json(),
+        "hardware": [],
+    }
+    for hid in hardware:
+        hw = get_hardware(hid)
+        dev = device_from_hardware(hw, price_tier=price_tier, usd_per_gpu_hour=price)
+        a = base if calib is None else calib.assumptions(base, dev.id)
+        log(f"projecting {model} onto {dev.id} …")
+        proj = project(cfg, dev, sc, a, batches=sorted(set(DEFAULT_BATCHES) | set(batches)), max_gpus=max_gpus)
+        src = None if calib is None else calib.source
+        doc["hardware"].append({
+            "id": dev.id,
+            "name": dev.name,
+            "roofs": {"flops_per_s": dict(dev.flops_per_s), "hbm_bytes_per_s": dev.hbm_bytes_per_s,
+                      "hbm_capacity_bytes": dev.hbm_capacity_bytes, "scale_up_bytes_per_s": dev.scale_up_bytes_per_s,
+                      "domain_size": dev.domain_size, "scale_out_bytes_per_s": dev.scale_out_bytes_per_s},
+            "price": {"usd_per_gpu_hour": dev.usd_per_gpu_hour, "tier": dev.price_tier, "source": dev.price_source},
+            "min_gpus": proj.min_gpus,
+            "notes": proj.notes,
+            "records": [_record(model, p, dev, sc, src) for b in batches if (p := proj.for_batch(b)) is not None],
+            "unfit_batch_sizes": [b for b in batches if proj.for_batch(b) is None],
+            "at_interactivity": [
+                {"target_tokens_per_s_per_user": x, "basis": "projected", "calibration_source": src,
+                 "point": None if (p := proj.at_interactivity(x)) is None else point_json(p, dev)}
+                for x in interactivity
+            ],
+            "frontier": [point_json(p, dev) for p in proj.frontier()],
+        })
+    return doc
+
+
+def _print(doc: dict[str, Any]) -> None:
+    sc = doc["scenario"]
+    out.print(f"[bold]{doc['model']}[/bold] projected: {sc['prompt_tokens']} in / {sc['output_tokens']} out, "
+              f"{sc['weight_dtype']} weights, {sc['kv_dtype']} KV; "
+              + (f"calibrated from {doc['calibration']['source']}" if doc["calibration"] else "catalog peaks × default efficiencies"),
+              highlight=False)
+    for h in doc["hardware"]:
+        price = h["price"]
+        ptxt = f"${price['usd_per_gpu_hour']:.2f}/GPU-h ({price['tier'] or 'given'})" if price["usd_per_gpu_hour"] else "no price"
+        t = Table(title=f"{h['name']} — {ptxt} — min {h['min_gpus'] or '—'} GPUs", title_justify="left")
+        for col in ("batch", "layout", "TTFT ms", "TPOT ms", "tok/s/user", "out tok/s/GPU", "total tok/s/GPU", "$/Mtok blended"):
+            t.add_column(col, justify="left" if col == "layout" else "right")
+        for r in h["records"]:
+            m = r["metrics"]
+            cost = m["usd_per_mtok"]
+            t.add_row(str(r["batch_size"]), r["layout"]["text"], fmt(m["ttft_ms"]["median"]), fmt(m["tpot_ms"]["median"]),
+                      fmt(m["interactivity_tokens_per_s_per_user"]["median"]), fmt(m["output_tokens_per_s_per_gpu"]["median"]),
+                      fmt(m["total_tokens_per_s_per_gpu"]["median"]), fmt(cost["blended"]["median"]) if cost else "—")
+        for b in h["unfit_batch_sizes"]:
+            t.add_row(str(b), "does not fit", *["—"] * 6)
+        out.print(t)
+        t2 = Table(title="best tokens/s per GPU at ≥ interactivity", title_justify="left")
+        for col in ("tok/s/user ≥", "layout", "batch", "TPOT ms", "out tok/s/GPU", "$/Mtok in", "$/Mtok out", "$/Mtok blended"):
+            t2.add_column(col, justify="left" if col == "layout" else "right")
+        for row in h["at_interactivity"]:
+            p = row["point"]
+            if p is None:
+                t2.add_row(fmt(row["target_tokens_per_s_per_user"]), "not reachable", *["—"] * 6)
+                continue
+            c = p["usd_per_mtok"] or {}
+            t2.add_row(fmt(row["target_tokens_per_s_per_user"]), p["layout"]["text"], str(p["batch_size"]), fmt(p["tpot_ms"]),
+                       fmt(p["output_tokens_per_s_per_gpu"]), fmt(c.get("input")), fmt(c.get("output")), fmt(c.get("blended")))
+        out.print(t2)
+        for note in h["notes"]:
+            out.print(f"note: {note}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def project(
+        model: str = typer.Option(..., "--model", help="family:flavor, e.g. deepseek-v3:671b."),
+        hardware: str = typer.Option(DEFAULT_HARDWARE, "--hardware", help="Comma-separated catalog ids."),
+        batch: str = typer.Option("1,8,64,256", "--batch", help="Comma-separated concurrent sequences per model instance."),
+        prompt: int = typer.Option(1024, "--prompt", min=1, help="Prompt tokens per request."),
+        output: int = typer.Option(256, "--output", min=2, help="Output tokens per request."),
+        dtype: WeightDtype = typer.Option(WeightDtype.bf16, "--dtype", help="Weight format (fp4/fp8 run weight-only where the tensor cores lack them)."),
+        kv_dtype: KvDtype = typer.Option(KvDtype.bf16, "--kv-dtype", help="KV-cache format."),
+        calibrate_: Optional[Path] = typer.Option(None, "--calibrate", help="A result JSON to fit efficiencies from."),
+        price_tier: Optional[str] = typer.Option(None, "--price-tier", help="hyperscaler | neocloud | rental | on-demand (default: the catalog's first)."),
+        price: Optional[float] = typer.Option(None, "--price", min=0.0, help="USD per GPU-hour, overriding the catalog."),
+        interactivity: str = typer.Option("10,20,50,100", "--interactivity", help="Comma-separated tokens/s/user targets."),
+        overlap: Overlap = typer.Option(Overlap.none, "--overlap", help="Hide communication behind compute: none, or full (two-batch overlap)."),
+        serving: Serving = typer.Option(Serving.continuous, "--serving", help="continuous (vLLM/SGLang-style) or static (moebench run)."),
+        max_gpus: int = typer.Option(128, "--max-gpus", min=1, help="Largest model instance to consider."),
+        json_: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    ) -> None:
+        """Project a model onto catalog hardware: layout, tokens/s per GPU at interactivity targets, $/M tokens."""
+        doc = run_projection(
+            model=model, hardware=[h.strip() for h in hardware.split(",") if h.strip()],
+            batches=_numbers(batch, "--batch", int), prompt=prompt, output=output, dtype=dtype.value,
+            kv_dtype=kv_dtype.value, calibrate_path=calibrate_, price_tier=price_tier, price=price,
+            interactivity=_numbers(interactivity, "--interactivity", float), overlap=overlap.value,
+            serving=serving.value, max_gpus=max_gpus,
+        )
+        if json_:
+            emit_json(doc)
+        else:
+            _print(doc)

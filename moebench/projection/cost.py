@@ -1,0 +1,198 @@
+"""Time of one forward step (a batched prefill, or one decode step) on one GPU of a layout, layer by layer and
+phase by phase.
+
+Each op: compute = FLOPs / (peak × efficiency), memory = bytes / (HBM × efficiency), time = the larger +
+launch latency. Collectives: alpha–beta (comm.py). Step = Σ compute-side ops + Σ collectives − the part of the
+collectives hidden behind compute (`comm_overlap`) + host overhead. All quantities are for the busiest GPU:
+the largest attention group (⌈B/dp⌉ sequences) and the EP rank with the most experts (⌈E/ep⌉).
+
+Counting conventions match ArchConfig (2 FLOPs per multiply-add; only routed top-k + shared experts compute),
+with two serving-specific choices:
+- MLA decode runs "absorbed" (as FlashMLA and every DeepSeek server do): scores and values are taken against
+  the 512-wide latent, so attention FLOPs per cached token are 2·heads·(2·kv_lora + rope), not the prefill form;
+- prefill computes logits for the last position of each sequence only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from moebench.models.config import ArchConfig
+from moebench.projection import comm
+from moebench.projection.assumptions import COMM_PHASES, PHASES, Assumptions
+from moebench.projection.device import Device
+from moebench.projection.layout import Layout, kv_shard
+from moebench.projection.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class Op:
+    """Work one GPU does for one op of one layer. Collectives carry `comm_ms` and no FLOPs or bytes."""
+
+    phase: str
+    flops: float = 0.0
+    bytes: float = 0.0
+    dtype: str = "bf16"  # weight format of the matmul (the device picks the tensor-core format)
+    comm_ms: float = 0.0
+
+
+@dataclass
+class PhaseTime:
+    compute_ms: float = 0.0  # FLOP-roof time
+    memory_ms: float = 0.0  # HBM-roof time
+    comm_ms: float = 0.0
+    time_ms: float = 0.0  # what the phase costs on the step's critical path before overlap
+    flops: float = 0.0
+    bytes: float = 0.0
+
+    def to_json(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class StepEstimate:
+    stage: str
+    time_ms: float
+    compute_side_ms: float  # Σ op times of non-collective ops (launch latency included)
+    comm_ms: float
+    hidden_comm_ms: float
+    overhead_ms: float
+    phases: dict[str, PhaseTime] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"time_ms": self.time_ms, "compute_side_ms": self.compute_side_ms, "comm_ms": self.comm_ms,
+                "hidden_comm_ms": self.hidden_comm_ms, "overhead_ms": self.overhead_ms,
+                "phases_ms": {p: t.time_ms for p, t in self.phases.items()}}
+
+
+def op_time_ms(op: Op, dev: Device, a: Assumptions, stage: str) -> tuple[float, float, float]:
+    """(time, compute-roof time, memory-roof time) of one op, in ms."""
+    if op.phase in COMM_PHASES:
+        return op.comm_ms, 0.0, 0.0
+    if op.flops <= 0 and op.bytes <= 0:
+        return 0.0, 0.0, 0.0
+    eff_c, eff_m = a.efficiency.roofs(stage, op.phase)
+    compute = op.flops / (dev.peak_flops(op.dtype) * eff_c) * 1e3
+    memory = op.bytes / (dev.hbm_bytes_per_s * eff_m) * 1e3
+    return max(compute, memory) + a.launch_us / 1e3, compute, memory
+
+
+def _sum_attended(cfg: ArchConfig, layer: int, seq: int) -> float:
+    """Σ over query positions 1..seq of the tokens each attends (causal, sliding window respected)."""
+    w = cfg.sliding_window if cfg.is_sliding_layer(layer) else None
+    if w is None or seq <= w:
+        return seq * (seq + 1) / 2
+    return w * (w + 1) / 2 + (seq - w) * w
+
+
+def _attn_core_flops_per_ctx(cfg: ArchConfig, layer: int, stage: str) -> float:
+    """Score + value FLOPs per query token per attended token."""
+    if cfg.attention == "mla" and stage == "decode":
+        return 2 * cfg.num_attention_heads * (2 * cfg.kv_lora_rank + cfg.qk_rope_head_dim)
+    return cfg.attention_flops(layer, 1) / cfg.attended(layer, 1)
+
+
+def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Scenario, a: Assumptions,
+              stage: str, batch: int) -> list[Op]:
+    """The ops of one layer for `batch` sequences (decode: 1 new token each; prefill: the whole prompt)."""
+    h, tp, n = cfg.hidden_size, lay.attn_tp, lay.n_gpus
+    q = 1 if stage == "decode" else sc.prompt_tokens
+    seqs_g = math.ceil(batch / lay.dp)
+    t_g, t_all = seqs_g * q, batch * q  # tokens in the busiest attention group / in the whole instance
+    ab, kvb = sc.act_bytes, sc.kv_bytes
+    wa, wf = sc.bytes_of(sc.attn_dtype), sc.bytes_of(sc.ffn_dtype)
+    kv_elems, shard = cfg.kv_elems_per_token(layer), kv_shard(cfg, tp)
+    heads_tp = min(tp, cfg.num_attention_heads)
+    ops: list[Op] = []
+
+    # attention: projections (weights stream once per step) and the core (KV cache streams per sequence)
+    p_attn = cfg.attention_params()
+    ops.append(Op("attn", 2 * p_attn * t_g / tp, p_attn * wa / tp + 4 * t_g * h * ab, sc.attn_dtype))
+    per_ctx = _attn_core_flops_per_ctx(cfg, layer, stage)
+    if stage == "decode":
+        ctx = cfg.attended(layer, round(sc.decode_context))
+        core_flops = seqs_g * per_ctx * ctx / heads_tp
+        core_bytes = seqs_g * (ctx + 1) * kv_elems * kvb / shard
+    else:
+        core_flops = seqs_g * per_ctx * _sum_attended(cfg, layer, sc.prompt_tokens) / heads_tp
+        core_bytes = t_g * kv_elems * kvb / shard + 4 * t_g * h * ab / tp  # flash attention: KV written, Q/K/V/O once
+    ops.append(Op("attn", core_flops, core_bytes, "bf16"))
+    if tp > 1:
+        ops.append(Op("allreduce", comm_ms=comm.all_reduce_ms(t_g * h * ab, tp, dev, a.comm)))
+
+    if not cfg.is_moe_layer(layer):
+        p = 3 * h * cfg.intermediate_size
+        ops.append(Op("mlp", 2 * p * t_g / tp, p * wf / tp + t_g * (2 * h + 3 * cfg.intermediate_size / tp) * ab, sc.ffn_dtype))
+        if tp > 1:
+            ops.append(Op("allreduce", comm_ms=comm.all_reduce_ms(t_g * h * ab, tp, dev, a.comm)))
+        return ops
+
+    e, k, f = cfg.n_routed_experts, cfg.top_k, cfg.moe_intermediate_size
+    ops.append(Op("router", 2 * h * e * t_g / tp, cfg.router_params() * 2 + t_g * (h + e) * ab / tp, "bf16"))
+    p_exp = cfg.expert_params()
+    touched = cfg.experts_touched(t_all) / e  # share of experts that at least one token picks this step
+    if lay.ep > 1:
+        # Each token goes once to every EP rank holding one of its k experts: ep·(1 − (1 − 1/ep)^k) ranks.
+        ranks = lay.ep * (1 - (1 - 1 / lay.ep) ** k)
+        disp_bytes = 1.0 if sc.weight_dtype in ("fp8", "fp4") and dev.compute_dtype("fp8") == "fp8" else ab
+        sent = t_all / n * ranks * h
+        ops.append(Op("dispatch", comm_ms=comm.all_to_all_ms(sent * disp_bytes, lay.ep, dev, a.comm)))
+        rows = t_all * k / lay.ep * a.expert_imbalance
+        local = math.ceil(e / lay.ep)
+        w_bytes = local * touched * p_exp * wf
+        ops.append(Op("experts", 2 * rows * p_exp, w_bytes + rows * (2 * h + 3 * f) * ab, sc.ffn_dtype))
+        ops.append(Op("combine", comm_ms=comm.all_to_all_ms(sent * ab, lay.ep, dev, a.comm)))
+    else:
+        rows = t_all * k
+        ops.append(Op("experts", 2 * rows * p_exp / n, e * touched * p_exp * wf / n + rows * (2 * h + 3 * f / n) * ab,
+                      sc.ffn_dtype))
+    if cfg.n_shared_experts:
+        p_sh = cfg.n_shared_experts * 3 * h * f
+        ops.append(Op("experts", 2 * p_sh * t_g / tp, p_sh * wf / tp + t_g * 2 * h * ab, sc.ffn_dtype))
+    if lay.ep == 1 and n > 1:
+        ops.append(Op("allreduce", comm_ms=comm.all_reduce_ms(t_g * h * ab, n, dev, a.comm)))
+    elif lay.ep > 1 and tp > 1:  # the combined tokens are re-assembled across the TP group
+        ops.append(Op("allreduce", comm_ms=comm.all_gather_ms(t_g * h * ab, tp, dev, a.comm)))
+    return ops
+
+
+def lm_head_op(cfg: ArchConfig, lay: Layout, sc: Scenario, batch: int) -> Op:
+    rows = math.ceil(batch / lay.dp)  # one logit row per sequence (prefill: last position only)
+    p = cfg.lm_head_params() or cfg.embedding_params()
+    vocab_rows = rows * cfg.vocab_size / lay.attn_tp
+    return Op("lm_head", 2 * p * rows / lay.attn_tp, p * sc.bytes_of(sc.embed_dtype) / lay.attn_tp + vocab_rows * 4, "bf16")
+
+
+def _layer_groups(cfg: ArchConfig) -> Iterable[tuple[int, int]]:
+    """(representative layer, count): layers that cost the same (same FFN kind, same window) are costed once."""
+    groups: dict[tuple[bool, bool], list[int]] = {}
+    for i in range(cfg.num_hidden_layers):
+        groups.setdefault((cfg.is_moe_layer(i), cfg.is_sliding_layer(i)), []).append(i)
+    return [(ls[0], len(ls)) for ls in groups.values()]
+
+
+def step(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumptions, stage: str, batch: int) -> StepEstimate:
+    """One forward of `batch` sequences: a prefill of the whole prompt, or one decode step at the mean context."""
+    phases = {p: PhaseTime() for p in PHASES}
+    compute_side = comm_total = 0.0
+    weighted = [(op, cnt) for layer, cnt in _layer_groups(cfg) for op in layer_ops(cfg, layer, lay, dev, sc, a, stage, batch)]
+    weighted.append((lm_head_op(cfg, lay, sc, batch), 1))
+    for op, cnt in weighted:
+        t, c, m = op_time_ms(op, dev, a, stage)
+        pt = phases[op.phase]
+        pt.compute_ms += c * cnt
+        pt.memory_ms += m * cnt
+        pt.comm_ms += op.comm_ms * cnt
+        pt.time_ms += t * cnt
+        pt.flops += op.flops * cnt
+        pt.bytes += op.bytes * cnt
+        if op.phase in COMM_PHASES:
+            comm_total += t * cnt
+        else:
+            compute_side += t * cnt
+    hidden = min(a.comm_overlap * comm_total, compute_side)
+    overhead = a.step_overhead_ms.get(stage, 0.0)
+    return StepEstimate(stage, compute_side + comm_total - hidden + overhead, compute_side, comm_total, hidden, overhead,
+                        {p: t for p, t in phases.items() if t.time_ms > 0})

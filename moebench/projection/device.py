@@ -1,0 +1,124 @@
+"""A device as the cost model sees it: roofs (FLOP/s per dtype, HBM B/s, links) and a price.
+
+Built from a catalog `Hardware` entry, or from roofs a run measured itself (`hardware.measured_roofs` in a
+result document: `{"mem_gbps": …, "matmul_gflops": …}`) when the catalog has no peaks (the `cpu` entry).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+from moebench.errors import BadInput
+
+# Bytes stored per weight. fp4 is NVFP4: 4-bit values plus one fp8 scale per 16 (0.5 + 1/16); fp8 block scales
+# (one fp32 per 128×128 tile) are under 0.03 % and left out.
+BYTES_PER_ELEM = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5625}
+WEIGHT_DTYPES = ("bf16", "fp8", "fp4")  # what `--dtype` offers; fp32/fp16 appear only in calibration sources
+_ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "float8": "fp8", "fp8_e4m3": "fp8",
+            "nvfp4": "fp4", "mxfp4": "fp4"}
+# Weight-only quantization falls back along this order when the tensor cores lack the weight's format
+# (e.g. fp4 weights on H100 run as W4A8 / W4A16).
+_COMPUTE_FALLBACK = {"fp4": ("fp4", "fp8", "bf16"), "fp8": ("fp8", "bf16"), "bf16": ("bf16",), "fp16": ("fp16", "bf16"),
+                     "fp32": ("fp32", "bf16")}
+
+
+def norm_dtype(name: str) -> str:
+    d = _ALIASES.get(name.lower(), name.lower())
+    if d not in BYTES_PER_ELEM:
+        raise BadInput(f"unknown dtype {name!r}; choose one of {', '.join(BYTES_PER_ELEM)}")
+    return d
+
+
+@dataclass(frozen=True)
+class Device:
+    """Per-GPU roofs. Bandwidths are one direction, bytes per second; FLOP/s are dense peaks."""
+
+    id: str
+    name: str
+    flops_per_s: Mapping[str, float]  # dtype -> peak FLOP/s; only the formats the tensor cores support
+    hbm_bytes_per_s: float
+    hbm_capacity_bytes: Optional[float]  # None: unknown (CPU) -> no capacity check
+    scale_up_bytes_per_s: Optional[float]  # NVLink / Infinity Fabric, per GPU, one direction
+    domain_size: int  # GPUs in one scale-up domain (8 for HGX, 72 for NVL72)
+    scale_out_bytes_per_s: Optional[float]  # NIC, per GPU, one direction
+    usd_per_gpu_hour: Optional[float] = None
+    price_tier: Optional[str] = None
+    price_source: Optional[str] = None
+    roofs_basis: str = "catalog"  # catalog | measured
+
+    def compute_dtype(self, weight_dtype: str) -> str:
+        """The tensor-core format a matmul with `weight_dtype` weights runs in on this device."""
+        for d in _COMPUTE_FALLBACK[weight_dtype]:
+            if self.flops_per_s.get(d):
+                return d
+        # measured roofs cover every dtype through one number; a catalog GPU always has bf16
+        return next(iter(self.flops_per_s))
+
+    def peak_flops(self, dtype: str) -> float:
+        return self.flops_per_s[self.compute_dtype(dtype)]
+
+    def scaled(self, *, flops: float = 1.0, hbm: float = 1.0, links: float = 1.0) -> "Device":
+        """This device with every FLOP/s, the HBM bandwidth and both links multiplied (what-if and property tests)."""
+        return dataclasses.replace(
+            self,
+            flops_per_s={k: v * flops for k, v in self.flops_per_s.items()},
+            hbm_bytes_per_s=self.hbm_bytes_per_s * hbm,
+            scale_up_bytes_per_s=None if self.scale_up_bytes_per_s is None else self.scale_up_bytes_per_s * links,
+            scale_out_bytes_per_s=None if self.scale_out_bytes_per_s is None else self.scale_out_bytes_per_s * links,
+        )
+
+
+def device_from_hardware(
+    hw: Any,
+    *,
+    price_tier: Optional[str] = None,
+    usd_per_gpu_hour: Optional[float] = None,
+    measured_roofs: Optional[Mapping[str, Any]] = None,
+) -> Device:
+    """A `Device` from a catalog `Hardware`; `measured_roofs` stand in where the catalog has no peaks.
+
+    Catalog peaks win when both exist, so that efficiencies fitted on one catalog GPU mean "fraction of the
+    catalog peak" on every other one.
+    """
+    flops = {k: v * 1e12 for k, v in (hw.peak_tflops or {}).items() if v}
+    hbm = hw.hbm_tbps * 1e12 if hw.hbm_tbps else None
+    basis = "catalog"
+    if not flops or hbm is None:
+        if not measured_roofs:
+            raise BadInput(
+                f"hardware {hw.id!r} has no catalog peaks; project from a result that carries "
+                "hardware.measured_roofs {mem_gbps, matmul_gflops}"
+            )
+        flops, hbm, basis = _roofs(hw.id, measured_roofs)
+    price = None
+    if usd_per_gpu_hour is None:
+        price = hw.price(price_tier) if (price_tier or hw.prices) else None
+    su, so = hw.scale_up, hw.scale_out
+    return Device(
+        id=hw.id,
+        name=hw.name,
+        flops_per_s=flops,
+        hbm_bytes_per_s=hbm,
+        hbm_capacity_bytes=hw.hbm_gb * 1e9 if hw.hbm_gb else None,
+        scale_up_bytes_per_s=su.gbps_uni * 1e9 if su else None,
+        domain_size=su.domain_size if su else 1,
+        scale_out_bytes_per_s=so.gbit_per_gpu / 8 * 1e9 if so else None,
+        usd_per_gpu_hour=usd_per_gpu_hour if usd_per_gpu_hour is not None else (price.usd_per_gpu_hour if price else None),
+        price_tier=None if usd_per_gpu_hour is not None else (price.tier if price else None),
+        price_source="--price" if usd_per_gpu_hour is not None else (price.source if price else None),
+        roofs_basis=basis,
+    )
+
+
+def _roofs(hid: str, roofs: Mapping[str, Any]) -> tuple[dict[str, float], float, str]:
+    try:
+        mem, mm = float(roofs["mem_gbps"]), float(roofs["matmul_gflops"])
+    except (KeyError, TypeError, ValueError):
+        raise BadInput(f"hardware {hid!r}: measured_roofs needs numeric mem_gbps and matmul_gflops") from None
+    if not (mem > 0 and mm > 0 and math.isfinite(mem) and math.isfinite(mm)):
+        raise BadInput(f"hardware {hid!r}: measured_roofs must be positive (got mem_gbps={mem}, matmul_gflops={mm})")
+    # One measured matmul roof stands for every format: a CPU has no faster low-precision path we could count on.
+    return {d: mm * 1e9 for d in BYTES_PER_ELEM}, mem * 1e9, "measured"

@@ -1,0 +1,128 @@
+"""Parallel layouts of one model instance, and what each GPU must hold (weights + KV cache).
+
+A layout is `n_gpus` GPUs serving one copy of the model:
+- attention (and dense FFN layers, shared experts, LM head) runs tensor-parallel over `attn_tp` GPUs, with
+  `n_gpus / attn_tp` data-parallel attention groups (DP attention) sharing the batch;
+- routed experts run either expert-parallel over all `n_gpus` (`ep = n_gpus`: each GPU holds ⌈E/n⌉ experts and
+  tokens travel by all-to-all), or tensor-parallel (`ep = 1`, then `attn_tp = n_gpus`: the vLLM/TRT-LLM TP layout).
+Replicas of an instance (plain DP) do not change per-GPU throughput, so they are not modelled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator
+
+from moebench.errors import BadInput
+from moebench.models.config import ArchConfig
+from moebench.projection.device import Device
+from moebench.projection.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class Layout:
+    n_gpus: int
+    attn_tp: int
+    ep: int  # 1 (experts tensor-parallel over n_gpus) or n_gpus (expert parallel)
+
+    def __post_init__(self) -> None:
+        n, tp, ep = self.n_gpus, self.attn_tp, self.ep
+        if n < 1 or tp < 1 or n % tp:
+            raise BadInput(f"layout: attention TP {tp} must divide the GPU count {n}")
+        if ep not in (1, n):
+            raise BadInput(f"layout: expert parallelism must be 1 or the GPU count {n} (got {ep})")
+        if ep == 1 and tp != n:
+            raise BadInput(f"layout: without expert parallelism, attention TP must span all {n} GPUs (got {tp})")
+
+    @property
+    def dp(self) -> int:
+        """Data-parallel attention groups."""
+        return self.n_gpus // self.attn_tp
+
+    @property
+    def expert_tp(self) -> int:
+        return self.n_gpus // self.ep
+
+    def describe(self, domain_size: int) -> str:
+        nodes = math.ceil(self.n_gpus / max(domain_size, 1))
+        span = f"{nodes} domains" if nodes > 1 else "1 domain"
+        if self.ep > 1:
+            attn = f"DP{self.dp} attention" if self.attn_tp == 1 else f"TP{self.attn_tp}×DP{self.dp} attention"
+            return f"{self.n_gpus} GPUs ({span}): EP{self.ep} experts, {attn}"
+        return f"{self.n_gpus} GPUs ({span}): TP{self.attn_tp}"
+
+    def to_json(self, domain_size: int) -> dict[str, Any]:
+        return {**asdict(self), "dp_attention": self.dp, "expert_tp": self.expert_tp,
+                "domains": math.ceil(self.n_gpus / max(domain_size, 1)), "text": self.describe(domain_size)}
+
+
+def kv_shard(cfg: ArchConfig, tp: int) -> int:
+    """How many ways TP splits the KV cache: GQA by KV heads (beyond them, ranks hold copies); MLA's latent
+    is one vector per token that every head reads, so TP replicates it (why DeepSeek serves with DP attention)."""
+    return 1 if cfg.attention == "mla" else min(tp, cfg.num_key_value_heads)
+
+
+def weight_bytes_per_gpu(cfg: ArchConfig, lay: Layout, sc: Scenario) -> float:
+    """Bytes of weights on the busiest GPU (uneven expert splits count the GPU with ⌈E/ep⌉ experts)."""
+    h, tp = cfg.hidden_size, lay.attn_tp
+    wa, wf, we = sc.bytes_of(sc.attn_dtype), sc.bytes_of(sc.ffn_dtype), sc.bytes_of(sc.embed_dtype)
+    total = 0.0
+    for i in range(cfg.num_hidden_layers):
+        total += cfg.attention_params() * wa / tp + 2 * h * we
+        if cfg.is_moe_layer(i):
+            local_experts = math.ceil(cfg.n_routed_experts / lay.ep)
+            total += local_experts * cfg.expert_params() * wf / lay.expert_tp
+            total += cfg.n_shared_experts * 3 * h * cfg.moe_intermediate_size * wf / tp
+            total += cfg.router_params() * we  # replicated: every rank routes its own tokens
+        else:
+            total += 3 * h * cfg.intermediate_size * wf / tp
+    total += (cfg.embedding_params() + cfg.lm_head_params()) * we / tp + h * we  # vocab-parallel
+    return total
+
+
+def kv_bytes_per_seq(cfg: ArchConfig, lay: Layout, sc: Scenario) -> float:
+    """KV-cache bytes one sequence of prompt + output tokens keeps on each GPU of its attention group."""
+    seq = sc.prompt_tokens + sc.output_tokens
+    per_seq = sum(cfg.attended(i, seq) * cfg.kv_elems_per_token(i) for i in range(cfg.num_hidden_layers))
+    return per_seq * sc.kv_bytes / kv_shard(cfg, lay.attn_tp)
+
+
+@dataclass(frozen=True)
+class Memory:
+    weights_bytes: float
+    kv_bytes: float
+    capacity_bytes: float | None  # usable: HBM × mem_util
+
+    @property
+    def fits(self) -> bool:
+        return self.capacity_bytes is None or self.weights_bytes + self.kv_bytes <= self.capacity_bytes
+
+    def to_json(self) -> dict[str, Any]:
+        gb = 1e9
+        return {"weights_gb_per_gpu": self.weights_bytes / gb, "kv_gb_per_gpu": self.kv_bytes / gb,
+                "usable_gb_per_gpu": None if self.capacity_bytes is None else self.capacity_bytes / gb, "fits": self.fits}
+
+
+def memory(cfg: ArchConfig, lay: Layout, sc: Scenario, dev: Device, batch: int, mem_util: float) -> Memory:
+    seqs = math.ceil(batch / lay.dp)  # the busiest attention group
+    cap = None if dev.hbm_capacity_bytes is None else dev.hbm_capacity_bytes * mem_util
+    return Memory(weight_bytes_per_gpu(cfg, lay, sc), seqs * kv_bytes_per_seq(cfg, lay, sc), cap)
+
+
+def gpu_counts(dev: Device, max_gpus: int) -> list[int]:
+    """Instance sizes worth trying: powers of two, the scale-up domain, and whole domains beyond it."""
+    d = max(dev.domain_size, 1)
+    counts = {2**k for k in range(0, 16) if 2**k <= max_gpus} | {d * k for k in range(1, max_gpus // d + 1)}
+    return sorted(c for c in counts if c <= max_gpus)
+
+
+def layouts(cfg: ArchConfig, dev: Device, max_gpus: int) -> Iterator[Layout]:
+    """Every layout this module models, up to `max_gpus` GPUs per instance."""
+    for n in gpu_counts(dev, max_gpus):
+        if n <= cfg.num_attention_heads:
+            yield Layout(n, n, 1)  # pure tensor parallel (dense models: the only choice)
+        if cfg.is_moe and n > 1:
+            for tp in (1, 2, 4, 8):  # TP attention stays inside one domain: its all-reduce is latency-bound
+                if tp <= min(n, max(dev.domain_size, 1)) and n % tp == 0:
+                    yield Layout(n, tp, n)

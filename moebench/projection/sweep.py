@@ -1,0 +1,154 @@
+"""From step times to what a buyer asks: TTFT, TPOT, throughput per GPU against interactivity, $/M tokens.
+
+Serving model (`Assumptions.serving`):
+- `static` (what `moebench run` measures): one batch of B prompts is prefilled, then decoded together;
+  TTFT = prefill(B), TPOT = one decode step.
+- `continuous` (vLLM / SGLang / TRT-LLM under load, what InferenceMAX measures): B requests stay in flight and a
+  finished one is replaced at once, so each decode step also carries B/(O−1) newcomers' prefill on average.
+  TTFT = prefill of one prompt (queueing not modelled), TPOT = (prefill(B) + (O−1)·step − TTFT) / (O−1).
+Both do the same work per B requests, so throughput is the same: B·tokens / (prefill(B) + (O−1)·step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+from moebench import tokenomics as tk
+from moebench.models.config import ArchConfig
+from moebench.projection.assumptions import Assumptions
+from moebench.projection.cost import StepEstimate, step
+from moebench.projection.device import Device
+from moebench.projection.layout import Layout, Memory, layouts, memory
+from moebench.projection.scenario import Scenario
+
+DEFAULT_BATCHES = tuple(2**k for k in range(16))  # 1 … 32768 sequences per instance
+DEFAULT_INTERACTIVITY = (10.0, 20.0, 50.0, 100.0)  # tokens/s/user
+
+
+@dataclass(frozen=True)
+class Point:
+    """One layout serving `batch` concurrent sequences, per GPU where it says so."""
+
+    layout: Layout
+    batch: int
+    prefill: StepEstimate  # B prompts at once
+    decode: StepEstimate  # one step of B sequences
+    ttft_ms: float
+    tpot_ms: float
+    memory: Memory
+    rates: dict[str, float]  # input / output / total tokens per second of the instance
+
+    @property
+    def interactivity(self) -> float:
+        return tk.interactivity(self.tpot_ms) or 0.0
+
+    def per_gpu(self, kind: str) -> float:
+        return tk.per_gpu(self.rates[kind], self.layout.n_gpus)
+
+    @property
+    def decode_tokens_per_s_per_gpu(self) -> float:
+        """Decode-only rate (what disaggregated decode pools report): B / step / GPUs."""
+        return self.batch / (self.decode.time_ms / 1e3) / self.layout.n_gpus
+
+    def usd_per_mtok(self, usd_per_gpu_hour: Optional[float]) -> Optional[dict[str, float]]:
+        if usd_per_gpu_hour is None:
+            return None
+        n = self.layout.n_gpus
+        cost = {k: tk.usd_per_mtok(usd_per_gpu_hour, n, self.rates[k]) for k in ("input", "output", "total")}
+        cost["blended"] = tk.blended_usd_per_mtok(cost["input"], cost["output"])
+        return cost
+
+
+def evaluate(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumptions, batch: int) -> Point:
+    pre = step(cfg, lay, dev, sc, a, "prefill", batch)
+    dec = step(cfg, lay, dev, sc, a, "decode", batch)
+    o = sc.output_tokens
+    if a.serving == "static":
+        ttft, tpot = pre.time_ms, dec.time_ms
+    else:
+        ttft = step(cfg, lay, dev, sc, a, "prefill", 1).time_ms
+        tpot = (pre.time_ms + (o - 1) * dec.time_ms - ttft) / (o - 1)
+    rates = tk.request_rates(batch, sc.prompt_tokens, o, pre.time_ms, dec.time_ms)
+    return Point(lay, batch, pre, dec, ttft, tpot, memory(cfg, lay, sc, dev, batch, a.mem_util), rates)
+
+
+@dataclass
+class Projection:
+    """Every fitting (layout, batch) point on one device, and the picks a report needs."""
+
+    device: Device
+    points: list[Point]
+    notes: list[str] = field(default_factory=list)
+
+    def for_batch(self, batch: int) -> Optional[Point]:
+        """The memory check fixes the fewest GPUs that hold weights + this batch's KV; among the layouts of that
+        size, the fastest (the highest token rate for the same work)."""
+        fits = [p for p in self.points if p.batch == batch]
+        if not fits:
+            return None
+        n = min(p.layout.n_gpus for p in fits)
+        return max((p for p in fits if p.layout.n_gpus == n), key=lambda p: p.rates["output"])
+
+    def at_interactivity(self, tokens_per_s_per_user: float) -> Optional[Point]:
+        """Most output tokens/s per GPU among points at least this interactive (an SLO: ≥ target).
+
+        A step function of the target, so a faster device can never look worse at any target."""
+        ok = [p for p in self.points if p.interactivity >= tokens_per_s_per_user]
+        return max(ok, key=lambda p: p.per_gpu("output"), default=None)
+
+    def frontier(self) -> list[Point]:
+        """Pareto frontier of (interactivity, output tokens/s/GPU), by rising interactivity."""
+        best: list[Point] = []
+        for p in sorted(self.points, key=lambda p: (-p.interactivity, -p.per_gpu("output"))):
+            if not best or p.per_gpu("output") > best[-1].per_gpu("output"):
+                best.append(p)
+        return best[::-1]
+
+    @property
+    def min_gpus(self) -> Optional[int]:
+        return min((p.layout.n_gpus for p in self.points), default=None)
+
+
+def project(cfg: ArchConfig, dev: Device, sc: Scenario, a: Assumptions, *,
+            batches: Iterable[int] = DEFAULT_BATCHES, max_gpus: int = 128,
+            only: Optional[Iterable[Layout]] = None) -> Projection:
+    """Evaluate every layout (or `only` these) × batch whose weights + KV fit; notes say what could not."""
+    cands = list(only) if only is not None else list(layouts(cfg, dev, max_gpus))
+    pts: list[Point] = []
+    notes: list[str] = []
+    for lay in cands:
+        for b in sorted(set(batches)):
+            mem = memory(cfg, lay, sc, dev, b, a.mem_util)
+            if not mem.fits:
+                break  # KV grows with the batch: larger batches do not fit either
+            pts.append(evaluate(cfg, lay, dev, sc, a, b))
+    if dev.compute_dtype(sc.ffn_dtype) != sc.ffn_dtype:
+        notes.append(f"{sc.ffn_dtype} weights run weight-only on {dev.id} (no {sc.ffn_dtype} tensor cores): "
+                     f"{dev.compute_dtype(sc.ffn_dtype)} matmuls, {sc.ffn_dtype} bytes")
+    if not pts:
+        notes.append(f"does not fit in {max(l.n_gpus for l in cands) if cands else 0} GPUs at any batch "
+                     f"(raise --max-gpus or lower the precision)")
+    return Projection(dev, pts, notes)
+
+
+def point_json(p: Point, dev: Device, *, phases: bool = False) -> dict[str, Any]:
+    """Plain numbers with units in the names (records carry the same numbers as statistics)."""
+    d: dict[str, Any] = {
+        "layout": p.layout.to_json(dev.domain_size),
+        "batch_size": p.batch,
+        "ttft_ms": p.ttft_ms,
+        "tpot_ms": p.tpot_ms,
+        "decode_step_ms": p.decode.time_ms,
+        "prefill_batch_ms": p.prefill.time_ms,
+        "interactivity_tokens_per_s_per_user": p.interactivity,
+        "output_tokens_per_s_per_gpu": p.per_gpu("output"),
+        "input_tokens_per_s_per_gpu": p.per_gpu("input"),
+        "total_tokens_per_s_per_gpu": p.per_gpu("total"),
+        "decode_tokens_per_s_per_gpu": p.decode_tokens_per_s_per_gpu,
+        "usd_per_mtok": p.usd_per_mtok(dev.usd_per_gpu_hour),
+        "memory": p.memory.to_json(),
+    }
+    if phases:
+        d["phases"] = {"prefill": p.prefill.to_json(), "decode": p.decode.to_json()}
+    return d

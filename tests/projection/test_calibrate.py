@@ -1,0 +1,98 @@
+"""Calibration: projecting a measured run back onto the hardware it ran on reproduces it within 10 %."""
+
+from __future__ import annotations
+
+import pytest
+
+from moebench.catalog import get_hardware
+from moebench.errors import BadInput
+from moebench.projection import Assumptions, Layout, Scenario, calibrate, device_for, evaluate
+from moebench.projection.device import device_from_hardware
+from tests.projection.synthetic import TRUTH, synthetic_result
+
+CPU_ROOFS = {"mem_gbps": 11.5, "matmul_gflops": 95.0, "matmul_dtype": "float32", "basis": "measured"}
+
+
+def _reproduces(doc, calib, cfg, dev, lay, within=0.10):
+    a = calib.assumptions(Assumptions(serving="static"), dev.id)
+    for rec in doc["records"]:
+        d = _dtype(doc)
+        sc = Scenario(rec["prompt_tokens"], rec["output_tokens"], weight_dtype=d, kv_dtype=d, act_dtype=d)
+        p = evaluate(cfg, lay, dev, sc, a, rec["batch_size"])
+        for name, got in (("ttft_ms", p.ttft_ms), ("tpot_ms", p.tpot_ms)):
+            want = rec["metrics"][name]["median"]
+            assert got == pytest.approx(want, rel=within), f"{name} at batch {rec['batch_size']}: {got} vs {want}"
+
+
+def _dtype(doc):
+    return {"bfloat16": "bf16", "float32": "fp32"}[doc["hardware"]["dtype"]]
+
+
+@pytest.mark.parametrize("model", ["mixtral:8x7b", "llama3:70b", "qwen3-moe:30b-a3b"])
+def test_self_consistency_on_a_catalog_gpu(cfgs, model):
+    """A run "measured" on one H100 (made by the model with hidden efficiencies and ±3 % noise) is reproduced."""
+    cfg = cfgs[model].with_layers(4)  # four layers at real widths: fits one GPU, like an extrapolated run
+    dev = device_for("h100_sxm")
+    doc = synthetic_result(model, cfg, dev, TRUTH, hardware={"id": "h100_sxm"}, noise=0.03)
+    doc["records"] = [{**r, "layers_run": 4, "layers_total": cfgs[model].num_hidden_layers} for r in doc["records"]]
+    calib = calibrate(doc, resolve=lambda name: cfgs[name])
+    assert calib.method == "ttft_tpot"
+    assert calib.efficiency.memory == pytest.approx(TRUTH.efficiency.memory, rel=0.25)
+    _reproduces(doc, calib, cfg, dev, Layout(1, 1, 1))
+    rows = {f["batch_size"]: f for f in calib.fit}
+    assert rows[64]["tpot_ms"]["fitted"] == pytest.approx(rows[64]["tpot_ms"]["measured"], rel=0.1)
+
+
+def test_self_consistency_on_cpu_with_measured_roofs(cfgs):
+    """The `cpu` entry has no catalog peaks: the run's measured roofs are the roofs."""
+    cfg = cfgs["mixtral:debug"]
+    dev = device_from_hardware(get_hardware("cpu"), measured_roofs=CPU_ROOFS)
+    truth = TRUTH.replace(launch_us=40.0, step_overhead_ms={"prefill": 4.0, "decode": 2.5})
+    doc = synthetic_result("mixtral:debug", cfg, dev, truth, hardware={"id": "cpu", "measured_roofs": CPU_ROOFS},
+                           dtype="fp32", noise=0.05, prompt=128, output=32, batches=(1, 8, 32))
+    calib = calibrate(doc, resolve=lambda name: cfgs[name])
+    assert calib.device.roofs_basis == "measured"
+    _reproduces(doc, calib, cfg, dev, Layout(1, 1, 1))
+    # the host overhead belongs to the machine it was measured on
+    assert calib.assumptions(Assumptions(), "b200").step_overhead_ms == {}
+    assert calib.assumptions(Assumptions(), "cpu").step_overhead_ms == calib.step_overhead_ms
+
+
+def test_self_consistency_with_per_phase_profile_and_expert_parallel(cfgs):
+    """A 4-GPU expert-parallel run with a per-phase profile: each phase gets its own factor."""
+    cfg = cfgs["mixtral:8x7b"].with_layers(2)
+    dev = device_for("h200_sxm")
+    lay = Layout(4, 1, 4)
+    truth = TRUTH.replace(efficiency=TRUTH.efficiency.__class__(compute=0.5, memory=0.7,
+                                                                  by_phase={"decode/experts": 0.6, "decode/attn": 1.2}))
+    doc = synthetic_result("mixtral:8x7b", cfg, dev, truth, hardware={"id": "h200_sxm"}, profile=True, layout=lay,
+                           noise=0.02)
+    calib = calibrate(doc, resolve=lambda name: cfgs[name])
+    assert calib.method == "profile"
+    assert set(calib.efficiency.by_phase) >= {"decode/experts", "decode/attn", "prefill/experts"}
+    _reproduces(doc, calib, cfg, dev, lay)
+
+
+def test_projected_rows_name_their_calibration_source(cfgs):
+    from moebench.cli.project import _record
+
+    cfg = cfgs["mixtral:8x7b"].with_layers(4)
+    dev = device_for("h100_sxm")
+    doc = synthetic_result("mixtral:8x7b", cfg, dev, TRUTH, hardware={"id": "h100_sxm"})
+    calib = calibrate(doc, source="runs/x.json", resolve=lambda name: cfgs[name])
+    sc = Scenario(256, 32)
+    rec = _record("mixtral:8x7b", evaluate(cfg, Layout(1, 1, 1), dev, sc, calib.assumptions(Assumptions(), "b200"), 4),
+                  dev, sc, calib.source)
+    assert rec["basis"] == "projected" and rec["calibration_source"] == "runs/x.json (h100_sxm)"
+    assert rec["metrics"]["tpot_ms"]["basis"] == "projected"
+
+
+@pytest.mark.parametrize("doc", [
+    {},
+    {"hardware": {"id": "h100_sxm"}, "records": []},
+    {"hardware": {"id": "cpu"}, "records": [{"model": "mixtral:debug"}]},
+    {"hardware": {"id": "no-such-gpu"}, "records": []},
+])
+def test_unusable_documents_are_bad_input(doc):
+    with pytest.raises(BadInput):
+        calibrate(doc)

@@ -1,0 +1,54 @@
+"""Projections are monotone in HBM bandwidth, FLOP/s and link bandwidth: a faster device never looks slower."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from moebench.projection import Assumptions, Efficiency, Layout, Scenario, device_for, evaluate, project, resolve_config
+
+MODELS = ("llama3:70b", "mixtral:8x7b", "deepseek-v3:671b", "gpt-oss:120b")
+HARDWARE = ("h100_sxm", "b200", "gb200_nvl72", "mi355x")
+CFGS = {m: resolve_config(m) for m in MODELS}
+
+factor = st.floats(min_value=1.0, max_value=8.0, allow_nan=False)
+settings_ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@settings_
+@given(model=st.sampled_from(MODELS), hw=st.sampled_from(HARDWARE), batch=st.integers(1, 4096),
+       prompt=st.integers(1, 8192), output=st.integers(2, 2048), dtype=st.sampled_from(["bf16", "fp8", "fp4"]),
+       n_pow=st.integers(0, 5), tp_pow=st.integers(0, 3), ep_wide=st.booleans(),
+       flops=factor, hbm=factor, links=factor, overlap=st.sampled_from([0.0, 0.5, 1.0]),
+       serving=st.sampled_from(["static", "continuous"]))
+def test_faster_device_never_slower(model, hw, batch, prompt, output, dtype, n_pow, tp_pow, ep_wide, flops, hbm, links,
+                                    overlap, serving):
+    cfg, dev = CFGS[model], device_for(hw)
+    n = 2**n_pow
+    tp = min(2**tp_pow, n)
+    lay = Layout(n, tp, n) if (cfg.is_moe and ep_wide and n > 1) else Layout(n, n, 1)
+    sc = Scenario(prompt, output, weight_dtype=dtype)
+    a = Assumptions(efficiency=Efficiency(compute=0.6, memory=0.7), comm_overlap=overlap, serving=serving)
+    slow = evaluate(cfg, lay, dev, sc, a, batch)
+    fast = evaluate(cfg, lay, dev.scaled(flops=flops, hbm=hbm, links=links), sc, a, batch)
+    eps = 1e-9
+    assert fast.decode.time_ms <= slow.decode.time_ms * (1 + eps)
+    assert fast.prefill.time_ms <= slow.prefill.time_ms * (1 + eps)
+    assert fast.ttft_ms <= slow.ttft_ms * (1 + eps)
+    assert fast.tpot_ms <= slow.tpot_ms * (1 + eps)
+    assert fast.per_gpu("output") >= slow.per_gpu("output") * (1 - eps)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=st.sampled_from(MODELS), hw=st.sampled_from(HARDWARE), hbm=factor, flops=factor,
+       target=st.sampled_from([5.0, 20.0, 50.0, 150.0]))
+def test_best_throughput_at_an_interactivity_target_is_monotone(model, hw, hbm, flops, target):
+    """The reported number (best tokens/s/GPU at ≥ target tok/s/user, over layouts and batches) only rises."""
+    cfg, dev = CFGS[model], device_for(hw)
+    sc = Scenario(1024, 256, weight_dtype="fp8")
+    batches = (1, 8, 64, 512)
+    slow = project(cfg, dev, sc, Assumptions(), batches=batches, max_gpus=16).at_interactivity(target)
+    fast = project(cfg, dev.scaled(flops=flops, hbm=hbm), sc, Assumptions(), batches=batches, max_gpus=16).at_interactivity(target)
+    if slow is not None:
+        assert fast is not None
+        assert fast.per_gpu("output") >= slow.per_gpu("output") * (1 - 1e-9)
