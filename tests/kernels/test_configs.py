@@ -1,0 +1,40 @@
+import json
+
+import pytest
+import torch
+
+from moebench_kernels import configs as C
+
+
+def test_file_name_follows_vllm():
+    assert C.config_file_name(8, 14336, "NVIDIA H100 80GB HBM3", torch.bfloat16) == \
+        "E=8,N=14336,device_name=NVIDIA_H100_80GB_HBM3,dtype=bf16.json"
+
+
+def test_nearest_bucket_on_log_scale():
+    assert C.nearest_bucket([1, 16, 256], 3) == 1
+    assert C.nearest_bucket([1, 16, 256], 5) == 16
+    assert C.nearest_bucket([1, 16, 256], 10_000) == 256
+
+
+def test_tuned_file_is_found_and_vllm_format_accepted(tmp_path, monkeypatch):
+    ours = {"1": {"gate_up": dict.fromkeys(C.KEYS, 16) | {"num_warps": 4},
+                  "down": dict.fromkeys(C.KEYS, 32) | {"num_warps": 8}}}
+    vllm = {"64": {"BLOCK_SIZE_M": 64, "BLOCK_SIZE_N": 128, "BLOCK_SIZE_K": 64, "GROUP_SIZE_M": 8,
+                   "num_warps": 8, "num_stages": 3}}
+    (tmp_path / C.config_file_name(4, 32, "Fake GPU", torch.float16)).write_text(json.dumps(ours))
+    (tmp_path / C.config_file_name(4, 64, "Fake GPU", torch.float16)).write_text(json.dumps(vllm))
+    monkeypatch.setenv("MOEBENCH_KERNEL_CONFIGS", str(tmp_path))
+    C.load_configs.cache_clear()
+    got = C.get_configs(2, 2, 4, 32, 16, torch.float16, "Fake GPU")
+    assert got["gate_up"]["num_warps"] == 4 and got["down"]["num_warps"] == 8
+    got = C.get_configs(2, 2, 4, 64, 16, torch.float16, "Fake GPU")
+    assert got["gate_up"] == got["down"] == vllm["64"]
+    C.load_configs.cache_clear()
+
+
+def test_no_file_gives_defaults_and_bad_file_is_explained():
+    d = C.get_configs(1, 2, 8, 14336, 4096, torch.bfloat16, None)
+    assert set(d) == {"gate_up", "down"} and set(d["gate_up"]) == set(C.KEYS)
+    with pytest.raises(ValueError, match="needs the keys"):
+        C.parse_config_doc({"1": {"BLOCK_SIZE_M": 16}}, "x.json")

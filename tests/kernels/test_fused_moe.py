@@ -1,0 +1,90 @@
+import pytest
+import torch
+
+from moebench_kernels.fused_moe import fused_moe, fused_moe_grouped_mm, fused_moe_naive_ref, fused_moe_ref
+from tests.kernels.helpers import DTYPES, TOL, routing
+
+
+def layer(T, K, E, D, F, dtype, bias=False, seed=0):
+    """Weights scaled so every intermediate stays O(1) (fp16 tolerances assume it)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(T, D, generator=g).to(dtype)
+    w13 = (torch.randn(E, 2 * F, D, generator=g) / D**0.5).to(dtype)
+    w2 = (torch.randn(E, D, F, generator=g) / F**0.5).to(dtype)
+    b13 = (0.5 * torch.randn(E, 2 * F, generator=g)).to(dtype) if bias else None
+    b2 = (0.5 * torch.randn(E, D, generator=g)).to(dtype) if bias else None
+    w, ids = routing(T, K, E, seed)
+    return x, w13, w2, w, ids, b13, b2
+
+
+CASES = {
+    "T=1": dict(T=1, K=2, E=8, D=32, F=16),
+    "T not a multiple of the block": dict(T=37, K=2, E=8, D=64, F=48),  # 74 rows, BLOCK_M 16; D, F odd tiles
+    "E=384 K=8": dict(T=3, K=8, E=384, D=32, F=16),
+    "E not a power of two": dict(T=20, K=3, E=6, D=40, F=24),
+}
+
+
+@pytest.mark.usefixtures("interpreter")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", list(CASES))
+def test_triton_matches_ref(case, dtype):
+    x, w13, w2, w, ids, _, _ = layer(**CASES[case], dtype=dtype)
+    torch.testing.assert_close(fused_moe(x, w13, w2, w, ids), fused_moe_ref(x, w13, w2, w, ids), **TOL[dtype])
+
+
+@pytest.mark.usefixtures("interpreter")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_triton_swiglu_oai_with_biases(dtype):
+    x, w13, w2, w, ids, b13, b2 = layer(T=9, K=4, E=8, D=32, F=32, dtype=dtype, bias=True)
+    x = 4 * x  # push gate and up past the ±7 clamp for some entries
+    y = fused_moe(x, w13, w2, w, ids, "swiglu_oai", b13, b2)
+    torch.testing.assert_close(y, fused_moe_ref(x, w13, w2, w, ids, "swiglu_oai", b13, b2), **TOL[dtype])
+
+
+@pytest.mark.usefixtures("interpreter")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_triton_empty_expert_hot_expert_and_skipped_ids(dtype):
+    x, w13, w2, w, ids, _, _ = layer(T=21, K=2, E=5, D=32, F=16, dtype=dtype)
+    ids[:, 0] = 3  # every token on expert 3 (more rows than one block)
+    ids[:, 1] = torch.where(torch.arange(21) % 2 == 0, 1, -1)  # experts 0, 2, 4 empty; half the slots skipped
+    y = fused_moe(x, w13, w2, w, ids)
+    torch.testing.assert_close(y, fused_moe_ref(x, w13, w2, w, ids), **TOL[dtype])
+    # a token whose every slot is -1 gets exactly zero
+    ids[5] = -1
+    assert torch.count_nonzero(fused_moe(x, w13, w2, w, ids)[5]) == 0
+
+
+@pytest.mark.parametrize("activation", ["silu", "swiglu_oai"])
+def test_ref_equals_per_token_formula_fp64(activation):
+    x, w13, w2, w, ids, b13, b2 = layer(T=11, K=3, E=7, D=24, F=10, dtype=torch.float64, bias=True, seed=3)
+    ids[2, 1] = -1
+    y = fused_moe_ref(x, w13, w2, w, ids, activation, b13, b2)
+    torch.testing.assert_close(y, fused_moe_naive_ref(x, w13, w2, w, ids, activation, b13, b2), atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_grouped_mm_path_matches_ref(dtype):
+    x, w13, w2, w, ids, b13, b2 = layer(T=13, K=2, E=6, D=32, F=16, dtype=dtype, bias=True)
+    ids[0, 0] = -1
+    tol = {"atol": 2e-5, "rtol": 2e-5} if dtype == torch.float32 else {"atol": 3e-2, "rtol": 3e-2}
+    torch.testing.assert_close(fused_moe_grouped_mm(x, w13, w2, w, ids, "silu", b13, b2),
+                               fused_moe_ref(x, w13, w2, w, ids, "silu", b13, b2), **tol)
+
+
+def test_bad_shapes_and_activation_are_rejected():
+    x, w13, w2, w, ids, _, _ = layer(T=2, K=2, E=4, D=16, F=8, dtype=torch.float32)
+    with pytest.raises(ValueError, match="activation"):
+        fused_moe_ref(x, w13, w2, w, ids, activation="gelu")
+    with pytest.raises(ValueError, match="shape mismatch"):
+        fused_moe_ref(x, w13, w2[:, :, :4], w, ids)
+
+
+@pytest.mark.usefixtures("interpreter")
+def test_triton_small_tiles_cover_k_loop_tails_and_n_wrap():
+    # 16-wide tiles on D=40, F=24: three K steps with a masked tail, two N blocks with wrapped columns
+    cfg = {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 16, "BLOCK_SIZE_K": 16, "GROUP_SIZE_M": 2, "num_warps": 4,
+           "num_stages": 1}
+    x, w13, w2, w, ids, b13, b2 = layer(T=19, K=2, E=3, D=40, F=24, dtype=torch.float32, bias=True)
+    y = fused_moe(x, w13, w2, w, ids, "silu", b13, b2, configs={"gate_up": cfg, "down": cfg})
+    torch.testing.assert_close(y, fused_moe_ref(x, w13, w2, w, ids, "silu", b13, b2), **TOL[torch.float32])
