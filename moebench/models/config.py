@@ -164,7 +164,12 @@ class ArchConfig:
         return min(context, self.sliding_window) if self.is_sliding_layer(layer) else context
 
     def attention_flops(self, layer: int, context: int) -> int:
-        """Score and value matmul FLOPs for one query token attending `context` tokens."""
+        """Score and value matmul FLOPs for one query token attending `context` tokens.
+
+        MLA counts the multi-head equivalent (q·k over Dn + Dr, p·v over Dv per head), the convention of
+        DeepSeek's own MFU figures; absorbed decode does 2·H·(2·R + Dr) per cached token instead, trading FLOPs
+        for a cache R + Dr wide.
+        """
         nh = self.num_attention_heads
         if self.attention == "mla":
             qk, v = self.qk_nope_head_dim + self.qk_rope_head_dim, self.v_head_dim
@@ -172,16 +177,37 @@ class ArchConfig:
             qk = v = self.head_dim
         return 2 * nh * (qk + v) * self.attended(layer, context)
 
-    def flops_per_token(self, context: int = 0, layers: int | None = None) -> int:
-        """Forward FLOPs for one token at `context` tokens of attention: 2 × active matmul params + attention.
+    def attention_matmul_params(self) -> int:
+        """Weights of the attention projections only (no norms, biases or sinks): what matmuls multiply."""
+        h = self.hidden_size
+        if self.attention == "mla":
+            nh, qk = self.num_attention_heads, self.qk_nope_head_dim + self.qk_rope_head_dim
+            q = h * self.q_lora_rank + self.q_lora_rank * nh * qk if self.q_lora_rank else h * nh * qk
+            kv = h * (self.kv_lora_rank + self.qk_rope_head_dim)
+            kv += self.kv_lora_rank * nh * (self.qk_nope_head_dim + self.v_head_dim)
+            return q + kv + nh * self.v_head_dim * h
+        nh, nkv, hd = self.num_attention_heads, self.num_key_value_heads, self.head_dim
+        return 2 * h * nh * hd + 2 * h * nkv * hd
 
-        Counts only the top-k (+ shared) experts; the input embedding is a gather (0 FLOPs); the LM head counts.
+    def ffn_matmul_params(self, layer: int) -> int:
+        """Weights one token multiplies in the FFN: dense MLP, or router + top-k routed + shared experts."""
+        h = self.hidden_size
+        if not self.is_moe_layer(layer):
+            return 3 * h * self.intermediate_size
+        f = self.moe_intermediate_size
+        return h * self.n_routed_experts + (self.top_k + self.n_shared_experts) * 3 * h * f
+
+    def flops_per_token(self, context: int = 0, layers: int | None = None) -> int:
+        """Forward FLOPs for one token at `context` tokens of attention: 2 × active matmul weights + attention.
+
+        Counts only the top-k (+ shared) experts; norms, biases and the input embedding (a gather) cost no
+        matmul FLOPs; the LM head counts.
         """
         n = self.num_hidden_layers if layers is None else layers
         f = 0
         for i in range(n):
-            f += 2 * (self.layer_params(i, active=True) - 2 * self.hidden_size) + self.attention_flops(i, context)
-        return f + 2 * (self.lm_head_params() or self.embedding_params())
+            f += 2 * (self.attention_matmul_params() + self.ffn_matmul_params(i)) + self.attention_flops(i, context)
+        return f + 2 * self.vocab_size * self.hidden_size
 
     def experts_touched(self, tokens: int) -> float:
         """Expected distinct routed experts hit by `tokens` tokens under uniform routing: E·(1−(1−K/E)^T)."""
@@ -281,7 +307,7 @@ def from_hf(d: dict[str, Any]) -> ArchConfig:
             **common,
             sliding_window=d.get("sliding_window"),
             layer_types=("sliding_attention",) * d["num_hidden_layers"] if d.get("sliding_window") else None,
-            n_routed_experts=d["num_local_experts"],
+            n_routed_experts=_g(d, "num_local_experts", "num_experts"),
             top_k=d["num_experts_per_tok"],
             moe_intermediate_size=d["intermediate_size"],
             router="softmax",
@@ -299,7 +325,7 @@ def from_hf(d: dict[str, Any]) -> ArchConfig:
             attention_bias=bool(d.get("attention_bias", False)),
             sliding_window=window,
             layer_types=("sliding_attention",) * d["num_hidden_layers"] if window else None,
-            n_routed_experts=d["num_experts"],
+            n_routed_experts=_g(d, "num_experts", "num_local_experts"),  # transformers 5 writes the latter
             top_k=d["num_experts_per_tok"],
             moe_intermediate_size=d["moe_intermediate_size"],
             router="softmax",

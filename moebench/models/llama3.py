@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from moebench.models.spec import ModelSpec
-
-
-def _build(cfg):
-    from moebench.models.common.transformer import DecoderLM
-
-    return DecoderLM(cfg)
-
+from moebench.models.spec import ModelSpec, build_decoder
 
 DEBUG = {
     "model_type": "llama",
@@ -32,7 +25,7 @@ SPEC = ModelSpec(
     family="llama3",
     kind="dense",
     description="Meta Llama 3.1 dense decoder (GQA, llama3 RoPE scaling, SwiGLU)",
-    build=_build,
+    build=build_decoder,
     debug=DEBUG,
     hf_model_types=("llama",),
 )

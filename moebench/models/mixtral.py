@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from moebench.models.spec import ModelSpec
-
-
-def _build(cfg):
-    from moebench.models.common.transformer import DecoderLM
-
-    return DecoderLM(cfg)
-
+from moebench.models.spec import HFNames, ModelSpec, build_decoder
 
 DEBUG = {
     "model_type": "mixtral",
@@ -32,7 +25,8 @@ SPEC = ModelSpec(
     family="mixtral",
     kind="moe",
     description="Mistral Mixtral sparse MoE (softmax top-2 of 8, renormalised)",
-    build=_build,
+    build=build_decoder,
     debug=DEBUG,
     hf_model_types=("mixtral",),
+    hf_names=HFNames(moe=("block_sparse_moe", "mlp"), experts=("w1", "w3", "w2")),
 )

@@ -1,4 +1,5 @@
-"""A model plugin is a frozen spec: family, dense or MoE, flavors (typed configs), a builder, an HF key map."""
+"""A model plugin is a frozen spec: family, dense or MoE, flavors (typed configs), a builder, and how its
+Hugging Face checkpoints name the pieces (`HFNames`; the loader in checkpoint.py does the rest)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,32 @@ from typing import Any, Callable, Literal, Optional
 from moebench.models.config import ArchConfig, from_hf
 
 
+def build_decoder(cfg: ArchConfig) -> Any:
+    """The shared pre-norm decoder stack (attention variant from `cfg.attention`); imports torch on call, so
+    listing models never does."""
+    from moebench.models.common.transformer import DecoderLM
+
+    return DecoderLM(cfg)
+
+
+@dataclass(frozen=True)
+class HFNames:
+    """What a family's HF checkpoints call the pieces whose names differ between families.
+
+    Everything else follows the Llama naming every family shares (model.layers.{i}.self_attn.q_proj, …).
+    """
+
+    moe: tuple[str, ...] = ("mlp",)  # the MoE block of a layer; the first one present wins
+    router: str = "gate"
+    # per-expert tensors experts.{j}.<gate|up|down>.weight as on the Hub; None: the family has none
+    experts: Optional[tuple[str, str, str]] = ("gate_proj", "up_proj", "down_proj")
+    # fused experts.gate_up_proj: "rows" = [E, 2F, D] gate rows then up rows (transformers 5 layout);
+    # "gpt_oss" = [E, D, 2F] with gate and up interleaved along 2F (even gate, odd up), plus biases
+    fused: Literal["rows", "gpt_oss"] = "rows"
+    # DeepSeek stores rope dims interleaved unless config.json says rope_interleave: false
+    rope_interleave_default: bool = False
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     family: str
@@ -16,9 +43,8 @@ class ModelSpec:
     description: str
     build: Callable[[ArchConfig], Any]  # config -> nn.Module (DecoderLM-compatible), uninitialised
     debug: dict[str, Any]  # HF-style config.json of the CPU-sized `debug` flavor
-    hf_model_types: tuple[str, ...] = ()
-    # HF tensor name -> (our parameter name, transform) ; None: the family has no checkpoint loader
-    hf_key_map: Optional[Callable[[ArchConfig], Any]] = None
+    hf_model_types: tuple[str, ...] = ()  # config.json model_type values this family loads
+    hf_names: HFNames = HFNames()
     extra_flavors: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @functools.cached_property

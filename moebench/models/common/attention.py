@@ -38,6 +38,7 @@ class GQAttention(nn.Module):
         self.wo = nn.Linear(h * d, m, bias=bias)
         self.q_norm = RMSNorm(d, cfg.rms_norm_eps) if cfg.qk_norm else None
         self.k_norm = RMSNorm(d, cfg.rms_norm_eps) if cfg.qk_norm else None
+        # gpt-oss: one learned logit per head that joins the softmax denominator but attends to nothing
         self.sinks = nn.Parameter(torch.zeros(h)) if cfg.attention_sinks else None
         self.rotary = Rotary(cfg, d)
         self.scale = d**-0.5
@@ -68,7 +69,7 @@ class GQAttention(nn.Module):
         if self.sinks is None:
             return F.scaled_dot_product_attention(q_BHSD, k_BGTD, v_BGTD, attn_mask=mask_ST, scale=self.scale, enable_gqa=True)
         # Sinks add one learned logit per head to the softmax denominator (gpt-oss); SDPA has no hook for it.
-        rep = self.n_heads // self.n_kv_heads
+        rep = q_BHSD.shape[1] // k_BGTD.shape[1]  # from the shapes: tensor parallelism slices heads
         k, v = k_BGTD.repeat_interleave(rep, dim=1), v_BGTD.repeat_interleave(rep, dim=1)
         scores = (q_BHSD @ k.transpose(-1, -2)) * self.scale
         scores = scores.masked_fill(~mask_ST, float("-inf"))

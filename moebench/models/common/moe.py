@@ -38,8 +38,14 @@ class Router(nn.Module):
         e = cfg.n_routed_experts
         self.weight = nn.Parameter(torch.empty(e, cfg.hidden_size))
         self.bias = nn.Parameter(torch.zeros(e)) if cfg.router == "topk_softmax" else None
-        # DeepSeek's selection bias is a buffer in the checkpoint (e_score_correction_bias), not trained by SGD.
-        self.register_buffer("e_score_correction_bias", torch.zeros(e) if cfg.router == "sigmoid_grouped" else None)
+        # DeepSeek's selection bias is a buffer in the checkpoint (e_score_correction_bias), not trained by SGD;
+        # it stays fp32 whatever the model dtype, as transformers keeps it (scores are compared in fp32).
+        bias = torch.zeros(e, dtype=torch.float32) if cfg.router == "sigmoid_grouped" else None
+        self.register_buffer("e_score_correction_bias", bias)
+
+    def reset_buffers(self) -> None:
+        if self.e_score_correction_bias is not None and self.e_score_correction_bias.device.type != "meta":
+            self.e_score_correction_bias.zero_()
 
     def logits(self, x_TD: torch.Tensor) -> torch.Tensor:
         if self.kind == "sigmoid_grouped":  # DeepSeek scores in fp32

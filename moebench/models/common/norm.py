@@ -2,12 +2,15 @@
 
 Llama, Qwen and DeepSeek cast back to the input dtype before scaling; gpt-oss scales in fp32 and casts after
 (`scale_fp32`). The two agree in fp32 and differ by one rounding in bf16, so each family keeps its own order.
+The arithmetic is the kernel backend's `rmsnorm` (Triton on GPU, its torch reference on CPU).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from moebench.models.common.ops import ops
 
 
 class RMSNorm(nn.Module):
@@ -18,9 +21,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        if self.scale_fp32:
-            return (self.weight.float() * x32).to(dtype)
-        return self.weight * x32.to(dtype)
+        return ops().rmsnorm(x, self.weight, self.eps, scale_fp32=self.scale_fp32)
+
+    def add_forward(self, x: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(norm(residual + x), residual + x) in one pass: the residual add fused with the next norm."""
+        return ops().fused_add_rmsnorm(x, residual, self.weight, self.eps, scale_fp32=self.scale_fp32)

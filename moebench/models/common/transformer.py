@@ -9,12 +9,14 @@ Legend: B batch, S sequence, M model dim, V vocabulary.
 from __future__ import annotations
 
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import torch
 from torch import nn
 
 from moebench.models.common.attention import GQAttention
+from moebench.models.common.mla import MLAttention
 from moebench.models.common.mlp import SwiGLU
 from moebench.models.common.moe import MoE
 from moebench.models.common.norm import RMSNorm
@@ -35,18 +37,19 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, start: int, cache: dict | None) -> torch.Tensor:
         with region(f"L{self.layer}/attn"):
-            h = x + self.attn(self.attn_norm(x), start, cache)
-        if isinstance(self.ffn, MoE):
-            return h + self.ffn(self.ffn_norm(h))
+            normed, h = self.ffn_norm.add_forward(self.attn(self.attn_norm(x), start, cache), x)
+        if isinstance(self.ffn, MoE):  # the MoE opens its own router / experts regions
+            return h + self.ffn(normed)
         with region(f"L{self.layer}/mlp"):
-            return h + self.ffn(self.ffn_norm(h))
+            return h + self.ffn(normed)
 
 
 class DecoderLM(nn.Module):
     """`forward(input_ids_BS) -> logits_BSV`; with a cache from `new_cache`, incremental decode from `start`."""
 
-    def __init__(self, cfg: ArchConfig, attention: AttentionFactory = GQAttention):
+    def __init__(self, cfg: ArchConfig, attention: AttentionFactory | None = None):
         super().__init__()
+        attention = attention or (MLAttention if cfg.attention == "mla" else GQAttention)
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(Block(cfg, i, attention) for i in range(cfg.num_hidden_layers))
@@ -80,18 +83,36 @@ class DecoderLM(nn.Module):
 
     @torch.no_grad()
     def init_random(self, seed: int, std: float = 0.02) -> "DecoderLM":
-        """Deterministic random weights (HF's initializer_range convention): N(0, std) matrices, unit norms, zero biases."""
+        """Deterministic random weights (HF's initializer_range convention): N(0, std) matrices, unit norms,
+        zero biases.
+
+        Each 16M-element chunk of each matrix draws from its own generator seeded by (seed, parameter name,
+        chunk), so a tensor's values do not depend on which other layers were built (layer 3 of `layers: 4` is
+        layer 3 of the full model) and chunks fill in parallel on CPU: a real-width layer is GBs of normals.
+        """
         self.reset_buffers()
-        g = torch.Generator(device="cpu").manual_seed(seed)
+        jobs = []
         for name, p in self.named_parameters():
             if p.ndim >= 2:
-                if p.device.type == "cpu":
-                    p.normal_(0.0, std, generator=g)
-                else:  # generate on device: per-parameter seed keeps it deterministic and fast
-                    gd = torch.Generator(device=p.device).manual_seed(seed * 1000003 + zlib.crc32(name.encode()))
-                    p.normal_(0.0, std, generator=gd)
+                jobs += [(f"{seed}/{name}/{i}", c) for i, c in enumerate(p.view(-1).split(_INIT_CHUNK))]
             elif name.endswith("norm.weight"):
                 p.fill_(1.0)
             else:
                 p.zero_()
+
+        @torch.no_grad()  # grad mode is per thread: the pool's threads need it too
+        def fill(job: tuple[str, torch.Tensor]) -> None:
+            key, chunk = job
+            g = torch.Generator(device=chunk.device).manual_seed(zlib.crc32(key.encode()))
+            chunk.normal_(0.0, std, generator=g)
+
+        if jobs and jobs[0][1].device.type == "cpu":
+            with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:  # normal_ releases the GIL
+                list(pool.map(fill, jobs))
+        else:
+            for job in jobs:
+                fill(job)
         return self
+
+
+_INIT_CHUNK = 1 << 24

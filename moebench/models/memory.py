@@ -1,0 +1,89 @@
+"""Will this model fit? Bytes a run needs (weights of the layers built + KV cache + working set), checked
+against what the device has free before anything is allocated.
+
+The working set is an upper bound of the largest transients of one forward over the whole prompt: the
+residual stream and projections, the widest FFN intermediate, fp32 attention scores, fp32 logits for every
+position, plus a margin for the allocator and the runtime.
+"""
+
+from __future__ import annotations
+
+from moebench.errors import BadInput
+from moebench.models.config import ArchConfig
+
+GB = 1e9
+RUNTIME_MARGIN_BYTES = 512 * 2**20  # allocator slack, the torch runtime, Python objects
+WEIGHT_MARGIN = 0.03  # fragmentation and per-tensor overhead, as a fraction of the weights
+
+
+def working_set_bytes(cfg: ArchConfig, *, batch: int, max_seq: int, dtype_bytes: int) -> int:
+    tokens = batch * max_seq
+    h, nh = cfg.hidden_size, cfg.num_attention_heads
+    if cfg.attention == "mla":  # expanded keys and values of every cached token during prefill
+        attn = nh * (2 * (cfg.qk_nope_head_dim + cfg.qk_rope_head_dim) + cfg.v_head_dim)
+    else:
+        attn = (nh + 2 * cfg.num_key_value_heads) * cfg.head_dim
+    ffn = 2 * cfg.intermediate_size
+    if cfg.is_moe:
+        moe = cfg.top_k * (3 * cfg.moe_intermediate_size + 2 * h) + 2 * cfg.n_shared_experts * cfg.moe_intermediate_size
+        ffn = max(ffn if cfg.first_k_dense else 0, moe)
+    per_token = (6 * h + attn + ffn) * dtype_bytes
+    scores = 2 * batch * nh * max_seq * max_seq * 4  # scores and probabilities, fp32
+    logits = tokens * cfg.vocab_size * 4
+    return tokens * per_token + scores + logits
+
+
+def required_bytes(cfg: ArchConfig, *, batch: int, max_seq: int, dtype_bytes: int) -> int:
+    """Bytes to build `cfg` (its num_hidden_layers layers, plus embedding and LM head) and run `batch`
+    sequences of up to `max_seq` tokens: weights + KV cache + working set + margins."""
+    weights = cfg.weight_bytes(dtype_bytes)
+    kv = cfg.kv_bytes(batch, max_seq, dtype_bytes)
+    work = working_set_bytes(cfg, batch=batch, max_seq=max_seq, dtype_bytes=dtype_bytes)
+    return int(weights * (1 + WEIGHT_MARGIN) + kv + work + RUNTIME_MARGIN_BYTES)
+
+
+def available_bytes(device: str) -> int:
+    """Free memory now: MemAvailable from /proc/meminfo on CPU, cudaMemGetInfo's free bytes on a GPU."""
+    if device.startswith("cuda"):
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def largest_layers_that_fit(cfg: ArchConfig, *, batch: int, max_seq: int, dtype_bytes: int, available: int) -> int:
+    """The largest `layers:` N (0 if not even one) whose run needs no more than `available` bytes."""
+    full = cfg.full()
+    best = 0
+    for n in range(1, full.num_hidden_layers + 1):
+        if required_bytes(full.with_layers(n), batch=batch, max_seq=max_seq, dtype_bytes=dtype_bytes) > available:
+            break
+        best = n
+    return best
+
+
+def check_fits(name: str, cfg: ArchConfig, *, batch: int, max_seq: int, dtype_bytes: int, device: str) -> None:
+    """Raise BadInput (exit 3) in one line when the run cannot fit on `device`, naming the bytes and the largest
+    `layers:` that would."""
+    need = required_bytes(cfg, batch=batch, max_seq=max_seq, dtype_bytes=dtype_bytes)
+    have = available_bytes(device)
+    if need <= have:
+        return
+    fit = largest_layers_that_fit(cfg, batch=batch, max_seq=max_seq, dtype_bytes=dtype_bytes, available=have)
+    what = f"{name} with layers: {cfg.num_hidden_layers}" if cfg.full_num_layers else name
+    hint = (
+        f"the largest layers: that fits is {fit}"
+        if fit
+        else "not even layers: 1 fits (embedding, LM head and one layer)"
+    )
+    raise BadInput(f"{what} needs {need / GB:.1f} GB but {device} has {have / GB:.1f} GB available; {hint}")

@@ -1,0 +1,71 @@
+"""The memory check refuses a run that cannot fit, before allocating, in one line with the bytes and the
+largest `layers:` that would fit."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from moebench.errors import BadInput, ExitCode
+from moebench.models import memory, resolve_name
+from moebench.models.memory import check_fits, largest_layers_that_fit, required_bytes
+
+GB = 1e9
+
+
+def _cfg(name, layers=None):
+    return resolve_name(name)[1].with_layers(layers)
+
+
+def test_deepseek_671b_with_4_layers_does_not_fit_a_24gb_cpu(monkeypatch):
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 24 * GB)
+    cfg = _cfg("deepseek-v3:671b", 4)
+    need = required_bytes(cfg, batch=1, max_seq=64, dtype_bytes=4)
+    # 4 layers = 3 dense + 1 MoE layer of 256 experts: ≈ 15.1 B parameters, ≈ 60 GB in fp32
+    assert 55 * GB < need < 70 * GB
+    with pytest.raises(BadInput) as exc:
+        check_fits("deepseek-v3:671b", cfg, batch=1, max_seq=64, dtype_bytes=4, device="cpu")
+    msg = str(exc.value)
+    assert exc.value.code == ExitCode.BAD_INPUT and "\n" not in msg
+    assert re.fullmatch(
+        r"deepseek-v3:671b with layers: 4 needs (\d+\.\d) GB but cpu has 24\.0 GB available; "
+        r"the largest layers: that fits is 3", msg
+    ), msg
+    assert float(re.search(r"needs (\S+) GB", msg).group(1)) == round(need / GB, 1)
+
+
+def test_deepseek_671b_with_4_layers_does_not_fit_this_machine():
+    cfg = _cfg("deepseek-v3:671b", 4)
+    need = required_bytes(cfg, batch=1, max_seq=64, dtype_bytes=4)
+    if memory.available_bytes("cpu") >= need:
+        pytest.skip("this machine has room for 4 DeepSeek-V3 layers in fp32")
+    with pytest.raises(BadInput, match=r"needs \d+\.\d GB but cpu has \d+\.\d GB available; the largest layers"):
+        check_fits("deepseek-v3:671b", cfg, batch=1, max_seq=64, dtype_bytes=4, device="cpu")
+
+
+def test_largest_layers_that_fit_is_the_boundary():
+    cfg = _cfg("gpt-oss:120b", 2)
+    have = required_bytes(_cfg("gpt-oss:120b", 5), batch=1, max_seq=64, dtype_bytes=2)
+    assert largest_layers_that_fit(cfg, batch=1, max_seq=64, dtype_bytes=2, available=have) == 5
+    assert largest_layers_that_fit(cfg, batch=1, max_seq=64, dtype_bytes=2, available=have - 1) == 4
+    assert largest_layers_that_fit(cfg, batch=1, max_seq=64, dtype_bytes=2, available=10**6) == 0
+
+
+def test_nothing_fits_says_so(monkeypatch):
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1 * GB)
+    with pytest.raises(BadInput, match="not even layers: 1 fits"):
+        check_fits("llama3:405b", _cfg("llama3:405b"), batch=1, max_seq=36, dtype_bytes=2, device="cpu")
+
+
+def test_required_bytes_adds_weights_kv_and_working_set():
+    cfg = _cfg("llama3:8b", 2)
+    small = required_bytes(cfg, batch=1, max_seq=128, dtype_bytes=2)
+    assert small > cfg.weight_bytes(2) + cfg.kv_bytes(1, 128, 2)
+    # a bigger batch and context grow the KV cache and the working set, not the weights
+    big = required_bytes(cfg, batch=8, max_seq=1024, dtype_bytes=2)
+    assert big - small > cfg.kv_bytes(8, 1024, 2) - cfg.kv_bytes(1, 128, 2)
+
+
+def test_available_bytes_reads_the_machine():
+    assert memory.available_bytes("cpu") > 0
