@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 from moebench.projection.assumptions import PHASES, Assumptions, Efficiency
-from moebench.projection.calibrate import Calibration, calibrate
+from moebench.projection.calibration import Calibration, calibrate
 from moebench.projection.comm import CommModel
 from moebench.projection.cost import StepEstimate, step
 from moebench.projection.device import Device, device_from_hardware

@@ -19,8 +19,8 @@ COMM_PHASES = frozenset({"dispatch", "combine", "allreduce"})
 class Efficiency:
     """Fractions of the roofs that kernels reach. Never above 1: a projection may not beat a roofline.
 
-    `by_stage[stage]` overrides `compute`/`memory` for one stage (what a TTFT/TPOT calibration fits);
-    `by_phase["decode/experts"]` multiplies both for one phase (what a per-phase profile fits).
+    `by_stage[stage]` overrides `compute`/`memory` for one stage; `by_phase["decode/experts"]` multiplies both
+    for one phase, `by_phase["decode/experts/memory"]` only one roof (what a per-phase profile fits).
     """
 
     compute: float = 0.7  # best cuBLAS bf16 GEMM reaches ~0.80 of H100 peak (catalog measured_matmul); serving less
@@ -33,7 +33,9 @@ class Efficiency:
         s = self.by_stage.get(stage, {})
         c, m = s.get("compute", self.compute), s.get("memory", self.memory)
         k = self.by_phase.get(f"{stage}/{phase}", 1.0)
-        return _clamp(c * k), _clamp(m * k)
+        kc = self.by_phase.get(f"{stage}/{phase}/compute", 1.0)
+        km = self.by_phase.get(f"{stage}/{phase}/memory", 1.0)
+        return _clamp(c * k * kc), _clamp(m * k * km)
 
 
 def _clamp(x: float) -> float:
@@ -45,11 +47,17 @@ class Assumptions:
     efficiency: Efficiency = Efficiency()
     comm: CommModel = CommModel()
     launch_us: float = 5.0  # per op (≈ 1–3 kernels under CUDA graphs): the floor of every small op
+    # stage -> CPU time to issue one op (eager PyTorch: ~100s of µs). The host runs ahead of the GPU, so a step's
+    # compute side is max(GPU time, ops × this): it shows only when ops are small. 0 = a CUDA-graphed server.
+    host_us: Mapping[str, float] = field(default_factory=dict)
     comm_overlap: float = 0.0  # fraction of communication hidden behind compute (1.0 = two-batch overlap, perfectly)
     expert_imbalance: float = 1.0  # routed rows on the busiest EP rank / the mean (1.0 = uniform routing)
     mem_util: float = 0.9  # HBM share for weights + KV (the rest: activations, CUDA graphs, fragmentation)
     serving: Literal["continuous", "static"] = "continuous"  # static = one batch prefilled, then decoded (moebench run)
-    step_overhead_ms: Mapping[str, float] = field(default_factory=dict)  # stage -> host overhead per forward
+    step_overhead_ms: Mapping[str, float] = field(default_factory=dict)  # stage -> host overhead per forward (scheduler)
+
+    def host_ms(self, stage: str) -> float:
+        return self.host_us.get(stage, 0.0) / 1e3
 
     def replace(self, **kw: Any) -> "Assumptions":
         return dataclasses.replace(self, **kw)

@@ -2,7 +2,8 @@
 phase by phase.
 
 Each op: compute = FLOPs / (peak × efficiency), memory = bytes / (HBM × efficiency), time = the larger +
-launch latency. Collectives: alpha–beta (comm.py). Step = Σ compute-side ops + Σ collectives − the part of the
+launch latency. An eager framework's host issues ops ahead of the GPU, so the compute side of a step is the
+larger of the GPU's Σ op times and the host's ops × time-to-issue-one (`host_us`, 0 for CUDA-graphed servers). Collectives: alpha–beta (comm.py). Step = Σ compute-side ops + Σ collectives − the part of the
 collectives hidden behind compute (`comm_overlap`) + host overhead. All quantities are for the busiest GPU:
 the largest attention group (⌈B/dp⌉ sequences) and the EP rank with the most experts (⌈E/ep⌉).
 
@@ -55,10 +56,11 @@ class PhaseTime:
 class StepEstimate:
     stage: str
     time_ms: float
-    compute_side_ms: float  # Σ op times of non-collective ops (launch latency included)
+    compute_side_ms: float  # max(Σ GPU time of non-collective ops, host issue time)
     comm_ms: float
     hidden_comm_ms: float
     overhead_ms: float
+    n_ops: int = 0  # non-collective ops with work (each pays a launch)
     phases: dict[str, PhaseTime] = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -177,6 +179,7 @@ def step(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumptions
     """One forward of `batch` sequences: a prefill of the whole prompt, or one decode step at the mean context."""
     phases = {p: PhaseTime() for p in PHASES}
     compute_side = comm_total = 0.0
+    n_ops = 0
     weighted = [(op, cnt) for layer, cnt in _layer_groups(cfg) for op in layer_ops(cfg, layer, lay, dev, sc, a, stage, batch)]
     weighted.append((lm_head_op(cfg, lay, sc, batch), 1))
     for op, cnt in weighted:
@@ -192,7 +195,9 @@ def step(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumptions
             comm_total += t * cnt
         else:
             compute_side += t * cnt
+            n_ops += cnt if t > 0 else 0
+    compute_side = max(compute_side, n_ops * a.host_ms(stage))
     hidden = min(a.comm_overlap * comm_total, compute_side)
     overhead = a.step_overhead_ms.get(stage, 0.0)
     return StepEstimate(stage, compute_side + comm_total - hidden + overhead, compute_side, comm_total, hidden, overhead,
-                        {p: t for p, t in phases.items() if t.time_ms > 0})
+                        n_ops, {p: t for p, t in phases.items() if t.time_ms > 0})

@@ -57,5 +57,4 @@ def synthetic_result(
     }
 
 
-TRUTH = Assumptions(efficiency=Efficiency(compute=0.45, memory=0.62), launch_us=7.0,
-                    step_overhead_ms={"prefill": 1.5, "decode": 0.8})
+TRUTH = Assumptions(efficiency=Efficiency(compute=0.45, memory=0.62), launch_us=7.0, host_us={"decode": 30.0})

@@ -11,9 +11,10 @@ Input: a result document as `moebench run` writes it (results/README.md), taken 
   time per forward of each phase summed over the layers run (region names as in shared/MEASURE.md).
 
 Without a profile: one compute efficiency (set by TTFT: prefill is compute-bound) and one memory efficiency (set
-by TPOT: decode is memory-bound), plus a fixed host overhead per forward for each stage when the records span
-enough batch sizes to tell an overhead from a slope. With a profile, each phase also gets its own factor.
-Efficiencies transfer to other hardware; host overheads transfer only back onto the same hardware id.
+by TPOT: decode is memory-bound), plus, for each stage, the host's time to issue one op (eager PyTorch pays
+hundreds of µs; it overlaps with GPU work, so it shows only where ops are small, and it scales with the number of
+layers, so a 4-layer and a 32-layer run share it). With a profile, each phase also gets its own factor.
+Efficiencies transfer to other hardware; the host cost transfers only back onto the same hardware id.
 """
 
 from __future__ import annotations
@@ -53,22 +54,23 @@ class Calibration:
     layout: Layout
     efficiency: Efficiency
     link_eff: Optional[float]
-    step_overhead_ms: Mapping[str, float]
+    host_us: Mapping[str, float]  # stage -> fitted CPU time to issue one op (eager PyTorch: hundreds of µs)
     method: str  # "ttft_tpot" | "profile"
     fit: tuple[dict[str, Any], ...]
 
     def assumptions(self, base: Assumptions, target_id: str) -> Assumptions:
-        """`base` with the fitted efficiencies; the host overhead only when projecting onto the measured hardware."""
+        """`base` with the fitted efficiencies; the fitted host cost per op only when projecting back onto the
+        measured hardware (it belongs to that machine's CPU and software stack, not to the target's)."""
         comm = base.comm if self.link_eff is None else dataclasses.replace(base.comm, link_eff=self.link_eff)
-        overhead = dict(self.step_overhead_ms) if target_id == self.hardware_id else dict(base.step_overhead_ms)
-        return base.replace(efficiency=self.efficiency, comm=comm, step_overhead_ms=overhead)
+        host = dict(self.host_us) if target_id == self.hardware_id else dict(base.host_us)
+        return base.replace(efficiency=self.efficiency, comm=comm, host_us=host)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "source": self.source, "hardware_id": self.hardware_id, "roofs_basis": self.device.roofs_basis,
             "method": self.method, "layout": dataclasses.asdict(self.layout),
             "efficiency": dataclasses.asdict(self.efficiency), "link_eff": self.link_eff,
-            "step_overhead_ms": dict(self.step_overhead_ms), "fit": list(self.fit),
+            "host_us": dict(self.host_us), "fit": list(self.fit),
         }
 
 
@@ -86,18 +88,23 @@ def calibrate(doc: Mapping[str, Any], *, source: Optional[str] = None, base: Ass
     samples = [s for r in doc["records"] if (s := _sample(r, dtype, resolve)) is not None]
     if not samples:
         raise BadInput(f"{source or 'result'}: no record has ttft_ms and tpot_ms medians to calibrate from")
-    a0 = base.replace(serving="static", step_overhead_ms={})
-    eff, overhead, fit = _fit_roofs(samples, lay, dev, a0)
+    a0 = base.replace(serving="static", step_overhead_ms={}, host_us={})
+    af = _fit_roofs(samples, lay, dev, a0)
     method, link_eff = "ttft_tpot", None
     if any(s.phases_ms for s in samples):
-        eff, link_eff = _fit_phases(samples, lay, dev, a0.replace(efficiency=eff))
-        a1 = a0.replace(efficiency=eff) if link_eff is None else a0.replace(
-            efficiency=eff, comm=dataclasses.replace(a0.comm, link_eff=link_eff))
-        overhead = {st: _offset(samples, lambda s, st=st: _predict(s, lay, dev, a1, st), st) for st in STAGES}
+        eff, link_eff = _fit_phases(samples, lay, dev, af)
+        af = af.replace(efficiency=eff)
+        if link_eff is not None:
+            af = af.replace(comm=dataclasses.replace(a0.comm, link_eff=link_eff))
+        for stage in STAGES:  # the host cost is what the phases leave unexplained
+            af = af.replace(host_us={**af.host_us, stage: _best_host(samples, lay, dev, af, stage, len(samples) >= 2)[1]})
         method = "profile"
+    fit = tuple({"model": s.model, "batch_size": s.batch, "layers": s.cfg.num_hidden_layers,
+                 "ttft_ms": {"measured": s.ttft_ms, "fitted": _predict(s, lay, dev, af, "prefill")},
+                 "tpot_ms": {"measured": s.tpot_ms, "fitted": _predict(s, lay, dev, af, "decode")}} for s in samples)
     name = source or str(doc.get("run_id") or "result")
-    return Calibration(f"{name} ({hw.get('id', '?')})", str(hw.get("id", "?")), dev, lay, eff, link_eff, overhead,
-                       method, tuple(fit))
+    return Calibration(f"{name} ({hw.get('id', '?')})", str(hw.get("id", "?")), dev, lay, af.efficiency, link_eff,
+                       dict(af.host_us), method, fit)
 
 
 # ---- reading the document ------------------------------------------------------------------------------------
@@ -183,68 +190,77 @@ def _measured(s: Sample, stage: str) -> float:
     return s.ttft_ms if stage == "prefill" else s.tpot_ms
 
 
-def _offset(samples: list[Sample], pred: Callable[[Sample], float], stage: str) -> float:
-    """Best constant ≥ 0 to add to predictions under relative least squares; 0 when the records cannot tell an
-    offset from a slope (fewer than two distinct predicted times)."""
-    ps = [pred(s) for s in samples]
-    if len(samples) < 2 or max(ps) < 1.2 * min(ps):
-        return 0.0
-    ys = [_measured(s, stage) for s in samples]
-    num = sum((y - p) / y**2 for p, y in zip(ps, ys))
-    return max(0.0, num / sum(1 / y**2 for y in ys))
+def _loss(samples: list[Sample], lay: Layout, dev: Device, a: Assumptions, stage: str) -> float:
+    """Relative squared error of one stage's predictions."""
+    return sum((_predict(s, lay, dev, a, stage) / _measured(s, stage) - 1) ** 2 for s in samples)
 
 
-def _loss(samples: list[Sample], pred: Callable[[Sample], float], stage: str) -> tuple[float, float]:
-    o = _offset(samples, pred, stage)
-    return sum(((pred(s) + o) / _measured(s, stage) - 1) ** 2 for s in samples), o
+# Weak preferences that decide only what the records cannot: efficiencies near the prior, host cost near zero
+# (so that a flat TPOT is read as a slower roof, which transfers to other hardware, unless only a host cost fits).
+# 1e-3 per record is a 3 % error's worth.
+_PULL = 1e-3
+_HOST_GRID_US = (0.0, *(0.1 * 10 ** (i / 20) for i in range(121)))  # 0, then 0.1 µs … 100 ms per op
 
 
-def _search(f: Callable[[float], float]) -> float:
-    """Minimise f over efficiency in (0, 1]: a log grid, then golden-section refinement around the best cell."""
-    grid = [10 ** (-4 + 4 * i / 48) for i in range(49)]
+def _best_host(samples: list[Sample], lay: Layout, dev: Device, a: Assumptions, stage: str, fit_host: bool):
+    """(loss, host µs) at `a`'s efficiencies, the host cost chosen on a grid. A step is max(GPU, ops × host) + rest,
+    so each sample needs one evaluation, not one per grid point."""
+    parts = []
+    for s in samples:
+        est = step(s.cfg, lay, dev, s.scenario, a.replace(host_us={**a.host_us, stage: 0.0}), stage, s.batch)
+        parts.append((est.compute_side_ms, est.n_ops, est.time_ms - est.compute_side_ms, _measured(s, stage)))
+    best = (math.inf, 0.0)
+    for h in _HOST_GRID_US if fit_host else (0.0,):
+        err = sum(((max(g, n * h / 1e3) + r) / y - 1) ** 2 + _PULL * (n * h / 1e3 / y) ** 2 for g, n, r, y in parts)
+        best = min(best, (err, h))
+    return best
+
+
+def _search(f: Callable[[float], float], lo: float, hi: float) -> float:
+    """Minimise f over [lo, hi] on a log scale: a grid, then golden-section refinement around the best cell."""
+    steps = 160  # 6 % apart: valleys are narrow where a host-cost explanation competes with a roof
+    grid = [lo * (hi / lo) ** (i / steps) for i in range(steps + 1)]
     vals = [f(x) for x in grid]
     i = min(range(len(grid)), key=vals.__getitem__)
-    lo, hi = math.log(grid[max(i - 1, 0)]), math.log(grid[min(i + 1, len(grid) - 1)])
+    a_, b_ = math.log(grid[max(i - 1, 0)]), math.log(grid[min(i + 1, len(grid) - 1)])
     g = (math.sqrt(5) - 1) / 2
-    for _ in range(30):
-        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
-        if f(math.exp(a)) < f(math.exp(b)):
-            hi = b
+    for _ in range(25):
+        x, y = b_ - g * (b_ - a_), a_ + g * (b_ - a_)
+        if f(math.exp(x)) < f(math.exp(y)):
+            b_ = y
         else:
-            lo = a
-    return min(math.exp((lo + hi) / 2), 1.0)
+            a_ = x
+    return min(math.exp((a_ + b_) / 2), hi)
 
 
-def _fit_roofs(samples: list[Sample], lay: Layout, dev: Device, a: Assumptions):
-    """Alternate: memory efficiency from TPOT, compute efficiency from TTFT (each with its stage's overhead)."""
-    eff = a.efficiency
-    for _ in range(3):
-        def dec_loss(m: float) -> float:
-            ai = a.replace(efficiency=dataclasses.replace(eff, memory=m))
-            return _loss(samples, lambda s: _predict(s, lay, dev, ai, "decode"), "decode")[0]
+def _fit_roofs(samples: list[Sample], lay: Layout, dev: Device, a: Assumptions) -> Assumptions:
+    """Per stage, its roof efficiency (decode: memory, prefill: compute) jointly with its host cost per op; twice
+    round, since each stage also touches the other's roof a little. The host cost stays 0 with a single record
+    (it cannot be told from a slower roof)."""
+    fit_host = len(samples) >= 2
+    prior = {"memory": a.efficiency.memory, "compute": a.efficiency.compute}
+    for _ in range(2):
+        for stage, roof in (("decode", "memory"), ("prefill", "compute")):
+            def at(x: float, stage=stage, roof=roof) -> Assumptions:
+                return a.replace(efficiency=dataclasses.replace(a.efficiency, **{roof: x}))
 
-        eff = dataclasses.replace(eff, memory=_search(dec_loss))
+            def objective(x: float, stage=stage, roof=roof) -> float:
+                pull = _PULL * len(samples) * math.log(x / prior[roof]) ** 2
+                return _best_host(samples, lay, dev, at(x), stage, fit_host)[0] + pull
 
-        def pre_loss(c: float) -> float:
-            ai = a.replace(efficiency=dataclasses.replace(eff, compute=c))
-            return _loss(samples, lambda s: _predict(s, lay, dev, ai, "prefill"), "prefill")[0]
-
-        eff = dataclasses.replace(eff, compute=_search(pre_loss))
-    af = a.replace(efficiency=eff)
-    overhead = {st: _loss(samples, lambda s, st=st: _predict(s, lay, dev, af, st), st)[1] for st in STAGES}
-    ao = af.replace(step_overhead_ms=overhead)
-    fit = [{"model": s.model, "batch_size": s.batch, "layers": s.cfg.num_hidden_layers,
-            "ttft_ms": {"measured": s.ttft_ms, "fitted": _predict(s, lay, dev, ao, "prefill")},
-            "tpot_ms": {"measured": s.tpot_ms, "fitted": _predict(s, lay, dev, ao, "decode")}} for s in samples]
-    return eff, overhead, fit
+            x = _search(objective, 1e-4, 1.0)
+            a = at(x)
+            a = a.replace(host_us={**a.host_us, stage: _best_host(samples, lay, dev, a, stage, fit_host)[1]})
+    return a
 
 
 def _fit_phases(samples: list[Sample], lay: Layout, dev: Device, a: Assumptions) -> tuple[Efficiency, Optional[float]]:
-    """Per-phase factors so predicted phase times match the profile (summed over records), refined a few rounds
-    because launch latency does not scale with efficiency; one link factor for all collectives."""
+    """Per-phase factors so predicted phase times match the profile, one for each roof that binds the phase in
+    some record (small batches: memory, large: compute), refined a few rounds because launch latency does not
+    scale with efficiency; one link factor for all collectives."""
     by_phase: dict[str, float] = {}
     link = a.comm.link_eff
-    for _ in range(4):
+    for _ in range(6):
         ai = a.replace(efficiency=dataclasses.replace(a.efficiency, by_phase=dict(by_phase)),
                        comm=dataclasses.replace(a.comm, link_eff=link))
         pred: dict[str, float] = {}
@@ -253,14 +269,17 @@ def _fit_phases(samples: list[Sample], lay: Layout, dev: Device, a: Assumptions)
             for stage, phases in s.phases_ms.items():
                 est = step(s.cfg, lay, dev, s.scenario, ai, stage, s.batch)
                 for ph, ms in phases.items():
-                    if ph in est.phases:
-                        key = "comm" if ph in COMM_PHASES else f"{stage}/{ph}"
-                        pred[key] = pred.get(key, 0.0) + est.phases[ph].time_ms
-                        meas[key] = meas.get(key, 0.0) + ms
+                    if ph not in est.phases:
+                        continue
+                    pt = est.phases[ph]
+                    roof = "compute" if pt.compute_ms >= pt.memory_ms else "memory"
+                    key = "comm" if ph in COMM_PHASES else f"{stage}/{ph}/{roof}"
+                    pred[key] = pred.get(key, 0.0) + pt.time_ms
+                    meas[key] = meas.get(key, 0.0) + ms
         for k in pred:
             if k != "comm" and meas[k] > 0:
                 by_phase[k] = by_phase.get(k, 1.0) * pred[k] / meas[k]
         if meas.get("comm"):
             link = min(1.0, link * pred["comm"] / meas["comm"])
-    fitted_link = link if any("comm" in k for k in ()) or link != a.comm.link_eff else None
+    fitted_link = link if link != a.comm.link_eff else None
     return dataclasses.replace(a.efficiency, by_phase=by_phase), fitted_link
