@@ -1,0 +1,206 @@
+"""The results JSON `profile` section (`summarize`) and the "where the time goes" view (`render_summary`).
+
+`summarize` is pure: it takes what every rank recorded (gathered to rank 0) and the clock offsets, and returns
+per-rank, per-layer tables, expert load, the most imbalanced layer, the straggler rank and a one-line
+attribution, so tests can drive it with synthetic timelines.
+"""
+
+from __future__ import annotations
+
+from statistics import median
+from typing import Any, Optional, Sequence
+
+from moebench.profile.analysis import match_collectives, rank_tables
+from moebench.profile.clock import end_time_check
+from moebench.profile.recorder import Step
+from moebench.profile.routing import balancedness
+
+# Below this share of step time, waiting is not worth explaining.
+WAIT_NOTABLE = 0.05
+# Expert-load balancedness (mean/max per EP rank) below this counts as imbalanced.
+IMBALANCED = 0.75
+
+
+def expert_load(ranks: Sequence[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """Tokens per expert per layer (summed over ranks and timed steps), per EP rank, and balancedness.
+
+    Each rank dict may carry `load_total` ([L][E] tokens routed by that rank over its timed steps) and `shard`
+    ((first expert, n local experts) of its expert-parallel shard; absent = holds every expert)."""
+    mats = [rk["load_total"] for rk in ranks if rk.get("load_total")]
+    if not mats:
+        return None
+    total = [[sum(m[li][e] for m in mats) for e in range(len(mats[0][li]))] for li in range(len(mats[0]))]
+    n_e = len(total[0])
+    n_steps = max(sum(1 for st in rk["steps"] if st.timed) for rk in ranks) or 1
+    shards = sorted({tuple(rk["shard"]) for rk in ranks if rk.get("shard")}) or [(0, n_e)]
+    if sum(n for _, n in shards) != n_e:  # shards that do not tile the experts: report one pool
+        shards = [(0, n_e)]
+    holders = {s: [rk["rank"] for rk in ranks if tuple(rk.get("shard") or (0, n_e)) == s] for s in shards}
+    layers = []
+    for li, row in enumerate(total):
+        if not any(row):
+            continue  # a dense layer (no router)
+        ep = [sum(row[a:a + n]) for a, n in shards]
+        hottest = max(range(n_e), key=row.__getitem__)
+        layers.append({
+            "layer": li,
+            "tokens_per_expert": row,
+            "tokens_per_expert_per_step": [c / n_steps for c in row],
+            "tokens_per_ep_rank": ep,
+            "balancedness": balancedness(row),
+            "ep_balancedness": balancedness(ep),
+            "hottest_expert": hottest,
+            "hottest_expert_ranks": next(holders[s] for s in shards if s[0] <= hottest < s[0] + s[1]),
+        })
+    if not layers:
+        return None
+    worst = min(layers, key=lambda x: (x["balancedness"], x["layer"]))
+    return {
+        "ep_shards": [{"first_expert": a, "n_experts": n, "ranks": holders[(a, n)]} for a, n in shards],
+        "n_steps": n_steps,
+        "layers": layers,
+        "most_imbalanced_layer": {k: worst[k] for k in ("layer", "balancedness", "ep_balancedness", "hottest_expert",
+                                                        "hottest_expert_ranks")},
+        "note": "tokens summed over ranks and timed steps (prefill and decode); balancedness = mean / max",
+    }
+
+
+def _attribute(stage_rows: list[dict[str, Any]], load: Optional[dict[str, Any]], has_comm: bool) -> dict[str, Any]:
+    step = sum(r["step_ms"] for r in stage_rows)
+    wait = sum(r["wait_ms"] for r in stage_rows)
+    share = wait / step if step else 0.0
+    strag_row = max(stage_rows, key=lambda r: r["caused_wait_ms"]) if stage_rows else None
+    straggler = strag_row["rank"] if strag_row and strag_row["caused_wait_ms"] > 0 else None
+    worst = (load or {}).get("most_imbalanced_layer")
+    if not has_comm:
+        return {"cause": "no-communication", "straggler_rank": None,
+                "text": "no collectives were recorded: the time is compute and idle only"}
+    if share < WAIT_NOTABLE:
+        return {"cause": "small", "straggler_rank": straggler,
+                "text": f"waiting is small ({100 * share:.1f}% of step time)"}
+    if worst and worst["ep_balancedness"] is not None and worst["ep_balancedness"] < IMBALANCED \
+            and straggler in worst["hottest_expert_ranks"]:
+        return {"cause": "imbalance", "straggler_rank": straggler,
+                "text": (f"wait ({100 * share:.0f}% of step time) dominated by expert-load imbalance "
+                         f"(balancedness {worst['balancedness']:.2f} at L{worst['layer']}; expert "
+                         f"{worst['hottest_expert']} on rank {straggler} is hot and the other ranks wait for it)")}
+    if straggler is not None:
+        med = median(r["compute_ms"] for r in stage_rows)
+        extra = strag_row["compute_ms"] - med
+        bal = f"; expert load balancedness {worst['balancedness']:.2f}" if worst else ""
+        return {"cause": "straggler", "straggler_rank": straggler,
+                "text": (f"wait ({100 * share:.0f}% of step time) dominated by straggler rank {straggler} "
+                         f"(compute {extra:+.2f} ms/step vs the median rank{bal})")}
+    return {"cause": "unknown", "straggler_rank": None, "text": f"waiting is {100 * share:.0f}% of step time"}
+
+
+def summarize(
+    ranks: Sequence[dict[str, Any]],
+    *,
+    offsets_ns: Optional[Sequence[int]] = None,
+    rtts_ns: Optional[Sequence[int]] = None,
+    pingpong_ns: Optional[Sequence[int]] = None,
+    clock_basis: str = "given offsets",
+    routing: str = "model",
+    extra: Optional[dict[str, Any]] = None,
+) -> dict[str, Any]:
+    """The `profile` section from every rank's records.
+
+    `ranks`: one dict per rank with `rank`, `steps` (list of recorder.Step), optional `peers` (tuple of the
+    global ranks its collectives span; default all), `load` and `shard` (see `expert_load`).
+    `offsets_ns[r]`: rank r's clock minus rank 0's, as used to align arrivals (0 on one host; else
+    clock.ping_pong_offsets). The clock section also reports how well the end times agree with them."""
+    offsets = {rk["rank"]: (offsets_ns[rk["rank"]] if offsets_ns else 0) for rk in ranks}
+    steps_by_rank = {rk["rank"]: [s if isinstance(s, Step) else Step.from_wire(s) for s in rk["steps"]] for rk in ranks}
+    ranks = [{**rk, "steps": steps_by_rank[rk["rank"]]} for rk in ranks]
+    peers = {rk["rank"]: tuple(rk["peers"]) for rk in ranks if rk.get("peers")} or None
+    if peers is not None and len(peers) != len(ranks):
+        peers = {rk["rank"]: tuple(rk.get("peers") or sorted(steps_by_rank)) for rk in ranks}
+    calls = match_collectives(steps_by_rank, offsets, peers)
+    tables = rank_tables(steps_by_rank, calls)
+    load = expert_load(ranks)
+    stages = [s for s in ("decode", "prefill") if any(t["stage"] == s for t in tables)]
+    where: dict[str, Any] = {}
+    for s in stages:
+        rows = [t for t in tables if t["stage"] == s]
+        step = sum(r["step_ms"] for r in rows)
+        where[s] = {
+            "step_ms_mean_over_ranks": step / len(rows),
+            "share": {k: (sum(r[f"{k}_ms"] for r in rows) / step if step else 0.0)
+                      for k in ("compute", "transfer", "wait", "idle")},
+            **_attribute(rows, load, bool(calls)),
+            "max_closure_error_pct": max(abs(r["closure_error_pct"]) for r in rows),
+        }
+    main = where.get("decode") or where.get("prefill") or {}
+    return {
+        "routing": routing,
+        "world_size": len(ranks),
+        "clock": {
+            "basis": clock_basis,
+            "offsets_ms": [offsets[r] / 1e6 for r in sorted(offsets)],
+            "pingpong_offsets_ms": [x / 1e6 for x in pingpong_ns] if pingpong_ns else None,
+            "pingpong_rtt_ms": [x / 1e6 for x in rtts_ns] if rtts_ns else None,
+            "end_check": end_time_check([c for c in calls if c["timed"]]),
+        },
+        "where_the_time_goes": where,
+        "straggler_rank": main.get("straggler_rank"),
+        "attribution": main.get("text"),
+        "expert_load": load,
+        "most_imbalanced_layer": load["most_imbalanced_layer"] if load else None,
+        "ranks": tables,
+        "n_collectives_matched": len(calls),
+        **(extra or {}),
+    }
+
+
+def overhead(batch: int, plain_tpot_ms: Sequence[float], profiled_tpot_ms: Sequence[float]) -> dict[str, Any]:
+    """Decode tokens/s (per rank) without and with profiling, measured side by side in one run."""
+    plain = batch * 1e3 / median(plain_tpot_ms)
+    prof = batch * 1e3 / median(profiled_tpot_ms)
+    return {
+        "plain_decode_tokens_per_s": plain,
+        "profiled_decode_tokens_per_s": prof,
+        "overhead_pct": 100.0 * (plain - prof) / plain,
+        "n": [len(plain_tpot_ms), len(profiled_tpot_ms)],
+        "basis": "measured",
+    }
+
+
+def render_summary(section: dict[str, Any], title: Optional[str] = None):
+    """A rich renderable: per rank, the share of step time in compute / transfer / wait / idle, then the most
+    imbalanced layer, the straggler and the attribution line."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    label = title or section.get("model") or "profile"
+    table = Table(title=f"where the time goes — {label} (routing: {section.get('routing', 'model')})",
+                  title_justify="left")
+    for col in ("rank", "stage", "step ms", "compute", "transfer", "wait", "idle", "caused wait ms"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for r in section.get("ranks", []):
+        step = r["step_ms"] or 1.0
+        table.add_row(
+            str(r["rank"]), r["stage"], f"{r['step_ms']:.2f}",
+            *(f"{100 * r[f'{k}_ms'] / step:.0f}%" for k in ("compute", "transfer", "wait", "idle")),
+            f"{r['caused_wait_ms']:.2f}",
+        )
+    lines = []
+    for stage, w in section.get("where_the_time_goes", {}).items():
+        sh = w["share"]
+        lines.append(f"{stage}: compute {100 * sh['compute']:.0f}% · transfer {100 * sh['transfer']:.0f}% · "
+                     f"wait {100 * sh['wait']:.0f}% · idle {100 * sh['idle']:.0f}% — {w['text']}")
+    worst = section.get("most_imbalanced_layer")
+    if worst:
+        lines.append(f"most imbalanced layer: L{worst['layer']} (balancedness {worst['balancedness']:.2f}, "
+                     f"per EP rank {worst['ep_balancedness']:.2f}; hottest expert {worst['hottest_expert']})")
+    if section.get("straggler_rank") is not None:
+        lines.append(f"straggler rank: {section['straggler_rank']}")
+    ov = section.get("overhead")
+    if ov:
+        lines.append(f"profiling overhead: {ov['overhead_pct']:.1f}% decode tokens/s "
+                     f"({ov['plain_decode_tokens_per_s']:.1f} → {ov['profiled_decode_tokens_per_s']:.1f} per rank)")
+    en = section.get("energy")
+    if en and en.get("joules_per_token") is not None:
+        lines.append(f"energy: {en['joules_per_token']:.4f} J/token over the profiled window")
+    return Group(table, *(Text(line) for line in lines))
