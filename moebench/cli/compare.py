@@ -1,0 +1,82 @@
+"""`moebench compare A.json B.json ...`: side-by-side tables with ratios, per model × batch size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from moebench.cli._output import emit_json, fmt, out
+
+
+def _key(i: int) -> str:
+    return chr(ord("A") + i) if i < 26 else f"R{i}"
+
+
+def _runs_table(res):
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title="runs compared — ratios are to the first run holding each record (B/A = B ÷ A)", title_justify="left")
+    for c in ("", "label", "file", "hardware", "device · dtype · kernels", "ranks", "$/GPU-h", "git sha", "created (UTC)"):
+        t.add_column(c)
+    for i, r in enumerate(res["runs"]):
+        t.add_row(_key(i), escape(r["label"]), escape(r["file"]), escape(f"{r['hardware_name']} ({r['hardware_id']})"),
+                  escape(f"{r['device']} · {r['dtype']} · {r['kernels']}"), str(r["world_size"]),
+                  fmt(r["usd_per_gpu_hour"]), escape((r["git_sha"] or "—")[:12]), escape(str(r["created_utc"])))
+    return t
+
+
+def _group_table(g, labels: list[str]):
+    from rich.markup import escape
+    from rich.table import Table
+
+    keys = {lb: _key(i) for i, lb in enumerate(labels)}
+    ref = g["reference"]
+    basis = ", ".join(f"{keys[lb]} {b}" for lb, b in g["basis"].items() if b and b != "measured")
+    t = Table(title=escape(f"{g['model']} · batch {g['batch_size']} · prompt {g['prompt_tokens']} + output {g['output_tokens']}")
+              + (f" [dim]({escape(basis)})[/dim]" if basis else ""), title_justify="left")
+    t.add_column("metric")
+    t.add_column("better")
+    for lb in labels:
+        t.add_column(f"{keys[lb]} {escape(lb)}", justify="right")
+    others = [lb for lb in labels if lb != ref]
+    for lb in others:
+        t.add_column(f"{keys[lb]}/{keys[ref]}", justify="right")
+    for m in g["metrics"]:
+        cells = [m["metric"], m["better"]]
+        for lb in labels:
+            v = m["values"][lb]
+            cells.append("—" if v is None else fmt(v["median"]) + (
+                f" [dim]({fmt(v['p20'])}–{fmt(v['p80'])})[/dim]" if v.get("p20") is not None else ""))
+        for lb in others:
+            r = m["ratios"][lb]
+            if r is None:
+                cells.append("—")
+                continue
+            good = (r > 1) == (m["better"] == "higher")
+            style = "" if abs(r - 1) < 0.02 else ("green" if good else "red")
+            cells.append(f"[{style}]×{r:.3g}[/]" if style else f"×{r:.3g}")
+        t.add_row(*cells)
+    return t
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def compare(
+        results: list[Path] = typer.Argument(..., help="Two or more result JSON files (other hardware, other commits)."),
+        json_: bool = typer.Option(False, "--json", help="Print the comparison as one JSON document on stdout."),
+    ) -> None:
+        """Side-by-side tables per model × batch size, with each metric's ratio to the first file."""
+        from moebench.cli.report import source_labels
+        from moebench.report.compare import compare as run_compare
+        from moebench.results import load_result
+
+        res = run_compare(list(zip(source_labels(results), [load_result(p) for p in results])))
+        if json_:
+            emit_json(res)
+            return
+        out.print(_runs_table(res))
+        labels = [r["label"] for r in res["runs"]]
+        for g in res["groups"]:
+            out.print(_group_table(g, labels))

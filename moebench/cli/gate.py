@@ -1,0 +1,94 @@
+"""`moebench gate --baseline BASE.json CURRENT.json`: the regression verdict (exit 1 on regression)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from moebench.cli._output import emit_json, fmt, log, out
+
+
+def _verdict_table(res, base_label: str, cur_label: str):
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(
+        title=f"gate: {escape(cur_label)} vs baseline {escape(base_label)} — factor {res.factor:.0%}, alpha {res.alpha:g}",
+        caption="worse = time-equivalent ratio (current/baseline for lower-is-better, baseline/current otherwise); "
+        "median (p20–p80) ×n",
+        caption_justify="left",
+    )
+    for c, j in [("model", "left"), ("batch", "right"), ("metric", "left"), ("better", "left"),
+                 ("baseline", "right"), ("current", "right"), ("worse", "right"), ("test", "left"),
+                 ("p", "right"), ("verdict", "left")]:
+        t.add_column(c, justify=j)
+    style = {"regressed": "bold red", "missing": "bold red", "improved": "green", "ok": "", "new": "cyan", "skipped": "dim"}
+    for r in res.rows:
+        def cell(m, lo, hi, n):
+            return "—" if m is None else f"{fmt(m)} [dim]({fmt(lo)}–{fmt(hi)}) ×{n}[/dim]"
+
+        t.add_row(
+            escape(r.model), str(r.batch_size), escape(r.metric), r.better,
+            cell(r.baseline_median, r.baseline_p20, r.baseline_p80, r.baseline_n),
+            cell(r.current_median, r.current_p20, r.current_p80, r.current_n),
+            "—" if r.worse_ratio is None else f"{r.worse_ratio:.3f}",
+            r.test or "—",
+            "—" if r.p_value is None else f"{r.p_value:.2g}",
+            f"[{style[r.status]}]{r.status}[/] [dim]{r.reason}[/dim]" if style[r.status] else f"{r.status} [dim]{r.reason}[/dim]",
+        )
+    return t
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    """A folder stands for the result files in it (a baseline recorded as several pooled runs)."""
+    from moebench.errors import BadInput
+
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(p.glob("*.json"))
+            if not found:
+                raise BadInput(f"{p}: no result files (*.json) in this folder")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def gate(
+        current: list[Path] = typer.Argument(..., help="Current result JSON(s); several files are pooled per record."),
+        baseline: list[Path] = typer.Option(
+            ..., "--baseline", help="Baseline result JSON, or a folder of them (repeat to pool several)."),
+        factor: float = typer.Option(0.10, "--factor", help="Tolerated slowdown before significance is asked (0.10 = 10%)."),
+        alpha: float = typer.Option(0.002, "--alpha", help="Significance level of the Mann-Whitney U test."),
+        metric: Optional[list[str]] = typer.Option(
+            None, "--metric", help="Metric to gate (repeatable; dotted for nested: usd_per_mtok.blended). "
+            "Default: ttft_ms, tpot_ms, output_tokens_per_s_per_gpu, usd_per_mtok.blended."),
+        json_: bool = typer.Option(False, "--json", help="Print the verdict as one JSON document on stdout."),
+    ) -> None:
+        """Fail (exit 1) when a metric is worse than the baseline by more than the factor AND significantly so."""
+        from moebench.gate import DEFAULT_METRICS, gate as run_gate
+        from moebench.results import load_result
+
+        baseline = _expand(baseline)
+        current = _expand(current)
+        base_docs = [load_result(p) for p in baseline]
+        cur_docs = [load_result(p) for p in current]
+        res = run_gate(base_docs, cur_docs, metrics=metric or DEFAULT_METRICS, factor=factor, alpha=alpha)
+        for note in res.notes:
+            log(f"note: {note}")
+        if json_:
+            emit_json({**res.to_json(), "baseline": [str(p) for p in baseline], "current": [str(p) for p in current]})
+        else:
+            out.print(_verdict_table(res, ", ".join(p.name for p in baseline), ", ".join(p.name for p in current)))
+        bad = [r for r in res.rows if r.status in ("regressed", "missing")]
+        if bad:
+            log(f"regression: {len(bad)} of {len(res.rows)} checks failed "
+                f"({', '.join(sorted({f'{r.model} b{r.batch_size} {r.metric}' for r in bad})[:6])}"
+                f"{' …' if len(bad) > 6 else ''})")
+            raise typer.Exit(1)
+        log(f"ok: no regression in {len(res.rows)} checks")

@@ -1,0 +1,287 @@
+"""The regression gate's statistics (shared/MEASURE.md, asv's rule).
+
+A metric regresses when it is worse than the baseline by more than `factor` AND the difference is
+statistically significant:
+
+- Mann-Whitney U (two-sided, p < `alpha`) on the repeated samples, when the sample sizes allow a p-value that
+  small at all (the exact two-sided minimum is 2 / C(n+m, n); 6 vs 6 samples cannot reach 0.002, 7 vs 7 can);
+- otherwise non-overlapping 99% intervals for the median: the distribution-free order-statistic interval when
+  n ≥ 8, else a percentile bootstrap (seeded; below nominal coverage for such tiny n, and labelled so).
+
+"Worse by more than the factor" is measured in time-equivalent terms, so a metric and its reciprocal (TPOT and
+decode tokens/s) always get the same verdict: for lower-is-better metrics worse_ratio = current / baseline, for
+higher-is-better ones worse_ratio = baseline / current; regression when worse_ratio > 1 + factor. A 25%
+slowdown is worse_ratio 1.25 on every timing, throughput and cost metric.
+
+Several result files on either side are pooled per record (asv runs several processes for the same reason:
+process-to-process variation then shows up in the samples instead of as a false alarm).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Literal, Optional
+
+from moebench.errors import BadInput
+from moebench.results import percentile
+
+DEFAULT_FACTOR = 0.10
+DEFAULT_ALPHA = 0.002
+CI_LEVEL = 0.99
+# Gated by default: the two measured latencies, the throughput a buyer pays for, and its price. ITL is left out
+# by default: its samples are the decode steps of a few repeats, not independent repeats.
+DEFAULT_METRICS = ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu", "usd_per_mtok.blended")
+
+Better = Literal["lower", "higher"]
+Status = Literal["regressed", "improved", "ok", "missing", "new", "skipped"]
+RecordKey = tuple[str, int, int, int]  # model, batch_size, prompt_tokens, output_tokens
+
+_HIGHER_IS_BETTER = ("tokens_per_s", "per_usd", "tokens_per_mw", "mfu", "mbu")
+
+
+def better(metric: str) -> Better:
+    """Which way is good for a metric name (dotted for nested ones: `usd_per_mtok.blended`)."""
+    return "higher" if any(h in metric for h in _HIGHER_IS_BETTER) else "lower"
+
+
+def metric_stat(metrics: dict[str, Any], name: str) -> Optional[dict[str, Any]]:
+    """The statistic at a dotted path (`tpot_ms`, `usd_per_mtok.blended`); None when absent or null."""
+    node: Any = metrics
+    for part in name.split("."):
+        if not isinstance(node, dict) or node.get(part) is None:
+            return None
+        node = node[part]
+    return node if isinstance(node, dict) and "samples" in node else None
+
+
+def mann_whitney_reachable(n: int, m: int, alpha: float) -> bool:
+    """Whether the exact two-sided Mann-Whitney test can give p < alpha at all with n and m samples."""
+    return n > 0 and m > 0 and 2.0 / math.comb(n + m, n) < alpha
+
+
+def median_ci(samples: list[float], level: float = CI_LEVEL, *, seed: int = 0) -> tuple[float, float, str]:
+    """A `level` confidence interval for the median: (low, high, method).
+
+    Order statistics x_(k) .. x_(n-k+1) with the largest k whose binomial coverage is ≥ level (distribution-free,
+    needs n ≥ 8 at 99%); below that, a seeded percentile bootstrap of the median.
+    """
+    xs = sorted(samples)
+    n = len(xs)
+    if n == 0:
+        return math.nan, math.nan, "none"
+    tail = (1 - level) / 2
+    k, cdf = 0, 0.0  # cdf = P(Binomial(n, 1/2) <= k - 1)
+    while True:
+        nxt = cdf + math.comb(n, k) / 2.0**n
+        if nxt > tail or k + 1 > n - k:
+            break
+        cdf, k = nxt, k + 1
+    if k >= 1:
+        return xs[k - 1], xs[n - k], "order-statistic"
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    meds = np.median(rng.choice(np.asarray(xs), size=(4000, n), replace=True), axis=1)
+    return float(np.quantile(meds, tail)), float(np.quantile(meds, 1 - tail)), "bootstrap"
+
+
+@dataclass(frozen=True)
+class Significance:
+    significant: bool
+    test: str  # "mann-whitney" | "ci-order-statistic" | "ci-bootstrap"
+    p_value: Optional[float]
+    ci_baseline: Optional[tuple[float, float]]
+    ci_current: Optional[tuple[float, float]]
+
+
+def significance(base: list[float], cur: list[float], alpha: float = DEFAULT_ALPHA) -> Significance:
+    """Is the difference between two sample sets significant (asv's `is_different`)?"""
+    if mann_whitney_reachable(len(base), len(cur), alpha):
+        from scipy.stats import mannwhitneyu
+
+        p = float(mannwhitneyu(cur, base, alternative="two-sided").pvalue)
+        return Significance(p < alpha, "mann-whitney", p, None, None)
+    lo_b, hi_b, how_b = median_ci(base)
+    lo_c, hi_c, how_c = median_ci(cur)
+    how = "order-statistic" if how_b == how_c == "order-statistic" else "bootstrap"
+    apart = lo_c > hi_b or hi_c < lo_b
+    return Significance(apart, f"ci-{how}", None, (lo_b, hi_b), (lo_c, hi_c))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One verdict: a metric of one record (model × batch size × scenario)."""
+
+    model: str
+    batch_size: int
+    prompt_tokens: int
+    output_tokens: int
+    metric: str
+    better: Better
+    status: Status
+    unit: str = ""
+    baseline_median: Optional[float] = None
+    baseline_p20: Optional[float] = None
+    baseline_p80: Optional[float] = None
+    baseline_n: int = 0
+    current_median: Optional[float] = None
+    current_p20: Optional[float] = None
+    current_p80: Optional[float] = None
+    current_n: int = 0
+    worse_ratio: Optional[float] = None  # > 1 means worse, in time-equivalent terms
+    test: Optional[str] = None
+    p_value: Optional[float] = None
+    significant: Optional[bool] = None
+    ci_baseline: Optional[tuple[float, float]] = None
+    ci_current: Optional[tuple[float, float]] = None
+    reason: str = ""
+
+
+def judge(
+    base: list[float], cur: list[float], *, better: Better, factor: float = DEFAULT_FACTOR, alpha: float = DEFAULT_ALPHA
+) -> dict[str, Any]:
+    """Verdict fields for one metric from its baseline and current samples (see the module docstring)."""
+    bm, cm = percentile(base, 50), percentile(cur, 50)
+    out: dict[str, Any] = {
+        "baseline_median": bm, "baseline_p20": percentile(base, 20), "baseline_p80": percentile(base, 80),
+        "baseline_n": len(base), "current_median": cm, "current_p20": percentile(cur, 20),
+        "current_p80": percentile(cur, 80), "current_n": len(cur),
+    }
+    if not (bm > 0 and cm > 0) or any(math.isnan(x) for x in (*base, *cur)):
+        return {**out, "status": "skipped", "reason": "non-positive or NaN values: no ratio"}
+    ratio = cm / bm if better == "lower" else bm / cm
+    sig = significance(base, cur, alpha)
+    out.update(worse_ratio=ratio, test=sig.test, p_value=sig.p_value, significant=sig.significant,
+               ci_baseline=sig.ci_baseline, ci_current=sig.ci_current)
+    if ratio > 1 + factor and sig.significant:
+        return {**out, "status": "regressed", "reason": f"worse by {ratio - 1:.1%} > {factor:.0%}, significant"}
+    if ratio < 1 / (1 + factor) and sig.significant:
+        return {**out, "status": "improved", "reason": f"better by {1 - ratio:.1%}, significant"}
+    if ratio > 1 + factor:
+        why = f"worse by {ratio - 1:.1%} but not significant"
+    elif sig.significant:
+        why = f"significant but within the {factor:.0%} factor ({ratio - 1:+.1%})"
+    else:
+        why = f"{ratio - 1:+.1%}, not significant"
+    return {**out, "status": "ok", "reason": why}
+
+
+def record_key(rec: dict[str, Any]) -> RecordKey:
+    return (str(rec["model"]), int(rec["batch_size"]), int(rec.get("prompt_tokens") or 0), int(rec.get("output_tokens") or 0))
+
+
+def pool(docs: Iterable[dict[str, Any]], metrics: Iterable[str]) -> dict[RecordKey, dict[str, tuple[list[float], str]]]:
+    """Samples per record per metric, pooled over several result files of the same workload."""
+    pooled: dict[RecordKey, dict[str, tuple[list[float], str]]] = {}
+    for doc in docs:
+        for rec in doc["records"]:
+            slot = pooled.setdefault(record_key(rec), {})
+            for name in metrics:
+                st = metric_stat(rec.get("metrics") or {}, name)
+                if st is None:
+                    continue
+                xs, unit = slot.get(name, ([], st.get("unit", "")))
+                slot[name] = (xs + [float(x) for x in st["samples"]], unit)
+    return pooled
+
+
+@dataclass
+class GateResult:
+    rows: list[Row]
+    factor: float
+    alpha: float
+    metrics: tuple[str, ...]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def regressed(self) -> bool:
+        return any(r.status in ("regressed", "missing") for r in self.rows)
+
+    def to_json(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for r in self.rows:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        return {
+            "verdict": "regression" if self.regressed else "ok",
+            "factor": self.factor,
+            "alpha": self.alpha,
+            "metrics": list(self.metrics),
+            "counts": counts,
+            "notes": self.notes,
+            "rows": [asdict(r) for r in self.rows],
+        }
+
+
+_FINGERPRINT = (
+    ("hardware", "device"), ("hardware", "dtype"), ("hardware", "kernels"), ("hardware", "n_devices"),
+    ("environment", "machine"), ("environment", "cpu_count"), ("environment", "torch_threads"),
+    ("environment", "hostname"),
+)
+
+
+def _get(doc: dict[str, Any], a: str, b: str) -> Any:
+    return (doc.get(a) or {}).get(b)
+
+
+def check_comparable(base_docs: list[dict[str, Any]], cur_docs: list[dict[str, Any]]) -> list[str]:
+    """Refuse comparisons across hardware (that is `moebench compare`'s job); note weaker mismatches."""
+    for d in (*base_docs, *cur_docs):
+        if d.get("kind", "model") != "model":
+            raise BadInput(f"gate compares model workloads; got a {d.get('kind')!r} result ({d.get('run_id')})")
+    ids = {_get(d, "hardware", "id") for d in base_docs} | {_get(d, "hardware", "id") for d in cur_docs}
+    if len(ids) > 1:
+        raise BadInput(
+            f"baseline and current ran on different hardware ({', '.join(sorted(map(str, ids)))}); "
+            "the gate compares commits on one machine — use `moebench compare` across hardware"
+        )
+    notes = []
+    for a, b in _FINGERPRINT:
+        bv = {str(_get(d, a, b)) for d in base_docs}
+        cv = {str(_get(d, a, b)) for d in cur_docs}
+        if bv != cv:
+            notes.append(f"{a}.{b} differs: baseline {'/'.join(sorted(bv))}, current {'/'.join(sorted(cv))}")
+    bt = {str(((d["environment"].get("libraries") or {}).get("torch"))) for d in base_docs}
+    ct = {str(((d["environment"].get("libraries") or {}).get("torch"))) for d in cur_docs}
+    if bt != ct:
+        notes.append(f"torch differs: baseline {'/'.join(sorted(bt))}, current {'/'.join(sorted(ct))}")
+    for d in cur_docs:
+        if not d.get("complete", False):
+            notes.append(f"current run {d.get('run_id')} is incomplete ({d.get('error', 'no error recorded')})")
+    return notes
+
+
+def gate(
+    base_docs: list[dict[str, Any]],
+    cur_docs: list[dict[str, Any]],
+    *,
+    metrics: Iterable[str] = DEFAULT_METRICS,
+    factor: float = DEFAULT_FACTOR,
+    alpha: float = DEFAULT_ALPHA,
+) -> GateResult:
+    """Verdict rows for every record × metric; a record of the baseline missing from the current run fails."""
+    if not 0 <= factor < 10:
+        raise BadInput(f"--factor {factor} must be in [0, 10)")
+    if not 0 < alpha < 1:
+        raise BadInput(f"--alpha {alpha} must be in (0, 1)")
+    metrics = tuple(metrics)
+    for d in base_docs:
+        if not d.get("complete", False):
+            raise BadInput(f"baseline {d.get('run_id')} is incomplete ({d.get('error', 'complete: false')}); re-record it")
+    notes = check_comparable(base_docs, cur_docs)
+    base, cur = pool(base_docs, metrics), pool(cur_docs, metrics)
+    rows: list[Row] = []
+    for key in sorted(set(base) | set(cur), key=lambda k: (k[0], k[1], k[2], k[3])):
+        model, b, p, o = key
+        for name in metrics:
+            bs, cs = base.get(key, {}).get(name), cur.get(key, {}).get(name)
+            common = dict(model=model, batch_size=b, prompt_tokens=p, output_tokens=o, metric=name, better=better(name))
+            if key not in cur:
+                rows.append(Row(**common, status="missing", reason="in the baseline, not in the current run"))
+            elif key not in base:
+                rows.append(Row(**common, status="new", reason="not in the baseline"))
+            elif bs is None or cs is None:
+                rows.append(Row(**common, status="skipped", reason="metric absent or null on one side"))
+            else:
+                rows.append(Row(**common, unit=bs[1], **judge(bs[0], cs[0], better=common["better"], factor=factor, alpha=alpha)))
+    return GateResult(rows, factor, alpha, metrics, notes)

@@ -1,0 +1,177 @@
+"""Result documents → flat rows: one per model × batch size × hardware (× result file), units in every name.
+
+The column list is documented in docs/report.md; `COLUMNS` is the single source (a test checks the two agree).
+Every metric statistic becomes four columns `<metric>_median`, `_p20`, `_p80`, `_n`. A metric a later schema adds
+and this list does not know yet is appended by the same rule, so nothing measured is silently dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+# (CSV name, path in the record's `metrics`) for every statistic; names carry their units.
+METRICS: tuple[tuple[str, str], ...] = (
+    ("ttft_ms", "ttft_ms"),
+    ("tpot_ms", "tpot_ms"),
+    ("itl_ms", "itl_ms"),
+    ("prefill_tokens_per_s", "prefill_tokens_per_s"),
+    ("decode_tokens_per_s", "decode_tokens_per_s"),
+    ("interactivity_tokens_per_s_per_user", "interactivity_tokens_per_s_per_user"),
+    ("input_tokens_per_s", "input_tokens_per_s"),
+    ("output_tokens_per_s", "output_tokens_per_s"),
+    ("total_tokens_per_s", "total_tokens_per_s"),
+    ("output_tokens_per_s_per_gpu", "output_tokens_per_s_per_gpu"),
+    ("total_tokens_per_s_per_gpu", "total_tokens_per_s_per_gpu"),
+    ("usd_per_mtok_input", "usd_per_mtok.input"),
+    ("usd_per_mtok_output", "usd_per_mtok.output"),
+    ("usd_per_mtok_blended", "usd_per_mtok.blended"),
+    ("intelligence_score_per_usd_per_mtok", "intelligence_per_usd"),
+    ("tokens_per_s_per_mw", "tokens_per_mw"),
+    ("joules_per_token", "joules_per_token"),
+)
+STAT_SUFFIXES = ("median", "p20", "p80", "n")
+
+# Scalars of `metrics.efficiency` (fractions of a roof, or absolute work per step).
+EFFICIENCY: tuple[tuple[str, str], ...] = (
+    ("mbu_decode_fraction", "mbu_decode"),
+    ("mfu_prefill_fraction", "mfu_prefill"),
+    ("mfu_decode_fraction", "mfu_decode"),
+    ("mbu_decode_measured_roof_fraction", "mbu_decode_measured_roof"),
+    ("mfu_prefill_measured_roof_fraction", "mfu_prefill_measured_roof"),
+    ("decode_bytes_per_step", "decode_bytes_per_step"),
+    ("prefill_flops", "prefill_flops"),
+)
+
+IDENTITY: tuple[str, ...] = (
+    "source_file", "run_id", "created_utc", "git_sha", "moebench_version", "workload", "complete",
+    "hardware_id", "hardware_name", "device", "dtype", "kernels", "world_size",
+    "usd_per_gpu_hour", "price_tier",
+    "model", "kind", "basis", "layers_run", "layers_total", "batch_size", "prompt_tokens", "output_tokens",
+    "params_total", "params_active", "active_ratio",
+    "intelligence_score", "intelligence_index", "intelligence_version",
+)
+
+COLUMNS: tuple[str, ...] = (
+    IDENTITY
+    + tuple(f"{name}_{s}" for name, _ in METRICS for s in STAT_SUFFIXES)
+    + tuple(name for name, _ in EFFICIENCY)
+)
+
+# Text columns a reader must not let pandas guess: an all-digit git sha would become an integer.
+CSV_DTYPES: dict[str, str] = {"git_sha": "str", "run_id": "str", "source_file": "str", "model": "str"}
+
+_KNOWN_METRIC_KEYS = {path.split(".")[0] for _, path in METRICS} | {"efficiency"}
+
+
+def _at(node: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def record_row(doc: dict[str, Any], rec: dict[str, Any], source: str = "") -> dict[str, Any]:
+    """One flat row for one record of one result document (missing values are None)."""
+    hw = doc.get("hardware") or {}
+    env = doc.get("environment") or {}
+    price = hw.get("price") or {}
+    params = rec.get("params") or {}
+    intel = rec.get("intelligence") or {}
+    m = rec.get("metrics") or {}
+    row: dict[str, Any] = {
+        "source_file": source,
+        "run_id": doc.get("run_id"),
+        "created_utc": doc.get("created_utc"),
+        "git_sha": env.get("git_sha"),
+        "moebench_version": env.get("moebench_version"),
+        "workload": (doc.get("workload") or {}).get("name"),
+        "complete": doc.get("complete"),
+        "hardware_id": hw.get("id"),
+        "hardware_name": hw.get("name"),
+        "device": hw.get("device"),
+        "dtype": hw.get("dtype"),
+        "kernels": hw.get("kernels"),
+        "world_size": doc.get("world_size"),
+        "usd_per_gpu_hour": price.get("usd_per_gpu_hour"),
+        "price_tier": price.get("tier"),
+        "model": rec.get("model"),
+        "kind": rec.get("kind"),
+        "basis": rec.get("basis"),
+        "layers_run": rec.get("layers_run"),
+        "layers_total": rec.get("layers_total"),
+        "batch_size": rec.get("batch_size"),
+        "prompt_tokens": rec.get("prompt_tokens"),
+        "output_tokens": rec.get("output_tokens"),
+        "params_total": params.get("total"),
+        "params_active": params.get("active"),
+        "active_ratio": params.get("active_ratio"),
+        "intelligence_score": intel.get("score"),
+        "intelligence_index": intel.get("index"),
+        "intelligence_version": intel.get("version"),
+    }
+    for name, path in METRICS:
+        st = _at(m, path)
+        for s in STAT_SUFFIXES:
+            row[f"{name}_{s}"] = st.get(s) if isinstance(st, dict) else None
+    eff = m.get("efficiency") or {}
+    for name, key in EFFICIENCY:
+        row[name] = eff.get(key)
+    for key in sorted(set(m) - _KNOWN_METRIC_KEYS):  # metrics newer than this list: same naming rule
+        st = m[key]
+        if isinstance(st, dict) and "median" in st:
+            for s in STAT_SUFFIXES:
+                row[f"{key}_{s}"] = st.get(s)
+    return row
+
+
+def rows(docs: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Rows for (source name, result document) pairs, in file then record order."""
+    return [record_row(doc, rec, src) for src, doc in docs for rec in doc.get("records", [])]
+
+
+def columns(rs: list[dict[str, Any]]) -> list[str]:
+    """The documented columns, then any extra metric columns in first-seen order."""
+    cols = list(COLUMNS)
+    seen = set(cols)
+    for r in rs:
+        for k in r:
+            if k not in seen:
+                seen.add(k)
+                cols.append(k)
+    return cols
+
+
+def write_csv(rs: list[dict[str, Any]], path: str | Path) -> Path:
+    """Write rows as CSV (empty cells for missing values); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cols = columns(rs)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="raise", restval="")
+        w.writeheader()
+        for r in rs:
+            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
+    return path
+
+
+def run_labels(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
+    """A short name per result file for legends: the hardware, plus the commit (then the file) where needed."""
+    def hw(doc):
+        return str((doc.get("hardware") or {}).get("name") or (doc.get("hardware") or {}).get("id"))
+
+    def sha(doc):
+        return ((doc.get("environment") or {}).get("git_sha") or "no-sha")[:7]
+
+    first = {src: hw(doc) for src, doc in sources}
+    second = {src: f"{hw(doc)} @{sha(doc)}" if list(first.values()).count(first[src]) > 1 else first[src]
+              for src, doc in sources}
+    return {src: f"{second[src]} ({src})" if list(second.values()).count(second[src]) > 1 else second[src]
+            for src, _ in sources}
+
+
+def value(row: dict[str, Any], name: str, stat: str = "median") -> Optional[float]:
+    v = row.get(f"{name}_{stat}")
+    return None if v is None else float(v)

@@ -1,0 +1,51 @@
+"""`moebench compare` across hardware generations and commits: per-metric ratios, grouped by model × batch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.report.conftest import run_main as run
+
+
+def test_compare_two_hardware_prints_per_metric_ratios(docs, capsys):
+    code, out, _ = run(["compare", str(docs["h100.json"]), str(docs["b200.json"])], capsys)
+    assert code == 0
+    assert "NVIDIA H100 SXM" in out and "NVIDIA B200" in out and "B/A" in out
+    block = out[out.index("mixtral:8x7b · batch 8"):]
+    block = block[: block.index("└")]
+    tpot = next(line for line in block.splitlines() if "tpot_ms" in line)
+    assert "×0.476" in tpot  # B200 run is 2.1× faster: 1/2.1
+    cost = next(line for line in block.splitlines() if "usd_per_mtok_blended" in line)
+    assert "×0.762" in cost  # 4.0/2.5 price ÷ 2.1 speed
+
+
+def test_compare_json_groups_and_ratios(docs, capsys):
+    code, out, _ = run(["compare", str(docs["h100.json"]), str(docs["b200.json"]), "--json"], capsys)
+    res = json.loads(out)
+    assert code == 0
+    assert [r["hardware_id"] for r in res["runs"]] == ["h100_sxm", "b200"]
+    assert [r["git_sha"][:1] for r in res["runs"]] == ["1", "2"]
+    g = next(g for g in res["groups"] if g["model"] == "mixtral:8x7b" and g["batch_size"] == 32)
+    ratios = {m["metric"]: m["ratios"]["NVIDIA B200"] for m in g["metrics"]}
+    assert ratios["ttft_ms"] == pytest.approx(1 / 2.1, rel=1e-9)
+    assert ratios["decode_tokens_per_s"] == pytest.approx(2.1, rel=1e-9)
+    # a model only one run has still gets its group, with the other side empty
+    only = next(g for g in res["groups"] if g["model"] == "qwen3-moe:235b-a22b")
+    assert only["reference"] == "NVIDIA B200" and only["basis"]["NVIDIA H100 SXM"] is None
+
+
+def test_compare_across_commits_on_one_machine_labels_by_sha(doc_factory, tmp_path, capsys):
+    paths = []
+    for i, sha in enumerate(("abcdef1" + "0" * 33, "1234567" + "0" * 33)):
+        p = tmp_path / f"run{i}.json"
+        p.write_text(json.dumps(doc_factory("cpu", "CPU host", 0.1, 1.0 + i, sha=sha)))
+        paths.append(str(p))
+    code, out, _ = run(["compare", *paths], capsys)
+    assert code == 0 and "CPU host @abcdef1" in out and "CPU host @1234567" in out
+
+
+def test_compare_needs_two_files(docs, capsys):
+    code, out, err = run(["compare", str(docs["h100.json"])], capsys)
+    assert code == 3 and "at least two" in err and out == ""

@@ -1,0 +1,161 @@
+"""The gate's statistics on synthetic samples: factor AND significance, direction, the small-sample fallback,
+and the command's exit codes."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from moebench.errors import BadInput
+from moebench.gate import (
+    better, gate, judge, mann_whitney_reachable, median_ci, significance,
+)
+from moebench.results import stat
+from tests.report.conftest import run_main as run_cli
+
+
+def noisy(n: int, centre: float, rel_sd: float, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    return [centre * math.exp(rng.gauss(0, rel_sd)) for _ in range(n)]
+
+
+def test_direction_of_metrics():
+    assert better("ttft_ms") == better("tpot_ms") == better("usd_per_mtok.blended") == "lower"
+    assert better("decode_tokens_per_s") == better("output_tokens_per_s_per_gpu") == "higher"
+    assert better("intelligence_per_usd") == better("tokens_per_mw") == "higher"
+    assert better("joules_per_token") == "lower"
+
+
+def test_mann_whitney_reachability_matches_exact_minimum_p():
+    # two-sided exact minimum p = 2 / C(n+m, n): 6 vs 6 -> 0.00216 (not < 0.002), 7 vs 7 -> 0.00058
+    assert not mann_whitney_reachable(6, 6, 0.002)
+    assert mann_whitney_reachable(7, 7, 0.002)
+    assert mann_whitney_reachable(20, 3, 0.002)  # 2 / C(23, 3) = 0.0011
+    assert not mann_whitney_reachable(5, 5, 0.002)
+
+
+def test_order_statistic_interval_needs_eight_samples_at_99_percent():
+    lo, hi, how = median_ci(list(range(1, 9)))
+    assert (lo, hi, how) == (1, 8, "order-statistic")  # coverage 1 - 2/256 = 0.992
+    lo, hi, how = median_ci([float(x) for x in range(1, 31)])
+    assert how == "order-statistic" and 1 < lo < 15.5 < hi < 30
+    lo, hi, how = median_ci([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert how == "bootstrap" and 1 <= lo <= 3 <= hi <= 5
+
+
+def test_unchanged_code_raises_no_false_alarm_in_200_noisy_pairs():
+    # 5% run-to-run noise (what this 2-core machine shows on the debug models), 15 repeats per side
+    alarms = sum(judge(noisy(15, 10, 0.05, s), noisy(15, 10, 0.05, 1000 + s), better="lower")["status"] == "regressed"
+                 for s in range(200))
+    assert alarms == 0
+
+
+def test_a_25_percent_slowdown_is_caught_200_times_out_of_200():
+    caught = sum(judge(noisy(15, 10, 0.05, s), noisy(15, 12.5, 0.05, 1000 + s), better="lower")["status"] == "regressed"
+                 for s in range(200))
+    assert caught == 200
+
+
+def test_slowdown_within_the_factor_is_not_a_regression_even_when_significant():
+    v = judge(noisy(30, 10, 0.01, 1), noisy(30, 10.5, 0.01, 2), better="lower")
+    assert v["significant"] and v["status"] == "ok" and "within" in v["reason"]
+
+
+def test_large_but_insignificant_difference_is_not_a_regression():
+    # two samples each, wildly noisy: 30% worse median, intervals overlap
+    v = judge([10.0, 20.0], [13.0, 26.0], better="lower")
+    assert v["worse_ratio"] > 1.1 and not v["significant"] and v["status"] == "ok"
+
+
+def test_throughput_and_its_reciprocal_get_the_same_verdict():
+    base, cur = noisy(15, 10, 0.03, 5), noisy(15, 12.5, 0.03, 6)
+    by_time = judge(base, cur, better="lower")
+    by_rate = judge([1000 / x for x in base], [1000 / x for x in cur], better="higher")
+    assert by_time["status"] == by_rate["status"] == "regressed"
+    assert by_time["worse_ratio"] == pytest.approx(by_rate["worse_ratio"], rel=1e-9)
+    assert judge(cur, base, better="lower")["status"] == "improved"
+
+
+def test_few_samples_fall_back_to_non_overlapping_intervals():
+    sig = significance([10.0, 10.1, 9.9, 10.05, 9.95], [12.5, 12.6, 12.4, 12.55, 12.45])
+    assert sig.test == "ci-bootstrap" and sig.p_value is None and sig.significant
+    assert judge([10.0, 10.1, 9.9, 10.05, 9.95], [12.5, 12.6, 12.4, 12.55, 12.45], better="lower")["status"] == "regressed"
+    sig = significance([float(x) for x in range(10, 19)], [float(x) for x in range(12, 21)], alpha=1e-9)
+    assert sig.test == "ci-order-statistic" and not sig.significant
+
+
+# ------------------------------------------------------------------------------------------------ documents
+def _doc(tpot: list[float], ttft: list[float], *, hw: str = "cpu", models=("llama3:debug",), complete=True) -> dict:
+    recs = []
+    for m in models:
+        recs.append({
+            "model": m, "kind": "dense", "basis": "measured", "batch_size": 1, "prompt_tokens": 64, "output_tokens": 16,
+            "metrics": {
+                "ttft_ms": stat(ttft, unit="ms"), "tpot_ms": stat(tpot, unit="ms"),
+                "output_tokens_per_s_per_gpu": stat([16000 / (a + 15 * b) for a, b in zip(ttft, tpot)], unit="tokens/s/gpu"),
+                "usd_per_mtok": None,
+            },
+        })
+    return {"schema_version": 1, "complete": complete, "kind": "model", "run_id": f"r-{hw}", "workload": {"name": "t"},
+            "hardware": {"id": hw, "device": "cpu", "dtype": "float32"}, "environment": {"libraries": {"torch": "2"}},
+            "world_size": 1, "records": recs}
+
+
+def test_gate_rows_cover_every_record_and_metric():
+    base = _doc(noisy(15, 10, 0.03, 1), noisy(15, 50, 0.03, 2))
+    cur = _doc(noisy(15, 10, 0.03, 3), noisy(15, 50, 0.03, 4))
+    res = gate([base], [cur])
+    assert not res.regressed
+    assert {r.metric: r.status for r in res.rows} == {
+        "ttft_ms": "ok", "tpot_ms": "ok", "output_tokens_per_s_per_gpu": "ok", "usd_per_mtok.blended": "skipped"}
+
+
+def test_a_record_missing_from_the_current_run_fails_the_gate():
+    base = _doc(noisy(15, 10, 0.03, 1), noisy(15, 50, 0.03, 2), models=("llama3:debug", "mixtral:debug"))
+    cur = _doc(noisy(15, 10, 0.03, 3), noisy(15, 50, 0.03, 4))
+    res = gate([base], [cur])
+    assert res.regressed and {r.status for r in res.rows if r.model == "mixtral:debug"} == {"missing"}
+
+
+def test_pooling_several_files_per_side():
+    b1, b2 = _doc(noisy(4, 10, 0.02, 1), noisy(4, 50, 0.02, 2)), _doc(noisy(4, 10, 0.02, 3), noisy(4, 50, 0.02, 4))
+    c1, c2 = _doc(noisy(4, 13, 0.02, 5), noisy(4, 65, 0.02, 6)), _doc(noisy(4, 13, 0.02, 7), noisy(4, 65, 0.02, 8))
+    res = gate([b1, b2], [c1, c2])
+    tpot = next(r for r in res.rows if r.metric == "tpot_ms")
+    assert tpot.baseline_n == tpot.current_n == 8 and tpot.test == "mann-whitney" and tpot.status == "regressed"
+
+
+def test_gate_refuses_other_hardware_and_incomplete_baselines():
+    with pytest.raises(BadInput, match="different hardware"):
+        gate([_doc([1.0] * 9, [2.0] * 9, hw="cpu")], [_doc([1.0] * 9, [2.0] * 9, hw="h100_sxm")])
+    with pytest.raises(BadInput, match="incomplete"):
+        gate([_doc([1.0] * 9, [2.0] * 9, complete=False)], [_doc([1.0] * 9, [2.0] * 9)])
+
+
+def _write(tmp_path, name, doc):
+    p = tmp_path / name
+    p.write_text(json.dumps(doc))
+    return str(p)
+
+
+def test_cli_exit_codes_and_json(tmp_path, capsys):
+    base = _write(tmp_path, "base.json", _doc(noisy(15, 10, 0.03, 1), noisy(15, 50, 0.03, 2)))
+    same = _write(tmp_path, "same.json", _doc(noisy(15, 10, 0.03, 3), noisy(15, 50, 0.03, 4)))
+    slow = _write(tmp_path, "slow.json", _doc(noisy(15, 12.5, 0.03, 3), noisy(15, 62.5, 0.03, 4)))
+
+    code, out, err = run_cli(["gate", "--baseline", base, same], capsys)
+    assert code == 0 and "tpot_ms" in out and "ok: no regression" in err
+
+    code, out, err = run_cli(["gate", "--baseline", base, slow, "--json"], capsys)
+    doc = json.loads(out)  # exactly one JSON document on stdout
+    assert code == 1 and doc["verdict"] == "regression" and doc["counts"]["regressed"] == 3
+    assert "regression: 3 of 4 checks failed" in err
+
+    code, out, _ = run_cli(["gate", "--baseline", base, slow, "--factor", "0.3"], capsys)
+    assert code == 0  # a 25% slowdown is within a 30% factor
+
+    code, out, err = run_cli(["gate", "--baseline", str(tmp_path / "nope.json"), same], capsys)
+    assert code == 3 and out == "" and err.startswith("error:") and err.count("\n") == 1

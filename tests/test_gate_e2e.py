@@ -1,0 +1,147 @@
+"""The gate end to end on real runs: a fresh baseline of workloads/ci-gate.yaml, then N unchanged runs (none may
+regress) and N runs with an injected slowdown (every one must be caught). Takes ~20 minutes on 2 cores, so it
+is a script first and an opt-in test second:
+
+    python tests/test_gate_e2e.py --runs 10 --out /tmp/gate-e2e          # the record in docs/ci-gate.md
+    MOEBENCH_GATE_E2E=1 python -m pytest tests/test_gate_e2e.py          # same, smaller (2 + 2 gate runs)
+
+The slowdown is test-only and lives here, not in the engine: each run is started as
+`python tests/test_gate_e2e.py _moebench --slowdown 0.25 run …`, which wraps `Timer.time` so that every timed
+region (prefill, each decode step) sleeps 0.25 × its own duration *inside* the timed region before the normal
+`moebench` CLI runs. The measured run itself gets 25% slower; nothing is inflated after the fact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __name__ == "__main__":  # as a script, tests/ is sys.path[0]: keep tests/profile/ from shadowing stdlib `profile`
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+WORKLOAD = REPO / "workloads" / "ci-gate.yaml"
+
+
+def install_slowdown(fraction: float) -> None:
+    """Make every timed region `fraction` slower, inside the timer (test-only)."""
+    if fraction <= 0:
+        return
+    from moebench.engine import device
+
+    orig = device.Timer.time
+
+    def slowed_time(self, fn):
+        def slow():
+            t0 = time.perf_counter()
+            out = fn()
+            if self.cuda:
+                import torch
+
+                torch.cuda.synchronize()
+            time.sleep(fraction * (time.perf_counter() - t0))
+            return out
+
+        return orig(self, slow)
+
+    device.Timer.time = slowed_time
+
+
+def moebench(args: list[str], *, slowdown: float = 0.0, threads: int = 1) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "_moebench", "--slowdown", str(slowdown), *args]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+
+
+def run_once(out: Path, *, slowdown: float = 0.0, threads: int = 1, device: str = "cpu") -> Path:
+    before = set(out.glob("*.json")) if out.exists() else set()
+    p = moebench(["run", str(WORKLOAD), "--device", device, "--out", str(out)], slowdown=slowdown, threads=threads)
+    if p.returncode != 0:
+        raise RuntimeError(f"moebench run failed ({p.returncode}): {p.stderr.strip().splitlines()[-1:]}")
+    (new,) = set(out.glob("*.json")) - before
+    return new
+
+
+def gate_once(baselines: list[Path], current: Path, factor: float) -> dict:
+    """`moebench gate --json` of `current` (a result file or a folder of them, pooled) against `baselines`."""
+    args = ["gate", *[a for b in baselines for a in ("--baseline", str(b))], str(current), "--json", "--factor", str(factor)]
+    p = moebench(args)
+    if p.returncode not in (0, 1):
+        raise RuntimeError(f"moebench gate failed ({p.returncode}): {p.stderr.strip()}")
+    doc = json.loads(p.stdout)
+    judged = [r for r in doc["rows"] if r["worse_ratio"] is not None]
+    worst = max(judged, key=lambda r: r["worse_ratio"])
+    fastest_caught = min((r["worse_ratio"] for r in judged if r["status"] == "regressed"), default=None)
+    return {"exit": p.returncode, "verdict": doc["verdict"], "counts": doc["counts"], "current": current.name,
+            "worst": f"{worst['model']} b{worst['batch_size']} {worst['metric']} ×{worst['worse_ratio']:.3f} "
+                     f"({worst['status']}, {worst['test']} p={worst['p_value']})",
+            "min_worse_ratio": min(r["worse_ratio"] for r in judged), "max_worse_ratio": worst["worse_ratio"],
+            "smallest_caught_ratio": fastest_caught}
+
+
+def demo(runs: int, out: Path, *, slowdown: float = 0.25, factor: float = 0.10, baseline_runs: int = 5,
+         current_runs: int = 3, threads: int = 1, log=print) -> dict:
+    """A fresh baseline (`baseline_runs` runs, pooled), then `runs` gate runs on unchanged code and `runs` with the
+    slowdown, each gate run pooling `current_runs` fresh runs (as docs/ci-gate.md's CI job does)."""
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    base = [run_once(out / "baseline", threads=threads) for _ in range(baseline_runs)]
+    log(f"baseline: {', '.join(b.name for b in base)} ({time.time() - t0:.0f}s)")
+    res: dict = {"runs": runs, "slowdown": slowdown, "factor": factor, "threads": threads,
+                 "baseline_runs": baseline_runs, "current_runs": current_runs,
+                 "baseline": [str(b) for b in base], "unchanged": [], "slowed": []}
+    for kind, frac in (("unchanged", 0.0), ("slowed", slowdown)):
+        for i in range(runs):
+            cur = out / kind / f"{i + 1:02d}"
+            for _ in range(current_runs):
+                run_once(cur, slowdown=frac, threads=threads)
+            g = gate_once(base, cur, factor)
+            res[kind].append(g)
+            log(f"{kind} {i + 1}/{runs}: exit {g['exit']} {g['verdict']:10s} worst {g['worst']}")
+    res["false_alarms"] = sum(g["exit"] != 0 for g in res["unchanged"])
+    res["caught"] = sum(g["exit"] == 1 for g in res["slowed"])
+    res["wall_s"] = round(time.time() - t0)
+    load = os.getloadavg()
+    res["loadavg_end"] = [round(x, 2) for x in load]
+    (out / "summary.json").write_text(json.dumps(res, indent=2))
+    log(f"false alarms {res['false_alarms']}/{runs}; {slowdown:.0%} slowdown caught {res['caught']}/{runs}; "
+        f"{res['wall_s']}s; load average at the end {load[0]:.1f}")
+    return res
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("MOEBENCH_GATE_E2E") != "1", reason="minutes of real runs: set MOEBENCH_GATE_E2E=1")
+def test_gate_end_to_end(tmp_path):
+    res = demo(2, tmp_path, baseline_runs=3, current_runs=2)
+    assert res["false_alarms"] == 0, res["unchanged"]
+    assert res["caught"] == 2, res["slowed"]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_moebench":
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--slowdown", type=float, default=0.0)
+        ns, rest = ap.parse_known_args(sys.argv[2:])
+        install_slowdown(ns.slowdown)
+        from moebench.cli import main
+
+        main(rest)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/gate-e2e"))
+    ap.add_argument("--slowdown", type=float, default=0.25)
+    ap.add_argument("--factor", type=float, default=0.10)
+    ap.add_argument("--baseline-runs", type=int, default=5)
+    ap.add_argument("--current-runs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS for every run")
+    a = ap.parse_args()
+    r = demo(a.runs, a.out, slowdown=a.slowdown, factor=a.factor, baseline_runs=a.baseline_runs,
+             current_runs=a.current_runs, threads=a.threads)
+    sys.exit(0 if r["false_alarms"] == 0 and r["caught"] == a.runs else 1)
