@@ -90,7 +90,7 @@ def _record(model: str, p, dev, sc, calib_source: Optional[str]) -> dict[str, An
 def run_projection(
     *, model: str, hardware: list[str], batches: list[int], prompt: int, output: int, dtype: str, kv_dtype: str,
     calibrate_path: Optional[Path], price_tier: Optional[str], price: Optional[float], interactivity: list[float],
-    overlap: str, serving: str, max_gpus: int,
+    overlap: str, serving: str, max_gpus: int, keep_host: bool = False,
 ) -> dict[str, Any]:
     """The whole `project` command as one pure-ish function returning the JSON document."""
     from moebench import __version__
@@ -123,7 +123,7 @@ def run_projection(
     for hid in hardware:
         hw = get_hardware(hid)
         dev = device_from_hardware(hw, price_tier=price_tier, usd_per_gpu_hour=price)
-        a = base if calib is None else calib.assumptions(base, dev.id)
+        a = base if calib is None else calib.assumptions(base, dev.id, keep_host=keep_host)
         log(f"projecting {model} onto {dev.id} …")
         proj = project(cfg, dev, sc, a, batches=sorted(set(DEFAULT_BATCHES) | set(batches)), max_gpus=max_gpus)
         src = None if calib is None else calib.source
@@ -202,6 +202,7 @@ def register(app: typer.Typer) -> None:
         overlap: Overlap = typer.Option(Overlap.none, "--overlap", help="Hide communication behind compute: none, or full (two-batch overlap)."),
         serving: Serving = typer.Option(Serving.continuous, "--serving", help="continuous (vLLM/SGLang-style) or static (moebench run)."),
         max_gpus: int = typer.Option(128, "--max-gpus", min=1, help="Largest model instance to consider."),
+        keep_host: bool = typer.Option(False, "--keep-host-time", help="With --calibrate: carry the fitted host time per op to every target (same eager stack), not only back to the measured hardware."),
         json_: bool = typer.Option(False, "--json", help="Print one JSON document."),
     ) -> None:
         """Project a model onto catalog hardware: layout, tokens/s per GPU at interactivity targets, $/M tokens."""
@@ -210,7 +211,7 @@ def register(app: typer.Typer) -> None:
             batches=_numbers(batch, "--batch", int), prompt=prompt, output=output, dtype=dtype.value,
             kv_dtype=kv_dtype.value, calibrate_path=calibrate_, price_tier=price_tier, price=price,
             interactivity=_numbers(interactivity, "--interactivity", float), overlap=overlap.value,
-            serving=serving.value, max_gpus=max_gpus,
+            serving=serving.value, max_gpus=max_gpus, keep_host=keep_host,
         )
         if json_:
             emit_json(doc)

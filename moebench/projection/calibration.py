@@ -58,11 +58,12 @@ class Calibration:
     method: str  # "ttft_tpot" | "profile"
     fit: tuple[dict[str, Any], ...]
 
-    def assumptions(self, base: Assumptions, target_id: str) -> Assumptions:
-        """`base` with the fitted efficiencies; the fitted host cost per op only when projecting back onto the
-        measured hardware (it belongs to that machine's CPU and software stack, not to the target's)."""
+    def assumptions(self, base: Assumptions, target_id: str, *, keep_host: bool = False) -> Assumptions:
+        """`base` with the fitted efficiencies. The fitted host time per op belongs to the measured machine's CPU
+        and software stack: it is kept when projecting back onto the same hardware id, or everywhere with
+        `keep_host` (projecting the same eager stack onto another GPU); otherwise the target gets `base`'s."""
         comm = base.comm if self.link_eff is None else dataclasses.replace(base.comm, link_eff=self.link_eff)
-        host = dict(self.host_us) if target_id == self.hardware_id else dict(base.host_us)
+        host = dict(self.host_us) if (keep_host or target_id == self.hardware_id) else dict(base.host_us)
         return base.replace(efficiency=self.efficiency, comm=comm, host_us=host)
 
     def to_json(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from moebench.projection import Assumptions, Layout, Scenario, device_for, evaluate, resolve_config
+from moebench.projection import Assumptions, Layout, Scenario, device_for, evaluate, resolve_config, step
 from moebench.projection.device import Device
 
 IX = "SemiAnalysisAI/InferenceX-app@{}:packages/app/content/blog/{}"
@@ -108,7 +108,7 @@ def project_anchor(an: Anchor, base: Assumptions = Assumptions()) -> dict[str, O
         target_ms = 1000 / an.at_interactivity
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if evaluate(cfg, lay, dev, sc, a, mid * lay.n_gpus).decode.time_ms <= target_ms:
+            if step(cfg, lay, dev, sc, a, "decode", mid * lay.n_gpus).time_ms <= target_ms:
                 lo = mid
             else:
                 hi = mid - 1
