@@ -60,15 +60,17 @@ class Step:
 class _Span:
     """Context manager for one region; slots keep the per-phase cost to a few attribute writes."""
 
-    __slots__ = ("rec", "name", "kind", "idx", "rf", "nvtx")
+    __slots__ = ("rec", "name", "kind", "idx", "rf")
 
     def __init__(self, rec: "TimelineRecorder", name: str, kind: str):
         self.rec, self.name, self.kind = rec, name, kind
 
     def __enter__(self):
         rec = self.rec
-        self.rf = torch.profiler.record_function(self.name)
-        self.rf.__enter__()
+        # record_function costs tens of µs even with no profiler running: enter it only when one listens
+        self.rf = torch.profiler.record_function(self.name) if torch.autograd._profiler_enabled() else None
+        if self.rf is not None:
+            self.rf.__enter__()
         if rec.cuda:
             torch.cuda.nvtx.range_push(self.name)
         self.idx = rec._open(self.name, self.kind)
@@ -81,7 +83,8 @@ class _Span:
         rec._close(self.idx)
         if rec.cuda:
             torch.cuda.nvtx.range_pop()
-        self.rf.__exit__(*exc)
+        if self.rf is not None:
+            self.rf.__exit__(*exc)
         return False
 
 
@@ -98,6 +101,8 @@ class TimelineRecorder:
         self._raw: list[list[Any]] = []
         self._stack: list[int] = []
         self._ref_event = None
+        self._pool: list = []  # CUDA events reused across steps (creating them costs launch-bound steps)
+        self._used = 0
 
     # -- Recorder protocol -------------------------------------------------------------------------------
     def region(self, name: str) -> _Span:
@@ -117,7 +122,10 @@ class TimelineRecorder:
     # -- clock ----------------------------------------------------------------------------------------------
     def _now(self):
         if self.cuda:
-            ev = torch.cuda.Event(enable_timing=True)
+            if self._used == len(self._pool):
+                self._pool.append(torch.cuda.Event(enable_timing=True))
+            ev = self._pool[self._used]
+            self._used += 1
             ev.record()
             return ev
         return time.perf_counter_ns()
@@ -142,8 +150,8 @@ class TimelineRecorder:
         if self.cuda:
             torch.cuda.synchronize()  # the reference event then marks "now" on both clocks
             begin = time.perf_counter_ns()
-            self._ref_event = torch.cuda.Event(enable_timing=True)
-            self._ref_event.record()
+            self._used = 0
+            self._ref_event = self._now()
         else:
             begin = time.perf_counter_ns()
         self._step = Step(index=len(self.steps), stage=stage, tokens=tokens, begin_ns=begin, timed=timed,

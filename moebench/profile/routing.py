@@ -36,15 +36,16 @@ def parse_routing(spec: str) -> tuple[str, Optional[float]]:
 
 
 def sample_ids(kind: str, arg: Optional[float], t: int, e: int, k: int, gen: torch.Generator) -> torch.Tensor:
-    """ids_TK (int64, CPU): K distinct experts per token drawn as `kind` says."""
+    """ids_TK (int64, on the generator's device): K distinct experts per token drawn as `kind` says."""
+    dev = gen.device
     if kind == "uniform":
-        return torch.rand(t, e, generator=gen).topk(k, dim=-1).indices
+        return torch.rand(t, e, generator=gen, device=dev).topk(k, dim=-1).indices
     if kind == "zipf":
-        p_E = 1.0 / torch.arange(1, e + 1, dtype=torch.float64) ** float(arg)
+        p_E = 1.0 / torch.arange(1, e + 1, dtype=torch.float32, device=dev) ** float(arg)
         return torch.multinomial(p_E.expand(t, e), k, replacement=False, generator=gen)
     if kind == "hot":
         hot = int(arg)
-        keys_TE = torch.rand(t, e, generator=gen)
+        keys_TE = torch.rand(t, e, generator=gen, device=dev)
         keys_TE[:, hot] = 2.0  # above every uniform key: always first
         return keys_TE.topk(k, dim=-1).indices
     raise ValueError(f"no sampler for routing kind {kind!r}")
@@ -60,11 +61,14 @@ def make_route_override(spec: str, n_experts: int, top_k: int, *, seed: int, ran
         raise BadInput(f"routing {spec!r}: expert {int(arg)} does not exist (the model has {n_experts} experts)")
     if kind == "zipf" and arg < 0:
         raise BadInput(f"routing {spec!r}: the Zipf exponent must be ≥ 0")
-    gen = torch.Generator(device="cpu").manual_seed(seed * 7919 + rank * 104729 + 1)
+    gens: dict[str, torch.Generator] = {}
 
     def override(logits_TE: torch.Tensor, weights_TK: torch.Tensor, ids_TK: torch.Tensor):
         t = logits_TE.shape[0]
-        new_ids = sample_ids(kind, arg, t, n_experts, top_k, gen).to(ids_TK.device, ids_TK.dtype)
+        dev = str(logits_TE.device)
+        if dev not in gens:  # draw on the model's device: a host-to-device copy would synchronise every layer
+            gens[dev] = torch.Generator(device=logits_TE.device).manual_seed(seed * 7919 + rank * 104729 + 1)
+        new_ids = sample_ids(kind, arg, t, n_experts, top_k, gens[dev]).to(ids_TK.dtype)
         probs_TK = logits_TE.float().softmax(-1).gather(-1, new_ids.long())
         total_T1 = weights_TK.float().sum(-1, keepdim=True)
         w_TK = probs_TK / probs_TK.sum(-1, keepdim=True).clamp_min(1e-20) * total_T1
@@ -74,25 +78,34 @@ def make_route_override(spec: str, n_experts: int, top_k: int, *, seed: int, ran
 
 
 class LoadCounter:
-    """`MoE.load_observer`: tokens routed to each expert, per layer, accumulated on the device (no host sync per
-    layer) and moved to the host once per step by `flush()`."""
+    """`MoE.load_observer`: tokens routed to each expert, per layer. The hook only keeps a reference to each
+    layer's ids; `step_done` counts the whole step in a few device ops (one scatter_add over all layers), since
+    per-layer counting costs launches inside the timed step, and bincount or boolean masks would synchronise
+    with the host."""
 
     def __init__(self, n_layers: int, n_experts: int, device: str):
         self.n_experts = n_experts
-        self.cur_LE = torch.zeros(n_layers, n_experts, dtype=torch.int64, device=device)
+        self.total_LE = torch.zeros(n_layers, n_experts, dtype=torch.int64, device=device)
+        self._pending: list[tuple[int, torch.Tensor]] = []
         self.enabled = True
 
     def __call__(self, layer: int, ids_TK: torch.Tensor) -> None:
-        if not self.enabled:
-            return
-        ids = ids_TK.reshape(-1)
-        self.cur_LE[layer] += torch.bincount(ids[ids >= 0].long(), minlength=self.n_experts)[: self.n_experts]
+        if self.enabled:
+            self._pending.append((layer, ids_TK))
 
-    def flush(self) -> list[list[int]]:
-        """This step's counts [L][E], and reset."""
-        out = self.cur_LE.tolist()
-        self.cur_LE.zero_()
-        return out
+    def step_done(self, keep: bool = True) -> None:
+        """Add the pending step to the totals (or drop it, for warm-up steps)."""
+        pending, self._pending = self._pending, []
+        if not keep or not pending:
+            return
+        flat = torch.cat([ids.reshape(-1).long() + layer * self.n_experts for layer, ids in pending])
+        ids = torch.cat([ids.reshape(-1) for _, ids in pending])
+        valid = (ids >= 0).long()
+        self.total_LE.view(-1).scatter_add_(0, torch.where(ids >= 0, flat, 0), valid)
+
+    def counts(self) -> list[list[int]]:
+        """Totals so far, [L][E] (a host sync)."""
+        return self.total_LE.tolist()
 
 
 def balancedness(counts: list[int] | list[float]) -> Optional[float]:

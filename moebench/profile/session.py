@@ -86,7 +86,6 @@ class ProfileSession:
         cfg = self.model.cfg
         self._moe = moe_modules(self.model)
         self.load = LoadCounter(cfg.num_hidden_layers, cfg.n_routed_experts, self.device) if self._moe else None
-        self.load_total = (torch.zeros_like(self.load.cur_LE) if self.load else None)
         first = self._moe[0] if self._moe else None
         self.shard = ((int(first.expert_offset), int(first.w13_E2FD.shape[0]))
                       if first is not None and hasattr(first, "w13_E2FD") else None)
@@ -174,9 +173,7 @@ class ProfileSession:
         if step is not None:
             self.tokens += step.tokens
             if self.load is not None:
-                if step.timed:
-                    self.load_total += self.load.cur_LE
-                self.load.cur_LE.zero_()
+                self.load.step_done(keep=step.timed)
         self._n_forward += 1
         if self._trace_window and self._n_forward == self._trace_window[1]:
             self._stop_kineto()
@@ -208,7 +205,7 @@ class ProfileSession:
             "rank": self.rank,
             "steps": [s.to_wire() for s in self.recorder.steps],
             "peers": self.peers,
-            "load_total": self.load_total.tolist() if self.load_total is not None else None,
+            "load_total": self.load.counts() if self.load is not None else None,
             "shard": self.shard,
             "nvml": self._nvml_out,
             "tokens": self.tokens,

@@ -109,10 +109,19 @@ def worker(rank: int, world: int, port: int, spec_path: str) -> None:
         dist.destroy_process_group()
 
 
-def run(spec: dict, out: Path, world: int = 4, port: int = 29631) -> dict:
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(spec: dict, out: Path, world: int = 4, port: int | None = None) -> dict:
     """Spawn `world` gloo ranks over `spec` (model, scenario, runs); returns {run name: profile section}."""
     import torch.multiprocessing as mp
 
+    port = port or free_port()
     out.mkdir(parents=True, exist_ok=True)
     spec = {**spec, "out": str(out)}
     p = out / "spec.json"
@@ -134,7 +143,7 @@ SPEC = {
         {"name": "uniform_b", "routing": "uniform"},
         {"name": "hot_b", "routing": "hot:0"},
         # decode-only, tiny batch: the injected delay dwarfs the compute, so it reads back as wait directly
-        {"name": "delay", "routing": "uniform", "delay_ms": 60, "delay_rank": 1,
+        {"name": "delay", "routing": "uniform", "delay_ms": 150, "delay_rank": 1,
          "scenario": {"prompt": 2, "output": 5, "batch": 4, "warmup": 1, "repeats": 1}},
     ],
 }

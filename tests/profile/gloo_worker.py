@@ -35,7 +35,10 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
-def run(out: Path, port: int, world: int = 2) -> None:
+def run(out: Path, world: int = 2) -> None:
     import torch.multiprocessing as mp
 
+    from tests.profile.ep_harness import free_port
+
+    port = free_port()
     mp.start_processes(worker, args=(world, port, str(out)), nprocs=world, start_method="spawn")

@@ -76,7 +76,7 @@ def gloo_run(tmp_path_factory):
     from tests.profile import gloo_worker
 
     out = tmp_path_factory.mktemp("gloo")
-    gloo_worker.run(out, port=29655)
+    gloo_worker.run(out)
     return out
 
 
