@@ -257,7 +257,7 @@ def fused_moe(x_TD: torch.Tensor, w13_E2FD: torch.Tensor, w2_EDF: torch.Tensor, 
 # ---------------------------------------------------------------------------------------------- torch paths
 
 
-def _act_(h_R2F: torch.Tensor, activation: str) -> torch.Tensor:
+def apply_activation_(h_R2F: torch.Tensor, activation: str) -> torch.Tensor:
     """act(gate, up) of [rows, 2F] -> [rows, F]; reuses the gate half's storage."""
     f = h_R2F.shape[-1] // 2
     gate, up = h_R2F[..., :f], h_R2F[..., f:]
@@ -272,7 +272,9 @@ def _sort_rows(topk_ids_TK: torch.Tensor, E: int) -> tuple[torch.Tensor, torch.T
     """(order_R: routed rows grouped by expert, skipped rows last; counts_E)."""
     ids_R = topk_ids_TK.reshape(-1)
     bucket = torch.where((ids_R >= 0) & (ids_R < E), ids_R, E).long()
-    return torch.argsort(bucket, stable=True), torch.bincount(bucket, minlength=E + 1)[:E]
+    # scatter_add, not bincount: bincount syncs with the host on CUDA (and would break graph capture)
+    counts = torch.zeros(E + 1, dtype=torch.long, device=ids_R.device).scatter_add_(0, bucket, torch.ones_like(bucket))
+    return torch.argsort(bucket, stable=True), counts[:E]
 
 
 def _linear(a: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor]) -> torch.Tensor:
@@ -305,7 +307,7 @@ def fused_moe_ref(x_TD: torch.Tensor, w13_E2FD: torch.Tensor, w2_EDF: torch.Tens
         sl = slice(start, start + n)
         start += n
         h = _linear(xs[sl], w13_E2FD[e], None if b13_E2F is None else b13_E2F[e])
-        outs.append(_linear(_act_(h, activation), w2_EDF[e], None if b2_ED is None else b2_ED[e]))
+        outs.append(_linear(apply_activation_(h, activation), w2_EDF[e], None if b2_ED is None else b2_ED[e]))
     acc_dtype = torch.float32 if x_TD.dtype in (torch.float16, torch.bfloat16) else x_TD.dtype
     y = torch.zeros(T, D, dtype=acc_dtype, device=x_TD.device)
     if outs:
@@ -357,7 +359,7 @@ def fused_moe_grouped_mm(x_TD: torch.Tensor, w13_E2FD: torch.Tensor, w2_EDF: tor
     ids_sorted = topk_ids_TK.reshape(-1).index_select(0, order_R).clamp(0, E - 1)
     if b13_E2F is not None:
         h = h + b13_E2F.index_select(0, ids_sorted)
-    o = torch._grouped_mm(_act_(h, activation).contiguous(), w2_EDF.transpose(1, 2), offs=offs_E)
+    o = torch._grouped_mm(apply_activation_(h, activation).contiguous(), w2_EDF.transpose(1, 2), offs=offs_E)
     if b2_ED is not None:
         o = o + b2_ED.index_select(0, ids_sorted)
     live = (topk_ids_TK.reshape(-1).index_select(0, order_R) >= 0) & (

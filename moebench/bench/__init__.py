@@ -1,0 +1,1 @@
+"""Kernel benchmarks (`kind: kernel` workloads): schema, providers, timing and roofs, runner and table."""

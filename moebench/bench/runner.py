@@ -1,0 +1,236 @@
+"""Run a `kind: kernel` workload: every token count × provider, checked against the reference, then timed.
+
+Each point reports the median time with p20-p80 and n, achieved GB/s and TFLOP/s, and % of the roofline, where
+bytes = the weights of the experts the generated routing actually touches (+ x and y) and FLOPs = 2·3·D·F per
+routed row; the roofline floor is max(bytes / bandwidth, FLOPs / matmul rate), against the roofs measured at the
+start of this run and against the catalog's peaks. `vs` holds, per other provider, its median over this one's
+(> 1: this provider is faster). On CPU the result is labelled CPU and makes no GPU claim.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from typing import Any, Callable, Optional
+
+import torch
+
+from moebench.bench.providers import GRAPHABLE, Layer, Unsupported, make_layer, make_runner, uniform_routing
+from moebench.bench.schema import KernelWorkload
+from moebench.bench.timing import CudaTimer, measure_roofs, time_cpu, time_cuda
+from moebench.errors import BadInput, EnvironmentProblem
+from moebench.results import SCHEMA_VERSION, environment, stat
+
+# relative Frobenius error allowed against fused_moe_ref before a provider is timed
+CHECK_TOL = {torch.float32: 1e-4, torch.float64: 1e-10, torch.bfloat16: 2.5e-2, torch.float16: 1e-2}
+_DTYPE_BYTES = {torch.float32: 4, torch.bfloat16: 2, torch.float16: 2, torch.float64: 8}
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _available_bytes(device: str) -> int:
+    if device == "cuda":
+        return torch.cuda.mem_get_info()[0]
+    try:
+        with open("/proc/meminfo") as f:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
+        return info["MemAvailable"]
+    except (OSError, KeyError, ValueError):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def layer_cost(T: int, K: int, D: int, F: int, experts_touched: int, elem_bytes: int, bias: bool) -> tuple[int, int]:
+    """(minimum bytes moved, FLOPs) of one fused-MoE call: touched experts' weights + x + y; 2·3·D·F per row."""
+    w = experts_touched * (3 * D * F + ((2 * F + D) if bias else 0)) * elem_bytes
+    return w + 2 * T * D * elem_bytes, 2 * 3 * D * F * T * K
+
+
+def _rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
+    num = torch.linalg.vector_norm((y.double() - ref.double()).flatten())
+    return float(num / max(float(torch.linalg.vector_norm(ref.double().flatten())), 1e-30))
+
+
+def _pct(floor_s: Optional[float], ms: float) -> Optional[float]:
+    return None if floor_s is None else 100.0 * floor_s / (ms / 1e3)
+
+
+def _floor_s(nbytes: int, flops: int, bytes_per_s: Optional[float], flops_per_s: Optional[float]) -> Optional[float]:
+    if not bytes_per_s or not flops_per_s:
+        return None
+    return max(nbytes / bytes_per_s, flops / flops_per_s)
+
+
+def _hardware(wl: KernelWorkload, dev: str, dtype: torch.dtype) -> dict[str, Any]:
+    from moebench.catalog import get_hardware
+    from moebench.engine.device import detect_hardware
+
+    try:
+        hid = detect_hardware(dev) if wl.hardware == "auto" else wl.hardware
+        hw = get_hardware(hid)
+        peak_tflops = hw.peak_flops(str(dtype).removeprefix("torch."))
+        return {"id": hw.id, "name": hw.name, "catalog_peak_tflops": peak_tflops / 1e12 if peak_tflops else None,
+                "catalog_hbm_tbps": hw.hbm_tbps}
+    except (BadInput, EnvironmentProblem) as exc:  # an uncatalogued GPU still gets measured roofs
+        return {"id": None, "name": None, "catalog_peak_tflops": None, "catalog_hbm_tbps": None, "note": str(exc)}
+
+
+def run_kernel_workload(wl: KernelWorkload, *, device: Optional[str] = None,
+                        console_err: Callable[[str], None] = _stderr, roof_scale: float = 1.0) -> dict[str, Any]:
+    """Run `wl` on `device` (overrides wl.device); returns the JSON-able result document (not written).
+    `roof_scale` < 1 shrinks the roof probes (tests)."""
+    from moebench.engine.device import resolve_device, resolve_dtype
+    from moebench_kernels.fused_moe import fused_moe_ref
+
+    dev = resolve_device(device or wl.device)
+    wl = wl.for_device(dev)
+    dtype = resolve_dtype(wl.dtype, dev)
+    s = wl.shape
+    elem = _DTYPE_BYTES[dtype]
+    weight_bytes = s.experts * (3 * s.hidden * s.ffn + ((2 * s.ffn + s.hidden) if s.bias else 0)) * elem
+    avail = _available_bytes(dev)
+    if weight_bytes > 0.8 * avail:
+        raise EnvironmentProblem(
+            f"{wl.name}: the layer's weights take {weight_bytes / 1e9:.1f} GB in {str(dtype)[6:]}, more than 80% of "
+            f"the {avail / 1e9:.1f} GB free on {dev}; use a smaller shape or a bigger machine")
+    hardware = _hardware(wl, dev, dtype)
+    console_err(f"{wl.name}: measuring roofs on {dev} …")
+    roofs = measure_roofs(dev, dtype, roof_scale)
+    hardware.update(device=dev, dtype=str(dtype).removeprefix("torch."), measured_roofs=roofs,
+                    device_name=torch.cuda.get_device_name() if dev == "cuda" else "CPU",
+                    label=("GPU" if dev == "cuda" else "CPU (host numbers; no GPU claim)"))
+    console_err(f"{wl.name}: roofs {roofs['mem_gbps']:.1f} GB/s, {roofs['matmul_tflops']:.3f} TFLOP/s; "
+                f"allocating {weight_bytes / 1e9:.2f} GB of weights …")
+    layer = make_layer(s, dtype, dev, wl.seed)
+    timer = CudaTimer() if dev == "cuda" else None
+    meas = (roofs["mem_gbps"] * 1e9, roofs["matmul_tflops"] * 1e12)
+    cat = ((hardware["catalog_hbm_tbps"] or 0) * 1e12, (hardware["catalog_peak_tflops"] or 0) * 1e12)
+    points: list[dict[str, Any]] = []
+    started = time.time()
+    for T in wl.tokens:
+        w_TK, ids_TK = uniform_routing(T, s.top_k, s.experts, wl.seed + T, dev)
+        x_TD = torch.randn(T, s.hidden, generator=torch.Generator().manual_seed(wl.seed + 7 * T)).to(dev, dtype)
+        touched = int(torch.unique(ids_TK[ids_TK >= 0]).numel())
+        expected = s.experts * (1 - (1 - s.top_k / s.experts) ** T)
+        nbytes, flops = layer_cost(T, s.top_k, s.hidden, s.ffn, touched, elem, s.bias)
+        ref = fused_moe_ref(x_TD, layer.w13_E2FD, layer.w2_EDF, w_TK, ids_TK, s.activation, layer.b13_E2F,
+                            layer.b2_ED)
+        row: list[dict[str, Any]] = []
+        for prov in wl.providers:
+            p = _point(prov, layer, x_TD, w_TK, ids_TK, ref, wl, dev, dtype, timer)
+            p.update(tokens=T, experts_touched=touched, experts_expected=expected, rows_per_expert=T * s.top_k / s.experts)
+            if prov == "dense-equiv":  # one expert's weights, every row: its own bytes, the same FLOPs
+                nb, fl = layer_cost(T, s.top_k, s.hidden, s.ffn, 1, elem, False)
+            else:
+                nb, fl = nbytes, flops
+            p.update(bytes=nb, flops=fl)
+            if p["status"] == "ok":
+                t = p["time_ms"]
+                p["gbps"] = _derive(t, lambda ms: nb / (ms / 1e3) / 1e9, "GB/s")
+                p["tflops"] = _derive(t, lambda ms: fl / (ms / 1e3) / 1e12, "TFLOP/s")
+                p["pct_roof_measured"] = _pct(_floor_s(nb, fl, *meas), t["median"])
+                p["pct_roof_catalog"] = _pct(_floor_s(nb, fl, *cat), t["median"])
+                p["time_us"] = {"median": t["median"] * 1e3, "p20": t["p20"] * 1e3, "p80": t["p80"] * 1e3,
+                                "n": t["n"], "basis": t["basis"], "unit": "us"}
+            console_err(f"  T={T:<5} {prov:<21} {_brief(p)}")
+            row.append(p)
+        for p in row:
+            p["vs"] = {o["provider"]: o["time_ms"]["median"] / p["time_ms"]["median"] for o in row
+                       if o is not p and o["status"] == "ok" and p["status"] == "ok"}
+        points.extend(row)
+        del ref
+        if dev == "cuda":
+            torch.cuda.empty_cache()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "complete": True,
+        "kind": "kernel",
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "wall_s": time.time() - started,
+        "workload": wl.model_dump(mode="json"),
+        "hardware": hardware,
+        "environment": environment(),
+        "points": points,
+    }
+
+
+def _derive(t: dict[str, Any], fn: Callable[[float], float], unit: str) -> dict[str, Any]:
+    d = stat([fn(ms) for ms in t["samples"]], t["basis"], unit)
+    d.pop("samples")
+    return d
+
+
+def _brief(p: dict[str, Any]) -> str:
+    if p["status"] != "ok":
+        return f"{p['status']}: {p['reason']}"
+    return (f"{p['time_ms']['median'] * 1e3:10.1f} µs  {p['gbps']['median']:8.1f} GB/s  "
+            f"{p['tflops']['median']:7.3f} TFLOP/s  {p['pct_roof_measured']:5.1f}% of roof")
+
+
+def _point(prov: str, layer: Layer, x_TD, w_TK, ids_TK, ref, wl: KernelWorkload, dev: str, dtype, timer) -> dict:
+    p: dict[str, Any] = {"provider": prov, "status": "ok", "reason": None, "check": None, "cuda_graph": False}
+    try:
+        run = make_runner(prov, layer, x_TD, w_TK, ids_TK)
+        if prov != "dense-equiv":  # a different function: nothing to check against
+            err = _rel_err(run(), ref)
+            p["check"] = {"rel_err": err, "tol": CHECK_TOL[dtype], "passed": err <= CHECK_TOL[dtype]}
+            if not err <= CHECK_TOL[dtype]:  # NaN fails too
+                p.update(status="failed", reason=f"relative error {err:.2e} vs fused_moe_ref exceeds {CHECK_TOL[dtype]:.0e}")
+                return p
+        if timer is not None:
+            samples, graph = time_cuda(timer, run, wl.timing.warmup, wl.timing.repeats, prov in GRAPHABLE)
+            p["cuda_graph"] = graph
+        else:
+            samples = time_cpu(run, wl.timing.warmup, wl.timing.repeats)
+        p["time_ms"] = stat(samples, "measured", "ms")
+    except Unsupported as exc:
+        p.update(status="skipped", reason=str(exc))
+    except torch.cuda.OutOfMemoryError as exc:
+        p.update(status="skipped", reason=f"out of memory: {str(exc).splitlines()[0]}")
+        torch.cuda.empty_cache()
+    return p
+
+
+def render_table(result: dict[str, Any]):
+    """A rich Table of the points: one row per token count × provider."""
+    from rich.table import Table
+    from rich.text import Text
+
+    wl, hw = result["workload"], result["hardware"]
+    s = wl["shape"]
+    roofs = hw["measured_roofs"]
+    title = (f"{wl['op']} · {wl['name']} (E={s['experts']} K={s['top_k']} D={s['hidden']} F={s['ffn']} "
+             f"{s['activation']}) · {hw['label']} {hw.get('device_name') or ''} · {hw['dtype']}")
+    caption = (f"roofs measured this run: {roofs['mem_gbps']:.1f} GB/s ({roofs['mem_probe']}), "
+               f"{roofs['matmul_tflops']:.3f} TFLOP/s ({roofs['matmul_probe']})")
+    if hw.get("catalog_hbm_tbps"):
+        caption += f"; catalog: {hw['catalog_hbm_tbps'] * 1e3:.0f} GB/s, {hw['catalog_peak_tflops']:.0f} TFLOP/s"
+    caption += ". bytes = weights of the experts the routing touched; vs = other's time / this time (>1: faster)."
+    t = Table(title=title, caption=caption)
+    for c in ("T", "provider", "experts hit", "median µs", "p20–p80 µs", "n", "GB/s", "TFLOP/s", "% roof",
+              "% catalog", "vs others"):
+        t.add_column(c, justify="left" if c in ("provider", "vs others") else "right")
+    providers = wl["providers"]
+    last_T = None
+    for p in result["points"]:
+        T = p["tokens"]
+        t_col = str(T) if T != last_T else ""
+        if last_T is not None and T != last_T:
+            t.add_section()
+        last_T = T
+        if p["status"] != "ok":
+            t.add_row(t_col, p["provider"], f"{p['experts_touched']}", p["status"], *[""] * 6,
+                      Text(p["reason"] or "", style="dim"))
+            continue
+        tu = p["time_us"]
+        vs = " ".join(f"{o}:{p['vs'][o]:.2f}×" for o in providers if o in p["vs"])
+        cat = p["pct_roof_catalog"]
+        t.add_row(t_col, p["provider"] + (" (graph)" if p["cuda_graph"] else ""),
+                  f"{p['experts_touched']}/{p['experts_expected']:.1f}", f"{tu['median']:.1f}",
+                  f"{tu['p20']:.1f}–{tu['p80']:.1f}", str(tu["n"]), f"{p['gbps']['median']:.1f}",
+                  f"{p['tflops']['median']:.3f}", f"{p['pct_roof_measured']:.0f}%",
+                  "—" if cat is None or math.isnan(cat) else f"{cat:.0f}%", vs)
+    return t

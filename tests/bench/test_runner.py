@@ -1,0 +1,59 @@
+import json
+
+import pytest
+import torch
+
+from moebench.bench.runner import layer_cost, render_table, run_kernel_workload
+from moebench.workload import parse_workload
+
+
+@pytest.fixture(scope="module")
+def result():
+    wl = parse_workload({
+        "kind": "kernel", "name": "tiny", "shape": {"experts": 6, "top_k": 2, "hidden": 32, "ffn": 16,
+                                                     "transformers_block": "mixtral"},
+        "tokens": [1, 5], "providers": ["torch-ref", "torch-grouped", "torch-loop", "transformers-eager", "triton"],
+        "timing": {"warmup": 0, "repeats": 3}})
+    return run_kernel_workload(wl, device="cpu", console_err=lambda m: None, roof_scale=0.01)
+
+
+def test_points_carry_the_documented_fields(result):
+    assert result["kind"] == "kernel" and result["hardware"]["label"].startswith("CPU")
+    assert {"mem_gbps", "matmul_tflops", "basis"} <= set(result["hardware"]["measured_roofs"])
+    ok = [p for p in result["points"] if p["status"] == "ok"]
+    assert len(ok) == 2 * 4  # triton is skipped on CPU, with its reason
+    for p in ok:
+        assert p["check"]["passed"] and p["check"]["rel_err"] < 1e-4
+        t = p["time_us"]
+        assert t["n"] == 3 and t["p20"] <= t["median"] <= t["p80"] and t["unit"] == "us"
+        assert p["gbps"]["median"] > 0 and p["tflops"]["median"] > 0 and 0 < p["pct_roof_measured"]
+        assert p["pct_roof_catalog"] is None  # a CPU has no catalog peak: no claim against one
+        assert set(p["vs"]) == {q for q in ("torch-ref", "torch-grouped", "torch-loop", "transformers-eager")
+                                if q != p["provider"]}
+        assert p["experts_touched"] <= min(6, 2 * p["tokens"])
+    skipped = [p for p in result["points"] if p["status"] != "ok"]
+    assert {p["provider"] for p in skipped} == {"triton"} and "CUDA" in skipped[0]["reason"]
+    json.dumps(result)  # JSON-able as the results writer needs
+
+
+def test_bytes_count_the_touched_experts_only():
+    nbytes, flops = layer_cost(T=1, K=2, D=4, F=3, experts_touched=2, elem_bytes=4, bias=False)
+    assert nbytes == 2 * 3 * 4 * 3 * 4 + 2 * 1 * 4 * 4 and flops == 2 * 3 * 4 * 3 * 2
+
+
+def test_table_renders(result):
+    from rich.console import Console
+
+    console = Console(record=True, width=250)
+    console.print(render_table(result))
+    text = console.export_text()
+    assert "CPU" in text and "torch-ref" in text and "skipped" in text
+
+
+def test_a_layer_that_does_not_fit_is_an_environment_error():
+    from moebench.errors import EnvironmentProblem
+
+    wl = parse_workload({"kind": "kernel", "name": "huge", "shape": {"experts": 1024, "top_k": 8, "hidden": 16384,
+                         "ffn": 16384}, "tokens": [1], "providers": ["torch-ref"], "dtype": "float32"})
+    with pytest.raises(EnvironmentProblem, match="do not fit|more than 80%"):
+        run_kernel_workload(wl, device="cpu", console_err=lambda m: None)
