@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -30,6 +31,7 @@ def default_workload() -> Path:
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(
+        ctx: typer.Context,
         workload: Optional[Path] = typer.Argument(None, help="Workload YAML (default: workloads/quickstart.yaml)."),
         device: Optional[Device] = typer.Option(None, "--device", help="Override the workload's device."),
         out_dir: Path = typer.Option(Path("results/runs"), "--out", help="Folder for the results JSON."),
@@ -62,10 +64,15 @@ def register(app: typer.Typer) -> None:
             updates["profile"] = True
         if updates:
             wl = wl.model_copy(update=updates)
-        if nproc is not None and nproc > 1:
-            from moebench.parallel.launch import launch_local
+        if nproc is not None:
+            from moebench.parallel.launch import forwarded_args, inside_launcher, launch_local
 
-            raise typer.Exit(launch_local(nproc))
+            if inside_launcher():  # torchrun / srun already started the ranks: --nproc can only agree
+                if nproc != int(os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS") or 1):
+                    raise BadInput(f"--nproc {nproc} disagrees with the launcher's world size; leave --nproc out under torchrun or srun")
+            elif nproc > 1 or wl.parallel.world_size > 1:
+                launch_local(nproc, forwarded_args(ctx, path), wl=wl, source=str(path), out_dir=out_dir)
+                return
         from moebench.engine.runner import run_workload
 
         doc, dest = run_workload(wl, device=device.value if device else None, out_dir=out_dir,

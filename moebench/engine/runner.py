@@ -1,22 +1,31 @@
 """`moebench run` for model workloads: resolve device/hardware/price, build each model, time each batch size,
-write the result atomically after every model (so a failure leaves a partial file, never lost results)."""
+write the result atomically after every model (so a failure leaves a partial file, never lost results).
+
+Distributed runs (moebench.parallel) go through the same path: each rank builds the model and keeps its shard,
+times its slice of the batch, and rank 0 merges every rank's timings into the one result it writes."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
 from moebench.catalog import Hardware, get_hardware, reference_models
 from moebench.engine.device import detect_hardware, measure_roofs, resolve_device, resolve_dtype
-from moebench.engine.generate import time_generation
+from moebench.engine.generate import prompt_ids, time_generation
 from moebench.engine.records import Peaks, Pricing, build_record
-from moebench.errors import RunFailed
+from moebench.errors import MoebenchError, RunFailed
 from moebench.models import build, resolve_name
 from moebench.models.config import DTYPE_BYTES
 from moebench.results import SCHEMA_VERSION, environment, new_run_id, write_atomic
+from moebench.parallel.faults import Guard, install_test_faults
+from moebench.parallel.gather import gather_samples, merge_samples, rank_info, rank_timing
+from moebench.parallel.mesh import ParallelContext, check_plan, env_rank, init_parallel, shutdown
+from moebench.parallel.plan import local_batch, parallelize
 from moebench.workload import ModelEntry, Workload
 
 Log = Callable[[str], None]
@@ -61,7 +70,22 @@ def run_workload(
     workload_path: Optional[str] = None,
     log: Log = lambda s: None,
 ) -> tuple[dict[str, Any], Path]:
+    """Run every model × batch size of `wl`; returns (result document, its path).
+
+    In a distributed run (a launcher started `parallel.world_size` ranks) every rank runs this; rank 0 gathers
+    the ranks' timings and alone writes the result. A failure on any rank ends the run with exit 5 and a
+    partial result (moebench.parallel.faults).
+    """
     dev = resolve_device(device or wl.device)
+    source = workload_path or wl.name
+    with _rank0_speaks():
+        ctx = init_parallel(wl.parallel, dev, source)
+        if ctx is not None:
+            for entry in wl.model_entries:
+                check_plan(ctx.layout, resolve_name(entry.name)[1].with_layers(entry.layers), entry.name,
+                           wl.scenario.batch_sizes, source)
+    guard = Guard(ctx).start() if ctx is not None else None
+    rank0 = ctx is None or ctx.is_rank0
     dtype = resolve_dtype(wl.dtype, dev)
     dtype_name = str(dtype).removeprefix("torch.")
     hid = detect_hardware(dev) if wl.hardware == "auto" else wl.hardware
@@ -72,75 +96,143 @@ def run_workload(
 
     backend = set_backend(wl.kernels, dev)
     torch.manual_seed(wl.seed)
-    log(f"measuring roofs on {dev} …")
-    roofs = measure_roofs(dev, dtype)
-    peaks = Peaks(
-        flops=hw.peak_flops(dtype_name),
-        bytes_per_s=hw.hbm_bytes_per_s,
-        roof_flops=roofs["matmul_gflops"] * 1e9,
-        roof_bytes_per_s=roofs["mem_gbps"] * 1e9,
-    )
-    run_id = new_run_id(wl.name)
+    run_id = os.environ.get("MOEBENCH_RUN_ID") or new_run_id(wl.name)
     path = Path(out_dir) / f"{run_id}.json"
-    doc: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "complete": False,
-        "kind": "model",
-        "run_id": run_id,
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "workload_path": workload_path,
-        "workload": wl.model_dump(mode="json"),
-        "hardware": {
-            **hw.model_dump(mode="json", include={"id", "name", "vendor", "arch", "peak_tflops", "hbm_tbps", "hbm_gb"}),
-            "device": dev,
-            "dtype": dtype_name,
-            "n_devices": wl.parallel.world_size,
-            "kernels": getattr(backend, "name", wl.kernels),
-            "price": {"usd_per_gpu_hour": pricing.usd_per_gpu_hour, "tier": pricing.tier, "source": pricing.source},
-            "measured_roofs": roofs,
-        },
-        "environment": environment(),
-        "world_size": wl.parallel.world_size,
-        "records": [],
-    }
-    dbytes = DTYPE_BYTES[dtype_name]
-    try:
-        for entry in wl.model_entries:
-            if entry.weights != "random":
-                from moebench.models import load
+    doc: dict[str, Any] = {}
 
-                model = load(entry.weights, layers=entry.layers, device=dev, dtype=dtype)
-                spec, _ = resolve_name(entry.name)
-                cfg = model.cfg
-            else:
-                spec, cfg = resolve_name(entry.name)
-                cfg = cfg.with_layers(entry.layers)
-                check_memory(
-                    entry.name, cfg, batch=max(wl.scenario.batch_sizes),
-                    max_seq=wl.scenario.prompt_tokens + wl.scenario.output_tokens, dtype_bytes=dbytes, device=dev,
-                )
-                log(f"building {entry.name} ({cfg.num_hidden_layers} of {cfg.layers_total} layers, {dtype_name}, {dev}) …")
-                model = build(spec, cfg, device=dev, dtype=dtype, seed=wl.seed)
-            intel = resolve_intelligence(wl, entry)
-            for b in wl.scenario.batch_sizes:
-                log(f"  {entry.name} batch {b}: prefill {wl.scenario.prompt_tokens} + decode {wl.scenario.output_tokens} × {wl.timing.repeats} repeats")
-                samples = time_generation(
-                    model, batch=b, prompt=wl.scenario.prompt_tokens, output=wl.scenario.output_tokens,
-                    warmup=wl.timing.warmup, repeats=wl.timing.repeats, device=dev, seed=wl.seed,
-                )
-                doc["records"].append(build_record(
-                    name=entry.name, kind=spec.kind, run_cfg=cfg, samples=samples, batch=b,
-                    prompt=wl.scenario.prompt_tokens, output=wl.scenario.output_tokens, dtype_bytes=dbytes,
-                    pricing=pricing, peaks=peaks, intelligence=intel,
-                ))
-            del model
-            write_atomic(path, doc)
+    def save_partial(error: str, failed_ranks: list[int]) -> Optional[Path]:
+        if not doc:
+            return None
+        doc.update(complete=False, error=error, failed_ranks=failed_ranks)
+        return write_atomic(path, doc)
+
+    try:
+        roofs = None
+        if rank0:  # one rank measures: the others would compete with it for the same CPU or node
+            log(f"measuring roofs on {dev} …")
+            roofs = measure_roofs(dev, dtype)
+        if ctx is not None:
+            ctx.barrier()
+        doc.update({
+            "schema_version": SCHEMA_VERSION,
+            "complete": False,
+            "kind": "model",
+            "run_id": run_id,
+            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "workload_path": workload_path,
+            "workload": wl.model_dump(mode="json"),
+            "hardware": _hardware_section(hw, dev, dtype_name, wl, backend, pricing, roofs),
+            "environment": environment(),
+            "world_size": wl.parallel.world_size,
+            "records": [],
+        })
+        if ctx is not None:
+            guard.save = save_partial
+            ranks = rank_info(ctx)
+            if rank0:
+                doc["parallel"] = {**wl.parallel.model_dump(mode="json"), "data": wl.parallel.data,
+                                   "backend": ctx.backend, "attention_replicas": ctx.layout.batch_slices}
+                doc["ranks"] = ranks
+                write_atomic(path, doc)
+        _run_models(wl, doc, ctx, dev=dev, dtype=dtype, pricing=pricing, roofs=roofs, hw=hw, path=path, log=log)
     except BaseException as exc:  # save what was measured, whatever stopped the run
+        if guard is not None:
+            guard.fail(exc)  # rank 0 saves; every rank exits 5 with the culprit named (never returns)
+        if not doc:
+            raise
         doc["error"] = f"{type(exc).__name__}: {exc}"
         write_atomic(path, doc)
         if isinstance(exc, torch.OutOfMemoryError):
             raise RunFailed(f"out of memory: {exc}; partial results in {path}", partial_path=str(path)) from exc
         raise
-    doc["complete"] = True
-    write_atomic(path, doc)
+    if guard is not None:
+        guard.stop()
+        shutdown()
+    if rank0:
+        doc["complete"] = True
+        write_atomic(path, doc)
     return doc, path
+
+
+def _hardware_section(hw: Hardware, dev: str, dtype_name: str, wl: Workload, backend: Any, pricing: Pricing,
+                      roofs: Optional[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        **hw.model_dump(mode="json", include={"id", "name", "vendor", "arch", "peak_tflops", "hbm_tbps", "hbm_gb"}),
+        "device": dev,
+        "dtype": dtype_name,
+        "n_devices": wl.parallel.world_size,
+        "kernels": getattr(backend, "name", wl.kernels),
+        "price": {"usd_per_gpu_hour": pricing.usd_per_gpu_hour, "tier": pricing.tier, "source": pricing.source},
+        "measured_roofs": roofs,
+    }
+
+
+def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext], *, dev: str, dtype: torch.dtype,
+                pricing: Pricing, roofs: Optional[dict[str, Any]], hw: Hardware, path: Path, log: Log) -> None:
+    """Build each model (sharded when distributed), time each batch size, append records; rank 0 writes."""
+    dtype_name = str(dtype).removeprefix("torch.")
+    dbytes = DTYPE_BYTES[dtype_name]
+    rank0 = ctx is None or ctx.is_rank0
+    peaks = Peaks(
+        flops=hw.peak_flops(dtype_name),
+        bytes_per_s=hw.hbm_bytes_per_s,
+        roof_flops=roofs["matmul_gflops"] * 1e9 if roofs else None,
+        roof_bytes_per_s=roofs["mem_gbps"] * 1e9 if roofs else None,
+    )
+    sc = wl.scenario
+    for entry in wl.model_entries:
+        if entry.weights != "random":
+            from moebench.models import load
+
+            model = load(entry.weights, layers=entry.layers, device=dev, dtype=dtype)
+            spec, _ = resolve_name(entry.name)
+            cfg = model.cfg
+        else:
+            spec, cfg = resolve_name(entry.name)
+            cfg = cfg.with_layers(entry.layers)
+            check_memory(entry.name, cfg, batch=max(sc.batch_sizes), max_seq=sc.prompt_tokens + sc.output_tokens,
+                         dtype_bytes=dbytes, device=dev)
+            log(f"building {entry.name} ({cfg.num_hidden_layers} of {cfg.layers_total} layers, {dtype_name}, {dev}) …")
+            model = build(spec, cfg, device=dev, dtype=dtype, seed=wl.seed)
+        if ctx is not None:
+            model = parallelize(model, ctx)
+            install_test_faults(model, ctx.rank)
+        intel = resolve_intelligence(wl, entry)
+        for b in sc.batch_sizes:
+            log(f"  {entry.name} batch {b}: prefill {sc.prompt_tokens} + decode {sc.output_tokens} × {wl.timing.repeats} repeats")
+            ids = prompt_ids(b, sc.prompt_tokens, cfg.vocab_size, wl.seed, dev)
+            if ctx is not None:
+                ids = local_batch(ids, ctx)
+            samples = time_generation(
+                model, batch=ids.shape[0], prompt=sc.prompt_tokens, output=sc.output_tokens,
+                warmup=wl.timing.warmup, repeats=wl.timing.repeats, device=dev, seed=wl.seed,
+                barrier=None if ctx is None else ctx.barrier, ids_BS=ids,
+            )
+            if ctx is not None:
+                per_rank = gather_samples(ctx, samples)
+                if per_rank is None:
+                    continue
+                for info, s in zip(doc["ranks"], per_rank):
+                    info["timings"].append(rank_timing(entry.name, b, ids.shape[0], s))
+                samples = merge_samples(per_rank)
+            doc["records"].append(build_record(
+                name=entry.name, kind=spec.kind, run_cfg=cfg, samples=samples, batch=b,
+                prompt=sc.prompt_tokens, output=sc.output_tokens, dtype_bytes=dbytes,
+                pricing=pricing, peaks=peaks, intelligence=intel,
+            ))
+            if rank0 and ctx is not None:  # distributed: save after every record, a rank may die any time
+                write_atomic(path, doc)
+        del model
+        if rank0:
+            write_atomic(path, doc)
+
+
+@contextlib.contextmanager
+def _rank0_speaks() -> Iterator[None]:
+    """Setup errors are the same on every rank: only rank 0 prints the line; the others exit with its code."""
+    try:
+        yield
+    except MoebenchError as exc:
+        if env_rank() != 0:
+            raise SystemExit(int(exc.code)) from None
+        raise

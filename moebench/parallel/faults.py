@@ -1,0 +1,211 @@
+"""A dead or hung rank becomes exit 5 with one line naming it and a partial results file — never a hang.
+
+- Every process group carries the workload's `collective_timeout_s`; gloo (and NCCL's watchdog) honour it.
+- A heartbeat thread publishes `beats collectives-entered` for this rank to the launcher's store every
+  HEARTBEAT_S. The same thread is the watchdog: a collective in flight for longer than 1.5 × the timeout + 10 s
+  fails the run even if the backend never returns.
+- On failure a rank posts `fail/<rank>` to the store, then names the culprit: its own error if it raised by
+  itself; else the ranks whose heartbeat stopped (died); else the ranks that entered fewer collectives than
+  the others (hung). Rank 0 saves the partial result; a rank started by `moebench run --nproc` also leaves a
+  one-line report for the launcher (MOEBENCH_LAUNCH_DIR), which prints the verdict. Then `os._exit(5)`:
+  no atexit hook or process-group destructor can block the exit.
+- SIGTERM (a launcher stopping the survivors) becomes `Terminated`, so rank 0 still saves what it measured.
+
+Test-only knobs, read here and nowhere else: MOEBENCH_TEST_KILL_RANK=r or MOEBENCH_TEST_HANG_RANK=r, with
+MOEBENCH_TEST_KILL_AFTER_STEPS=n: rank r SIGKILLs itself (or sleeps forever) at the start of its (n+1)-th model
+forward (prefill or decode step), counted from the start of the run; MOEBENCH_TEST_FAULT_STAMP=path records when.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from moebench.errors import ExitCode
+from moebench.parallel import comm
+from moebench.parallel.mesh import ParallelContext
+
+HEARTBEAT_S = 0.5
+_TEST_STEPS = [0]  # model forwards so far on this rank, across every model of the run (test knobs only)
+LAUNCH_DIR_ENV = "MOEBENCH_LAUNCH_DIR"
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (the launcher is stopping this rank because another one failed)."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:240]}" if text else type(exc).__name__
+
+
+class Guard:
+    """Per-rank fault handling for one distributed run; `start()` it after the process group is up."""
+
+    def __init__(self, ctx: ParallelContext):
+        self.ctx = ctx
+        self.collectives = 0
+        self.inflight: Optional[tuple[str, float, float]] = None  # (name, since, limit_s)
+        # rank 0 sets this: (message, culprit ranks) -> path of the partial results file written
+        self.save: Callable[[str, list[int]], Optional[Path]] = lambda msg, culprits: None
+        self.limit_s = 1.5 * ctx.timeout_s + 10.0
+        self._stop = threading.Event()
+        self._failing = threading.Lock()
+        self._thread = threading.Thread(target=self._beat, name="moebench-heartbeat", daemon=True)
+        self._old_term: Any = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def start(self) -> "Guard":
+        comm.set_guard(self)
+        self._old_term = signal.signal(signal.SIGTERM, self._on_term)
+        self._publish(0)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()  # the thread uses the store; it must be done before the store is destroyed
+        comm.set_guard(None)
+        if self._old_term is not None:
+            signal.signal(signal.SIGTERM, self._old_term)
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        raise Terminated("stopped by SIGTERM")
+
+    # -- comm.InFlight -----------------------------------------------------------------------------------
+    def enter(self, name: str, limit_s: Optional[float] = None) -> None:
+        self.collectives += 1
+        self.inflight = (name, time.monotonic(), limit_s or self.limit_s)
+
+    def leave(self) -> None:
+        self.inflight = None
+
+    # -- heartbeat and watchdog ----------------------------------------------------------------------------
+    def _publish(self, beats: int) -> None:
+        try:
+            self.ctx.store.set(f"hb/{self.ctx.rank}", f"{beats} {self.collectives}")
+        except Exception:  # noqa: BLE001 - the store's host may be gone; the heartbeat is best effort
+            pass
+
+    def _beat(self) -> None:
+        beats = 0
+        while not self._stop.wait(HEARTBEAT_S):
+            beats += 1
+            self._publish(beats)
+            inflight = self.inflight
+            if inflight is not None and time.monotonic() - inflight[1] > inflight[2]:
+                self.fail(TimeoutError(f"collective {inflight[0]} did not return within {inflight[2]:.0f} s"))
+
+    def _read(self, key: str) -> Optional[str]:
+        try:
+            return self.ctx.store.get(key).decode() if self.ctx.store.check([key]) else None
+        except Exception:  # noqa: BLE001
+            return None
+
+    def _snapshot(self) -> dict[int, tuple[int, int]]:
+        out = {}
+        for r in range(self.ctx.world_size):
+            v = self._read(f"hb/{r}")
+            if v:
+                beats, n = v.split()
+                out[r] = (int(beats), int(n))
+        return out
+
+    def diagnose(self) -> tuple[list[int], str]:
+        """(culprit ranks, what happened to them), from the heartbeats; ([], "") when nobody stands out."""
+        first = self._snapshot()
+        time.sleep(3 * HEARTBEAT_S)
+        second = self._snapshot()
+        reported = {r for r in range(self.ctx.world_size) if self._read(f"fail/{r}") is not None}
+        others = [r for r in range(self.ctx.world_size) if r != self.ctx.rank and r not in reported]
+        dead = [r for r in others if r not in second or second[r][0] == first.get(r, (None,))[0]]
+        if dead:
+            return dead, "died (its heartbeat stopped)"
+        if not second:
+            return [], ""
+        top = max(n for _, n in second.values())
+        behind = [r for r in others if second[r][1] < top]
+        if behind:
+            return behind, "hung (it stopped entering collectives while the others waited)"
+        return [], ""
+
+    # -- failure -------------------------------------------------------------------------------------------
+    def fail(self, exc: BaseException) -> None:
+        """Report, save (rank 0), exit 5. Never returns; safe to call from the watchdog thread."""
+        if not self._failing.acquire(blocking=False):
+            if threading.current_thread() is self._thread:
+                return
+            while True:  # the other thread is already failing the run and will exit the process
+                time.sleep(1)
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            pass
+        ctx = self.ctx
+        local = not isinstance(exc, (comm.CollectiveFailed, Terminated, TimeoutError))
+        try:
+            ctx.store.set(f"fail/{ctx.rank}", _one_line(exc))
+        except Exception:  # noqa: BLE001
+            pass
+        saw = f"{exc.name} failed: {exc.cause}" if isinstance(exc, comm.CollectiveFailed) else _one_line(exc)
+        if local:
+            culprits, msg = [ctx.rank], f"rank {ctx.rank} of {ctx.world_size} failed: {_one_line(exc)}"
+        else:
+            culprits, what = self.diagnose()
+            if culprits:
+                names = ", ".join(str(r) for r in culprits)
+                msg = f"rank{'s' if len(culprits) > 1 else ''} {names} of {ctx.world_size} {what}; rank {ctx.rank} saw {saw}"
+            else:
+                msg = f"the run stopped on rank {ctx.rank} of {ctx.world_size}: {saw}"
+        self._report(msg, culprits, "local" if local else "peer")
+        path = None
+        if ctx.is_rank0:
+            try:
+                path = self.save(msg, culprits)
+            except Exception as save_exc:  # noqa: BLE001 - still exit 5, and say why nothing was saved
+                msg += f" (saving partial results failed: {_one_line(save_exc)})"
+        if ctx.is_rank0 and not os.environ.get(LAUNCH_DIR_ENV):
+            tail = f"; partial results in {path}" if path else ""
+            sys.stderr.write(f"error: {msg}{tail}".replace("\n", " ") + "\n")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(ExitCode.RUN_FAILED))
+
+    def _report(self, msg: str, culprits: list[int], kind: str) -> None:
+        d = os.environ.get(LAUNCH_DIR_ENV)
+        if not d:
+            return
+        try:
+            p = Path(d) / f"rank{self.ctx.rank}.json"
+            p.write_text(json.dumps({"rank": self.ctx.rank, "kind": kind, "culprits": culprits, "message": msg}))
+        except OSError:
+            pass
+
+
+def install_test_faults(model: Any, rank: int) -> None:
+    """Test-only: make this rank die or hang after N model forwards (see the module docstring)."""
+    kill, hang = os.environ.get("MOEBENCH_TEST_KILL_RANK"), os.environ.get("MOEBENCH_TEST_HANG_RANK")
+    mode = "kill" if kill is not None and int(kill) == rank else "hang" if hang is not None and int(hang) == rank else None
+    if mode is None:
+        return
+    after = int(os.environ.get("MOEBENCH_TEST_KILL_AFTER_STEPS", "0"))
+
+    def pre_hook(_mod: Any, _args: Any) -> None:
+        _TEST_STEPS[0] += 1
+        if _TEST_STEPS[0] <= after:
+            return
+        stamp = os.environ.get("MOEBENCH_TEST_FAULT_STAMP")
+        if stamp:  # when the fault happened, so a test can time the reaction rather than the whole run
+            Path(stamp).write_text(repr(time.time()))
+        if mode == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        while True:
+            time.sleep(1)
+
+    model.register_forward_pre_hook(pre_hook)

@@ -1,0 +1,165 @@
+"""`moebench run WORKLOAD --nproc N`: N local ranks through torch's elastic launcher (the API behind torchrun),
+each running `python -m moebench run WORKLOAD …` with the same options.
+
+This process hosts the rendezvous store and watches the ranks; when one fails it stops the others (the agent
+sends SIGTERM, then SIGKILL after its shutdown timeout), and prints the verdict as one line naming the rank that
+caused it, then exits 5. Rank 0 keeps the partial results file up to date; the verdict is written into it.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Optional
+
+from moebench.errors import BadInput, ExitCode, MoebenchError, RunFailed
+from moebench.parallel.faults import LAUNCH_DIR_ENV
+
+# exit codes a rank reports with its own one-line message already printed (bad input, environment)
+_SELF_REPORTED = {int(ExitCode.USAGE), int(ExitCode.BAD_INPUT), int(ExitCode.ENVIRONMENT)}
+
+
+def inside_launcher() -> bool:
+    """True when this process is already one rank of a launched job (torchrun, srun, or our own agent)."""
+    return "RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) > 1
+
+
+def forwarded_args(ctx: Any, workload: Path, drop: tuple[str, ...] = ("nproc",)) -> list[str]:
+    """The current `moebench run` invocation (its click context `ctx`), re-spelled for the ranks minus --nproc.
+
+    Read from the context rather than a fixed list, so options added to `run` later are forwarded too.
+    """
+    out = [str(workload)]
+    for p in ctx.command.params:
+        if p.name in drop or getattr(p, "param_type_name", "") != "option":
+            continue
+        v = ctx.params.get(p.name)
+        if v is None or v == p.default:
+            continue
+        if p.is_flag:
+            out.append(p.opts[0] if v else p.secondary_opts[0])
+            continue
+        out += [p.opts[0], str(v.value if isinstance(v, enum.Enum) else v)]
+    return out
+
+
+def _quiet_agent() -> None:
+    """The agent logs every worker it starts and stops; the verdict line says what matters."""
+    if os.environ.get("MOEBENCH_DEBUG") == "1":
+        return
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def launch_local(nproc: int, args: list[str], *, wl: Any, source: str, out_dir: Path) -> None:
+    """Run `moebench run *args` on `nproc` local ranks; returns when all succeeded, raises RunFailed otherwise."""
+    if nproc != wl.parallel.world_size:
+        raise BadInput(f"{source}: parallel.world_size is {wl.parallel.world_size} but --nproc is {nproc}")
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from moebench.models import resolve_name
+    from moebench.parallel.mesh import Layout, check_plan
+    from moebench.results import new_run_id
+
+    for entry in wl.model_entries:  # fail before starting N processes: the ranks would all say the same
+        cfg = resolve_name(entry.name)[1].with_layers(entry.layers)
+        check_plan(Layout.of(wl.parallel), cfg, entry.name, wl.scenario.batch_sizes, source)
+    _quiet_agent()
+    run_id = new_run_id(wl.name)
+    partial = Path(out_dir) / f"{run_id}.json"
+    launch_dir = Path(tempfile.mkdtemp(prefix="moebench-launch-"))
+    env = {"MOEBENCH_RUN_ID": run_id, LAUNCH_DIR_ENV: str(launch_dir)}
+    if "OMP_NUM_THREADS" not in os.environ:  # as torchrun does: N ranks must not each claim every core
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    config = LaunchConfig(
+        min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1,
+        logs_specs=DefaultLogsSpecs(log_dir=str(launch_dir / "logs")),
+    )
+    try:
+        elastic_launch(config, sys.executable)("-m", "moebench", "run", *args)
+    except ChildFailedError as exc:
+        raise _verdict(exc.failures, launch_dir, nproc, partial, wl, source) from None
+    except SignalException as exc:
+        msg = f"interrupted ({signal.Signals(exc.sigval).name})"
+        path = _finish_partial(partial, msg, [], wl, source)
+        raise MoebenchError(f"{msg}; partial results in {path}", code=ExitCode.INTERRUPTED) from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(launch_dir, ignore_errors=True)
+
+
+def _verdict(failures: dict[int, Any], launch_dir: Path, world: int, partial: Path, wl: Any, source: str) -> BaseException:
+    """The one line: who caused the failure and how, from exit codes and the ranks' own reports."""
+    reports = {}
+    for p in launch_dir.glob("rank*.json"):
+        try:
+            r = json.loads(p.read_text())
+            reports[r["rank"]] = r
+        except (OSError, ValueError, KeyError):
+            continue
+    codes = {r: f.exitcode for r, f in failures.items()}
+    if not reports and codes and all(c in _SELF_REPORTED for c in codes.values()):
+        return SystemExit(next(iter(codes.values())))  # rank 0 already printed the reason
+    culprits: list[int] = []
+    died = sorted(r for r, c in codes.items() if c < 0 or (c != int(ExitCode.RUN_FAILED) and r not in reports))
+    local = sorted(r for r, rep in reports.items() if rep["kind"] == "local")
+    if died:
+        r = died[0]
+        how = f"killed by {signal.Signals(-codes[r]).name}" if codes[r] < 0 else f"exit code {codes[r]}"
+        culprits, msg = [r], f"rank {r} of {world} died ({how})"
+    elif local:
+        culprits, msg = [local[0]], reports[local[0]]["message"]
+    else:
+        named = sorted({c for rep in reports.values() for c in rep["culprits"]})
+        first = reports.get(0) or next(iter(reports.values()), None)
+        if named and first:
+            culprits = named
+            msg = next((rep["message"] for rep in reports.values() if rep["culprits"]), first["message"])
+        elif first:
+            msg = first["message"]
+        else:
+            r = min(codes) if codes else 0
+            culprits, msg = [r], f"rank {r} of {world} failed (exit code {codes.get(r)})"
+    path = _finish_partial(partial, msg, culprits, wl, source)
+    return RunFailed(f"{msg}; partial results in {path}", partial_path=str(path))
+
+
+def _finish_partial(path: Path, msg: str, culprits: list[int], wl: Any, source: str) -> Path:
+    """Write the verdict into rank 0's partial results file (or a minimal one, if rank 0 never wrote it)."""
+    from moebench.results import SCHEMA_VERSION, environment, write_atomic
+
+    doc: Optional[dict[str, Any]] = None
+    if path.is_file():
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            doc = None
+    if doc is None:
+        doc = {
+            "schema_version": SCHEMA_VERSION, "kind": "model", "run_id": path.stem,
+            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "workload_path": source,
+            "workload": wl.model_dump(mode="json"), "hardware": {}, "environment": environment(),
+            "world_size": wl.parallel.world_size, "records": [],
+        }
+    doc.update(complete=False, error=msg, failed_ranks=culprits)
+    return write_atomic(path, doc)

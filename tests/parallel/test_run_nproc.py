@@ -1,0 +1,129 @@
+"""`moebench run … --nproc N` end to end: one merged result, and a dead or hung rank as exit 5 in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.parallel.helpers import leftover_pids
+
+pytestmark = pytest.mark.slow
+
+# Small enough for 4 ranks on 2 cores: per batch size (1 warm-up + 2 repeats) × 4 forwards = 12 forwards.
+SMALL = {
+    "name": "ep4-small",
+    "models": ["mixtral:debug"],
+    "device": "cpu",
+    "parallel": {"world_size": 4, "expert": 4, "collective_timeout_s": 5},
+    "scenario": {"prompt_tokens": 16, "output_tokens": 4, "batch_sizes": [4, 8]},
+    "timing": {"warmup": 1, "repeats": 2},
+    "price": {"fallback_usd_per_gpu_hour": 0.1},
+}
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 240) -> tuple[subprocess.CompletedProcess, float]:
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "moebench", "run", *args], cwd=cwd, env={**os.environ, **env},
+                       capture_output=True, text=True, timeout=timeout)
+    return p, time.monotonic() - t0
+
+
+@pytest.fixture
+def small(tmp_path) -> Path:
+    p = tmp_path / "ep4-small.yaml"
+    p.write_text(yaml.safe_dump(SMALL))
+    return p
+
+
+def test_nproc_4_ep4_writes_one_merged_result(repo, small, tmp_path):
+    marker = f"moebench-nproc-{uuid.uuid4().hex}"
+    p, _ = _run([str(small), "--nproc", "4", "--out", str(tmp_path / "out"), "--json"], repo,
+                {"MOEBENCH_TEST_MARKER": marker})
+    assert p.returncode == 0, p.stderr[-3000:]
+    doc = json.loads(p.stdout)  # exactly one JSON document on stdout, from rank 0
+    assert doc["complete"] is True and doc["world_size"] == 4 and len(doc["ranks"]) == 4
+    assert doc["parallel"]["expert"] == 4 and doc["parallel"]["backend"] == "gloo"
+    assert [t["local_batch"] for t in doc["ranks"][3]["timings"]] == [1, 2]
+    for rec in doc["records"]:
+        assert rec["cost"]["n_gpus"] == 4
+        # the deployment's latency per repeat is its slowest rank's
+        slowest = [max(r["timings"][doc["records"].index(rec)]["tpot_ms"]["samples"][i] for r in doc["ranks"])
+                   for i in range(2)]
+        assert rec["metrics"]["tpot_ms"]["samples"] == slowest
+    assert [json.loads(f.read_text())["run_id"] for f in (tmp_path / "out").glob("*.json")] == [doc["run_id"]]
+    assert leftover_pids(marker) == []
+
+
+@pytest.mark.parametrize("fault", ["kill", "hang"])
+def test_dead_or_hung_rank_exits_5_in_one_line_with_partial_results(repo, small, tmp_path, fault):
+    """Rank 2 dies (SIGKILL) or hangs during the second batch size; the first record survives."""
+    marker = f"moebench-fault-{uuid.uuid4().hex}"
+    stamp = tmp_path / "fault-time"
+    env = {"MOEBENCH_TEST_MARKER": marker, f"MOEBENCH_TEST_{fault.upper()}_RANK": "2",
+           "MOEBENCH_TEST_KILL_AFTER_STEPS": "14", "MOEBENCH_TEST_FAULT_STAMP": str(stamp)}
+    p, _ = _run([str(small), "--nproc", "4", "--out", str(tmp_path / "out")], repo, env, timeout=240)
+    ended = time.time()
+    assert p.returncode == 5, p.stderr[-3000:]
+    assert ended - float(stamp.read_text()) < 60, "the failure took a minute or more to surface"
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, p.stderr
+    assert "Traceback" not in p.stderr and "ChildFailedError" not in p.stderr, p.stderr
+    line = errors[0]
+    assert "rank 2 of 4" in line
+    assert ("SIGKILL" if fault == "kill" else "hung") in line
+    (partial,) = (tmp_path / "out").glob("*.json")
+    assert str(partial) in line
+    doc = json.loads(partial.read_text())
+    assert doc["complete"] is False and doc["failed_ranks"] == [2]
+    assert len(doc["records"]) == 1 and doc["records"][0]["batch_size"] == 4
+    assert line.startswith(f"error: {doc['error']}")
+    deadline = time.monotonic() + 5  # the launcher has reaped its ranks when it returns; allow for /proc lag
+    while leftover_pids(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert leftover_pids(marker) == []
+
+
+def _main(args: list[str], capsys) -> tuple[int, str]:
+    """The CLI in this process (no subprocess start-up): (exit code, stderr)."""
+    from moebench.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", *args])
+    return exit_.value.code, capsys.readouterr().err
+
+
+def test_world_size_must_match_the_launcher(small, tmp_path, capsys, monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "SLURM_NTASKS"):
+        monkeypatch.delenv(var, raising=False)
+    code, err = _main([str(small), "--out", str(tmp_path)], capsys)
+    assert (code, err) == (3, f"error: {small}: parallel.world_size is 4 but 1 rank(s) were launched; run with --nproc 4\n")
+    code, err = _main([str(small), "--nproc", "2", "--out", str(tmp_path)], capsys)
+    assert (code, err) == (3, f"error: {small}: parallel.world_size is 4 but --nproc is 2\n")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # under torchrun with 2 ranks
+    monkeypatch.setenv("RANK", "0")
+    code, err = _main([str(small), "--out", str(tmp_path)], capsys)
+    assert (code, err) == (3, f"error: {small}: parallel.world_size is 4 but 2 rank(s) were launched; run with world_size: 2 in the workload\n")
+
+
+def test_plan_that_cannot_split_the_model_is_bad_input(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    cases = [
+        ({"world_size": 3, "expert": 3}, SMALL["scenario"], "parallel.expert: 3 does not divide the 8 experts of mixtral:debug"),
+        ({"world_size": 4, "expert": 4}, {**SMALL["scenario"], "batch_sizes": [6]},
+         "scenario.batch_sizes: 6 is not divisible by the 4 data-parallel attention replicas (world_size / dense group 1)"),
+        ({"world_size": 3, "tensor": 3}, SMALL["scenario"],
+         "parallel.tensor = 3 does not divide the 8 attention heads of mixtral:debug"),
+    ]
+    for par, scenario, msg in cases:
+        path = tmp_path / "plan.yaml"
+        path.write_text(yaml.safe_dump({**SMALL, "parallel": par, "scenario": scenario}))
+        code, err = _main([str(path), "--nproc", str(par["world_size"]), "--out", str(tmp_path)], capsys)
+        assert (code, err) == (3, f"error: {path}: {msg}\n")
