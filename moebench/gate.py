@@ -251,6 +251,20 @@ def check_comparable(base_docs: list[dict[str, Any]], cur_docs: list[dict[str, A
     return notes
 
 
+def baseline_noise(base_docs: list[dict[str, Any]], metrics: Iterable[str]) -> list[tuple[float, str]]:
+    """How far the baseline's own runs disagree: (max / min − 1 of the run medians, "model bB metric"), worst
+    first. Above the factor, the machine's run-to-run noise is larger than the change the gate is asked to see."""
+    meds: dict[tuple, list[float]] = {}
+    for doc in base_docs:
+        for rec in doc["records"]:
+            for name in metrics:
+                st = metric_stat(rec.get("metrics") or {}, name)
+                if st is not None and st["median"] and st["median"] > 0:
+                    meds.setdefault((rec["model"], rec["batch_size"], name), []).append(st["median"])
+    out = [(max(v) / min(v) - 1, f"{m} b{b} {n}") for (m, b, n), v in meds.items() if len(v) > 1]
+    return sorted(out, reverse=True)
+
+
 def gate(
     base_docs: list[dict[str, Any]],
     cur_docs: list[dict[str, Any]],
@@ -269,6 +283,13 @@ def gate(
         if not d.get("complete", False):
             raise BadInput(f"baseline {d.get('run_id')} is incomplete ({d.get('error', 'complete: false')}); re-record it")
     notes = check_comparable(base_docs, cur_docs)
+    noisy = [(x, what) for x, what in baseline_noise(base_docs, metrics) if x > factor]
+    if noisy:
+        notes.append(
+            f"the baseline's own {len(base_docs)} runs disagree by more than the {factor:.0%} factor on {len(noisy)} "
+            f"metric(s) (worst: {', '.join(f'{w} {x:.0%}' for x, w in noisy[:3])}): this machine's run-to-run "
+            "noise is larger than the change the gate is asked to resolve"
+        )
     base, cur = pool(base_docs, metrics), pool(cur_docs, metrics)
     rows: list[Row] = []
     for key in sorted(set(base) | set(cur), key=lambda k: (k[0], k[1], k[2], k[3])):

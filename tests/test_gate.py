@@ -159,3 +159,11 @@ def test_cli_exit_codes_and_json(tmp_path, capsys):
 
     code, out, err = run_cli(["gate", "--baseline", str(tmp_path / "nope.json"), same], capsys)
     assert code == 3 and out == "" and err.startswith("error:") and err.count("\n") == 1
+
+
+def test_a_baseline_whose_runs_disagree_is_called_out():
+    calm = [_doc(noisy(10, 10, 0.02, s), noisy(10, 50, 0.02, s + 50)) for s in range(3)]
+    assert not any("disagree" in n for n in gate(calm, [calm[0]]).notes)
+    wild = calm[:2] + [_doc(noisy(10, 14, 0.02, 9), noisy(10, 50, 0.02, 59))]
+    (note,) = [n for n in gate(wild, [calm[0]]).notes if "disagree" in n]
+    assert "3 runs" in note and "llama3:debug b1 tpot_ms 4" in note

@@ -1,6 +1,7 @@
-"""The gate end to end on real runs: a fresh baseline of workloads/ci-gate.yaml, then N unchanged runs (none may
-regress) and N runs with an injected slowdown (every one must be caught). Takes ~20 minutes on 2 cores, so it
-is a script first and an opt-in test second:
+"""The gate end to end on real runs of workloads/ci-gate.yaml, done the way the CI job does them (a fresh baseline
+per gate run, measured in runs interleaved with the head's): N gate runs on unchanged code (none may regress)
+and N with an injected slowdown in the head (every one must be caught). ~20 minutes on 2 cores, so it is a
+script first and an opt-in test second:
 
     python tests/test_gate_e2e.py --runs 10 --out /tmp/gate-e2e          # the record in docs/ci-gate.md
     MOEBENCH_GATE_E2E=1 python -m pytest tests/test_gate_e2e.py          # same, smaller (2 + 2 gate runs)
@@ -86,40 +87,39 @@ def gate_once(baselines: list[Path], current: Path, factor: float) -> dict:
             "smallest_caught_ratio": fastest_caught}
 
 
-def demo(runs: int, out: Path, *, slowdown: float = 0.25, factor: float = 0.10, baseline_runs: int = 5,
-         current_runs: int = 3, threads: int = 1, log=print) -> dict:
-    """A fresh baseline (`baseline_runs` runs, pooled), then `runs` gate runs on unchanged code and `runs` with the
-    slowdown, each gate run pooling `current_runs` fresh runs (as docs/ci-gate.md's CI job does)."""
+def demo(runs: int, out: Path, *, slowdown: float = 0.25, factor: float = 0.10, pairs: int = 3, threads: int = 1,
+         log=print) -> dict:
+    """`runs` gate runs on unchanged code, then `runs` with the slowdown in the head, as the CI job does them:
+    each gate run measures a fresh baseline and the head in `pairs` interleaved pairs (A B, B A, A B, …: a load
+    change on the machine hits both sides alike) and gates the pooled head against the pooled baseline."""
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    base = [run_once(out / "baseline", threads=threads) for _ in range(baseline_runs)]
-    log(f"baseline: {', '.join(b.name for b in base)} ({time.time() - t0:.0f}s)")
-    res: dict = {"runs": runs, "slowdown": slowdown, "factor": factor, "threads": threads,
-                 "baseline_runs": baseline_runs, "current_runs": current_runs,
-                 "baseline": [str(b) for b in base], "unchanged": [], "slowed": []}
+    res: dict = {"runs": runs, "slowdown": slowdown, "factor": factor, "threads": threads, "pairs": pairs,
+                 "unchanged": [], "slowed": []}
     for kind, frac in (("unchanged", 0.0), ("slowed", slowdown)):
         for i in range(runs):
-            cur = out / kind / f"{i + 1:02d}"
-            for _ in range(current_runs):
-                run_once(cur, slowdown=frac, threads=threads)
-            g = gate_once(base, cur, factor)
+            trial = out / kind / f"{i + 1:02d}"
+            for j in range(pairs):
+                order = (("base", 0.0), ("head", frac)) if j % 2 == 0 else (("head", frac), ("base", 0.0))
+                for side, f in order:
+                    run_once(trial / side, slowdown=f, threads=threads)
+            g = gate_once([trial / "base"], trial / "head", factor)
             res[kind].append(g)
-            log(f"{kind} {i + 1}/{runs}: exit {g['exit']} {g['verdict']:10s} worst {g['worst']}")
+            log(f"{kind} {i + 1}/{runs}: exit {g['exit']} {g['verdict']:10s} worst {g['worst']} "
+                f"({time.time() - t0:.0f}s, load {os.getloadavg()[0]:.1f})")
     res["false_alarms"] = sum(g["exit"] != 0 for g in res["unchanged"])
     res["caught"] = sum(g["exit"] == 1 for g in res["slowed"])
     res["wall_s"] = round(time.time() - t0)
-    load = os.getloadavg()
-    res["loadavg_end"] = [round(x, 2) for x in load]
     (out / "summary.json").write_text(json.dumps(res, indent=2))
     log(f"false alarms {res['false_alarms']}/{runs}; {slowdown:.0%} slowdown caught {res['caught']}/{runs}; "
-        f"{res['wall_s']}s; load average at the end {load[0]:.1f}")
+        f"{res['wall_s']}s")
     return res
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("MOEBENCH_GATE_E2E") != "1", reason="minutes of real runs: set MOEBENCH_GATE_E2E=1")
 def test_gate_end_to_end(tmp_path):
-    res = demo(2, tmp_path, baseline_runs=3, current_runs=2)
+    res = demo(2, tmp_path, pairs=2)
     assert res["false_alarms"] == 0, res["unchanged"]
     assert res["caught"] == 2, res["slowed"]
 
@@ -138,10 +138,8 @@ if __name__ == "__main__":
     ap.add_argument("--out", type=Path, default=Path("/tmp/gate-e2e"))
     ap.add_argument("--slowdown", type=float, default=0.25)
     ap.add_argument("--factor", type=float, default=0.10)
-    ap.add_argument("--baseline-runs", type=int, default=5)
-    ap.add_argument("--current-runs", type=int, default=3)
+    ap.add_argument("--pairs", type=int, default=3, help="interleaved base/head run pairs per gate run")
     ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS for every run")
     a = ap.parse_args()
-    r = demo(a.runs, a.out, slowdown=a.slowdown, factor=a.factor, baseline_runs=a.baseline_runs,
-             current_runs=a.current_runs, threads=a.threads)
+    r = demo(a.runs, a.out, slowdown=a.slowdown, factor=a.factor, pairs=a.pairs, threads=a.threads)
     sys.exit(0 if r["false_alarms"] == 0 and r["caught"] == a.runs else 1)

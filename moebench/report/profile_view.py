@@ -18,6 +18,7 @@ _CTX_KEYS = ("model", "batch_size", "rank", "layer", "stage")
 _CHILD_CTX = {"ranks": "rank", "per_rank": "rank", "layers": "layer", "per_layer": "layer",
               "models": "model", "batch_sizes": "batch_size", "stages": "stage", "phases_by_stage": "stage"}
 _LAYER_KEY = re.compile(r"^L?(\d+)$")
+_SKIP = {"phases", "clock", "trace", "energy", "overhead"}  # per-phase detail inside a layer row; not per layer
 _LOAD_KEYS = ("tokens_per_expert", "tokens_LE", "expert_tokens")
 
 
@@ -36,6 +37,8 @@ def _walk(node: Any, ctx: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict
         ctx = {**ctx, **{k: node[k] for k in _CTX_KEYS if k in node and not isinstance(node[k], (dict, list))}}
         yield ctx, node
         for k, v in node.items():
+            if k in _SKIP:
+                continue
             if k in _CHILD_CTX and isinstance(v, dict):
                 for kk, vv in v.items():
                     yield from _walk(vv, {**ctx, _CHILD_CTX[k]: _index(kk)})
@@ -76,6 +79,8 @@ def breakdowns(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 continue
             rank = ctx.get("rank", 0)
             layer = ctx.get("layer")
+            if layer is None:  # a region outside the layers (lm_head): the profiler names it
+                layer = d.get("name", "other")
             title = _title(ctx)
             ident = (title, rank, layer)
             if ident in seen:
@@ -101,25 +106,37 @@ def _num(x: Any) -> Optional[float]:
 
 
 def expert_loads(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per profiled MoE run: {"title", "tokens_LE" (layers × experts), "layer_labels", "balancedness"}."""
+    """Per profiled MoE run: {"title", "tokens_LE" (layers × experts), "layer_labels", "balancedness"}.
+
+    Reads a whole matrix (`tokens_per_expert: [[...], ...]`) or one row per layer (`{"layer": 3,
+    "tokens_per_expert": [...]}`, as moebench.profile.summary writes); `balancedness` is the matrix's own figure,
+    else the lowest per-layer one (mean / max tokens per expert).
+    """
     out: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    per_layer: dict[str, dict[Any, tuple[list[float], Optional[float]]]] = {}
     for base, section in _sections(doc):
         for ctx, d in _walk(section, base):
             key = next((k for k in _LOAD_KEYS if k in d), None)
             if key is None:
                 continue
-            z, labels = _matrix(d[key])
-            if not z:
+            v = d[key]
+            if isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v):
+                layer = d.get("layer", ctx.get("layer"))
+                if layer is not None:
+                    per_layer.setdefault(_title(ctx), {}).setdefault(layer, ([float(x) for x in v], _num(d.get("balancedness"))))
                 continue
-            title = _title(ctx)
-            if title in seen:
-                continue
-            seen.add(title)
-            bal = d.get("balancedness")
-            if isinstance(bal, (list, dict)):
-                bal = None
-            out.append({"title": title, "tokens_LE": z, "layer_labels": labels, "balancedness": _num(bal)})
+            z, labels = _matrix(v)
+            if z and all(e["title"] != _title(ctx) for e in out):
+                out.append({"title": _title(ctx), "tokens_LE": z, "layer_labels": labels,
+                            "balancedness": _num(d.get("balancedness"))})
+    for title, layers in per_layer.items():
+        if any(e["title"] == title for e in out):
+            continue
+        order = sorted(layers, key=lambda x: _layer_order(f"L{x}" if isinstance(x, int) else str(x)))
+        bals = [layers[k][1] for k in order if layers[k][1] is not None]
+        out.append({"title": title, "tokens_LE": [layers[k][0] for k in order],
+                    "layer_labels": [f"L{k}" if isinstance(k, int) else str(k) for k in order],
+                    "balancedness": min(bals) if bals else None})
     return out
 
 

@@ -30,3 +30,35 @@ def test_expert_load_matrix(doc_factory):
 def test_no_profile_gives_nothing(doc_factory):
     d = doc_factory("h100_sxm", "H100", 2.5, 1.0)
     assert breakdowns(d) == [] and expert_loads(d) == []
+
+
+def test_reads_the_section_the_profiler_writes():
+    """A `profile` section made by moebench.profile.summary.summarize itself (4 ranks, rank 0 slow in experts,
+    every token to experts 0-1), placed on a record: the report finds per-rank layer rows and the load matrix."""
+    from moebench.profile.recorder import COMM, COMPUTE, Step
+    from moebench.profile.summary import summarize
+
+    ms = 1_000_000
+
+    def rec(name, kind, a, b):
+        return (name, kind, a * ms, b * ms, (b - a) * ms)
+
+    ranks = []
+    for r in range(4):
+        extra = 5 if r == 0 else 0
+        step = Step(0, "decode", 8, 0, 17 * ms, [
+            rec("L0/attn", COMPUTE, 0, 2), rec("L0/dispatch", COMM, 2, 3),
+            rec("L0/experts", COMPUTE, 3, 5 + extra), rec("L0/combine", COMM, 5 + extra, 16)])
+        ranks.append({"rank": r, "steps": [step], "load_total": [[100, 100, 10, 10, 10, 10, 10, 10]],
+                      "shard": (2 * r, 2)})
+    section = summarize(ranks, routing="hot:0")
+    doc = {"records": [{"model": "mixtral:debug", "batch_size": 8, "profile": section}]}
+
+    (b,) = breakdowns(doc)
+    assert b["title"] == "mixtral:debug · batch 8 · decode"
+    assert [r["rank"] for r in b["layers"]] == [0, 1, 2, 3] and {r["layer"] for r in b["layers"]} == {"L0"}
+    waits = {r["rank"]: r["wait_ms"] for r in b["layers"]}
+    assert waits[1] > 4.9 and waits[0] < 0.1  # the others wait ~5 ms for rank 0
+    (e,) = expert_loads(doc)
+    assert e["tokens_LE"] == [[400.0, 400.0, 40.0, 40.0, 40.0, 40.0, 40.0, 40.0]] and e["layer_labels"] == ["L0"]
+    assert 0 < e["balancedness"] < 0.5
