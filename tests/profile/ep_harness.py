@@ -136,7 +136,7 @@ SPEC = {
     # so that both see the same machine load.
     "model": "mixtral:debug",
     "layers": 2,
-    "scenario": {"prompt": 16, "output": 3, "batch": 32, "warmup": 1, "repeats": 2},
+    "scenario": {"prompt": 48, "output": 2, "batch": 32, "warmup": 1, "repeats": 2},
     "runs": [
         {"name": "uniform", "routing": "uniform", "trace": True, "overhead": True},
         {"name": "hot", "routing": "hot:0"},
