@@ -62,6 +62,14 @@ HF_CASES: dict[str, tuple[str, dict, dict]] = {
                          "beta_slow": 1.0, "truncate": False, "original_max_position_embeddings": 64}), {}),
 }
 
+# Only for the MXFP4 test: MXFP4 groups 32 input values, so D and F are multiples of 32.
+EXTRA_CASES = {
+    "gpt-oss-mxfp4": ("GptOssConfig", dict(
+        hidden_size=64, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=16, num_local_experts=4, num_experts_per_tok=2, sliding_window=4,
+        layer_types=["sliding_attention", "full_attention"]), {}),
+}
+
 
 @torch.no_grad()
 def randomize(model: torch.nn.Module, seed: int) -> None:
@@ -88,7 +96,7 @@ def randomize(model: torch.nn.Module, seed: int) -> None:
 
 def make_hf(case: str, directory: Path, seed: int = 0):
     """(transformers model in fp32 eval mode, checkpoint directory) for one HF_CASES entry."""
-    cls_name, kwargs, save = HF_CASES[case]
+    cls_name, kwargs, save = {**HF_CASES, **EXTRA_CASES}[case]
     cfg = getattr(transformers, cls_name)(**COMMON, **kwargs)
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).eval()
@@ -98,6 +106,25 @@ def make_hf(case: str, directory: Path, seed: int = 0):
         path = directory / "config.json"
         path.write_text(json.dumps({**json.loads(path.read_text()), "model_type": "kimi_k2"}))
     return model, directory
+
+
+@pytest.fixture(autouse=True)
+def one_thread(request):
+    """Tiny models run on one intra-op thread: they gain nothing from two, and OpenMP's barriers make a
+    multi-threaded forward 10-30× slower whenever other jobs share the cores. Real-width tests ask for
+    `all_threads` instead."""
+    if "all_threads" in request.fixturenames:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def all_threads():
+    """Opt out of `one_thread`: this test runs a real-width model."""
 
 
 @pytest.fixture(scope="session")
