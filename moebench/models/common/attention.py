@@ -25,6 +25,18 @@ def causal_mask(start: int, s: int, t: int, window: int | None, device: torch.de
     return m
 
 
+def sdpa_mask(start: int, s: int, t: int, window: int | None, device: torch.device) -> dict:
+    """SDPA's mask arguments: none where the pattern needs none, so the fused (flash / memory-efficient)
+    kernels can run — a prefill from position 0 is plain causal, a single decode token inside the window sees
+    every cached key. Otherwise the explicit [S, T] mask."""
+    in_window = window is None or t <= window
+    if s == 1 and in_window:
+        return {"attn_mask": None, "is_causal": False}
+    if start == 0 and s == t and in_window:
+        return {"attn_mask": None, "is_causal": True}
+    return {"attn_mask": causal_mask(start, s, t, window, device), "is_causal": False}
+
+
 class GQAttention(nn.Module):
     def __init__(self, cfg: ArchConfig, layer: int):
         super().__init__()
@@ -61,13 +73,14 @@ class GQAttention(nn.Module):
             cache["k"][:, :, start : start + s] = k
             cache["v"][:, :, start : start + s] = v
             k, v = cache["k"][:, :, : start + s], cache["v"][:, :, : start + s]
-        mask_ST = causal_mask(start, s, k.shape[2], self.window, x_BSM.device)
-        o = self._attend(q, k, v, mask_ST)
+        if self.sinks is None:
+            mask = sdpa_mask(start, s, k.shape[2], self.window, x_BSM.device)
+            o = F.scaled_dot_product_attention(q, k, v, scale=self.scale, enable_gqa=True, **mask)
+        else:
+            o = self._attend_with_sinks(q, k, v, causal_mask(start, s, k.shape[2], self.window, x_BSM.device))
         return self.wo(o.transpose(1, 2).reshape(b, s, -1))
 
-    def _attend(self, q_BHSD, k_BGTD, v_BGTD, mask_ST) -> torch.Tensor:
-        if self.sinks is None:
-            return F.scaled_dot_product_attention(q_BHSD, k_BGTD, v_BGTD, attn_mask=mask_ST, scale=self.scale, enable_gqa=True)
+    def _attend_with_sinks(self, q_BHSD, k_BGTD, v_BGTD, mask_ST) -> torch.Tensor:
         # Sinks add one learned logit per head to the softmax denominator (gpt-oss); SDPA has no hook for it.
         rep = q_BHSD.shape[1] // k_BGTD.shape[1]  # from the shapes: tensor parallelism slices heads
         k, v = k_BGTD.repeat_interleave(rep, dim=1), v_BGTD.repeat_interleave(rep, dim=1)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from moebench.models.common.attention import causal_mask
+from moebench.models.common.attention import sdpa_mask
 from moebench.models.common.norm import RMSNorm
 from moebench.models.common.rope import Rotary, apply_rotary, softmax_mscale
 from moebench.models.config import ArchConfig
@@ -79,31 +79,31 @@ class MLAttention(nn.Module):
         if cache is not None:
             cache["kv_latent"][:, start : start + s] = kv_BTC
             kv_BTC = cache["kv_latent"][:, : start + s]
-        mask_ST = causal_mask(start, s, kv_BTC.shape[1], None, x_BSM.device)
+        mask = sdpa_mask(start, s, kv_BTC.shape[1], None, x_BSM.device)
         absorb = self.absorb if self.absorb is not None else start > 0
         attend = self._attend_absorbed if absorb else self._attend_expanded
-        o_BHSV = attend(q_nope, q_rope, kv_BTC, mask_ST)
+        o_BHSV = attend(q_nope, q_rope, kv_BTC, mask)
         return self.wo(o_BHSV.transpose(1, 2).reshape(b, s, -1))
 
     def _wkv_b_HCR(self) -> torch.Tensor:
         """wkv_b as [H, Dn + Dv, R]; the head count comes from the weight, so a tensor-parallel slice just works."""
         return self.wkv_b.weight.view(-1, self.nope_dim + self.v_dim, self.kv_rank)
 
-    def _attend_expanded(self, q_nope, q_rope, kv_BTC, mask_ST) -> torch.Tensor:
+    def _attend_expanded(self, q_nope, q_rope, kv_BTC, mask: dict) -> torch.Tensor:
         b, t = kv_BTC.shape[:2]
         latent, k_rope = kv_BTC.split([self.kv_rank, self.rope_dim], dim=-1)
         kv = self.wkv_b(latent).view(b, t, -1, self.nope_dim + self.v_dim).transpose(1, 2)
         k_nope, v_BHTV = kv.split([self.nope_dim, self.v_dim], dim=-1)
         k_BHTK = torch.cat([k_nope, k_rope[:, None].expand(-1, k_nope.shape[1], -1, -1)], dim=-1)
         q_BHSK = torch.cat([q_nope, q_rope], dim=-1)
-        return F.scaled_dot_product_attention(q_BHSK, k_BHTK, v_BHTV, attn_mask=mask_ST, scale=self.scale)
+        return F.scaled_dot_product_attention(q_BHSK, k_BHTK, v_BHTV, scale=self.scale, **mask)
 
-    def _attend_absorbed(self, q_nope, q_rope, kv_BTC, mask_ST) -> torch.Tensor:
+    def _attend_absorbed(self, q_nope, q_rope, kv_BTC, mask: dict) -> torch.Tensor:
         w = self._wkv_b_HCR()
         w_uk_HNR, w_uv_HVR = w[:, : self.nope_dim], w[:, self.nope_dim :]
         q_lat_BHSR = torch.einsum("bhsn,hnr->bhsr", q_nope, w_uk_HNR)
         q_BHSC = torch.cat([q_lat_BHSR, q_rope], dim=-1)
         k_B1TC = kv_BTC[:, None]
         v_B1TR = k_B1TC[..., : self.kv_rank]
-        o_lat = F.scaled_dot_product_attention(q_BHSC, k_B1TC, v_B1TR, attn_mask=mask_ST, scale=self.scale, enable_gqa=True)
+        o_lat = F.scaled_dot_product_attention(q_BHSC, k_B1TC, v_B1TR, scale=self.scale, enable_gqa=True, **mask)
         return torch.einsum("bhsr,hvr->bhsv", o_lat, w_uv_HVR)
