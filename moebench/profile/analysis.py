@@ -4,7 +4,8 @@ works on gathered records, so tests drive it with synthetic timelines and known 
 A collective's time on rank r splits into wait = (latest arrival among its peers − r's arrival), clamped to the
 call's duration, and transfer = the rest. Arrivals are compared after subtracting each rank's clock offset.
 The k-th call named `n` in step s on one rank is matched with the k-th call named `n` in step s on its peers
-(every rank of a group issues the same collectives in the same order, or the run would deadlock).
+(every rank of a group issues the same collectives in the same order, or the run would deadlock). A rank's peers
+may differ by phase (EP ranks for dispatch/combine, the tensor-parallel group for allreduce).
 
 Per rank and stage (prefill | decode), times are means per step, ms:
 compute_ms (exclusive time in compute regions) + comm_ms (in collectives) + idle_ms (step time covered by no
@@ -47,14 +48,25 @@ def union_ns(intervals: Iterable[tuple[int, int]]) -> int:
 def match_collectives(
     steps_by_rank: dict[int, Sequence[Step]],
     offsets_ns: dict[int, int],
-    peers_by_rank: Optional[dict[int, tuple[int, ...]]] = None,
+    peers_by_rank: Optional[dict[int, Any]] = None,
 ) -> list[dict[str, Any]]:
     """Every collective call seen by all of its peers, with aligned arrivals/ends and the split per rank.
 
     Each item: name, step (index), stage, timed, ranks, arrive_ns, end_ns (aligned), dur_ns, wait_ns,
-    transfer_ns (lists in `ranks` order), last (the rank that arrived last)."""
+    transfer_ns (lists in `ranks` order), last (the rank that arrived last).
+
+    `peers_by_rank[r]`: the global ranks r's collectives span, either one tuple or {phase: tuple} with an
+    optional "*" default (phase as in `L3/dispatch`); default: every rank."""
     ranks = sorted(steps_by_rank)
-    peers_by_rank = peers_by_rank or {r: tuple(ranks) for r in ranks}
+    everyone = tuple(ranks)
+    peers_by_rank = peers_by_rank or {}
+
+    def peers_of(r: int, name: str) -> tuple[int, ...]:
+        p = peers_by_rank.get(r)
+        if isinstance(p, dict):
+            p = p.get(split_name(name)[1], p.get("*"))
+        return tuple(p) if p else everyone
+
     calls: dict[tuple, dict[int, tuple[int, int, int]]] = defaultdict(dict)
     meta: dict[tuple, tuple[str, bool]] = {}
     for r in ranks:
@@ -64,7 +76,7 @@ def match_collectives(
             for name, kind, t0, t1, excl in st.records:
                 if kind != COMM:
                     continue
-                key = (peers_by_rank[r], st.index, name, occ[name])
+                key = (peers_of(r, name), st.index, name, occ[name])
                 occ[name] += 1
                 calls[key][r] = (t0 - off, t1 - off, excl)
                 meta[key] = (st.stage, st.timed)

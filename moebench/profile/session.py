@@ -6,6 +6,10 @@
     samples = time_generation(...)           # every forward is bracketed and every region timed
     section = prof.finish(overhead=(batch, plain.tpot_ms, samples.tpot_ms))  # collective; dict on rank 0
 
+`group`: the process group the collectives run on (default: every rank); `groups`: per phase, where they differ
+(e.g. {"dispatch": ep, "combine": ep, "allreduce": tp}); `control_group`: a gloo group for clock sync and
+gathering (default: the world group when it is gloo, else a new gloo group).
+
 Constructing it (collective when world_size > 1): installs the region recorder, the routing override (workload
 `routing`), the expert-load observer, forward hooks that bracket each forward as a step (prefill when the input
 has more than one position, decode otherwise), the NVML sampler, and aligns clocks with rank 0. The first
@@ -41,6 +45,8 @@ class ProfileSession:
         world_size: int = 1,
         device: str = "cpu",
         group: Any = None,
+        groups: Optional[dict[str, Any]] = None,
+        control_group: Any = None,
         trace_dir: Optional[str | Path] = None,
         trace_steps: int = 6,
         warmup_forwards: Optional[int] = None,
@@ -52,9 +58,8 @@ class ProfileSession:
         self.trace_dir = Path(trace_dir) if trace_dir is not None else None
         self.trace_steps = trace_steps
         self.dist = world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
-        self.cpu_group = self._cpu_group() if self.dist else None
-        self.peers = tuple(torch.distributed.get_process_group_ranks(group)) if (self.dist and group is not None) \
-            else tuple(range(world_size))
+        self.cpu_group = (control_group if control_group is not None else self._cpu_group()) if self.dist else None
+        self.peers = self._peers(group, groups)
         self.recorder = TimelineRecorder(device, rank)
         self._paused = False
         self._n_forward = 0
@@ -73,6 +78,18 @@ class ProfileSession:
         """Clock sync and object gathering run over gloo (CPU tensors, host clocks) whatever the data backend."""
         dist = torch.distributed
         return None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+
+    def _peers(self, group: Any, groups: Optional[dict[str, Any]]) -> dict[str, tuple[int, ...]]:
+        """Global ranks each phase's collectives span: `groups` by phase, `group` for the rest, else everyone."""
+        def ranks_of(g: Any) -> tuple[int, ...]:
+            if not self.dist or g is None:
+                return tuple(range(self.world_size))
+            return tuple(torch.distributed.get_process_group_ranks(g))
+
+        out = {"*": ranks_of(group)}
+        for phase, g in (groups or {}).items():
+            out[phase] = ranks_of(g)
+        return out
 
     def _pick_trace_window(self) -> Optional[tuple[int, int]]:
         if self.trace_dir is None or self.trace_steps <= 0:

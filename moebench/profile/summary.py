@@ -106,16 +106,15 @@ def summarize(
 ) -> dict[str, Any]:
     """The `profile` section from every rank's records.
 
-    `ranks`: one dict per rank with `rank`, `steps` (list of recorder.Step), optional `peers` (tuple of the
-    global ranks its collectives span; default all), `load` and `shard` (see `expert_load`).
+    `ranks`: one dict per rank with `rank`, `steps` (list of recorder.Step), optional `peers` (the global
+    ranks its collectives span: a tuple, or {phase: tuple} with a "*" default; default all), `load_total` and
+    `shard` (see `expert_load`).
     `offsets_ns[r]`: rank r's clock minus rank 0's, as used to align arrivals (0 on one host; else
     clock.ping_pong_offsets). The clock section also reports how well the end times agree with them."""
     offsets = {rk["rank"]: (offsets_ns[rk["rank"]] if offsets_ns else 0) for rk in ranks}
     steps_by_rank = {rk["rank"]: [s if isinstance(s, Step) else Step.from_wire(s) for s in rk["steps"]] for rk in ranks}
     ranks = [{**rk, "steps": steps_by_rank[rk["rank"]]} for rk in ranks]
-    peers = {rk["rank"]: tuple(rk["peers"]) for rk in ranks if rk.get("peers")} or None
-    if peers is not None and len(peers) != len(ranks):
-        peers = {rk["rank"]: tuple(rk.get("peers") or sorted(steps_by_rank)) for rk in ranks}
+    peers = {rk["rank"]: rk["peers"] for rk in ranks if rk.get("peers")}
     calls = match_collectives(steps_by_rank, offsets, peers)
     tables = rank_tables(steps_by_rank, calls)
     load = expert_load(ranks)

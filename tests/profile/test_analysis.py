@@ -139,3 +139,18 @@ def test_summary_renders():
     con.print(render_summary(sec, title="mixtral:debug"))
     text = con.export_text()
     assert "where the time goes" in text and "most imbalanced layer: L0" in text and "straggler rank: 0" in text
+
+
+def test_peers_can_differ_by_phase():
+    """EP over all 4 ranks for dispatch, tensor-parallel pairs for allreduce."""
+    def st(dispatch_ms, allreduce_ms):
+        return [Step(0, "decode", 1, 0, 20 * MS, [rec("L0/allreduce", COMM, allreduce_ms, 10),
+                                                   rec("L0/dispatch", COMM, dispatch_ms, 19)])]
+    steps = {0: st(11, 1), 1: st(12, 2), 2: st(13, 4), 3: st(15, 7)}
+    tp = {0: (0, 1), 1: (0, 1), 2: (2, 3), 3: (2, 3)}
+    peers = {r: {"*": (0, 1, 2, 3), "allreduce": tp[r]} for r in steps}
+    calls = match_collectives(steps, {}, peers)
+    ar = {r: w for c in calls if c["name"] == "L0/allreduce" for r, w in zip(c["ranks"], c["wait_ns"])}
+    dp = {r: w for c in calls if c["name"] == "L0/dispatch" for r, w in zip(c["ranks"], c["wait_ns"])}
+    assert ar == {0: 1 * MS, 1: 0, 2: 3 * MS, 3: 0}
+    assert dp == {0: 4 * MS, 1: 3 * MS, 2: 2 * MS, 3: 0}
