@@ -26,6 +26,7 @@ from moebench.parallel.faults import Guard, install_test_faults
 from moebench.parallel.gather import gather_samples, merge_samples, rank_info, rank_timing
 from moebench.parallel.mesh import ParallelContext, check_plan, env_rank, init_parallel, shutdown
 from moebench.parallel.plan import local_batch, parallelize
+from moebench.profile.runs import measure_batch
 from moebench.workload import ModelEntry, Workload
 
 Log = Callable[[str], None]
@@ -203,10 +204,14 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
             ids = prompt_ids(b, sc.prompt_tokens, cfg.vocab_size, wl.seed, dev)
             if ctx is not None:
                 ids = local_batch(ids, ctx)
-            samples = time_generation(
-                model, batch=ids.shape[0], prompt=sc.prompt_tokens, output=sc.output_tokens,
-                warmup=wl.timing.warmup, repeats=wl.timing.repeats, device=dev, seed=wl.seed,
-                barrier=None if ctx is None else ctx.barrier, ids_BS=ids,
+            # the workload's `routing` override, and with `profile: true` every phase timed (moebench.profile)
+            samples, profile = measure_batch(
+                wl, model, ctx, device=dev, results_path=path, name=entry.name, batch=b, log=log,
+                generate=lambda: time_generation(
+                    model, batch=ids.shape[0], prompt=sc.prompt_tokens, output=sc.output_tokens,
+                    warmup=wl.timing.warmup, repeats=wl.timing.repeats, device=dev, seed=wl.seed,
+                    barrier=None if ctx is None else ctx.barrier, ids_BS=ids,
+                ),
             )
             if ctx is not None:
                 per_rank = gather_samples(ctx, samples)
@@ -220,6 +225,8 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
                 prompt=sc.prompt_tokens, output=sc.output_tokens, dtype_bytes=dbytes,
                 pricing=pricing, peaks=peaks, intelligence=intel,
             ))
+            if profile is not None:  # rank 0: every rank's regions, waits and expert load, merged
+                doc["records"][-1]["profile"] = profile
             if rank0 and ctx is not None:  # distributed: save after every record, a rank may die any time
                 write_atomic(path, doc)
         del model
