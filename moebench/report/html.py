@@ -8,7 +8,6 @@ plotly's own JSON encoder additionally escapes `<`, `>` and `/` inside the figur
 
 from __future__ import annotations
 
-import html
 import time
 from typing import Any, Optional
 
@@ -74,7 +73,8 @@ def provenance(sources: list[tuple[str, dict[str, Any]]]) -> str:
         price_s = f"${fmt(p)}/GPU-h ({esc(price.get('tier'))})<br><span class='dim'>{esc(price.get('source'))}</span>" if p else "not set"
         roof_s = (f"{esc(fmt(roofs.get('mem_gbps')))} GB/s copy, {esc(fmt(roofs.get('matmul_gflops')))} GFLOP/s "
                   f"{esc(roofs.get('matmul_dtype'))}") if roofs else "—"
-        done = "yes" if doc.get("complete") else f"<b>no</b> <span class='dim'>{esc(doc.get('error'))}</span>"
+        err = str(doc.get("error") or "")
+        done = "yes" if doc.get("complete") else f"<b>no</b> <span class='dim'>{esc(err[:160] + ('…' if len(err) > 160 else ''))}</span>"
         body.append(("", [
             esc(src), esc(doc.get("run_id")), esc(doc.get("created_utc")), esc((doc.get("workload") or {}).get("name")),
             f"{esc(hw.get('name'))} <span class='dim'>({esc(hw.get('id'))})</span>",
