@@ -135,7 +135,8 @@ def run_workload(
                                    "backend": ctx.backend, "attention_replicas": ctx.layout.batch_slices}
                 doc["ranks"] = ranks
                 write_atomic(path, doc)
-        _run_models(wl, doc, ctx, dev=dev, dtype=dtype, pricing=pricing, roofs=roofs, hw=hw, path=path, log=log)
+        _run_models(wl, doc, ctx, dev=dev, dtype=dtype, pricing=pricing, roofs=roofs, hw=hw, path=path, log=log,
+                    guard=guard)
     except BaseException as exc:  # save what was measured, whatever stopped the run
         if guard is not None:
             guard.fail(exc)  # rank 0 saves; every rank exits 5 with the culprit named (never returns)
@@ -169,7 +170,8 @@ def _hardware_section(hw: Hardware, dev: str, dtype_name: str, wl: Workload, bac
 
 
 def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext], *, dev: str, dtype: torch.dtype,
-                pricing: Pricing, roofs: Optional[dict[str, Any]], hw: Hardware, path: Path, log: Log) -> None:
+                pricing: Pricing, roofs: Optional[dict[str, Any]], hw: Hardware, path: Path, log: Log,
+                guard: Optional[Guard] = None) -> None:
     """Build each model (sharded when distributed), time each batch size, append records; rank 0 writes."""
     dtype_name = str(dtype).removeprefix("torch.")
     dbytes = DTYPE_BYTES[dtype_name]
@@ -195,11 +197,15 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
                          dtype_bytes=dbytes, device=dev)
             log(f"building {entry.name} ({cfg.num_hidden_layers} of {cfg.layers_total} layers, {dtype_name}, {dev}) …")
             model = build(spec, cfg, device=dev, dtype=dtype, seed=wl.seed)
+        if guard is not None:
+            guard.stage = f"{entry.name} setup"
         if ctx is not None:
             model = parallelize(model, ctx)
             install_test_faults(model, ctx.rank)
         intel = resolve_intelligence(wl, entry)
         for b in sc.batch_sizes:
+            if guard is not None:
+                guard.stage = f"{entry.name} batch {b}"
             log(f"  {entry.name} batch {b}: prefill {sc.prompt_tokens} + decode {sc.output_tokens} × {wl.timing.repeats} repeats")
             ids = prompt_ids(b, sc.prompt_tokens, cfg.vocab_size, wl.seed, dev)
             if ctx is not None:

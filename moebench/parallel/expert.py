@@ -12,7 +12,8 @@ One layer, as seen by one rank of an EP group of P ranks:
   4. combine: all_to_all_single back (the reverse splits) and index_add into the token order.
 
 When the dense layers are tensor-parallel, every rank of the dense group holds the same tokens; each then takes
-its own contiguous chunk through steps 1-4, and an all-gather over the dense group restores every token.
+its own contiguous chunk through steps 1-4, and an all-gather over the dense group restores every token (profiled
+as `L{layer}/allreduce`, the phase of the dense group's collectives).
 
 Legend: T tokens, D model dim, K experts per token, E experts, P EP ranks, R rows sent, Q rows received.
 """
@@ -74,8 +75,8 @@ class ExpertParallel:
                 ry_QD = moe.experts(rx_QD, rw_QK, rids_QK) if rx_QD.shape[0] else rx_QD
             with watched(f"L{layer}/combine"):
                 y_TD = self._combine(ry_QD, plan, x_TD)
-        if self.dense.size > 1:
-            with watched(f"L{layer}/combine"):
+        if self.dense.size > 1:  # a dense-group collective: named like the group's all-reduces, for the profiler
+            with watched(f"L{layer}/allreduce"):
                 sizes = [hi - lo for lo, hi in (chunk_bounds(t_all, self.dense.size, i) for i in range(self.dense.size))]
                 y_TD = all_gather_rows(y_TD, sizes, self.dense.rank, self.dense.pg)
         return y_TD

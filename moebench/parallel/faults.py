@@ -45,6 +45,11 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:240]}" if text else type(exc).__name__
 
 
+def _first_sentence(text: str) -> str:
+    """gloo appends advice to its errors ("This is typically caused by…"); the first sentence is the fact."""
+    return text.split(". ")[0].rstrip(".")
+
+
 class Guard:
     """Per-rank fault handling for one distributed run; `start()` it after the process group is up."""
 
@@ -55,6 +60,7 @@ class Guard:
         # rank 0 sets this: (message, culprit ranks) -> path of the partial results file written
         self.save: Callable[[str, list[int]], Optional[Path]] = lambda msg, culprits: None
         self.limit_s = 1.5 * ctx.timeout_s + 10.0
+        self.stage = ""  # what the run is doing, for the failure line (the engine sets e.g. "mixtral:debug batch 8")
         self._stop = threading.Event()
         self._failing = threading.Lock()
         self._thread = threading.Thread(target=self._beat, name="moebench-heartbeat", daemon=True)
@@ -153,7 +159,8 @@ class Guard:
             ctx.store.set(f"fail/{ctx.rank}", _one_line(exc))
         except Exception:  # noqa: BLE001
             pass
-        saw = f"{exc.name} failed: {exc.cause}" if isinstance(exc, comm.CollectiveFailed) else _one_line(exc)
+        saw = (f"{exc.name} fail: {_first_sentence(exc.cause)}" if isinstance(exc, comm.CollectiveFailed)
+               else _one_line(exc))
         if local:
             culprits, msg = [ctx.rank], f"rank {ctx.rank} of {ctx.world_size} failed: {_one_line(exc)}"
         else:
@@ -163,6 +170,8 @@ class Guard:
                 msg = f"rank{'s' if len(culprits) > 1 else ''} {names} of {ctx.world_size} {what}; rank {ctx.rank} saw {saw}"
             else:
                 msg = f"the run stopped on rank {ctx.rank} of {ctx.world_size}: {saw}"
+        if self.stage:
+            msg = f"{msg} (during {self.stage})"
         self._report(msg, culprits, "local" if local else "peer")
         path = None
         if ctx.is_rank0:

@@ -140,8 +140,20 @@ def _verdict(failures: dict[int, Any], launch_dir: Path, world: int, partial: Pa
         else:
             r = min(codes) if codes else 0
             culprits, msg = [r], f"rank {r} of {world} failed (exit code {codes.get(r)})"
+    if died and "(during " not in msg:
+        msg += _during(partial, wl)
     path = _finish_partial(partial, msg, culprits, wl, source)
     return RunFailed(f"{msg}; partial results in {path}", partial_path=str(path))
+
+
+def _during(partial: Path, wl: Any) -> str:
+    """` (during mixtral:debug batch 8)`: the first model × batch size the partial results lack."""
+    try:
+        done = len(json.loads(partial.read_text())["records"])
+    except (OSError, ValueError, KeyError):
+        return ""
+    todo = [f"{e.name} batch {b}" for e in wl.model_entries for b in wl.scenario.batch_sizes]
+    return f" (during {todo[done]})" if done < len(todo) else ""
 
 
 def _finish_partial(path: Path, msg: str, culprits: list[int], wl: Any, source: str) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +30,8 @@ def two_nodes():
     """[(namespace, interface, address)] × 2, removed afterwards whatever happens."""
     if os.geteuid() != 0:
         pytest.skip("network namespaces need root (ip netns add)")
+    if shutil.which("ip") is None:
+        pytest.skip("network namespaces need the `ip` command (iproute2), which is not installed")
     tag = uuid.uuid4().hex[:6]
     nodes = [(f"mb-{tag}-a", f"mb{tag}a", f"{NET}.1"), (f"mb-{tag}-b", f"mb{tag}b", f"{NET}.2")]
     try:
