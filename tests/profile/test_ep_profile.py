@@ -1,15 +1,15 @@
 """End to end at EP=4 on CPU (4 gloo ranks): hot-expert imbalance shows up as wait and is attributed to it, an
 injected delay reads back as wait on the other ranks, and the step time closes.
 
-The ranks run tests/profile/ep_harness.py (expert parallelism built from the model's own dispatcher hook), one
-spawn for all runs: uniform and hot:0 alternate twice so both see the same machine load, then a delay run.
+The ranks run tests/profile/ep_harness.py (expert parallelism built from the model's own dispatcher hook; fixture
+`ep` in conftest.py), one spawn for all runs: uniform and hot:0 alternate twice so both see the same machine load,
+then a delay run. test_engine_profile.py runs the real engine (`moebench run --nproc 4`) once.
 These are timing checks on a shared 2-core machine; the margins are wide on a quiet one (see the report).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 
 import pytest
@@ -17,15 +17,6 @@ import pytest
 from tests.profile import ep_harness
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def ep(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ep4")
-    busy = os.getloadavg()[0]  # before our 4 ranks start: other people's work on this machine
-    res = ep_harness.run(ep_harness.SPEC, out)
-    (out / "results.json").write_text(json.dumps(res))
-    return res, out, busy
 
 
 @contextlib.contextmanager
