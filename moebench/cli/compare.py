@@ -22,8 +22,8 @@ def _runs_table(res):
         t.add_column(c)
     for i, r in enumerate(res["runs"]):
         t.add_row(_key(i), escape(r["label"]), escape(r["file"]), escape(f"{r['hardware_name']} ({r['hardware_id']})"),
-                  escape(f"{r['device']} · {r['dtype']} · {r['kernels']}"), str(r["world_size"]),
-                  fmt(r["usd_per_gpu_hour"]), escape((r["git_sha"] or "—")[:12]), escape(str(r["created_utc"])))
+                  escape(f"{r['device']} · {r['dtype']} · {r['kernels']}"), str(r["world_size"] or "—"),
+                  fmt(r["usd_per_gpu_hour"]), escape((r["git_sha"] or "—")[:12]), escape(str(r["created_utc"] or "—")))
     return t
 
 
@@ -64,15 +64,15 @@ def _group_table(g, labels: list[str]):
 def register(app: typer.Typer) -> None:
     @app.command()
     def compare(
-        results: list[Path] = typer.Argument(..., help="Two or more result JSON files (other hardware, other commits)."),
+        results: list[Path] = typer.Argument(
+            ..., help="Two or more result JSON files (other hardware, other commits) or projections."),
         json_: bool = typer.Option(False, "--json", help="Print the comparison as one JSON document on stdout."),
     ) -> None:
         """Side-by-side tables per model × batch size, with each metric's ratio to the first file."""
-        from moebench.cli.report import source_labels
         from moebench.report.compare import compare as run_compare
-        from moebench.results import load_result
+        from moebench.report.sources import load_sources
 
-        res = run_compare(list(zip(source_labels(results), [load_result(p) for p in results])))
+        res = run_compare(load_sources(results))
         if json_:
             emit_json(res)
             return

@@ -9,32 +9,21 @@ import typer
 from moebench.cli._output import emit_json, log, out
 
 
-def source_labels(paths: list[Path]) -> list[str]:
-    """File names, made unique with their parent folder, then a position, when two share a name."""
-    names = [p.name for p in paths]
-    labels = [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
-    return [f"{lb}#{i + 1}" if labels.count(lb) > 1 else lb for i, lb in enumerate(labels)]
-
-
 def register(app: typer.Typer) -> None:
     @app.command()
     def report(
-        results: list[Path] = typer.Argument(..., help="Result JSON files (any hardware, any commit)."),
+        results: list[Path] = typer.Argument(
+            ..., help="Result JSON files (any hardware, any commit), and `moebench project --json` outputs."),
         out_dir: Path = typer.Option(Path("results/report"), "--out", help="Folder for report.csv and report.html."),
         title: str = typer.Option("moebench report", "--title", help="Title of the HTML page."),
         json_: bool = typer.Option(False, "--json", help="Print the written paths and row count as one JSON document."),
     ) -> None:
         """Write report.csv (one row per model × batch size × hardware) and report.html (plots, self-contained)."""
-        from moebench.errors import BadInput
         from moebench.report.html import render
         from moebench.report.rows import rows, write_csv
-        from moebench.results import load_result
+        from moebench.report.sources import load_sources
 
-        docs = [load_result(p) for p in results]
-        for p, d in zip(results, docs):
-            if d.get("kind", "model") != "model":
-                raise BadInput(f"{p}: report reads model results; this is a {d.get('kind')!r} result")
-        sources = list(zip(source_labels(results), docs))
+        sources = load_sources(results)
         rs = rows(sources)
         csv_path = write_csv(rs, out_dir / "report.csv")
         html_path = out_dir / "report.html"
@@ -43,4 +32,4 @@ def register(app: typer.Typer) -> None:
             emit_json({"csv": str(csv_path), "html": str(html_path), "rows": len(rs), "files": [str(p) for p in results]})
         else:
             out.print(f"{csv_path}\n{html_path}")
-        log(f"{len(rs)} rows from {len(docs)} result file(s)")
+        log(f"{len(rs)} rows from {len(results)} file(s)")

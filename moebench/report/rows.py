@@ -158,22 +158,24 @@ def write_csv(rs: list[dict[str, Any]], path: str | Path) -> Path:
 
 
 def run_labels(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
-    """A short, unique name per result file for legends and column heads: the hardware; plus the commit when
-    two files share the hardware; plus the run's start time (then a position) when those match too."""
+    """A short, unique name per result file for legends and column heads: the hardware; plus the commit (or, for
+    projections, which have none, the file) when two share the hardware; plus the run's start time, then a
+    position, when those match too."""
     def hw(doc):
         return str((doc.get("hardware") or {}).get("name") or (doc.get("hardware") or {}).get("id"))
 
-    def sha(doc):
-        return ((doc.get("environment") or {}).get("git_sha") or "no-sha")[:7]
+    def which(src, doc):
+        sha = (doc.get("environment") or {}).get("git_sha")
+        return f"@{sha[:7]}" if sha else f"({src.split(' [')[0]})"
 
     def when(doc):
         t = str(doc.get("created_utc") or "")
         return t[11:19] if len(t) >= 19 else t
 
     first = {src: hw(doc) for src, doc in sources}
-    second = {src: f"{hw(doc)} @{sha(doc)}" if list(first.values()).count(first[src]) > 1 else first[src]
+    second = {src: f"{hw(doc)} {which(src, doc)}" if list(first.values()).count(first[src]) > 1 else first[src]
               for src, doc in sources}
-    third = {src: f"{second[src]} {when(doc)}" if list(second.values()).count(second[src]) > 1 else second[src]
+    third = {src: f"{second[src]} {when(doc)}".rstrip() if list(second.values()).count(second[src]) > 1 else second[src]
              for src, doc in sources}
     return {src: f"{third[src]} #{i + 1}" if list(third.values()).count(third[src]) > 1 else third[src]
             for i, (src, _) in enumerate(sources)}

@@ -94,7 +94,7 @@ _PLOTS_JS = """Array.from(document.querySelectorAll('[data-plot]')).map(d => {
 })"""
 
 
-def open_in_chromium(html_path: Path, shot_dir: Path, *, timeout: float = 60) -> Page:
+def open_in_chromium(html_path: Path, shot_dir: Path, *, timeout: float = 180) -> Page:
     """Load `html_path`, wait until every plot rendered, record console errors and network requests, screenshot."""
     assert CHROMIUM
     profile = shot_dir / "chromium-profile"
