@@ -4,16 +4,17 @@
 - A heartbeat thread publishes `beats collectives-entered` for this rank to the launcher's store every
   HEARTBEAT_S. The same thread is the watchdog: a collective in flight for longer than 1.5 × the timeout + 10 s
   fails the run even if the backend never returns.
-- On failure a rank posts `fail/<rank>` to the store, then names the culprit: its own error if it raised by
-  itself; else the ranks whose heartbeat stopped (died); else the ranks that entered fewer collectives than
-  the others (hung). Rank 0 saves the partial result; a rank started by `moebench run --nproc` also leaves a
+- On failure a rank posts `fail/<rank>` to the store, then names the culprit: itself if it raised by itself;
+  else a rank that posted such a failure of its own; else the ranks whose heartbeat stopped (died); else the
+  ranks that entered fewer collectives than the others (hung). Rank 0 saves the partial result; a rank started by `moebench run --nproc` also leaves a
   one-line report for the launcher (MOEBENCH_LAUNCH_DIR), which prints the verdict. Then `os._exit(5)`:
   no atexit hook or process-group destructor can block the exit.
 - SIGTERM (a launcher stopping the survivors) becomes `Terminated`, so rank 0 still saves what it measured.
 
-Test-only knobs, read here and nowhere else: MOEBENCH_TEST_KILL_RANK=r or MOEBENCH_TEST_HANG_RANK=r, with
-MOEBENCH_TEST_KILL_AFTER_STEPS=n: rank r SIGKILLs itself (or sleeps forever) at the start of its (n+1)-th model
-forward (prefill or decode step), counted from the start of the run; MOEBENCH_TEST_FAULT_STAMP=path records when.
+Test-only knobs, read here and nowhere else: MOEBENCH_TEST_KILL_RANK=r, MOEBENCH_TEST_HANG_RANK=r or
+MOEBENCH_TEST_RAISE_RANK=r, with MOEBENCH_TEST_KILL_AFTER_STEPS=n: rank r SIGKILLs itself (sleeps forever, raises
+RuntimeError) at the start of its (n+1)-th model forward (prefill or decode step), counted from the start of the
+run; MOEBENCH_TEST_FAULT_STAMP=path records when.
 """
 
 from __future__ import annotations
@@ -128,8 +129,11 @@ class Guard:
         first = self._snapshot()
         time.sleep(3 * HEARTBEAT_S)
         second = self._snapshot()
-        reported = {r for r in range(self.ctx.world_size) if self._read(f"fail/{r}") is not None}
-        others = [r for r in range(self.ctx.world_size) if r != self.ctx.rank and r not in reported]
+        reports = {r: json.loads(v) for r in range(self.ctx.world_size) if (v := self._read(f"fail/{r}")) is not None}
+        raised = sorted(r for r, rep in reports.items() if rep["kind"] == "local" and r != self.ctx.rank)
+        if raised:  # a rank failed by itself (and told the store): that is the cause, whatever followed
+            return raised, f"failed: {reports[raised[0]]['error']}"
+        others = [r for r in range(self.ctx.world_size) if r != self.ctx.rank and r not in reports]
         dead = [r for r in others if r not in second or second[r][0] == first.get(r, (None,))[0]]
         if dead:
             return dead, "died (its heartbeat stopped)"
@@ -156,7 +160,7 @@ class Guard:
         ctx = self.ctx
         local = not isinstance(exc, (comm.CollectiveFailed, Terminated, TimeoutError))
         try:
-            ctx.store.set(f"fail/{ctx.rank}", _one_line(exc))
+            ctx.store.set(f"fail/{ctx.rank}", json.dumps({"kind": "local" if local else "peer", "error": _one_line(exc)}))
         except Exception:  # noqa: BLE001
             pass
         saw = (f"{exc.name} fail: {_first_sentence(exc.cause)}" if isinstance(exc, comm.CollectiveFailed)
@@ -199,8 +203,8 @@ class Guard:
 
 def install_test_faults(model: Any, rank: int) -> None:
     """Test-only: make this rank die or hang after N model forwards (see the module docstring)."""
-    kill, hang = os.environ.get("MOEBENCH_TEST_KILL_RANK"), os.environ.get("MOEBENCH_TEST_HANG_RANK")
-    mode = "kill" if kill is not None and int(kill) == rank else "hang" if hang is not None and int(hang) == rank else None
+    mode = next((m for m in ("kill", "hang", "raise") if os.environ.get(f"MOEBENCH_TEST_{m.upper()}_RANK") == str(rank)),
+                None)
     if mode is None:
         return
     after = int(os.environ.get("MOEBENCH_TEST_KILL_AFTER_STEPS", "0"))
@@ -214,6 +218,8 @@ def install_test_faults(model: Any, rank: int) -> None:
             Path(stamp).write_text(repr(time.time()))
         if mode == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
+        if mode == "raise":
+            raise RuntimeError(f"test fault on rank {rank}")
         while True:
             time.sleep(1)
 
