@@ -7,7 +7,8 @@ and returns one partial sum per row; combine adds the partial sums back into the
 
 One layer, as seen by one rank of an EP group of P ranks:
   1. count exchange: all_to_all of [P, 1 + E/P] int64 — rows for each peer, then tokens per local expert;
-  2. dispatch: all_to_all_single of the rows (uneven splits), then of their routing slots (weights, local ids);
+  2. dispatch: one all_to_all_single (uneven splits) of the rows, each carrying its routing slots (weights and
+     local ids) after its activations;
   3. local experts on the received rows;
   4. combine: all_to_all_single back (the reverse splits) and index_add into the token order.
 
@@ -38,6 +39,11 @@ def shard_experts(moe: nn.Module, ep: Group) -> None:
         if p is not None:
             setattr(moe, name, nn.Parameter(p.data[lo : lo + e_local].clone(), requires_grad=False))
     moe.expert_offset = lo
+
+
+def _bytes(x_RC: torch.Tensor) -> torch.Tensor:
+    """[R, C] of any dtype as [R, C · itemsize] uint8 (a view when contiguous)."""
+    return x_RC.contiguous().view(torch.uint8)
 
 
 def chunk_bounds(t: int, parts: int, i: int) -> tuple[int, int]:
@@ -102,10 +108,14 @@ class ExpertParallel:
         got = recv_counts.tolist()
         recv = [row[0] for row in got]
         self.last_tokens_per_local_expert = [sum(row[1 + e] for row in got) for e in range(El)]
-        rx_QD = all_to_all(x_TD[tok_R], send, recv, self.ep.pg)
-        # weights and local ids travel together as fp32 (ids are small integers, exact in fp32)
+        # One payload all-to-all, not three: each row's bytes are its activations, then its routing slots as fp32
+        # (weights, then local ids: small integers, exact in fp32). Decode steps are latency-bound.
         slots_RK2 = torch.cat([w_RK.float(), lid_RK.float()], dim=1)
-        rslots = all_to_all(slots_RK2, send, recv, self.ep.pg)
+        rows = torch.cat([_bytes(x_TD[tok_R]), _bytes(slots_RK2)], dim=1)
+        got_rows = all_to_all(rows, send, recv, self.ep.pg)
+        split = x_TD.shape[1] * x_TD.element_size()
+        rx_QD = got_rows[:, :split].contiguous().view(x_TD.dtype)
+        rslots = got_rows[:, split:].contiguous().view(torch.float32)
         k = ids_TK.shape[1]
         rw_QK = rslots[:, :k].to(weights_TK.dtype)
         rids_QK = rslots[:, k:].to(ids_TK.dtype)
