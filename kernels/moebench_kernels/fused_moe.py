@@ -24,6 +24,7 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
+from moebench_kernels import cpu_gemm
 from moebench_kernels._jit import cdiv, next_pow2, triton_helper, triton_kernel
 from moebench_kernels.configs import get_configs
 from moebench_kernels.moe_align import moe_align
@@ -277,18 +278,35 @@ def _sort_rows(topk_ids_TK: torch.Tensor, E: int) -> tuple[torch.Tensor, torch.T
     return torch.argsort(bucket, stable=True), counts[:E]
 
 
+CPU_SMALL_M = 16  # on CPU in fp32, products with at most this many rows go to cpu_gemm (see there why)
+
+
+def _onednn_linear_ok() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
 def _linear(a: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor]) -> torch.Tensor:
+    """a · w^T (+ b). On CPU in fp32 this picks the GEMM that streams the weights once: the small-M kernel
+    for a few rows, oneDNN above that (MKL's sgemm reaches half its speed at M = 32-128 on AVX2 hosts)."""
+    if a.device.type == "cpu" and a.dtype == torch.float32:
+        if a.shape[0] <= CPU_SMALL_M and cpu_gemm.supports(a, w) and cpu_gemm.available():
+            out = cpu_gemm.linear_small_m(a, w)
+            return out if b is None else out.add_(b)
+        if _onednn_linear_ok():
+            return torch.ops.mkldnn._linear_pointwise(a.contiguous(), w, b, "none", [], "")
     return F.linear(a, w, b)
 
 
 def fused_moe_ref(x_TD: torch.Tensor, w13_E2FD: torch.Tensor, w2_EDF: torch.Tensor, topk_weights_TK: torch.Tensor,
                   topk_ids_TK: torch.Tensor, activation: str = "silu", b13_E2F: Optional[torch.Tensor] = None,
                   b2_ED: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Plain torch, grouped by expert: the oracle for `fused_moe` and the engine's CPU path.
+    """Torch, grouped by expert: the oracle for `fused_moe` and the engine's CPU path.
 
     Rows are argsorted by expert once; each expert with rows runs one [n, D] x [D, 2F] and one [n, F] x [F, D]
     matmul on its contiguous slice; activation, routing weights and the scatter back are one op each over all
     rows. One host sync (the per-expert counts). Matmuls run in x's dtype; the sum over K accumulates in fp32.
+    On CPU in fp32 the matmuls go through `_linear`, which picks a GEMM that reads each expert's weights once
+    (cpu_gemm for a few rows); everywhere else they are F.linear. MOEBENCH_CPU_GEMM=0 turns cpu_gemm off.
     """
     _check_args(x_TD, w13_E2FD, w2_EDF, topk_weights_TK, topk_ids_TK, activation, b13_E2F, b2_ED)
     T, D = x_TD.shape
