@@ -167,3 +167,17 @@ def test_a_baseline_whose_runs_disagree_is_called_out():
     wild = calm[:2] + [_doc(noisy(10, 14, 0.02, 9), noisy(10, 50, 0.02, 59))]
     (note,) = [n for n in gate(wild, [calm[0]]).notes if "disagree" in n]
     assert "3 runs" in note and "llama3:debug b1 tpot_ms 4" in note
+
+
+def test_cli_pools_folders_on_both_sides(tmp_path, capsys):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "cur").mkdir()
+    for i in range(2):
+        _write(tmp_path / "base", f"b{i}.json", _doc(noisy(4, 10, 0.02, i), noisy(4, 50, 0.02, 10 + i)))
+        _write(tmp_path / "cur", f"c{i}.json", _doc(noisy(4, 13, 0.02, 20 + i), noisy(4, 65, 0.02, 30 + i)))
+    code, out, _ = run_cli(["gate", "--baseline", str(tmp_path / "base"), str(tmp_path / "cur"), "--json"], capsys)
+    rows = {r["metric"]: r for r in json.loads(out)["rows"]}
+    assert code == 1 and rows["tpot_ms"]["baseline_n"] == rows["tpot_ms"]["current_n"] == 8
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(["gate", "--baseline", str(tmp_path / "empty"), str(tmp_path / "cur")], capsys)
+    assert code == 3 and "no result files" in err
