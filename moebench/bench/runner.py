@@ -23,6 +23,8 @@ from moebench.bench.timing import CudaTimer, measure_roofs, time_cpu, time_cuda
 from moebench.errors import BadInput, EnvironmentProblem
 from moebench.results import SCHEMA_VERSION, environment, stat
 
+SHORT = {"torch-ref": "ref", "torch-grouped": "grouped", "torch-loop": "loop", "transformers-eager": "hf-eager",
+         "transformers-grouped": "hf-grouped", "dense-equiv": "dense"}
 # relative Frobenius error allowed against fused_moe_ref before a provider is timed
 CHECK_TOL = {torch.float32: 1e-4, torch.float64: 1e-10, torch.bfloat16: 2.5e-2, torch.float16: 1e-2}
 _DTYPE_BYTES = {torch.float32: 4, torch.bfloat16: 2, torch.float16: 2, torch.float64: 8}
@@ -64,6 +66,15 @@ def _floor_s(nbytes: int, flops: int, bytes_per_s: Optional[float], flops_per_s:
     return max(nbytes / bytes_per_s, flops / flops_per_s)
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        model = ""
+    return f"{model or 'CPU'}, {torch.get_num_threads()} threads"
+
+
 def _hardware(wl: KernelWorkload, dev: str, dtype: torch.dtype) -> dict[str, Any]:
     from moebench.catalog import get_hardware
     from moebench.engine.device import detect_hardware
@@ -100,7 +111,7 @@ def run_kernel_workload(wl: KernelWorkload, *, device: Optional[str] = None,
     console_err(f"{wl.name}: measuring roofs on {dev} …")
     roofs = measure_roofs(dev, dtype, roof_scale)
     hardware.update(device=dev, dtype=str(dtype).removeprefix("torch."), measured_roofs=roofs,
-                    device_name=torch.cuda.get_device_name() if dev == "cuda" else "CPU",
+                    device_name=torch.cuda.get_device_name() if dev == "cuda" else _cpu_name(),
                     label=("GPU" if dev == "cuda" else "CPU (host numbers; no GPU claim)"))
     console_err(f"{wl.name}: roofs {roofs['mem_gbps']:.1f} GB/s, {roofs['matmul_tflops']:.3f} TFLOP/s; "
                 f"allocating {weight_bytes / 1e9:.2f} GB of weights …")
@@ -118,11 +129,13 @@ def run_kernel_workload(wl: KernelWorkload, *, device: Optional[str] = None,
         nbytes, flops = layer_cost(T, s.top_k, s.hidden, s.ffn, touched, elem, s.bias)
         ref = fused_moe_ref(x_TD, layer.w13_E2FD, layer.w2_EDF, w_TK, ids_TK, s.activation, layer.b13_E2F,
                             layer.b2_ED)
-        row: list[dict[str, Any]] = []
-        for prov in wl.providers:
-            p = _point(prov, layer, x_TD, w_TK, ids_TK, ref, wl, dev, dtype, timer)
-            p.update(tokens=T, experts_touched=touched, experts_expected=expected, rows_per_expert=T * s.top_k / s.experts)
-            if prov == "dense-equiv":  # one expert's weights, every row: its own bytes, the same FLOPs
+        row = [_prepare(prov, layer, x_TD, w_TK, ids_TK, ref, dtype) for prov in wl.providers]
+        _time_row(row, wl, timer)
+        for p in row:
+            p.pop("_run", None)
+            p.update(tokens=T, experts_touched=touched, experts_expected=expected,
+                     rows_per_expert=T * s.top_k / s.experts)
+            if p["provider"] == "dense-equiv":  # one expert's weights, every row: its own bytes, the same FLOPs
                 nb, fl = layer_cost(T, s.top_k, s.hidden, s.ffn, 1, elem, False)
             else:
                 nb, fl = nbytes, flops
@@ -135,8 +148,7 @@ def run_kernel_workload(wl: KernelWorkload, *, device: Optional[str] = None,
                 p["pct_roof_catalog"] = _pct(_floor_s(nb, fl, *cat), t["median"])
                 p["time_us"] = {"median": t["median"] * 1e3, "p20": t["p20"] * 1e3, "p80": t["p80"] * 1e3,
                                 "n": t["n"], "basis": t["basis"], "unit": "us"}
-            console_err(f"  T={T:<5} {prov:<21} {_brief(p)}")
-            row.append(p)
+            console_err(f"  T={T:<5} {p['provider']:<21} {_brief(p)}")
         for p in row:
             p["vs"] = {o["provider"]: o["time_ms"]["median"] / p["time_ms"]["median"] for o in row
                        if o is not p and o["status"] == "ok" and p["status"] == "ok"}
@@ -170,7 +182,8 @@ def _brief(p: dict[str, Any]) -> str:
             f"{p['tflops']['median']:7.3f} TFLOP/s  {p['pct_roof_measured']:5.1f}% of roof")
 
 
-def _point(prov: str, layer: Layer, x_TD, w_TK, ids_TK, ref, wl: KernelWorkload, dev: str, dtype, timer) -> dict:
+def _prepare(prov: str, layer: Layer, x_TD, w_TK, ids_TK, ref, dtype) -> dict[str, Any]:
+    """Build the provider's runner and check it against the reference; `_run` is set when it may be timed."""
     p: dict[str, Any] = {"provider": prov, "status": "ok", "reason": None, "check": None, "cuda_graph": False}
     try:
         run = make_runner(prov, layer, x_TD, w_TK, ids_TK)
@@ -180,18 +193,38 @@ def _point(prov: str, layer: Layer, x_TD, w_TK, ids_TK, ref, wl: KernelWorkload,
             if not err <= CHECK_TOL[dtype]:  # NaN fails too
                 p.update(status="failed", reason=f"relative error {err:.2e} vs fused_moe_ref exceeds {CHECK_TOL[dtype]:.0e}")
                 return p
-        if timer is not None:
-            samples, graph = time_cuda(timer, run, wl.timing.warmup, wl.timing.repeats, prov in GRAPHABLE)
-            p["cuda_graph"] = graph
-        else:
-            samples = time_cpu(run, wl.timing.warmup, wl.timing.repeats)
-        p["time_ms"] = stat(samples, "measured", "ms")
+        p["_run"] = run
     except Unsupported as exc:
         p.update(status="skipped", reason=str(exc))
     except torch.cuda.OutOfMemoryError as exc:
         p.update(status="skipped", reason=f"out of memory: {str(exc).splitlines()[0]}")
         torch.cuda.empty_cache()
     return p
+
+
+def _time_row(row: list[dict[str, Any]], wl: KernelWorkload, timer: Optional[CudaTimer]) -> None:
+    """Time the checked providers of one token count. On CPU the providers take turns, one repeat each, so
+    that drift in the host's load (other processes, frequency) falls on all of them alike."""
+    live = [p for p in row if "_run" in p]
+    if timer is not None:
+        for p in live:
+            try:
+                samples, p["cuda_graph"] = time_cuda(timer, p["_run"], wl.timing.warmup, wl.timing.repeats,
+                                                     p["provider"] in GRAPHABLE)
+                p["time_ms"] = stat(samples, "measured", "ms")
+            except torch.cuda.OutOfMemoryError as exc:
+                p.update(status="skipped", reason=f"out of memory: {str(exc).splitlines()[0]}")
+                torch.cuda.empty_cache()
+        return
+    samples: dict[int, list[float]] = {id(p): [] for p in live}
+    for _ in range(wl.timing.warmup):
+        for p in live:
+            p["_run"]()
+    for _ in range(wl.timing.repeats):
+        for p in live:
+            samples[id(p)].extend(time_cpu(p["_run"], 0, 1))
+    for p in live:
+        p["time_ms"] = stat(samples[id(p)], "measured", "ms")
 
 
 def render_table(result: dict[str, Any]):
@@ -208,7 +241,8 @@ def render_table(result: dict[str, Any]):
                f"{roofs['matmul_tflops']:.3f} TFLOP/s ({roofs['matmul_probe']})")
     if hw.get("catalog_hbm_tbps"):
         caption += f"; catalog: {hw['catalog_hbm_tbps'] * 1e3:.0f} GB/s, {hw['catalog_peak_tflops']:.0f} TFLOP/s"
-    caption += ". bytes = weights of the experts the routing touched; vs = other's time / this time (>1: faster)."
+    caption += (". bytes = weights of the experts the routing touched; vs = other's median / this median (>1: this "
+                "is faster); ref = torch-ref, grouped = torch-grouped, hf-* = transformers-*, dense = dense-equiv.")
     t = Table(title=title, caption=caption)
     for c in ("T", "provider", "experts hit", "median µs", "p20–p80 µs", "n", "GB/s", "TFLOP/s", "% roof",
               "% catalog", "vs others"):
@@ -226,7 +260,7 @@ def render_table(result: dict[str, Any]):
                       Text(p["reason"] or "", style="dim"))
             continue
         tu = p["time_us"]
-        vs = " ".join(f"{o}:{p['vs'][o]:.2f}×" for o in providers if o in p["vs"])
+        vs = " ".join(f"{SHORT.get(o, o)} {p['vs'][o]:.2f}×" for o in providers if o in p["vs"])
         cat = p["pct_roof_catalog"]
         t.add_row(t_col, p["provider"] + (" (graph)" if p["cuda_graph"] else ""),
                   f"{p['experts_touched']}/{p['experts_expected']:.1f}", f"{tu['median']:.1f}",
