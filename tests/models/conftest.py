@@ -45,8 +45,9 @@ HF_CASES: dict[str, tuple[str, dict, dict]] = {
         n_group=4, topk_group=2, routed_scaling_factor=2.5, max_position_embeddings=2560,
         rope_scaling={"type": "yarn", "factor": 40, "beta_fast": 32, "beta_slow": 1, "mscale": 1.0,
                       "mscale_all_dim": 1.0, "original_max_position_embeddings": 64}, rope_theta=10000.0), {}),
-    # Kimi-K2 shape: no q low-rank, one expert group; fused layout, config.json relabelled model_type kimi_k2
-    "kimi-k2": ("DeepseekV3Config", dict(
+    # Kimi-K2 shape: no q low-rank, one expert group; fused layout, config.json relabelled model_type kimi_k2;
+    # rope_interleave false covers the other rope layout (deepseek-v3 above keeps the default, interleaved)
+    "kimi-k2": ("DeepseekV3Config", dict(rope_interleave=False,
         hidden_size=64, intermediate_size=128, moe_intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=4, q_lora_rank=None, kv_lora_rank=24, qk_nope_head_dim=16, qk_rope_head_dim=8,
         v_head_dim=16, n_routed_experts=10, n_shared_experts=1, num_experts_per_tok=4, first_k_dense_replace=1,
