@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from moebench.cli._output import emit_json, is_rank0, log, out
+from moebench.cli._output import emit_json, err, is_rank0, log, out
 from moebench.errors import BadInput
 
 REPO_WORKLOADS = Path(__file__).resolve().parents[2] / "workloads"
@@ -85,4 +85,10 @@ def register(app: typer.Typer) -> None:
             from moebench.report.tables import run_table
 
             out.print(run_table(doc))
+        profiled = [r for r in doc["records"] if r.get("profile")]
+        if profiled:
+            from moebench.profile import render_summary
+
+            for rec in profiled:  # the "where the time goes" view: data, unless --json owns stdout
+                (err if json_ else out).print(render_summary(rec["profile"], title=f"{rec['model']} batch {rec['batch_size']}"))
         log(f"results: {dest}")

@@ -15,9 +15,17 @@ from moebench.models.common.rope import Rotary, apply_rotary
 from moebench.models.config import ArchConfig
 
 
-def causal_mask(start: int, s: int, t: int, window: int | None, device: torch.device) -> torch.Tensor:
+def positions(start: int | torch.Tensor, s: int, device: torch.device) -> torch.Tensor:
+    """Positions of the S new tokens. `start` is an int, or a 0-d device tensor for static-shape decode
+    (CUDA-graph replay: the position changes between replays, the shapes do not)."""
+    if isinstance(start, torch.Tensor):
+        return start.to(device) + torch.arange(s, device=device)
+    return torch.arange(start, start + s, device=device)
+
+
+def causal_mask(start: int | torch.Tensor, s: int, t: int, window: int | None, device: torch.device) -> torch.Tensor:
     """[S, T] boolean, True where query (at start+i) may attend key j."""
-    q = torch.arange(start, start + s, device=device)[:, None]
+    q = positions(start, s, device)[:, None]
     k = torch.arange(t, device=device)[None, :]
     m = k <= q
     if window:
@@ -25,16 +33,30 @@ def causal_mask(start: int, s: int, t: int, window: int | None, device: torch.de
     return m
 
 
-def sdpa_mask(start: int, s: int, t: int, window: int | None, device: torch.device) -> dict:
+def sdpa_mask(start: int | torch.Tensor, s: int, t: int, window: int | None, device: torch.device) -> dict:
     """SDPA's mask arguments: none where the pattern needs none, so the fused (flash / memory-efficient)
     kernels can run — a prefill from position 0 is plain causal, a single decode token inside the window sees
-    every cached key. Otherwise the explicit [S, T] mask."""
+    every cached key. Otherwise the explicit [S, T] mask (always for static-shape decode, where the whole
+    cache buffer is visible and the mask hides the part not yet written)."""
+    if isinstance(start, torch.Tensor):
+        return {"attn_mask": causal_mask(start, s, t, window, device), "is_causal": False}
     in_window = window is None or t <= window
     if s == 1 and in_window:
         return {"attn_mask": None, "is_causal": False}
     if start == 0 and s == t and in_window:
         return {"attn_mask": None, "is_causal": True}
     return {"attn_mask": causal_mask(start, s, t, window, device), "is_causal": False}
+
+
+def update_cache(buf: torch.Tensor, new: torch.Tensor, start: int | torch.Tensor, dim: int) -> torch.Tensor:
+    """Write `new` into `buf` at positions start.. along `dim`; return what attention may read: the filled
+    prefix for an int start, the whole buffer (masked by `sdpa_mask`) for a device-tensor start."""
+    s = new.shape[dim]
+    if isinstance(start, torch.Tensor):
+        buf.index_copy_(dim, positions(start, s, buf.device), new)
+        return buf
+    buf.narrow(dim, start, s).copy_(new)
+    return buf.narrow(dim, 0, start + s)
 
 
 class GQAttention(nn.Module):
@@ -59,20 +81,17 @@ class GQAttention(nn.Module):
         shape = (batch, self.n_kv_heads, max_seq, self.head_dim)
         return {"k": torch.zeros(shape, device=device, dtype=dtype), "v": torch.zeros(shape, device=device, dtype=dtype)}
 
-    def forward(self, x_BSM: torch.Tensor, start: int = 0, cache: dict | None = None) -> torch.Tensor:
+    def forward(self, x_BSM: torch.Tensor, start: int | torch.Tensor = 0, cache: dict | None = None) -> torch.Tensor:
         b, s, _ = x_BSM.shape
         q = self.wq(x_BSM).view(b, s, -1, self.head_dim).transpose(1, 2)
         k = self.wk(x_BSM).view(b, s, -1, self.head_dim).transpose(1, 2)
         v = self.wv(x_BSM).view(b, s, -1, self.head_dim).transpose(1, 2)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        pos = torch.arange(start, start + s, device=x_BSM.device)
-        cos, sin = self.rotary.cos_sin(pos, q.dtype)
+        cos, sin = self.rotary.cos_sin(positions(start, s, x_BSM.device), q.dtype)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is not None:
-            cache["k"][:, :, start : start + s] = k
-            cache["v"][:, :, start : start + s] = v
-            k, v = cache["k"][:, :, : start + s], cache["v"][:, :, : start + s]
+            k, v = update_cache(cache["k"], k, start, 2), update_cache(cache["v"], v, start, 2)
         if self.sinks is None:
             mask = sdpa_mask(start, s, k.shape[2], self.window, x_BSM.device)
             o = F.scaled_dot_product_attention(q, k, v, scale=self.scale, enable_gqa=True, **mask)

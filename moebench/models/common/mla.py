@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from moebench.models.common.attention import sdpa_mask
+from moebench.models.common.attention import positions, sdpa_mask, update_cache
 from moebench.models.common.norm import RMSNorm
 from moebench.models.common.rope import Rotary, apply_rotary, softmax_mscale
 from moebench.models.config import ArchConfig
@@ -66,21 +66,20 @@ class MLAttention(nn.Module):
         """{"kv_latent": [B, max_seq, R + Dr]}: the normed latent, then the rotated rope key."""
         return {"kv_latent": torch.zeros(batch, max_seq, self.kv_rank + self.rope_dim, device=device, dtype=dtype)}
 
-    def forward(self, x_BSM: torch.Tensor, start: int = 0, cache: dict | None = None) -> torch.Tensor:
+    def forward(self, x_BSM: torch.Tensor, start: int | torch.Tensor = 0, cache: dict | None = None) -> torch.Tensor:
         b, s, _ = x_BSM.shape
         q = self.wq(x_BSM) if self.wq is not None else self.wq_b(self.q_a_norm(self.wq_a(x_BSM)))
         q_BHSK = q.view(b, s, -1, self.nope_dim + self.rope_dim).transpose(1, 2)
         q_nope, q_rope = q_BHSK.split([self.nope_dim, self.rope_dim], dim=-1)
         latent_BSR, k_rope_BSD = self.wkv_a(x_BSM).split([self.kv_rank, self.rope_dim], dim=-1)
         latent_BSR = self.kv_a_norm(latent_BSR)
-        cos, sin = self.rotary.cos_sin(torch.arange(start, start + s, device=x_BSM.device), q.dtype)
+        cos, sin = self.rotary.cos_sin(positions(start, s, x_BSM.device), q.dtype)
         q_rope, k_rope_BSD = apply_rotary(q_rope, cos, sin), apply_rotary(k_rope_BSD, cos, sin)
         kv_BTC = torch.cat([latent_BSR, k_rope_BSD], dim=-1)
         if cache is not None:
-            cache["kv_latent"][:, start : start + s] = kv_BTC
-            kv_BTC = cache["kv_latent"][:, : start + s]
+            kv_BTC = update_cache(cache["kv_latent"], kv_BTC, start, 1)
         mask = sdpa_mask(start, s, kv_BTC.shape[1], None, x_BSM.device)
-        absorb = self.absorb if self.absorb is not None else start > 0
+        absorb = self.absorb if self.absorb is not None else isinstance(start, torch.Tensor) or start > 0
         attend = self._attend_absorbed if absorb else self._attend_expanded
         o_BHSV = attend(q_nope, q_rope, kv_BTC, mask)
         return self.wo(o_BHSV.transpose(1, 2).reshape(b, s, -1))
