@@ -104,6 +104,8 @@ class Workload(_Strict):
     intelligence: IntelligenceSpec = IntelligenceSpec()
     routing: str = "model"
     profile: bool = False
+    # single-GPU decode steps replay a captured CUDA graph (launch overhead otherwise dominates small batches)
+    cuda_graph: bool = True
     seed: int = 0
 
     @field_validator("models")

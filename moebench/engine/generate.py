@@ -17,6 +17,8 @@ class GenerationSamples:
     ttft_ms: list[float] = field(default_factory=list)
     tpot_ms: list[float] = field(default_factory=list)
     itl_ms: list[float] = field(default_factory=list)
+    decode_mode: str = "eager"  # or "cuda_graph"
+    note: Optional[str] = None
 
 
 def prompt_ids(batch: int, prompt: int, vocab: int, seed: int, device: str) -> torch.Tensor:
@@ -24,15 +26,49 @@ def prompt_ids(batch: int, prompt: int, vocab: int, seed: int, device: str) -> t
     return torch.randint(0, vocab, (batch, prompt), generator=g).to(device)
 
 
+class DecodeGraph:
+    """One decode step captured in a CUDA graph: static token ids, position tensor and KV cache, so a replay
+    is one launch instead of hundreds (eager small-batch decode is bound by the host launching kernels).
+
+    Capture needs static shapes: attention reads the whole cache buffer under a mask built from the position
+    tensor (models' static-shape decode path), and the kernels make no host syncs.
+    """
+
+    def __init__(self, model, cache, batch: int, device: str):
+        self.ids_B1 = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        self.pos = torch.zeros((), dtype=torch.long, device=device)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.no_grad():  # warm-up off the capture stream (Triton compiles, cuBLAS plans)
+            for _ in range(2):
+                model(self.ids_B1, cache=cache, start=self.pos, last_only=True)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.no_grad():
+            self.logits = model(self.ids_B1, cache=cache, start=self.pos, last_only=True)
+        # The warm-up and capture wrote garbage at position 0; every generation starts with a prefill over it.
+
+    def __call__(self, ids_B1: torch.Tensor, pos: int) -> torch.Tensor:
+        self.ids_B1.copy_(ids_B1)
+        self.pos.fill_(pos)
+        self.graph.replay()
+        return self.logits
+
+
 @torch.no_grad()
-def generate_once(model, ids_BS: torch.Tensor, cache, output_tokens: int, timer: Timer) -> tuple[float, list[float]]:
+def generate_once(
+    model, ids_BS: torch.Tensor, cache, output_tokens: int, timer: Timer, graph: Optional[DecodeGraph] = None
+) -> tuple[float, list[float]]:
     """One request batch end to end: (TTFT ms, decode step ms list). Greedy argmax keeps every step data-dependent."""
     prompt = ids_BS.shape[1]
     ttft, logits = timer.time(lambda: model(ids_BS, cache=cache, start=0, last_only=True))
     nxt = logits[:, -1].argmax(-1, keepdim=True)
     steps = []
     for i in range(output_tokens - 1):
-        t, logits = timer.time(lambda: model(nxt, cache=cache, start=prompt + i, last_only=True))
+        if graph is not None:
+            t, logits = timer.time(lambda: graph(nxt, prompt + i))
+        else:
+            t, logits = timer.time(lambda: model(nxt, cache=cache, start=prompt + i, last_only=True))
         nxt = logits[:, -1].argmax(-1, keepdim=True)
         steps.append(t)
     return ttft, steps
@@ -50,18 +86,31 @@ def time_generation(
     seed: int,
     barrier: Optional[Callable[[], None]] = None,
     ids_BS: Optional[torch.Tensor] = None,
+    cuda_graph: bool = False,
 ) -> GenerationSamples:
-    """Warm up, then `repeats` timed generations; `barrier` (distributed runs) lines the ranks up before each."""
+    """Warm up, then `repeats` timed generations; `barrier` (distributed runs) lines the ranks up before each.
+
+    With `cuda_graph` (single GPU), decode steps replay a captured graph; if capture fails the run goes on
+    eagerly and says why in `note`.
+    """
     timer = Timer(device)
     if ids_BS is None:
         ids_BS = prompt_ids(batch, prompt, model.cfg.vocab_size, seed, device)
     cache = model.new_cache(batch, prompt + output)
     out = GenerationSamples()
+    graph = None
+    if cuda_graph and device == "cuda":
+        try:
+            graph = DecodeGraph(model, cache, ids_BS.shape[0], device)
+            out.decode_mode = "cuda_graph"
+        except RuntimeError as exc:  # e.g. an op that syncs with the host: decode eagerly, and record why
+            torch.cuda.synchronize()
+            out.note = f"CUDA graph capture failed, decode ran eagerly: {str(exc).splitlines()[0]}"
     for r in range(warmup + repeats):
         if barrier is not None:
             barrier()
         sync(device)
-        ttft, steps = generate_once(model, ids_BS, cache, output, timer)
+        ttft, steps = generate_once(model, ids_BS, cache, output, timer, graph)
         if r >= warmup:
             out.ttft_ms.append(ttft)
             out.tpot_ms.append(sum(steps) / len(steps))

@@ -107,6 +107,13 @@ def run_workload(
         doc.update(complete=False, error=error, failed_ranks=failed_ranks)
         return write_atomic(path, doc)
 
+    dbytes = DTYPE_BYTES[dtype_name]
+    for entry in wl.model_entries:  # before anything is measured: a model that cannot fit is bad input (exit 3)
+        if entry.weights == "random":
+            cfg = resolve_name(entry.name)[1].with_layers(entry.layers)
+            check_memory(entry.name, cfg, batch=max(wl.scenario.batch_sizes),
+                         max_seq=wl.scenario.prompt_tokens + wl.scenario.output_tokens, dtype_bytes=dbytes, device=dev)
+
     try:
         roofs = None
         if rank0:  # one rank measures: the others would compete with it for the same CPU or node
@@ -217,6 +224,7 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
                     model, batch=ids.shape[0], prompt=sc.prompt_tokens, output=sc.output_tokens,
                     warmup=wl.timing.warmup, repeats=wl.timing.repeats, device=dev, seed=wl.seed,
                     barrier=None if ctx is None else ctx.barrier, ids_BS=ids,
+                    cuda_graph=wl.cuda_graph and ctx is None and not wl.profile and wl.routing == "model",
                 ),
             )
             if ctx is not None:
@@ -231,11 +239,19 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
                 prompt=sc.prompt_tokens, output=sc.output_tokens, dtype_bytes=dbytes,
                 pricing=pricing, peaks=peaks, intelligence=intel,
             ))
+            doc["records"][-1]["decode"] = {"mode": samples.decode_mode, "note": samples.note}
+            if samples.note:
+                log(f"  note: {samples.note}")
             if profile is not None:  # rank 0: every rank's regions, waits and expert load, merged
                 doc["records"][-1]["profile"] = profile
             if rank0 and ctx is not None:  # distributed: save after every record, a rank may die any time
                 write_atomic(path, doc)
         del model
+        if dev == "cuda":  # hand the cached blocks back, so the next model's memory check sees them as free
+            import gc
+
+            gc.collect()
+            torch.cuda.empty_cache()
         if rank0:
             write_atomic(path, doc)
 

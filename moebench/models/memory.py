@@ -16,7 +16,7 @@ RUNTIME_MARGIN_BYTES = 512 * 2**20  # allocator slack, the torch runtime, Python
 WEIGHT_MARGIN = 0.03  # fragmentation and per-tensor overhead, as a fraction of the weights
 
 
-def working_set_bytes(cfg: ArchConfig, *, batch: int, max_seq: int, dtype_bytes: int) -> int:
+def working_set_bytes(cfg: ArchConfig, *, batch: int, max_seq: int, dtype_bytes: int, fused_attention: bool = False) -> int:
     tokens = batch * max_seq
     h, nh = cfg.hidden_size, cfg.num_attention_heads
     if cfg.attention == "mla":  # expanded keys and values of every cached token during prefill
@@ -28,17 +28,18 @@ def working_set_bytes(cfg: ArchConfig, *, batch: int, max_seq: int, dtype_bytes:
         moe = cfg.top_k * (3 * cfg.moe_intermediate_size + 2 * h) + 2 * cfg.n_shared_experts * cfg.moe_intermediate_size
         ffn = max(ffn if cfg.first_k_dense else 0, moe)
     per_token = (6 * h + attn + ffn) * dtype_bytes
-    scores = 2 * batch * nh * max_seq * max_seq * 4  # scores and probabilities, fp32
-    logits = tokens * cfg.vocab_size * 4
+    # scores and probabilities, fp32; fused (flash / memory-efficient) attention on a GPU never materialises them
+    scores = 0 if fused_attention else 2 * batch * nh * max_seq * max_seq * 4
+    logits = 2 * batch * cfg.vocab_size * 4  # the engine asks for the last position's logits only (last_only)
     return tokens * per_token + scores + logits
 
 
-def required_bytes(cfg: ArchConfig, *, batch: int, max_seq: int, dtype_bytes: int) -> int:
+def required_bytes(cfg: ArchConfig, *, batch: int, max_seq: int, dtype_bytes: int, fused_attention: bool = False) -> int:
     """Bytes to build `cfg` (its num_hidden_layers layers, plus embedding and LM head) and run `batch`
     sequences of up to `max_seq` tokens: weights + KV cache + working set + margins."""
     weights = cfg.weight_bytes(dtype_bytes)
     kv = cfg.kv_bytes(batch, max_seq, dtype_bytes)
-    work = working_set_bytes(cfg, batch=batch, max_seq=max_seq, dtype_bytes=dtype_bytes)
+    work = working_set_bytes(cfg, batch=batch, max_seq=max_seq, dtype_bytes=dtype_bytes, fused_attention=fused_attention)
     return int(weights * (1 + WEIGHT_MARGIN) + kv + work + RUNTIME_MARGIN_BYTES)
 
 
@@ -47,8 +48,10 @@ def available_bytes(device: str) -> int:
     if device.startswith("cuda"):
         import torch
 
-        free, _total = torch.cuda.mem_get_info(torch.device(device))
-        return int(free)
+        dev = torch.device(device)
+        free, _total = torch.cuda.mem_get_info(dev)
+        # blocks torch's caching allocator holds but does not use are free for this process too
+        return int(free + torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev))
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -61,12 +64,14 @@ def available_bytes(device: str) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def largest_layers_that_fit(cfg: ArchConfig, *, batch: int, max_seq: int, dtype_bytes: int, available: int) -> int:
+def largest_layers_that_fit(cfg: ArchConfig, *, batch: int, max_seq: int, dtype_bytes: int, available: int,
+                            fused_attention: bool = False) -> int:
     """The largest `layers:` N (0 if not even one) whose run needs no more than `available` bytes."""
     full = cfg.full()
     best = 0
     for n in range(1, full.num_hidden_layers + 1):
-        if required_bytes(full.with_layers(n), batch=batch, max_seq=max_seq, dtype_bytes=dtype_bytes) > available:
+        if required_bytes(full.with_layers(n), batch=batch, max_seq=max_seq, dtype_bytes=dtype_bytes,
+                          fused_attention=fused_attention) > available:
             break
         best = n
     return best
@@ -75,11 +80,13 @@ def largest_layers_that_fit(cfg: ArchConfig, *, batch: int, max_seq: int, dtype_
 def check_fits(name: str, cfg: ArchConfig, *, batch: int, max_seq: int, dtype_bytes: int, device: str) -> None:
     """Raise BadInput (exit 3) in one line when the run cannot fit on `device`, naming the bytes and the largest
     `layers:` that would."""
-    need = required_bytes(cfg, batch=batch, max_seq=max_seq, dtype_bytes=dtype_bytes)
+    fused = device.startswith("cuda")
+    need = required_bytes(cfg, batch=batch, max_seq=max_seq, dtype_bytes=dtype_bytes, fused_attention=fused)
     have = available_bytes(device)
     if need <= have:
         return
-    fit = largest_layers_that_fit(cfg, batch=batch, max_seq=max_seq, dtype_bytes=dtype_bytes, available=have)
+    fit = largest_layers_that_fit(cfg, batch=batch, max_seq=max_seq, dtype_bytes=dtype_bytes, available=have,
+                                  fused_attention=fused)
     what = f"{name} with layers: {cfg.num_hidden_layers}" if cfg.full_num_layers else name
     hint = (
         f"the largest layers: that fits is {fit}"
