@@ -11,7 +11,7 @@ from rich.console import Console
 
 # Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
 out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 220))
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # log lines stay whole when stderr is piped
 
 
 def is_rank0() -> bool:

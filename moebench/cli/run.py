@@ -43,6 +43,8 @@ def register(app: typer.Typer) -> None:
         """Run a workload: every model × batch size, timed; ends with the dense-vs-MoE table."""
         from moebench.workload import Workload, load_workload
 
+        if out_dir.exists() and not out_dir.is_dir():
+            raise BadInput(f"--out {out_dir}: exists and is not a folder")
         path = workload or default_workload()
         wl = load_workload(path)
         if not isinstance(wl, Workload):  # kind: kernel

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from rich.markup import escape
 from rich.table import Table
 
 from moebench.cli._output import fmt, fmt_params
@@ -23,7 +24,7 @@ def run_table(doc: dict[str, Any]) -> Table:
     hw = doc["hardware"]
     price = hw.get("price", {}) or {}
     p = price.get("usd_per_gpu_hour")
-    title = (
+    title = escape(
         f"{doc['workload']['name']} on {hw['name']} ×{hw.get('n_devices', 1)} ({hw.get('device')}, {hw.get('dtype')}, "
         f"kernels {hw.get('kernels')}) — price {'$%.2f/GPU-h (%s)' % (p, price.get('tier')) if p else 'not set'}"
     )
@@ -41,7 +42,7 @@ def run_table(doc: dict[str, Any]) -> Table:
         intel = r.get("intelligence")
         basis = r["basis"] if r["basis"] == "measured" else f"{r['basis']} {r['layers_run']}/{r['layers_total']}L"
         t.add_row(
-            r["model"], r["kind"], basis, str(r["batch_size"]),
+            escape(r["model"]), r["kind"], basis, str(r["batch_size"]),
             f"{fmt_params(r['params']['active'])}/{fmt_params(r['params']['total'])}",
             spread(m["ttft_ms"]), spread(m["tpot_ms"]), fmt(med(m["decode_tokens_per_s"])),
             fmt(med(m["output_tokens_per_s_per_gpu"])),
