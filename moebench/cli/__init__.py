@@ -7,7 +7,6 @@ Errors: an anticipated failure (MoebenchError) prints one line and exits with it
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import sys
 import traceback
@@ -46,8 +45,7 @@ def _root(
 
 
 for _name in COMMANDS:
-    if importlib.util.find_spec(f"moebench.cli.{_name}") is not None:  # TODO(lead): drop once all verbs landed
-        importlib.import_module(f"moebench.cli.{_name}").register(app)
+    importlib.import_module(f"moebench.cli.{_name}").register(app)
 
 
 def _fail(msg: str, code: int) -> "NoReturn":  # noqa: F821
