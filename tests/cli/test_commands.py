@@ -51,3 +51,14 @@ def test_validate_ok(cli, repo):
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["valid"] and doc["workload"]["name"] == "quickstart"
+
+
+def test_cli_surface_is_frozen(cli):
+    """The verbs scripts rely on; removing or renaming one is a breaking change."""
+    proc = cli("--help")
+    assert proc.returncode == 0
+    for verb in ("run", "ls", "validate", "compare", "report", "gate", "project"):
+        assert f" {verb} " in proc.stdout, verb
+    run_help = cli("run", "--help").stdout
+    for opt in ("--device", "--out", "--json", "--repeats", "--nproc", "--profile"):
+        assert opt in run_help, opt
