@@ -4,10 +4,14 @@ Legend: M rows (tokens routed to one expert), N output features, K input feature
 
 Why: decode and small batches give each expert 1-30 rows. BLAS libraries treat such products as M separate
 matrix-vector products or pick blockings for large M, so they stream the expert's weights from memory up to M
-times: measured on a 2-core AMD EPYC (AVX2), MKL's sgemm reaches 5-12 GB/s of weight traffic at M = 2-16
-against a 25-35 GB/s memory roof. This kernel streams each weight row once and applies it to all M rows from
-L1: a block of 4 weight rows × a 512-wide K chunk stays in L1 while every pair of input rows passes over it
-(4 × 2 fp32x8 accumulators, dot-product form, one horizontal sum per block and chunk); threads split N.
+times: measured on a 2-core AMD EPYC (AVX2), MKL's sgemm reaches 4-10 GB/s of weight traffic at M = 2-16 and
+oneDNN 9-18 GB/s, against a ~30 GB/s read roof. This kernel streams each weight row once and applies it to
+all M rows from L1: a block of 3 weight rows × a 256-512 wide K chunk stays in L1 while the input rows pass
+over it four at a time (3 × 4 fp32x8 accumulators, dot-product form, one horizontal sum per block and
+chunk); threads split N. The input rows are first copied at a padded stride (rows 4 KiB apart alias in L1).
+Measured there (benchmarks/cpu_small_m_gemm.py, Mixtral's 28672 × 4096): 85-110 % of the read roof for
+M = 1-4, 75-80 % at M = 6-8; from M ≈ 12 it is compute-bound at 100-120 GFLOP/s, 60-70 % of the host's
+best BLAS on a large square product, and oneDNN takes over above M = CPU_SMALL_M (fused_moe._linear).
 
 Built on first use with the system C compiler (`cc -O3 -mavx2 -mfma -fopenmp`, under a second) into
 $MOEBENCH_CACHE or ~/.cache/moebench_kernels, loaded with ctypes; `available()` is False (and callers use
@@ -32,6 +36,7 @@ import torch
 _SOURCE = r"""
 #include <immintrin.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 static inline float hsum(__m256 v) {
@@ -41,77 +46,86 @@ static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-#define KC 512
 #define MMAX 64
+#define NR 3
 
-/* out[m, n] = sum_k a[m, k] * w[n, k]; M <= MMAX, K % 8 == 0; rows of a, w, out at strides lda, ldw, ldo. */
-void moebench_gemm_small_m(const float* a, int64_t lda, const float* w, int64_t ldw, float* out, int64_t ldo,
+/* out[m, n] = sum_k a[m, k] * w[n, k]; M <= MMAX, K % 8 == 0; rows of a, w, out at strides lda, ldw, ldo.
+   Blocks of NR = 3 weight rows; input rows four at a time: 12 accumulators + 3 weight + 1 input register
+   = the 16 ymm registers of AVX2. */
+void moebench_gemm_small_m(const float* a_in, int64_t lda_in, const float* w, int64_t ldw, float* out, int64_t ldo,
                            int64_t M, int64_t N, int64_t K, int nthreads) {
-    int64_t nblocks = (N + 3) / 4;
+    int64_t nblocks = (N + NR - 1) / NR;
+    /* K chunk: the input rows' slice (M x KC) and the weight block (3 x KC) should share L1 (32 KiB) */
+    int64_t KC = M <= 8 ? 512 : 256;
+    /* Rows of a and w lie a multiple of 4 KiB apart for the usual K, so they share L1 sets and evict each
+       other (8 ways); a copy of a with a padded row stride spreads them out. */
+    int64_t lda = K + 16;
+    float* a = (float*)aligned_alloc(64, (size_t)(M * lda * sizeof(float)));
+    if (!a) return;
+    for (int64_t m = 0; m < M; m++) memcpy(a + m * lda, a_in + m * lda_in, (size_t)K * sizeof(float));
     #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t b = 0; b < nblocks; b++) {
-        int64_t n0 = b * 4, nr = N - n0 < 4 ? N - n0 : 4;
-        float acc[MMAX][4];
+        int64_t n0 = b * NR, nr = N - n0 < NR ? N - n0 : NR;
+        float acc[MMAX][NR];
         memset(acc, 0, sizeof(acc));
         /* a partial block repeats its last row: loads stay in bounds, results are not stored */
         const float* w0 = w + n0 * ldw;
         const float* w1 = w + (n0 + (nr > 1 ? 1 : 0)) * ldw;
         const float* w2 = w + (n0 + (nr > 2 ? 2 : nr - 1)) * ldw;
-        const float* w3 = w + (n0 + (nr > 3 ? 3 : nr - 1)) * ldw;
         for (int64_t k0 = 0; k0 < K; k0 += KC) {
             int64_t kc = K - k0 < KC ? K - k0 : KC;
+            const float* v0 = w0 + k0; const float* v1 = w1 + k0; const float* v2 = w2 + k0;
             int64_t m = 0;
-            for (; m + 2 <= M; m += 2) {
+            for (; m + 4 <= M; m += 4) {
                 const float* x0 = a + m * lda + k0;
-                const float* x1 = x0 + lda;
-                __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c02 = _mm256_setzero_ps(),
-                       c03 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps(),
-                       c12 = _mm256_setzero_ps(), c13 = _mm256_setzero_ps();
+                __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c02 = _mm256_setzero_ps();
+                __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps(), c12 = _mm256_setzero_ps();
+                __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c22 = _mm256_setzero_ps();
+                __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps(), c32 = _mm256_setzero_ps();
                 for (int64_t k = 0; k < kc; k += 8) {
-                    __m256 b0 = _mm256_loadu_ps(w0 + k0 + k), b1 = _mm256_loadu_ps(w1 + k0 + k);
-                    __m256 b2 = _mm256_loadu_ps(w2 + k0 + k), b3 = _mm256_loadu_ps(w3 + k0 + k);
+                    __m256 b0 = _mm256_loadu_ps(v0 + k), b1 = _mm256_loadu_ps(v1 + k), b2 = _mm256_loadu_ps(v2 + k);
                     __m256 x = _mm256_loadu_ps(x0 + k);
-                    c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
-                    c02 = _mm256_fmadd_ps(x, b2, c02); c03 = _mm256_fmadd_ps(x, b3, c03);
-                    x = _mm256_loadu_ps(x1 + k);
-                    c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
-                    c12 = _mm256_fmadd_ps(x, b2, c12); c13 = _mm256_fmadd_ps(x, b3, c13);
+                    c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01); c02 = _mm256_fmadd_ps(x, b2, c02);
+                    x = _mm256_loadu_ps(x0 + lda + k);
+                    c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11); c12 = _mm256_fmadd_ps(x, b2, c12);
+                    x = _mm256_loadu_ps(x0 + 2 * lda + k);
+                    c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21); c22 = _mm256_fmadd_ps(x, b2, c22);
+                    x = _mm256_loadu_ps(x0 + 3 * lda + k);
+                    c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31); c32 = _mm256_fmadd_ps(x, b2, c32);
                 }
-                acc[m][0] += hsum(c00); acc[m][1] += hsum(c01); acc[m][2] += hsum(c02); acc[m][3] += hsum(c03);
-                acc[m + 1][0] += hsum(c10); acc[m + 1][1] += hsum(c11);
-                acc[m + 1][2] += hsum(c12); acc[m + 1][3] += hsum(c13);
+                acc[m][0] += hsum(c00); acc[m][1] += hsum(c01); acc[m][2] += hsum(c02);
+                acc[m + 1][0] += hsum(c10); acc[m + 1][1] += hsum(c11); acc[m + 1][2] += hsum(c12);
+                acc[m + 2][0] += hsum(c20); acc[m + 2][1] += hsum(c21); acc[m + 2][2] += hsum(c22);
+                acc[m + 3][0] += hsum(c30); acc[m + 3][1] += hsum(c31); acc[m + 3][2] += hsum(c32);
             }
-            if (m < M) {  /* one row left: two accumulators per weight row hide the FMA latency */
+            for (; m < M; m++) {  /* 1-3 rows left: two accumulators per weight row hide the FMA latency */
                 const float* x0 = a + m * lda + k0;
-                __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps(), c2 = _mm256_setzero_ps(),
-                       c3 = _mm256_setzero_ps(), d0 = _mm256_setzero_ps(), d1 = _mm256_setzero_ps(),
-                       d2 = _mm256_setzero_ps(), d3 = _mm256_setzero_ps();
+                __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps(), c2 = _mm256_setzero_ps();
+                __m256 d0 = _mm256_setzero_ps(), d1 = _mm256_setzero_ps(), d2 = _mm256_setzero_ps();
                 int64_t k = 0;
                 for (; k + 16 <= kc; k += 16) {
                     __m256 x = _mm256_loadu_ps(x0 + k), y = _mm256_loadu_ps(x0 + k + 8);
-                    c0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(w0 + k0 + k), c0);
-                    c1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(w1 + k0 + k), c1);
-                    c2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(w2 + k0 + k), c2);
-                    c3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(w3 + k0 + k), c3);
-                    d0 = _mm256_fmadd_ps(y, _mm256_loadu_ps(w0 + k0 + k + 8), d0);
-                    d1 = _mm256_fmadd_ps(y, _mm256_loadu_ps(w1 + k0 + k + 8), d1);
-                    d2 = _mm256_fmadd_ps(y, _mm256_loadu_ps(w2 + k0 + k + 8), d2);
-                    d3 = _mm256_fmadd_ps(y, _mm256_loadu_ps(w3 + k0 + k + 8), d3);
+                    c0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(v0 + k), c0);
+                    c1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(v1 + k), c1);
+                    c2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(v2 + k), c2);
+                    d0 = _mm256_fmadd_ps(y, _mm256_loadu_ps(v0 + k + 8), d0);
+                    d1 = _mm256_fmadd_ps(y, _mm256_loadu_ps(v1 + k + 8), d1);
+                    d2 = _mm256_fmadd_ps(y, _mm256_loadu_ps(v2 + k + 8), d2);
                 }
                 for (; k < kc; k += 8) {
                     __m256 x = _mm256_loadu_ps(x0 + k);
-                    c0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(w0 + k0 + k), c0);
-                    c1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(w1 + k0 + k), c1);
-                    c2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(w2 + k0 + k), c2);
-                    c3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(w3 + k0 + k), c3);
+                    c0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(v0 + k), c0);
+                    c1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(v1 + k), c1);
+                    c2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(v2 + k), c2);
                 }
                 acc[m][0] += hsum(_mm256_add_ps(c0, d0)); acc[m][1] += hsum(_mm256_add_ps(c1, d1));
-                acc[m][2] += hsum(_mm256_add_ps(c2, d2)); acc[m][3] += hsum(_mm256_add_ps(c3, d3));
+                acc[m][2] += hsum(_mm256_add_ps(c2, d2));
             }
         }
         for (int64_t m = 0; m < M; m++)
             for (int64_t j = 0; j < nr; j++) out[m * ldo + n0 + j] = acc[m][j];
     }
+    free(a);
 }
 """
 

@@ -278,7 +278,7 @@ def _sort_rows(topk_ids_TK: torch.Tensor, E: int) -> tuple[torch.Tensor, torch.T
     return torch.argsort(bucket, stable=True), counts[:E]
 
 
-CPU_SMALL_M = 16  # on CPU in fp32, products with at most this many rows go to cpu_gemm (see there why)
+CPU_SMALL_M = 24  # on CPU in fp32, products with at most this many rows go to cpu_gemm (see there why)
 
 
 def _onednn_linear_ok() -> bool:
@@ -287,7 +287,8 @@ def _onednn_linear_ok() -> bool:
 
 def _linear(a: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor]) -> torch.Tensor:
     """a · w^T (+ b). On CPU in fp32 this picks the GEMM that streams the weights once: the small-M kernel
-    for a few rows, oneDNN above that (MKL's sgemm reaches half its speed at M = 32-128 on AVX2 hosts)."""
+    for a few rows, oneDNN above that (MKL's sgemm runs at half oneDNN's speed at M = 32-128 on the AMD
+    host measured; see benchmarks/cpu_small_m_gemm.py)."""
     if a.device.type == "cpu" and a.dtype == torch.float32:
         if a.shape[0] <= CPU_SMALL_M and cpu_gemm.supports(a, w) and cpu_gemm.available():
             out = cpu_gemm.linear_small_m(a, w)
