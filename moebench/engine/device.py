@@ -65,30 +65,21 @@ class Timer:
         return (time.perf_counter() - t0) * 1e3, out
 
 
-def measure_roofs(device: str, dtype: torch.dtype, budget_s: float = 1.0) -> dict[str, float]:
-    """Memory bandwidth (a large copy: bytes read + written) and matmul throughput, measured now on `device`.
+def measure_roofs(device: str, dtype: torch.dtype, scale: float = 0.25) -> dict[str, object]:
+    """The roofs of this run, in the results schema's units: memory GB/s and matmul GFLOP/s, measured now.
 
-    Median of a few repeats; CPU sizes are kept small enough to finish in about `budget_s`.
+    One probe for the whole project (moebench.bench.timing.measure_roofs: a large copy / read, a large matmul
+    through the best BLAS on the host); on CPU the probes are shrunk by `scale` (still far past the caches) so
+    a quick run spends about a second on them.
     """
-    timer = Timer(device)
-    big = 1 << (28 if device == "cuda" else 25)  # elements: 1 GiB / 128 MiB fp32
-    src = torch.randn(big, device=device)
-    dst = torch.empty_like(src)
-    dst.copy_(src)
-    sync(device)
-    copies = sorted(timer.time(lambda: dst.copy_(src))[0] for _ in range(5))
-    mem_gbps = 2 * src.numel() * src.element_size() / (copies[2] / 1e3) / 1e9
-    n = 8192 if device == "cuda" else 1024
-    mm_dtype = dtype if device == "cuda" else torch.float32
-    a = torch.randn(n, n, device=device, dtype=mm_dtype)
-    b = torch.randn(n, n, device=device, dtype=mm_dtype)
-    a @ b
-    sync(device)
-    mms = sorted(timer.time(lambda: a @ b)[0] for _ in range(5))
-    del src, dst, a, b
+    from moebench.bench.timing import measure_roofs as probe
+
+    r = probe(device, dtype, scale if device == "cpu" else 1.0)
     return {
-        "mem_gbps": mem_gbps,
-        "matmul_gflops": 2 * n**3 / (mms[2] / 1e3) / 1e9,
-        "matmul_dtype": str(mm_dtype).removeprefix("torch."),
+        "mem_gbps": r["mem_gbps"],
+        "mem_probe": r["mem_probe"],
+        "matmul_gflops": r["matmul_tflops"] * 1e3,
+        "matmul_dtype": "bfloat16" if device == "cuda" else "float32",
+        "matmul_probe": r["matmul_probe"],
         "basis": "measured",
     }
