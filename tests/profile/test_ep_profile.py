@@ -48,8 +48,9 @@ def test_hot_expert_makes_the_other_ranks_wait(ep):
         assert hot >= 3 * uniform, f"hot {hot:.1f} ms vs uniform {uniform:.1f} ms of wait per forward (ranks 1-3)"
     for n in ("hot", "hot_b"):
         sec = res[n]
-        assert sec["straggler_rank"] == 0
-        assert "expert-load imbalance" in sec["attribution"], sec["attribution"]
+        with timing_check(busy):  # who straggles is timing too: 4 ranks share 2 cores
+            assert sec["straggler_rank"] == 0, f"straggler rank {sec['straggler_rank']}: {sec['attribution']}"
+            assert "expert-load imbalance" in sec["attribution"], sec["attribution"]
         worst = sec["most_imbalanced_layer"]
         assert worst["hottest_expert"] == 0 and worst["balancedness"] == pytest.approx(0.25)
         assert worst["hottest_expert_ranks"] == [0]
