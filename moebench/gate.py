@@ -14,7 +14,12 @@ higher-is-better ones worse_ratio = baseline / current; regression when worse_ra
 slowdown is worse_ratio 1.25 on every timing, throughput and cost metric.
 
 Several result files on either side are pooled per record (asv runs several processes for the same reason:
-process-to-process variation then shows up in the samples instead of as a false alarm).
+process-to-process variation then shows up in the samples instead of as a false alarm). With several runs, the
+factor must also hold *between the runs*: the current's best run median against the baseline's worst
+(`runs_ratio`). A machine whose speed drifts from one process to the next (a shared VM, a neighbour's job) moves
+whole runs, which Mann-Whitney on the pooled repeats reads as significant; the run-to-run spread then widens the
+band a change must clear instead of raising a false alarm (shared/MEASURE.md: "a noisy machine widens the
+interval"). With one run a side, `runs_ratio` is the ratio of the two medians.
 """
 
 from __future__ import annotations
@@ -130,6 +135,9 @@ class Row:
     current_p80: Optional[float] = None
     current_n: int = 0
     worse_ratio: Optional[float] = None  # > 1 means worse, in time-equivalent terms
+    runs_ratio: Optional[float] = None  # the same, current's best run median vs the baseline's worst
+    baseline_runs: int = 0
+    current_runs: int = 0
     test: Optional[str] = None
     p_value: Optional[float] = None
     significant: Optional[bool] = None
@@ -139,26 +147,41 @@ class Row:
 
 
 def judge(
-    base: list[float], cur: list[float], *, better: Better, factor: float = DEFAULT_FACTOR, alpha: float = DEFAULT_ALPHA
+    base: list[float], cur: list[float], *, better: Better, factor: float = DEFAULT_FACTOR, alpha: float = DEFAULT_ALPHA,
+    base_runs: Optional[list[list[float]]] = None, cur_runs: Optional[list[list[float]]] = None,
 ) -> dict[str, Any]:
-    """Verdict fields for one metric from its baseline and current samples (see the module docstring)."""
+    """Verdict fields for one metric from its baseline and current samples (see the module docstring).
+
+    `base_runs` / `cur_runs`: the same samples split by the run (result file) they came from; without them each
+    side counts as one run."""
     bm, cm = percentile(base, 50), percentile(cur, 50)
+    base_runs, cur_runs = base_runs or [base], cur_runs or [cur]
     out: dict[str, Any] = {
         "baseline_median": bm, "baseline_p20": percentile(base, 20), "baseline_p80": percentile(base, 80),
         "baseline_n": len(base), "current_median": cm, "current_p20": percentile(cur, 20),
         "current_p80": percentile(cur, 80), "current_n": len(cur),
+        "baseline_runs": len(base_runs), "current_runs": len(cur_runs),
     }
     if not (bm > 0 and cm > 0) or any(math.isnan(x) for x in (*base, *cur)):
         return {**out, "status": "skipped", "reason": "non-positive or NaN values: no ratio"}
-    ratio = cm / bm if better == "lower" else bm / cm
+    # in time-equivalent terms: for a higher-is-better metric the reciprocal of the values is the "time"
+    t = (lambda v: v) if better == "lower" else (lambda v: 1.0 / v)
+    ratio = t(cm) / t(bm)
+    b_meds = [t(percentile(r, 50)) for r in base_runs if r]
+    c_meds = [t(percentile(r, 50)) for r in cur_runs if r]
+    worse_gap, better_gap = min(c_meds) / max(b_meds), max(c_meds) / min(b_meds)
     sig = significance(base, cur, alpha)
-    out.update(worse_ratio=ratio, test=sig.test, p_value=sig.p_value, significant=sig.significant,
-               ci_baseline=sig.ci_baseline, ci_current=sig.ci_current)
-    if ratio > 1 + factor and sig.significant:
-        return {**out, "status": "regressed", "reason": f"worse by {ratio - 1:.1%} > {factor:.0%}, significant"}
-    if ratio < 1 / (1 + factor) and sig.significant:
+    out.update(worse_ratio=ratio, runs_ratio=worse_gap if ratio >= 1 else better_gap, test=sig.test,
+               p_value=sig.p_value, significant=sig.significant, ci_baseline=sig.ci_baseline,
+               ci_current=sig.ci_current)
+    worse, improved = min(ratio, worse_gap) > 1 + factor, max(ratio, better_gap) < 1 / (1 + factor)
+    if worse and sig.significant:
+        return {**out, "status": "regressed", "reason": f"worse by {ratio - 1:.1%} (runs apart by {worse_gap - 1:.1%}) > {factor:.0%}, significant"}
+    if improved and sig.significant:
         return {**out, "status": "improved", "reason": f"better by {1 - ratio:.1%}, significant"}
-    if ratio > 1 + factor:
+    if ratio > 1 + factor and not worse:
+        why = f"worse by {ratio - 1:.1%}, but the runs overlap to within {worse_gap - 1:+.1%} (run-to-run spread)"
+    elif ratio > 1 + factor:
         why = f"worse by {ratio - 1:.1%} but not significant"
     elif sig.significant:
         why = f"significant but within the {factor:.0%} factor ({ratio - 1:+.1%})"
@@ -171,9 +194,9 @@ def record_key(rec: dict[str, Any]) -> RecordKey:
     return (str(rec["model"]), int(rec["batch_size"]), int(rec.get("prompt_tokens") or 0), int(rec.get("output_tokens") or 0))
 
 
-def pool(docs: Iterable[dict[str, Any]], metrics: Iterable[str]) -> dict[RecordKey, dict[str, tuple[list[float], str]]]:
-    """Samples per record per metric, pooled over several result files of the same workload."""
-    pooled: dict[RecordKey, dict[str, tuple[list[float], str]]] = {}
+def pool(docs: Iterable[dict[str, Any]], metrics: Iterable[str]) -> dict[RecordKey, dict[str, tuple[list[list[float]], str]]]:
+    """Samples per record per metric over several result files of the same workload, one list per file (run)."""
+    pooled: dict[RecordKey, dict[str, tuple[list[list[float]], str]]] = {}
     for doc in docs:
         for rec in doc["records"]:
             slot = pooled.setdefault(record_key(rec), {})
@@ -181,8 +204,8 @@ def pool(docs: Iterable[dict[str, Any]], metrics: Iterable[str]) -> dict[RecordK
                 st = metric_stat(rec.get("metrics") or {}, name)
                 if st is None:
                     continue
-                xs, unit = slot.get(name, ([], st.get("unit", "")))
-                slot[name] = (xs + [float(x) for x in st["samples"]], unit)
+                runs, unit = slot.get(name, ([], st.get("unit", "")))
+                slot[name] = (runs + [[float(x) for x in st["samples"]]], unit)
     return pooled
 
 
@@ -304,5 +327,7 @@ def gate(
             elif bs is None or cs is None:
                 rows.append(Row(**common, status="skipped", reason="metric absent or null on one side"))
             else:
-                rows.append(Row(**common, unit=bs[1], **judge(bs[0], cs[0], better=common["better"], factor=factor, alpha=alpha)))
+                rows.append(Row(**common, unit=bs[1], **judge(
+                    [x for r in bs[0] for x in r], [x for r in cs[0] for x in r], better=common["better"],
+                    factor=factor, alpha=alpha, base_runs=bs[0], cur_runs=cs[0])))
     return GateResult(rows, factor, alpha, metrics, notes)

@@ -70,6 +70,10 @@ class Scenario(_Strict):
 class Timing(_Strict):
     warmup: int = Field(default=1, ge=0)
     repeats: int = Field(default=5, ge=1)
+    # `interleaved`: every model × batch size is set up first, then the repeats take turns (repeat 1 of each,
+    # repeat 2 of each, …), so a burst of load on the machine lands on a few samples of every record instead of
+    # on all samples of one (the regression gate's workload; all models must fit in memory at once)
+    schedule: Literal["sequential", "interleaved"] = "sequential"
 
 
 class PriceSpec(_Strict):
@@ -106,6 +110,9 @@ class Workload(_Strict):
     profile: bool = False
     # single-GPU decode steps replay a captured CUDA graph (launch overhead otherwise dominates small batches)
     cuda_graph: bool = True
+    # the same-run roofline probes (copy bandwidth, large matmul; ~5 s on a 2-core CPU) behind MFU/MBU against
+    # measured roofs; off for runs that only need latencies (the regression gate's benchmark)
+    roofs: bool = True
     seed: int = 0
 
     @field_validator("models")
@@ -119,6 +126,12 @@ class Workload(_Strict):
         if not ROUTING.match(v):
             raise ValueError(f"routing {v!r} must be one of model | uniform | zipf:<s> | hot:<expert>")
         return v
+
+    @model_validator(mode="after")
+    def _interleaving(self) -> "Workload":
+        if self.timing.schedule == "interleaved" and (self.profile or self.parallel.world_size > 1):
+            raise ValueError("timing.schedule: interleaved needs a single process without profile: true")
+        return self
 
     @property
     def model_entries(self) -> list[ModelEntry]:

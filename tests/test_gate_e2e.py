@@ -82,7 +82,7 @@ def gate_once(baselines: list[Path], current: Path, factor: float) -> dict:
     fastest_caught = min((r["worse_ratio"] for r in judged if r["status"] == "regressed"), default=None)
     return {"exit": p.returncode, "verdict": doc["verdict"], "counts": doc["counts"], "current": current.name,
             "worst": f"{worst['model']} b{worst['batch_size']} {worst['metric']} ×{worst['worse_ratio']:.3f} "
-                     f"({worst['status']}, {worst['test']} p={worst['p_value']})",
+                     f"(runs ×{worst['runs_ratio']:.3f}; {worst['status']}, {worst['test']} p={worst['p_value']:.2g})",
             "min_worse_ratio": min(r["worse_ratio"] for r in judged), "max_worse_ratio": worst["worse_ratio"],
             "smallest_caught_ratio": fastest_caught}
 

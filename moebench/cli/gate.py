@@ -16,12 +16,13 @@ def _verdict_table(res, base_label: str, cur_label: str):
 
     t = Table(
         title=f"gate: {escape(cur_label)} vs baseline {escape(base_label)} — factor {res.factor:.0%}, alpha {res.alpha:g}",
-        caption="worse = time-equivalent ratio (current/baseline for lower-is-better, baseline/current otherwise); "
-        "median (p20–p80) ×n",
+        caption="worse = time-equivalent ratio of the medians (current/baseline for lower-is-better, "
+        "baseline/current otherwise); runs = the same between the current's best run and the baseline's worst; "
+        "median (p20–p80) ×n samples",
         caption_justify="left",
     )
     for c, j in [("model", "left"), ("batch", "right"), ("metric", "left"), ("better", "left"),
-                 ("baseline", "right"), ("current", "right"), ("worse", "right"), ("test", "left"),
+                 ("baseline", "right"), ("current", "right"), ("worse", "right"), ("runs", "right"), ("test", "left"),
                  ("p", "right"), ("verdict", "left")]:
         t.add_column(c, justify=j)
     style = {"regressed": "bold red", "missing": "bold red", "improved": "green", "ok": "", "new": "cyan", "skipped": "dim"}
@@ -34,6 +35,7 @@ def _verdict_table(res, base_label: str, cur_label: str):
             cell(r.baseline_median, r.baseline_p20, r.baseline_p80, r.baseline_n),
             cell(r.current_median, r.current_p20, r.current_p80, r.current_n),
             "—" if r.worse_ratio is None else f"{r.worse_ratio:.3f}",
+            "—" if r.runs_ratio is None else f"{r.runs_ratio:.3f} [dim]{r.baseline_runs}/{r.current_runs}[/dim]",
             r.test or "—",
             "—" if r.p_value is None else f"{r.p_value:.2g}",
             f"[{style[r.status]}]{r.status}[/] [dim]{r.reason}[/dim]" if style[r.status] else f"{r.status} [dim]{r.reason}[/dim]",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -74,6 +75,46 @@ def generate_once(
     return ttft, steps
 
 
+class GenerationBench:
+    """The timed generations of one model × batch: its KV cache, its decode graph if any, and the samples so far.
+
+    `run(n)` does n generations (timed unless `timed=False`, i.e. warm-up). A sequential schedule runs one
+    bench to the end; an interleaved one (engine.runner) lets several benches take turns, one repeat each.
+    With `cuda_graph` (single GPU), decode steps replay a captured graph; if capture fails the run goes on
+    eagerly and says why in `samples.note`. `barrier` (distributed runs) lines the ranks up before each repeat.
+    """
+
+    def __init__(self, model, ids_BS: torch.Tensor, *, output: int, device: str,
+                 barrier: Optional[Callable[[], None]] = None, cuda_graph: bool = False):
+        self.model, self.ids_BS, self.output, self.device, self.barrier = model, ids_BS, output, device, barrier
+        self.timer = Timer(device)
+        self.cache = model.new_cache(ids_BS.shape[0], ids_BS.shape[1] + output)
+        self.samples = GenerationSamples()
+        self.graph = None
+        if cuda_graph and device == "cuda":
+            try:
+                self.graph = DecodeGraph(model, self.cache, ids_BS.shape[0], device)
+                self.samples.decode_mode = "cuda_graph"
+            except Exception as exc:  # noqa: BLE001 - e.g. an op that syncs with the host: decode eagerly, say why
+                torch.cuda.synchronize()
+                self.samples.note = f"CUDA graph capture failed, decode ran eagerly: {str(exc).splitlines()[0]}"
+
+    def run(self, n: int, *, timed: bool = True) -> None:
+        for _ in range(n):
+            if self.barrier is not None:
+                self.barrier()
+            sync(self.device)
+            gc.disable()  # like timeit: no garbage-collector pause inside a timed generation
+            try:
+                ttft, steps = generate_once(self.model, self.ids_BS, self.cache, self.output, self.timer, self.graph)
+            finally:
+                gc.enable()
+            if timed:
+                self.samples.ttft_ms.append(ttft)
+                self.samples.tpot_ms.append(sum(steps) / len(steps))
+                self.samples.itl_ms.extend(steps)
+
+
 def time_generation(
     model,
     *,
@@ -88,31 +129,10 @@ def time_generation(
     ids_BS: Optional[torch.Tensor] = None,
     cuda_graph: bool = False,
 ) -> GenerationSamples:
-    """Warm up, then `repeats` timed generations; `barrier` (distributed runs) lines the ranks up before each.
-
-    With `cuda_graph` (single GPU), decode steps replay a captured graph; if capture fails the run goes on
-    eagerly and says why in `note`.
-    """
-    timer = Timer(device)
+    """Warm up, then `repeats` timed generations of one model × batch (the sequential schedule)."""
     if ids_BS is None:
         ids_BS = prompt_ids(batch, prompt, model.cfg.vocab_size, seed, device)
-    cache = model.new_cache(batch, prompt + output)
-    out = GenerationSamples()
-    graph = None
-    if cuda_graph and device == "cuda":
-        try:
-            graph = DecodeGraph(model, cache, ids_BS.shape[0], device)
-            out.decode_mode = "cuda_graph"
-        except Exception as exc:  # noqa: BLE001 - e.g. an op that syncs with the host: decode eagerly, say why
-            torch.cuda.synchronize()
-            out.note = f"CUDA graph capture failed, decode ran eagerly: {str(exc).splitlines()[0]}"
-    for r in range(warmup + repeats):
-        if barrier is not None:
-            barrier()
-        sync(device)
-        ttft, steps = generate_once(model, ids_BS, cache, output, timer, graph)
-        if r >= warmup:
-            out.ttft_ms.append(ttft)
-            out.tpot_ms.append(sum(steps) / len(steps))
-            out.itl_ms.extend(steps)
-    return out
+    bench = GenerationBench(model, ids_BS, output=output, device=device, barrier=barrier, cuda_graph=cuda_graph)
+    bench.run(warmup, timed=False)
+    bench.run(repeats)
+    return bench.samples

@@ -16,7 +16,7 @@ import torch
 
 from moebench.catalog import Hardware, get_hardware, reference_models
 from moebench.engine.device import detect_hardware, measure_roofs, resolve_device, resolve_dtype
-from moebench.engine.generate import prompt_ids, time_generation
+from moebench.engine.generate import GenerationBench, GenerationSamples, prompt_ids, time_generation
 from moebench.engine.records import Peaks, Pricing, build_record
 from moebench.errors import MoebenchError, RunFailed
 from moebench.models import build, resolve_name
@@ -26,6 +26,7 @@ from moebench.parallel.faults import Guard, install_test_faults
 from moebench.parallel.gather import gather_samples, merge_samples, rank_info, rank_timing
 from moebench.parallel.mesh import ParallelContext, check_plan, env_rank, init_parallel, shutdown
 from moebench.parallel.plan import local_batch, parallelize
+from moebench.profile.routing import install_routing
 from moebench.profile.runs import measure_batch
 from moebench.workload import ModelEntry, Workload
 
@@ -116,7 +117,7 @@ def run_workload(
 
     try:
         roofs = None
-        if rank0:  # one rank measures: the others would compete with it for the same CPU or node
+        if rank0 and wl.roofs:  # one rank measures: the others would compete with it for the same CPU or node
             log(f"measuring roofs on {dev} …")
             roofs = measure_roofs(dev, dtype)
         if ctx is not None:
@@ -181,7 +182,6 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
                 guard: Optional[Guard] = None) -> None:
     """Build each model (sharded when distributed), time each batch size, append records; rank 0 writes."""
     dtype_name = str(dtype).removeprefix("torch.")
-    dbytes = DTYPE_BYTES[dtype_name]
     rank0 = ctx is None or ctx.is_rank0
     peaks = Peaks(
         flops=hw.peak_flops(dtype_name),
@@ -190,26 +190,32 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
         roof_bytes_per_s=roofs["mem_gbps"] * 1e9 if roofs else None,
     )
     sc = wl.scenario
-    for entry in wl.model_entries:
-        if entry.weights != "random":
-            from moebench.models import load
 
-            model = load(entry.weights, layers=entry.layers, device=dev, dtype=dtype)
-            spec, _ = resolve_name(entry.name)
-            cfg = model.cfg
-        else:
-            spec, cfg = resolve_name(entry.name)
-            cfg = cfg.with_layers(entry.layers)
-            check_memory(entry.name, cfg, batch=max(sc.batch_sizes), max_seq=sc.prompt_tokens + sc.output_tokens,
-                         dtype_bytes=dbytes, device=dev)
-            log(f"building {entry.name} ({cfg.num_hidden_layers} of {cfg.layers_total} layers, {dtype_name}, {dev}) …")
-            model = build(spec, cfg, device=dev, dtype=dtype, seed=wl.seed)
+    def add_record(entry: ModelEntry, spec, cfg, b: int, samples: GenerationSamples,
+                   profile: Optional[dict[str, Any]] = None) -> None:
+        doc["records"].append(build_record(
+            name=entry.name, kind=spec.kind, run_cfg=cfg, samples=samples, batch=b,
+            prompt=sc.prompt_tokens, output=sc.output_tokens, dtype_bytes=DTYPE_BYTES[dtype_name],
+            pricing=pricing, peaks=peaks, intelligence=resolve_intelligence(wl, entry),
+        ))
+        doc["records"][-1]["decode"] = {"mode": samples.decode_mode, "note": samples.note}
+        if samples.note:
+            log(f"  note: {samples.note}")
+        if profile is not None:  # rank 0: every rank's regions, waits and expert load, merged
+            doc["records"][-1]["profile"] = profile
+
+    if wl.timing.schedule == "interleaved":  # single process, no profile (the workload validates it)
+        _run_interleaved(wl, dev=dev, dtype=dtype, log=log, add_record=add_record)
+        write_atomic(path, doc)
+        return
+
+    for entry in wl.model_entries:
+        spec, cfg, model = _build_model(entry, wl, dev=dev, dtype=dtype, log=log)
         if guard is not None:
             guard.stage = f"{entry.name} setup"
         if ctx is not None:
             model = parallelize(model, ctx)
             install_test_faults(model, ctx.rank)
-        intel = resolve_intelligence(wl, entry)
         for b in sc.batch_sizes:
             if guard is not None:
                 guard.stage = f"{entry.name} batch {b}"
@@ -224,7 +230,7 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
                     model, batch=ids.shape[0], prompt=sc.prompt_tokens, output=sc.output_tokens,
                     warmup=wl.timing.warmup, repeats=wl.timing.repeats, device=dev, seed=wl.seed,
                     barrier=None if ctx is None else ctx.barrier, ids_BS=ids,
-                    cuda_graph=wl.cuda_graph and ctx is None and not wl.profile and wl.routing == "model",
+                    cuda_graph=_use_cuda_graph(wl, ctx),
                 ),
             )
             if ctx is not None:
@@ -234,26 +240,66 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
                 for info, s in zip(doc["ranks"], per_rank):
                     info["timings"].append(rank_timing(entry.name, b, ids.shape[0], s))
                 samples = merge_samples(per_rank)
-            doc["records"].append(build_record(
-                name=entry.name, kind=spec.kind, run_cfg=cfg, samples=samples, batch=b,
-                prompt=sc.prompt_tokens, output=sc.output_tokens, dtype_bytes=dbytes,
-                pricing=pricing, peaks=peaks, intelligence=intel,
-            ))
-            doc["records"][-1]["decode"] = {"mode": samples.decode_mode, "note": samples.note}
-            if samples.note:
-                log(f"  note: {samples.note}")
-            if profile is not None:  # rank 0: every rank's regions, waits and expert load, merged
-                doc["records"][-1]["profile"] = profile
+            add_record(entry, spec, cfg, b, samples, profile)
             if rank0 and ctx is not None:  # distributed: save after every record, a rank may die any time
                 write_atomic(path, doc)
         del model
-        if dev == "cuda":  # hand the cached blocks back, so the next model's memory check sees them as free
-            import gc
-
-            gc.collect()
-            torch.cuda.empty_cache()
+        _release_cached_memory(dev)
         if rank0:
             write_atomic(path, doc)
+
+
+def _use_cuda_graph(wl: Workload, ctx: Optional[ParallelContext]) -> bool:
+    return wl.cuda_graph and ctx is None and not wl.profile and wl.routing == "model"
+
+
+def _release_cached_memory(dev: str) -> None:
+    if dev == "cuda":  # hand the cached blocks back, so the next model's memory check sees them as free
+        import gc
+
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+def _build_model(entry: ModelEntry, wl: Workload, *, dev: str, dtype: torch.dtype, log: Log):
+    """(spec, cfg, model): a checkpoint's weights, or random weights after the memory check."""
+    if entry.weights != "random":
+        from moebench.models import load
+
+        model = load(entry.weights, layers=entry.layers, device=dev, dtype=dtype)
+        return resolve_name(entry.name)[0], model.cfg, model
+    spec, cfg = resolve_name(entry.name)
+    cfg = cfg.with_layers(entry.layers)
+    sc = wl.scenario
+    check_memory(entry.name, cfg, batch=max(sc.batch_sizes), max_seq=sc.prompt_tokens + sc.output_tokens,
+                 dtype_bytes=DTYPE_BYTES[str(dtype).removeprefix("torch.")], device=dev)
+    log(f"building {entry.name} ({cfg.num_hidden_layers} of {cfg.layers_total} layers, {str(dtype).removeprefix('torch.')}, {dev}) …")
+    return spec, cfg, build(spec, cfg, device=dev, dtype=dtype, seed=wl.seed)
+
+
+def _run_interleaved(wl: Workload, *, dev: str, dtype: torch.dtype, log: Log, add_record: Callable[..., None]) -> None:
+    """Every model × batch size warmed up first, then the repeats in rounds, one repeat of each per round: a
+    burst of load on the machine costs every record a few samples instead of costing one record all of its own."""
+    sc = wl.scenario
+    with contextlib.ExitStack() as stack:
+        benches = []
+        for entry in wl.model_entries:
+            spec, cfg, model = _build_model(entry, wl, dev=dev, dtype=dtype, log=log)
+            stack.callback(install_routing(model, wl.routing, seed=wl.seed, rank=0))
+            for b in sc.batch_sizes:
+                ids = prompt_ids(b, sc.prompt_tokens, cfg.vocab_size, wl.seed, dev)
+                bench = GenerationBench(model, ids, output=sc.output_tokens, device=dev,
+                                        cuda_graph=_use_cuda_graph(wl, None))
+                bench.run(wl.timing.warmup, timed=False)
+                benches.append((entry, spec, cfg, b, bench))
+        log(f"  {len(benches)} model × batch pairs: prefill {sc.prompt_tokens} + decode {sc.output_tokens}, "
+            f"{wl.timing.repeats} rounds of one repeat each (interleaved)")
+        for _ in range(wl.timing.repeats):
+            for *_, bench in benches:
+                bench.run(1)
+        for entry, spec, cfg, b, bench in benches:
+            add_record(entry, spec, cfg, b, bench.samples)
+    _release_cached_memory(dev)
 
 
 @contextlib.contextmanager

@@ -34,6 +34,8 @@ def write(tmp_path, text):
         ("- just\n- a list\n", ["must be a YAML mapping"]),
         (GOOD.replace("device: cpu", "device: tpu"), ["device"]),
         (GOOD + "routing: hot\n", ["routing"]),
+        (GOOD.replace("repeats: 1}", "repeats: 1, schedule: interleaved}") + "profile: true\n",
+         ["timing.schedule: interleaved needs a single process without profile: true"]),
     ],
 )
 def test_bad_workload_exits_3_in_one_line(cli, tmp_path, text, needles):
