@@ -48,16 +48,25 @@ class Assumptions:
     comm: CommModel = CommModel()
     launch_us: float = 5.0  # per op (≈ 1–3 kernels under CUDA graphs): the floor of every small op
     # stage -> CPU time to issue one op (eager PyTorch: ~100s of µs). The host runs ahead of the GPU, so a step's
-    # compute side is max(GPU time, ops × this): it shows only when ops are small. 0 = a CUDA-graphed server.
+    # compute side is max(GPU time, host time): it shows only when ops are small. 0 = a CUDA-graphed server.
     host_us: Mapping[str, float] = field(default_factory=dict)
+    # stage -> CPU time per routed expert run, per MoE layer: an eager per-expert loop (moebench's plain-torch
+    # path: slice, two matmuls, activation for each expert that has rows) issues one launch group per expert hit,
+    # so its host time grows with the experts a step touches. 0 = one fused/grouped kernel for all experts.
+    host_expert_us: Mapping[str, float] = field(default_factory=dict)
+    # The MoE layer reads its per-expert row counts back to the host (a per-expert loop needs them to slice): the
+    # GPU drains, then idles while the host issues the next kernels, so each MoE layer adds one op's host time to
+    # the GPU side even where the GPU is the bottleneck. False = routing stays on the GPU (fused kernels, graphs).
+    moe_host_sync: bool = False
     comm_overlap: float = 0.0  # fraction of communication hidden behind compute (1.0 = two-batch overlap, perfectly)
     expert_imbalance: float = 1.0  # routed rows on the busiest EP rank / the mean (1.0 = uniform routing)
     mem_util: float = 0.9  # HBM share for weights + KV (the rest: activations, CUDA graphs, fragmentation)
     serving: Literal["continuous", "static"] = "continuous"  # static = one batch prefilled, then decoded (moebench run)
     step_overhead_ms: Mapping[str, float] = field(default_factory=dict)  # stage -> host overhead per forward (scheduler)
 
-    def host_ms(self, stage: str) -> float:
-        return self.host_us.get(stage, 0.0) / 1e3
+    def host_ms(self, stage: str, ops: float, expert_runs: float = 0.0) -> float:
+        """CPU time (ms) to issue a step of `ops` ops that runs `expert_runs` routed experts (summed over layers)."""
+        return (ops * self.host_us.get(stage, 0.0) + expert_runs * self.host_expert_us.get(stage, 0.0)) / 1e3
 
     def replace(self, **kw: Any) -> "Assumptions":
         return dataclasses.replace(self, **kw)

@@ -11,10 +11,12 @@ Input: a result document as `moebench run` writes it (results/README.md), taken 
   time per forward of each phase summed over the layers run (region names as in shared/MEASURE.md).
 
 Without a profile: one compute efficiency (set by TTFT: prefill is compute-bound) and one memory efficiency (set
-by TPOT: decode is memory-bound), plus, for each stage, the host's time to issue one op (eager PyTorch pays
-hundreds of µs; it overlaps with GPU work, so it shows only where ops are small, and it scales with the number of
-layers, so a 4-layer and a 32-layer run share it). With a profile, each phase also gets its own factor.
-Efficiencies transfer to other hardware; the host cost transfers only back onto the same hardware id.
+by TPOT: decode is memory-bound), plus, for each stage, the host's time to issue one op and its time per routed
+expert run (eager PyTorch pays hundreds of µs per op, and a per-expert loop one launch group per expert hit; host
+work overlaps with GPU work, so it shows only where ops are small, and it scales with the number of layers and
+with the experts a step touches, so a 4-layer and a 32-layer run, B = 1 and B = 64, share it). With a profile,
+each phase also gets its own factor. Efficiencies transfer to other hardware; the host cost transfers only back
+onto the same hardware id.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
 
 from moebench.errors import BadInput
 from moebench.models.config import ArchConfig
@@ -55,23 +59,29 @@ class Calibration:
     efficiency: Efficiency
     link_eff: Optional[float]
     host_us: Mapping[str, float]  # stage -> fitted CPU time to issue one op (eager PyTorch: hundreds of µs)
+    host_expert_us: Mapping[str, float]  # stage -> fitted CPU time per routed expert run (eager per-expert loop)
+    moe_host_sync: bool  # the measured engine's MoE layer waits for the host (moebench's plain-torch path)
     method: str  # "ttft_tpot" | "profile"
     fit: tuple[dict[str, Any], ...]
 
     def assumptions(self, base: Assumptions, target_id: str, *, keep_host: bool = False) -> Assumptions:
-        """`base` with the fitted efficiencies. The fitted host time per op belongs to the measured machine's CPU
-        and software stack: it is kept when projecting back onto the same hardware id, or everywhere with
-        `keep_host` (projecting the same eager stack onto another GPU); otherwise the target gets `base`'s."""
+        """`base` with the fitted efficiencies. The fitted host times (per op, per expert run) belong to the
+        measured machine's CPU and software stack: they are kept when projecting back onto the same hardware id,
+        or everywhere with `keep_host` (projecting the same eager stack onto another GPU); otherwise the target
+        gets `base`'s."""
         comm = base.comm if self.link_eff is None else dataclasses.replace(base.comm, link_eff=self.link_eff)
-        host = dict(self.host_us) if (keep_host or target_id == self.hardware_id) else dict(base.host_us)
-        return base.replace(efficiency=self.efficiency, comm=comm, host_us=host)
+        if keep_host or target_id == self.hardware_id:
+            return base.replace(efficiency=self.efficiency, comm=comm, host_us=dict(self.host_us),
+                                host_expert_us=dict(self.host_expert_us), moe_host_sync=self.moe_host_sync)
+        return base.replace(efficiency=self.efficiency, comm=comm)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "source": self.source, "hardware_id": self.hardware_id, "roofs_basis": self.device.roofs_basis,
             "method": self.method, "layout": dataclasses.asdict(self.layout),
             "efficiency": dataclasses.asdict(self.efficiency), "link_eff": self.link_eff,
-            "host_us": dict(self.host_us), "fit": list(self.fit),
+            "host_us": dict(self.host_us), "host_expert_us": dict(self.host_expert_us),
+            "moe_host_sync": self.moe_host_sync, "fit": list(self.fit),
         }
 
 
@@ -89,7 +99,10 @@ def calibrate(doc: Mapping[str, Any], *, source: Optional[str] = None, base: Ass
     samples = [s for r in doc["records"] if (s := _sample(r, dtype, resolve)) is not None]
     if not samples:
         raise BadInput(f"{source or 'result'}: no record has ttft_ms and tpot_ms medians to calibrate from")
-    a0 = base.replace(serving="static", step_overhead_ms={}, host_us={})
+    # moebench's plain-torch MoE path (`hardware.kernels: torch`) loops over the experts with rows, which it learns
+    # through a host sync per MoE layer; the Triton path routes on the GPU.
+    sync = hw["kernels"] == "torch" if hw.get("kernels") else base.moe_host_sync
+    a0 = base.replace(serving="static", step_overhead_ms={}, host_us={}, host_expert_us={}, moe_host_sync=sync)
     af = _fit_roofs(samples, lay, dev, a0)
     method, link_eff = "ttft_tpot", None
     if any(s.phases_ms for s in samples):
@@ -98,14 +111,14 @@ def calibrate(doc: Mapping[str, Any], *, source: Optional[str] = None, base: Ass
         if link_eff is not None:
             af = af.replace(comm=dataclasses.replace(a0.comm, link_eff=link_eff))
         for stage in STAGES:  # the host cost is what the phases leave unexplained
-            af = af.replace(host_us={**af.host_us, stage: _best_host(samples, lay, dev, af, stage, len(samples) >= 2)[1]})
+            af = _with_host(af, stage, *_best_host(samples, lay, dev, af, stage, len(samples) >= 2)[1:])
         method = "profile"
     fit = tuple({"model": s.model, "batch_size": s.batch, "layers": s.cfg.num_hidden_layers,
                  "ttft_ms": {"measured": s.ttft_ms, "fitted": _predict(s, lay, dev, af, "prefill")},
                  "tpot_ms": {"measured": s.tpot_ms, "fitted": _predict(s, lay, dev, af, "decode")}} for s in samples)
     name = source or str(doc.get("run_id") or "result")
     return Calibration(f"{name} ({hw.get('id', '?')})", str(hw.get("id", "?")), dev, lay, af.efficiency, link_eff,
-                       dict(af.host_us), method, fit)
+                       dict(af.host_us), dict(af.host_expert_us), af.moe_host_sync, method, fit)
 
 
 # ---- reading the document ------------------------------------------------------------------------------------
@@ -196,24 +209,50 @@ def _loss(samples: list[Sample], lay: Layout, dev: Device, a: Assumptions, stage
     return sum((_predict(s, lay, dev, a, stage) / _measured(s, stage) - 1) ** 2 for s in samples)
 
 
-# Weak preferences that decide only what the records cannot: efficiencies near the prior, host cost near zero
+# Weak preferences that decide only what the records cannot: efficiencies near the prior, host costs near zero
 # (so that a flat TPOT is read as a slower roof, which transfers to other hardware, unless only a host cost fits).
 # 1e-3 per record is a 3 % error's worth.
 _PULL = 1e-3
-_HOST_GRID_US = (0.0, *(0.1 * 10 ** (i / 20) for i in range(121)))  # 0, then 0.1 µs … 100 ms per op
+# A host time per expert run competes with a slower expert roof for the same growth with the experts touched; the
+# roof transfers to other GPUs and the host time does not, so the host explanation must fit clearly better: its
+# pull is a 10 % error's worth per record.
+_PULL_EXPERT = 1e-2
+_HOST_GRID_US = np.concatenate([[0.0], 0.1 * 10 ** (np.arange(61) / 10)])  # 0, then 0.1 µs … 100 ms, 26 % apart
+
+
+def _with_host(a: Assumptions, stage: str, per_op_us: float, per_expert_us: float) -> Assumptions:
+    return a.replace(host_us={**a.host_us, stage: per_op_us}, host_expert_us={**a.host_expert_us, stage: per_expert_us})
 
 
 def _best_host(samples: list[Sample], lay: Layout, dev: Device, a: Assumptions, stage: str, fit_host: bool):
-    """(loss, host µs) at `a`'s efficiencies, the host cost chosen on a grid. A step is max(GPU, ops × host) + rest,
-    so each sample needs one evaluation, not one per grid point."""
+    """(loss, host µs per op, host µs per expert run) at `a`'s efficiencies. A step is max(GPU + host syncs ×
+    per-op, ops × per-op + expert runs × per-expert) + rest, so each sample needs one evaluation; the two host
+    times are then chosen on a log grid, refined twice around the best cell."""
+    a0 = _with_host(a, stage, 0.0, 0.0)
     parts = []
     for s in samples:
-        est = step(s.cfg, lay, dev, s.scenario, a.replace(host_us={**a.host_us, stage: 0.0}), stage, s.batch)
-        parts.append((est.compute_side_ms, est.n_ops, est.time_ms - est.compute_side_ms, _measured(s, stage)))
-    best = (math.inf, 0.0)
-    for h in _HOST_GRID_US if fit_host else (0.0,):
-        err = sum(((max(g, n * h / 1e3) + r) / y - 1) ** 2 + _PULL * (n * h / 1e3 / y) ** 2 for g, n, r, y in parts)
-        best = min(best, (err, h))
+        est = step(s.cfg, lay, dev, s.scenario, a0, stage, s.batch)
+        parts.append((est.compute_side_ms, est.host_syncs, est.n_ops, est.expert_runs,
+                      est.time_ms - est.compute_side_ms, _measured(s, stage)))
+    g, k, n, x, r, y = np.array(parts).T
+
+    def loss(hs: np.ndarray, es: np.ndarray) -> np.ndarray:  # [H, E]: µs per op × µs per expert run
+        per_op = n * hs[:, None, None] / 1e3 / y  # [H, 1, S], as fractions of the measured time
+        per_exp = x * es[None, :, None] / 1e3 / y  # [1, E, S]
+        gpu = (g + k * hs[:, None, None] / 1e3) / y  # each host sync idles the GPU for one op's host time
+        err = (np.maximum(gpu, per_op + per_exp) + r / y - 1) ** 2
+        return (err + _PULL * per_op ** 2 + _PULL_EXPERT * per_exp ** 2).sum(-1)
+
+    if not fit_host:
+        return float(loss(np.zeros(1), np.zeros(1))[0, 0]), 0.0, 0.0
+    hs, es = _HOST_GRID_US, _HOST_GRID_US if x.any() else np.zeros(1)
+    best = (math.inf, 0.0, 0.0)
+    for _ in range(3):
+        vals = loss(hs, es)
+        i, j = np.unravel_index(np.argmin(vals), vals.shape)
+        best = min(best, (float(vals[i, j]), float(hs[i]), float(es[j])))
+        hs = np.linspace(hs[max(i - 1, 0)], hs[min(i + 1, len(hs) - 1)], 21)
+        es = np.linspace(es[max(j - 1, 0)], es[min(j + 1, len(es) - 1)], 21)
     return best
 
 
@@ -235,7 +274,7 @@ def _search(f: Callable[[float], float], lo: float, hi: float) -> float:
 
 
 def _fit_roofs(samples: list[Sample], lay: Layout, dev: Device, a: Assumptions) -> Assumptions:
-    """Per stage, its roof efficiency (decode: memory, prefill: compute) jointly with its host cost per op; twice
+    """Per stage, its roof efficiency (decode: memory, prefill: compute) jointly with its host costs; twice
     round, since each stage also touches the other's roof a little. The host cost stays 0 with a single record
     (it cannot be told from a slower roof)."""
     fit_host = len(samples) >= 2
@@ -251,7 +290,7 @@ def _fit_roofs(samples: list[Sample], lay: Layout, dev: Device, a: Assumptions) 
 
             x = _search(objective, 1e-4, 1.0)
             a = at(x)
-            a = a.replace(host_us={**a.host_us, stage: _best_host(samples, lay, dev, a, stage, fit_host)[1]})
+            a = _with_host(a, stage, *_best_host(samples, lay, dev, a, stage, fit_host)[1:])
     return a
 
 

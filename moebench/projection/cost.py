@@ -3,7 +3,9 @@ phase by phase.
 
 Each op: compute = FLOPs / (peak × efficiency), memory = bytes / (HBM × efficiency), time = the larger +
 launch latency. An eager framework's host issues ops ahead of the GPU, so the compute side of a step is the
-larger of the GPU's Σ op times and the host's ops × time-to-issue-one (`host_us`, 0 for CUDA-graphed servers). Collectives: alpha–beta (comm.py). Step = Σ compute-side ops + Σ collectives − the part of the
+larger of the GPU's Σ op times and the host's time to issue them: ops × `host_us` + routed experts run ×
+`host_expert_us` (an eager per-expert loop issues one launch group per expert hit; both 0 for CUDA-graphed
+servers). Collectives: alpha–beta (comm.py). Step = Σ compute-side ops + Σ collectives − the part of the
 collectives hidden behind compute (`comm_overlap`) + host overhead. All quantities are for the busiest GPU:
 the largest attention group (⌈B/dp⌉ sequences) and the EP rank with the most experts (⌈E/ep⌉).
 
@@ -37,6 +39,7 @@ class Op:
     bytes: float = 0.0
     dtype: str = "bf16"  # weight format of the matmul (the device picks the tensor-core format)
     comm_ms: float = 0.0
+    expert_runs: float = 0.0  # routed experts with rows this GPU runs (expected): an eager loop's launch groups
 
 
 @dataclass
@@ -61,6 +64,8 @@ class StepEstimate:
     hidden_comm_ms: float
     overhead_ms: float
     n_ops: int = 0  # non-collective ops with work (each pays a launch)
+    expert_runs: float = 0.0  # routed experts run, summed over MoE layers (expected under uniform routing)
+    host_syncs: int = 0  # MoE layers that wait for the host (`moe_host_sync`): each idles the GPU for one op's host time
     phases: dict[str, PhaseTime] = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -144,12 +149,13 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Scenari
         rows = t_all * k / lay.ep * a.expert_imbalance
         local = math.ceil(e / lay.ep)
         w_bytes = local * touched * p_exp * wf
-        ops.append(Op("experts", 2 * rows * p_exp, w_bytes + rows * (2 * h + 3 * f) * ab, sc.ffn_dtype))
+        ops.append(Op("experts", 2 * rows * p_exp, w_bytes + rows * (2 * h + 3 * f) * ab, sc.ffn_dtype,
+                      expert_runs=local * touched))
         ops.append(Op("combine", comm_ms=comm.all_to_all_ms(sent * ab, lay.ep, dev, a.comm)))
     else:
         rows = t_all * k
         ops.append(Op("experts", 2 * rows * p_exp / n, e * touched * p_exp * wf / n + rows * (2 * h + 3 * f / n) * ab,
-                      sc.ffn_dtype))
+                      sc.ffn_dtype, expert_runs=e * touched))
     if cfg.n_shared_experts:
         p_sh = cfg.n_shared_experts * 3 * h * f
         ops.append(Op("experts", 2 * p_sh * t_g / tp, p_sh * wf / tp + t_g * 2 * h * ab, sc.ffn_dtype))
@@ -179,7 +185,7 @@ def step(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumptions
     """One forward of `batch` sequences: a prefill of the whole prompt, or one decode step at the mean context."""
     phases = {p: PhaseTime() for p in PHASES}
     compute_side = comm_total = 0.0
-    n_ops = 0
+    n_ops, expert_runs, syncs = 0, 0.0, 0
     weighted = [(op, cnt) for layer, cnt in _layer_groups(cfg) for op in layer_ops(cfg, layer, lay, dev, sc, a, stage, batch)]
     weighted.append((lm_head_op(cfg, lay, sc, batch), 1))
     for op, cnt in weighted:
@@ -196,8 +202,10 @@ def step(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumptions
         else:
             compute_side += t * cnt
             n_ops += cnt if t > 0 else 0
-    compute_side = max(compute_side, n_ops * a.host_ms(stage))
+            expert_runs += op.expert_runs * cnt
+            syncs += cnt if op.expert_runs > 0 and a.moe_host_sync else 0
+    compute_side = max(compute_side + syncs * a.host_ms(stage, 1), a.host_ms(stage, n_ops, expert_runs))
     hidden = min(a.comm_overlap * comm_total, compute_side)
     overhead = a.step_overhead_ms.get(stage, 0.0)
     return StepEstimate(stage, compute_side + comm_total - hidden + overhead, compute_side, comm_total, hidden, overhead,
-                        n_ops, {p: t for p, t in phases.items() if t.time_ms > 0})
+                        n_ops, expert_runs, syncs, {p: t for p, t in phases.items() if t.time_ms > 0})

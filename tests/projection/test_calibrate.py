@@ -91,44 +91,78 @@ def _measured_vs_projected(rec, dev, a):
     return p.ttft_ms / ttft - 1, p.tpot_ms / tpot - 1, p.rates["total"] / rate - 1
 
 
-@pytest.mark.parametrize("models, worst", [(("llama3:8b",), 0.20), (("mixtral:8x7b",), 0.20),
-                                           (("llama3:8b", "mixtral:8x7b"), 0.25)])
-def test_self_consistency_on_a_real_h100_run(models, worst):
-    """A real run: moebench's own engine (eager PyTorch) on one H100, Llama-3-8B in full and Mixtral-8x7B on 4 of
-    32 layers at real widths (data/h100_calibration.yaml). Calibrated and projected back onto the H100, the
-    median record's token rate (what $/M tokens comes from), TTFT and TPOT are within 10 %; the worst record
-    within 20 % (25 % with one calibration for both models): eager-mode host work that grows with the batch is
-    outside the model (docs/projection.md)."""
+def _errors(doc, hw, keep_host=False, calibration=None):
+    """{(model, batch): (TTFT, TPOT, token-rate) relative errors} of `doc` projected with `calibration` (default:
+    calibrated on `doc` itself) onto the catalog entry `hw`."""
+    calib = calibration or calibrate(doc)
+    a = calib.assumptions(Assumptions(serving="static"), hw, keep_host=keep_host)
+    dev = device_for(hw)
+    return {(r["model"], r["batch_size"]): _measured_vs_projected(r, dev, a) for r in doc["records"]}
+
+
+@pytest.mark.parametrize("models, worst_ttft, worst", [
+    (("llama3:8b",), 0.10, 0.10),
+    (("mixtral:8x7b",), 0.15, 0.10),
+    (("llama3:8b", "mixtral:8x7b"), 0.17, 0.10),
+])
+def test_self_consistency_on_a_real_h100_run(models, worst_ttft, worst):
+    """A real run: moebench's own engine (eager PyTorch, plain-torch MoE path) on one H100, Llama-3-8B in full and
+    Mixtral-8x7B on 4 of 32 layers at real widths (data/h100_calibration.yaml). Calibrated and projected back
+    onto the H100, every record's TPOT and token rate (what $/M tokens comes from) is within 10 %, with one
+    calibration per model or one for both. TTFT too, except Mixtral's prefill of 4 prompts (−14 %, −16 % with both
+    models): its 2,048 tokens give each expert ~512 rows, where the per-expert GEMMs run below the efficiency the
+    larger batches set (docs/projection.md)."""
     doc = json.loads((DATA / "h100_calibration.json").read_text())
     doc["records"] = [r for r in doc["records"] if r["model"] in models]
-    calib = calibrate(doc, source="h100_calibration.json")
-    a = calib.assumptions(Assumptions(serving="static"), "h100_sxm")
-    dev = device_for("h100_sxm")
-    errs, rate_errs = [], []
-    for rec in doc["records"]:
-        # compare with what was timed: the layers that ran (the engine extrapolates Mixtral's 4 layers to 32)
-        ttft_err, tpot_err, rate_err = _measured_vs_projected(rec, dev, a)
-        rate_errs.append(abs(rate_err))
-        errs += [abs(ttft_err), abs(tpot_err)]
-    assert sorted(rate_errs)[len(rate_errs) // 2] <= 0.10 and max(rate_errs) <= worst
-    assert sorted(errs)[len(errs) // 2] <= 0.10 and max(errs) <= worst
+    errs = _errors(doc, "h100_sxm")
+    assert max(abs(ttft) for ttft, _, _ in errs.values()) <= worst_ttft
+    assert max(max(abs(tpot), abs(rate)) for _, tpot, rate in errs.values()) <= worst
+    assert sorted(abs(e) for errs3 in errs.values() for e in errs3)[len(errs) * 3 // 2] <= 0.05  # the median record
+
+
+def test_calibration_reads_the_engines_moe_path():
+    """The plain-torch MoE path loops over the experts it hits behind a host sync per layer; the Triton path
+    does not. The fitted host times are carried with the rest of the host model, and only where it is carried."""
+    doc = json.loads((DATA / "h100_calibration.json").read_text())
+    doc["records"] = [r for r in doc["records"] if r["model"] == "mixtral:8x7b"]
+    calib = calibrate(doc)
+    assert calib.moe_host_sync and calib.host_expert_us["decode"] > 0
+    triton = calibrate({**doc, "hardware": {**doc["hardware"], "kernels": "triton"}})
+    assert not triton.moe_host_sync
+    back = calib.assumptions(Assumptions(), "h100_sxm")
+    assert back.moe_host_sync and back.host_expert_us == calib.host_expert_us
+    away = calib.assumptions(Assumptions(), "b200")
+    assert not away.moe_host_sync and away.host_expert_us == {} and away.host_us == {}
+    assert calib.to_json()["host_expert_us"] == calib.host_expert_us
+
+
+def test_self_consistency_on_a_real_h200_run():
+    """A second real run: the engine's Triton path on one H200, Llama-3-8B in full, 1,024 + 64 tokens, B = 1/16/64
+    (benchmarks/results/h200-engine-gpu-dense-vs-moe-partial.json). Prefill is reproduced within 2 %; decode is
+    host-bound and its host was not steady (TPOT 31.6 / 40.7 / 31.3 ms), so only the median record is within 10 %."""
+    path = Path(__file__).parents[2] / "benchmarks" / "results" / "h200-engine-gpu-dense-vs-moe-partial.json"
+    doc = json.loads(path.read_text())
+    doc["records"] = [r for r in doc["records"] if r["model"] == "llama3:8b"]
+    errs = _errors(doc, "h200_sxm")
+    assert len(errs) == 3 and all(abs(ttft) <= 0.02 for ttft, _, _ in errs.values())
+    tpots = sorted(abs(tpot) for _, tpot, _ in errs.values())
+    assert tpots[1] <= 0.10 and tpots[2] <= 0.20
 
 
 def test_calibrated_on_h100_projects_onto_a_measured_h200():
     """Calibrate on the H100 run, project onto H200, compare with the same workload measured on an H200
     (data/h200_check.json). Compute-bound prefill (B ≥ 16) transfers within 10 %; with the eager stack's host
-    time carried over, Mixtral's token rates are within 10 % at the median record."""
+    times carried over, Mixtral's token rates are within 10 % at the median record (the H200 machine's host was
+    faster than the H100's, which no GPU model can know)."""
     h100 = json.loads((DATA / "h100_calibration.json").read_text())
     h200 = json.loads((DATA / "h200_check.json").read_text())
-    dev = device_for("h200_sxm")
     for model in ("llama3:8b", "mixtral:8x7b"):
         calib = calibrate({**h100, "records": [r for r in h100["records"] if r["model"] == model]})
-        a = calib.assumptions(Assumptions(serving="static"), "h200_sxm", keep_host=True)
-        errs = [_measured_vs_projected(r, dev, a) for r in h200["records"] if r["model"] == model]
-        big = [e for r, e in zip([r for r in h200["records"] if r["model"] == model], errs) if r["batch_size"] >= 16]
-        assert all(abs(ttft_err) <= 0.10 for ttft_err, _, _ in big)
+        h200_model = {**h200, "records": [r for r in h200["records"] if r["model"] == model]}
+        errs = _errors(h200_model, "h200_sxm", keep_host=True, calibration=calib)
+        assert all(abs(ttft_err) <= 0.10 for (_, b), (ttft_err, _, _) in errs.items() if b >= 16)
         if model == "mixtral:8x7b":
-            rates = sorted(abs(rate_err) for _, _, rate_err in errs)
+            rates = sorted(abs(rate_err) for _, _, rate_err in errs.values())
             assert rates[len(rates) // 2] <= 0.10
         assert calib.assumptions(Assumptions(), "h200_sxm").host_us == {}  # not carried unless asked
 

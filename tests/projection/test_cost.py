@@ -116,3 +116,23 @@ def test_bad_layouts_are_bad_input():
         Layout(8, 2, 1)
     with pytest.raises(BadInput):
         Scenario(0, 16)
+
+
+def test_an_eager_per_expert_loop_pays_host_time_per_expert_touched(cfgs):
+    """Mixtral decode on an eager engine: the host issues one launch group per expert hit, so host-bound decode
+    slows as the batch touches more of the 8 experts (E·(1 − (1 − K/E)^B) per layer), then saturates; a host
+    sync per MoE layer adds one op's host time per layer even where the GPU is the bottleneck."""
+    cfg = cfgs["mixtral:8x7b"].with_layers(4)
+    dev = device_for("h100_sxm")
+    sc = Scenario(512, 32)
+    eager = IDEAL.replace(host_us={"decode": 500.0, "prefill": 500.0}, host_expert_us={"decode": 100.0})
+    steps = {b: step(cfg, Layout(1, 1, 1), dev, sc, eager, "decode", b) for b in (1, 4, 16, 64)}
+    for b, est in steps.items():
+        assert est.expert_runs == pytest.approx(4 * cfg.experts_touched(b))
+        assert est.compute_side_ms == pytest.approx((est.n_ops * 500 + est.expert_runs * 100) / 1e3)
+    assert steps[1].time_ms < steps[4].time_ms < steps[16].time_ms <= steps[64].time_ms
+    assert steps[64].time_ms - steps[16].time_ms < 0.01 * steps[64].time_ms  # every expert already hit at B=16
+    # prefill of 64 prompts is GPU-bound: the host sync shows as 4 × one op's host time on top of the GPU's time
+    pre, pre_sync = (step(cfg, Layout(1, 1, 1), dev, sc, eager.replace(moe_host_sync=s), "prefill", 64) for s in (False, True))
+    assert pre_sync.host_syncs == 4 and pre.host_syncs == 0
+    assert pre_sync.time_ms - pre.time_ms == pytest.approx(4 * 0.5)
