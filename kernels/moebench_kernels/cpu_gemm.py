@@ -13,25 +13,19 @@ Measured there (benchmarks/cpu_small_m_gemm.py, Mixtral's 28672 × 4096): 85-110
 M = 1-4, 75-80 % at M = 6-8; from M ≈ 12 it is compute-bound at 100-120 GFLOP/s, 60-70 % of the host's
 best BLAS on a large square product, and oneDNN takes over above M = CPU_SMALL_M (fused_moe._linear).
 
-Built on first use with the system C compiler (`cc -O3 -mavx2 -mfma -fopenmp`, under a second) into
-$MOEBENCH_CACHE or ~/.cache/moebench_kernels, loaded with ctypes; `available()` is False (and callers use
-torch) without x86-64 AVX2+FMA, without a compiler, or with MOEBENCH_CPU_GEMM=0. `linear_small_m_ref` is the
-torch oracle.
+Built by _cbuild (`cc -O3 -mavx2 -mfma -fopenmp`); `available()` is False (and callers use torch) without
+x86-64 AVX2+FMA, without a compiler, or with MOEBENCH_CPU_GEMM=0. `linear_small_m_ref` is the torch oracle.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import subprocess
-import tempfile
 from functools import lru_cache
-from pathlib import Path
 from typing import Optional
 
 import torch
+
+from moebench_kernels import _cbuild
 
 _SOURCE = r"""
 #include <immintrin.h>
@@ -52,7 +46,7 @@ static inline float hsum(__m256 v) {
 /* out[m, n] = sum_k a[m, k] * w[n, k]; M <= MMAX, K % 8 == 0; rows of a, w, out at strides lda, ldw, ldo.
    Blocks of NR = 3 weight rows; input rows four at a time: 12 accumulators + 3 weight + 1 input register
    = the 16 ymm registers of AVX2. */
-void moebench_gemm_small_m(const float* a_in, int64_t lda_in, const float* w, int64_t ldw, float* out, int64_t ldo,
+int moebench_gemm_small_m(const float* a_in, int64_t lda_in, const float* w, int64_t ldw, float* out, int64_t ldo,
                            int64_t M, int64_t N, int64_t K, int nthreads) {
     int64_t nblocks = (N + NR - 1) / NR;
     /* K chunk: the input rows' slice (M x KC) and the weight block (3 x KC) should share L1 (32 KiB) */
@@ -61,7 +55,7 @@ void moebench_gemm_small_m(const float* a_in, int64_t lda_in, const float* w, in
        other (8 ways); a copy of a with a padded row stride spreads them out. */
     int64_t lda = K + 16;
     float* a = (float*)aligned_alloc(64, (size_t)(M * lda * sizeof(float)));
-    if (!a) return;
+    if (!a) return -1;
     for (int64_t m = 0; m < M; m++) memcpy(a + m * lda, a_in + m * lda_in, (size_t)K * sizeof(float));
     #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t b = 0; b < nblocks; b++) {
@@ -126,52 +120,18 @@ void moebench_gemm_small_m(const float* a_in, int64_t lda_in, const float* w, in
             for (int64_t j = 0; j < nr; j++) out[m * ldo + n0 + j] = acc[m][j];
     }
     free(a);
+    return 0;
 }
 """
 
 M_MAX = 64  # the C side's row limit (MMAX)
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("MOEBENCH_CACHE") or Path.home() / ".cache" / "moebench_kernels")
-
-
-def _cpu_has_avx2_fma() -> bool:
-    if platform.machine() not in ("x86_64", "AMD64"):
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx2" in flags and " fma" in flags
-
-
 @lru_cache(maxsize=1)
 def _library() -> Optional[ctypes.CDLL]:
-    if os.environ.get("MOEBENCH_CPU_GEMM", "1") == "0" or not _cpu_has_avx2_fma():
-        return None
-    tag = hashlib.sha256(_SOURCE.encode()).hexdigest()[:16]
-    so = _cache_dir() / f"cpu_gemm-{tag}.so"
-    if not so.exists():
-        try:
-            so.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory() as tmp:
-                src = Path(tmp) / "cpu_gemm.c"
-                src.write_text(_SOURCE)
-                part = Path(tmp) / so.name
-                subprocess.run([os.environ.get("CC", "cc"), "-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC",
-                                "-o", str(part), str(src)], check=True, capture_output=True, timeout=120)
-                os.replace(part, so)  # atomic: concurrent first uses never load a half-written file
-        except (OSError, subprocess.SubprocessError):
-            return None
-    try:
-        lib = ctypes.CDLL(str(so))
-    except OSError:
-        return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    lib.moebench_gemm_small_m.argtypes = [ptr, i64, ptr, i64, ptr, i64, i64, i64, i64, ctypes.c_int]
-    lib.moebench_gemm_small_m.restype = None
-    return lib
+    return _cbuild.load("cpu_gemm", _SOURCE, {"moebench_gemm_small_m": [ptr, i64, ptr, i64, ptr, i64, i64, i64, i64,
+                                                                         ctypes.c_int]})
 
 
 def available() -> bool:

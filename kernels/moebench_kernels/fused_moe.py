@@ -13,7 +13,8 @@ Triton path (`fused_moe`): moe_align groups rows by expert -> GEMM 1 (gate and u
 activation in the epilogue, h_RF written in sorted order so GEMM 2 reads it contiguously) -> GEMM 2 (routing
 weight in the epilogue, rows scattered back to r = t·K + k) -> combine over K in fp32.
 Torch paths: `fused_moe_ref` (argsort rows by expert, one matmul pair per expert that has rows; the engine's
-CPU path) and `fused_moe_grouped_mm` (torch._grouped_mm over the same sorted rows).
+CPU path; on CPU in fp32 it is one call into the C kernel of cpu_moe.py) and `fused_moe_grouped_mm`
+(torch._grouped_mm over the same sorted rows).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
-from moebench_kernels import cpu_gemm
+from moebench_kernels import cpu_gemm, cpu_moe
 from moebench_kernels._jit import cdiv, next_pow2, triton_helper, triton_kernel
 from moebench_kernels.configs import get_configs
 from moebench_kernels.moe_align import moe_align
@@ -303,13 +304,19 @@ def fused_moe_ref(x_TD: torch.Tensor, w13_E2FD: torch.Tensor, w2_EDF: torch.Tens
                   b2_ED: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Torch, grouped by expert: the oracle for `fused_moe` and the engine's CPU path.
 
-    Rows are argsorted by expert once; each expert with rows runs one [n, D] x [D, 2F] and one [n, F] x [F, D]
-    matmul on its contiguous slice; activation, routing weights and the scatter back are one op each over all
-    rows. One host sync (the per-expert counts). Matmuls run in x's dtype; the sum over K accumulates in fp32.
-    On CPU in fp32 the matmuls go through `_linear`, which picks a GEMM that reads each expert's weights once
-    (cpu_gemm for a few rows); everywhere else they are F.linear. MOEBENCH_CPU_GEMM=0 turns cpu_gemm off.
+    On CPU in fp32 (contiguous weights) the whole layer is one call into the C kernel `cpu_moe.fused_moe_cpu`
+    (the same function; tests/kernels/test_cpu_moe.py checks it against this torch code). Everywhere else,
+    or with MOEBENCH_CPU_GEMM=0: rows are argsorted by expert once; each expert with rows runs one
+    [n, D] x [D, 2F] and one [n, F] x [F, D] matmul on its contiguous slice; activation, routing weights and
+    the scatter back are one op each over all rows. One host sync (the per-expert counts). Matmuls run in x's
+    dtype; the sum over K accumulates in fp32. On CPU in fp32 the matmuls go through `_linear`, which picks a
+    GEMM that reads each expert's weights once (cpu_gemm for a few rows); elsewhere they are F.linear.
     """
     _check_args(x_TD, w13_E2FD, w2_EDF, topk_weights_TK, topk_ids_TK, activation, b13_E2F, b2_ED)
+    if (cpu_moe.supports(x_TD, w13_E2FD, w2_EDF, topk_weights_TK, activation, b13_E2F, b2_ED)
+            and cpu_moe.available()):
+        return cpu_moe.fused_moe_cpu(x_TD, w13_E2FD, w2_EDF, topk_weights_TK, topk_ids_TK, activation, b13_E2F,
+                                     b2_ED)
     T, D = x_TD.shape
     E, K = w13_E2FD.shape[0], topk_ids_TK.shape[1]
     order_R, counts_E = _sort_rows(topk_ids_TK, E)
