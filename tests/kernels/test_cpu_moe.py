@@ -78,3 +78,18 @@ def test_no_library_when_switched_off_without_avx2_or_without_compiler(monkeypat
     monkeypatch.setattr(_cbuild, "cpu_has_avx2_fma", lambda: False)
     monkeypatch.delenv("CC")
     assert _cbuild.load("probe", src, {"moebench_probe": []}) is None
+
+
+@needs_kernel
+def test_prepacked_copy_follows_in_place_updates_and_packing_per_call_matches(monkeypatch):
+    x, w13, w2, w, ids, _, _ = layer(T=12, K=2, E=4, D=40, F=24, dtype=torch.float32)
+    cpu_moe.fused_moe_cpu(x, w13, w2, w, ids)
+    assert cpu_moe.packed_weights(w13, 2) is not None
+    w13.mul_(-0.5)  # an in-place update: the packed copy must not go stale
+    torch.testing.assert_close(cpu_moe.fused_moe_cpu(x, w13, w2, w, ids), oracle(x, w13, w2, w, ids),
+                               atol=2e-5, rtol=2e-5)
+    monkeypatch.setenv("MOEBENCH_CPU_PREPACK", "0")
+    w2b = w2.clone()  # not packed yet: with prepacking off the kernel packs per call
+    assert cpu_moe.packed_weights(w2b, 1) is None
+    torch.testing.assert_close(cpu_moe.fused_moe_cpu(x, w13, w2b, w, ids), oracle(x, w13, w2, w, ids),
+                               atol=2e-5, rtol=2e-5)
