@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from moebench.catalog import get_hardware
 from moebench.errors import BadInput
-from moebench.projection import Assumptions, Layout, Scenario, calibrate, device_for, evaluate, resolve_config
+from moebench.projection import Assumptions, Layout, Scenario, calibrate, device_for, evaluate
 from moebench.projection.device import device_from_hardware
+from tests.projection.real_runs import DATA, H200_ENGINE, errors as _errors
 from tests.projection.synthetic import TRUTH, synthetic_result
 
 CPU_ROOFS = {"mem_gbps": 11.5, "matmul_gflops": 95.0, "matmul_dtype": "float32", "basis": "measured"}
@@ -77,29 +77,6 @@ def test_self_consistency_with_per_phase_profile_and_expert_parallel(cfgs):
     _reproduces(doc, calib, cfg, dev, lay)
 
 
-DATA = Path(__file__).parent / "data"
-
-
-def _measured_vs_projected(rec, dev, a):
-    cfg = resolve_config(rec["model"]).with_layers(rec["layers_run"])
-    ex = rec["extrapolation"] or {"prefill_factor": 1.0, "decode_factor": 1.0}
-    ttft = rec["metrics"]["ttft_ms"]["median"] / ex["prefill_factor"]
-    tpot = rec["metrics"]["tpot_ms"]["median"] / ex["decode_factor"]
-    b, s, o = rec["batch_size"], rec["prompt_tokens"], rec["output_tokens"]
-    p = evaluate(cfg, Layout(1, 1, 1), dev, Scenario(s, o), a, b)
-    rate = b * (s + o) / ((ttft + (o - 1) * tpot) / 1e3)
-    return p.ttft_ms / ttft - 1, p.tpot_ms / tpot - 1, p.rates["total"] / rate - 1
-
-
-def _errors(doc, hw, keep_host=False, calibration=None):
-    """{(model, batch): (TTFT, TPOT, token-rate) relative errors} of `doc` projected with `calibration` (default:
-    calibrated on `doc` itself) onto the catalog entry `hw`."""
-    calib = calibration or calibrate(doc)
-    a = calib.assumptions(Assumptions(serving="static"), hw, keep_host=keep_host)
-    dev = device_for(hw)
-    return {(r["model"], r["batch_size"]): _measured_vs_projected(r, dev, a) for r in doc["records"]}
-
-
 @pytest.mark.parametrize("models, worst_ttft, worst", [
     (("llama3:8b",), 0.10, 0.10),
     (("mixtral:8x7b",), 0.15, 0.10),
@@ -140,8 +117,7 @@ def test_self_consistency_on_a_real_h200_run():
     """A second real run: the engine's Triton path on one H200, Llama-3-8B in full, 1,024 + 64 tokens, B = 1/16/64
     (benchmarks/results/h200-engine-gpu-dense-vs-moe-partial.json). Prefill is reproduced within 2 %; decode is
     host-bound and its host was not steady (TPOT 31.6 / 40.7 / 31.3 ms), so only the median record is within 10 %."""
-    path = Path(__file__).parents[2] / "benchmarks" / "results" / "h200-engine-gpu-dense-vs-moe-partial.json"
-    doc = json.loads(path.read_text())
+    doc = json.loads(H200_ENGINE.read_text())
     doc["records"] = [r for r in doc["records"] if r["model"] == "llama3:8b"]
     errs = _errors(doc, "h200_sxm")
     assert len(errs) == 3 and all(abs(ttft) <= 0.02 for ttft, _, _ in errs.values())
