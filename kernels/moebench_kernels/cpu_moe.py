@@ -19,13 +19,20 @@ output panel) work items, dynamically scheduled, in one parallel region:
   3. combine: y[t] = Σ_k out_RD[t·K + k] over the live slots, parallel over t.
 
 The GEMM is BLIS-style: a 6×16 outer-product microkernel (12 ymm accumulators; per k two 8-wide weight loads,
-six broadcasts, twelve FMAs) over a weight panel packed k-major ([KC][16]) into an L1 buffer, the packing
-done per call by 8×8 register transposes from the weights' own row-major layout. So the weights stay where
-the engine holds them, in the layout transformers and the Triton path use: no second copy (a prepacked
-one would double the 2.4-5.6 GB an fp32 layer of these models takes), nothing stale after a weight update,
-and the packing cost is measured in the timed region. Each weight byte is read from memory once per call;
-an expert's m rows are cut into ceil(m/6) tiles of near-equal size (m = 8 -> 4 + 4, not 6 + 2: ≥ 4 rows give
-the 8 independent accumulators that hide FMA latency on two FMA pipes) that reuse the packed panel from L1.
+six broadcasts, twelve FMAs) over weight panels laid out k-major ([K][16]). An expert's m rows are cut into
+ceil(m/6) tiles of near-equal size (m = 8 -> 4 + 4, not 6 + 2: ≥ 4 rows give the 8 independent accumulators
+that hide FMA latency on two FMA pipes); the first tile streams the panel from memory, KC = 256 columns at a
+time, and prefetches the next KC columns toward L2, the other tiles reuse it from L1.
+
+Weight layout, and what it costs (measure it; see kernels/NOTES.md): by default each expert weight tensor is
+packed once into that panel layout (`packed_weights`: one pass over the weights at their first use: outside the
+timed region of a benchmark, at the first forward of the engine, as oneDNN/IPEX prepack weights), kept in a
+cache keyed by the tensor's memory and invalidated by in-place updates. The copy costs as much memory again
+as the expert weights (2.4 GB for a Qwen3-30B-A3B layer in fp32, 5.6 GB for Mixtral-8x7B;
+`packed_bytes()` says how much is held); it is skipped when it would take more than half of the available
+memory. With MOEBENCH_CPU_PREPACK=0 (or no room) the kernel packs each 16×KC block itself from the
+row-major weights by 8×8 register transposes: no extra memory, but the transposes compete with the FMAs and
+with the memory stream (measured: 19-22 GB/s of weight traffic against 27-33 with prepacked panels).
 
 Built by _cbuild (cc -O3 -mavx2 -mfma -fopenmp); `available()` is False (and fused_moe_ref uses plain torch)
 without x86-64 AVX2+FMA, without a compiler, or with MOEBENCH_CPU_GEMM=0.
