@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.workloads:
             wl = load_workload(path)
             if args.tokens:
-                wl = wl.model_copy(update={"tokens": [int(t) for t in args.tokens.split(",")]})
+                tokens = [int(t) for t in args.tokens.split(",")]
+                cpu = wl.cpu.model_copy(update={"tokens": tokens}) if wl.cpu is not None else None  # cpu: wins there
+                wl = wl.model_copy(update={"tokens": tokens, "cpu": cpu})
             try:
                 doc = run_kernel_workload(wl, device=args.device, console_err=lambda m: print(m, file=sys.stderr, flush=True))
             except Exception as exc:  # noqa: BLE001 - one workload failing must not lose the others
