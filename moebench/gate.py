@@ -15,11 +15,21 @@ slowdown is worse_ratio 1.25 on every timing, throughput and cost metric.
 
 Several result files on either side are pooled per record (asv runs several processes for the same reason:
 process-to-process variation then shows up in the samples instead of as a false alarm). With several runs, the
-factor must also hold *between the runs*: the current's best run median against the baseline's worst
-(`runs_ratio`). A machine whose speed drifts from one process to the next (a shared VM, a neighbour's job) moves
-whole runs, which Mann-Whitney on the pooled repeats reads as significant; the run-to-run spread then widens the
-band a change must clear instead of raising a false alarm (shared/MEASURE.md: "a noisy machine widens the
-interval"). With one run a side, `runs_ratio` is the ratio of the two medians.
+factor must also hold *between the runs* (`runs_ratio`). A machine whose speed drifts from one process to the
+next (a shared VM, a neighbour's job) moves whole runs, which Mann-Whitney on the pooled repeats reads as
+significant; the run-to-run spread then widens the band a change must clear instead of raising a false alarm
+(shared/MEASURE.md: "a noisy machine widens the interval"):
+
+- each run's speed is the p20 of its time-equivalent samples: load from elsewhere only adds time, so a burst
+  within a run lifts its upper samples while the fast end still tracks the machine's speed in that run;
+- `runs_ratio` is the one-sided 95% confidence bound for the ratio current / baseline of those run speeds that
+  Mann-Whitney's null distribution gives (the Hodges-Lehmann interval, distribution-free): the k-th smallest of
+  the n·m pairwise ratios, k from the exact U distribution. With 3 runs a side k = 1, i.e. the current's best
+  run against the baseline's worst; with more runs the bound tightens instead of growing more extreme. With one
+  run a side there is no run-to-run spread to widen anything: runs_ratio is the ratio of the medians.
+
+A metric that is worse by more than the factor and significant, but whose runs_ratio does not clear the factor,
+is `inconclusive`: not a failure, and the signal to measure more runs (the CI job does, up to a limit).
 """
 
 from __future__ import annotations
@@ -34,12 +44,14 @@ from moebench.results import percentile
 DEFAULT_FACTOR = 0.10
 DEFAULT_ALPHA = 0.002
 CI_LEVEL = 0.99
+RUNS_LEVEL = 0.95  # one-sided confidence of the between-runs bound
+RUN_QUANTILE = 20  # a run's speed: this percentile of its time-equivalent samples
 # Gated by default: the two measured latencies, the throughput a buyer pays for, and its price. ITL is left out
 # by default: its samples are the decode steps of a few repeats, not independent repeats.
 DEFAULT_METRICS = ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu", "usd_per_mtok.blended")
 
 Better = Literal["lower", "higher"]
-Status = Literal["regressed", "improved", "ok", "missing", "new", "skipped"]
+Status = Literal["regressed", "improved", "inconclusive", "ok", "missing", "new", "skipped"]
 RecordKey = tuple[str, int, int, int]  # model, batch_size, prompt_tokens, output_tokens
 
 _HIGHER_IS_BETTER = ("tokens_per_s", "per_usd", "tokens_per_mw", "mfu", "mbu")
@@ -91,6 +103,33 @@ def median_ci(samples: list[float], level: float = CI_LEVEL, *, seed: int = 0) -
     return float(np.quantile(meds, tail)), float(np.quantile(meds, 1 - tail)), "bootstrap"
 
 
+def shift_rank(n: int, m: int, level: float = RUNS_LEVEL) -> int:
+    """k of the one-sided `level` distribution-free bound for a shift between n and m values: the largest k
+    with P(U <= k - 1) <= 1 - level under Mann-Whitney's null (exact counts), at least 1."""
+    # ways[u] = number of arrangements of n vs m values with U = u (the classic recurrence, built up in m)
+    ways = [[1] + [0] * (i * m) for i in range(n + 1)]  # m = 0: U = 0 only
+    for mm in range(1, m + 1):
+        nxt = [[1] + [0] * (i * m) for i in range(n + 1)]
+        for i in range(1, n + 1):
+            for u in range(1, i * mm + 1):
+                nxt[i][u] = (nxt[i - 1][u - mm] if u >= mm else 0) + ways[i][u]
+        ways = nxt
+    total, cum, k = math.comb(n + m, n), 0, 0
+    for u, w in enumerate(ways[n]):
+        cum += w
+        if cum / total > 1 - level + 1e-12:  # 1/20 at 95% is exactly the level
+            break
+        k = u + 1
+    return max(k, 1)
+
+
+def runs_bounds(base_runs: list[float], cur_runs: list[float], level: float = RUNS_LEVEL) -> tuple[float, float]:
+    """(lower, upper) one-sided `level` bounds for the ratio current / baseline of per-run values."""
+    ratios = sorted(c / b for c in cur_runs for b in base_runs)
+    k = shift_rank(len(base_runs), len(cur_runs), level)
+    return ratios[k - 1], ratios[-k]
+
+
 @dataclass(frozen=True)
 class Significance:
     significant: bool
@@ -135,7 +174,7 @@ class Row:
     current_p80: Optional[float] = None
     current_n: int = 0
     worse_ratio: Optional[float] = None  # > 1 means worse, in time-equivalent terms
-    runs_ratio: Optional[float] = None  # the same, current's best run median vs the baseline's worst
+    runs_ratio: Optional[float] = None  # the same between the runs: the 95% bound of the run-speed ratio
     baseline_runs: int = 0
     current_runs: int = 0
     test: Optional[str] = None
@@ -167,21 +206,23 @@ def judge(
     # in time-equivalent terms: for a higher-is-better metric the reciprocal of the values is the "time"
     t = (lambda v: v) if better == "lower" else (lambda v: 1.0 / v)
     ratio = t(cm) / t(bm)
-    b_meds = [t(percentile(r, 50)) for r in base_runs if r]
-    c_meds = [t(percentile(r, 50)) for r in cur_runs if r]
-    worse_gap, better_gap = min(c_meds) / max(b_meds), max(c_meds) / min(b_meds)
+    if len(base_runs) > 1 or len(cur_runs) > 1:
+        speed = [[percentile([t(x) for x in r], RUN_QUANTILE) for r in runs if r] for runs in (base_runs, cur_runs)]
+        lower, upper = runs_bounds(*speed)
+    else:  # one run a side: no run-to-run spread measured, the factor and the test decide
+        lower = upper = ratio
     sig = significance(base, cur, alpha)
-    out.update(worse_ratio=ratio, runs_ratio=worse_gap if ratio >= 1 else better_gap, test=sig.test,
+    out.update(worse_ratio=ratio, runs_ratio=lower if ratio >= 1 else upper, test=sig.test,
                p_value=sig.p_value, significant=sig.significant, ci_baseline=sig.ci_baseline,
                ci_current=sig.ci_current)
-    worse, improved = min(ratio, worse_gap) > 1 + factor, max(ratio, better_gap) < 1 / (1 + factor)
-    if worse and sig.significant:
-        return {**out, "status": "regressed", "reason": f"worse by {ratio - 1:.1%} (runs apart by {worse_gap - 1:.1%}) > {factor:.0%}, significant"}
-    if improved and sig.significant:
+    if ratio > 1 + factor and sig.significant:
+        if lower > 1 + factor:
+            return {**out, "status": "regressed", "reason": f"worse by {ratio - 1:.1%} (runs apart by ≥ {lower - 1:.1%}) > {factor:.0%}, significant"}
+        return {**out, "status": "inconclusive", "reason": f"worse by {ratio - 1:.1%}, significant, but the runs are "
+                f"only ≥ {lower - 1:+.1%} apart (run-to-run spread): measure more runs"}
+    if ratio < 1 / (1 + factor) and upper < 1 / (1 + factor) and sig.significant:
         return {**out, "status": "improved", "reason": f"better by {1 - ratio:.1%}, significant"}
-    if ratio > 1 + factor and not worse:
-        why = f"worse by {ratio - 1:.1%}, but the runs overlap to within {worse_gap - 1:+.1%} (run-to-run spread)"
-    elif ratio > 1 + factor:
+    if ratio > 1 + factor:
         why = f"worse by {ratio - 1:.1%} but not significant"
     elif sig.significant:
         why = f"significant but within the {factor:.0%} factor ({ratio - 1:+.1%})"
@@ -221,12 +262,19 @@ class GateResult:
     def regressed(self) -> bool:
         return any(r.status in ("regressed", "missing") for r in self.rows)
 
+    @property
+    def verdict(self) -> str:
+        """regression | inconclusive (no failure, but more runs could decide) | ok"""
+        if self.regressed:
+            return "regression"
+        return "inconclusive" if any(r.status == "inconclusive" for r in self.rows) else "ok"
+
     def to_json(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
         for r in self.rows:
             counts[r.status] = counts.get(r.status, 0) + 1
         return {
-            "verdict": "regression" if self.regressed else "ok",
+            "verdict": self.verdict,
             "factor": self.factor,
             "alpha": self.alpha,
             "metrics": list(self.metrics),

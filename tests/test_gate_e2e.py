@@ -87,25 +87,31 @@ def gate_once(baselines: list[Path], current: Path, factor: float) -> dict:
             "smallest_caught_ratio": fastest_caught}
 
 
-def demo(runs: int, out: Path, *, slowdown: float = 0.25, factor: float = 0.10, pairs: int = 3, threads: int = 1,
-         log=print) -> dict:
+def demo(runs: int, out: Path, *, slowdown: float = 0.25, factor: float = 0.10, pairs: int = 3, rounds: int = 3,
+         threads: int = 1, log=print) -> dict:
     """`runs` gate runs on unchanged code, then `runs` with the slowdown in the head, as the CI job does them:
     each gate run measures a fresh baseline and the head in `pairs` interleaved pairs (A B, B A, A B, …: a load
-    change on the machine hits both sides alike) and gates the pooled head against the pooled baseline."""
+    change on the machine hits both sides alike) and gates the pooled head against the pooled baseline; while
+    the verdict is `inconclusive` (worse beyond the factor, but within the run-to-run spread) it measures
+    `pairs` more, up to `rounds` rounds."""
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     res: dict = {"runs": runs, "slowdown": slowdown, "factor": factor, "threads": threads, "pairs": pairs,
-                 "unchanged": [], "slowed": []}
+                 "rounds": rounds, "unchanged": [], "slowed": []}
     for kind, frac in (("unchanged", 0.0), ("slowed", slowdown)):
         for i in range(runs):
             trial = out / kind / f"{i + 1:02d}"
-            for j in range(pairs):
-                order = (("base", 0.0), ("head", frac)) if j % 2 == 0 else (("head", frac), ("base", 0.0))
-                for side, f in order:
-                    run_once(trial / side, slowdown=f, threads=threads)
-            g = gate_once([trial / "base"], trial / "head", factor)
+            for rnd in range(rounds):
+                for j in range(rnd * pairs, (rnd + 1) * pairs):
+                    order = (("base", 0.0), ("head", frac)) if j % 2 == 0 else (("head", frac), ("base", 0.0))
+                    for side, f in order:
+                        run_once(trial / side, slowdown=f, threads=threads)
+                g = gate_once([trial / "base"], trial / "head", factor)
+                if g["verdict"] != "inconclusive":
+                    break
+            g["pairs"] = (rnd + 1) * pairs
             res[kind].append(g)
-            log(f"{kind} {i + 1}/{runs}: exit {g['exit']} {g['verdict']:10s} worst {g['worst']} "
+            log(f"{kind} {i + 1}/{runs}: exit {g['exit']} {g['verdict']:12s} {g['pairs']} pairs, worst {g['worst']} "
                 f"({time.time() - t0:.0f}s, load {os.getloadavg()[0]:.1f})")
     res["false_alarms"] = sum(g["exit"] != 0 for g in res["unchanged"])
     res["caught"] = sum(g["exit"] == 1 for g in res["slowed"])
@@ -138,8 +144,9 @@ if __name__ == "__main__":
     ap.add_argument("--out", type=Path, default=Path("/tmp/gate-e2e"))
     ap.add_argument("--slowdown", type=float, default=0.25)
     ap.add_argument("--factor", type=float, default=0.10)
-    ap.add_argument("--pairs", type=int, default=3, help="interleaved base/head run pairs per gate run")
+    ap.add_argument("--pairs", type=int, default=3, help="interleaved base/head run pairs per round")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of pairs at most, while the verdict is inconclusive")
     ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS for every run")
     a = ap.parse_args()
-    r = demo(a.runs, a.out, slowdown=a.slowdown, factor=a.factor, pairs=a.pairs, threads=a.threads)
+    r = demo(a.runs, a.out, slowdown=a.slowdown, factor=a.factor, pairs=a.pairs, rounds=a.rounds, threads=a.threads)
     sys.exit(0 if r["false_alarms"] == 0 and r["caught"] == a.runs else 1)

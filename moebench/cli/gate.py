@@ -17,7 +17,8 @@ def _verdict_table(res, base_label: str, cur_label: str):
     t = Table(
         title=f"gate: {escape(cur_label)} vs baseline {escape(base_label)} — factor {res.factor:.0%}, alpha {res.alpha:g}",
         caption="worse = time-equivalent ratio of the medians (current/baseline for lower-is-better, "
-        "baseline/current otherwise); runs = the same between the current's best run and the baseline's worst; "
+        "baseline/current otherwise); runs = the same between the runs' speeds (each run's p20), its one-sided 95% "
+        "bound (3 runs a side: the current's best run vs the baseline's worst) with the run counts; "
         "median (p20–p80) ×n samples",
         caption_justify="left",
     )
@@ -25,7 +26,7 @@ def _verdict_table(res, base_label: str, cur_label: str):
                  ("baseline", "right"), ("current", "right"), ("worse", "right"), ("runs", "right"), ("test", "left"),
                  ("p", "right"), ("verdict", "left")]:
         t.add_column(c, justify=j)
-    style = {"regressed": "bold red", "missing": "bold red", "improved": "green", "ok": "", "new": "cyan", "skipped": "dim"}
+    style = {"regressed": "bold red", "missing": "bold red", "improved": "green", "inconclusive": "yellow", "ok": "", "new": "cyan", "skipped": "dim"}
     for r in res.rows:
         def cell(m, lo, hi, n):
             return "—" if m is None else f"{fmt(m)} [dim]({fmt(lo)}–{fmt(hi)}) ×{n}[/dim]"
@@ -93,4 +94,9 @@ def register(app: typer.Typer) -> None:
                 f"({', '.join(sorted({f'{r.model} b{r.batch_size} {r.metric}' for r in bad})[:6])}"
                 f"{' …' if len(bad) > 6 else ''})")
             raise typer.Exit(1)
+        unsure = [r for r in res.rows if r.status == "inconclusive"]
+        if unsure:
+            log(f"inconclusive: {len(unsure)} of {len(res.rows)} checks are worse by more than the factor but within "
+                "the run-to-run spread; measure more runs on both sides and gate again (docs/ci-gate.md)")
+            return
         log(f"ok: no regression in {len(res.rows)} checks")
