@@ -59,6 +59,7 @@ class Hardware(_Frozen):
     measured_matmul_tflops: Optional[MeasuredMatmul]
     sources: list[str]
     conflicts: list[str]
+    sm_count: Optional[int] = None  # SMs (NVIDIA) or CUs (AMD) per GPU: the projection's GEMM wave quantization
 
     def price(self, tier: str | None = None) -> Price | None:
         """The price of `tier`; with no tier the first catalogued one (catalog order is the preference)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Optional
 
 from moebench.projection.comm import CommModel
 
@@ -58,6 +58,13 @@ class Assumptions:
     # GPU drains, then idles while the host issues the next kernels, so each MoE layer adds one op's host time to
     # the GPU side even where the GPU is the bottleneck. False = routing stays on the GPU (fused kernels, graphs).
     moe_host_sync: bool = False
+    # Output tile (rows × columns) of the tensor-core GEMMs, for tile and wave quantization (gemm.py): a GEMM takes
+    # ⌈tiles / SMs⌉ waves of one tile per SM. 128×128 is the basic Hopper-class cuBLAS/CUTLASS tile; None = off (as
+    # on hardware whose catalog entry has no SM count).
+    gemm_tile: Optional[tuple[int, int]] = (128, 128)
+    # How routed experts' GEMMs launch: "grouped" (one kernel for all experts, whose tiles share waves: fused MoE
+    # kernels) or "per_expert" (an eager loop, one GEMM per expert, each quantized on its own: moebench's torch path).
+    expert_gemms: Literal["grouped", "per_expert"] = "grouped"
     comm_overlap: float = 0.0  # fraction of communication hidden behind compute (1.0 = two-batch overlap, perfectly)
     expert_imbalance: float = 1.0  # routed rows on the busiest EP rank / the mean (1.0 = uniform routing)
     mem_util: float = 0.9  # HBM share for weights + KV (the rest: activations, CUDA graphs, fragmentation)

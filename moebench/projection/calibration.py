@@ -61,6 +61,7 @@ class Calibration:
     host_us: Mapping[str, float]  # stage -> fitted CPU time to issue one op (eager PyTorch: hundreds of µs)
     host_expert_us: Mapping[str, float]  # stage -> fitted CPU time per routed expert run (eager per-expert loop)
     moe_host_sync: bool  # the measured engine's MoE layer waits for the host (moebench's plain-torch path)
+    expert_gemms: str  # "per_expert" (the plain-torch loop: one GEMM per expert) or "grouped" (fused kernels)
     method: str  # "ttft_tpot" | "profile"
     fit: tuple[dict[str, Any], ...]
 
@@ -68,11 +69,13 @@ class Calibration:
         """`base` with the fitted efficiencies. The fitted host times (per op, per expert run) belong to the
         measured machine's CPU and software stack: they are kept when projecting back onto the same hardware id,
         or everywhere with `keep_host` (projecting the same eager stack onto another GPU); otherwise the target
-        gets `base`'s."""
+        gets `base`'s. The way the experts' GEMMs launch (one per expert, or grouped) goes with the host model: it
+        is the same eager stack."""
         comm = base.comm if self.link_eff is None else dataclasses.replace(base.comm, link_eff=self.link_eff)
         if keep_host or target_id == self.hardware_id:
             return base.replace(efficiency=self.efficiency, comm=comm, host_us=dict(self.host_us),
-                                host_expert_us=dict(self.host_expert_us), moe_host_sync=self.moe_host_sync)
+                                host_expert_us=dict(self.host_expert_us), moe_host_sync=self.moe_host_sync,
+                                expert_gemms=self.expert_gemms)
         return base.replace(efficiency=self.efficiency, comm=comm)
 
     def to_json(self) -> dict[str, Any]:
@@ -81,7 +84,7 @@ class Calibration:
             "method": self.method, "layout": dataclasses.asdict(self.layout),
             "efficiency": dataclasses.asdict(self.efficiency), "link_eff": self.link_eff,
             "host_us": dict(self.host_us), "host_expert_us": dict(self.host_expert_us),
-            "moe_host_sync": self.moe_host_sync, "fit": list(self.fit),
+            "moe_host_sync": self.moe_host_sync, "expert_gemms": self.expert_gemms, "fit": list(self.fit),
         }
 
 
@@ -100,9 +103,12 @@ def calibrate(doc: Mapping[str, Any], *, source: Optional[str] = None, base: Ass
     if not samples:
         raise BadInput(f"{source or 'result'}: no record has ttft_ms and tpot_ms medians to calibrate from")
     # moebench's plain-torch MoE path (`hardware.kernels: torch`) loops over the experts with rows, which it learns
-    # through a host sync per MoE layer; the Triton path routes on the GPU.
-    sync = hw["kernels"] == "torch" if hw.get("kernels") else base.moe_host_sync
-    a0 = base.replace(serving="static", step_overhead_ms={}, host_us={}, host_expert_us={}, moe_host_sync=sync)
+    # through a host sync per MoE layer, one GEMM per expert; the Triton path routes on the GPU in grouped kernels.
+    torch_loop = hw["kernels"] == "torch" if hw.get("kernels") else None
+    sync = base.moe_host_sync if torch_loop is None else torch_loop
+    gemms = base.expert_gemms if torch_loop is None else ("per_expert" if torch_loop else "grouped")
+    a0 = base.replace(serving="static", step_overhead_ms={}, host_us={}, host_expert_us={}, moe_host_sync=sync,
+                      expert_gemms=gemms)
     af = _fit_roofs(samples, lay, dev, a0)
     method, link_eff = "ttft_tpot", None
     if any(s.phases_ms for s in samples):
@@ -118,7 +124,7 @@ def calibrate(doc: Mapping[str, Any], *, source: Optional[str] = None, base: Ass
                  "tpot_ms": {"measured": s.tpot_ms, "fitted": _predict(s, lay, dev, af, "decode")}} for s in samples)
     name = source or str(doc.get("run_id") or "result")
     return Calibration(f"{name} ({hw.get('id', '?')})", str(hw.get("id", "?")), dev, lay, af.efficiency, link_eff,
-                       dict(af.host_us), dict(af.host_expert_us), af.moe_host_sync, method, fit)
+                       dict(af.host_us), dict(af.host_expert_us), af.moe_host_sync, af.expert_gemms, method, fit)
 
 
 # ---- reading the document ------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from moebench.models.config import ArchConfig
 from moebench.projection import comm
 from moebench.projection.assumptions import COMM_PHASES, PHASES, Assumptions
 from moebench.projection.device import Device
+from moebench.projection.gemm import Gemm, op_efficiency
 from moebench.projection.layout import Layout, kv_shard
 from moebench.projection.scenario import Scenario
 
@@ -40,6 +41,7 @@ class Op:
     dtype: str = "bf16"  # weight format of the matmul (the device picks the tensor-core format)
     comm_ms: float = 0.0
     expert_runs: float = 0.0  # routed experts with rows this GPU runs (expected): an eager loop's launch groups
+    gemms: tuple[Gemm, ...] = ()  # the matmuls behind `flops`, for tile and wave quantization (gemm.py)
 
 
 @dataclass
@@ -81,6 +83,7 @@ def op_time_ms(op: Op, dev: Device, a: Assumptions, stage: str) -> tuple[float, 
     if op.flops <= 0 and op.bytes <= 0:
         return 0.0, 0.0, 0.0
     eff_c, eff_m = a.efficiency.roofs(stage, op.phase)
+    eff_c *= op_efficiency(op.gemms, dev.sm_count, a.gemm_tile, grouped=a.expert_gemms == "grouped")
     compute = op.flops / (dev.peak_flops(op.dtype) * eff_c) * 1e3
     memory = op.bytes / (dev.hbm_bytes_per_s * eff_m) * 1e3
     return max(compute, memory) + a.launch_us / 1e3, compute, memory
@@ -101,6 +104,30 @@ def _attn_core_flops_per_ctx(cfg: ArchConfig, layer: int, stage: str) -> float:
     return cfg.attention_flops(layer, 1) / cfg.attended(layer, 1)
 
 
+# GEMM shapes as moebench's modules hold their weights (HF layout): q, k, v, o separate; a dense or shared GLU
+# as separate gate, up and down; routed experts with gate and up fused (w13, [2F, D]) as fused-MoE kernels do.
+# Tensor parallelism splits heads and F. Only tile and wave quantization reads them (gemm.py); FLOPs and bytes
+# come from the parameter counts.
+def _attn_gemms(cfg: ArchConfig, tokens: int, tp: int) -> tuple[Gemm, ...]:
+    h = cfg.hidden_size
+    if cfg.attention == "mla":  # several low-rank projections: one GEMM of the same total width stands for them
+        return (Gemm(math.ceil(cfg.attention_params() / h / tp), h, rows=tokens),)
+    q = math.ceil(cfg.num_attention_heads / tp) * cfg.head_dim
+    kv = math.ceil(cfg.num_key_value_heads / tp) * cfg.head_dim  # beyond its KV heads, TP replicates them
+    return (Gemm(q, h, rows=tokens), Gemm(kv, h, rows=tokens, count=2), Gemm(h, q, rows=tokens))
+
+
+def _glu_gemms(h: int, f: int, tokens: int, tp: int) -> tuple[Gemm, ...]:
+    f_tp = math.ceil(f / tp)
+    return (Gemm(f_tp, h, rows=tokens, count=2), Gemm(h, f_tp, rows=tokens))
+
+
+def _expert_gemms(h: int, f: int, tokens: int, p: float, experts: int, tp: int) -> tuple[Gemm, ...]:
+    """`experts` routed experts on this GPU, each picked by each of `tokens` tokens with probability p = K/E."""
+    f_tp = math.ceil(f / tp)
+    return (Gemm(2 * f_tp, h, tokens=tokens, p=p, count=experts), Gemm(h, f_tp, tokens=tokens, p=p, count=experts))
+
+
 def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Scenario, a: Assumptions,
               stage: str, batch: int) -> list[Op]:
     """The ops of one layer for `batch` sequences (decode: 1 new token each; prefill: the whole prompt)."""
@@ -116,7 +143,8 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Scenari
 
     # attention: projections (weights stream once per step) and the core (KV cache streams per sequence)
     p_attn = cfg.attention_params()
-    ops.append(Op("attn", 2 * p_attn * t_g / tp, p_attn * wa / tp + 4 * t_g * h * ab, sc.attn_dtype))
+    ops.append(Op("attn", 2 * p_attn * t_g / tp, p_attn * wa / tp + 4 * t_g * h * ab, sc.attn_dtype,
+                  gemms=_attn_gemms(cfg, t_g, tp)))
     per_ctx = _attn_core_flops_per_ctx(cfg, layer, stage)
     if stage == "decode":
         ctx = cfg.attended(layer, round(sc.decode_context))
@@ -131,7 +159,8 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Scenari
 
     if not cfg.is_moe_layer(layer):
         p = 3 * h * cfg.intermediate_size
-        ops.append(Op("mlp", 2 * p * t_g / tp, p * wf / tp + t_g * (2 * h + 3 * cfg.intermediate_size / tp) * ab, sc.ffn_dtype))
+        ops.append(Op("mlp", 2 * p * t_g / tp, p * wf / tp + t_g * (2 * h + 3 * cfg.intermediate_size / tp) * ab, sc.ffn_dtype,
+                      gemms=_glu_gemms(h, cfg.intermediate_size, t_g, tp)))
         if tp > 1:
             ops.append(Op("allreduce", comm_ms=comm.all_reduce_ms(t_g * h * ab, tp, dev, a.comm)))
         return ops
@@ -150,15 +179,16 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Scenari
         local = math.ceil(e / lay.ep)
         w_bytes = local * touched * p_exp * wf
         ops.append(Op("experts", 2 * rows * p_exp, w_bytes + rows * (2 * h + 3 * f) * ab, sc.ffn_dtype,
-                      expert_runs=local * touched))
+                      expert_runs=local * touched, gemms=_expert_gemms(h, f, round(t_all * a.expert_imbalance), k / e, local, 1)))
         ops.append(Op("combine", comm_ms=comm.all_to_all_ms(sent * ab, lay.ep, dev, a.comm)))
     else:
         rows = t_all * k
         ops.append(Op("experts", 2 * rows * p_exp / n, e * touched * p_exp * wf / n + rows * (2 * h + 3 * f / n) * ab,
-                      sc.ffn_dtype, expert_runs=e * touched))
+                      sc.ffn_dtype, expert_runs=e * touched, gemms=_expert_gemms(h, f, t_all, k / e, e, n)))
     if cfg.n_shared_experts:
         p_sh = cfg.n_shared_experts * 3 * h * f
-        ops.append(Op("experts", 2 * p_sh * t_g / tp, p_sh * wf / tp + t_g * 2 * h * ab, sc.ffn_dtype))
+        ops.append(Op("experts", 2 * p_sh * t_g / tp, p_sh * wf / tp + t_g * 2 * h * ab, sc.ffn_dtype,
+                      gemms=_glu_gemms(h, cfg.n_shared_experts * f, t_g, tp)))
     if lay.ep == 1 and n > 1:
         ops.append(Op("allreduce", comm_ms=comm.all_reduce_ms(t_g * h * ab, n, dev, a.comm)))
     elif lay.ep > 1 and tp > 1:  # the combined tokens are re-assembled across the TP group
@@ -170,7 +200,8 @@ def lm_head_op(cfg: ArchConfig, lay: Layout, sc: Scenario, batch: int) -> Op:
     rows = math.ceil(batch / lay.dp)  # one logit row per sequence (prefill: last position only)
     p = cfg.lm_head_params() or cfg.embedding_params()
     vocab_rows = rows * cfg.vocab_size / lay.attn_tp
-    return Op("lm_head", 2 * p * rows / lay.attn_tp, p * sc.bytes_of(sc.embed_dtype) / lay.attn_tp + vocab_rows * 4, "bf16")
+    return Op("lm_head", 2 * p * rows / lay.attn_tp, p * sc.bytes_of(sc.embed_dtype) / lay.attn_tp + vocab_rows * 4, "bf16",
+              gemms=(Gemm(math.ceil(cfg.vocab_size / lay.attn_tp), cfg.hidden_size, rows=rows),))
 
 
 def _layer_groups(cfg: ArchConfig) -> Iterable[tuple[int, int]]:

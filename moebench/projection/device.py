@@ -48,6 +48,7 @@ class Device:
     price_tier: Optional[str] = None
     price_source: Optional[str] = None
     roofs_basis: str = "catalog"  # catalog | measured
+    sm_count: Optional[int] = None  # SMs (NVIDIA) / CUs (AMD) that run GEMM tiles; None: no tile/wave quantization
 
     def compute_dtype(self, weight_dtype: str) -> str:
         """The tensor-core format a matmul with `weight_dtype` weights runs in on this device."""
@@ -110,6 +111,7 @@ def device_from_hardware(
         price_tier=None if usd_per_gpu_hour is not None else (price.tier if price else None),
         price_source="--price" if usd_per_gpu_hour is not None else (price.source if price else None),
         roofs_basis=basis,
+        sm_count=hw.sm_count,
     )
 
 

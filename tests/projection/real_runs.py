@@ -54,7 +54,8 @@ def main() -> None:
         calib = calibrate(only(h100, models))
         fitted = (f"compute {calib.efficiency.compute:.2f}, memory {calib.efficiency.memory:.2f}, host µs/op "
                   f"{ {k: round(v) for k, v in calib.host_us.items()} }, host µs/expert run "
-                  f"{ {k: round(v) for k, v in calib.host_expert_us.items()} }, sync per MoE layer {calib.moe_host_sync}")
+                  f"{ {k: round(v) for k, v in calib.host_expert_us.items()} }, sync per MoE layer {calib.moe_host_sync}, "
+                  f"expert GEMMs {calib.expert_gemms}")
         _print(f"H100 self-consistency, calibrated on {' + '.join(models)}: {fitted}",
                errors(only(h100, models), "h100_sxm", calibration=calib))
     for model in ("llama3:8b", "mixtral:8x7b"):

@@ -77,40 +77,37 @@ def test_self_consistency_with_per_phase_profile_and_expert_parallel(cfgs):
     _reproduces(doc, calib, cfg, dev, lay)
 
 
-@pytest.mark.parametrize("models, worst_ttft, worst", [
-    (("llama3:8b",), 0.10, 0.10),
-    (("mixtral:8x7b",), 0.15, 0.10),
-    (("llama3:8b", "mixtral:8x7b"), 0.17, 0.10),
-])
-def test_self_consistency_on_a_real_h100_run(models, worst_ttft, worst):
+@pytest.mark.parametrize("models", [("llama3:8b",), ("mixtral:8x7b",), ("llama3:8b", "mixtral:8x7b")])
+def test_self_consistency_on_a_real_h100_run(models):
     """A real run: moebench's own engine (eager PyTorch, plain-torch MoE path) on one H100, Llama-3-8B in full and
     Mixtral-8x7B on 4 of 32 layers at real widths (data/h100_calibration.yaml). Calibrated and projected back
-    onto the H100, every record's TPOT and token rate (what $/M tokens comes from) is within 10 %, with one
-    calibration per model or one for both. TTFT too, except Mixtral's prefill of 4 prompts (−14 %, −16 % with both
-    models): its 2,048 tokens give each expert ~512 rows, where the per-expert GEMMs run below the efficiency the
-    larger batches set (docs/projection.md)."""
+    onto the H100, every record's TTFT, TPOT and token rate (what $/M tokens comes from) is within 10 %, with one
+    calibration per model or one for both. Mixtral's prefill of 4 prompts (2,048 tokens, ~512 rows per expert) was
+    −14 % (−16 % with both models) until the GEMMs' tile and wave quantization was modelled (docs/projection.md)."""
     doc = json.loads((DATA / "h100_calibration.json").read_text())
     doc["records"] = [r for r in doc["records"] if r["model"] in models]
     errs = _errors(doc, "h100_sxm")
-    assert max(abs(ttft) for ttft, _, _ in errs.values()) <= worst_ttft
-    assert max(max(abs(tpot), abs(rate)) for _, tpot, rate in errs.values()) <= worst
+    assert max(abs(e) for errs3 in errs.values() for e in errs3) <= 0.10
     assert sorted(abs(e) for errs3 in errs.values() for e in errs3)[len(errs) * 3 // 2] <= 0.05  # the median record
 
 
 def test_calibration_reads_the_engines_moe_path():
-    """The plain-torch MoE path loops over the experts it hits behind a host sync per layer; the Triton path
-    does not. The fitted host times are carried with the rest of the host model, and only where it is carried."""
+    """The plain-torch MoE path loops over the experts it hits behind a host sync per layer, one GEMM per expert;
+    the Triton path does neither. The fitted host times and the per-expert GEMMs are carried with the rest of the
+    host model, and only where it is carried."""
     doc = json.loads((DATA / "h100_calibration.json").read_text())
     doc["records"] = [r for r in doc["records"] if r["model"] == "mixtral:8x7b"]
     calib = calibrate(doc)
-    assert calib.moe_host_sync and calib.host_expert_us["decode"] > 0
+    assert calib.moe_host_sync and calib.host_expert_us["decode"] > 0 and calib.expert_gemms == "per_expert"
     triton = calibrate({**doc, "hardware": {**doc["hardware"], "kernels": "triton"}})
-    assert not triton.moe_host_sync
+    assert not triton.moe_host_sync and triton.expert_gemms == "grouped"
     back = calib.assumptions(Assumptions(), "h100_sxm")
-    assert back.moe_host_sync and back.host_expert_us == calib.host_expert_us
+    assert back.moe_host_sync and back.host_expert_us == calib.host_expert_us and back.expert_gemms == "per_expert"
     away = calib.assumptions(Assumptions(), "b200")
     assert not away.moe_host_sync and away.host_expert_us == {} and away.host_us == {}
+    assert away.expert_gemms == "grouped"  # a CUDA-graphed server with fused MoE kernels
     assert calib.to_json()["host_expert_us"] == calib.host_expert_us
+    assert calib.to_json()["expert_gemms"] == "per_expert"
 
 
 def test_self_consistency_on_a_real_h200_run():

@@ -20,15 +20,16 @@ settings_ = settings(max_examples=60, deadline=None, suppress_health_check=[Heal
        prompt=st.integers(1, 8192), output=st.integers(2, 2048), dtype=st.sampled_from(["bf16", "fp8", "fp4"]),
        n_pow=st.integers(0, 5), tp_pow=st.integers(0, 3), ep_wide=st.booleans(),
        flops=factor, hbm=factor, links=factor, overlap=st.sampled_from([0.0, 0.5, 1.0]),
-       serving=st.sampled_from(["static", "continuous"]))
+       serving=st.sampled_from(["static", "continuous"]), expert_gemms=st.sampled_from(["grouped", "per_expert"]))
 def test_faster_device_never_slower(model, hw, batch, prompt, output, dtype, n_pow, tp_pow, ep_wide, flops, hbm, links,
-                                    overlap, serving):
+                                    overlap, serving, expert_gemms):
     cfg, dev = CFGS[model], device_for(hw)
     n = 2**n_pow
     tp = min(2**tp_pow, n)
     lay = Layout(n, tp, n) if (cfg.is_moe and ep_wide and n > 1) else Layout(n, n, 1)
     sc = Scenario(prompt, output, weight_dtype=dtype)
-    a = Assumptions(efficiency=Efficiency(compute=0.6, memory=0.7), comm_overlap=overlap, serving=serving)
+    a = Assumptions(efficiency=Efficiency(compute=0.6, memory=0.7), comm_overlap=overlap, serving=serving,
+                    expert_gemms=expert_gemms)
     slow = evaluate(cfg, lay, dev, sc, a, batch)
     fast = evaluate(cfg, lay, dev.scaled(flops=flops, hbm=hbm, links=links), sc, a, batch)
     eps = 1e-9
