@@ -126,6 +126,8 @@ def project(cfg: ArchConfig, dev: Device, sc: Scenario, a: Assumptions, *,
     if dev.compute_dtype(sc.ffn_dtype) != sc.ffn_dtype:
         notes.append(f"{sc.ffn_dtype} weights run weight-only on {dev.id} (no {sc.ffn_dtype} tensor cores): "
                      f"{dev.compute_dtype(sc.ffn_dtype)} matmuls, {sc.ffn_dtype} bytes")
+    if a.gemm_tile and not dev.sm_count:
+        notes.append(f"{dev.id} has no SM count in the catalog: GEMMs without tile and wave quantization")
     if not pts:
         notes.append(f"does not fit in {max(l.n_gpus for l in cands) if cands else 0} GPUs at any batch "
                      f"(raise --max-gpus or lower the precision)")
