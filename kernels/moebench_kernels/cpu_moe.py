@@ -22,7 +22,8 @@ The GEMM is BLIS-style: a 6×16 outer-product microkernel (12 ymm accumulators; 
 six broadcasts, twelve FMAs) over weight panels laid out k-major ([K][16]). An expert's m rows are cut into
 ceil(m/6) tiles of near-equal size (m = 8 -> 4 + 4, not 6 + 2: ≥ 4 rows give the 8 independent accumulators
 that hide FMA latency on two FMA pipes); the first tile streams the panel from memory, KC = 256 columns at a
-time, and prefetches the next KC columns toward L2, the other tiles reuse it from L1.
+time, the other tiles reuse it from L1, and all of them prefetch the next KC columns (of this panel, or of the
+thread's next work item) at an even rate, so the memory stream overlaps the FMAs without pauses.
 
 Weight layout, and what it costs (measure it; see kernels/NOTES.md): by default each expert weight tensor is
 packed once into that panel layout (`packed_weights`: one pass over the weights at their first use: outside the
@@ -95,17 +96,18 @@ static inline __m256 act_ps(__m256 g, __m256 u, int act) {
 }
 
 /* c[i][0..16) (+)= sum_k a[k*MR + i] * b[k*NR + 0..16) for i < mr; a: one packed row tile, b: a packed panel.
-   mr is a compile-time constant at each call site (ukr_any), so unused accumulators vanish. */
+   mr is a compile-time constant at each call site (ukr_any), so unused accumulators vanish. Step k also
+   prefetches pf + k·pfstep/256 bytes (pfstep < 64·256 when several tiles share the lines of one chunk). */
 static inline __attribute__((always_inline)) void ukr(const int mr, int64_t kc, const float* restrict a,
                                                       const float* restrict b, float* restrict c, int64_t ldc,
-                                                      int add, const float* pf) {
+                                                      int add, const char* pf, int64_t pfstep) {
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
     __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
     for (int64_t k = 0; k < kc; k++) {
         const __m256 b0 = _mm256_load_ps(b + k * NR), b1 = _mm256_load_ps(b + k * NR + 8);
         const float* ak = a + k * MR;
-        _mm_prefetch((const char*)(pf + k * NR), _MM_HINT_T1);
+        _mm_prefetch(pf + ((k * pfstep) >> 8), _MM_HINT_T0);
         __m256 t = _mm256_broadcast_ss(ak);
         c00 = _mm256_fmadd_ps(t, b0, c00); c01 = _mm256_fmadd_ps(t, b1, c01);
         if (mr > 1) { t = _mm256_broadcast_ss(ak + 1); c10 = _mm256_fmadd_ps(t, b0, c10); c11 = _mm256_fmadd_ps(t, b1, c11); }
@@ -126,14 +128,14 @@ static inline __attribute__((always_inline)) void ukr(const int mr, int64_t kc, 
 }
 
 static void ukr_any(int mr, int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int add,
-                    const float* pf) {
+                    const char* pf, int64_t pfstep) {
     switch (mr) {
-        case 1: ukr(1, kc, a, b, c, ldc, add, pf); break;
-        case 2: ukr(2, kc, a, b, c, ldc, add, pf); break;
-        case 3: ukr(3, kc, a, b, c, ldc, add, pf); break;
-        case 4: ukr(4, kc, a, b, c, ldc, add, pf); break;
-        case 5: ukr(5, kc, a, b, c, ldc, add, pf); break;
-        default: ukr(6, kc, a, b, c, ldc, add, pf); break;
+        case 1: ukr(1, kc, a, b, c, ldc, add, pf, pfstep); break;
+        case 2: ukr(2, kc, a, b, c, ldc, add, pf, pfstep); break;
+        case 3: ukr(3, kc, a, b, c, ldc, add, pf, pfstep); break;
+        case 4: ukr(4, kc, a, b, c, ldc, add, pf, pfstep); break;
+        case 5: ukr(5, kc, a, b, c, ldc, add, pf, pfstep); break;
+        default: ukr(6, kc, a, b, c, ldc, add, pf, pfstep); break;
     }
 }
 
@@ -177,20 +179,24 @@ static inline int64_t tile_start(int64_t m, int64_t nt, int64_t t) { return t * 
 
 /* c[0..m)[0..16) = A · W^T for one 16-row panel of W (rows [0, nrows) at stride ldw, K columns), read from its
    prepacked copy bp ([K][16]) when there is one, else packed here KC columns at a time into bbuf; A is the
-   expert's m rows as ceil(m/MR) packed tiles of [K][MR] */
+   expert's m rows as ceil(m/MR) packed tiles of [K][MR]. pnext: the prepacked panel this thread computes next
+   (or NULL), whose first KC columns are prefetched during the last chunk. */
 static void panel_gemm(const float* w, int64_t ldw, int64_t nrows, int64_t K, const float* bp, const float* a,
-                       int64_t m, float* c, int64_t ldc, float* bbuf) {
+                       int64_t m, float* c, int64_t ldc, float* bbuf, const float* pnext) {
     int64_t nt = (m + MR - 1) / MR;
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
         int64_t kc = min64(KC, K - k0);
         const float* b = bp ? bp + k0 * NR : bbuf;
         if (!bp) pack_panel(w + k0, ldw, nrows, kc, bbuf);
+        /* While the tiles run on this chunk (the first from memory, the others from L1), the next chunk is
+           prefetched, each tile taking its share of its KC lines spread over its k loop: the memory stream then
+           never pauses. (The first tile alone prefetching the next chunk, and each panel starting cold, gave
+           55-68 % of the roof at 8-16 rows/expert.) */
+        const float* nb = !bp ? NULL : k0 + KC < K ? b + KC * NR : pnext;
         for (int64_t t = 0; t < nt; t++) {
             int64_t r0 = tile_start(m, nt, t);
-            /* the first tile also pulls the next KC columns of a prepacked panel toward L2: memory streams
-               while the FMAs run (without it the two alternate, ~60 % of the roof at 8-16 rows) */
             ukr_any((int)(tile_start(m, nt, t + 1) - r0), kc, a + t * K * MR + k0 * MR, b, c + r0 * ldc, ldc, k0 > 0,
-                    bp && t == 0 ? b + KC * NR : b);
+                    nb ? (const char*)nb + t * KC / nt * 64 : (const char*)b, nb ? 64 * 256 / nt : 0);
         }
     }
 }
@@ -238,7 +244,7 @@ int moebench_fused_moe(const float* x, int64_t T, int64_t D, const int64_t* ids,
     out = malloc((size_t)(R * D + 1) * sizeof(float));
     scratch = aligned_alloc(64, (size_t)(nthreads * scratch_per) * sizeof(float));
     if (!xp || !hp || !out || !scratch) { free(te); goto done; }
-    int64_t p1 = (F + NR - 1) / NR, p2 = (D + NR - 1) / NR;
+    int64_t p1 = (F + NR - 1) / NR, p2 = (D + NR - 1) / NR, next1 = 0, next2 = 0;
     #pragma omp parallel num_threads(nthreads)
     {
         float* bbuf = scratch + omp_get_thread_num() * scratch_per;
@@ -253,14 +259,17 @@ int moebench_fused_moe(const float* x, int64_t T, int64_t D, const int64_t* ids,
             for (int64_t k = 0; k < D; k++)
                 for (int64_t i = 0; i < mr; i++) dst[k * MR + i] = src[i][k];
         }
-        #pragma omp for schedule(dynamic, 1)
-        for (int64_t it = 0; it < nex * p1; it++) {  /* 1: gate and up panels, activation into h's tiles */
+        /* 1: gate and up panels, activation into h's tiles. Work items are claimed one ahead from a shared
+           counter (a dynamic schedule that tells each thread its next panel, to prefetch it) */
+        for (int64_t it = __atomic_fetch_add(&next1, 1, __ATOMIC_RELAXED), nx; it < nex * p1; it = nx) {
+            nx = __atomic_fetch_add(&next1, 1, __ATOMIC_RELAXED);
             int64_t e = ex[it / p1], f0 = (it % p1) * NR, nr = min64(NR, F - f0), m = cnt[e];
             const float* we = w13 + e * 2 * F * D;
             const float* xa = xp + tb[e] * D * MR;
             const float* gp = w13p ? w13p + ((e * 2) * p1 + it % p1) * D * NR : NULL;
-            panel_gemm(we + f0 * D, D, nr, D, gp, xa, m, ct, 2 * NR, bbuf);
-            panel_gemm(we + (F + f0) * D, D, nr, D, gp ? gp + p1 * D * NR : NULL, xa, m, ct + NR, 2 * NR, bbuf);
+            const float* gn = w13p && nx < nex * p1 ? w13p + ((ex[nx / p1] * 2) * p1 + nx % p1) * D * NR : NULL;
+            panel_gemm(we + f0 * D, D, nr, D, gp, xa, m, ct, 2 * NR, bbuf, gp ? gp + p1 * D * NR : NULL);
+            panel_gemm(we + (F + f0) * D, D, nr, D, gp ? gp + p1 * D * NR : NULL, xa, m, ct + NR, 2 * NR, bbuf, gn);
             int64_t nt = tb[e + 1] - tb[e];
             for (int64_t t = 0; t < nt; t++) {
                 int64_t r0 = tile_start(m, nt, t), r1 = tile_start(m, nt, t + 1);
@@ -283,11 +292,14 @@ int moebench_fused_moe(const float* x, int64_t T, int64_t D, const int64_t* ids,
                 }
             }
         }
-        #pragma omp for schedule(dynamic, 1)
-        for (int64_t it = 0; it < nex * p2; it++) {  /* 2: down panels, routing weight, rows to out[r] */
+        #pragma omp barrier
+        /* 2: down panels, routing weight, rows to out[r]; claimed one ahead as in 1 */
+        for (int64_t it = __atomic_fetch_add(&next2, 1, __ATOMIC_RELAXED), nx; it < nex * p2; it = nx) {
+            nx = __atomic_fetch_add(&next2, 1, __ATOMIC_RELAXED);
             int64_t e = ex[it / p2], d0 = (it % p2) * NR, nr = min64(NR, D - d0), m = cnt[e];
             panel_gemm(w2 + e * D * F + d0 * F, F, nr, F, w2p ? w2p + (e * p2 + it % p2) * F * NR : NULL,
-                       hp + tb[e] * F * MR, m, ct, NR, bbuf);
+                       hp + tb[e] * F * MR, m, ct, NR, bbuf,
+                       w2p && nx < nex * p2 ? w2p + (ex[nx / p2] * p2 + nx % p2) * F * NR : NULL);
             for (int64_t i = 0; i < m; i++) {
                 int64_t r = rows[off[e] + i];
                 float wt = tw[r], *o = out + r * D + d0;
@@ -296,6 +308,7 @@ int moebench_fused_moe(const float* x, int64_t T, int64_t D, const int64_t* ids,
                 else for (int64_t j = 0; j < nr; j++) o[j] = c[j] * wt;
             }
         }
+        #pragma omp barrier
         #pragma omp for schedule(static)
         for (int64_t t = 0; t < T; t++) {  /* 3: combine the K slots of each token */
             float* yt = y + t * D;
