@@ -17,7 +17,10 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
+    import torch
+
     from moebench.bench.runner import render_table, run_kernel_workload
+    from moebench.bench.timing import measure_roofs
     from moebench.workload import load_workload
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -44,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             docs.append(doc)
             console.print(render_table(doc))
+            if doc["hardware"]["device"] == "cpu":  # a shared host's roofs drift: show how far during this run
+                before, after = doc["hardware"]["measured_roofs"], measure_roofs("cpu", torch.float32)
+                line = (f"roofs re-measured after the run: {after['mem_gbps']:.1f} GB/s, {after['matmul_tflops']:.3f} "
+                        f"TFLOP/s (start, used for % roof: {before['mem_gbps']:.1f} GB/s, "
+                        f"{before['matmul_tflops']:.3f} TFLOP/s)")
+                console.print(line)
+                print(f"{wl.name}: {line}", file=sys.stderr, flush=True)
             tables.flush()
             (out / "results.json").write_text(json.dumps(docs))
     print((out / "tables.txt").read_text())
