@@ -36,6 +36,21 @@ def test_points_carry_the_documented_fields(result):
     json.dumps(result)  # JSON-able as the results writer needs
 
 
+def test_each_cpu_point_carries_its_own_roofs_and_pct_roof_uses_them(result):
+    from moebench.bench.runner import _floor_s
+
+    start = result["hardware"]["measured_roofs"]
+    for p in (p for p in result["points"] if p["status"] == "ok"):
+        r = p["point_roofs"]
+        assert r["basis"] == "measured" and r["mem_gbps"] > 0 and r["matmul_tflops"] > 0
+        floor = _floor_s(p["bytes"], p["flops"], r["mem_gbps"] * 1e9, r["matmul_tflops"] * 1e12)
+        assert p["pct_roof_measured"] == pytest.approx(100 * floor / (p["time_ms"]["median"] / 1e3))
+        floor0 = _floor_s(p["bytes"], p["flops"], start["mem_gbps"] * 1e9, start["matmul_tflops"] * 1e12)
+        assert p["pct_roof_start"] == pytest.approx(100 * floor0 / (p["time_ms"]["median"] / 1e3))
+    by_T = {p["tokens"]: p["point_roofs"] for p in result["points"] if p["status"] == "ok"}
+    assert len(by_T) == 2 and all(p["point_roofs"] is by_T[p["tokens"]] for p in result["points"])
+
+
 def test_bytes_count_the_touched_experts_only():
     nbytes, flops = layer_cost(T=1, K=2, D=4, F=3, experts_touched=2, elem_bytes=4, bias=False)
     assert nbytes == 2 * 3 * 4 * 3 * 4 + 2 * 1 * 4 * 4 and flops == 2 * 3 * 4 * 3 * 2
@@ -48,6 +63,7 @@ def test_table_renders(result):
     console.print(render_table(result))
     text = console.export_text()
     assert "CPU" in text and "torch-ref" in text and "skipped" in text
+    assert "% start roof" in text and "re-measured beside" in text
 
 
 def test_a_layer_that_does_not_fit_is_an_environment_error():
