@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             if doc["hardware"]["device"] == "cpu":  # a shared host's roofs drift: show how far during this run
                 before, after = doc["hardware"]["measured_roofs"], measure_roofs("cpu", torch.float32)
                 line = (f"roofs re-measured after the run: {after['mem_gbps']:.1f} GB/s, {after['matmul_tflops']:.3f} "
-                        f"TFLOP/s (start, used for % roof: {before['mem_gbps']:.1f} GB/s, "
+                        f"TFLOP/s (start of the run: {before['mem_gbps']:.1f} GB/s, "
                         f"{before['matmul_tflops']:.3f} TFLOP/s)")
                 console.print(line)
                 print(f"{wl.name}: {line}", file=sys.stderr, flush=True)
