@@ -4,8 +4,9 @@ Each point reports the median time with p20-p80 and n, achieved GB/s and TFLOP/s
 bytes = the weights of the experts the generated routing actually touches (+ x and y) and FLOPs = 2·3·D·F per
 routed row; the roofline floor is max(bytes / bandwidth, FLOPs / matmul rate), against the roofs measured at the
 start of this run and against the catalog's peaks. On CPU (a shared host whose bandwidth drifts ±15% within
-minutes) the roofs are also re-measured beside every token count, with a shorter probe, right before its providers
-are timed: `pct_roof_measured` is against those, `pct_roof_start` against the start-of-run ones. `vs` holds, per
+seconds) the roofs are also measured at every token count, a round of shorter probes interleaved with each round of
+the providers' repeats, so the roof is measured under the load the point was timed under: `point_roofs` holds
+their medians and p20-p80, `pct_roof_measured` is against those, `pct_roof_start` against the start-of-run ones. `vs` holds, per
 other provider, its median over this one's (> 1: this provider is faster). On CPU the result is labelled CPU and makes no GPU claim.
 """
 
@@ -21,7 +22,7 @@ import torch
 
 from moebench.bench.providers import GRAPHABLE, Layer, Unsupported, make_layer, make_runner, uniform_routing
 from moebench.bench.schema import KernelWorkload
-from moebench.bench.timing import CudaTimer, measure_roofs, time_cpu, time_cuda
+from moebench.bench.timing import CpuRoofProbe, CudaTimer, measure_roofs, time_cpu, time_cuda
 from moebench.errors import BadInput, EnvironmentProblem
 from moebench.results import SCHEMA_VERSION, environment, stat
 
@@ -30,7 +31,7 @@ SHORT = {"torch-ref": "ref", "torch-grouped": "grouped", "torch-loop": "loop", "
 # relative Frobenius error allowed against fused_moe_ref before a provider is timed
 CHECK_TOL = {torch.float32: 1e-4, torch.float64: 1e-10, torch.bfloat16: 2.5e-2, torch.float16: 1e-2}
 _DTYPE_BYTES = {torch.float32: 4, torch.bfloat16: 2, torch.float16: 2, torch.float64: 8}
-POINT_ROOF_SCALE = 0.25  # CPU probe beside each point: 256 MiB (past the last-level cache), fp32 2580^3
+POINT_ROOF_SCALE = 0.125  # CPU probe rounds within each point: 128 MiB (past the last-level cache), fp32 2048^3
 
 
 def _stderr(msg: str) -> None:
@@ -133,12 +134,12 @@ def run_kernel_workload(wl: KernelWorkload, *, device: Optional[str] = None,
         ref = fused_moe_ref(x_TD, layer.w13_E2FD, layer.w2_EDF, w_TK, ids_TK, s.activation, layer.b13_E2F,
                             layer.b2_ED)
         row = [_prepare(prov, layer, x_TD, w_TK, ids_TK, ref, dtype) for prov in wl.providers]
-        if dev == "cuda":  # a GPU does not drift like a shared host: the start-of-run roofs serve every point
-            point_roofs, point_meas = None, meas
-        else:
-            point_roofs = measure_roofs(dev, dtype, roof_scale * POINT_ROOF_SCALE)
-            point_meas = (point_roofs["mem_gbps"] * 1e9, point_roofs["matmul_tflops"] * 1e12)
-        _time_row(row, wl, timer)
+        # a GPU does not drift like a shared host: the start-of-run roofs serve every point
+        probe = None if dev == "cuda" else CpuRoofProbe(roof_scale * POINT_ROOF_SCALE, numpy=False)
+        point_roofs = _time_row(row, wl, timer, probe)
+        point_meas = meas if point_roofs is None else (point_roofs["mem_gbps"] * 1e9,
+                                                       point_roofs["matmul_tflops"] * 1e12)
+        del probe
         for p in row:
             p.pop("_run", None)
             p.update(tokens=T, experts_touched=touched, experts_expected=expected,
@@ -211,9 +212,11 @@ def _prepare(prov: str, layer: Layer, x_TD, w_TK, ids_TK, ref, dtype) -> dict[st
     return p
 
 
-def _time_row(row: list[dict[str, Any]], wl: KernelWorkload, timer: Optional[CudaTimer]) -> None:
-    """Time the checked providers of one token count. On CPU the providers take turns, one repeat each, so
-    that drift in the host's load (other processes, frequency) falls on all of them alike."""
+def _time_row(row: list[dict[str, Any]], wl: KernelWorkload, timer: Optional[CudaTimer],
+              probe: Optional[CpuRoofProbe] = None) -> Optional[dict[str, Any]]:
+    """Time the checked providers of one token count. On CPU the providers take turns, one repeat each, and
+    a round of `probe` joins every turn, so that drift in the host's load (other processes, frequency, a
+    neighbour's memory traffic) falls on all of them and on the roofs alike; returns the probe's roofs."""
     live = [p for p in row if "_run" in p]
     if timer is not None:
         for p in live:
@@ -224,16 +227,22 @@ def _time_row(row: list[dict[str, Any]], wl: KernelWorkload, timer: Optional[Cud
             except torch.cuda.OutOfMemoryError as exc:
                 p.update(status="skipped", reason=f"out of memory: {str(exc).splitlines()[0]}")
                 torch.cuda.empty_cache()
-        return
+        return None
     samples: dict[int, list[float]] = {id(p): [] for p in live}
+    rounds = []
     for _ in range(wl.timing.warmup):
         for p in live:
             p["_run"]()
+    if probe is not None:
+        probe.sample()  # first touch of its buffers
     for _ in range(wl.timing.repeats):
         for p in live:
             samples[id(p)].extend(time_cpu(p["_run"], 0, 1))
+        if probe is not None:
+            rounds.append(probe.sample())
     for p in live:
         p["time_ms"] = stat(samples[id(p)], "measured", "ms")
+    return probe.roofs(rounds) if rounds else None
 
 
 def render_table(result: dict[str, Any]):
@@ -250,7 +259,8 @@ def render_table(result: dict[str, Any]):
     caption = (f"roofs measured {'at the start of ' if beside else ''}this run: {roofs['mem_gbps']:.1f} GB/s "
                f"({roofs['mem_probe']}), {roofs['matmul_tflops']:.3f} TFLOP/s ({roofs['matmul_probe']})")
     if beside:
-        caption += ("; '% roof' is against the roofs re-measured beside each T (shown after T, shorter probe), "
+        caption += ("; '% roof' is against the roofs measured within each T (shown after T: medians of shorter probes, one "
+                    "round between each round of the providers' repeats), "
                     "'% start roof' against the start ones")
     if hw.get("catalog_hbm_tbps"):
         caption += f"; catalog: {hw['catalog_hbm_tbps'] * 1e3:.0f} GB/s, {hw['catalog_peak_tflops']:.0f} TFLOP/s"

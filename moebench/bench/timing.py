@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import torch
 
+from moebench.results import percentile
 from moebench_kernels.timing import CudaTimer, median
 
 GRAPH_BELOW_MS = 2.0  # replay from a CUDA graph when one eager call takes less than this
@@ -61,23 +62,51 @@ def measure_roofs(device: str, dtype: torch.dtype, scale: float = 1.0) -> dict[s
                 "mem_probe": f"device-to-device copy, {nbytes / 2**30:.2f} GiB",
                 "matmul_tflops": 2 * n**3 / (mm_ms / 1e3) / 1e12, "matmul_probe": f"bf16 {n}^3 (cuBLAS)",
                 "basis": "measured"}
-    src = torch.randn(int((1 << 28) * scale))  # 1 GiB fp32: far past the last-level cache
-    dst = torch.empty_like(src)
-    nbytes = src.numel() * 4
-    copy_ms = median(time_cpu(lambda: dst.copy_(src), 1, 5))
-    read_ms = median(time_cpu(lambda: src.sum(), 1, 5))
-    del dst
-    n = max(256, int(4096 * scale ** (1 / 3)))
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    mm_ms = median(time_cpu(lambda: a @ b, 1, 3))
-    try:  # torch's BLAS (MKL) is not always the host's fastest (AMD CPUs): take the better of it and numpy's
-        an, bn = a.numpy(), b.numpy()
-        mm_ms = min(mm_ms, median(time_cpu(lambda: an @ bn, 1, 3)))
-    except (ImportError, RuntimeError):
-        pass
-    del src, a, b
-    copy_gbps, read_gbps = 2 * nbytes / (copy_ms / 1e3) / 1e9, nbytes / (read_ms / 1e3) / 1e9
-    return {"mem_gbps": max(copy_gbps, read_gbps), "mem_copy_gbps": copy_gbps, "mem_read_gbps": read_gbps,
-            "mem_probe": f"max(copy counting read + write, read-only sum) of {nbytes / 2**30:.2f} GiB",
-            "matmul_tflops": 2 * n**3 / (mm_ms / 1e3) / 1e12, "matmul_probe": f"fp32 {n}^3, best of torch and numpy",
-            "threads": torch.get_num_threads(), "basis": "measured"}
+    probe = CpuRoofProbe(scale)
+    probe.sample()  # warm-up: first touch of the buffers, BLAS thread start
+    return probe.roofs([probe.sample() for _ in range(5)])
+
+
+class CpuRoofProbe:
+    """The CPU roofs as one round of probes that can run on its own (`measure_roofs`) or between the timed
+    repeats of other work (the kernel benchmark's rounds, so the roof is measured under the same load as the
+    point it judges: this host's bandwidth moves by ±15% within seconds). A round: an fp32 matmul of side
+    4096·scale^(1/3) in torch's BLAS and, with `numpy`, in numpy's (MKL is not always the host's best: AMD
+    CPUs), then a copy and a read-only sum of `scale` GiB (past the last-level cache); the round's roofs are
+    the better of each pair. Between timed work, leave numpy out: OpenBLAS's threads keep spinning for about
+    0.1 s after a call and took a core from what ran next (measured: a 5 ms MoE layer took 8-28 ms).
+    """
+
+    def __init__(self, scale: float = 1.0, numpy: bool = True):
+        self.src = torch.randn(int((1 << 28) * scale))
+        self.dst = torch.empty_like(self.src)
+        self.n = max(256, int(4096 * scale ** (1 / 3)))
+        self.a, self.b = torch.randn(self.n, self.n), torch.randn(self.n, self.n)
+        self.an = self.bn = None
+        if numpy:
+            try:
+                self.an, self.bn = self.a.numpy(), self.b.numpy()
+            except (ImportError, RuntimeError):
+                pass
+
+    def sample(self) -> dict[str, float]:
+        """One round: {mem_copy_gbps, mem_read_gbps, mem_gbps, matmul_tflops} measured now."""
+        nbytes, flop = self.src.numel() * 4, 2 * self.n ** 3
+        mm_ms = time_cpu(lambda: self.a @ self.b, 0, 1)[0]
+        if self.an is not None:
+            mm_ms = min(mm_ms, time_cpu(lambda: self.an @ self.bn, 0, 1)[0])
+        copy_ms = time_cpu(lambda: self.dst.copy_(self.src), 0, 1)[0]
+        read_ms = time_cpu(lambda: self.src.sum(), 0, 1)[0]
+        copy, read = 2 * nbytes / (copy_ms / 1e3) / 1e9, nbytes / (read_ms / 1e3) / 1e9
+        return {"mem_copy_gbps": copy, "mem_read_gbps": read, "mem_gbps": max(copy, read),
+                "matmul_tflops": flop / (mm_ms / 1e3) / 1e12}
+
+    def roofs(self, rounds: list[dict[str, float]]) -> dict[str, Any]:
+        """The medians of `rounds` (with p20-p80 of the two roofs), in measure_roofs' format."""
+        med = {k: percentile([r[k] for r in rounds], 50) for k in rounds[0]}
+        spread = {f"{k}_p20_p80": [percentile([r[k] for r in rounds], q) for q in (20, 80)]
+                  for k in ("mem_gbps", "matmul_tflops")}
+        return {**med, **spread, "rounds": len(rounds),
+                "mem_probe": f"max(copy counting read + write, read-only sum) of {self.src.numel() * 4 / 2**30:.2f} GiB",
+                "matmul_probe": f"fp32 {self.n}^3, " + ("best of torch and numpy" if self.an is not None else "torch"),
+                "threads": torch.get_num_threads(), "basis": "measured"}

@@ -43,6 +43,9 @@ def test_each_cpu_point_carries_its_own_roofs_and_pct_roof_uses_them(result):
     for p in (p for p in result["points"] if p["status"] == "ok"):
         r = p["point_roofs"]
         assert r["basis"] == "measured" and r["mem_gbps"] > 0 and r["matmul_tflops"] > 0
+        assert r["rounds"] == 3  # one probe round per repeat round of the providers
+        lo, hi = r["mem_gbps_p20_p80"]
+        assert lo <= r["mem_gbps"] <= hi
         floor = _floor_s(p["bytes"], p["flops"], r["mem_gbps"] * 1e9, r["matmul_tflops"] * 1e12)
         assert p["pct_roof_measured"] == pytest.approx(100 * floor / (p["time_ms"]["median"] / 1e3))
         floor0 = _floor_s(p["bytes"], p["flops"], start["mem_gbps"] * 1e9, start["matmul_tflops"] * 1e12)
@@ -63,7 +66,7 @@ def test_table_renders(result):
     console.print(render_table(result))
     text = console.export_text()
     assert "CPU" in text and "torch-ref" in text and "skipped" in text
-    assert "% start roof" in text and "re-measured beside" in text
+    assert "% start roof" in text and "measured within each T" in " ".join(text.split())
 
 
 def test_a_layer_that_does_not_fit_is_an_environment_error():
