@@ -105,6 +105,9 @@ static inline __attribute__((always_inline)) void ukr(const int mr, int64_t kc, 
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
     __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    /* unrolled: the loop's own µops (counter, prefetch address) otherwise crowd the 4-6 row tiles' FMAs;
+       measured 1.03-1.08x at 6-16 rows/expert with the weights in L3, none lower */
+#pragma GCC unroll 4
     for (int64_t k = 0; k < kc; k++) {
         const __m256 b0 = _mm256_load_ps(b + k * NR), b1 = _mm256_load_ps(b + k * NR + 8);
         const float* ak = a + k * MR;

@@ -72,14 +72,14 @@ class CpuRoofProbe:
     repeats of other work (the kernel benchmark's rounds, so the roof is measured under the same load as the
     point it judges: this host's bandwidth moves by ±15% within seconds). A round: an fp32 matmul of side
     4096·scale^(1/3) in torch's BLAS and, with `numpy`, in numpy's (MKL is not always the host's best: AMD
-    CPUs), then a copy and a read-only sum of `scale` GiB (past the last-level cache); the round's roofs are
-    the better of each pair. Between timed work, leave numpy out: OpenBLAS's threads keep spinning for about
+    CPUs), then a read-only sum of `scale` GiB and a copy of another `scale` GiB (past the last-level cache,
+    and apart, so that neither reads what the other left in it); the round's roofs are the better of each pair. Between timed work, leave numpy out: OpenBLAS's threads keep spinning for about
     0.1 s after a call and took a core from what ran next (measured: a 5 ms MoE layer took 8-28 ms).
     """
 
     def __init__(self, scale: float = 1.0, numpy: bool = True):
         self.src = torch.randn(int((1 << 28) * scale))
-        self.dst = torch.empty_like(self.src)
+        self.src2, self.dst = torch.randn_like(self.src), torch.empty_like(self.src)
         self.n = max(256, int(4096 * scale ** (1 / 3)))
         self.a, self.b = torch.randn(self.n, self.n), torch.randn(self.n, self.n)
         self.an = self.bn = None
@@ -95,8 +95,8 @@ class CpuRoofProbe:
         mm_ms = time_cpu(lambda: self.a @ self.b, 0, 1)[0]
         if self.an is not None:
             mm_ms = min(mm_ms, time_cpu(lambda: self.an @ self.bn, 0, 1)[0])
-        copy_ms = time_cpu(lambda: self.dst.copy_(self.src), 0, 1)[0]
         read_ms = time_cpu(lambda: self.src.sum(), 0, 1)[0]
+        copy_ms = time_cpu(lambda: self.dst.copy_(self.src2), 0, 1)[0]
         copy, read = 2 * nbytes / (copy_ms / 1e3) / 1e9, nbytes / (read_ms / 1e3) / 1e9
         return {"mem_copy_gbps": copy, "mem_read_gbps": read, "mem_gbps": max(copy, read),
                 "matmul_tflops": flop / (mm_ms / 1e3) / 1e12}
