@@ -135,7 +135,7 @@ def run_kernel_workload(wl: KernelWorkload, *, device: Optional[str] = None,
                             layer.b2_ED)
         row = [_prepare(prov, layer, x_TD, w_TK, ids_TK, ref, dtype) for prov in wl.providers]
         # a GPU does not drift like a shared host: the start-of-run roofs serve every point
-        probe = None if dev == "cuda" else CpuRoofProbe(roof_scale * POINT_ROOF_SCALE, numpy=False)
+        probe = None if dev == "cuda" else CpuRoofProbe(roof_scale * POINT_ROOF_SCALE)
         point_roofs = _time_row(row, wl, timer, probe)
         point_meas = meas if point_roofs is None else (point_roofs["mem_gbps"] * 1e9,
                                                        point_roofs["matmul_tflops"] * 1e12)

@@ -9,6 +9,7 @@ numpy's BLAS on a large fp32 matmul.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Callable
 
@@ -71,30 +72,29 @@ class CpuRoofProbe:
     """The CPU roofs as one round of probes that can run on its own (`measure_roofs`) or between the timed
     repeats of other work (the kernel benchmark's rounds, so the roof is measured under the same load as the
     point it judges: this host's bandwidth moves by ±15% within seconds). A round: an fp32 matmul of side
-    4096·scale^(1/3) in torch's BLAS and, with `numpy`, in numpy's (MKL is not always the host's best: AMD
-    CPUs), then a read-only sum of `scale` GiB and a copy of another `scale` GiB (past the last-level cache,
-    and apart, so that neither reads what the other left in it); the round's roofs are the better of each pair. Between timed work, leave numpy out: OpenBLAS's threads keep spinning for about
-    0.1 s after a call and took a core from what ran next (measured: a 5 ms MoE layer took 8-28 ms).
+    4096·scale^(1/3) in numpy's BLAS and then in torch's (MKL is not always the host's best: on this project's
+    AMD host it read 0.13-0.18 TFLOP/s where OpenBLAS read 0.18), then a read-only sum of `scale` GiB and a
+    copy of another `scale` GiB (past the last-level cache, and apart, so that neither reads what the other
+    left in it); the round's roofs are the better of each pair. numpy goes first because OpenBLAS's threads
+    keep spinning after a call: a sum right after it read 14.5 GB/s instead of 28.8, and a 5 ms MoE layer run
+    right after it took 8-28 ms; the torch matmul in between absorbs that (26.6 GB/s; the layer 5.1 ms).
     """
 
-    def __init__(self, scale: float = 1.0, numpy: bool = True):
+    def __init__(self, scale: float = 1.0):
         self.src = torch.randn(int((1 << 28) * scale))
         self.src2, self.dst = torch.randn_like(self.src), torch.empty_like(self.src)
         self.n = max(256, int(4096 * scale ** (1 / 3)))
         self.a, self.b = torch.randn(self.n, self.n), torch.randn(self.n, self.n)
-        self.an = self.bn = None
-        if numpy:
-            try:
-                self.an, self.bn = self.a.numpy(), self.b.numpy()
-            except (ImportError, RuntimeError):
-                pass
+        try:
+            self.an, self.bn = self.a.numpy(), self.b.numpy()
+        except (ImportError, RuntimeError):  # torch without numpy
+            self.an = self.bn = None
 
     def sample(self) -> dict[str, float]:
         """One round: {mem_copy_gbps, mem_read_gbps, mem_gbps, matmul_tflops} measured now."""
         nbytes, flop = self.src.numel() * 4, 2 * self.n ** 3
-        mm_ms = time_cpu(lambda: self.a @ self.b, 0, 1)[0]
-        if self.an is not None:
-            mm_ms = min(mm_ms, time_cpu(lambda: self.an @ self.bn, 0, 1)[0])
+        mm_ms = time_cpu(lambda: self.an @ self.bn, 0, 1)[0] if self.an is not None else math.inf
+        mm_ms = min(mm_ms, time_cpu(lambda: self.a @ self.b, 0, 1)[0])
         read_ms = time_cpu(lambda: self.src.sum(), 0, 1)[0]
         copy_ms = time_cpu(lambda: self.dst.copy_(self.src2), 0, 1)[0]
         copy, read = 2 * nbytes / (copy_ms / 1e3) / 1e9, nbytes / (read_ms / 1e3) / 1e9
