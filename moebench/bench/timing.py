@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import torch
 
+from moebench.bench.cpu_peak import fma_peak_tflops
 from moebench.results import percentile
 from moebench_kernels.timing import CudaTimer, median
 
@@ -75,7 +76,8 @@ class CpuRoofProbe:
     4096·scale^(1/3) in numpy's BLAS and then in torch's (MKL is not always the host's best: on this project's
     AMD host it read 0.13-0.18 TFLOP/s where OpenBLAS read 0.18), then a read-only sum of `scale` GiB and a
     copy of another `scale` GiB (past the last-level cache, and apart, so that neither reads what the other
-    left in it); the round's roofs are the better of each pair. numpy goes first because OpenBLAS's threads
+    left in it), then register-resident FMAs on every thread (`fma_peak_tflops`: the compute ceiling BLAS
+    under-reads); the round's roofs are the better of each pair. numpy goes first because OpenBLAS's threads
     keep spinning after a call: a sum right after it read 14.5 GB/s instead of 28.8, and a 5 ms MoE layer run
     right after it took 8-28 ms; the torch matmul in between absorbs that (26.6 GB/s; the layer 5.1 ms).
     """
@@ -98,8 +100,12 @@ class CpuRoofProbe:
         read_ms = time_cpu(lambda: self.src.sum(), 0, 1)[0]
         copy_ms = time_cpu(lambda: self.dst.copy_(self.src2), 0, 1)[0]
         copy, read = 2 * nbytes / (copy_ms / 1e3) / 1e9, nbytes / (read_ms / 1e3) / 1e9
-        return {"mem_copy_gbps": copy, "mem_read_gbps": read, "mem_gbps": max(copy, read),
-                "matmul_tflops": flop / (mm_ms / 1e3) / 1e12}
+        out = {"mem_copy_gbps": copy, "mem_read_gbps": read, "mem_gbps": max(copy, read),
+               "matmul_tflops": flop / (mm_ms / 1e3) / 1e12}
+        peak = fma_peak_tflops(torch.get_num_threads(), 0.02)
+        if peak is not None:
+            out["fma_peak_tflops"] = peak
+        return out
 
     def roofs(self, rounds: list[dict[str, float]]) -> dict[str, Any]:
         """The medians of `rounds` (with p20-p80 of the two roofs), in measure_roofs' format."""

@@ -50,6 +50,8 @@ def test_each_cpu_point_carries_its_own_roofs_and_pct_roof_uses_them(result):
         assert p["pct_roof_measured"] == pytest.approx(100 * floor / (p["time_ms"]["median"] / 1e3))
         floor0 = _floor_s(p["bytes"], p["flops"], start["mem_gbps"] * 1e9, start["matmul_tflops"] * 1e12)
         assert p["pct_roof_start"] == pytest.approx(100 * floor0 / (p["time_ms"]["median"] / 1e3))
+        if "fma_peak_tflops" in r:  # the C kernels built: the FMA-peak reading is the stricter (or equal) one
+            assert r["fma_peak_tflops"] > 0 and p["pct_roof_fma_peak"] <= p["pct_roof_measured"] + 1e-9
     by_T = {p["tokens"]: p["point_roofs"] for p in result["points"] if p["status"] == "ok"}
     assert len(by_T) == 2 and all(p["point_roofs"] is by_T[p["tokens"]] for p in result["points"])
 
@@ -76,3 +78,28 @@ def test_a_layer_that_does_not_fit_is_an_environment_error():
                          "ffn": 16384}, "tokens": [1], "providers": ["torch-ref"], "dtype": "float32"})
     with pytest.raises(EnvironmentProblem, match="do not fit|more than 80%"):
         run_kernel_workload(wl, device="cpu", console_err=lambda m: None)
+
+
+def test_fma_peak_is_a_ceiling_for_blas():
+    """The register-FMA peak is the compute ceiling: a BLAS matmul measured beside it cannot beat it by much
+    (it merged into one latency-bound chain once, and then read 12x too high or low)."""
+    from moebench.bench.cpu_peak import fma_peak_tflops
+    from moebench.bench.timing import time_cpu
+
+    peak = fma_peak_tflops(1)
+    if peak is None:
+        pytest.skip("no C kernels here (AVX2/FMA or a compiler missing)")
+    with torch.inference_mode():
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            n = 768
+            a, b = torch.randn(n, n), torch.randn(n, n)
+            mm = 2 * n**3 / (min(time_cpu(lambda: a @ b, 2, 5)) / 1e3) / 1e12
+        finally:
+            torch.set_num_threads(threads)
+    assert mm > 0.4 * peak, (mm, peak)  # a peak far above what BLAS reaches counts FMAs that did not run
+    with open("/proc/cpuinfo") as f:
+        avx512 = " avx512f" in f.read()
+    if not avx512:  # with AVX-512 BLAS may outrun this AVX2 probe (the runner takes the better of the two)
+        assert mm < 1.15 * peak, (mm, peak)
