@@ -4,12 +4,13 @@ Each point reports the median time with p20-p80 and n, achieved GB/s and TFLOP/s
 bytes = the weights of the experts the generated routing actually touches (+ x and y) and FLOPs = 2·3·D·F per
 routed row; the roofline floor is max(bytes / bandwidth, FLOPs / matmul rate), against the roofs measured at the
 start of this run and against the catalog's peaks. On CPU (a shared host whose bandwidth drifts ±15% within
-seconds) the roofs are also measured at every token count, a round of shorter probes interleaved with each round of
-the providers' repeats, so the roof is measured under the load the point was timed under: `point_roofs` holds
-their medians and p20-p80, `pct_roof_measured` is against those, `pct_roof_start` against the start-of-run ones, and `pct_roof_fma_peak`
-against them with the compute ceiling raised to the register-FMA peak measured in the same rounds (BLAS
-under-reads that ceiling on CPU: the MoE kernel outran it at compute-bound points). `vs` holds, per
-other provider, its median over this one's (> 1: this provider is faster). On CPU the result is labelled CPU and makes no GPU claim.
+seconds) the roofs are also measured at every token count, a round of shorter probes interleaved with each round
+of the providers' repeats, so the roof is measured under the load the point was timed under: `point_roofs` holds
+their medians and p20-p80, `pct_roof_measured` is against those, `pct_roof_start` against the start-of-run ones,
+and `pct_roof_fma_peak` against them with the compute ceiling raised to the register-FMA peak measured in the
+same rounds (BLAS under-reads that ceiling on CPU: the MoE kernel outran it at compute-bound points). `vs` holds,
+per other provider, its median over this one's (> 1: this provider is faster). On CPU the result is labelled CPU
+and makes no GPU claim.
 """
 
 from __future__ import annotations
@@ -264,9 +265,9 @@ def render_table(result: dict[str, Any]):
     caption = (f"roofs measured {'at the start of ' if beside else ''}this run: {roofs['mem_gbps']:.1f} GB/s "
                f"({roofs['mem_probe']}), {roofs['matmul_tflops']:.3f} TFLOP/s ({roofs['matmul_probe']})")
     if beside:
-        caption += ("; '% roof' is against the roofs measured within each T (shown after T: medians of shorter probes, one "
-                    "round between each round of the providers' repeats), "
-                    "'% start roof' against the start ones")
+        caption += ("; '% roof' is against the roofs measured within each T (shown after T: medians of shorter "
+                    "probes, one round between each round of the providers' repeats), '% start roof' against the "
+                    "start ones")
     peak_col = any("pct_roof_fma_peak" in p for p in result["points"])
     if peak_col:
         caption += ("; '% FMA-peak roof': the same, with the compute ceiling at the register-FMA peak measured in the "

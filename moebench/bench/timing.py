@@ -3,8 +3,9 @@
 GPU: CUDA events around each repeat, the L2 flushed (a 256 MiB write) before each, and µs-scale points replayed
 from a CUDA graph (launch gaps would otherwise dominate). CPU: perf_counter around each repeat after warm-up.
 Roofs: GPU - a large device-to-device copy (bytes read + written) and a large bf16 matmul (cuBLAS);
-CPU - the best of a large copy (read + written) and a large read-only reduction, and the best of torch's and
-numpy's BLAS on a large fp32 matmul.
+CPU - the best of a large copy (read + written) and a large read-only reduction, the best of torch's and
+numpy's BLAS on a large fp32 matmul, and the register-FMA peak (`CpuRoofProbe`: rounds that can also run
+between the timed repeats of a benchmark).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class CpuRoofProbe:
             self.an = self.bn = None
 
     def sample(self) -> dict[str, float]:
-        """One round: {mem_copy_gbps, mem_read_gbps, mem_gbps, matmul_tflops} measured now."""
+        """One round: {mem_copy_gbps, mem_read_gbps, mem_gbps, matmul_tflops[, fma_peak_tflops]} measured now."""
         nbytes, flop = self.src.numel() * 4, 2 * self.n ** 3
         mm_ms = time_cpu(lambda: self.an @ self.bn, 0, 1)[0] if self.an is not None else math.inf
         mm_ms = min(mm_ms, time_cpu(lambda: self.a @ self.b, 0, 1)[0])
@@ -113,6 +114,7 @@ class CpuRoofProbe:
         spread = {f"{k}_p20_p80": [percentile([r[k] for r in rounds], q) for q in (20, 80)]
                   for k in ("mem_gbps", "matmul_tflops")}
         return {**med, **spread, "rounds": len(rounds),
-                "mem_probe": f"max(copy counting read + write, read-only sum) of {self.src.numel() * 4 / 2**30:.2f} GiB",
+                "mem_probe": ("max(copy counting read + write, read-only sum) of "
+                              f"{self.src.numel() * 4 / 2**30:.2f} GiB"),
                 "matmul_probe": f"fp32 {self.n}^3, " + ("best of torch and numpy" if self.an is not None else "torch"),
                 "threads": torch.get_num_threads(), "basis": "measured"}
