@@ -222,7 +222,9 @@ def _time_row(row: list[dict[str, Any]], wl: KernelWorkload, timer: Optional[Cud
               probe: Optional[CpuRoofProbe] = None) -> Optional[dict[str, Any]]:
     """Time the checked providers of one token count. On CPU the providers take turns, one repeat each, and
     a round of `probe` joins every turn, so that drift in the host's load (other processes, frequency, a
-    neighbour's memory traffic) falls on all of them and on the roofs alike; returns the probe's roofs."""
+    neighbour's memory traffic) falls on all of them and on the roofs alike; returns the probe's roofs. The
+    turn order rotates by one each round, so whatever one call leaves behind (threads still spinning, caches)
+    falls on every provider in turn, not always on the one after the probe."""
     live = [p for p in row if "_run" in p]
     if timer is not None:
         for p in live:
@@ -241,8 +243,9 @@ def _time_row(row: list[dict[str, Any]], wl: KernelWorkload, timer: Optional[Cud
             p["_run"]()
     if probe is not None:
         probe.sample()  # first touch of its buffers
-    for _ in range(wl.timing.repeats):
-        for p in live:
+    for r in range(wl.timing.repeats):
+        k = r % max(len(live), 1)
+        for p in live[k:] + live[:k]:
             samples[id(p)].extend(time_cpu(p["_run"], 0, 1))
         if probe is not None:
             rounds.append(probe.sample())

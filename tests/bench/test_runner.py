@@ -103,3 +103,18 @@ def test_fma_peak_is_a_ceiling_for_blas():
         avx512 = " avx512f" in f.read()
     if not avx512:  # with AVX-512 BLAS may outrun this AVX2 probe (the runner takes the better of the two)
         assert mm < 1.15 * peak, (mm, peak)
+
+
+def test_cpu_turns_rotate_so_no_provider_always_follows_the_probe():
+    from types import SimpleNamespace
+
+    from moebench.bench.runner import _time_row
+
+    calls: list[str] = []
+    row = [{"provider": n, "_run": (lambda n=n: calls.append(n))} for n in "abc"]
+    row.append({"provider": "skipped-one"})  # no _run: not timed
+    wl = SimpleNamespace(timing=SimpleNamespace(warmup=1, repeats=4))
+    assert _time_row(row, wl, None) is None  # no probe, no roofs
+    assert calls == list("abc") + list("abc") + list("bca") + list("cab") + list("abc")
+    assert all(p["time_ms"]["n"] == 4 for p in row[:3]) and "time_ms" not in row[3]
+    assert _time_row([{"provider": "x"}], wl, None) is None  # nothing to time: no error
