@@ -242,7 +242,7 @@ def _time_row(row: list[dict[str, Any]], wl: KernelWorkload, timer: Optional[Cud
         for p in live:
             p["_run"]()
     if probe is not None:
-        probe.sample()  # first touch of its buffers
+        probe.sample()  # warm-up after the providers' own: BLAS and FMA threads started, numpy's first call
     for r in range(wl.timing.repeats):
         k = r % max(len(live), 1)
         for p in live[k:] + live[:k]:
@@ -264,10 +264,10 @@ def render_table(result: dict[str, Any]):
     roofs = hw["measured_roofs"]
     title = (f"{wl['op']} · {wl['name']} (E={s['experts']} K={s['top_k']} D={s['hidden']} F={s['ffn']} "
              f"{s['activation']}) · {hw['label']} {hw.get('device_name') or ''} · {hw['dtype']}")
-    beside = any(p.get("point_roofs") for p in result["points"])
-    caption = (f"roofs measured {'at the start of ' if beside else ''}this run: {roofs['mem_gbps']:.1f} GB/s "
+    within = any(p.get("point_roofs") for p in result["points"])
+    caption = (f"roofs measured {'at the start of ' if within else ''}this run: {roofs['mem_gbps']:.1f} GB/s "
                f"({roofs['mem_probe']}), {roofs['matmul_tflops']:.3f} TFLOP/s ({roofs['matmul_probe']})")
-    if beside:
+    if within:
         caption += ("; '% roof' is against the roofs measured within each T (shown after T: medians of shorter "
                     "probes, one round between each round of the providers' repeats), '% start roof' against the "
                     "start ones")
@@ -281,7 +281,7 @@ def render_table(result: dict[str, Any]):
                 "is faster); ref = torch-ref, grouped = torch-grouped, hf-* = transformers-*, dense = dense-equiv.")
     t = Table(title=title, caption=caption)
     for c in ("T", "provider", "experts hit", "median µs", "p20–p80 µs", "n", "GB/s", "TFLOP/s", "% roof",
-              *(["% start roof"] if beside else []), "% FMA-peak roof" if peak_col else "% catalog", "vs others"):
+              *(["% start roof"] if within else []), "% FMA-peak roof" if peak_col else "% catalog", "vs others"):
         t.add_column(c, justify="left" if c in ("provider", "vs others") else "right")
     providers = wl["providers"]
     last_T = None
@@ -294,7 +294,7 @@ def render_table(result: dict[str, Any]):
             t.add_section()
         last_T = T
         if p["status"] != "ok":
-            t.add_row(t_col, p["provider"], f"{p['experts_touched']}", p["status"], *[""] * (7 if beside else 6),
+            t.add_row(t_col, p["provider"], f"{p['experts_touched']}", p["status"], *[""] * (7 if within else 6),
                       Text(p["reason"] or "", style="dim"))
             continue
         tu = p["time_us"]
@@ -304,6 +304,6 @@ def render_table(result: dict[str, Any]):
                   f"{p['experts_touched']}/{p['experts_expected']:.1f}", f"{tu['median']:.1f}",
                   f"{tu['p20']:.1f}–{tu['p80']:.1f}", str(tu["n"]), f"{p['gbps']['median']:.1f}",
                   f"{p['tflops']['median']:.3f}", f"{p['pct_roof_measured']:.0f}%",
-                  *([f"{p['pct_roof_start']:.0f}%"] if beside else []),
+                  *([f"{p['pct_roof_start']:.0f}%"] if within else []),
                   "—" if cat is None or math.isnan(cat) else f"{cat:.0f}%", vs)
     return t

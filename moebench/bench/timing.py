@@ -45,8 +45,9 @@ def time_cpu(fn: Callable[[], Any], warmup: int, repeats: int) -> list[float]:
 
 
 def measure_roofs(device: str, dtype: torch.dtype, scale: float = 1.0) -> dict[str, Any]:
-    """Memory bandwidth (GB/s) and matmul throughput (TFLOP/s) measured now on `device`; medians of a few.
-    `scale` < 1 shrinks the probes (tests only: small probes measure caches, not memory)."""
+    """Memory bandwidth (GB/s) and matmul throughput (TFLOP/s) measured now on `device` (on CPU also the
+    register-FMA peak); medians of a few. `scale` < 1 shrinks the probes (the engine's quick runs use 0.25;
+    below ~0.1 they measure caches, not memory: tests only)."""
     if device == "cuda":
         timer = CudaTimer()
         src = torch.empty(int((1 << 30) * scale), dtype=torch.uint8, device="cuda").random_(0, 255)  # 1 GiB

@@ -82,7 +82,7 @@ def test_a_layer_that_does_not_fit_is_an_environment_error():
 
 def test_fma_peak_is_a_ceiling_for_blas():
     """The register-FMA peak is the compute ceiling: a BLAS matmul measured beside it cannot beat it by much
-    (it merged into one latency-bound chain once, and then read 12x too high or low)."""
+    (its chains were merged into one by the compiler once, and it then read 12x too high)."""
     from moebench.bench.cpu_peak import fma_peak_tflops
     from moebench.bench.timing import time_cpu
 
