@@ -13,7 +13,8 @@ import sys
 import torch
 
 from moebench_kernels import get_backend
-from moebench_kernels.fused_moe import fused_moe_ref
+from moebench_kernels.configs import get_configs
+from moebench_kernels.fused_moe import fused_moe, fused_moe_ref
 from moebench_kernels.moe_align import moe_align, moe_align_ref
 from moebench_kernels.rmsnorm import fused_add_rmsnorm_ref, rmsnorm_ref
 from moebench_kernels.router import grouped_topk_sigmoid_ref, topk_softmax_ref, topk_then_softmax_ref
@@ -56,11 +57,16 @@ def main() -> int:
             b2 = torch.randn(E, D, device="cuda", dtype=dtype) * 0.1 if bias else None
             w, ids = routing(T, K, E, T)
             ids[0, 0] = -1
-            y = tri.fused_moe(x, w13, w2, w, ids, act, b13, b2)
             r = fused_moe_ref(x.double(), w13.double(), w2.double(), w.double(), ids, act,
                               None if b13 is None else b13.double(), None if b2 is None else b2.double())
-            e = rel(y, r)
-            report(f"fused_moe {dtype} T={T} K={K} E={E} D={D} F={F} {act}", e < TOL[dtype], f"rel err {e:.2e}")
+            # the tensor-descriptor path (USE_TMA) on the same tiles as the pointer path
+            cfg = get_configs(T, K, E, F, D, dtype, torch.cuda.get_device_name())
+            tma = {g: c | {"USE_TMA": 1} for g, c in cfg.items()}
+            for label, y in (("", tri.fused_moe(x, w13, w2, w, ids, act, b13, b2)),
+                             (" tma", fused_moe(x, w13, w2, w, ids, act, b13, b2, configs=tma))):
+                e = rel(y, r)
+                report(f"fused_moe{label} {dtype} T={T} K={K} E={E} D={D} F={F} {act}", e < TOL[dtype],
+                       f"rel err {e:.2e}")
     # the chunked alignment path and an expert spanning chunks
     ids = torch.randint(0, 256, (4096, 8), device="cuda")
     ids[:100] = 7

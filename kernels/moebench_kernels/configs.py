@@ -8,12 +8,13 @@ first) and are named as vLLM names its tuned files:
 The document maps a token count T (as a string) to the configs of the two GEMMs:
 
     {"64": {"gate_up": {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": 128, "GROUP_SIZE_M": 1,
-                        "num_warps": 4, "num_stages": 4},
+                        "num_warps": 4, "num_stages": 4, "USE_TMA": 0},
             "down":    {...same keys...}},
      ...}
 
 A vLLM file (one flat config per bucket, used for both GEMMs) is accepted as is, so a vLLM tuning run can be
-dropped in. Lookup takes the bucket nearest to T (log scale) and falls back to `default_configs`.
+dropped in. `USE_TMA` (0/1, optional, 0 when absent) picks the tensor-descriptor path of fused_moe.py.
+Lookup takes the bucket nearest to T (log scale) and falls back to `default_configs`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 KEYS = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "GROUP_SIZE_M", "num_warps", "num_stages")
+# Keys a file may leave out (vLLM's files and ours from before they existed), with the value they then take.
+OPTIONAL_KEYS = {"USE_TMA": 0}
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DTYPE_NAMES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 
@@ -48,7 +51,7 @@ def config_file_name(experts: int, ffn: int, device_name: str, dtype: Any) -> st
 def _check(cfg: Any, where: str) -> GemmConfig:
     if not isinstance(cfg, dict) or any(k not in cfg for k in KEYS):
         raise ValueError(f"{where}: a config needs the keys {', '.join(KEYS)}")
-    return {k: int(cfg[k]) for k in KEYS}
+    return {k: int(cfg[k]) for k in KEYS} | {k: int(cfg.get(k, v)) for k, v in OPTIONAL_KEYS.items()}
 
 
 def parse_config_doc(doc: Any, where: str = "<config>") -> dict[int, dict[str, GemmConfig]]:
@@ -98,20 +101,20 @@ def default_configs(tokens: int, top_k: int, experts: int, ffn: int, hidden: int
     small = dtype_name(dtype) != "fp32"
     if rows_per_expert <= 16:
         c = {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": 128 if small else 64, "GROUP_SIZE_M": 1,
-             "num_warps": 4, "num_stages": 4 if small else 2}
+             "num_warps": 4, "num_stages": 4 if small else 2, "USE_TMA": 0}
         return {"gate_up": c, "down": dict(c)}
     if rows_per_expert <= 128:
         c = {"BLOCK_SIZE_M": 64, "BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": 64 if small else 32, "GROUP_SIZE_M": 8,
-             "num_warps": 4, "num_stages": 4 if small else 2}
+             "num_warps": 4, "num_stages": 4 if small else 2, "USE_TMA": 0}
         return {"gate_up": c, "down": dict(c)}
     c = {"BLOCK_SIZE_M": 128, "BLOCK_SIZE_N": 128, "BLOCK_SIZE_K": 64 if small else 32, "GROUP_SIZE_M": 8,
-         "num_warps": 8, "num_stages": 3 if small else 2}
+         "num_warps": 8, "num_stages": 3 if small else 2, "USE_TMA": 0}
     return {"gate_up": c, "down": dict(c)}
 
 
 def interpreter_configs(ffn: int, hidden: int) -> dict[str, GemmConfig]:
     """Triton's interpreter pays per program and per op, not per element: few, large tiles."""
-    c = {"BLOCK_SIZE_M": 16, "GROUP_SIZE_M": 1, "num_warps": 4, "num_stages": 1}
+    c = {"BLOCK_SIZE_M": 16, "GROUP_SIZE_M": 1, "num_warps": 4, "num_stages": 1, "USE_TMA": 0}
     return {"gate_up": c | {"BLOCK_SIZE_N": min(256, max(16, _pow2(ffn))), "BLOCK_SIZE_K": min(256, max(16, _pow2(hidden)))},
             "down": c | {"BLOCK_SIZE_N": min(256, max(16, _pow2(hidden))), "BLOCK_SIZE_K": min(256, max(16, _pow2(ffn)))}}
 

@@ -11,7 +11,9 @@ this rank") contribute zero.
 
 Triton path (`fused_moe`): moe_align groups rows by expert -> GEMM 1 (gate and up tiles of the same F columns,
 activation in the epilogue, h_RF written in sorted order so GEMM 2 reads it contiguously) -> GEMM 2 (routing
-weight in the epilogue, rows scattered back to r = t·K + k) -> combine over K in fp32.
+weight in the epilogue, rows scattered back to r = t·K + k) -> combine over K in fp32. A GEMM whose config
+sets USE_TMA loads both operands through tensor descriptors (TMA on sm90+; for GEMM 1, x is first gathered
+into sorted order so that each tile's rows are contiguous); the tuner decides per shape and token bucket.
 Torch paths: `fused_moe_ref` (argsort rows by expert, one matmul pair per expert that has rows; the engine's
 CPU path; on CPU in fp32 it is one call into the C kernel of cpu_moe.py) and `fused_moe_grouped_mm`
 (torch._grouped_mm over the same sorted rows).
@@ -26,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from moebench_kernels import cpu_gemm, cpu_moe
-from moebench_kernels._jit import cdiv, next_pow2, triton_helper, triton_kernel
+from moebench_kernels._jit import cdiv, import_triton, next_pow2, triton_helper, triton_kernel
 from moebench_kernels.configs import get_configs
 from moebench_kernels.moe_align import moe_align
 
@@ -65,46 +67,61 @@ def _block_of_expert(counts_ptr, row_start_ptr, E, num_m_blocks, num_n, E_PAD: t
 @triton_kernel
 def _moe_gate_up_kernel(
     x_ptr, w_ptr, b_ptr, h_ptr, sorted_ids_ptr, counts_ptr, row_start_ptr,
-    D, F, E, num_m_blocks,
+    R, D, F, E, num_m_blocks,
     stride_xt, stride_we, stride_wn, stride_be, stride_hr,
     TOP_K: tl.constexpr, E_PAD: tl.constexpr, ACTIVATION: tl.constexpr, HAS_BIAS: tl.constexpr,
-    EVEN_K: tl.constexpr, PRECISION: tl.constexpr,
+    EVEN_K: tl.constexpr, PRECISION: tl.constexpr, USE_TMA: tl.constexpr,
     BLOCK_SIZE_M: tl.constexpr, BLOCK_SIZE_N: tl.constexpr, BLOCK_SIZE_K: tl.constexpr, GROUP_SIZE_M: tl.constexpr,
 ):
+    """USE_TMA: x_ptr holds x already in sorted row order ([R, D], see _moe_gather_kernel), so a tile's rows
+    are contiguous and both operands load through tensor descriptors (TMA on sm90+); otherwise x is [T, D]
+    and its rows are gathered through sorted_ids."""
     e, row0, rows_left, pid_n = _block_of_expert(counts_ptr, row_start_ptr, E, num_m_blocks, tl.cdiv(F, BLOCK_SIZE_N),
                                                  E_PAD, BLOCK_SIZE_M, GROUP_SIZE_M)
     if e >= E:  # the grid is an upper bound on the number of M-blocks
         return
     offs_m = tl.arange(0, BLOCK_SIZE_M)
     m_ok = offs_m < rows_left
-    # Masked rows read token 0: valid memory, results never stored, so the A loads need no row mask.
-    tok = tl.load(sorted_ids_ptr + row0 + offs_m, mask=m_ok, other=0) // TOP_K
-
     offs_n = pid_n * BLOCK_SIZE_N + tl.arange(0, BLOCK_SIZE_N)
     n_ok = offs_n < F
     offs_nw = offs_n % F  # wrap instead of masking the weight loads; wrapped columns are never stored
-    offs_k = tl.arange(0, BLOCK_SIZE_K)
-    a_ptrs = x_ptr + tok[:, None] * stride_xt + offs_k[None, :]
-    # int64: E·2F·D exceeds 2^31 elements for DeepSeek-V3-sized layers.
-    wg_ptrs = w_ptr + e.to(tl.int64) * stride_we + offs_nw[None, :] * stride_wn + offs_k[:, None]
-    wu_ptrs = wg_ptrs + F * stride_wn
     acc_g = tl.zeros((BLOCK_SIZE_M, BLOCK_SIZE_N), dtype=tl.float32)
     acc_u = tl.zeros((BLOCK_SIZE_M, BLOCK_SIZE_N), dtype=tl.float32)
-    for k0 in range(0, D, BLOCK_SIZE_K):
-        if EVEN_K:
-            a = tl.load(a_ptrs)
-            wg = tl.load(wg_ptrs)
-            wu = tl.load(wu_ptrs)
-        else:
-            k_ok = offs_k < D - k0
-            a = tl.load(a_ptrs, mask=k_ok[None, :], other=0.0)
-            wg = tl.load(wg_ptrs, mask=k_ok[:, None], other=0.0)
-            wu = tl.load(wu_ptrs, mask=k_ok[:, None], other=0.0)
-        acc_g = tl.dot(a, wg, acc_g, input_precision=PRECISION)
-        acc_u = tl.dot(a, wu, acc_u, input_precision=PRECISION)
-        a_ptrs += BLOCK_SIZE_K
-        wg_ptrs += BLOCK_SIZE_K
-        wu_ptrs += BLOCK_SIZE_K
+    if USE_TMA:
+        # Out-of-bounds parts of a box read as zero (the K tail, rows past R). Rows past this expert's end
+        # belong to the next expert and gate rows past F are up rows: read, never stored.
+        a_desc = tl.make_tensor_descriptor(x_ptr, shape=[R, D], strides=[stride_xt, 1],
+                                           block_shape=[BLOCK_SIZE_M, BLOCK_SIZE_K])
+        w_desc = tl.make_tensor_descriptor(w_ptr, shape=[E * 2 * F, D], strides=[stride_wn, 1],
+                                           block_shape=[BLOCK_SIZE_N, BLOCK_SIZE_K])
+        wg_row = e * 2 * F + pid_n * BLOCK_SIZE_N
+        for k0 in range(0, D, BLOCK_SIZE_K):
+            a = a_desc.load([row0, k0])
+            acc_g = tl.dot(a, w_desc.load([wg_row, k0]).T, acc_g, input_precision=PRECISION)
+            acc_u = tl.dot(a, w_desc.load([wg_row + F, k0]).T, acc_u, input_precision=PRECISION)
+    else:
+        # Masked rows read token 0: valid memory, results never stored, so the A loads need no row mask.
+        tok = tl.load(sorted_ids_ptr + row0 + offs_m, mask=m_ok, other=0) // TOP_K
+        offs_k = tl.arange(0, BLOCK_SIZE_K)
+        a_ptrs = x_ptr + tok[:, None] * stride_xt + offs_k[None, :]
+        # int64: E·2F·D exceeds 2^31 elements for DeepSeek-V3-sized layers.
+        wg_ptrs = w_ptr + e.to(tl.int64) * stride_we + offs_nw[None, :] * stride_wn + offs_k[:, None]
+        wu_ptrs = wg_ptrs + F * stride_wn
+        for k0 in range(0, D, BLOCK_SIZE_K):
+            if EVEN_K:
+                a = tl.load(a_ptrs)
+                wg = tl.load(wg_ptrs)
+                wu = tl.load(wu_ptrs)
+            else:
+                k_ok = offs_k < D - k0
+                a = tl.load(a_ptrs, mask=k_ok[None, :], other=0.0)
+                wg = tl.load(wg_ptrs, mask=k_ok[:, None], other=0.0)
+                wu = tl.load(wu_ptrs, mask=k_ok[:, None], other=0.0)
+            acc_g = tl.dot(a, wg, acc_g, input_precision=PRECISION)
+            acc_u = tl.dot(a, wu, acc_u, input_precision=PRECISION)
+            a_ptrs += BLOCK_SIZE_K
+            wg_ptrs += BLOCK_SIZE_K
+            wu_ptrs += BLOCK_SIZE_K
 
     if HAS_BIAS:
         b_base = b_ptr + e.to(tl.int64) * stride_be
@@ -123,9 +140,10 @@ def _moe_gate_up_kernel(
 @triton_kernel
 def _moe_down_kernel(
     h_ptr, w_ptr, b_ptr, topk_w_ptr, out_ptr, sorted_ids_ptr, counts_ptr, row_start_ptr,
-    D, F, E, num_m_blocks,
+    R, D, F, E, num_m_blocks,
     stride_hr, stride_we, stride_wn, stride_be, stride_or,
     E_PAD: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, PRECISION: tl.constexpr,
+    USE_TMA: tl.constexpr,
     BLOCK_SIZE_M: tl.constexpr, BLOCK_SIZE_N: tl.constexpr, BLOCK_SIZE_K: tl.constexpr, GROUP_SIZE_M: tl.constexpr,
 ):
     e, row0, rows_left, pid_n = _block_of_expert(counts_ptr, row_start_ptr, E, num_m_blocks, tl.cdiv(D, BLOCK_SIZE_N),
@@ -140,27 +158,54 @@ def _moe_down_kernel(
     offs_n = pid_n * BLOCK_SIZE_N + tl.arange(0, BLOCK_SIZE_N)
     n_ok = offs_n < D
     offs_nw = offs_n % D
-    offs_k = tl.arange(0, BLOCK_SIZE_K)
-    a_ptrs = h_ptr + rows[:, None] * stride_hr + offs_k[None, :]
-    w_ptrs = w_ptr + e.to(tl.int64) * stride_we + offs_nw[None, :] * stride_wn + offs_k[:, None]
     acc = tl.zeros((BLOCK_SIZE_M, BLOCK_SIZE_N), dtype=tl.float32)
-    for k0 in range(0, F, BLOCK_SIZE_K):
-        if EVEN_K:
-            a = tl.load(a_ptrs)
-            w = tl.load(w_ptrs)
-        else:
-            k_ok = offs_k < F - k0
-            a = tl.load(a_ptrs, mask=k_ok[None, :], other=0.0)
-            w = tl.load(w_ptrs, mask=k_ok[:, None], other=0.0)
-        acc = tl.dot(a, w, acc, input_precision=PRECISION)
-        a_ptrs += BLOCK_SIZE_K
-        w_ptrs += BLOCK_SIZE_K
+    if USE_TMA:
+        # As in the gate-up kernel: zero-filled tails; rows past the expert or past D are read, never stored.
+        a_desc = tl.make_tensor_descriptor(h_ptr, shape=[R, F], strides=[stride_hr, 1],
+                                           block_shape=[BLOCK_SIZE_M, BLOCK_SIZE_K])
+        w_desc = tl.make_tensor_descriptor(w_ptr, shape=[E * D, F], strides=[stride_wn, 1],
+                                           block_shape=[BLOCK_SIZE_N, BLOCK_SIZE_K])
+        w_row = e * D + pid_n * BLOCK_SIZE_N
+        for k0 in range(0, F, BLOCK_SIZE_K):
+            acc = tl.dot(a_desc.load([row0, k0]), w_desc.load([w_row, k0]).T, acc, input_precision=PRECISION)
+    else:
+        offs_k = tl.arange(0, BLOCK_SIZE_K)
+        a_ptrs = h_ptr + rows[:, None] * stride_hr + offs_k[None, :]
+        w_ptrs = w_ptr + e.to(tl.int64) * stride_we + offs_nw[None, :] * stride_wn + offs_k[:, None]
+        for k0 in range(0, F, BLOCK_SIZE_K):
+            if EVEN_K:
+                a = tl.load(a_ptrs)
+                w = tl.load(w_ptrs)
+            else:
+                k_ok = offs_k < F - k0
+                a = tl.load(a_ptrs, mask=k_ok[None, :], other=0.0)
+                w = tl.load(w_ptrs, mask=k_ok[:, None], other=0.0)
+            acc = tl.dot(a, w, acc, input_precision=PRECISION)
+            a_ptrs += BLOCK_SIZE_K
+            w_ptrs += BLOCK_SIZE_K
 
     if HAS_BIAS:
         acc += tl.load(b_ptr + e.to(tl.int64) * stride_be + offs_nw).to(tl.float32)[None, :]
     acc = acc * tl.load(topk_w_ptr + dest, mask=m_ok, other=0.0).to(tl.float32)[:, None]
     out_ptrs = out_ptr + dest[:, None] * stride_or + offs_n[None, :]
     tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
+
+
+@triton_kernel
+def _moe_gather_kernel(x_ptr, sorted_ids_ptr, counts_ptr, row_start_ptr, xs_ptr, E, D, stride_xt, stride_xs,
+                       TOP_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """xs[r] = x[sorted_ids[r] // K]: x in the GEMMs' row order. Rows past the routed ones (ids -1) are zero;
+    their sorted_ids entries were never written."""
+    r = tl.program_id(0)
+    offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    ok = offs < D
+    n_live = tl.load(row_start_ptr + E - 1) + tl.load(counts_ptr + E - 1)
+    # Entry r of sorted_ids is read unconditionally (it exists: the buffer has R entries) and discarded when
+    # dead; the mask is a vector because the interpreter rejects scalar masks.
+    tok = tl.where(r < n_live, tl.load(sorted_ids_ptr + r) // TOP_K, 0)
+    live = (tl.zeros((BLOCK_D,), dtype=tl.int32) + r) < n_live
+    v = tl.load(x_ptr + tok.to(tl.int64) * stride_xt + offs, mask=ok & live, other=0.0)
+    tl.store(xs_ptr + r.to(tl.int64) * stride_xs + offs, v, mask=ok)
 
 
 @triton_kernel
@@ -198,6 +243,27 @@ def _device_name(device: torch.device) -> Optional[str]:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else None
 
 
+def _tma_ok(cfg: dict[str, int], a: torch.Tensor, w: torch.Tensor) -> bool:
+    """Whether a GEMM runs its tensor-descriptor path: asked for by its config, and both operands meet TMA's
+    rules (16-byte aligned base and row stride). A config that asks where they are not met runs the pointer
+    path, so one tuned file serves every layer of a shape."""
+    if not cfg.get("USE_TMA"):
+        return False
+    return all(t.data_ptr() % 16 == 0 and (t.stride(-2) * t.element_size()) % 16 == 0 for t in (a, w))
+
+
+def _set_tma_allocator() -> None:
+    """Device-side tensor descriptors need global scratch; Triton asks its allocator for it at launch."""
+    global _tma_allocator_set
+    if not _tma_allocator_set:
+        import_triton().set_allocator(
+            lambda size, alignment, stream: torch.empty(size, dtype=torch.int8, device="cuda"))
+        _tma_allocator_set = True
+
+
+_tma_allocator_set = False
+
+
 def fused_moe(x_TD: torch.Tensor, w13_E2FD: torch.Tensor, w2_EDF: torch.Tensor, topk_weights_TK: torch.Tensor,
               topk_ids_TK: torch.Tensor, activation: str = "silu", b13_E2F: Optional[torch.Tensor] = None,
               b2_ED: Optional[torch.Tensor] = None, *, configs: Optional[dict[str, dict[str, int]]] = None,
@@ -226,27 +292,37 @@ def fused_moe(x_TD: torch.Tensor, w13_E2FD: torch.Tensor, w2_EDF: torch.Tensor, 
     b13 = b13_E2F.contiguous() if b13_E2F is not None else w13_E2FD  # dummy pointer when HAS_BIAS is off
     b2 = b2_ED.contiguous() if b2_ED is not None else w2_EDF
 
-    c1 = cfg["gate_up"]
+    c1, c2 = cfg["gate_up"], cfg["down"]
+    tma1, tma2 = _tma_ok(c1, x_TD, w13_E2FD), _tma_ok(c2, h_RF, w2_EDF)
+    if (tma1 or tma2) and x_TD.device.type == "cuda":
+        _set_tma_allocator()
+    x_in = x_TD
+    if tma1:  # GEMM 1 reads x in sorted row order, contiguous per expert
+        x_in = torch.empty(R, D, dtype=x_TD.dtype, device=x_TD.device)
+        block_d = min(1024, next_pow2(D))
+        _moe_gather_kernel[(R, cdiv(D, block_d))](x_TD, align.sorted_ids_R, align.counts_E, align.row_start_E,
+                                                  x_in, E, D, x_TD.stride(0), x_in.stride(0),
+                                                  TOP_K=K, BLOCK_D=block_d, num_warps=4)
     bm1 = c1["BLOCK_SIZE_M"]
     # Upper bound on M-blocks: Σ_e ceil(c_e / BM) <= ceil(R / BM) + (number of non-empty experts).
     m1 = cdiv(R, bm1) + min(E, R)
     _moe_gate_up_kernel[(m1 * cdiv(Fh, c1["BLOCK_SIZE_N"]),)](
-        x_TD, w13_E2FD, b13, h_RF, align.sorted_ids_R, align.counts_E, align.row_start_E,
-        D, Fh, E, m1,
-        x_TD.stride(0), w13_E2FD.stride(0), w13_E2FD.stride(1), b13.stride(0), h_RF.stride(0),
+        x_in, w13_E2FD, b13, h_RF, align.sorted_ids_R, align.counts_E, align.row_start_E,
+        R, D, Fh, E, m1,
+        x_in.stride(0), w13_E2FD.stride(0), w13_E2FD.stride(1), b13.stride(0), h_RF.stride(0),
         TOP_K=K, E_PAD=e_pad, ACTIVATION=activation, HAS_BIAS=b13_E2F is not None,
-        EVEN_K=D % c1["BLOCK_SIZE_K"] == 0, PRECISION=precision,
+        EVEN_K=D % c1["BLOCK_SIZE_K"] == 0, PRECISION=precision, USE_TMA=tma1,
         BLOCK_SIZE_M=bm1, BLOCK_SIZE_N=c1["BLOCK_SIZE_N"], BLOCK_SIZE_K=c1["BLOCK_SIZE_K"],
         GROUP_SIZE_M=c1["GROUP_SIZE_M"], num_warps=c1["num_warps"], num_stages=c1["num_stages"],
     )
-    c2 = cfg["down"]
     bm2 = c2["BLOCK_SIZE_M"]
     m2 = cdiv(R, bm2) + min(E, R)
     _moe_down_kernel[(m2 * cdiv(D, c2["BLOCK_SIZE_N"]),)](
         h_RF, w2_EDF, b2, weights_R, out_RD, align.sorted_ids_R, align.counts_E, align.row_start_E,
-        D, Fh, E, m2,
+        R, D, Fh, E, m2,
         h_RF.stride(0), w2_EDF.stride(0), w2_EDF.stride(1), b2.stride(0), out_RD.stride(0),
         E_PAD=e_pad, HAS_BIAS=b2_ED is not None, EVEN_K=Fh % c2["BLOCK_SIZE_K"] == 0, PRECISION=precision,
+        USE_TMA=tma2,
         BLOCK_SIZE_M=bm2, BLOCK_SIZE_N=c2["BLOCK_SIZE_N"], BLOCK_SIZE_K=c2["BLOCK_SIZE_K"],
         GROUP_SIZE_M=c2["GROUP_SIZE_M"], num_warps=c2["num_warps"], num_stages=c2["num_stages"],
     )

@@ -27,19 +27,21 @@ DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
 def candidates(rows_per_expert: float, dtype_bytes: int) -> list[dict[str, int]]:
-    """The search space for one regime: weight-bound (tiny M, deep K) to compute-bound (big tiles)."""
+    """The search space for one regime: weight-bound (tiny M, deep K) to compute-bound (big tiles), each with
+    the pointer and the tensor-descriptor (USE_TMA) loads. Widened after the H200 run (kernels/NOTES.md):
+    BLOCK_M 32 for <= 16 rows per expert, BLOCK_K 128 and 5 stages for prefill."""
     out = []
     if rows_per_expert <= 16:
-        space = itertools.product((16,), (32, 64, 128), (64, 128, 256), (1,), (4,), (3, 4, 5))
+        space = itertools.product((16, 32), (32, 64, 128), (64, 128, 256), (1,), (4,), (3, 4, 5))
     elif rows_per_expert <= 128:
         space = itertools.product((32, 64), (64, 128), (64, 128), (8,), (4, 8), (3, 4))
     else:
-        space = itertools.product((64, 128), (64, 128, 256), (64,), (8,), (4, 8), (3, 4))
-    for bm, bn, bk, g, w, s in space:
+        space = itertools.product((64, 128), (64, 128, 256), (64, 128), (8,), (4, 8), (3, 4, 5))
+    for (bm, bn, bk, g, w, s), tma in itertools.product(space, (0, 1)):
         if dtype_bytes == 4 and bk > 64:
             continue
         out.append({"BLOCK_SIZE_M": bm, "BLOCK_SIZE_N": bn, "BLOCK_SIZE_K": bk, "GROUP_SIZE_M": g,
-                    "num_warps": w, "num_stages": s})
+                    "num_warps": w, "num_stages": s, "USE_TMA": tma})
     return out
 
 

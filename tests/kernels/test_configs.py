@@ -18,7 +18,7 @@ def test_nearest_bucket_on_log_scale():
 
 
 def test_tuned_file_is_found_and_vllm_format_accepted(tmp_path, monkeypatch):
-    ours = {"1": {"gate_up": dict.fromkeys(C.KEYS, 16) | {"num_warps": 4},
+    ours = {"1": {"gate_up": dict.fromkeys(C.KEYS, 16) | {"num_warps": 4, "USE_TMA": 1},
                   "down": dict.fromkeys(C.KEYS, 32) | {"num_warps": 8}}}
     vllm = {"64": {"BLOCK_SIZE_M": 64, "BLOCK_SIZE_N": 128, "BLOCK_SIZE_K": 64, "GROUP_SIZE_M": 8,
                    "num_warps": 8, "num_stages": 3}}
@@ -28,13 +28,15 @@ def test_tuned_file_is_found_and_vllm_format_accepted(tmp_path, monkeypatch):
     C.load_configs.cache_clear()
     got = C.get_configs(2, 2, 4, 32, 16, torch.float16, "Fake GPU")
     assert got["gate_up"]["num_warps"] == 4 and got["down"]["num_warps"] == 8
+    # an optional key takes its default where a file leaves it out (older files, vLLM's)
+    assert got["gate_up"]["USE_TMA"] == 1 and got["down"]["USE_TMA"] == 0
     got = C.get_configs(2, 2, 4, 64, 16, torch.float16, "Fake GPU")
-    assert got["gate_up"] == got["down"] == vllm["64"]
+    assert got["gate_up"] == got["down"] == vllm["64"] | C.OPTIONAL_KEYS
     C.load_configs.cache_clear()
 
 
 def test_no_file_gives_defaults_and_bad_file_is_explained():
     d = C.get_configs(1, 2, 8, 14336, 4096, torch.bfloat16, None)
-    assert set(d) == {"gate_up", "down"} and set(d["gate_up"]) == set(C.KEYS)
+    assert set(d) == {"gate_up", "down"} and set(d["gate_up"]) == set(C.KEYS) | set(C.OPTIONAL_KEYS)
     with pytest.raises(ValueError, match="needs the keys"):
         C.parse_config_doc({"1": {"BLOCK_SIZE_M": 16}}, "x.json")

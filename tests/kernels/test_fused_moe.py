@@ -88,3 +88,42 @@ def test_triton_small_tiles_cover_k_loop_tails_and_n_wrap():
     x, w13, w2, w, ids, b13, b2 = layer(T=19, K=2, E=3, D=40, F=24, dtype=torch.float32, bias=True)
     y = fused_moe(x, w13, w2, w, ids, "silu", b13, b2, configs={"gate_up": cfg, "down": cfg})
     torch.testing.assert_close(y, fused_moe_ref(x, w13, w2, w, ids, "silu", b13, b2), **TOL[torch.float32])
+
+
+def _tma_configs(bm=16, bn=16, bk=16):
+    c = {"BLOCK_SIZE_M": bm, "BLOCK_SIZE_N": bn, "BLOCK_SIZE_K": bk, "GROUP_SIZE_M": 2, "num_warps": 4,
+         "num_stages": 1, "USE_TMA": 1}
+    return {"gate_up": c, "down": dict(c)}
+
+
+@pytest.mark.usefixtures("interpreter")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", list(CASES))
+def test_tma_path_matches_ref(case, dtype):
+    # Tensor descriptors: x gathered into sorted order, boxes past the K tail / past R zero-filled, boxes past
+    # an expert's rows or past F / D reading the neighbour's rows (never stored).
+    x, w13, w2, w, ids, _, _ = layer(**CASES[case], dtype=dtype)
+    y = fused_moe(x, w13, w2, w, ids, configs=_tma_configs())
+    torch.testing.assert_close(y, fused_moe_ref(x, w13, w2, w, ids), **TOL[dtype])
+
+
+@pytest.mark.usefixtures("interpreter")
+def test_tma_path_with_biases_skipped_ids_and_a_hot_expert():
+    x, w13, w2, w, ids, b13, b2 = layer(T=21, K=2, E=5, D=40, F=24, dtype=torch.float32, bias=True)
+    ids[:, 0] = 4  # the last expert: its gate/up boxes past F run off the end of w13
+    ids[:, 1] = torch.where(torch.arange(21) % 3 == 0, 1, -1)  # the skipped rows' sorted_ids are never written
+    y = fused_moe(x, w13, w2, w, ids, "swiglu_oai", b13, b2, configs=_tma_configs(bk=32))
+    torch.testing.assert_close(y, fused_moe_ref(x, w13, w2, w, ids, "swiglu_oai", b13, b2), **TOL[torch.float32])
+    ids[:] = -1
+    assert torch.count_nonzero(fused_moe(x, w13, w2, w, ids, configs=_tma_configs())) == 0
+
+
+def test_tma_is_refused_where_rows_are_not_16_byte_aligned():
+    from moebench_kernels.fused_moe import _tma_ok
+
+    cfg = {"USE_TMA": 1}
+    w = torch.zeros(2, 8, 16)
+    assert _tma_ok(cfg, torch.zeros(3, 16), w)
+    assert not _tma_ok(cfg, torch.zeros(3, 18), torch.zeros(2, 8, 18))  # 72-byte rows
+    assert not _tma_ok(cfg, torch.zeros(3, 17)[:, 1:], w)  # base 4 bytes past an aligned one
+    assert not _tma_ok({"USE_TMA": 0}, torch.zeros(3, 16), w)
