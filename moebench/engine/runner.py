@@ -15,10 +15,10 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 
 from moebench.catalog import Hardware, get_hardware, reference_models
-from moebench.engine.device import detect_hardware, measure_roofs, resolve_device, resolve_dtype
+from moebench.engine.device import cpu_oversubscription, detect_hardware, measure_roofs, resolve_device, resolve_dtype
 from moebench.engine.generate import GenerationBench, GenerationSamples, prompt_ids, time_generation
 from moebench.engine.records import Peaks, Pricing, build_record
-from moebench.errors import MoebenchError, RunFailed
+from moebench.errors import ExitCode, MoebenchError, RunFailed
 from moebench.models import build, resolve_name
 from moebench.models.config import DTYPE_BYTES
 from moebench.results import SCHEMA_VERSION, environment, new_run_id, write_atomic
@@ -115,6 +115,11 @@ def run_workload(
             check_memory(entry.name, cfg, batch=max(wl.scenario.batch_sizes),
                          max_seq=wl.scenario.prompt_tokens + wl.scenario.output_tokens, dtype_bytes=dbytes, device=dev)
 
+    if ctx is not None and dev == "cpu" and rank0:
+        note = cpu_oversubscription(int(os.environ.get("LOCAL_WORLD_SIZE") or ctx.world_size),
+                                    torch.get_num_threads(), os.cpu_count())
+        if note:
+            log(f"note: {note}")
     try:
         roofs = None
         if rank0 and wl.roofs:  # one rank measures: the others would compete with it for the same CPU or node
@@ -150,8 +155,10 @@ def run_workload(
             guard.fail(exc)  # rank 0 saves; every rank exits 5 with the culprit named (never returns)
         if not doc:
             raise
-        doc["error"] = f"{type(exc).__name__}: {exc}"
+        doc["error"] = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
         write_atomic(path, doc)
+        if isinstance(exc, KeyboardInterrupt):
+            raise MoebenchError(f"interrupted; partial results in {path}", code=ExitCode.INTERRUPTED) from None
         if isinstance(exc, torch.OutOfMemoryError):
             raise RunFailed(f"out of memory: {exc}; partial results in {path}", partial_path=str(path)) from exc
         raise

@@ -19,6 +19,10 @@ from moebench.profile.routing import balancedness
 WAIT_NOTABLE = 0.05
 # Expert-load balancedness (mean/max per EP rank) below this counts as imbalanced.
 IMBALANCED = 0.75
+# A rank is the straggler only if the wait it caused (others waiting for its late arrival) is at least this share
+# of all caused wait and at least twice the next rank's; otherwise nobody dominates (with 4 ranks time-sliced on
+# 2 cores, who arrives last is mostly the OS scheduler, and naming one rank would blame noise).
+DOMINANT_SHARE = 0.5
 
 
 def expert_load(ranks: Sequence[dict[str, Any]]) -> Optional[dict[str, Any]]:
@@ -69,8 +73,13 @@ def _attribute(stage_rows: list[dict[str, Any]], load: Optional[dict[str, Any]],
     step = sum(r["step_ms"] for r in stage_rows)
     wait = sum(r["wait_ms"] for r in stage_rows)
     share = wait / step if step else 0.0
-    strag_row = max(stage_rows, key=lambda r: r["caused_wait_ms"]) if stage_rows else None
-    straggler = strag_row["rank"] if strag_row and strag_row["caused_wait_ms"] > 0 else None
+    by_caused = sorted(stage_rows, key=lambda r: r["caused_wait_ms"], reverse=True)
+    caused = sum(r["caused_wait_ms"] for r in stage_rows)
+    strag_row = by_caused[0] if by_caused and by_caused[0]["caused_wait_ms"] > 0 else None
+    top_share = strag_row["caused_wait_ms"] / caused if strag_row else 0.0
+    second = by_caused[1]["caused_wait_ms"] if len(by_caused) > 1 else 0.0
+    dominant = strag_row is not None and top_share >= DOMINANT_SHARE and strag_row["caused_wait_ms"] >= 2 * second
+    straggler = strag_row["rank"] if dominant else None
     worst = (load or {}).get("most_imbalanced_layer")
     if not has_comm:
         return {"cause": "no-communication", "straggler_rank": None,
@@ -88,9 +97,14 @@ def _attribute(stage_rows: list[dict[str, Any]], load: Optional[dict[str, Any]],
         med = median(r["compute_ms"] for r in stage_rows)
         extra = strag_row["compute_ms"] - med
         bal = f"; expert load balancedness {worst['balancedness']:.2f}" if worst else ""
+        why = "" if extra > 0 else ": it arrives last without computing more, so look at its host, input or launches"
         return {"cause": "straggler", "straggler_rank": straggler,
                 "text": (f"wait ({100 * share:.0f}% of step time) dominated by straggler rank {straggler} "
-                         f"(compute {extra:+.2f} ms/step vs the median rank{bal})")}
+                         f"(compute {extra:+.2f} ms/step vs the median rank{bal}){why}")}
+    if strag_row is not None:
+        return {"cause": "spread", "straggler_rank": None,
+                "text": (f"wait ({100 * share:.0f}% of step time) spread over the ranks: no rank causes most of it "
+                         f"(most: rank {strag_row['rank']}, {100 * top_share:.0f}% of the caused wait)")}
     return {"cause": "unknown", "straggler_rank": None, "text": f"waiting is {100 * share:.0f}% of step time"}
 
 

@@ -48,6 +48,7 @@ def test_nproc_4_ep4_writes_one_merged_result(repo, small, tmp_path):
     p, _ = _run([str(small), "--nproc", "4", "--out", str(tmp_path / "out"), "--json"], repo,
                 {"MOEBENCH_TEST_MARKER": marker})
     assert p.returncode == 0, p.stderr[-3000:]
+    assert "CPU oversubscribed" not in p.stderr  # OMP_NUM_THREADS unset: the launcher gives each rank its share
     doc = json.loads(p.stdout)  # exactly one JSON document on stdout, from rank 0
     assert doc["complete"] is True and doc["world_size"] == 4 and len(doc["ranks"]) == 4
     assert doc["parallel"]["expert"] == 4 and doc["parallel"]["backend"] == "gloo"
@@ -131,3 +132,12 @@ def test_plan_that_cannot_split_the_model_is_bad_input(tmp_path, capsys, monkeyp
         path.write_text(yaml.safe_dump({**SMALL, "parallel": par, "scenario": scenario}))
         code, err = _main([str(path), "--nproc", str(par["world_size"]), "--out", str(tmp_path)], capsys)
         assert (code, err) == (3, f"error: {path}: {msg}\n")
+
+
+def test_threads_that_oversubscribe_the_cpu_are_named(repo, small, tmp_path):
+    cores = os.cpu_count() or 1
+    p, _ = _run([str(small), "--nproc", "4", "--out", str(tmp_path / "out")], repo, {"OMP_NUM_THREADS": str(cores)})
+    assert p.returncode == 0, p.stderr[-3000:]
+    lines = [x for x in p.stderr.splitlines() if "CPU oversubscribed" in x]
+    assert len(lines) == 1, lines  # rank 0 says it once for the host
+    assert f"4 ranks x {cores} threads on {cores} cores" in lines[0]

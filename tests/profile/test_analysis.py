@@ -129,6 +129,39 @@ def test_attribution_to_a_straggler_when_load_is_even():
     assert sec["most_imbalanced_layer"]["balancedness"] == pytest.approx(1.0)
 
 
+def test_wait_spread_over_ranks_names_no_straggler():
+    """Each rank arrives last at one of four collectives, equally late: nobody dominates the caused wait."""
+    ranks = []
+    for r in range(4):
+        recs, t = [], 0
+        for layer in range(4):
+            extra = 3 if layer == r else 0
+            recs += [rec(f"L{layer}/experts", COMPUTE, t, t + 2 + extra),
+                     rec(f"L{layer}/combine", COMM, t + 2 + extra, t + 6)]
+            t += 6
+        ranks.append({"rank": r, "steps": [Step(0, "decode", 8, 0, t * MS, recs)]})
+    sec = summarize(ranks)
+    w = sec["where_the_time_goes"]["decode"]
+    assert w["cause"] == "spread" and sec["straggler_rank"] is None
+    assert "no rank causes most of it" in w["text"] and "25%" in w["text"]
+    assert [t["caused_wait_ms"] for t in sec["ranks"]] == pytest.approx([9] * 4)  # 3 ranks x 3 ms, once per rank
+
+
+def test_a_late_rank_that_computes_no_more_is_called_so():
+    """Rank 2 starts its experts 5 ms late (idle, not compute): a straggler, but not because of its compute."""
+    ranks = []
+    for r in range(4):
+        gap = 5 if r == 2 else 0
+        s = Step(0, "decode", 8, 0, 17 * MS, [
+            rec("L0/attn", COMPUTE, 0, 2), rec("L0/experts", COMPUTE, 2 + gap, 4 + gap),
+            rec("L0/combine", COMM, 4 + gap, 16)])
+        ranks.append({"rank": r, "steps": [s]})
+    sec = summarize(ranks)
+    assert sec["straggler_rank"] == 2 and sec["where_the_time_goes"]["decode"]["cause"] == "straggler"
+    assert "compute +0.00 ms/step" in sec["attribution"] and "without computing more" in sec["attribution"]
+    assert {t["rank"]: t["idle_ms"] for t in sec["ranks"]}[2] == pytest.approx(5 + 1)
+
+
 def test_summary_renders():
     from rich.console import Console
 

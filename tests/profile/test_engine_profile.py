@@ -4,13 +4,13 @@ profile section per record that blames the hot expert, and its step times close 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from tests.conftest import REPO
+from tests.profile.machine_load import OthersCpu
 from tests.profile.test_ep_profile import timing_check
 
 pytestmark = pytest.mark.slow
@@ -20,13 +20,13 @@ pytestmark = pytest.mark.slow
 def hot_run(tmp_path_factory):
     pytest.importorskip("moebench.parallel.launch", reason="needs the distributed engine (moebench.parallel)")
     out = tmp_path_factory.mktemp("engine")
-    busy = os.getloadavg()[0]
-    r = subprocess.run(
-        [sys.executable, "-m", "moebench", "run", "workloads/moe-ep4-hot.yaml", "--nproc", "4", "--out", str(out),
-         "--json"], cwd=REPO, capture_output=True, text=True, timeout=600,
-    )
+    with OthersCpu() as load:
+        r = subprocess.run(
+            [sys.executable, "-m", "moebench", "run", "workloads/moe-ep4-hot.yaml", "--nproc", "4", "--out",
+             str(out), "--json"], cwd=REPO, capture_output=True, text=True, timeout=600,
+        )
     assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout), busy, r.stderr
+    return json.loads(r.stdout), load.cores, r.stderr
 
 
 def test_profile_section_from_the_engine(hot_run):
@@ -39,9 +39,11 @@ def test_profile_section_from_the_engine(hot_run):
     assert all(layer["balancedness"] == pytest.approx(0.25) and layer["hottest_expert"] == 0 for layer in load["layers"])
     assert sec["n_collectives_matched"] > 0
     assert {t["rank"] for t in sec["ranks"]} == {0, 1, 2, 3}
+    # Judged on prefill (128 x 48 tokens: expert compute dominates); the workload's two decode steps of a tiny
+    # model are mostly scheduling noise with 4 ranks on 2 cores.
+    pre = sec["where_the_time_goes"]["prefill"]
     with timing_check(busy):
-        assert sec["straggler_rank"] == 0 and sec["where_the_time_goes"]["decode"]["cause"] == "imbalance", \
-            sec["attribution"]
+        assert pre["straggler_rank"] == 0 and pre["cause"] == "imbalance", pre["text"]
     assert "where the time goes (decode)" in stderr  # the run's log line
     ov = sec["overhead"]
     assert ov["plain_decode_tokens_per_s"] > 0 and ov["profiled_decode_tokens_per_s"] > 0

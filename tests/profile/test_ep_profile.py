@@ -19,17 +19,22 @@ from tests.profile import ep_harness
 pytestmark = pytest.mark.slow
 
 
+# Other processes' share of the CPUs during a run above which a failed timing check skips instead of failing.
+BUSY_SHARE = 0.25
+
+
 @contextlib.contextmanager
-def timing_check(busy: float):
-    """A timing assertion; when it fails on a machine that others already loaded beyond its cores, skip with the
-    numbers instead (4 ranks on 2 cores is oversubscribed by design; more load makes scheduling noise the
-    signal). A quiet machine always asserts."""
+def timing_check(others_cores: float):
+    """A timing assertion; when it fails while other processes kept more than BUSY_SHARE of the cores busy
+    during the run (see machine_load.py), skip with the numbers instead: 4 ranks on 2 cores are oversubscribed
+    by design, and more load makes scheduling noise the signal. A machine left to the ranks always asserts."""
     try:
         yield
     except AssertionError as exc:
         cores = os.cpu_count() or 1
-        if busy > cores:
-            pytest.skip(f"machine busy before the run (load {busy:.1f} on {cores} cores): {str(exc).splitlines()[0]}")
+        if others_cores > BUSY_SHARE * cores:
+            pytest.skip(f"machine busy during the run (other processes kept {others_cores:.2f} of {cores} cores "
+                        f"busy): {str(exc).splitlines()[0]}")
         raise
 
 
@@ -48,9 +53,12 @@ def test_hot_expert_makes_the_other_ranks_wait(ep):
         assert hot >= 3 * uniform, f"hot {hot:.1f} ms vs uniform {uniform:.1f} ms of wait per forward (ranks 1-3)"
     for n in ("hot", "hot_b"):
         sec = res[n]
+        # Judged on prefill, where the SPEC puts the expert compute; its one decode step of 32 tokens is mostly
+        # scheduling noise with 4 ranks on 2 cores (and is attributed to no one when nobody dominates).
+        pre = sec["where_the_time_goes"]["prefill"]
         with timing_check(busy):  # who straggles is timing too: 4 ranks share 2 cores
-            assert sec["straggler_rank"] == 0, f"straggler rank {sec['straggler_rank']}: {sec['attribution']}"
-            assert "expert-load imbalance" in sec["attribution"], sec["attribution"]
+            assert pre["straggler_rank"] == 0 and pre["cause"] == "imbalance", pre["text"]
+        assert "expert-load imbalance" in pre["text"] and "rank 0" in pre["text"]
         worst = sec["most_imbalanced_layer"]
         assert worst["hottest_expert"] == 0 and worst["balancedness"] == pytest.approx(0.25)
         assert worst["hottest_expert_ranks"] == [0]
