@@ -201,8 +201,10 @@ def judge(
         "current_p80": percentile(cur, 80), "current_n": len(cur),
         "baseline_runs": len(base_runs), "current_runs": len(cur_runs),
     }
-    if not (bm > 0 and cm > 0) or any(math.isnan(x) for x in (*base, *cur)):
-        return {**out, "status": "skipped", "reason": "non-positive or NaN values: no ratio"}
+    if not bm > 0 or any(math.isnan(x) for x in base):
+        return {**out, "status": "skipped", "reason": "the baseline's values are non-positive or NaN: no ratio"}
+    if not cm > 0 or any(math.isnan(x) for x in cur):  # a broken measurement must not pass as "no regression"
+        return {**out, "status": "missing", "reason": "the current values are non-positive or NaN"}
     # in time-equivalent terms: for a higher-is-better metric the reciprocal of the values is the "time"
     t = (lambda v: v) if better == "lower" else (lambda v: 1.0 / v)
     ratio = t(cm) / t(bm)
@@ -224,6 +226,8 @@ def judge(
         return {**out, "status": "improved", "reason": f"better by {1 - ratio:.1%}, significant"}
     if ratio > 1 + factor:
         why = f"worse by {ratio - 1:.1%} but not significant"
+    elif ratio < 1 / (1 + factor) and sig.significant:
+        why = f"better by {1 - ratio:.1%}, significant, but within the run-to-run spread"
     elif sig.significant:
         why = f"significant but within the {factor:.0%} factor ({ratio - 1:+.1%})"
     else:
@@ -340,16 +344,25 @@ def gate(
     base_docs: list[dict[str, Any]],
     cur_docs: list[dict[str, Any]],
     *,
-    metrics: Iterable[str] = DEFAULT_METRICS,
+    metrics: Optional[Iterable[str]] = None,
     factor: float = DEFAULT_FACTOR,
     alpha: float = DEFAULT_ALPHA,
 ) -> GateResult:
-    """Verdict rows for every record × metric; a record of the baseline missing from the current run fails."""
+    """Verdict rows for every record × metric; a record of the baseline missing from the current run fails, and
+    so does a metric the baseline has and the current run lacks. `metrics`: the defaults when None; a metric
+    named here that no record has is bad input (a misspelt name would otherwise gate nothing)."""
     if not 0 <= factor < 10:
         raise BadInput(f"--factor {factor} must be in [0, 10)")
     if not 0 < alpha < 1:
         raise BadInput(f"--alpha {alpha} must be in (0, 1)")
-    metrics = tuple(metrics)
+    named = metrics is not None
+    metrics = tuple(metrics) if named else DEFAULT_METRICS
+    known = {name for d in (*base_docs, *cur_docs) for rec in d["records"] for name in metrics
+             if metric_stat(rec.get("metrics") or {}, name) is not None}
+    unknown = [name for name in metrics if name not in known] if named else []
+    if unknown:
+        raise BadInput(f"--metric {', '.join(unknown)}: no record on either side has it (with samples); "
+                       f"gated by default: {', '.join(DEFAULT_METRICS)}")
     for d in base_docs:
         if not d.get("complete", False):
             raise BadInput(f"baseline {d.get('run_id')} is incomplete ({d.get('error', 'complete: false')}); re-record it")
@@ -372,8 +385,10 @@ def gate(
                 rows.append(Row(**common, status="missing", reason="in the baseline, not in the current run"))
             elif key not in base:
                 rows.append(Row(**common, status="new", reason="not in the baseline"))
-            elif bs is None or cs is None:
-                rows.append(Row(**common, status="skipped", reason="metric absent or null on one side"))
+            elif bs is not None and cs is None:
+                rows.append(Row(**common, status="missing", reason="in the baseline, absent or null in the current run"))
+            elif bs is None:
+                rows.append(Row(**common, status="skipped", reason="absent or null in the baseline: nothing to hold it to"))
             else:
                 rows.append(Row(**common, unit=bs[1], **judge(
                     [x for r in bs[0] for x in r], [x for r in cs[0] for x in r], better=common["better"],

@@ -120,6 +120,26 @@ def test_a_record_missing_from_the_current_run_fails_the_gate():
     assert res.regressed and {r.status for r in res.rows if r.model == "mixtral:debug"} == {"missing"}
 
 
+def test_a_metric_lost_or_broken_in_the_current_run_fails_the_gate():
+    base = _doc(noisy(15, 10, 0.03, 1), noisy(15, 50, 0.03, 2))
+    lost = _doc(noisy(15, 10, 0.03, 3), noisy(15, 50, 0.03, 4))
+    lost["records"][0]["metrics"]["ttft_ms"] = None
+    res = gate([base], [lost])
+    assert res.regressed and {r.metric: r.status for r in res.rows}["ttft_ms"] == "missing"
+    nan = _doc([float("nan")] * 15, noisy(15, 50, 0.03, 4))
+    row = next(r for r in gate([base], [nan]).rows if r.metric == "tpot_ms")
+    assert row.status == "missing" and "NaN" in row.reason
+    # absent in the baseline: nothing to hold the current run to, and nothing lost
+    assert {r.metric: r.status for r in gate([lost], [base]).rows}["ttft_ms"] == "skipped"
+
+
+def test_a_named_metric_that_no_record_has_is_bad_input():
+    doc = _doc(noisy(15, 10, 0.03, 1), noisy(15, 50, 0.03, 2))
+    with pytest.raises(BadInput, match="--metric tpot: no record"):
+        gate([doc], [doc], metrics=["tpot_ms", "tpot"])
+    assert {r.metric for r in gate([doc], [doc], metrics=["tpot_ms"]).rows} == {"tpot_ms"}
+
+
 def test_pooling_several_files_per_side():
     b1, b2 = _doc(noisy(4, 10, 0.02, 1), noisy(4, 50, 0.02, 2)), _doc(noisy(4, 10, 0.02, 3), noisy(4, 50, 0.02, 4))
     c1, c2 = _doc(noisy(4, 13, 0.02, 5), noisy(4, 65, 0.02, 6)), _doc(noisy(4, 13, 0.02, 7), noisy(4, 65, 0.02, 8))
@@ -214,7 +234,10 @@ def test_cli_exit_codes_and_json(tmp_path, capsys):
     slow = _write(tmp_path, "slow.json", _doc(noisy(15, 12.5, 0.03, 3), noisy(15, 62.5, 0.03, 4)))
 
     code, out, err = run_cli(["gate", "--baseline", base, same], capsys)
-    assert code == 0 and "tpot_ms" in out and "ok: no regression" in err
+    assert code == 0 and "tpot_ms" in out and "ok: no regression in 3 checks (1 not judged" in err
+
+    code, out, err = run_cli(["gate", "--baseline", base, same, "--metric", "bogus"], capsys)
+    assert code == 3 and out == "" and "--metric bogus" in err and err.count("\n") == 1
 
     code, out, err = run_cli(["gate", "--baseline", base, slow, "--json"], capsys)
     doc = json.loads(out)  # exactly one JSON document on stdout

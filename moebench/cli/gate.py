@@ -74,14 +74,14 @@ def register(app: typer.Typer) -> None:
         json_: bool = typer.Option(False, "--json", help="Print the verdict as one JSON document on stdout."),
     ) -> None:
         """Fail (exit 1) when a metric is worse than the baseline by more than the factor AND significantly so."""
-        from moebench.gate import DEFAULT_METRICS, gate as run_gate
+        from moebench.gate import gate as run_gate
         from moebench.results import load_result
 
         baseline = _expand(baseline)
         current = _expand(current)
         base_docs = [load_result(p) for p in baseline]
         cur_docs = [load_result(p) for p in current]
-        res = run_gate(base_docs, cur_docs, metrics=metric or DEFAULT_METRICS, factor=factor, alpha=alpha)
+        res = run_gate(base_docs, cur_docs, metrics=metric or None, factor=factor, alpha=alpha)
         for note in res.notes:
             log(f"note: {note}")
         if json_:
@@ -99,4 +99,6 @@ def register(app: typer.Typer) -> None:
             log(f"inconclusive: {len(unsure)} of {len(res.rows)} checks are worse by more than the factor but within "
                 "the run-to-run spread; measure more runs on both sides and gate again (docs/ci-gate.md)")
             return
-        log(f"ok: no regression in {len(res.rows)} checks")
+        judged = [r for r in res.rows if r.status not in ("skipped", "new")]
+        rest = len(res.rows) - len(judged)
+        log(f"ok: no regression in {len(judged)} checks" + (f" ({rest} not judged: new or skipped)" if rest else ""))
