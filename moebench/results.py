@@ -111,21 +111,33 @@ def dumps(doc: dict[str, Any]) -> str:
 
 
 def write_atomic(path: str | Path, doc: dict[str, Any]) -> Path:
-    """Temp file in the same folder, fsync, os.replace: a reader never sees half a file."""
+    """A result document as JSON, atomically (see write_text_atomic)."""
+    return write_text_atomic(path, dumps(doc))
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Temp file in the same folder, fsync, os.replace: a reader never sees half a file, and a failure leaves the
+    previous file as it was. The file gets the permissions a plain open() would (mkstemp makes 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = dumps(doc)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def new_run_id(name: str) -> str:
@@ -150,4 +162,56 @@ def load_result(path: str | Path) -> dict[str, Any]:
     for key in ("complete", "workload", "hardware", "environment", "records"):
         if key not in doc:
             raise BadInput(f"{p}: corrupt results file (missing {key!r})")
+    problem = _records_problem(doc["records"])
+    if problem:
+        raise BadInput(f"{p}: corrupt results file ({problem})")
     return doc
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _records_problem(records: Any) -> Optional[str]:
+    """What is wrong with the records' fields that compare, report and the gate read, or None: a hand-edited or
+    damaged file is then one line, not a TypeError deep inside a table."""
+    if not isinstance(records, list):
+        return "records is not a list"
+    for i, rec in enumerate(records):
+        at = f"records[{i}]"
+        if not isinstance(rec, dict):
+            return f"{at} is not an object"
+        if not isinstance(rec.get("model"), str):
+            return f"{at}.model is not a string"
+        for key in ("batch_size", "prompt_tokens", "output_tokens"):
+            v = rec.get(key)
+            if not (isinstance(v, int) and not isinstance(v, bool)) and not (v is None and key != "batch_size"):
+                return f"{at}.{key} is {v!r}, not a whole number"
+        metrics = rec.get("metrics")
+        if not isinstance(metrics, dict):
+            return f"{at}.metrics is not an object"
+        for name, m in metrics.items():
+            if m is not None and not isinstance(m, dict):
+                return f"{at}.metrics.{name} is {m!r}, not a statistic"
+            problem = _stat_problem(m, f"{at}.metrics.{name}")
+            if problem:
+                return problem
+    return None
+
+
+def _stat_problem(node: Any, at: str) -> Optional[str]:
+    if not isinstance(node, dict):
+        return None
+    if "samples" in node:
+        samples = node["samples"]
+        if not isinstance(samples, list) or not all(_is_number(x) for x in samples):
+            return f"{at}.samples must be a list of numbers"
+        for key in ("median", "p20", "p80"):
+            if node.get(key) is not None and not _is_number(node[key]):
+                return f"{at}.{key} is {node[key]!r}, not a number"
+        return None
+    for key, child in node.items():
+        problem = _stat_problem(child, f"{at}.{key}")
+        if problem:
+            return problem
+    return None

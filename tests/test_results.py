@@ -50,3 +50,38 @@ def test_load_result_rejects_bad_files_in_one_line(tmp_path, content, needle):
     with pytest.raises(BadInput) as e:
         load_result(p)
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def _valid_doc() -> dict:
+    return {"schema_version": SCHEMA_VERSION, "complete": True, "workload": {}, "hardware": {}, "environment": {},
+            "records": [{"model": "m", "batch_size": 1, "prompt_tokens": 8, "output_tokens": 4,
+                         "metrics": {"ttft_ms": stat([1.0, 2.0], "measured", "ms"), "joules_per_token": None,
+                                     "usd_per_mtok": {"blended": stat([3.0, 4.0], "measured", "$")}}}]}
+
+
+def _set(doc, path, value):
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize("path, value, needle", [
+    (("records", 0), None, "records[0] is not an object"),
+    (("records", 0, "batch_size"), "eight", "records[0].batch_size is 'eight'"),
+    (("records", 0, "batch_size"), True, "records[0].batch_size is True"),
+    (("records", 0, "model"), 7, "records[0].model is not a string"),
+    (("records", 0, "metrics", "ttft_ms"), "fast", "records[0].metrics.ttft_ms is 'fast'"),
+    (("records", 0, "metrics", "ttft_ms", "samples"), [1.0, "x"], "records[0].metrics.ttft_ms.samples"),
+    (("records", 0, "metrics", "usd_per_mtok", "blended", "median"), "3", "usd_per_mtok.blended.median is '3'"),
+    (("records",), {}, "records is not a list"),
+])
+def test_load_result_names_the_first_bad_field(tmp_path, path, value, needle):
+    p = tmp_path / "r.json"
+    write_atomic(p, _valid_doc())
+    assert load_result(p)["records"][0]["model"] == "m"
+    p.write_text(json.dumps(_set(_valid_doc(), path, value)))
+    with pytest.raises(BadInput) as e:
+        load_result(p)
+    assert "corrupt results file" in str(e.value) and needle in str(e.value) and "\n" not in str(e.value)

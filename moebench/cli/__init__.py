@@ -70,4 +70,6 @@ def main(argv: Optional[list[str]] = None) -> None:
         if os.environ.get("MOEBENCH_DEBUG") == "1":
             traceback.print_exc()
         _fail(f"internal error: {type(exc).__name__}: {exc}", int(ExitCode.INTERNAL))
+    if rv == ExitCode.INTERRUPTED:  # typer turns Ctrl-C outside our own handlers into a plain exit code 130
+        _fail("interrupted", int(ExitCode.INTERRUPTED))
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -19,15 +19,22 @@ def register(app: typer.Typer) -> None:
         json_: bool = typer.Option(False, "--json", help="Print the written paths and row count as one JSON document."),
     ) -> None:
         """Write report.csv (one row per model × batch size × hardware) and report.html (plots, self-contained)."""
+        from moebench.errors import BadInput
         from moebench.report.html import render
         from moebench.report.rows import rows, write_csv
         from moebench.report.sources import load_sources
+        from moebench.results import write_text_atomic
 
+        if out_dir.exists() and not out_dir.is_dir():
+            raise BadInput(f"--out {out_dir}: exists and is not a folder")
         sources = load_sources(results)
         rs = rows(sources)
-        csv_path = write_csv(rs, out_dir / "report.csv")
-        html_path = out_dir / "report.html"
-        html_path.write_text(render(sources, rs, csv_name=csv_path.name, title=title), encoding="utf-8")
+        html = render(sources, rs, csv_name="report.csv", title=title)  # both built before either is written
+        try:
+            csv_path = write_csv(rs, out_dir / "report.csv")
+            html_path = write_text_atomic(out_dir / "report.html", html)
+        except OSError as exc:
+            raise BadInput(f"--out {out_dir}: cannot write the report ({exc.strerror or exc})") from None
         if json_:
             emit_json({"csv": str(csv_path), "html": str(html_path), "rows": len(rs), "files": [str(p) for p in results]})
         else:

@@ -8,8 +8,11 @@ and this list does not know yet is appended by the same rule, so nothing measure
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any, Iterable, Optional
+
+from moebench.results import write_text_atomic
 
 # (CSV name, path in the record's `metrics`) for every statistic; names carry their units.
 METRICS: tuple[tuple[str, str], ...] = (
@@ -146,15 +149,13 @@ def columns(rs: list[dict[str, Any]]) -> list[str]:
 
 def write_csv(rs: list[dict[str, Any]], path: str | Path) -> Path:
     """Write rows as CSV (empty cells for missing values); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     cols = columns(rs)
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols, extrasaction="raise", restval="")
-        w.writeheader()
-        for r in rs:
-            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
-    return path
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="raise", restval="")
+    w.writeheader()
+    for r in rs:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
+    return write_text_atomic(path, buf.getvalue())
 
 
 def run_labels(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:

@@ -11,6 +11,7 @@ import pytest
 
 from moebench.cli import main
 from moebench.report.rows import COLUMNS, CSV_DTYPES, STAT_SUFFIXES
+from moebench.results import _umask
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "report.md"
 
@@ -77,3 +78,30 @@ def test_corrupt_result_is_one_line_exit_3(tmp_path, capsys):
         main(["report", str(bad), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert e.value.code == 3 and err.startswith("error:") and err.count("\n") == 1
+
+
+def test_bad_out_is_one_line_and_a_failed_report_leaves_the_old_one(doc_factory, tmp_path, capsys, monkeypatch):
+    p = tmp_path / "d.json"
+    p.write_text(json.dumps(doc_factory("h100_sxm", "H100", 2.5, 1.0)))
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(SystemExit) as e:
+        main(["report", str(p), "--out", str(afile)])
+    err = capsys.readouterr().err
+    assert e.value.code == 3 and "--out" in err and "not a folder" in err and err.count("\n") == 1
+
+    out = tmp_path / "rep"
+    with pytest.raises(SystemExit):
+        main(["report", str(p), "--out", str(out)])
+    before = {f: (out / f).read_bytes() for f in ("report.csv", "report.html")}
+    assert oct((out / "report.csv").stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # not mkstemp's 0600
+
+    def broken(*a, **k):
+        raise RuntimeError("plot failed")
+
+    monkeypatch.setattr("moebench.report.html.render", broken)
+    with pytest.raises(SystemExit) as e:
+        main(["report", str(p), "--out", str(out)])
+    assert e.value.code != 0
+    assert {f: (out / f).read_bytes() for f in ("report.csv", "report.html")} == before  # neither half-replaced
+    assert sorted(f.name for f in out.iterdir()) == ["report.csv", "report.html"]  # no temp files left
