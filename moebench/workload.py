@@ -183,11 +183,19 @@ def load_workload(path: str | Path, *, resolve: bool = True):
         raise BadInput(f"{p}: broken YAML{where}: {problem}") from None
     wl = parse_workload(data, str(p))
     if resolve and isinstance(wl, Workload):
+        from moebench.catalog import get_hardware
         from moebench.models import resolve_name
 
         for i, m in enumerate(wl.model_entries):
             try:
-                resolve_name(m.name)
+                cfg = resolve_name(m.name)[1]
             except BadInput as exc:
                 raise BadInput(f"{p}: models[{i}]: {exc}") from None
+            if m.layers is not None and m.layers > cfg.num_hidden_layers:
+                raise BadInput(f"{p}: models[{i}]: layers {m.layers} but {m.name} has {cfg.num_hidden_layers}")
+        if wl.hardware != "auto":
+            try:
+                get_hardware(wl.hardware)
+            except BadInput as exc:
+                raise BadInput(f"{p}: hardware: {exc}") from None
     return wl

@@ -101,11 +101,13 @@ def run_projection(
     cfg = resolve_config(model)
     sc = Scenario(prompt, output, weight_dtype=dtype, kv_dtype=kv_dtype)
     base = Assumptions(comm_overlap=1.0 if overlap == "full" else 0.0, serving=serving)  # type: ignore[arg-type]
-    calib = None
+    calib, calib_roofs = None, None
     if calibrate_path is not None:
         from moebench.results import load_result
 
-        calib = calibrate(load_result(calibrate_path), source=str(calibrate_path), base=base)
+        measured = load_result(calibrate_path)
+        calib = calibrate(measured, source=str(calibrate_path), base=base)
+        calib_roofs = (measured.get("hardware") or {}).get("measured_roofs")
         log(f"calibrated from {calib.source}: compute {calib.efficiency.compute:.3g}, memory {calib.efficiency.memory:.3g} "
             f"of the {calib.device.roofs_basis} roofs ({calib.method})")
     doc: dict[str, Any] = {
@@ -122,7 +124,9 @@ def run_projection(
     }
     for hid in hardware:
         hw = get_hardware(hid)
-        dev = device_from_hardware(hw, price_tier=price_tier, usd_per_gpu_hour=price)
+        # back onto the machine it was measured on (a CPU has no catalog peaks): the roofs measured there
+        roofs = calib_roofs if calib is not None and hid == calib.hardware_id else None
+        dev = device_from_hardware(hw, price_tier=price_tier, usd_per_gpu_hour=price, measured_roofs=roofs)
         a = base if calib is None else calib.assumptions(base, dev.id, keep_host=keep_host)
         log(f"projecting {model} onto {dev.id} …")
         proj = project(cfg, dev, sc, a, batches=sorted(set(DEFAULT_BATCHES) | set(batches)), max_gpus=max_gpus)
@@ -156,7 +160,7 @@ def _print(doc: dict[str, Any]) -> None:
               highlight=False)
     for h in doc["hardware"]:
         price = h["price"]
-        ptxt = f"${price['usd_per_gpu_hour']:.2f}/GPU-h ({price['tier'] or 'given'})" if price["usd_per_gpu_hour"] else "no price"
+        ptxt = f"${price['usd_per_gpu_hour']:.2f}/GPU-h ({price['tier'] or 'given'})" if price["usd_per_gpu_hour"] is not None else "no price"
         t = Table(title=f"{h['name']} — {ptxt} — min {h['min_gpus'] or '—'} GPUs", title_justify="left")
         for col in ("batch", "layout", "TTFT ms", "TPOT ms", "tok/s/user", "out tok/s/GPU", "total tok/s/GPU", "$/Mtok blended"):
             t.add_column(col, justify="left" if col == "layout" else "right")

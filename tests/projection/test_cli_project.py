@@ -74,6 +74,14 @@ def test_calibrated_projection_carries_its_source(app, tmp_path, cfgs):
     assert out["calibration"]["source"].startswith(str(path))
     assert all(rec["calibration_source"] == out["calibration"]["source"] for rec in out["hardware"][0]["records"])
 
+    # back onto the machine it was measured on: a CPU has no catalog peaks, the result's measured roofs stand in
+    r = _invoke(app, "--model", "mixtral:debug", "--hardware", "cpu", "--calibrate", str(path), "--json",
+                "--price", "0")
+    assert r.exit_code == 0, r.output
+    cpu = json.loads(r.stdout)["hardware"][0]
+    assert cpu["roofs"]["hbm_bytes_per_s"] == pytest.approx(11.5e9) and cpu["records"]
+    assert cpu["price"]["usd_per_gpu_hour"] == 0
+
 
 @pytest.mark.parametrize("args, needle", [
     (("--model", "mixtral:8x7b", "--hardware", "h100_sxmm"), "did you mean"),
