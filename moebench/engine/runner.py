@@ -15,7 +15,8 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 
 from moebench.catalog import Hardware, get_hardware, reference_models
-from moebench.engine.device import cpu_oversubscription, detect_hardware, measure_roofs, resolve_device, resolve_dtype
+from moebench.engine.device import (compute_roof_flops, cpu_oversubscription, detect_hardware, measure_roofs,
+                                    resolve_device, resolve_dtype)
 from moebench.engine.generate import GenerationBench, GenerationSamples, prompt_ids, time_generation
 from moebench.engine.records import Peaks, Pricing, build_record
 from moebench.errors import ExitCode, MoebenchError, RunFailed
@@ -193,7 +194,7 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
     peaks = Peaks(
         flops=hw.peak_flops(dtype_name),
         bytes_per_s=hw.hbm_bytes_per_s,
-        roof_flops=roofs["matmul_gflops"] * 1e9 if roofs else None,
+        roof_flops=compute_roof_flops(roofs) if roofs else None,
         roof_bytes_per_s=roofs["mem_gbps"] * 1e9 if roofs else None,
     )
     sc = wl.scenario

@@ -72,7 +72,9 @@ def provenance(sources: list[tuple[str, dict[str, Any]]]) -> str:
         p = price.get("usd_per_gpu_hour")
         price_s = f"${fmt(p)}/GPU-h ({esc(price.get('tier'))})<br><span class='dim'>{esc(price.get('source'))}</span>" if p else "not set"
         roof_s = (f"{esc(fmt(roofs.get('mem_gbps')))} GB/s copy, {esc(fmt(roofs.get('matmul_gflops')))} GFLOP/s "
-                  f"{esc(roofs.get('matmul_dtype'))}") if roofs else "—"
+                  f"{esc(roofs.get('matmul_dtype'))}"
+                  + (f", FMA peak {esc(fmt(roofs['fma_peak_gflops']))} GFLOP/s" if roofs.get("fma_peak_gflops") else "")
+                  ) if roofs else "—"
         err = str(doc.get("error") or "")
         done = "yes" if doc.get("complete") else f"<b>no</b> <span class='dim'>{esc(err[:160] + ('…' if len(err) > 160 else ''))}</span>"
         body.append(("", [

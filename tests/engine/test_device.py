@@ -16,3 +16,20 @@ def test_no_line_when_the_threads_fit_or_the_cores_are_unknown():
     assert cpu_oversubscription(4, 1, 4) is None
     assert cpu_oversubscription(2, 4, 8) is None
     assert cpu_oversubscription(2, 1, None) is None
+
+
+def test_the_compute_roof_is_the_higher_of_the_matmul_probe_and_the_fma_peak():
+    from moebench.engine.device import compute_roof_flops
+
+    assert compute_roof_flops({"matmul_gflops": 86.0, "fma_peak_gflops": 200.0}) == 200e9
+    assert compute_roof_flops({"matmul_gflops": 700e3}) == 700e12  # a GPU: no FMA probe
+    assert compute_roof_flops({"matmul_gflops": 180.0, "fma_peak_gflops": 150.0}) == 180e9
+
+
+def test_cpu_roofs_carry_the_fma_peak():
+    import torch
+
+    from moebench.engine.device import measure_roofs
+
+    r = measure_roofs("cpu", torch.float32, scale=0.05)
+    assert r["fma_peak_gflops"] > 0 and r["matmul_gflops"] > 0 and r["basis"] == "measured"
