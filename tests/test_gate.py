@@ -133,6 +133,17 @@ def test_a_metric_lost_or_broken_in_the_current_run_fails_the_gate():
     assert {r.metric: r.status for r in gate([lost], [base]).rows}["ttft_ms"] == "skipped"
 
 
+def test_the_table_shows_prompt_and_output_when_the_scenario_changed(tmp_path, capsys):
+    base = _doc(noisy(15, 10, 0.03, 1), noisy(15, 50, 0.03, 2))
+    longer = _doc(noisy(15, 10, 0.03, 3), noisy(15, 50, 0.03, 4))
+    longer["records"][0]["prompt_tokens"] = 128
+    code, out, _ = run_cli(["gate", "--baseline", _write(tmp_path, "b.json", base), _write(tmp_path, "c.json", longer)],
+                           capsys)
+    assert code == 1 and "(64+16)" in out and "(128+16)" in out  # missing at 64, new at 128: told apart
+    _, same, _ = run_cli(["gate", "--baseline", _write(tmp_path, "b.json", base), _write(tmp_path, "s.json", base)], capsys)
+    assert "(64+16)" not in same
+
+
 def test_a_named_metric_that_no_record_has_is_bad_input():
     doc = _doc(noisy(15, 10, 0.03, 1), noisy(15, 50, 0.03, 2))
     with pytest.raises(BadInput, match="--metric tpot: no record"):

@@ -27,12 +27,16 @@ def _verdict_table(res, base_label: str, cur_label: str):
                  ("p", "right"), ("verdict", "left")]:
         t.add_column(c, justify=j)
     style = {"regressed": "bold red", "missing": "bold red", "improved": "green", "inconclusive": "yellow", "ok": "", "new": "cyan", "skipped": "dim"}
+    # records are keyed by prompt and output length too: when those vary, show them, or a changed scenario reads
+    # as the same batch size both "new" and "missing"
+    shapes = len({(r.prompt_tokens, r.output_tokens) for r in res.rows}) > 1
     for r in res.rows:
         def cell(m, lo, hi, n):
             return "—" if m is None else f"{fmt(m)} [dim]({fmt(lo)}–{fmt(hi)}) ×{n}[/dim]"
 
         t.add_row(
-            escape(r.model), str(r.batch_size), escape(r.metric), r.better,
+            escape(r.model), f"{r.batch_size} [dim]({r.prompt_tokens}+{r.output_tokens})[/dim]" if shapes else str(r.batch_size),
+            escape(r.metric), r.better,
             cell(r.baseline_median, r.baseline_p20, r.baseline_p80, r.baseline_n),
             cell(r.current_median, r.current_p20, r.current_p80, r.current_n),
             "—" if r.worse_ratio is None else f"{r.worse_ratio:.3f}",
