@@ -97,7 +97,8 @@ def record_row(doc: dict[str, Any], rec: dict[str, Any], source: str = "") -> di
         "device": hw.get("device"),
         "dtype": hw.get("dtype"),
         "kernels": hw.get("kernels"),
-        "world_size": doc.get("world_size"),
+        # a projection picks its GPU count per batch size (the record's layout), not once per file
+        "world_size": doc.get("world_size") or (rec.get("cost") or {}).get("n_gpus"),
         "usd_per_gpu_hour": price.get("usd_per_gpu_hour"),
         "price_tier": price.get("tier"),
         "model": rec.get("model"),

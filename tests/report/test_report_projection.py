@@ -28,6 +28,11 @@ def test_report_reads_projections_beside_measurements(projection, docs, run_cli,
     assert set(proj.hardware_id) == {"h100_sxm", "b200"} and set(proj.batch_size) == {1, 8}
     assert (proj.model == "mixtral:8x7b").all() and (proj.kind == "moe").all()
     assert proj.tpot_ms_median.notna().all() and proj.usd_per_mtok_blended_median.notna().all()
+    # the GPUs paid for: per batch size from the projection's layout (mixtral 8x7b in bf16 needs 2 H100s)
+    gpus = {(r["id"], rec["batch_size"]): rec["cost"]["n_gpus"]
+            for r in json.loads(projection.read_text())["hardware"] for rec in r["records"]}
+    assert {(h, b): w for h, b, w in zip(proj.hardware_id, proj.batch_size, proj.world_size)} == gpus
+    assert gpus[("h100_sxm", 1)] >= 2
     html = (tmp_path / "r" / "report.html").read_text()
     assert html.count('class="basis-projected"') == 4 and "projection of mixtral:8x7b" in html
 
