@@ -61,7 +61,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     except typer.Abort:
         _fail("interrupted", int(ExitCode.INTERRUPTED))
     except _ClickException as exc:
-        _fail(f"usage error: {exc.format_message()}", int(ExitCode.USAGE))
+        # click's message can carry tabs, newlines and typer's "Value error, " prefix: one plain line
+        msg = " ".join(exc.format_message().replace("Value error, ", "").split())
+        _fail(f"usage error: {msg}", int(ExitCode.USAGE))
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:

@@ -70,6 +70,9 @@ def test_cuda_without_gpu_exits_4(cli, tmp_path):
 def test_usage_error_exits_2(cli):
     proc = cli("run", "--device", "tpu")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    proc = cli("ls", "bogus")
+    assert_one_line_error(proc, 2, "usage error: Invalid value for 'what': 'bogus' is not one of 'models'")
+    assert "\t" not in proc.stderr and "Value error" not in proc.stderr
 
 
 def test_unknown_hardware_and_price_tier(cli, tmp_path):
