@@ -201,10 +201,11 @@ def judge(
         "current_p80": percentile(cur, 80), "current_n": len(cur),
         "baseline_runs": len(base_runs), "current_runs": len(cur_runs),
     }
-    if not bm > 0 or any(math.isnan(x) for x in base):
-        return {**out, "status": "skipped", "reason": "the baseline's values are non-positive or NaN: no ratio"}
-    if not cm > 0 or any(math.isnan(x) for x in cur):  # a broken measurement must not pass as "no regression"
-        return {**out, "status": "missing", "reason": "the current values are non-positive or NaN"}
+    # every sample, not just the median: one 0 would also break 1/v below (`not x > 0` holds for NaN too)
+    if any(not x > 0 for x in base):
+        return {**out, "status": "skipped", "reason": "the baseline has non-positive or NaN samples: no ratio"}
+    if any(not x > 0 for x in cur):  # a broken measurement must not pass as "no regression"
+        return {**out, "status": "missing", "reason": "the current run has non-positive or NaN samples"}
     # in time-equivalent terms: for a higher-is-better metric the reciprocal of the values is the "time"
     t = (lambda v: v) if better == "lower" else (lambda v: 1.0 / v)
     ratio = t(cm) / t(bm)
@@ -239,19 +240,26 @@ def record_key(rec: dict[str, Any]) -> RecordKey:
     return (str(rec["model"]), int(rec["batch_size"]), int(rec.get("prompt_tokens") or 0), int(rec.get("output_tokens") or 0))
 
 
-def pool(docs: Iterable[dict[str, Any]], metrics: Iterable[str]) -> dict[RecordKey, dict[str, tuple[list[list[float]], str]]]:
-    """Samples per record per metric over several result files of the same workload, one list per file (run)."""
-    pooled: dict[RecordKey, dict[str, tuple[list[list[float]], str]]] = {}
+Pooled = dict[RecordKey, dict[str, tuple[list[list[float]], str]]]
+
+
+def pool(docs: Iterable[dict[str, Any]], metrics: Iterable[str]) -> tuple[Pooled, dict[tuple[RecordKey, str], int]]:
+    """Samples per record per metric over several result files of the same workload, one list per file (run);
+    and, per (record, metric), how many runs had the record but not the metric (absent, null, no samples)."""
+    pooled: Pooled = {}
+    lacking: dict[tuple[RecordKey, str], int] = {}
     for doc in docs:
         for rec in doc["records"]:
-            slot = pooled.setdefault(record_key(rec), {})
+            key = record_key(rec)
+            slot = pooled.setdefault(key, {})
             for name in metrics:
                 st = metric_stat(rec.get("metrics") or {}, name)
-                if st is None:
+                if st is None or not st["samples"]:
+                    lacking[(key, name)] = lacking.get((key, name), 0) + 1
                     continue
                 runs, unit = slot.get(name, ([], st.get("unit", "")))
                 slot[name] = (runs + [[float(x) for x in st["samples"]]], unit)
-    return pooled
+    return pooled, lacking
 
 
 @dataclass
@@ -374,7 +382,7 @@ def gate(
             f"metric(s) (worst: {', '.join(f'{w} {x:.0%}' for x, w in noisy[:3])}): this machine's run-to-run "
             "noise is larger than the change the gate is asked to resolve"
         )
-    base, cur = pool(base_docs, metrics), pool(cur_docs, metrics)
+    (base, _), (cur, cur_lacking) = pool(base_docs, metrics), pool(cur_docs, metrics)
     rows: list[Row] = []
     for key in sorted(set(base) | set(cur), key=lambda k: (k[0], k[1], k[2], k[3])):
         model, b, p, o = key
@@ -385,8 +393,11 @@ def gate(
                 rows.append(Row(**common, status="missing", reason="in the baseline, not in the current run"))
             elif key not in base:
                 rows.append(Row(**common, status="new", reason="not in the baseline"))
-            elif bs is not None and cs is None:
-                rows.append(Row(**common, status="missing", reason="in the baseline, absent or null in the current run"))
+            elif bs is not None and (cs is None or cur_lacking.get((key, name))):
+                # one current run without it is enough: the others must not paper over a broken measurement
+                n = cur_lacking.get((key, name), 0)
+                rows.append(Row(**common, status="missing",
+                                reason=f"in the baseline, absent or null in {n} of the current run(s)"))
             elif bs is None:
                 rows.append(Row(**common, status="skipped", reason="absent or null in the baseline: nothing to hold it to"))
             else:

@@ -131,6 +131,15 @@ def test_a_metric_lost_or_broken_in_the_current_run_fails_the_gate():
     assert row.status == "missing" and "NaN" in row.reason
     # absent in the baseline: nothing to hold the current run to, and nothing lost
     assert {r.metric: r.status for r in gate([lost], [base]).rows}["ttft_ms"] == "skipped"
+    # pooled: one current run without it fails even when another run has it
+    good = _doc(noisy(15, 10, 0.03, 5), noisy(15, 50, 0.03, 6))
+    row = next(r for r in gate([base], [good, lost]).rows if r.metric == "ttft_ms")
+    assert row.status == "missing" and "1 of the current run(s)" in row.reason
+    # one zero sample among positives (and, with several runs, 1/0 in a higher-is-better metric) fails too
+    zero = _doc(noisy(15, 10, 0.03, 7), noisy(15, 50, 0.03, 8))
+    zero["records"][0]["metrics"]["output_tokens_per_s_per_gpu"]["samples"][3] = 0.0
+    rows = {r.metric: r for r in gate([base, base], [good, zero]).rows}
+    assert rows["output_tokens_per_s_per_gpu"].status == "missing" and rows["ttft_ms"].status == "ok"
 
 
 def test_the_table_shows_prompt_and_output_when_the_scenario_changed(tmp_path, capsys):
@@ -253,7 +262,7 @@ def test_cli_exit_codes_and_json(tmp_path, capsys):
     code, out, err = run_cli(["gate", "--baseline", base, slow, "--json"], capsys)
     doc = json.loads(out)  # exactly one JSON document on stdout
     assert code == 1 and doc["verdict"] == "regression" and doc["counts"]["regressed"] == 3
-    assert "regression: 3 of 4 checks failed" in err
+    assert "regression: 3 of 3 checks failed" in err  # usd_per_mtok is null on both sides: not a check
 
     code, out, _ = run_cli(["gate", "--baseline", base, slow, "--factor", "0.3"], capsys)
     assert code == 0  # a 25% slowdown is within a 30% factor

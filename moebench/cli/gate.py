@@ -92,17 +92,17 @@ def register(app: typer.Typer) -> None:
             emit_json({**res.to_json(), "baseline": [str(p) for p in baseline], "current": [str(p) for p in current]})
         else:
             out.print(_verdict_table(res, ", ".join(p.name for p in baseline), ", ".join(p.name for p in current)))
+        judged = [r for r in res.rows if r.status not in ("skipped", "new")]  # the checks the verdict rests on
+        rest = len(res.rows) - len(judged)
         bad = [r for r in res.rows if r.status in ("regressed", "missing")]
         if bad:
-            log(f"regression: {len(bad)} of {len(res.rows)} checks failed "
+            log(f"regression: {len(bad)} of {len(judged)} checks failed "
                 f"({', '.join(sorted({f'{r.model} b{r.batch_size} {r.metric}' for r in bad})[:6])}"
                 f"{' …' if len(bad) > 6 else ''})")
             raise typer.Exit(1)
         unsure = [r for r in res.rows if r.status == "inconclusive"]
         if unsure:
-            log(f"inconclusive: {len(unsure)} of {len(res.rows)} checks are worse by more than the factor but within "
+            log(f"inconclusive: {len(unsure)} of {len(judged)} checks are worse by more than the factor but within "
                 "the run-to-run spread; measure more runs on both sides and gate again (docs/ci-gate.md)")
             return
-        judged = [r for r in res.rows if r.status not in ("skipped", "new")]
-        rest = len(res.rows) - len(judged)
         log(f"ok: no regression in {len(judged)} checks" + (f" ({rest} not judged: new or skipped)" if rest else ""))

@@ -73,26 +73,40 @@ def _attribute(stage_rows: list[dict[str, Any]], load: Optional[dict[str, Any]],
     step = sum(r["step_ms"] for r in stage_rows)
     wait = sum(r["wait_ms"] for r in stage_rows)
     share = wait / step if step else 0.0
-    by_caused = sorted(stage_rows, key=lambda r: r["caused_wait_ms"], reverse=True)
-    caused = sum(r["caused_wait_ms"] for r in stage_rows)
-    strag_row = by_caused[0] if by_caused and by_caused[0]["caused_wait_ms"] > 0 else None
-    top_share = strag_row["caused_wait_ms"] / caused if strag_row else 0.0
-    second = by_caused[1]["caused_wait_ms"] if len(by_caused) > 1 else 0.0
-    dominant = strag_row is not None and top_share >= DOMINANT_SHARE and strag_row["caused_wait_ms"] >= 2 * second
-    straggler = strag_row["rank"] if dominant else None
+    caused = {r["rank"]: r["caused_wait_ms"] for r in stage_rows}
+    total = sum(caused.values())
     worst = (load or {}).get("most_imbalanced_layer")
+
+    def dominates(group: set[int]) -> bool:
+        """The group's late arrivals cause most of the wait: >= DOMINANT_SHARE of it and >= 2x any other rank's."""
+        mine = sum(caused.get(r, 0.0) for r in group)
+        rest = max((c for r, c in caused.items() if r not in group), default=0.0)
+        return mine > 0 and mine >= DOMINANT_SHARE * total and mine >= 2 * rest
+
+    # The hot shard's holders as one group: with data or tensor parallelism several ranks hold it and split
+    # the wait they cause, so no single one of them would dominate.
+    imbalanced = bool(worst) and worst["ep_balancedness"] is not None and worst["ep_balancedness"] < IMBALANCED
+    hot = set(worst["hottest_expert_ranks"]) if imbalanced and worst.get("hottest_expert_ranks") else set()
+    hot_dominates = bool(hot) and dominates(hot)
+    top = max(caused, key=caused.get) if caused else None
+    if hot_dominates:
+        straggler = max(sorted(hot), key=lambda r: caused.get(r, 0.0))
+    else:
+        straggler = top if top is not None and dominates({top}) else None
+    strag_row = next((r for r in stage_rows if r["rank"] == (straggler if straggler is not None else top)), None)
+    top_share = caused[top] / total if top is not None and total else 0.0
     if not has_comm:
         return {"cause": "no-communication", "straggler_rank": None,
                 "text": "no collectives were recorded: the time is compute and idle only"}
     if share < WAIT_NOTABLE:
         return {"cause": "small", "straggler_rank": straggler,
                 "text": f"waiting is small ({100 * share:.1f}% of step time)"}
-    if worst and worst["ep_balancedness"] is not None and worst["ep_balancedness"] < IMBALANCED \
-            and straggler in worst["hottest_expert_ranks"]:
+    if hot_dominates:
+        on = f"rank {straggler}" if len(hot) == 1 else "ranks " + ", ".join(map(str, sorted(hot)))
         return {"cause": "imbalance", "straggler_rank": straggler,
                 "text": (f"wait ({100 * share:.0f}% of step time) dominated by expert-load imbalance "
                          f"(balancedness {worst['balancedness']:.2f} at L{worst['layer']}; expert "
-                         f"{worst['hottest_expert']} on rank {straggler} is hot and the other ranks wait for it)")}
+                         f"{worst['hottest_expert']} on {on} is hot and the other ranks wait for it)")}
     if straggler is not None:
         med = median(r["compute_ms"] for r in stage_rows)
         extra = strag_row["compute_ms"] - med
@@ -101,10 +115,10 @@ def _attribute(stage_rows: list[dict[str, Any]], load: Optional[dict[str, Any]],
         return {"cause": "straggler", "straggler_rank": straggler,
                 "text": (f"wait ({100 * share:.0f}% of step time) dominated by straggler rank {straggler} "
                          f"(compute {extra:+.2f} ms/step vs the median rank{bal}){why}")}
-    if strag_row is not None:
+    if top is not None and total > 0:
         return {"cause": "spread", "straggler_rank": None,
                 "text": (f"wait ({100 * share:.0f}% of step time) spread over the ranks: no rank causes most of it "
-                         f"(most: rank {strag_row['rank']}, {100 * top_share:.0f}% of the caused wait)")}
+                         f"(most: rank {top}, {100 * top_share:.0f}% of the caused wait)")}
     return {"cause": "unknown", "straggler_rank": None, "text": f"waiting is {100 * share:.0f}% of step time"}
 
 

@@ -122,6 +122,23 @@ def test_attribution_to_expert_imbalance():
     assert rows[1]["wait_ms"] == pytest.approx(5) and rows[0]["wait_ms"] == 0
 
 
+def test_imbalance_held_by_several_ranks_is_still_imbalance():
+    """data 2 x expert 2: ranks 0 and 2 both hold the hot shard and split the wait they cause (5 ms each):
+    neither dominates alone, the pair does."""
+    ranks = []
+    for r in range(4):
+        extra = 5 if r in (0, 2) else 0
+        s = Step(0, "decode", 8, 0, 17 * MS, [
+            rec("L0/experts", COMPUTE, 0, 2 + extra), rec("L0/combine", COMM, 2 + extra, 16)])
+        ranks.append({"rank": r, "steps": [s], "peers": (0, 1) if r in (0, 1) else (2, 3),
+                      "load_total": [[100, 100, 10, 10, 10, 10, 10, 10]], "shard": (0, 4) if r in (0, 2) else (4, 4)})
+    sec = summarize(ranks, routing="hot:0")
+    assert [t["caused_wait_ms"] for t in sec["ranks"]] == pytest.approx([5, 0, 5, 0])
+    assert sec["most_imbalanced_layer"]["hottest_expert_ranks"] == [0, 2]
+    w = sec["where_the_time_goes"]["decode"]
+    assert w["cause"] == "imbalance" and w["straggler_rank"] == 0 and "on ranks 0, 2 is hot" in w["text"]
+
+
 def test_attribution_to_a_straggler_when_load_is_even():
     sec = summarize(four_ranks(2, load_hot=False), routing="uniform")
     assert sec["where_the_time_goes"]["decode"]["cause"] == "straggler"
