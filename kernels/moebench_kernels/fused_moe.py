@@ -253,15 +253,14 @@ def _tma_ok(cfg: dict[str, int], a: torch.Tensor, w: torch.Tensor) -> bool:
 
 
 def _set_tma_allocator() -> None:
-    """Device-side tensor descriptors need global scratch; Triton asks its allocator for it at launch."""
-    global _tma_allocator_set
-    if not _tma_allocator_set:
-        import_triton().set_allocator(
-            lambda size, alignment, stream: torch.empty(size, dtype=torch.int8, device="cuda"))
-        _tma_allocator_set = True
+    """Device-side tensor descriptors need global scratch; Triton asks its allocator for it at launch. Set at
+    every TMA launch: Triton keeps the allocator per thread (a ContextVar), so a once-per-process flag would
+    leave other threads with none."""
+    import_triton().set_allocator(_tma_scratch)
 
 
-_tma_allocator_set = False
+def _tma_scratch(size: int, alignment: int, stream: Any) -> torch.Tensor:
+    return torch.empty(size, dtype=torch.int8, device="cuda")
 
 
 def fused_moe(x_TD: torch.Tensor, w13_E2FD: torch.Tensor, w2_EDF: torch.Tensor, topk_weights_TK: torch.Tensor,

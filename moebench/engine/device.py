@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 from typing import Callable
 
@@ -29,6 +31,25 @@ def resolve_dtype(requested: str, device: str) -> torch.dtype:
     if requested == "auto":
         return torch.bfloat16 if device == "cuda" else torch.float32
     return getattr(torch, requested)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (taskset, cpusets), not the host's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def local_ranks(world_size: int) -> int | None:
+    """Ranks on this host: torchrun's LOCAL_WORLD_SIZE, Slurm's tasks per node, or (launched by nothing that
+    says) the world size on one host; None under Slurm without a per-node count (multi-node: unknown)."""
+    env = os.environ
+    for key in ("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"):
+        digits = "".join(itertools.takewhile(str.isdigit, env.get(key, "")))
+        if digits:
+            return int(digits)
+    return None if "SLURM_JOB_ID" in env else world_size
 
 
 def cpu_oversubscription(local_ranks: int, threads: int, cores: int | None) -> str | None:

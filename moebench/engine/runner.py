@@ -15,8 +15,8 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 
 from moebench.catalog import Hardware, get_hardware, reference_models
-from moebench.engine.device import (compute_roof_flops, cpu_oversubscription, detect_hardware, measure_roofs,
-                                    resolve_device, resolve_dtype)
+from moebench.engine.device import (compute_roof_flops, cpu_oversubscription, detect_hardware, local_ranks,
+                                    measure_roofs, resolve_device, resolve_dtype, usable_cpus)
 from moebench.engine.generate import GenerationBench, GenerationSamples, prompt_ids, time_generation
 from moebench.engine.records import Peaks, Pricing, build_record
 from moebench.errors import ExitCode, MoebenchError, RunFailed
@@ -117,8 +117,8 @@ def run_workload(
                          max_seq=wl.scenario.prompt_tokens + wl.scenario.output_tokens, dtype_bytes=dbytes, device=dev)
 
     if ctx is not None and dev == "cpu" and rank0:
-        note = cpu_oversubscription(int(os.environ.get("LOCAL_WORLD_SIZE") or ctx.world_size),
-                                    torch.get_num_threads(), os.cpu_count())
+        here = local_ranks(ctx.world_size)
+        note = cpu_oversubscription(here, torch.get_num_threads(), usable_cpus()) if here else None
         if note:
             log(f"note: {note}")
     try:

@@ -70,7 +70,7 @@ def provenance(sources: list[tuple[str, dict[str, Any]]]) -> str:
         price = hw.get("price") or {}
         roofs = hw.get("measured_roofs") or {}
         p = price.get("usd_per_gpu_hour")
-        price_s = f"${fmt(p)}/GPU-h ({esc(price.get('tier'))})<br><span class='dim'>{esc(price.get('source'))}</span>" if p else "not set"
+        price_s = f"${fmt(p)}/GPU-h ({esc(price.get('tier'))})<br><span class='dim'>{esc(price.get('source'))}</span>" if p is not None else "not set"
         roof_s = (f"{esc(fmt(roofs.get('mem_gbps')))} GB/s copy, {esc(fmt(roofs.get('matmul_gflops')))} GFLOP/s "
                   f"{esc(roofs.get('matmul_dtype'))}"
                   + (f", FMA peak {esc(fmt(roofs['fma_peak_gflops']))} GFLOP/s" if roofs.get("fma_peak_gflops") else "")

@@ -33,3 +33,34 @@ def test_cpu_roofs_carry_the_fma_peak():
 
     r = measure_roofs("cpu", torch.float32, scale=0.05)
     assert r["fma_peak_gflops"] > 0 and r["matmul_gflops"] > 0 and r["basis"] == "measured"
+
+
+def test_local_ranks_from_the_launchers_own_words(monkeypatch):
+    from moebench.engine.device import local_ranks
+
+    for k in ("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE", "SLURM_JOB_ID"):
+        monkeypatch.delenv(k, raising=False)
+    assert local_ranks(4) == 4  # our own launcher or torchrun on one host without saying: all here
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    assert local_ranks(8) is None  # srun over nodes, per-node count unknown: no claim
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "2(x4)")
+    assert local_ranks(8) == 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
+    assert local_ranks(8) == 3
+
+
+def test_usable_cpus_follow_the_affinity_mask():
+    import os
+
+    from moebench.engine.device import usable_cpus
+
+    if not hasattr(os, "sched_getaffinity"):
+        assert usable_cpus() == (os.cpu_count() or 1)
+        return
+    mask = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(mask)})
+        assert usable_cpus() == 1
+    finally:
+        os.sched_setaffinity(0, mask)
+    assert usable_cpus() == len(mask)

@@ -96,24 +96,36 @@ def _tma_configs(bm=16, bn=16, bk=16):
     return {"gate_up": c, "down": dict(c)}
 
 
+@pytest.fixture
+def tma_taken(monkeypatch):
+    """What `_tma_ok` decided for each GEMM of the calls in the test."""
+    import moebench_kernels.fused_moe as fm
+
+    seen, real = [], fm._tma_ok
+    monkeypatch.setattr(fm, "_tma_ok", lambda *a: seen.append(real(*a)) or seen[-1])
+    return seen
+
+
 @pytest.mark.usefixtures("interpreter")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", list(CASES))
-def test_tma_path_matches_ref(case, dtype):
+def test_tma_path_matches_ref(case, dtype, tma_taken):
     # Tensor descriptors: x gathered into sorted order, boxes past the K tail / past R zero-filled, boxes past
     # an expert's rows or past F / D reading the neighbour's rows (never stored).
     x, w13, w2, w, ids, _, _ = layer(**CASES[case], dtype=dtype)
     y = fused_moe(x, w13, w2, w, ids, configs=_tma_configs())
     torch.testing.assert_close(y, fused_moe_ref(x, w13, w2, w, ids), **TOL[dtype])
+    assert tma_taken == [True, True]  # both GEMMs ran the descriptor path, not the pointer fallback
 
 
 @pytest.mark.usefixtures("interpreter")
-def test_tma_path_with_biases_skipped_ids_and_a_hot_expert():
+def test_tma_path_with_biases_skipped_ids_and_a_hot_expert(tma_taken):
     x, w13, w2, w, ids, b13, b2 = layer(T=21, K=2, E=5, D=40, F=24, dtype=torch.float32, bias=True)
     ids[:, 0] = 4  # the last expert: its gate/up boxes past F run off the end of w13
     ids[:, 1] = torch.where(torch.arange(21) % 3 == 0, 1, -1)  # the skipped rows' sorted_ids are never written
     y = fused_moe(x, w13, w2, w, ids, "swiglu_oai", b13, b2, configs=_tma_configs(bk=32))
     torch.testing.assert_close(y, fused_moe_ref(x, w13, w2, w, ids, "swiglu_oai", b13, b2), **TOL[torch.float32])
+    assert tma_taken == [True, True]
     ids[:] = -1
     assert torch.count_nonzero(fused_moe(x, w13, w2, w, ids, configs=_tma_configs())) == 0
 
@@ -125,5 +137,5 @@ def test_tma_is_refused_where_rows_are_not_16_byte_aligned():
     w = torch.zeros(2, 8, 16)
     assert _tma_ok(cfg, torch.zeros(3, 16), w)
     assert not _tma_ok(cfg, torch.zeros(3, 18), torch.zeros(2, 8, 18))  # 72-byte rows
-    assert not _tma_ok(cfg, torch.zeros(3, 17)[:, 1:], w)  # base 4 bytes past an aligned one
+    assert not _tma_ok(cfg, torch.zeros(65)[1:].view(4, 16), w)  # 64-byte rows, base 4 bytes past an aligned one
     assert not _tma_ok({"USE_TMA": 0}, torch.zeros(3, 16), w)
