@@ -3,6 +3,8 @@ prefill logits and ≥ 8 incremental decode steps through our KV cache, max rela
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -44,12 +46,14 @@ def test_decode_matches_transformers_own_cache(case, hf_checkpoints):
     ids = torch.randint(0, hf.config.vocab_size, (1, PROMPT), generator=torch.Generator().manual_seed(2))
     hf_cache = DynamicCache(config=hf.config)
     ours_cache = model.new_cache(1, PROMPT + DECODE)
-    ref = hf(ids, past_key_values=hf_cache, use_cache=True).logits[:, -1]
+    # transformers 5.24 renamed the argument `cache` (the old name warns, and goes in 5.40)
+    cache_kw = "cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values"
+    ref = hf(ids, **{cache_kw: hf_cache}, use_cache=True).logits[:, -1]
     out = model(ids, cache=ours_cache, start=0, last_only=True)[:, -1]
     for step in range(DECODE):
         assert rel_err(out, ref) <= TOL, f"step {step}"
         nxt = ref.argmax(-1, keepdim=True)
-        ref = hf(nxt, past_key_values=hf_cache, use_cache=True).logits[:, -1]
+        ref = hf(nxt, **{cache_kw: hf_cache}, use_cache=True).logits[:, -1]
         out = model(nxt, cache=ours_cache, start=PROMPT + step, last_only=True)[:, -1]
 
 
