@@ -32,7 +32,8 @@ def timing_check(others_cores: float):
         if others_cores > BUSY_SHARE * cores:
             pytest.skip(f"machine busy during the run (other processes kept {others_cores:.2f} of {cores} cores "
                         f"busy): {str(exc).splitlines()[0]}")
-        raise
+        raise AssertionError(f"{exc}\n(other processes kept {others_cores:.2f} of {cores} cores busy during the run)") \
+            from None
 
 
 def wait_per_forward(section: dict, rank: int) -> float:
