@@ -365,8 +365,8 @@ def gate(
         raise BadInput(f"--alpha {alpha} must be in (0, 1)")
     named = metrics is not None
     metrics = tuple(metrics) if named else DEFAULT_METRICS
-    known = {name for d in (*base_docs, *cur_docs) for rec in d["records"] for name in metrics
-             if metric_stat(rec.get("metrics") or {}, name) is not None}
+    (base, _), (cur, cur_lacking) = pool(base_docs, metrics), pool(cur_docs, metrics)
+    known = {name for pooled in (base, cur) for slot in pooled.values() for name in slot}
     unknown = [name for name in metrics if name not in known] if named else []
     if unknown:
         raise BadInput(f"--metric {', '.join(unknown)}: no record on either side has it (with samples); "
@@ -382,7 +382,6 @@ def gate(
             f"metric(s) (worst: {', '.join(f'{w} {x:.0%}' for x, w in noisy[:3])}): this machine's run-to-run "
             "noise is larger than the change the gate is asked to resolve"
         )
-    (base, _), (cur, cur_lacking) = pool(base_docs, metrics), pool(cur_docs, metrics)
     rows: list[Row] = []
     for key in sorted(set(base) | set(cur), key=lambda k: (k[0], k[1], k[2], k[3])):
         model, b, p, o = key

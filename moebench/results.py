@@ -177,6 +177,10 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _is_whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def _records_problem(records: Any) -> Optional[str]:
     """What is wrong with the records' fields that compare, report and the gate read, or None: a hand-edited or
     damaged file is then one line, not a TypeError deep inside a table."""
@@ -190,7 +194,7 @@ def _records_problem(records: Any) -> Optional[str]:
             return f"{at}.model is not a string"
         for key in ("batch_size", "prompt_tokens", "output_tokens"):
             v = rec.get(key)
-            if not (isinstance(v, int) and not isinstance(v, bool)) and not (v is None and key != "batch_size"):
+            if not (_is_whole(v) or (v is None and key != "batch_size")):
                 return f"{at}.{key} is {v!r}, not a whole number"
         metrics = rec.get("metrics")
         if not isinstance(metrics, dict):

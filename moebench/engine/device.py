@@ -52,17 +52,17 @@ def local_ranks(world_size: int) -> int | None:
     return None if "SLURM_JOB_ID" in env else world_size
 
 
-def cpu_oversubscription(local_ranks: int, threads: int, cores: int | None) -> str | None:
+def cpu_oversubscription(ranks: int, threads: int, cores: int | None) -> str | None:
     """One line when the ranks on this host ask for more CPU threads than it has cores, else None. Each rank's
     intra-op threads spin while they wait for each other; oversubscribed, they spin against the ranks doing the
     work (measured on 2 cores, 4 ranks x 2 threads: prefill 3.5x and decode 12x slower than 4 x 1, and who
     arrives last at a collective becomes the scheduler's choice)."""
-    if not cores or local_ranks * threads <= cores:
+    if not cores or ranks * threads <= cores:
         return None
     if threads > 1:
-        return (f"CPU oversubscribed: {local_ranks} ranks x {threads} threads on {cores} cores; timings are "
-                f"inflated (OMP_NUM_THREADS={max(1, cores // local_ranks)} is what moebench sets when it is unset)")
-    return (f"{local_ranks} single-thread ranks share {cores} cores: each rank's times include waiting for a core "
+        return (f"CPU oversubscribed: {ranks} ranks x {threads} threads on {cores} cores; timings are "
+                f"inflated (OMP_NUM_THREADS={max(1, cores // ranks)} is what moebench sets when it is unset)")
+    return (f"{ranks} single-thread ranks share {cores} cores: each rank's times include waiting for a core "
             f"(fine for the mechanics of a parallel plan, not for its absolute speed)")
 
 
