@@ -39,7 +39,7 @@ def test_profile_section_from_the_engine(hot_run):
     assert all(layer["balancedness"] == pytest.approx(0.25) and layer["hottest_expert"] == 0 for layer in load["layers"])
     assert sec["n_collectives_matched"] > 0
     assert {t["rank"] for t in sec["ranks"]} == {0, 1, 2, 3}
-    # Judged on prefill (128 x 48 tokens: expert compute dominates); the workload's two decode steps of a tiny
+    # Judged on prefill (128 x 48 tokens: expert compute dominates); the workload's decode steps of a tiny
     # model are mostly scheduling noise with 4 ranks on 2 cores.
     pre = sec["where_the_time_goes"]["prefill"]
     with timing_check(busy):
