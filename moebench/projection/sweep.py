@@ -5,7 +5,8 @@ Serving model (`Assumptions.serving`):
   TTFT = prefill(B), TPOT = one decode step.
 - `continuous` (vLLM / SGLang / TRT-LLM under load, what InferenceMAX measures): B requests stay in flight and a
   finished one is replaced at once, so each decode step also carries B/(O−1) newcomers' prefill on average.
-  TTFT = prefill of one prompt (queueing not modelled), TPOT = (prefill(B) + (O−1)·step − TTFT) / (O−1).
+  TTFT = prefill of one prompt (queueing not modelled), TPOT = step + prefill(B)·(B−1)/B / (O−1): over a
+  request's O−1 decode steps the batch also prefills the other B−1 newcomers.
 Both do the same work per B requests, so throughput is the same: B·tokens / (prefill(B) + (O−1)·step).
 """
 
@@ -68,7 +69,10 @@ def evaluate(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumpt
         ttft, tpot = pre.time_ms, dec.time_ms
     else:
         ttft = step(cfg, lay, dev, sc, a, "prefill", 1).time_ms
-        tpot = (pre.time_ms + (o - 1) * dec.time_ms - ttft) / (o - 1)
+        # over a request's O-1 decode steps the batch prefills the other B-1 newcomers, prefill(B)/B each.
+        # (Subtracting prefill(1) instead, as once done, let a faster device show a higher TPOT: prefill(1) is
+        # memory-bound and fell faster than prefill(B).)
+        tpot = dec.time_ms + pre.time_ms * (batch - 1) / batch / (o - 1)
     rates = tk.request_rates(batch, sc.prompt_tokens, o, pre.time_ms, dec.time_ms)
     return Point(lay, batch, pre, dec, ttft, tpot, memory(cfg, lay, sc, dev, batch, a.mem_util), rates)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from moebench.projection import Assumptions, Efficiency, Layout, Scenario, device_for, evaluate, project, resolve_config
@@ -21,6 +21,9 @@ settings_ = settings(max_examples=60, deadline=None, suppress_health_check=[Heal
        n_pow=st.integers(0, 5), tp_pow=st.integers(0, 3), ep_wide=st.booleans(),
        flops=factor, hbm=factor, links=factor, overlap=st.sampled_from([0.0, 0.5, 1.0]),
        serving=st.sampled_from(["static", "continuous"]), expert_gemms=st.sampled_from(["grouped", "per_expert"]))
+# found in a CI-like run: TPOT = prefill(B) + step - prefill(1) rose by 0.02% with 2x HBM (prefill(1) fell faster)
+@example(model="deepseek-v3:671b", hw="h100_sxm", batch=2, prompt=1591, output=2, dtype="bf16", n_pow=0, tp_pow=0,
+         ep_wide=False, flops=1.0, hbm=2.0, links=1.0, overlap=0.0, serving="continuous", expert_gemms="grouped")
 def test_faster_device_never_slower(model, hw, batch, prompt, output, dtype, n_pow, tp_pow, ep_wide, flops, hbm, links,
                                     overlap, serving, expert_gemms):
     cfg, dev = CFGS[model], device_for(hw)
