@@ -12,8 +12,9 @@ The document maps a token count T (as a string) to the configs of the two GEMMs:
             "down":    {...same keys...}},
      ...}
 
-A vLLM file (one flat config per bucket, used for both GEMMs) is accepted as is, so a vLLM tuning run can be
-dropped in. `USE_TMA` (0/1, optional, 0 when absent) picks the tensor-descriptor path of fused_moe.py.
+A vLLM file (one flat config per bucket, used for both GEMMs; its "triton_version" entry is ignored) is accepted
+as is, so a vLLM tuning run can be dropped in: vLLM names its 16-bit files without the `,dtype=` part, and for
+bf16/fp16 that name is looked for after ours. `USE_TMA` (0/1, optional, 0 when absent) picks the tensor-descriptor path of fused_moe.py.
 Lookup takes the bucket nearest to T (log scale) and falls back to `default_configs`.
 """
 
@@ -63,6 +64,8 @@ def parse_config_doc(doc: Any, where: str = "<config>") -> dict[int, dict[str, G
         try:
             t = int(key)
         except ValueError:
+            if not isinstance(val, dict):  # metadata beside the buckets, e.g. vLLM's "triton_version"
+                continue
             raise ValueError(f"{where}: bucket {key!r} is not a token count") from None
         if isinstance(val, dict) and "gate_up" in val:
             out[t] = {"gate_up": _check(val["gate_up"], f"{where}[{key}].gate_up"),
@@ -70,7 +73,20 @@ def parse_config_doc(doc: Any, where: str = "<config>") -> dict[int, dict[str, G
         else:  # vLLM: one config for both GEMMs
             c = _check(val, f"{where}[{key}]")
             out[t] = {"gate_up": c, "down": dict(c)}
+    if not out:
+        raise ValueError(f"{where}: no token-count buckets")
     return out
+
+
+def write_config_doc(path: Path, table: dict[str, Any]) -> None:
+    """Write tuned buckets into `path`, keeping the buckets it already holds that this table does not retune
+    (a run over a few buckets must not drop the others), atomically (a reader never sees half a file)."""
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    merged = {k: v for k, v in old.items() if k not in table} | table
+    doc = dict(sorted(merged.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else -1))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(tmp, path)
 
 
 def _search_dirs() -> list[Path]:
@@ -81,11 +97,14 @@ def _search_dirs() -> list[Path]:
 @lru_cache(maxsize=64)
 def load_configs(experts: int, ffn: int, device_name: str, dtype: str) -> Optional[dict[int, dict[str, GemmConfig]]]:
     """The tuned table for this shape and device, or None when no file exists."""
-    name = config_file_name(experts, ffn, device_name, dtype)
+    names = [config_file_name(experts, ffn, device_name, dtype)]
+    if dtype in ("bf16", "fp16"):
+        names.append(f"E={experts},N={ffn},device_name={device_label(device_name)}.json")  # vLLM's 16-bit name
     for d in _search_dirs():
-        p = d / name
-        if p.is_file():
-            return parse_config_doc(json.loads(p.read_text()), str(p))
+        for name in names:
+            p = d / name
+            if p.is_file():
+                return parse_config_doc(json.loads(p.read_text()), str(p))
     return None
 
 

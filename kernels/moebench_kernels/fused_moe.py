@@ -101,7 +101,7 @@ def _moe_gate_up_kernel(
             acc_u = tl.dot(a, w_desc.load([wg_row + F, k0]).T, acc_u, input_precision=PRECISION)
     else:
         # Masked rows read token 0: valid memory, results never stored, so the A loads need no row mask.
-        tok = tl.load(sorted_ids_ptr + row0 + offs_m, mask=m_ok, other=0) // TOP_K
+        tok = (tl.load(sorted_ids_ptr + row0 + offs_m, mask=m_ok, other=0) // TOP_K).to(tl.int64)
         offs_k = tl.arange(0, BLOCK_SIZE_K)
         a_ptrs = x_ptr + tok[:, None] * stride_xt + offs_k[None, :]
         # int64: E·2F·D exceeds 2^31 elements for DeepSeek-V3-sized layers.
@@ -133,7 +133,8 @@ def _moe_gate_up_kernel(
         h = (u + 1.0) * (g * tl.sigmoid(1.702 * g))
     else:
         h = acc_g * tl.sigmoid(acc_g) * acc_u
-    h_ptrs = h_ptr + (row0 + offs_m)[:, None] * stride_hr + offs_n[None, :]
+    # int64 row offsets here and below: T·K·D passes 2^31 elements from ~37k tokens at DeepSeek-V3's widths
+    h_ptrs = h_ptr + (row0 + offs_m).to(tl.int64)[:, None] * stride_hr + offs_n[None, :]
     tl.store(h_ptrs, h.to(h_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
 
 
@@ -152,8 +153,8 @@ def _moe_down_kernel(
         return
     offs_m = tl.arange(0, BLOCK_SIZE_M)
     m_ok = offs_m < rows_left
-    rows = tl.where(m_ok, row0 + offs_m, row0)  # h_RF is in sorted order: contiguous rows of this expert
-    dest = tl.load(sorted_ids_ptr + rows, mask=m_ok, other=0)
+    rows = tl.where(m_ok, row0 + offs_m, row0).to(tl.int64)  # h_RF is in sorted order: this expert's rows
+    dest = tl.load(sorted_ids_ptr + rows, mask=m_ok, other=0).to(tl.int64)
 
     offs_n = pid_n * BLOCK_SIZE_N + tl.arange(0, BLOCK_SIZE_N)
     n_ok = offs_n < D
@@ -209,15 +210,17 @@ def _moe_gather_kernel(x_ptr, sorted_ids_ptr, counts_ptr, row_start_ptr, xs_ptr,
 
 
 @triton_kernel
-def _moe_combine_kernel(out_ptr, ids_ptr, y_ptr, D, stride_or, stride_yt,
+def _moe_combine_kernel(out_ptr, ids_ptr, y_ptr, D, E, stride_or, stride_yt,
                         TOP_K: tl.constexpr, BLOCK_D: tl.constexpr):
-    t = tl.program_id(0)
+    t = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     ok = offs < D
     acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
     for k in tl.static_range(TOP_K):
-        # Rows routed to id -1 were never written by the down GEMM: skip them, do not read garbage.
-        live = (tl.zeros((BLOCK_D,), dtype=tl.int32) + tl.load(ids_ptr + t * TOP_K + k).to(tl.int32)) >= 0
+        # Rows routed to an id outside [0, E) (-1: expert parallelism's "not on this rank") were never
+        # written by the down GEMM (moe_align skips them): skip them, do not read garbage.
+        e = tl.zeros((BLOCK_D,), dtype=tl.int32) + tl.load(ids_ptr + t * TOP_K + k).to(tl.int32)
+        live = (e >= 0) & (e < E)
         acc += tl.load(out_ptr + (t * TOP_K + k) * stride_or + offs, mask=ok & live, other=0.0).to(tl.float32)
     tl.store(y_ptr + t * stride_yt + offs, acc.to(y_ptr.dtype.element_ty), mask=ok)
 
@@ -326,7 +329,7 @@ def fused_moe(x_TD: torch.Tensor, w13_E2FD: torch.Tensor, w2_EDF: torch.Tensor, 
         GROUP_SIZE_M=c2["GROUP_SIZE_M"], num_warps=c2["num_warps"], num_stages=c2["num_stages"],
     )
     block_d = min(1024, next_pow2(D))
-    _moe_combine_kernel[(T, cdiv(D, block_d))](out_RD, ids_TK, y_TD, D, out_RD.stride(0), y_TD.stride(0),
+    _moe_combine_kernel[(T, cdiv(D, block_d))](out_RD, ids_TK, y_TD, D, E, out_RD.stride(0), y_TD.stride(0),
                                                TOP_K=K, BLOCK_D=block_d, num_warps=4)
     return y_TD
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import json
 import sys
 import time
 from pathlib import Path
@@ -157,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from moebench_kernels.configs import CONFIG_DIR, config_file_name
+    from moebench_kernels.configs import CONFIG_DIR, config_file_name, write_config_doc
 
     if not torch.cuda.is_available():
         print("error: tuning needs a CUDA GPU", file=sys.stderr)
@@ -169,11 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         s.experts, s.ffn, torch.cuda.get_device_name(), DTYPES[args.dtype])
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    def write(table: dict[str, Any]) -> None:  # after every bucket: a cut-short run still leaves its results
-        path.write_text(json.dumps(table, indent=1) + "\n")
-
+    # after every bucket, so a cut-short run still leaves its results; merged, so buckets not retuned stay
     tune(args.shape, args.dtype, tokens, args.gpu_lock, log=lambda m: print(m, file=sys.stderr, flush=True),
-         on_bucket=write, barrier=args.barrier, n_tuners=args.tuners)
+         on_bucket=lambda table: write_config_doc(path, table), barrier=args.barrier, n_tuners=args.tuners)
     print(f"wrote {path} ({time.time() - t0:.0f} s)", file=sys.stderr)
     return 0
 

@@ -1,6 +1,6 @@
 """Kernel timing and the roofs measured in the same run.
 
-GPU: CUDA events around each repeat, the L2 flushed (a 256 MiB write) before each, and µs-scale points replayed
+GPU: CUDA events around each repeat, the L2 flushed (a 256 MiB read) before each, and µs-scale points replayed
 from a CUDA graph (launch gaps would otherwise dominate). CPU: perf_counter around each repeat after warm-up.
 Roofs: GPU - a large device-to-device copy (bytes read + written) and a large bf16 matmul (cuBLAS);
 CPU - the best of a large copy (read + written) and a large read-only reduction, the best of torch's and

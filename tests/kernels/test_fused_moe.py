@@ -55,6 +55,24 @@ def test_triton_empty_expert_hot_expert_and_skipped_ids(dtype):
     assert torch.count_nonzero(fused_moe(x, w13, w2, w, ids)[5]) == 0
 
 
+@pytest.mark.usefixtures("interpreter")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ids_outside_the_experts_are_skipped_even_over_garbage_scratch(dtype, monkeypatch):
+    """moe_align drops ids < 0 and ids >= E, so the down GEMM never writes their rows; the combine must not read
+    them. Fresh CPU memory is mostly zero, which would hide such a read: the scratch here starts as NaN, as a
+    reused CUDA block may."""
+    x, w13, w2, w, ids, _, _ = layer(T=9, K=2, E=4, D=32, F=16, dtype=dtype)
+    ids[::2, 1] = 4  # == E
+    ids[1, 0] = -1
+    empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: empty(*a, **k).fill_(float("nan"))
+                        if (k.get("dtype") or torch.get_default_dtype()).is_floating_point else empty(*a, **k))
+    y = fused_moe(x, w13, w2, w, ids)
+    monkeypatch.undo()
+    assert not torch.isnan(y).any()
+    torch.testing.assert_close(y, fused_moe_ref(x, w13, w2, w, ids), **TOL[dtype])
+
+
 @pytest.mark.parametrize("activation", ["silu", "swiglu_oai"])
 def test_ref_equals_per_token_formula_fp64(activation):
     x, w13, w2, w, ids, b13, b2 = layer(T=11, K=3, E=7, D=24, F=10, dtype=torch.float64, bias=True, seed=3)
