@@ -186,13 +186,23 @@ def load_workload(path: str | Path, *, resolve: bool = True):
         from moebench.catalog import get_hardware
         from moebench.models import resolve_name
 
+        from moebench.models.checkpoint import check_checkpoint_entry
+
+        entries = []
         for i, m in enumerate(wl.model_entries):
             try:
-                cfg = resolve_name(m.name)[1]
+                if m.weights == "random":
+                    cfg = resolve_name(m.name)[1]
+                    if m.layers is not None and m.layers > cfg.num_hidden_layers:
+                        raise BadInput(f"layers {m.layers} but {m.name} has {cfg.num_hidden_layers}")
+                else:  # a relative checkpoint path is relative to the workload file, as the file is written
+                    m = m.model_copy(update={"weights": str(p.parent / Path(m.weights).expanduser())})
+                    check_checkpoint_entry(m.name, m.weights, m.layers)
             except BadInput as exc:
                 raise BadInput(f"{p}: models[{i}]: {exc}") from None
-            if m.layers is not None and m.layers > cfg.num_hidden_layers:
-                raise BadInput(f"{p}: models[{i}]: layers {m.layers} but {m.name} has {cfg.num_hidden_layers}")
+            entries.append(m)
+        if entries != wl.model_entries:  # checkpoint paths resolved
+            wl = wl.model_copy(update={"models": entries})
         if wl.hardware != "auto":
             try:
                 get_hardware(wl.hardware)

@@ -207,6 +207,7 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
             pricing=pricing, peaks=peaks, intelligence=resolve_intelligence(wl, entry),
         ))
         doc["records"][-1]["decode"] = {"mode": samples.decode_mode, "note": samples.note}
+        doc["records"][-1]["weights"] = entry.weights  # "random", or the checkpoint directory
         if samples.note:
             log(f"  note: {samples.note}")
         if profile is not None:  # rank 0: every rank's regions, waits and expert load, merged
@@ -272,16 +273,20 @@ def _release_cached_memory(dev: str) -> None:
 def _build_model(entry: ModelEntry, wl: Workload, *, dev: str, dtype: torch.dtype, log: Log):
     """(spec, cfg, model): a checkpoint's weights, or random weights after the memory check."""
     if entry.weights != "random":
-        from moebench.models import load
+        from moebench.models.checkpoint import check_checkpoint_entry, load_checkpoint
 
-        model = load(entry.weights, layers=entry.layers, device=dev, dtype=dtype)
-        return resolve_name(entry.name)[0], model.cfg, model
-    spec, cfg = resolve_name(entry.name)
+        spec, cfg = check_checkpoint_entry(entry.name, entry.weights, entry.layers)
+    else:
+        spec, cfg = resolve_name(entry.name)
     cfg = cfg.with_layers(entry.layers)
     sc = wl.scenario
     check_memory(entry.name, cfg, batch=max(sc.batch_sizes), max_seq=sc.prompt_tokens + sc.output_tokens,
                  dtype_bytes=DTYPE_BYTES[str(dtype).removeprefix("torch.")], device=dev)
-    log(f"building {entry.name} ({cfg.num_hidden_layers} of {cfg.layers_total} layers, {str(dtype).removeprefix('torch.')}, {dev}) …")
+    what = "random weights" if entry.weights == "random" else f"weights from {entry.weights}"
+    log(f"building {entry.name} ({cfg.num_hidden_layers} of {cfg.layers_total} layers, {what}, "
+        f"{str(dtype).removeprefix('torch.')}, {dev}) …")
+    if entry.weights != "random":
+        return spec, cfg, load_checkpoint(entry.weights, layers=entry.layers, device=dev, dtype=dtype)
     return spec, cfg, build(spec, cfg, device=dev, dtype=dtype, seed=wl.seed)
 
 

@@ -216,20 +216,60 @@ def find_spec(model_type: str, where: str):
     raise BadInput(f"{where}: model_type {model_type!r} is not supported (supported: {', '.join(known)})")
 
 
+def read_arch(path: str | Path):
+    """(spec, full ArchConfig) of the checkpoint in `path`, from its config.json alone (no tensors read)."""
+    from moebench.models.config import from_hf
+
+    root = Path(path)
+    if not root.is_dir():
+        raise BadInput(f"weights {root}: no such checkpoint directory")
+    raw = read_config(root)
+    spec = find_spec(raw["model_type"], str(root / "config.json"))
+    try:
+        return spec, from_hf(raw)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BadInput(f"{root / 'config.json'}: {exc.__class__.__name__}: {exc}") from None
+
+
+# The widths that make a checkpoint the named catalog flavor (a fine-tune of it keeps every one).
+_IDENTITY = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size",
+             "vocab_size", "n_routed_experts", "top_k", "moe_intermediate_size", "n_shared_experts")
+
+
+def check_checkpoint_entry(name: str, path: str | Path, layers: Optional[int] = None):
+    """(spec, full cfg) for a workload entry `name` with `weights: path`, or BadInput saying why they disagree.
+
+    The family must be the checkpoint's. A catalog flavor must match the checkpoint's architecture (the record
+    takes that model's label and intelligence score); any other flavor is the user's label for this checkpoint
+    (`mixtral:my-finetune`), with no catalog score."""
+    from moebench.models import registry
+
+    spec, cfg = read_arch(path)
+    family, _, flavor = name.partition(":")
+    if family != spec.family:
+        raise BadInput(f"weights {path} hold a {cfg.model_type} checkpoint (family {spec.family}), not {family}; "
+                       f"name it {spec.family}:<flavor>")
+    named = registry().load(family).flavors.get(flavor)
+    if named is not None:
+        diff = [f"{k} {getattr(cfg, k)} vs {getattr(named, k)}" for k in _IDENTITY if getattr(cfg, k) != getattr(named, k)]
+        if diff:
+            raise BadInput(f"weights {path} are not {name}'s architecture ({', '.join(diff[:3])}); "
+                           f"give the entry a flavor of its own, e.g. {family}:my-checkpoint")
+    if layers is not None and layers > cfg.num_hidden_layers:
+        raise BadInput(f"layers {layers} but the checkpoint in {path} has {cfg.num_hidden_layers}")
+    return spec, cfg
+
+
 @torch.no_grad()
 def load_checkpoint(path: str | Path, *, layers: int | None = None, device: str = "cpu", dtype=torch.float32):
     """The model stored in `path` (its first `layers` layers), on `device` in `dtype`, ready for eval."""
     from moebench.models import materialize
     from moebench.models.common.moe import MoE
-    from moebench.models.config import from_hf
 
     root = Path(path)
-    raw = read_config(root)
-    spec = find_spec(raw["model_type"], str(root / "config.json"))
-    try:
-        cfg = from_hf(raw).with_layers(layers)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise BadInput(f"{root / 'config.json'}: {exc.__class__.__name__}: {exc}") from None
+    spec, cfg = read_arch(root)
+    cfg = cfg.with_layers(layers)
+    raw = cfg.raw
     reader = _Reader(root, raw)
     model = materialize(spec, cfg, device=device, dtype=dtype)
     wr, names = _Writer(reader, spec.family), spec.hf_names

@@ -62,6 +62,18 @@ class ArchConfig:
     full_num_layers: Optional[int] = None  # set when running N of L layers
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        # A config.json can hold anything JSON can: catch a string or a null width here, with its name, instead
+        # of as a TypeError deep inside module construction.
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.type == "int" and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise ValueError(f"{f.name} must be a whole number >= 0, got {v!r}")
+            if f.type == "int" and f.default is dataclasses.MISSING and v == 0:
+                raise ValueError(f"{f.name} must be at least 1, got 0")
+            if f.type == "float" and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise ValueError(f"{f.name} must be a number, got {v!r}")
+
     # ---- structure -------------------------------------------------------------------------------------
     @property
     def is_moe(self) -> bool:
@@ -241,10 +253,16 @@ class ArchConfig:
         return sum(batch * seq * self.kv_elems_per_token(i) for i in range(n)) * dtype_bytes
 
 
-def _g(d: dict[str, Any], *keys: str, default: Any = None) -> Any:
+_REQUIRED = object()
+
+
+def _g(d: dict[str, Any], *keys: str, default: Any = _REQUIRED) -> Any:
+    """The first of `keys` that `d` sets; `default` when none is set, and a KeyError naming them without one."""
     for k in keys:
         if d.get(k) is not None:
             return d[k]
+    if default is _REQUIRED:
+        raise KeyError(" or ".join(keys))
     return default
 
 
