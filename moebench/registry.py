@@ -64,8 +64,9 @@ class Registry(Generic[T]):
             obj: Any = importlib.import_module(module_name)
             for part in attr.split(".") if attr else []:
                 obj = getattr(obj, part)
-        except (ImportError, AttributeError) as exc:
-            raise BadInput(f"plugin {name!r} ({entry.target}, from {entry.dist}) failed to load: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - a plugin's module can raise anything at import: name the plugin
+            raise BadInput(f"plugin {name!r} ({entry.target}, from {entry.dist}) failed to load: "
+                           f"{type(exc).__name__}: {exc}") from exc
         if self.kind is not None and not isinstance(obj, self.kind):
             raise BadInput(f"plugin {name!r} ({entry.target}) is a {type(obj).__name__}, expected {self.kind}")
         self._cache[name] = obj

@@ -99,7 +99,7 @@ class Workload(_Strict):
     models: list[Union[str, ModelEntry]] = Field(min_length=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    kernels: Literal["auto", "torch", "triton"] = "auto"
+    kernels: str = Field(default="auto", description="auto | torch | triton | an installed moebench.kernels plugin")
     parallel: Parallel = Parallel()
     scenario: Scenario
     timing: Timing = Timing()
@@ -119,6 +119,16 @@ class Workload(_Strict):
     @classmethod
     def _entries(cls, v: list) -> list:
         return [ModelEntry(name=m) if isinstance(m, str) else m for m in v]
+
+    @field_validator("kernels")
+    @classmethod
+    def _kernels(cls, v: str) -> str:
+        from moebench_kernels.backends import plugin_names
+
+        names = plugin_names()
+        if v not in names:
+            raise ValueError(f"kernels {v!r} must be one of {', '.join(names)} (installed moebench.kernels plugins)")
+        return v
 
     @field_validator("routing")
     @classmethod

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from moebench.errors import BadInput
 
@@ -130,6 +130,14 @@ def hardware_catalog() -> dict[str, Hardware]:
     merged: dict[str, Hardware] = {}
     for name in reg.names():
         for hid, hw in reg.load(name).items():
+            if not isinstance(hw, Hardware):
+                try:
+                    hw = Hardware.model_validate({"id": hid, **hw} if isinstance(hw, dict) else hw)
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    where = ".".join(str(x) for x in first["loc"]) or "entry"
+                    raise BadInput(f"hardware plugin {name!r}: {hid!r} is not a valid Hardware entry "
+                                   f"({where}: {first['msg']})") from None
             if hid in merged and merged[hid] != hw:
                 raise BadInput(f"hardware {hid!r} is defined by two plugins")
             merged[hid] = hw
