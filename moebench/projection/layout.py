@@ -5,7 +5,8 @@ A layout is `n_gpus` GPUs serving one copy of the model:
   `n_gpus / attn_tp` data-parallel attention groups (DP attention) sharing the batch;
 - routed experts run either expert-parallel over all `n_gpus` (`ep = n_gpus`: each GPU holds ⌈E/n⌉ experts and
   tokens travel by all-to-all), or tensor-parallel (`ep = 1`, then `attn_tp = n_gpus`: the vLLM/TRT-LLM TP layout).
-Replicas of an instance (plain DP) do not change per-GPU throughput, so they are not modelled.
+Replicas of an instance (plain DP) do not change per-GPU throughput, so they are not modelled, and neither is
+pipeline parallelism: a dense model that does not fit in one scale-up domain has no layout here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from moebench.errors import BadInput
 from moebench.models.config import ArchConfig
 from moebench.projection.device import Device
 from moebench.projection.scenario import Scenario
+
+
+def gpus_text(n: int) -> str:
+    """"1 GPU", "8 GPUs": what the tables and layout texts print."""
+    return f"{n} GPU" if n == 1 else f"{n} GPUs"
 
 
 @dataclass(frozen=True)
@@ -49,8 +55,8 @@ class Layout:
         span = f"{nodes} domains" if nodes > 1 else "1 domain"
         if self.ep > 1:
             attn = f"DP{self.dp} attention" if self.attn_tp == 1 else f"TP{self.attn_tp}×DP{self.dp} attention"
-            return f"{self.n_gpus} GPUs ({span}): EP{self.ep} experts, {attn}"
-        return f"{self.n_gpus} GPUs ({span}): TP{self.attn_tp}"
+            return f"{gpus_text(self.n_gpus)} ({span}): EP{self.ep} experts, {attn}"
+        return f"{gpus_text(self.n_gpus)} ({span}): TP{self.attn_tp}"
 
     def to_json(self, domain_size: int) -> dict[str, Any]:
         return {**asdict(self), "dp_attention": self.dp, "expert_tp": self.expert_tp,
@@ -117,12 +123,25 @@ def gpu_counts(dev: Device, max_gpus: int) -> list[int]:
     return sorted(c for c in counts if c <= max_gpus)
 
 
+def splits_heads(cfg: ArchConfig, tp: int) -> bool:
+    """Whether serving engines can run attention `tp`-way tensor-parallel: every rank holds whole query heads
+    (vLLM, SGLang and TRT-LLM assert that TP divides them), and the KV heads are either split evenly or, when TP
+    exceeds them, replicated (TP a multiple of them, as vLLM does)."""
+    kv = cfg.num_key_value_heads
+    return cfg.num_attention_heads % tp == 0 and (kv % tp == 0 or tp % kv == 0)
+
+
 def layouts(cfg: ArchConfig, dev: Device, max_gpus: int) -> Iterator[Layout]:
-    """Every layout this module models, up to `max_gpus` GPUs per instance."""
+    """Every layout this module models that a serving engine can run, up to `max_gpus` GPUs per instance.
+
+    Attention TP stays inside one scale-up domain (its all-reduce runs twice a layer and is latency-bound; no
+    engine stretches it over the NIC) and splits the heads evenly (`splits_heads`). Beyond one domain only
+    expert parallelism with DP attention remains, so a dense model never spans more than one domain."""
+    domain = max(dev.domain_size, 1)
     for n in gpu_counts(dev, max_gpus):
-        if n <= cfg.num_attention_heads:
+        if n <= domain and splits_heads(cfg, n):
             yield Layout(n, n, 1)  # pure tensor parallel (dense models: the only choice)
         if cfg.is_moe and n > 1:
-            for tp in (1, 2, 4, 8):  # TP attention stays inside one domain: its all-reduce is latency-bound
-                if tp <= min(n, max(dev.domain_size, 1)) and n % tp == 0:
+            for tp in (1, 2, 4, 8):
+                if tp <= min(n, domain) and n % tp == 0 and splits_heads(cfg, tp):
                     yield Layout(n, tp, n)

@@ -133,8 +133,13 @@ def project(cfg: ArchConfig, dev: Device, sc: Scenario, a: Assumptions, *,
     if a.gemm_tile and not dev.sm_count:
         notes.append(f"{dev.id} has no SM count in the catalog: GEMMs without tile and wave quantization")
     if not pts:
-        notes.append(f"does not fit in {max(l.n_gpus for l in cands) if cands else 0} GPUs at any batch "
-                     f"(raise --max-gpus or lower the precision)")
+        largest = max((l.n_gpus for l in cands), default=0)
+        # a dense model's layouts end at one scale-up domain (pure TP): more GPUs per instance would not help
+        wider = only is not None or any(l.n_gpus > largest for l in layouts(cfg, dev, 2 * max(max_gpus, dev.domain_size)))
+        hint = ("raise --max-gpus or lower the precision" if wider else
+                f"tensor parallelism stays inside one scale-up domain of {dev.domain_size} and pipeline "
+                "parallelism is not modelled: lower the precision")
+        notes.append(f"does not fit in {largest} GPUs at any batch ({hint})")
     return Projection(dev, pts, notes)
 
 
