@@ -4,6 +4,7 @@ interactivity, $/M tokens — from the analytic model in moebench.projection, op
 from __future__ import annotations
 
 import enum
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -43,9 +44,9 @@ def _numbers(text: str, option: str, kind: type) -> list:
         try:
             v = kind(part.strip())
         except ValueError:
-            raise BadInput(f"{option}: {part.strip()!r} is not a positive number") from None
-        if v <= 0:
-            raise BadInput(f"{option}: {part.strip()!r} is not a positive number")
+            v = None
+        if v is None or not (math.isfinite(v) and v > 0):  # float() takes "nan" and "inf"
+            raise BadInput(f"{option}: {part.strip()!r} is not a finite positive number")
         vals.append(v)
     return vals
 
@@ -93,6 +94,16 @@ def run_projection(
     overlap: str, serving: str, max_gpus: int, keep_host: bool = False,
 ) -> dict[str, Any]:
     """The whole `project` command as one pure-ish function returning the JSON document."""
+    hardware = list(dict.fromkeys(hardware))  # a repeated id would only repeat its section
+    if not hardware:
+        raise BadInput("--hardware: give at least one catalog id")
+    # the same rule as a workload's price (tier or usd_per_gpu_hour): a given price has no tier to pick
+    if price is not None and price_tier is not None:
+        raise BadInput("--price and --price-tier: give either, not both")
+    if price is not None and not math.isfinite(price):
+        raise BadInput(f"--price: {price} is not a finite number")
+    if keep_host and calibrate_path is None:
+        raise BadInput("--keep-host-time carries a calibration's host times: it needs --calibrate")
     from moebench import __version__
     from moebench.catalog import get_hardware
     from moebench.projection import Assumptions, Scenario, calibrate, device_from_hardware, project, resolve_config
@@ -153,6 +164,8 @@ def run_projection(
 
 
 def _print(doc: dict[str, Any]) -> None:
+    from moebench.projection.layout import gpus_text
+
     sc = doc["scenario"]
     out.print(f"[bold]{doc['model']}[/bold] projected: {sc['prompt_tokens']} in / {sc['output_tokens']} out, "
               f"{sc['weight_dtype']} weights, {sc['kv_dtype']} KV; "
@@ -161,7 +174,8 @@ def _print(doc: dict[str, Any]) -> None:
     for h in doc["hardware"]:
         price = h["price"]
         ptxt = f"${price['usd_per_gpu_hour']:.2f}/GPU-h ({price['tier'] or 'given'})" if price["usd_per_gpu_hour"] is not None else "no price"
-        t = Table(title=f"{h['name']} — {ptxt} — min {h['min_gpus'] or '—'} GPUs", title_justify="left")
+        gpus = "— GPUs" if h["min_gpus"] is None else gpus_text(h["min_gpus"])
+        t = Table(title=f"{h['name']} — {ptxt} — min {gpus}", title_justify="left")
         for col in ("batch", "layout", "TTFT ms", "TPOT ms", "tok/s/user", "out tok/s/GPU", "total tok/s/GPU", "$/Mtok blended"):
             t.add_column(col, justify="left" if col == "layout" else "right")
         for r in h["records"]:
@@ -201,7 +215,7 @@ def register(app: typer.Typer) -> None:
         kv_dtype: KvDtype = typer.Option(KvDtype.bf16, "--kv-dtype", help="KV-cache format."),
         calibrate_: Optional[Path] = typer.Option(None, "--calibrate", help="A result JSON to fit efficiencies from."),
         price_tier: Optional[str] = typer.Option(None, "--price-tier", help="hyperscaler | neocloud | rental | on-demand (default: the catalog's first)."),
-        price: Optional[float] = typer.Option(None, "--price", min=0.0, help="USD per GPU-hour, overriding the catalog."),
+        price: Optional[float] = typer.Option(None, "--price", min=0.0, help="USD per GPU-hour, overriding the catalog (0: a machine you own); not with --price-tier."),
         interactivity: str = typer.Option("10,20,50,100", "--interactivity", help="Comma-separated tokens/s/user targets."),
         overlap: Overlap = typer.Option(Overlap.none, "--overlap", help="Hide communication behind compute: none, or full (two-batch overlap)."),
         serving: Serving = typer.Option(Serving.continuous, "--serving", help="continuous (vLLM/SGLang-style) or static (moebench run)."),

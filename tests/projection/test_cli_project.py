@@ -90,6 +90,14 @@ def test_calibrated_projection_carries_its_source(app, tmp_path, cfgs):
     (("--model", "mixtral:8x7b", "--interactivity", "-5"), "--interactivity"),
     (("--model", "mixtral:8x7b", "--hardware", "h200_sxm", "--price-tier", "spot"), "no price tier"),
     (("--model", "mixtral:8x7b", "--hardware", "cpu"), "measured_roofs"),
+    (("--model", "mixtral:8x7b", "--hardware", ""), "--hardware"),
+    (("--model", "mixtral:8x7b", "--hardware", " , "), "--hardware"),
+    (("--model", "mixtral:8x7b", "--interactivity", "nan,inf"), "--interactivity: 'nan'"),
+    (("--model", "mixtral:8x7b", "--interactivity", "20,inf"), "--interactivity: 'inf'"),
+    (("--model", "mixtral:8x7b", "--interactivity", "0"), "--interactivity"),
+    (("--model", "mixtral:8x7b", "--price", "2.5", "--price-tier", "rental"), "either"),
+    (("--model", "mixtral:8x7b", "--price", "inf"), "--price"),
+    (("--model", "mixtral:8x7b", "--keep-host-time"), "--calibrate"),
 ])
 def test_bad_input_raises_one_line_error(app, args, needle):
     r = _invoke(app, *args)
@@ -102,3 +110,23 @@ def test_calibrate_unreadable_file_is_bad_input(app, tmp_path):
     bad.write_text("{not json")
     r = _invoke(app, "--model", "mixtral:8x7b", "--calibrate", str(bad))
     assert isinstance(r.exception, BadInput)
+
+
+def test_bad_flags_exit_3_in_one_line_through_the_real_cli():
+    from tests.cli.conftest import assert_one_line_error, moebench
+
+    proc = moebench("project", "--model", "mixtral:8x7b", "--hardware", "h100_sxm", "--interactivity", "nan")
+    assert_one_line_error(proc, 3, "error: --interactivity")
+
+
+def test_repeated_hardware_is_projected_once(app):
+    r = _invoke(app, "--model", "mixtral:8x7b", "--hardware", "b200,h100_sxm,b200", "--batch", "1", "--json")
+    assert r.exit_code == 0, r.output
+    assert [h["id"] for h in json.loads(r.stdout)["hardware"]] == ["b200", "h100_sxm"]
+
+
+def test_title_counts_one_gpu_in_the_singular(app):
+    r = _invoke(app, "--model", "mixtral:8x7b", "--hardware", "b200", "--batch", "1", "--price", "0")
+    assert r.exit_code == 0, r.output
+    assert "min 1 GPU " in r.stdout and "1 GPUs" not in r.stdout and "1 GPU (1 domain)" in r.stdout
+    assert "$0.00/GPU-h" in r.stdout
