@@ -13,7 +13,9 @@ from moebench.errors import BadInput
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # strict: YAML already types its scalars, so `prompt_tokens: true` or `repeats: "10"` is a mistake, not a 1 or
+    # a 10 (ints still pass where a float is asked)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*:[a-z0-9][a-z0-9_.-]*$")
@@ -193,29 +195,41 @@ def load_workload(path: str | Path, *, resolve: bool = True):
         raise BadInput(f"{p}: broken YAML{where}: {problem}") from None
     wl = parse_workload(data, str(p))
     if resolve and isinstance(wl, Workload):
-        from moebench.catalog import get_hardware
-        from moebench.models import resolve_name
+        wl = _resolve(wl, p)
+    return wl
 
-        from moebench.models.checkpoint import check_checkpoint_entry
 
-        entries = []
-        for i, m in enumerate(wl.model_entries):
-            try:
-                if m.weights == "random":
-                    cfg = resolve_name(m.name)[1]
-                    if m.layers is not None and m.layers > cfg.num_hidden_layers:
-                        raise BadInput(f"layers {m.layers} but {m.name} has {cfg.num_hidden_layers}")
-                else:  # a relative checkpoint path is relative to the workload file, as the file is written
-                    m = m.model_copy(update={"weights": str(p.parent / Path(m.weights).expanduser())})
-                    check_checkpoint_entry(m.name, m.weights, m.layers)
-            except BadInput as exc:
-                raise BadInput(f"{p}: models[{i}]: {exc}") from None
-            entries.append(m)
-        if entries != wl.model_entries:  # checkpoint paths resolved
-            wl = wl.model_copy(update={"models": entries})
-        if wl.hardware != "auto":
-            try:
-                get_hardware(wl.hardware)
-            except BadInput as exc:
-                raise BadInput(f"{p}: hardware: {exc}") from None
+def _resolve(wl: Workload, p: Path) -> Workload:
+    """Everything `run` would refuse, refused before anything runs: model names, checkpoints, layers, hardware,
+    its price tier, a hot expert the models lack. Checkpoint paths come back resolved against the file's folder."""
+    from moebench.catalog import get_hardware
+    from moebench.models import resolve_name
+    from moebench.models.checkpoint import check_checkpoint_entry
+
+    hot = wl.routing.removeprefix("hot:")
+    entries = []
+    for i, m in enumerate(wl.model_entries):
+        try:
+            if m.weights == "random":
+                cfg = resolve_name(m.name)[1]
+                if m.layers is not None and m.layers > cfg.num_hidden_layers:
+                    raise BadInput(f"layers {m.layers} but {m.name} has {cfg.num_hidden_layers}")
+            else:  # a relative checkpoint path is relative to the workload file, as the file is written
+                m = m.model_copy(update={"weights": str(p.parent / Path(m.weights).expanduser())})
+                cfg = check_checkpoint_entry(m.name, m.weights, m.layers)[1]
+        except BadInput as exc:
+            raise BadInput(f"{p}: models[{i}]: {exc}") from None
+        if hot.isdigit() and cfg.is_moe and int(hot) >= cfg.n_routed_experts:
+            raise BadInput(f"{p}: routing {wl.routing!r}: expert {hot} does not exist in {m.name} "
+                           f"({cfg.n_routed_experts} experts)")
+        entries.append(m)
+    if entries != wl.model_entries:  # checkpoint paths resolved
+        wl = wl.model_copy(update={"models": entries})
+    if wl.hardware != "auto":
+        try:
+            hw = get_hardware(wl.hardware)
+            if wl.price.tier is not None:
+                hw.price(wl.price.tier)
+        except BadInput as exc:
+            raise BadInput(f"{p}: hardware: {exc}") from None
     return wl

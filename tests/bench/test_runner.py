@@ -86,18 +86,23 @@ def test_fma_peak_is_a_ceiling_for_blas():
     from moebench.bench.cpu_peak import fma_peak_tflops
     from moebench.bench.timing import time_cpu
 
-    peak = fma_peak_tflops(1)
-    if peak is None:
-        pytest.skip("no C kernels here (AVX2/FMA or a compiler missing)")
-    with torch.inference_mode():
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            n = 768
-            a, b = torch.randn(n, n), torch.randn(n, n)
-            mm = 2 * n**3 / (min(time_cpu(lambda: a @ b, 2, 5)) / 1e3) / 1e12
-        finally:
-            torch.set_num_threads(threads)
+    from tests.profile.machine_load import BUSY_SHARE, OthersCpu
+
+    with OthersCpu() as load:
+        peak = fma_peak_tflops(1)
+        if peak is None:
+            pytest.skip("no C kernels here (AVX2/FMA or a compiler missing)")
+        with torch.inference_mode():
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                n = 768
+                a, b = torch.randn(n, n), torch.randn(n, n)
+                mm = 2 * n**3 / (min(time_cpu(lambda: a @ b, 2, 5)) / 1e3) / 1e12
+            finally:
+                torch.set_num_threads(threads)
+    if mm <= 0.4 * peak and load.cores > BUSY_SHARE:  # two timings taken apart: other processes can split them
+        pytest.skip(f"machine busy: other processes used {load.cores:.2f} cores while BLAS ran at {mm / peak:.2f}× peak")
     assert mm > 0.4 * peak, (mm, peak)  # a peak far above what BLAS reaches counts FMAs that did not run
     with open("/proc/cpuinfo") as f:
         avx512 = " avx512f" in f.read()

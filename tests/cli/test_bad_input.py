@@ -39,6 +39,13 @@ def write(tmp_path, text):
          ["models[0]", "layers 10 but llama3:debug has 4"]),
         (GOOD.replace("repeats: 1}", "repeats: 1, schedule: interleaved}") + "profile: true\n",
          ["timing.schedule: interleaved needs a single process without profile: true"]),
+        # YAML types its scalars: a boolean or a quoted number is a mistake, not a count
+        (GOOD.replace("prompt_tokens: 8", "prompt_tokens: true"), ["scenario.prompt_tokens", "valid integer"]),
+        (GOOD.replace("repeats: 1}", "repeats: '1'}"), ["timing.repeats", "valid integer"]),
+        # what run would refuse only after building the model, refused first (validate included)
+        (GOOD.replace("llama3:debug", "mixtral:debug") + "routing: hot:99\n",
+         ["routing 'hot:99': expert 99 does not exist in mixtral:debug"]),
+        (GOOD + "hardware: h100_sxm\nprice: {tier: rentl}\n", ["hardware", "has no price tier 'rentl'"]),
     ],
 )
 def test_bad_workload_exits_3_in_one_line(cli, tmp_path, text, needles):
