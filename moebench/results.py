@@ -35,13 +35,17 @@ def percentile(xs: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
+# What every statistic reports besides n (shared/MEASURE.md): the median, p20–p80 as its spread, p90 and p99 as
+# the tail. Files written before p90/p99 existed lack them; readers treat them as optional.
+PERCENTILES: dict[str, float] = {"median": 50, "p20": 20, "p80": 80, "p90": 90, "p99": 99}
+
+
 def stat(samples: Iterable[float], basis: Basis = "measured", unit: str = "") -> dict[str, Any]:
-    """Median, p20, p80 and n of `samples`, labelled with how they were obtained; samples kept for the gate."""
+    """Median, p20, p80, p90, p99 and n of `samples`, labelled with how they were obtained; samples kept for the
+    gate."""
     xs = [float(x) for x in samples]
     return {
-        "median": percentile(xs, 50),
-        "p20": percentile(xs, 20),
-        "p80": percentile(xs, 80),
+        **{key: percentile(xs, q) for key, q in PERCENTILES.items()},
         "n": len(xs),
         "basis": basis,
         "unit": unit,
@@ -167,7 +171,7 @@ def load_result(path: str | Path) -> dict[str, Any]:
     for key in ("complete", "workload", "hardware", "environment", "records"):
         if key not in doc:
             raise BadInput(f"{p}: corrupt results file (missing {key!r})")
-    problem = _records_problem(doc["records"])
+    problem = records_problem(doc["records"])
     if problem:
         raise BadInput(f"{p}: corrupt results file ({problem})")
     return doc
@@ -181,9 +185,9 @@ def _is_whole(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _records_problem(records: Any) -> Optional[str]:
+def records_problem(records: Any) -> Optional[str]:
     """What is wrong with the records' fields that compare, report and the gate read, or None: a hand-edited or
-    damaged file is then one line, not a TypeError deep inside a table."""
+    damaged file (a result or a projection) is then one line, not a TypeError deep inside a table."""
     if not isinstance(records, list):
         return "records is not a list"
     for i, rec in enumerate(records):
@@ -215,7 +219,7 @@ def _stat_problem(node: Any, at: str) -> Optional[str]:
         samples = node["samples"]
         if not isinstance(samples, list) or not all(_is_number(x) for x in samples):
             return f"{at}.samples must be a list of numbers"
-        for key in ("median", "p20", "p80"):
+        for key in PERCENTILES:  # p90 / p99 may be absent (older files), never of another type
             if node.get(key) is not None and not _is_number(node[key]):
                 return f"{at}.{key} is {node[key]!r}, not a number"
         return None

@@ -21,6 +21,22 @@ def test_stat_and_derive_keep_samples_and_basis():
     assert d["p20"] < d["median"] < d["p80"]
 
 
+def test_stat_reports_the_tail_measure_md_asks_for():
+    s = stat([float(x) for x in range(1, 101)], "measured", "ms")
+    assert (s["p90"], s["p99"]) == (pytest.approx(90.1), pytest.approx(99.01))
+    assert s["median"] <= s["p80"] <= s["p90"] <= s["p99"]
+    assert derive(s, lambda ms: 2 * ms)["p99"] == pytest.approx(198.02)
+
+
+def test_a_file_from_before_p90_p99_still_loads(tmp_path):
+    doc = _valid_doc()
+    for st in (doc["records"][0]["metrics"]["ttft_ms"], doc["records"][0]["metrics"]["usd_per_mtok"]["blended"]):
+        del st["p90"], st["p99"]
+    p = tmp_path / "old.json"
+    p.write_text(json.dumps(doc))
+    assert "p99" not in load_result(p)["records"][0]["metrics"]["ttft_ms"]
+
+
 def test_write_atomic_leaves_no_temp_files(tmp_path):
     p = write_atomic(tmp_path / "sub" / "r.json", {"a": 1})
     assert json.loads(p.read_text()) == {"a": 1}
@@ -75,6 +91,7 @@ def _set(doc, path, value):
     (("records", 0, "metrics", "ttft_ms"), "fast", "records[0].metrics.ttft_ms is 'fast'"),
     (("records", 0, "metrics", "ttft_ms", "samples"), [1.0, "x"], "records[0].metrics.ttft_ms.samples"),
     (("records", 0, "metrics", "usd_per_mtok", "blended", "median"), "3", "usd_per_mtok.blended.median is '3'"),
+    (("records", 0, "metrics", "ttft_ms", "p99"), "slow", "records[0].metrics.ttft_ms.p99 is 'slow'"),
     (("records",), {}, "records is not a list"),
 ])
 def test_load_result_names_the_first_bad_field(tmp_path, path, value, needle):

@@ -4,7 +4,7 @@ import io
 
 from rich.console import Console
 
-from moebench.report.tables import run_table
+from moebench.report.tables import run_table, spread
 from moebench.results import stat
 
 
@@ -25,3 +25,13 @@ def test_markup_in_names_is_printed_literally():
     text = buf.getvalue()
     assert "evil:[red]x[/red]" in text
     assert "CPU [bold]host[/bold]" in text
+
+
+def test_a_single_value_prints_without_a_spread_and_a_tail_on_request():
+    assert spread(stat([22.6], "projected")) == "22.6"  # not "22.6 (22.6–22.6)"
+    assert spread(stat([5.0, 5.0, 5.0])) == "5"
+    many = stat([float(x) for x in range(1, 101)])
+    assert spread(many) == "50.5 [dim](20.8–80.2)[/dim]"
+    assert spread(many, tail=True) == "50.5 [dim](20.8–80.2)[/dim]\n[dim]p90 90.1 · p99 99[/dim]"
+    old = {k: v for k, v in many.items() if k not in ("p90", "p99")}  # a file from before p90/p99
+    assert spread(old, tail=True) == "50.5 [dim](20.8–80.2)[/dim]"

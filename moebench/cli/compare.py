@@ -31,24 +31,27 @@ def _group_table(g, labels: list[str]):
     from rich.markup import escape
     from rich.table import Table
 
+    from moebench.report.rows import LATENCY
+    from moebench.report.tables import spread
+
     keys = {lb: _key(i) for i, lb in enumerate(labels)}
     ref = g["reference"]
     basis = ", ".join(f"{keys[lb]} {b}" for lb, b in g["basis"].items() if b and b != "measured")
-    t = Table(title=escape(f"{g['model']} · batch {g['batch_size']} · prompt {g['prompt_tokens']} + output {g['output_tokens']}")
-              + (f" [dim]({escape(basis)})[/dim]" if basis else ""), title_justify="left")
+    t = Table(title=escape(f"{g['model']} · batch {g['batch_size']} · prompt {g['prompt_tokens']} + output {g['output_tokens']}"
+                           f" · {g['serving'] or 'unknown'} serving")
+              + (f" [dim]({escape(basis)})[/dim]" if basis else ""), title_justify="left",
+              caption=escape(f"note: {g['note']}") if g["note"] else None, caption_justify="left")
     t.add_column("metric")
     t.add_column("better")
     for lb in labels:
         t.add_column(f"{keys[lb]} {escape(lb)}", justify="right")
-    others = [lb for lb in labels if lb != ref]
+    others = [lb for lb in labels if lb != ref and g["basis"][lb] is not None]  # runs holding this point
     for lb in others:
         t.add_column(f"{keys[lb]}/{keys[ref]}", justify="right")
     for m in g["metrics"]:
         cells = [m["metric"], m["better"]]
         for lb in labels:
-            v = m["values"][lb]
-            cells.append("—" if v is None else fmt(v["median"]) + (
-                f" [dim]({fmt(v['p20'])}–{fmt(v['p80'])})[/dim]" if v.get("p20") is not None else ""))
+            cells.append(spread(m["values"][lb], tail=m["metric"] in LATENCY))
         for lb in others:
             r = m["ratios"][lb]
             if r is None:

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         from moebench.errors import BadInput
         from moebench.report.html import render
         from moebench.report.rows import rows, write_csv
-        from moebench.report.sources import load_sources
+        from moebench.report.sources import files_text, load_sources
         from moebench.results import write_text_atomic
 
         if out_dir.exists() and not out_dir.is_dir():
@@ -39,4 +39,4 @@ def register(app: typer.Typer) -> None:
             emit_json({"csv": str(csv_path), "html": str(html_path), "rows": len(rs), "files": [str(p) for p in results]})
         else:
             out.print(f"{csv_path}\n{html_path}")
-        log(f"{len(rs)} rows from {len(results)} file(s)")
+        log(f"{len(rs)} rows from {files_text(sources)}")

@@ -1,14 +1,23 @@
-"""Turn timing samples into a result record: latency, throughput, cost, efficiency — each with its basis."""
+"""Turn timing samples into a result record: latency, throughput, cost, efficiency — each with its basis.
+
+Importing this module does not import torch: `rate_metrics` is also what the report fills projected rows with.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from moebench import tokenomics as tk
-from moebench.engine.generate import GenerationSamples
-from moebench.models.config import ArchConfig
 from moebench.results import Basis, derive, stat
+
+if TYPE_CHECKING:
+    from moebench.engine.generate import GenerationSamples
+    from moebench.models.config import ArchConfig
+
+# `moebench run` prefills one batch of B prompts, then decodes the B sequences together (engine/generate.py), so
+# TTFT is the whole batch's prefill and TPOT one decode step: "static" serving in moebench.projection's terms.
+SERVING = "static"
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,45 @@ def extrapolation_factors(run_cfg: ArchConfig, batch: int, prompt: int, output: 
     return prefill, decode
 
 
+def rate_metrics(prefill_ms: dict[str, Any], step_ms: dict[str, Any], *, batch: int, prompt: int, output: int,
+                 pricing: Pricing, intelligence: Optional[dict[str, Any]], basis: Basis) -> dict[str, Any]:
+    """Throughput, $/M tokens, tokens per MW and score per $ of B requests whose batched prefill took `prefill_ms`
+    and each decode step `step_ms` (statistics, paired sample by sample; None where a price, score or power
+    figure is missing). A measured run passes its TTFT and TPOT; a projection its prefill(B) and step times,
+    which under continuous serving are not its TTFT and TPOT."""
+    rates = [tk.request_rates(batch, prompt, output, a, b) for a, b in zip(prefill_ms["samples"], step_ms["samples"])]
+    n = pricing.n_gpus
+
+    def s(xs, unit):
+        return stat(xs, basis, unit)
+
+    decode = derive(step_ms, lambda t: batch / (t / 1e3), "tokens/s", basis)
+    m: dict[str, Any] = {
+        "prefill_tokens_per_s": derive(prefill_ms, lambda t: batch * prompt / (t / 1e3), "tokens/s", basis),
+        "decode_tokens_per_s": decode,
+        "decode_tokens_per_s_per_gpu": derive(decode, lambda x: tk.per_gpu(x, n), "tokens/s/gpu"),
+        "input_tokens_per_s": s([r["input"] for r in rates], "tokens/s"),
+        "output_tokens_per_s": s([r["output"] for r in rates], "tokens/s"),
+        "total_tokens_per_s": s([r["total"] for r in rates], "tokens/s"),
+        "output_tokens_per_s_per_gpu": s([tk.per_gpu(r["output"], n) for r in rates], "tokens/s/gpu"),
+        "total_tokens_per_s_per_gpu": s([tk.per_gpu(r["total"], n) for r in rates], "tokens/s/gpu"),
+        "usd_per_mtok": None,
+        "intelligence_per_usd": None,
+        "tokens_per_mw": None,
+    }
+    if pricing.usd_per_gpu_hour is not None:
+        p = pricing.usd_per_gpu_hour
+        cin = [tk.usd_per_mtok(p, n, r["input"]) for r in rates]
+        cout = [tk.usd_per_mtok(p, n, r["output"]) for r in rates]
+        blend = [tk.blended_usd_per_mtok(a, b) for a, b in zip(cin, cout)]
+        m["usd_per_mtok"] = {"input": s(cin, "USD/Mtok"), "output": s(cout, "USD/Mtok"), "blended": s(blend, "USD/Mtok")}
+        if intelligence is not None:
+            m["intelligence_per_usd"] = s([tk.intelligence_per_usd(intelligence["score"], b) for b in blend], "score per USD/Mtok")
+    if pricing.allin_kw_per_gpu:
+        m["tokens_per_mw"] = s([tk.tokens_per_mw(r["total"], pricing.allin_kw_per_gpu, n) for r in rates], "tokens/s/MW")
+    return m
+
+
 def build_record(
     *,
     name: str,
@@ -64,40 +112,16 @@ def build_record(
     ttft = stat([t * f_pre for t in samples.ttft_ms], basis, "ms")
     tpot = stat([t * f_dec for t in samples.tpot_ms], basis, "ms")
     itl = stat([t * f_dec for t in samples.itl_ms], basis, "ms")
-    pairs = list(zip(ttft["samples"], tpot["samples"]))
-    rates = [tk.request_rates(batch, prompt, output, a, b) for a, b in pairs]
-    n = pricing.n_gpus
-
-    def s(xs, unit):
-        return stat(xs, basis, unit)
-
     m: dict[str, Any] = {
         "ttft_ms": ttft,
         "tpot_ms": tpot,
         "itl_ms": itl,
-        "prefill_tokens_per_s": derive(ttft, lambda t: batch * prompt / (t / 1e3), "tokens/s"),
-        "decode_tokens_per_s": derive(tpot, lambda t: batch / (t / 1e3), "tokens/s"),
         "interactivity_tokens_per_s_per_user": derive(tpot, tk.interactivity, "tokens/s/user"),
-        "input_tokens_per_s": s([r["input"] for r in rates], "tokens/s"),
-        "output_tokens_per_s": s([r["output"] for r in rates], "tokens/s"),
-        "total_tokens_per_s": s([r["total"] for r in rates], "tokens/s"),
-        "output_tokens_per_s_per_gpu": s([tk.per_gpu(r["output"], n) for r in rates], "tokens/s/gpu"),
-        "total_tokens_per_s_per_gpu": s([tk.per_gpu(r["total"], n) for r in rates], "tokens/s/gpu"),
-        "usd_per_mtok": None,
-        "intelligence_per_usd": None,
-        "tokens_per_mw": None,
+        # a static batch: its TTFT is the batch's prefill, its TPOT one decode step
+        **rate_metrics(ttft, tpot, batch=batch, prompt=prompt, output=output, pricing=pricing,
+                       intelligence=intelligence, basis=basis),
         "joules_per_token": None,
     }
-    if pricing.usd_per_gpu_hour is not None:
-        p = pricing.usd_per_gpu_hour
-        cin = [tk.usd_per_mtok(p, n, r["input"]) for r in rates]
-        cout = [tk.usd_per_mtok(p, n, r["output"]) for r in rates]
-        blend = [tk.blended_usd_per_mtok(a, b) for a, b in zip(cin, cout)]
-        m["usd_per_mtok"] = {"input": s(cin, "USD/Mtok"), "output": s(cout, "USD/Mtok"), "blended": s(blend, "USD/Mtok")}
-        if intelligence is not None:
-            m["intelligence_per_usd"] = s([tk.intelligence_per_usd(intelligence["score"], b) for b in blend], "score per USD/Mtok")
-    if pricing.allin_kw_per_gpu:
-        m["tokens_per_mw"] = s([tk.tokens_per_mw(r["total"], pricing.allin_kw_per_gpu, n) for r in rates], "tokens/s/MW")
     if energy_j_per_repeat:
         toks = batch * (prompt + output)
         m["joules_per_token"] = stat([tk.joules_per_token(e, toks) for e in energy_j_per_repeat], "measured", "J/token")
@@ -124,6 +148,7 @@ def build_record(
         "layers_run": run_cfg.num_hidden_layers,
         "layers_total": full.num_hidden_layers,
         "basis": basis,
+        "serving": SERVING,
         "batch_size": batch,
         "prompt_tokens": prompt,
         "output_tokens": output,
@@ -134,6 +159,7 @@ def build_record(
         },
         "extrapolation": {"prefill_factor": f_pre, "decode_factor": f_dec} if basis == "extrapolated" else None,
         "intelligence": intelligence,
-        "cost": {"usd_per_gpu_hour": pricing.usd_per_gpu_hour, "tier": pricing.tier, "source": pricing.source, "n_gpus": n},
+        "cost": {"usd_per_gpu_hour": pricing.usd_per_gpu_hour, "tier": pricing.tier, "source": pricing.source,
+                 "n_gpus": pricing.n_gpus},
         "metrics": m,
     }

@@ -1,8 +1,11 @@
-"""Side-by-side comparison of result files: per model × batch size, every metric, with ratios to the first file.
+"""Side-by-side comparison of result files: per model × batch size × scenario × serving mode, every metric, with
+ratios to the first file.
 
 Works across hardware generations (each file's hardware is a column label) and across commits (the git sha from
 `environment`). A ratio is value / value-of-the-reference (the first file holding that record); whether a
-ratio is good depends on the metric's direction (`moebench.gate.better`).
+ratio is good depends on the metric's direction (`moebench.gate.better`). The serving mode is part of the group:
+under `static` serving (every `moebench run`) TTFT is the whole batch's prefill, under `continuous` (a
+projection's default) one prompt's, so the two never share a ratio.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Any, Optional
 
 from moebench.errors import BadInput
 from moebench.gate import better
-from moebench.report.rows import EFFICIENCY, METRICS, rows, run_labels
+from moebench.report.rows import EFFICIENCY, METRICS, STAT_SUFFIXES, rows, run_labels, stat_of
 
 # (CSV column stem, path in `metrics` for the direction) of what a comparison shows; names carry the units.
 SHOWN: tuple[tuple[str, str], ...] = tuple((name, path) for name, path in METRICS) + tuple(
@@ -19,8 +22,13 @@ SHOWN: tuple[tuple[str, str], ...] = tuple((name, path) for name, path in METRIC
 )
 
 
+SERVING_HINT = ("for a like-for-like comparison with measured runs (static batches), project with "
+                "`moebench project --serving static`")
+
+
 def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """{"runs": [...], "groups": [{model, batch_size, prompt_tokens, output_tokens, metrics: [...]}]}."""
+    """{"runs": [...], "groups": [{model, batch_size, prompt_tokens, output_tokens, serving, basis, reference,
+    note, metrics: [...]}]}; `note` says which runs hold the same point under another serving mode (or None)."""
     if len(sources) < 2:
         raise BadInput("compare needs at least two result files")
     labels = run_labels(sources)
@@ -35,11 +43,13 @@ def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         })
     by_key: dict[tuple, dict[str, dict[str, Any]]] = {}
     for r in rows(sources):
-        key = (r["model"], r["batch_size"], r["prompt_tokens"], r["output_tokens"])
+        key = (r["model"], r["batch_size"], r["prompt_tokens"], r["output_tokens"], r["serving"])
         by_key.setdefault(key, {})[labels[r["source_file"]]] = r
     order = [labels[src] for src, _ in sources]
     groups = []
-    for key in sorted(by_key, key=lambda k: (str(k[0]), k[1], k[2] or 0, k[3] or 0)):
+    # the same point under two serving modes: the group whose reference comes first, first
+    first = {k: min(order.index(lb) for lb in v) for k, v in by_key.items()}
+    for key in sorted(by_key, key=lambda k: (str(k[0]), k[1], k[2] or 0, k[3] or 0, first[k])):
         present = by_key[key]
         ref = next(lb for lb in order if lb in present)
         metrics = []
@@ -51,11 +61,9 @@ def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
                 if r is None:
                     vals[lb] = None
                 elif is_stat:
-                    med = r.get(f"{name}_median")
-                    vals[lb] = None if med is None else {
-                        "median": med, "p20": r.get(f"{name}_p20"), "p80": r.get(f"{name}_p80"), "n": r.get(f"{name}_n")}
+                    vals[lb] = stat_of(r, name)
                 else:
-                    vals[lb] = None if r.get(name) is None else {"median": r[name], "p20": None, "p80": None, "n": None}
+                    vals[lb] = None if r.get(name) is None else {**dict.fromkeys(STAT_SUFFIXES), "median": r[name]}
             if all(v is None for v in vals.values()):
                 continue
             base = vals[ref]["median"] if vals[ref] else None
@@ -63,7 +71,17 @@ def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
             metrics.append({"metric": name, "better": better(path), "values": vals, "ratios": ratios})
         groups.append({
             "model": key[0], "batch_size": key[1], "prompt_tokens": key[2], "output_tokens": key[3],
-            "basis": {lb: present[lb]["basis"] if lb in present else None for lb in order},
-            "reference": ref, "metrics": metrics,
+            "serving": key[4], "basis": {lb: present[lb]["basis"] if lb in present else None for lb in order},
+            "reference": ref, "note": _elsewhere(key, by_key, order), "metrics": metrics,
         })
     return {"runs": runs, "groups": groups}
+
+
+def _elsewhere(key: tuple, by_key: dict[tuple, dict[str, Any]], order: list[str]) -> Optional[str]:
+    """Which runs missing from this group hold the same point under another serving mode, and the hint."""
+    other = {lb: k[4] for k in by_key if k[:4] == key[:4] and k != key for lb in by_key[k] if lb not in by_key[key]}
+    if not other:
+        return None
+    held = "; ".join(f"{mode} serving in {lb}" for lb, mode in sorted(other.items(), key=lambda kv: order.index(kv[0])))
+    return (f"also under {held}: not compared, since TTFT and TPOT mean different things across serving modes; "
+            f"{SERVING_HINT}")

@@ -15,7 +15,8 @@ from moebench import __version__
 from moebench.cli._output import fmt, fmt_params
 from moebench.report import plots
 from moebench.report.profile_view import breakdowns, expert_loads
-from moebench.report.rows import run_labels, value
+from moebench.report.rows import LATENCY, run_labels, spread_of, stat_of, tail_of, value
+from moebench.report.sources import files_text
 
 esc = plots.esc
 
@@ -54,16 +55,37 @@ def _table(head: list[tuple[str, bool]], body: list[tuple[str, list[str]]]) -> s
 
 
 def _spread(r: dict[str, Any], name: str) -> str:
-    m = value(r, name)
-    if m is None:
+    """median (p20–p80), and for latencies a second line with p90 and p99; a single value alone."""
+    st = stat_of(r, name)
+    if st is None:
         return "—"
-    return f'{esc(fmt(m))} <span class="dim">({esc(fmt(value(r, name, "p20")))}–{esc(fmt(value(r, name, "p80")))})</span>'
+    text = esc(fmt(st["median"]))
+    if (sp := spread_of(st)) is not None:
+        text += f' <span class="dim">({esc(fmt(sp[0]))}–{esc(fmt(sp[1]))})</span>'
+    if name in LATENCY and (tl := tail_of(st)) is not None:
+        text += f'<br><span class="dim">p90 {esc(fmt(tl[0]))} · p99 {esc(fmt(tl[1]))}</span>'
+    return text
+
+
+def _host(doc: dict[str, Any]) -> str:
+    """Where the numbers come from: the machine of a run, or the assumptions of a projection (which has none)."""
+    proj = doc.get("projection")
+    if proj is not None:
+        overlap = proj.get("comm_overlap")
+        overlap_s = {0: "none", 1: "full"}.get(overlap, fmt(overlap)) if overlap is not None else "—"
+        calib = f"calibrated from {esc(proj['calibration'])}" if proj.get("calibration") else \
+            "uncalibrated (catalog peaks × default efficiencies)"
+        return (f"analytic projection <span class='dim'>{esc(proj.get('serving'))} serving, "
+                f"communication overlap {esc(overlap_s)}, {calib}</span>")
+    env = doc.get("environment") or {}
+    return (f"{esc(env.get('hostname'))} <span class='dim'>{esc(env.get('platform'))}, "
+            f"{esc(env.get('cpu_count'))} CPUs</span>")
 
 
 def provenance(sources: list[tuple[str, dict[str, Any]]]) -> str:
     head = [("file", True), ("run", True), ("created (UTC)", True), ("workload", True), ("hardware", True),
             ("device · dtype · kernels", True), ("ranks", False), ("price", True), ("git sha", True),
-            ("moebench", True), ("torch", True), ("host", True), ("measured roofs", True), ("complete", True)]
+            ("moebench", True), ("torch", True), ("host or projection", True), ("measured roofs", True), ("complete", True)]
     body = []
     for src, doc in sources:
         hw, env = doc.get("hardware") or {}, doc.get("environment") or {}
@@ -83,7 +105,7 @@ def provenance(sources: list[tuple[str, dict[str, Any]]]) -> str:
             f"{esc(hw.get('device'))} · {esc(hw.get('dtype'))} · {esc(hw.get('kernels'))}",
             esc(doc.get("world_size")), price_s, f"<code>{esc((env.get('git_sha') or '—')[:12])}</code>",
             esc(env.get("moebench_version")), esc((env.get("libraries") or {}).get("torch")),
-            f"{esc(env.get('hostname'))} <span class='dim'>{esc(env.get('platform'))}, {esc(env.get('cpu_count'))} CPUs</span>",
+            _host(doc),
             roof_s, done,
         ]))
     return _table(head, body)
@@ -176,7 +198,7 @@ def render(sources: list[tuple[str, dict[str, Any]]], rs: list[dict[str, Any]], 
             prof.append(P.div(plots.time_breakdown({**b, "title": f"{b['title']} ({src})"}), "time-breakdown"))
         for e in expert_loads(doc):
             loads.append(P.div(plots.expert_heatmap({**e, "title": f"{e['title']} ({src})"}), "expert-load"))
-    sec.append(("time", "Where the time goes: compute / transfer / wait per layer and rank",
+    sec.append(("time", "Where the time goes: compute / transfer / wait per layer and rank, and each rank's idle",
                 "".join(prof) if prof else _empty("no profile data (run with --profile or `profile: true`)")))
     sec.append(("experts", "Expert load (layer × expert)",
                 "".join(loads) if loads else _empty("no profile data (run an MoE model with --profile)")))
@@ -189,7 +211,7 @@ def render(sources: list[tuple[str, dict[str, Any]]], rs: list[dict[str, Any]], 
         f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{esc(title)}</title>"
         f"<style>{CSS}</style>"
         f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>'
-        f"<h1>{esc(title)}</h1><p class='sub'>{len(sources)} result file(s), {len(rs)} rows · generated "
+        f"<h1>{esc(title)}</h1><p class='sub'>{esc(files_text(sources))}, {len(rs)} rows · generated "
         f"{esc(time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime()))} by moebench {esc(__version__)}{csv_link}</p>"
         f"<nav>{nav}</nav>{body}"
         f"<script>document.body.dataset.plots = '{P.n}';</script></body></html>\n"

@@ -158,7 +158,8 @@ def intelligence_vs_cost(rs: list[dict[str, Any]]) -> list[go.Figure]:
 
 
 def time_breakdown(entry: dict[str, Any]) -> go.Figure:
-    """Stacked compute / transfer / wait / idle ms per layer, grouped by rank, for one profiled model run."""
+    """Stacked compute / transfer / wait ms per layer, grouped by rank, for one profiled model run; a rank's idle
+    (step time outside every region) is its own bar after the layers (per-layer idle, where given, stacks on top)."""
     layers = entry["layers"]  # list of {rank, layer, compute_ms, transfer_ms, wait_ms, idle_ms}
     x = [[f"rank {r['rank']}" for r in layers], [esc(r["layer"]) for r in layers]]
     fig = go.Figure()

@@ -69,12 +69,21 @@ def _title(ctx: dict[str, Any]) -> str:
 def breakdowns(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """Per profiled model run: {"title", "layers": [{rank, layer, compute_ms, transfer_ms, wait_ms, idle_ms}]}.
 
-    `transfer_ms` falls back to `comm_ms − wait_ms` when only those were recorded.
+    `transfer_ms` falls back to `comm_ms − wait_ms` when only those were recorded. A rank's idle time, which the
+    profiler records per rank and stage, is a row of its own with layer "idle" (sorted after the layers).
     """
     groups: dict[str, list[dict[str, Any]]] = {}
     seen: set[tuple] = set()
     for base, section in _sections(doc):
         for ctx, d in _walk(section, base):
+            if "layers" in d and "layer" not in ctx and _num(d.get("idle_ms")) is not None:
+                # idle is step time no region covers (shared/MEASURE.md), so it belongs to a rank, not to a layer:
+                # the profiler writes it per rank × stage, and the plot gives it a bar of its own after the layers
+                ident = (_title(ctx), ctx.get("rank", 0), "idle")
+                if ident not in seen:
+                    seen.add(ident)
+                    groups.setdefault(ident[0], []).append(
+                        {"rank": ident[1], "layer": "idle", **dict.fromkeys(TIMES), "idle_ms": _num(d["idle_ms"])})
             if "compute_ms" not in d or "layer" not in ctx and "layer" not in d:
                 continue
             rank = ctx.get("rank", 0)

@@ -1,8 +1,8 @@
 """Result documents → flat rows: one per model × batch size × hardware (× result file), units in every name.
 
 The column list is documented in docs/report.md; `COLUMNS` is the single source (a test checks the two agree).
-Every metric statistic becomes four columns `<metric>_median`, `_p20`, `_p80`, `_n`. A metric a later schema adds
-and this list does not know yet is appended by the same rule, so nothing measured is silently dropped.
+Every metric statistic becomes six columns `<metric>_median`, `_p20`, `_p80`, `_p90`, `_p99`, `_n`. A metric a later
+schema adds and this list does not know yet is appended by the same rule, so nothing measured is silently dropped.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import io
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from moebench.engine.records import SERVING
 from moebench.results import write_text_atomic
 
 # (CSV name, path in the record's `metrics`) for every statistic; names carry their units.
@@ -21,6 +22,7 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("itl_ms", "itl_ms"),
     ("prefill_tokens_per_s", "prefill_tokens_per_s"),
     ("decode_tokens_per_s", "decode_tokens_per_s"),
+    ("decode_tokens_per_s_per_gpu", "decode_tokens_per_s_per_gpu"),
     ("interactivity_tokens_per_s_per_user", "interactivity_tokens_per_s_per_user"),
     ("input_tokens_per_s", "input_tokens_per_s"),
     ("output_tokens_per_s", "output_tokens_per_s"),
@@ -34,7 +36,8 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("tokens_per_s_per_mw", "tokens_per_mw"),
     ("joules_per_token", "joules_per_token"),
 )
-STAT_SUFFIXES = ("median", "p20", "p80", "n")
+STAT_SUFFIXES = ("median", "p20", "p80", "p90", "p99", "n")
+LATENCY = ("ttft_ms", "tpot_ms", "itl_ms")  # the metrics whose tail (p90, p99) tables show beside the median
 
 # Scalars of `metrics.efficiency` (fractions of a roof, or absolute work per step).
 EFFICIENCY: tuple[tuple[str, str], ...] = (
@@ -51,7 +54,7 @@ IDENTITY: tuple[str, ...] = (
     "source_file", "run_id", "created_utc", "git_sha", "moebench_version", "workload", "complete",
     "hardware_id", "hardware_name", "device", "dtype", "kernels", "world_size",
     "usd_per_gpu_hour", "price_tier",
-    "model", "kind", "basis", "layers_run", "layers_total", "batch_size", "prompt_tokens", "output_tokens",
+    "model", "kind", "basis", "serving", "layers_run", "layers_total", "batch_size", "prompt_tokens", "output_tokens",
     "params_total", "params_active", "active_ratio",
     "intelligence_score", "intelligence_index", "intelligence_version",
 )
@@ -95,7 +98,7 @@ def record_row(doc: dict[str, Any], rec: dict[str, Any], source: str = "") -> di
         "hardware_id": hw.get("id"),
         "hardware_name": hw.get("name"),
         "device": hw.get("device"),
-        "dtype": hw.get("dtype"),
+        "dtype": short_dtype(hw.get("dtype")),
         "kernels": hw.get("kernels"),
         # a projection picks its GPU count per batch size (the record's layout), not once per file
         "world_size": doc.get("world_size") or (rec.get("cost") or {}).get("n_gpus"),
@@ -104,6 +107,8 @@ def record_row(doc: dict[str, Any], rec: dict[str, Any], source: str = "") -> di
         "model": rec.get("model"),
         "kind": rec.get("kind"),
         "basis": rec.get("basis"),
+        # only `moebench run` writes result files, and it always serves a static batch (older files do not say so)
+        "serving": rec.get("serving") or (SERVING if rec.get("basis") in ("measured", "extrapolated") else None),
         "layers_run": rec.get("layers_run"),
         "layers_total": rec.get("layers_total"),
         "batch_size": rec.get("batch_size"),
@@ -186,3 +191,36 @@ def run_labels(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
 def value(row: dict[str, Any], name: str, stat: str = "median") -> Optional[float]:
     v = row.get(f"{name}_{stat}")
     return None if v is None else float(v)
+
+
+def stat_of(row: dict[str, Any], name: str) -> Optional[dict[str, Any]]:
+    """The row's columns of one metric as a statistic {median, p20, p80, p90, p99, n}, or None when it has none."""
+    return None if row.get(f"{name}_median") is None else {s: row.get(f"{name}_{s}") for s in STAT_SUFFIXES}
+
+
+def _several(st: Optional[dict[str, Any]], *keys: str) -> bool:
+    # one value (a projection, a single repeat) has no spread and no tail worth printing: "22.6 (22.6–22.6)"
+    return bool(st) and (st.get("n") or 0) > 1 and all(st.get(k) is not None for k in keys)
+
+
+def spread_of(st: Optional[dict[str, Any]]) -> Optional[tuple[float, float]]:
+    """(p20, p80) of a statistic, or None when it is a single value or p20 == p80."""
+    return (st["p20"], st["p80"]) if _several(st, "p20", "p80") and st["p20"] != st["p80"] else None
+
+
+def tail_of(st: Optional[dict[str, Any]]) -> Optional[tuple[float, float]]:
+    """(p90, p99) of a statistic, or None when it is a single value or a file older than p90/p99."""
+    return (st["p90"], st["p99"]) if _several(st, "p90", "p99") else None
+
+
+def short_dtype(name: Any) -> Any:
+    """`bfloat16` (what a run records) and `bf16` (what a projection records) as one spelling: bf16, fp32, …"""
+    from moebench.errors import BadInput
+    from moebench.projection.device import norm_dtype
+
+    if not isinstance(name, str):
+        return name
+    try:
+        return norm_dtype(name)
+    except BadInput:
+        return name

@@ -31,36 +31,127 @@ def _score(model: str) -> Optional[dict[str, Any]]:
     return None if s is None else {"score": s.score, "index": s.index, "version": s.version, "source": s.source}
 
 
-def from_projection(doc: dict[str, Any], source: str) -> list[dict[str, Any]]:
-    """One result-shaped document per hardware entry of a `moebench project --json` document."""
+def _layers(model: str) -> Optional[int]:
+    """Layers of the full model (a projection models every layer), or None for a model this install lacks."""
+    from moebench.projection import resolve_config
+
+    try:
+        return resolve_config(model).full().num_hidden_layers
+    except BadInput:
+        return None
+
+
+def _allin_kw(hardware_id: Any) -> Optional[float]:
+    from moebench.catalog import get_hardware
+
+    try:
+        return get_hardware(str(hardware_id)).allin_kw_per_gpu
+    except BadInput:
+        return None
+
+
+def _price(price: dict[str, Any]) -> dict[str, Any]:
+    # `project --price` records no tier; a price the user gave is `explicit`, as in a workload's price
+    explicit = price.get("usd_per_gpu_hour") is not None and price.get("tier") is None
+    return {**price, "tier": "explicit"} if explicit else price
+
+
+def _derived(rec: dict[str, Any], intel: Optional[dict[str, Any]], allin_kw: Optional[float]) -> dict[str, Any]:
+    """What a measured record has and a projected one lacks, by the measured records' own formulas, from the
+    projection's prefill(B) and decode step times (its TTFT and TPOT under continuous serving are not those)."""
+    from moebench.engine.records import Pricing, rate_metrics
+    from moebench.results import stat
+
+    phases = rec.get("phases") or {}
+    pre, step = ((phases.get(k) or {}).get("time_ms") for k in ("prefill", "decode"))
+    cost = rec.get("cost") or {}
+    n = cost.get("n_gpus")
+    if not all(isinstance(v, (int, float)) and v > 0 for v in (pre, step, n)) or rec.get("output_tokens") is None:
+        return {}  # an older projection without phase times: only what it states
+    pricing = Pricing(cost.get("usd_per_gpu_hour"), cost.get("tier"), cost.get("source"), n, allin_kw)
+    return rate_metrics(stat([pre], "projected", "ms"), stat([step], "projected", "ms"), batch=rec["batch_size"],
+                        prompt=rec["prompt_tokens"], output=rec["output_tokens"], pricing=pricing,
+                        intelligence=intel, basis="projected")
+
+
+def from_projection(doc: dict[str, Any], source: str, file: Optional[str] = None) -> list[dict[str, Any]]:
+    """One result-shaped document per hardware entry of a `moebench project --json` document (checked first:
+    BadInput names what is wrong). `file` is the file's label in the report (default `source`)."""
+    problem = _projection_problem(doc)
+    if problem:
+        raise BadInput(f"{source}: corrupt projection ({problem})")
     model = doc.get("model")
     params = doc.get("params") or {}
     total, active = params.get("total"), params.get("active")
     kind = "moe" if total and active and active < total else "dense"
     sc = doc.get("scenario") or {}
+    assumptions = doc.get("assumptions") or {}
+    serving = assumptions.get("serving", "continuous")  # the projection's default before it was written down
     intel = _score(str(model))
+    layers = _layers(str(model))
     out = []
     for hw in doc.get("hardware") or []:
+        allin_kw = _allin_kw(hw.get("id"))
         records = []
         for r in hw.get("records") or []:
+            r = {**r, "cost": _price(r.get("cost") or {})}
+            stated = {k: v for k, v in r["metrics"].items() if v is not None}
             records.append({
-                **r, "kind": kind, "basis": "projected",
+                **r, "kind": kind, "basis": "projected", "serving": serving,
+                "layers_run": layers, "layers_total": layers,
                 "params": {"total": total, "active": active,
                            "active_ratio": active / total if total and active else None},
                 "intelligence": intel,
+                "metrics": {**_derived(r, intel, allin_kw), **stated},
             })
         out.append({
             "schema_version": SCHEMA_VERSION, "complete": True, "kind": "model",
             "run_id": f"projection-{model}-{hw.get('id')}", "created_utc": None,
             "workload": {"name": f"projection of {model}", "scenario": sc},
             "hardware": {"id": hw.get("id"), "name": hw.get("name"), "device": "projected",
-                         "dtype": sc.get("weight_dtype"), "kernels": "analytic", "price": hw.get("price")},
+                         "dtype": sc.get("weight_dtype"), "kernels": "analytic", "price": _price(hw.get("price") or {})},
             "environment": {"moebench_version": doc.get("moebench_version"), "git_sha": None},
             "world_size": None,
             "records": records,
-            "projection": {"source": source, "calibration": (doc.get("calibration") or {}).get("source")},
+            "projection": {"source": source, "file": file or source,
+                           "calibration": (doc.get("calibration") or {}).get("source"),
+                           "serving": serving, "comm_overlap": assumptions.get("comm_overlap")},
         })
     return out
+
+
+def _projection_problem(doc: dict[str, Any]) -> Optional[str]:
+    """What is wrong with the parts of a projection document the report reads, or None."""
+    from moebench.results import records_problem
+
+    for key in ("params", "scenario", "assumptions", "calibration"):
+        if doc.get(key) is not None and not isinstance(doc[key], dict):
+            return f"{key} is {doc[key]!r}, not an object"
+    if not isinstance(doc.get("model"), str):
+        return "model is not a string"
+    hardware = doc.get("hardware")
+    if not isinstance(hardware, list):
+        return f"hardware is {hardware!r}, not a list"
+    for i, hw in enumerate(hardware):
+        if not isinstance(hw, dict):
+            return f"hardware[{i}] is {hw!r}, not an object"
+        if hw.get("price") is not None and not isinstance(hw["price"], dict):
+            return f"hardware[{i}].price is {hw['price']!r}, not an object"
+        problem = records_problem(hw.get("records", []))
+        if problem:
+            return f"hardware[{i}].{problem}"
+        for j, rec in enumerate(hw.get("records", [])):
+            for key in ("cost", "phases"):
+                if rec.get(key) is not None and not isinstance(rec[key], dict):
+                    return f"hardware[{i}].records[{j}].{key} is {rec[key]!r}, not an object"
+    return None
+
+
+def files_text(sources: list[tuple[str, dict[str, Any]]]) -> str:
+    """"4 file(s)", or "4 file(s) (5 runs: …)" when a projection file gave one source per hardware it projects onto;
+    the HTML page and the command's log line say the same."""
+    n = len({(d.get("projection") or {}).get("file") or label for label, d in sources})
+    return f"{n} file(s)" + (f" ({len(sources)} runs: a projection gives one per hardware)" if len(sources) != n else "")
 
 
 def load_sources(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
@@ -74,7 +165,7 @@ def load_sources(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
             proj = _projection(p)
             if proj is None:
                 raise
-        docs = from_projection(proj, str(p))
+        docs = from_projection(proj, str(p), label)
         if not docs:
             raise BadInput(f"{p}: projection has no hardware entries")
         out += [(f"{label} [{d['hardware']['id']}]" if len(docs) > 1 else label, d) for d in docs]

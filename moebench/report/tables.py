@@ -8,16 +8,23 @@ from rich.markup import escape
 from rich.table import Table
 
 from moebench.cli._output import fmt, fmt_params
+from moebench.report.rows import spread_of, tail_of
 
 
 def med(m: Optional[dict[str, Any]]) -> Optional[float]:
     return None if m is None else m["median"]
 
 
-def spread(m: Optional[dict[str, Any]]) -> str:
+def spread(m: Optional[dict[str, Any]], *, tail: bool = False) -> str:
+    """Rich markup: median (p20–p80), with a second line "p90 … · p99 …" when `tail`; a single value alone."""
     if m is None:
         return "—"
-    return f"{fmt(m['median'])} [dim]({fmt(m['p20'])}–{fmt(m['p80'])})[/dim]"
+    text = fmt(m["median"])
+    if (sp := spread_of(m)) is not None:
+        text += f" [dim]({fmt(sp[0])}–{fmt(sp[1])})[/dim]"
+    if tail and (tl := tail_of(m)) is not None:
+        text += f"\n[dim]p90 {fmt(tl[0])} · p99 {fmt(tl[1])}[/dim]"
+    return text
 
 
 def run_table(doc: dict[str, Any]) -> Table:

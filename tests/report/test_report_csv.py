@@ -17,7 +17,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "report.md"
 
 
 def documented_columns() -> list[str]:
-    """Column names from docs/report.md's tables; `name_*` stands for name_median, _p20, _p80, _n."""
+    """Column names from docs/report.md's tables; `name_*` stands for name_median, _p20, _p80, _p90, _p99, _n."""
     cols = []
     for line in DOC.read_text().splitlines():
         m = re.match(r"^\| `([a-z0-9_*]+)` \|", line)
@@ -53,6 +53,9 @@ def test_csv_round_trips_through_pandas(docs, tmp_path, capsys):
     assert row["ttft_ms_median"] == pytest.approx(rec["metrics"]["ttft_ms"]["median"], rel=1e-12)
     assert row["usd_per_mtok_blended_p80"] == pytest.approx(rec["metrics"]["usd_per_mtok"]["blended"]["p80"], rel=1e-12)
     assert row["tpot_ms_n"] == rec["metrics"]["tpot_ms"]["n"]
+    assert row["ttft_ms_p99"] == pytest.approx(rec["metrics"]["ttft_ms"]["p99"], rel=1e-12)
+    assert row["itl_ms_p90"] == pytest.approx(rec["metrics"]["itl_ms"]["p90"], rel=1e-12)
+    assert row["dtype"] == "bf16"  # the run wrote "bfloat16"; projections write "bf16"
     assert row["basis"] == "extrapolated" and row["git_sha"] == "2" * 40
     assert pd.isna(row["joules_per_token_median"])  # null in the result -> empty cell -> NaN
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
+from moebench.cli._output import fmt
 from moebench.report.html import render
 from moebench.report.rows import rows
+from moebench.results import stat
 
 EVIL = "evil:<script>alert('x')</script>"
 
@@ -41,3 +43,15 @@ def test_basis_is_visible_in_table_rows(doc_factory):
     assert 'class="basis-measured"' in html and 'class="basis-extrapolated"' in html
     assert 'class="basis-projected"' in html and '<span class="badge projected">projected</span>' in html
     assert "extrapolated 4/32L" in html
+
+
+def test_latency_cells_show_p90_p99_and_single_values_no_spread(doc_factory):
+    d = doc_factory("h100_sxm", "H100", 2.5, 1.0)
+    proj = d["records"][0]
+    proj["basis"] = "projected"
+    proj["metrics"]["ttft_ms"] = stat([123.0], "projected", "ms")
+    html = _render([d])
+    tpot = d["records"][1]["metrics"]["tpot_ms"]
+    assert f"p90 {fmt(tpot['p90'])} · p99 {fmt(tpot['p99'])}" in html
+    assert ">123</td>" in html  # one projected value: no "(123–123)", no tail
+    assert "(123–123)" not in html and "p99 123" not in html

@@ -56,8 +56,11 @@ def test_reads_the_section_the_profiler_writes():
 
     (b,) = breakdowns(doc)
     assert b["title"] == "mixtral:debug · batch 8 · decode"
-    assert [r["rank"] for r in b["layers"]] == [0, 1, 2, 3] and {r["layer"] for r in b["layers"]} == {"L0"}
-    waits = {r["rank"]: r["wait_ms"] for r in b["layers"]}
+    assert [(r["rank"], r["layer"]) for r in b["layers"]] == [(r, lay) for r in range(4) for lay in ("L0", "idle")]
+    # idle is the rank's step time outside every region (17 ms step, regions end at 16 ms): its own bar
+    idle = [r for r in b["layers"] if r["layer"] == "idle"]
+    assert all(r["idle_ms"] == 1.0 and r["compute_ms"] is None and r["wait_ms"] is None for r in idle)
+    waits = {r["rank"]: r["wait_ms"] for r in b["layers"] if r["layer"] == "L0"}
     assert waits[1] > 4.9 and waits[0] < 0.1  # the others wait ~5 ms for rank 0
     (e,) = expert_loads(doc)
     assert e["tokens_LE"] == [[400.0, 400.0, 40.0, 40.0, 40.0, 40.0, 40.0, 40.0]] and e["layer_labels"] == ["L0"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -10,14 +11,25 @@ import pytest
 from moebench.report.rows import CSV_DTYPES
 
 
-@pytest.fixture
-def projection(tmp_path, run_cli):
+def _project(tmp_path, run_cli, *extra: str, name: str = "proj.json"):
     code, out, _ = run_cli(["project", "--model", "mixtral:8x7b", "--hardware", "h100_sxm,b200", "--batch", "1,8",
-                            "--prompt", "128", "--output", "32", "--json"])
+                            "--prompt", "128", "--output", "32", *extra, "--json"])
     assert code == 0
-    p = tmp_path / "proj.json"
+    p = tmp_path / name
     p.write_text(out)
     return p
+
+
+@pytest.fixture
+def projection(tmp_path, run_cli):
+    """Continuous serving, the projection's default."""
+    return _project(tmp_path, run_cli)
+
+
+@pytest.fixture
+def static_projection(tmp_path, run_cli):
+    """Static serving: what `moebench run` measures."""
+    return _project(tmp_path, run_cli, "--serving", "static", name="static.json")
 
 
 def test_report_reads_projections_beside_measurements(projection, docs, run_cli, tmp_path):
@@ -37,15 +49,111 @@ def test_report_reads_projections_beside_measurements(projection, docs, run_cli,
     assert html.count('class="basis-projected"') == 4 and "projection of mixtral:8x7b" in html
 
 
-def test_compare_measured_against_projected(projection, docs, run_cli):
-    code, out, _ = run_cli(["compare", str(docs["h100.json"]), str(projection), "--json"])
+def test_compare_measured_against_projected(static_projection, docs, run_cli):
+    code, out, _ = run_cli(["compare", str(docs["h100.json"]), str(static_projection), "--json"])
     res = json.loads(out)
-    assert code == 0 and [r["file"] for r in res["runs"]] == ["h100.json", "proj.json [h100_sxm]", "proj.json [b200]"]
+    assert code == 0 and [r["file"] for r in res["runs"]] == ["h100.json", "static.json [h100_sxm]", "static.json [b200]"]
     g = next(g for g in res["groups"] if g["model"] == "mixtral:8x7b" and g["batch_size"] == 8)
+    assert g["serving"] == "static" and g["note"] is None
     assert g["basis"] == {res["runs"][0]["label"]: "extrapolated", res["runs"][1]["label"]: "projected",
                           res["runs"][2]["label"]: "projected"}
     tpot = next(m for m in g["metrics"] if m["metric"] == "tpot_ms")
     assert all(r is not None and r > 0 for r in tpot["ratios"].values())
+
+
+def test_a_continuous_projection_gets_no_ratio_against_a_static_run(projection, docs, run_cli):
+    """A static batch's TTFT is the whole batch's prefill, a continuous server's one prompt's: never one ratio."""
+    code, out, _ = run_cli(["compare", str(docs["h100.json"]), str(projection), "--json"])
+    res = json.loads(out)
+    assert code == 0
+    measured, h100, b200 = (r["label"] for r in res["runs"])
+    groups = [g for g in res["groups"] if g["model"] == "mixtral:8x7b" and g["batch_size"] == 8]
+    assert [g["serving"] for g in groups] == ["static", "continuous"]  # the measured run's group first
+    static, continuous = groups
+    assert static["basis"] == {measured: "extrapolated", h100: None, b200: None}
+    assert continuous["basis"] == {measured: None, h100: "projected", b200: "projected"}
+    for g in groups:
+        ttft = next(m for m in g["metrics"] if m["metric"] == "ttft_ms")
+        assert sum(v is not None for v in ttft["values"].values()) == (1 if g is static else 2)
+        assert "--serving static" in g["note"]
+    assert "continuous serving in " + h100 in static["note"] and "static serving in " + measured in continuous["note"]
+
+    code, text, _ = run_cli(["compare", str(docs["h100.json"]), str(projection)])
+    assert code == 0
+    block = text[text.index("mixtral:8x7b · batch 8 · prompt 128 + output 32 · static serving"):]
+    block = block[: block.index("mixtral:8x7b · batch 8 · prompt 128 + output 32 · continuous serving")]
+    assert "×" not in block and "not compared" in block and "moebench project --serving static" in block
+
+
+def test_projected_rows_carry_what_the_measured_formulas_give(tmp_path, run_cli):
+    p = _project(tmp_path, run_cli)
+    doc = json.loads(p.read_text())
+    code, _, _ = run_cli(["report", str(p), "--out", str(tmp_path / "r")])
+    assert code == 0
+    df = pd.read_csv(tmp_path / "r" / "report.csv", dtype=CSV_DTYPES)
+    assert (df.serving == "continuous").all() and (df.dtype == "bf16").all()
+    assert (df.layers_run == 32).all() and (df.layers_total == 32).all()  # mixtral 8x7b, all layers modelled
+    for hw in doc["hardware"]:
+        kw = {"h100_sxm": 1.73, "b200": 2.17}[hw["id"]]
+        for rec in hw["records"]:
+            row = df[(df.hardware_id == hw["id"]) & (df.batch_size == rec["batch_size"])].iloc[0]
+            m, n, b = rec["metrics"], rec["cost"]["n_gpus"], rec["batch_size"]
+            step, prefill = rec["phases"]["decode"]["time_ms"], rec["phases"]["prefill"]["time_ms"]
+            total = m["total_tokens_per_s_per_gpu"]["median"] * n
+            assert row["total_tokens_per_s_median"] == pytest.approx(total, rel=1e-9)
+            assert row["decode_tokens_per_s_median"] == pytest.approx(b / (step / 1e3), rel=1e-9)
+            assert row["decode_tokens_per_s_per_gpu_median"] == pytest.approx(m["decode_tokens_per_s_per_gpu"]["median"])
+            assert row["prefill_tokens_per_s_median"] == pytest.approx(b * 128 / (prefill / 1e3), rel=1e-9)
+            assert row["tokens_per_s_per_mw_median"] == pytest.approx(total / (kw * n / 1000), rel=1e-9)
+            blended = m["usd_per_mtok"]["blended"]["median"]
+            assert row["intelligence_score_per_usd_per_mtok_median"] == pytest.approx(3.0 / blended, rel=1e-9)
+            assert row["output_tokens_per_s_per_gpu_median"] == m["output_tokens_per_s_per_gpu"]["median"]
+
+
+def test_a_given_price_is_explicit_in_the_csv(tmp_path, run_cli):
+    p = _project(tmp_path, run_cli, "--price", "3")
+    code, _, _ = run_cli(["report", str(p), "--out", str(tmp_path / "r")])
+    assert code == 0
+    df = pd.read_csv(tmp_path / "r" / "report.csv", dtype=CSV_DTYPES)
+    assert (df.price_tier == "explicit").all() and (df.usd_per_gpu_hour == 3.0).all()
+
+
+def test_measured_and_projected_dtypes_are_spelled_alike(static_projection, docs, run_cli, tmp_path):
+    code, _, err = run_cli(["report", str(docs["h100.json"]), str(static_projection), "--out", str(tmp_path / "r")])
+    assert code == 0 and "from 2 file(s) (3 runs" in err
+    df = pd.read_csv(tmp_path / "r" / "report.csv", dtype=CSV_DTYPES)
+    assert set(df.dtype) == {"bf16"}  # the run recorded "bfloat16", the projection "bf16"
+    assert set(df[df.basis != "projected"].serving) == {"static"}  # a result file written before `serving`
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "2 file(s) (3 runs" in html  # as the command's own line says, not "3 result file(s)"
+    assert "static serving, communication overlap none, uncalibrated" in html and "'dim'>, CPUs" not in html
+    assert "host" in html and "test <span class='dim'>linux, 2 CPUs</span>" in html
+
+
+def test_projected_single_values_print_without_a_spread(static_projection, docs, run_cli):
+    code, out, _ = run_cli(["compare", str(docs["h100.json"]), str(static_projection)])
+    assert code == 0
+    block = out[out.index("mixtral:8x7b · batch 8"):]
+    ttft = next(line for line in block.splitlines() if "ttft_ms" in line)
+    cells = [c.strip() for c in ttft.split("│") if c.strip()]
+    assert re.fullmatch(r"[\d.,]+ \([\d.,]+–[\d.,]+\)", cells[2])  # measured: median (p20–p80)
+    assert re.fullmatch(r"[\d.,]+", cells[3]) and re.fullmatch(r"[\d.,]+", cells[4])  # projected: the value alone
+    assert "p90" in block.splitlines()[block.splitlines().index(ttft) + 1]  # measured latency: its tail below
+
+
+@pytest.mark.parametrize("doc, needle", [
+    ({"kind": "projection", "hardware": "x"}, "model is not a string"),
+    ({"kind": "projection", "model": "m", "hardware": "x"}, "hardware is 'x', not a list"),
+    ({"kind": "projection", "model": "m", "hardware": [{"id": "h", "records": [{"model": "m"}]}]},
+     "hardware[0].records[0].batch_size is None"),
+    ({"kind": "projection", "model": "m", "assumptions": [], "hardware": []}, "assumptions is [], not an object"),
+])
+def test_a_malformed_projection_is_one_line_exit_3(doc, needle, docs, tmp_path, run_cli):
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps(doc))
+    code, out, err = run_cli(["compare", str(docs["h100.json"]), str(p)])
+    assert code == 3 and out == "" and err.count("\n") == 1
+    assert str(p) in err and needle in err and "internal error" not in err
 
 
 def test_a_file_that_is_neither_is_one_line_exit_3(tmp_path, run_cli):
