@@ -173,7 +173,7 @@ def _print(doc: dict[str, Any]) -> None:
               highlight=False)
     for h in doc["hardware"]:
         price = h["price"]
-        ptxt = f"${price['usd_per_gpu_hour']:.2f}/GPU-h ({price['tier'] or 'given'})" if price["usd_per_gpu_hour"] is not None else "no price"
+        ptxt = f"${price['usd_per_gpu_hour']:.2f}/GPU-h ({price['tier'] or 'explicit'})" if price["usd_per_gpu_hour"] is not None else "no price"
         gpus = "— GPUs" if h["min_gpus"] is None else gpus_text(h["min_gpus"])
         t = Table(title=f"{h['name']} — {ptxt} — min {gpus}", title_justify="left")
         for col in ("batch", "layout", "TTFT ms", "TPOT ms", "tok/s/user", "out tok/s/GPU", "total tok/s/GPU", "$/Mtok blended"):

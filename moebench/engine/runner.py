@@ -41,7 +41,7 @@ def resolve_pricing(wl: Workload, hw: Hardware) -> Pricing:
     p = hw.price(wl.price.tier)
     if p is None:
         if wl.price.fallback_usd_per_gpu_hour is not None:
-            return Pricing(wl.price.fallback_usd_per_gpu_hour, "user-set", f"workload price.fallback_usd_per_gpu_hour ({hw.id} has no catalog price)", n, None)
+            return Pricing(wl.price.fallback_usd_per_gpu_hour, "user-set", f"workload price.fallback_usd_per_gpu_hour ({hw.id} has no catalog price)", n, hw.allin_kw_per_gpu)
         return Pricing(None, None, None, n, hw.allin_kw_per_gpu)
     return Pricing(p.usd_per_gpu_hour, p.tier, f"{p.source} ({p.date})", n, hw.allin_kw_per_gpu)
 

@@ -31,15 +31,17 @@ def run_table(doc: dict[str, Any]) -> Table:
     hw = doc["hardware"]
     price = hw.get("price", {}) or {}
     p = price.get("usd_per_gpu_hour")
+    # MEASURE.md: per GPU, or on CPU per process (rank), and say which
+    unit = "GPU" if str(hw.get("device", "")).startswith("cuda") else "process"
     title = escape(
         f"{doc['workload']['name']} on {hw['name']} ×{hw.get('n_devices', 1)} ({hw.get('device')}, {hw.get('dtype')}, "
-        f"kernels {hw.get('kernels')}) — price {'$%.2f/GPU-h (%s)' % (p, price.get('tier')) if p else 'not set'}"
+        f"kernels {hw.get('kernels')}) — price {'$%.2f/%s-h (%s)' % (p, unit, price.get('tier')) if p else 'not set'}"
     )
     t = Table(title=title, caption="median (p20–p80); extrapolated = N of L layers measured at real widths, scaled to L",
               caption_justify="left")
     for c, j in [
         ("model", "left"), ("kind", "left"), ("basis", "left"), ("batch", "right"), ("active/total", "right"),
-        ("TTFT ms", "right"), ("TPOT ms", "right"), ("decode tok/s", "right"), ("out tok/s/GPU", "right"),
+        ("TTFT ms", "right"), ("TPOT ms", "right"), ("decode tok/s", "right"), (f"out tok/s/{unit}", "right"),
         ("$/M in", "right"), ("$/M out", "right"), ("$/M blended", "right"), ("score", "right"), ("score per $/M", "right"),
     ]:
         t.add_column(c, justify=j)

@@ -77,8 +77,9 @@ def test_explicit_intelligence_score_gives_intelligence_per_dollar(cli, tmp_path
     doc = json.loads(cli("run", str(wl), "--json", "--out", str(tmp_path / "o")).stdout)
     r = doc["records"][0]
     assert r["intelligence"]["score"] == 40
-    assert r["metrics"]["intelligence_per_usd"]["median"] == pytest.approx(
-        40 / r["metrics"]["usd_per_mtok"]["blended"]["median"], rel=0.2)
+    # per repeat (a median of ratios is not the ratio of medians when the repeats differ, as on a busy machine)
+    assert r["metrics"]["intelligence_per_usd"]["samples"] == pytest.approx(
+        [40 / b for b in r["metrics"]["usd_per_mtok"]["blended"]["samples"]], rel=1e-9)
 
 
 def test_ctrl_c_is_one_line_naming_the_partial_results(tmp_path):
