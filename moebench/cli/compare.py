@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from rich.markup import escape
+
 from moebench.cli._output import emit_json, fmt, out
 
 
@@ -14,21 +16,22 @@ def _key(i: int) -> str:
 
 
 def _runs_table(res):
-    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title="runs compared — ratios are to the first run holding each record (B/A = B ÷ A)", title_justify="left")
-    for c in ("", "label", "file", "hardware", "device · dtype · kernels", "ranks", "$/GPU-h", "git sha", "created (UTC)"):
+    for c in ("", "label", "file", "hardware", "device · dtype · kernels", "ranks", "routing", "$/GPU-h (tier)",
+              "git sha", "created (UTC)"):
         t.add_column(c)
     for i, r in enumerate(res["runs"]):
+        price = f"{fmt(r['usd_per_gpu_hour'])} ({r['price_tier']})" if r["usd_per_gpu_hour"] is not None else "—"
         t.add_row(_key(i), escape(r["label"]), escape(r["file"]), escape(f"{r['hardware_name']} ({r['hardware_id']})"),
                   escape(f"{r['device']} · {r['dtype']} · {r['kernels']}"), str(r["world_size"] or "—"),
-                  fmt(r["usd_per_gpu_hour"]), escape((r["git_sha"] or "—")[:12]), escape(str(r["created_utc"] or "—")))
+                  escape(r["routing"] or "—"), escape(price), escape((r["git_sha"] or "—")[:12]),
+                  escape(str(r["created_utc"] or "—")))
     return t
 
 
 def _group_table(g, labels: list[str]):
-    from rich.markup import escape
     from rich.table import Table
 
     from moebench.report.rows import LATENCY
@@ -80,6 +83,8 @@ def register(app: typer.Typer) -> None:
             emit_json(res)
             return
         out.print(_runs_table(res))
+        for note in res["notes"]:
+            out.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
         labels = [r["label"] for r in res["runs"]]
         for g in res["groups"]:
             out.print(_group_table(g, labels))

@@ -28,7 +28,8 @@ SERVING_HINT = ("for a like-for-like comparison with measured runs (static batch
 
 def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """{"runs": [...], "groups": [{model, batch_size, prompt_tokens, output_tokens, serving, basis, reference,
-    note, metrics: [...]}]}; `note` says which runs hold the same point under another serving mode (or None)."""
+    note, metrics: [...]}], "notes": [...]}; a group's `note` says which runs hold the same point under another
+    serving mode (or None); `notes` what else differs between the runs and skews the ratios (price tier, routing)."""
     if len(sources) < 2:
         raise BadInput("compare needs at least two result files")
     labels = run_labels(sources)
@@ -39,7 +40,9 @@ def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
             "label": labels[src], "file": src, "hardware_id": hw.get("id"), "hardware_name": hw.get("name"),
             "device": hw.get("device"), "dtype": hw.get("dtype"), "kernels": hw.get("kernels"),
             "world_size": d.get("world_size"), "git_sha": env.get("git_sha"), "created_utc": d.get("created_utc"),
-            "usd_per_gpu_hour": (hw.get("price") or {}).get("usd_per_gpu_hour"), "complete": d.get("complete"),
+            "usd_per_gpu_hour": (hw.get("price") or {}).get("usd_per_gpu_hour"),
+            "price_tier": (hw.get("price") or {}).get("tier"),
+            "routing": (d.get("workload") or {}).get("routing"), "complete": d.get("complete"),
         })
     by_key: dict[tuple, dict[str, dict[str, Any]]] = {}
     for r in rows(sources):
@@ -74,7 +77,21 @@ def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
             "serving": key[4], "basis": {lb: present[lb]["basis"] if lb in present else None for lb in order},
             "reference": ref, "note": _elsewhere(key, by_key, order), "metrics": metrics,
         })
-    return {"runs": runs, "groups": groups}
+    return {"runs": runs, "groups": groups, "notes": _mixed(runs)}
+
+
+def _mixed(runs: list[dict[str, Any]]) -> list[str]:
+    """What differs between the runs besides the hardware and code being compared, and skews the ratios."""
+    notes = []
+    tiers = {r["label"]: r["price_tier"] for r in runs if r["usd_per_gpu_hour"] is not None}
+    if len(set(tiers.values())) > 1:
+        notes.append("prices come from different tiers (" + ", ".join(f"{lb}: {t or 'unknown'}" for lb, t in tiers.items())
+                     + "): $/M ratios mix the hardware with the market; set one tier or price to compare hardware")
+    routings = {r["label"]: r["routing"] for r in runs if r["routing"] is not None}
+    if len(set(routings.values())) > 1:
+        notes.append("routing differs (" + ", ".join(f"{lb}: {x}" for lb, x in routings.items())
+                     + "): expert load, and with it the time, differs by design")
+    return notes
 
 
 def _elsewhere(key: tuple, by_key: dict[tuple, dict[str, Any]], order: list[str]) -> Optional[str]:

@@ -49,3 +49,25 @@ def test_compare_across_commits_on_one_machine_labels_by_sha(doc_factory, tmp_pa
 def test_compare_needs_two_files(docs, capsys):
     code, out, err = run(["compare", str(docs["h100.json"])], capsys)
     assert code == 3 and "at least two" in err and out == ""
+
+
+def test_compare_says_when_price_tiers_or_routing_differ(doc_factory, tmp_path, capsys):
+    a, b = doc_factory("a100_sxm_80gb", "NVIDIA A100", 2.21, 1.0), doc_factory("h100_sxm", "NVIDIA H100 SXM", 2.5, 2.0)
+    a["hardware"]["price"]["tier"], b["hardware"]["price"]["tier"] = "on-demand", "hyperscaler"
+    a["workload"]["routing"], b["workload"]["routing"] = "uniform", "hot:0"
+    paths = []
+    for name, d in (("a.json", a), ("b.json", b)):
+        (tmp_path / name).write_text(json.dumps(d))
+        paths.append(str(tmp_path / name))
+    code, out, _ = run(["compare", *paths, "--json"], capsys)
+    notes = json.loads(out)["notes"]
+    assert code == 0 and len(notes) == 2
+    assert "different tiers (NVIDIA A100: on-demand, NVIDIA H100 SXM: hyperscaler)" in notes[0]
+    assert "routing differs (NVIDIA A100: uniform, NVIDIA H100 SXM: hot:0)" in notes[1]
+    code, out, _ = run(["compare", *paths], capsys)
+    assert "note: prices come from different tiers" in " ".join(out.split()) and "2.21 (on-demand)" in out
+    # one tier and one routing: nothing to say
+    b["hardware"]["price"]["tier"], b["workload"]["routing"] = "on-demand", "uniform"
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    code, out, _ = run(["compare", *paths, "--json"], capsys)
+    assert json.loads(out)["notes"] == []
