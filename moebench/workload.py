@@ -12,16 +12,32 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from moebench.errors import BadInput
 
 
-class _Strict(BaseModel):
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, where a float needs a dot: `25e-2` and `1e2` would be strings, which the strict
+    models below then reject. Resolve floats as YAML 1.2 (and every other YAML tool) does."""
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+class Strict(BaseModel):
     # strict: YAML already types its scalars, so `prompt_tokens: true` or `repeats: "10"` is a mistake, not a 1 or
-    # a 10 (ints still pass where a float is asked)
+    # a 10 (ints still pass where a float is asked). Every YAML the tool reads validates through this base.
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*:[a-z0-9][a-z0-9_.-]*$")
 
 
-class IntelligenceSpec(_Strict):
+class IntelligenceSpec(Strict):
     """Either a catalog score pinned by index version, or an explicit score (then index and version are required)."""
 
     version: str = "v3"
@@ -29,7 +45,7 @@ class IntelligenceSpec(_Strict):
     score: Optional[float] = Field(default=None, ge=0)
 
 
-class ModelEntry(_Strict):
+class ModelEntry(Strict):
     name: str
     layers: Optional[int] = Field(default=None, ge=1, description="run N of the L layers at real widths; extrapolate")
     weights: str = Field(default="random", description="random | path to a Hugging Face checkpoint directory")
@@ -43,7 +59,7 @@ class ModelEntry(_Strict):
         return v
 
 
-class Parallel(_Strict):
+class Parallel(Strict):
     world_size: int = Field(default=1, ge=1)
     expert: int = Field(default=1, ge=1)
     tensor: int = Field(default=1, ge=1)
@@ -63,13 +79,13 @@ class Parallel(_Strict):
         return self.world_size // (self.expert * self.tensor)
 
 
-class Scenario(_Strict):
+class Scenario(Strict):
     prompt_tokens: int = Field(ge=1)
     output_tokens: int = Field(ge=2, description="≥ 2: TPOT needs a token after the first")
     batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
 
 
-class Timing(_Strict):
+class Timing(Strict):
     warmup: int = Field(default=1, ge=0)
     repeats: int = Field(default=5, ge=1)
     # `interleaved`: every model × batch size is set up first, then the repeats take turns (repeat 1 of each,
@@ -78,7 +94,7 @@ class Timing(_Strict):
     schedule: Literal["sequential", "interleaved"] = "sequential"
 
 
-class PriceSpec(_Strict):
+class PriceSpec(Strict):
     tier: Optional[str] = None
     usd_per_gpu_hour: Optional[float] = Field(default=None, gt=0)
     # used only when the hardware has no catalog price (the `cpu` entry): the user's own machine cost
@@ -94,7 +110,7 @@ class PriceSpec(_Strict):
 ROUTING = re.compile(r"^(model|uniform|zipf:\d+(\.\d+)?|hot:\d+)$")
 
 
-class Workload(_Strict):
+class Workload(Strict):
     kind: Literal["model"] = "model"
     name: str
     description: str = ""
@@ -125,9 +141,9 @@ class Workload(_Strict):
     @field_validator("kernels")
     @classmethod
     def _kernels(cls, v: str) -> str:
-        from moebench_kernels.backends import plugin_names
+        from moebench.models.common.ops import backend_names
 
-        names = plugin_names()
+        names = backend_names()
         if v not in names:
             raise ValueError(f"kernels {v!r} must be one of {', '.join(names)} (installed moebench.kernels plugins)")
         return v
@@ -187,7 +203,7 @@ def load_workload(path: str | Path, *, resolve: bool = True):
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{p}: cannot read workload file ({exc.__class__.__name__}: {exc})") from None
     try:
-        data = yaml.safe_load(text)
+        data = read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -203,22 +219,20 @@ def _resolve(wl: Workload, p: Path) -> Workload:
     """Everything `run` would refuse, refused before anything runs: model names, checkpoints, layers, hardware,
     its price tier, a hot expert the models lack. Checkpoint paths come back resolved against the file's folder."""
     from moebench.catalog import get_hardware
-    from moebench.models import resolve_name
-    from moebench.models.checkpoint import check_checkpoint_entry
+    from moebench.models import entry_arch
+    from moebench.parallel.mesh import Layout, check_plan
 
     hot = wl.routing.removeprefix("hot:")
     entries = []
     for i, m in enumerate(wl.model_entries):
         try:
-            if m.weights == "random":
-                cfg = resolve_name(m.name)[1]
-                if m.layers is not None and m.layers > cfg.num_hidden_layers:
-                    raise BadInput(f"layers {m.layers} but {m.name} has {cfg.num_hidden_layers}")
-            else:  # a relative checkpoint path is relative to the workload file, as the file is written
+            if m.weights != "random":  # a relative checkpoint path is relative to the workload file, as written
                 m = m.model_copy(update={"weights": str(p.parent / Path(m.weights).expanduser())})
-                cfg = check_checkpoint_entry(m.name, m.weights, m.layers)[1]
+            cfg = entry_arch(m.name, m.weights, m.layers)[1]
         except BadInput as exc:
             raise BadInput(f"{p}: models[{i}]: {exc}") from None
+        if wl.parallel.world_size > 1:
+            check_plan(Layout.of(wl.parallel), cfg, m.name, wl.scenario.batch_sizes, str(p))
         if hot.isdigit() and cfg.is_moe and int(hot) >= cfg.n_routed_experts:
             raise BadInput(f"{p}: routing {wl.routing!r}: expert {hot} does not exist in {m.name} "
                            f"({cfg.n_routed_experts} experts)")

@@ -8,10 +8,9 @@
           helpers at import time), so this sets TRITON_INTERPRET=1 when Triton is not imported yet, and raises
           EnvironmentProblem when it already is, in compiled mode. Triton missing -> EnvironmentProblem.
 
-`TORCH` and `TRITON` are the objects the `moebench.kernels` entry points name. Any other name is looked up in
-that entry-point group: a plugin names an object with `build(device: str) -> Backend` (a `BackendSpec` with its
-own function suffix, or a class of its own), whose six functions take the `*_ref` functions' arguments and
-return what they return. Nothing here imports torch or Triton until a backend is built.
+`TORCH` and `TRITON` are the objects the `moebench.kernels` entry points name; moebench finds third-party
+backends in that group itself (moebench.models.common.ops). Nothing here imports torch or Triton until a
+backend is built.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from typing import Any, Callable
 
 from moebench_kernels._jit import import_triton, triton_imported_without_interpreter
 
-_FUNCS = ("fused_moe", "topk_softmax", "grouped_topk_sigmoid", "topk_then_softmax", "rmsnorm", "fused_add_rmsnorm")
+FUNCS = ("fused_moe", "topk_softmax", "grouped_topk_sigmoid", "topk_then_softmax", "rmsnorm", "fused_add_rmsnorm")
 _MODULES = {"fused_moe": "fused_moe", "topk_softmax": "router", "grouped_topk_sigmoid": "router",
             "topk_then_softmax": "router", "rmsnorm": "rmsnorm", "fused_add_rmsnorm": "rmsnorm"}
 _noted: set[str] = set()
@@ -61,7 +60,7 @@ class BackendSpec:
         import importlib
 
         funcs = {}
-        for f in _FUNCS:
+        for f in FUNCS:
             mod = importlib.import_module(f"moebench_kernels.{_MODULES[f]}")
             funcs[f] = getattr(mod, f + self.suffix)
         return Backend(name=self.name, device=device, **funcs)
@@ -130,35 +129,9 @@ def get_backend(name: str = "auto", device: Any = "cpu") -> Backend:
     elif name == "triton":
         _prepare_triton(dev)
     elif name not in _SPECS:
-        return _plugin_backend(name, dev)
-    return _SPECS[name].build(dev)
-
-
-def plugin_names() -> list[str]:
-    """Every name a workload's `kernels:` may take: auto and the `moebench.kernels` entry points."""
-    import importlib.metadata as md
-
-    return ["auto"] + sorted({ep.name for ep in md.entry_points(group="moebench.kernels")} | set(_SPECS))
-
-
-def _plugin_backend(name: str, dev: str) -> Backend:
-    import importlib.metadata as md
-
-    eps = [ep for ep in md.entry_points(group="moebench.kernels") if ep.name == name]
-    if not eps:
         import difflib
 
-        names = plugin_names()
-        close = difflib.get_close_matches(name, names, n=1)
+        close = difflib.get_close_matches(name, list(_SPECS) + ["auto"], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise _bad_input(f"unknown kernel backend {name!r}{hint}; choose {', '.join(names)}")
-    try:
-        backend = eps[0].load().build(dev)
-    except Exception as exc:  # noqa: BLE001 - third-party code: name it, whatever it raised
-        raise _bad_input(f"kernel backend plugin {name!r} ({eps[0].value}) failed to build for {dev}: "
-                         f"{type(exc).__name__}: {exc}") from exc
-    missing = [f for f in _FUNCS if not callable(getattr(backend, f, None))]
-    if missing:
-        raise _bad_input(f"kernel backend plugin {name!r} ({eps[0].value}) built a {type(backend).__name__} "
-                         f"without {', '.join(missing)}")
-    return backend
+        raise _bad_input(f"unknown kernel backend {name!r}{hint}; choose auto, torch or triton")
+    return _SPECS[name].build(dev)

@@ -25,15 +25,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from moebench.workload import Strict as _Strict  # one strictness for every YAML the tool reads
 
 Provider = Literal["triton", "torch-ref", "torch-grouped", "torch-loop", "transformers-eager",
                    "transformers-grouped", "dense-equiv"]
 PROVIDERS: tuple[str, ...] = Provider.__args__  # type: ignore[attr-defined]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class KernelShape(_Strict):

@@ -132,7 +132,7 @@ def hardware_catalog() -> dict[str, Hardware]:
         for hid, hw in reg.load(name).items():
             if not isinstance(hw, Hardware):
                 try:
-                    hw = Hardware.model_validate({"id": hid, **hw} if isinstance(hw, dict) else hw)
+                    hw = Hardware.model_validate({**hw, "id": hid} if isinstance(hw, dict) else hw)
                 except ValidationError as exc:
                     first = exc.errors()[0]
                     where = ".".join(str(x) for x in first["loc"]) or "entry"

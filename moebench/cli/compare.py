@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from moebench.cli._output import emit_json, fmt, out
+from moebench.report.rows import per_unit
 
 
 def _key(i: int) -> str:
@@ -19,11 +20,12 @@ def _runs_table(res):
     from rich.table import Table
 
     t = Table(title="runs compared — ratios are to the first run holding each record (B/A = B ÷ A)", title_justify="left")
-    for c in ("", "label", "file", "hardware", "device · dtype · kernels", "ranks", "routing", "$/GPU-h (tier)",
+    for c in ("", "label", "file", "hardware", "device · dtype · kernels", "ranks", "routing", "price (tier)",
               "git sha", "created (UTC)"):
         t.add_column(c)
     for i, r in enumerate(res["runs"]):
-        price = f"{fmt(r['usd_per_gpu_hour'])} ({r['price_tier']})" if r["usd_per_gpu_hour"] is not None else "—"
+        price = (f"${fmt(r['usd_per_gpu_hour'])}/{per_unit(r['device'])}-h ({r['price_tier']})"
+                 if r["usd_per_gpu_hour"] is not None else "—")
         t.add_row(_key(i), escape(r["label"]), escape(r["file"]), escape(f"{r['hardware_name']} ({r['hardware_id']})"),
                   escape(f"{r['device']} · {r['dtype']} · {r['kernels']}"), str(r["world_size"] or "—"),
                   escape(r["routing"] or "—"), escape(price), escape((r["git_sha"] or "—")[:12]),

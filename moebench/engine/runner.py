@@ -20,7 +20,7 @@ from moebench.engine.device import (compute_roof_flops, cpu_oversubscription, de
 from moebench.engine.generate import GenerationBench, GenerationSamples, prompt_ids, time_generation
 from moebench.engine.records import Peaks, Pricing, build_record
 from moebench.errors import ExitCode, MoebenchError, RunFailed
-from moebench.models import build, resolve_name
+from moebench.models import build, entry_arch
 from moebench.models.config import DTYPE_BYTES
 from moebench.results import SCHEMA_VERSION, environment, new_run_id, write_atomic
 from moebench.parallel.faults import Guard, install_test_faults
@@ -85,7 +85,7 @@ def run_workload(
         ctx = init_parallel(wl.parallel, dev, source)
         if ctx is not None:
             for entry in wl.model_entries:
-                check_plan(ctx.layout, resolve_name(entry.name)[1].with_layers(entry.layers), entry.name,
+                check_plan(ctx.layout, entry_arch(entry.name, entry.weights, entry.layers)[1], entry.name,
                            wl.scenario.batch_sizes, source)
     guard = Guard(ctx).start() if ctx is not None else None
     rank0 = ctx is None or ctx.is_rank0
@@ -111,10 +111,9 @@ def run_workload(
 
     dbytes = DTYPE_BYTES[dtype_name]
     for entry in wl.model_entries:  # before anything is measured: a model that cannot fit is bad input (exit 3)
-        if entry.weights == "random":
-            cfg = resolve_name(entry.name)[1].with_layers(entry.layers)
-            check_memory(entry.name, cfg, batch=max(wl.scenario.batch_sizes),
-                         max_seq=wl.scenario.prompt_tokens + wl.scenario.output_tokens, dtype_bytes=dbytes, device=dev)
+        check_memory(entry.name, entry_arch(entry.name, entry.weights, entry.layers)[1],
+                     batch=max(wl.scenario.batch_sizes), max_seq=wl.scenario.prompt_tokens + wl.scenario.output_tokens,
+                     dtype_bytes=dbytes, device=dev)
 
     if ctx is not None and dev == "cpu" and rank0:
         here = local_ranks(ctx.world_size)
@@ -271,17 +270,10 @@ def _release_cached_memory(dev: str) -> None:
 
 
 def _build_model(entry: ModelEntry, wl: Workload, *, dev: str, dtype: torch.dtype, log: Log):
-    """(spec, cfg, model): a checkpoint's weights, or random weights after the memory check."""
-    if entry.weights != "random":
-        from moebench.models.checkpoint import check_checkpoint_entry, load_checkpoint
+    """(spec, cfg, model): a checkpoint's weights, or random weights."""
+    from moebench.models.checkpoint import load_checkpoint
 
-        spec, cfg = check_checkpoint_entry(entry.name, entry.weights, entry.layers)
-    else:
-        spec, cfg = resolve_name(entry.name)
-    cfg = cfg.with_layers(entry.layers)
-    sc = wl.scenario
-    check_memory(entry.name, cfg, batch=max(sc.batch_sizes), max_seq=sc.prompt_tokens + sc.output_tokens,
-                 dtype_bytes=DTYPE_BYTES[str(dtype).removeprefix("torch.")], device=dev)
+    spec, cfg = entry_arch(entry.name, entry.weights, entry.layers)  # its memory was checked before any timing
     what = "random weights" if entry.weights == "random" else f"weights from {entry.weights}"
     log(f"building {entry.name} ({cfg.num_hidden_layers} of {cfg.layers_total} layers, {what}, "
         f"{str(dtype).removeprefix('torch.')}, {dev}) …")

@@ -42,6 +42,20 @@ def resolve_name(name: str) -> tuple["ModelSpec", "ArchConfig"]:
     return spec, spec.flavors[flavor]
 
 
+def entry_arch(name: str, weights: str = "random", layers: int | None = None) -> tuple["ModelSpec", "ArchConfig"]:
+    """(spec, config with `layers` applied) of a workload's model entry: the catalog's for random weights, the
+    checkpoint's (checked against the name) for `weights: <dir>`; BadInput when `layers` exceeds the model's."""
+    if weights == "random":
+        spec, cfg = resolve_name(name)
+        if layers is not None and layers > cfg.num_hidden_layers:
+            raise BadInput(f"layers {layers} but {name} has {cfg.num_hidden_layers}")
+    else:
+        from moebench.models.checkpoint import check_checkpoint_entry
+
+        spec, cfg = check_checkpoint_entry(name, weights, layers)
+    return spec, cfg.with_layers(layers)
+
+
 def load(source: str, *, layers: int | None = None, device: str = "cpu", dtype: Any = None, seed: int = 0):
     """A model module: `forward(input_ids_BS) -> logits [B, S, vocab]`, `new_cache`, incremental decode.
 

@@ -222,7 +222,7 @@ def read_arch(path: str | Path):
 
     root = Path(path)
     if not root.is_dir():
-        raise BadInput(f"weights {root}: no such checkpoint directory")
+        raise BadInput(f"weights {root}: no such checkpoint directory (a relative path is relative to the workload file)")
     raw = read_config(root)
     spec = find_spec(raw["model_type"], str(root / "config.json"))
     try:

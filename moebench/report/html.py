@@ -15,7 +15,7 @@ from moebench import __version__
 from moebench.cli._output import fmt, fmt_params
 from moebench.report import plots
 from moebench.report.profile_view import breakdowns, expert_loads
-from moebench.report.rows import LATENCY, run_labels, spread_of, stat_of, tail_of, value
+from moebench.report.rows import LATENCY, per_unit, run_labels, spread_of, stat_of, tail_of, value
 from moebench.report.sources import files_text
 
 esc = plots.esc
@@ -92,7 +92,7 @@ def provenance(sources: list[tuple[str, dict[str, Any]]]) -> str:
         price = hw.get("price") or {}
         roofs = hw.get("measured_roofs") or {}
         p = price.get("usd_per_gpu_hour")
-        price_s = f"${fmt(p)}/GPU-h ({esc(price.get('tier'))})<br><span class='dim'>{esc(price.get('source'))}</span>" if p is not None else "not set"
+        price_s = f"${fmt(p)}/{per_unit(hw.get('device'))}-h ({esc(price.get('tier'))})<br><span class='dim'>{esc(price.get('source'))}</span>" if p is not None else "not set"
         roof_s = (f"{esc(fmt(roofs.get('mem_gbps')))} GB/s copy, {esc(fmt(roofs.get('matmul_gflops')))} GFLOP/s "
                   f"{esc(roofs.get('matmul_dtype'))}"
                   + (f", FMA peak {esc(fmt(roofs['fma_peak_gflops']))} GFLOP/s" if roofs.get("fma_peak_gflops") else "")
@@ -113,16 +113,16 @@ def provenance(sources: list[tuple[str, dict[str, Any]]]) -> str:
 
 def dense_vs_moe(rs: list[dict[str, Any]]) -> str:
     """The run table, per hardware: every model side by side at each batch size, basis badged."""
-    head = [("model", True), ("kind", True), ("basis", True), ("batch", False), ("active/total", False),
-            ("TTFT ms", False), ("TPOT ms", False), ("decode tok/s", False), ("out tok/s/GPU", False),
-            ("tok/s/user", False), ("$/M in", False), ("$/M out", False), ("$/M blended", False),
-            ("score", False), ("score per $/M", False)]
     parts = []
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in rs:
         groups.setdefault((r["hardware_name"], r["workload"], r["source_file"]), []).append(r)
     for (hw, wl, src), g in groups.items():
         g = sorted(g, key=lambda r: (r["batch_size"], r["kind"] != "dense", str(r["model"])))
+        head = [("model", True), ("kind", True), ("basis", True), ("batch", False), ("active/total", False),
+                ("TTFT ms", False), ("TPOT ms", False), ("decode tok/s", False),
+                (f"out tok/s/{per_unit(g[0]['device'])}", False), ("tok/s/user", False), ("$/M in", False),
+                ("$/M out", False), ("$/M blended", False), ("score", False), ("score per $/M", False)]
         body = []
         for r in g:
             detail = f"{r['layers_run']}/{r['layers_total']}L" if r["basis"] == "extrapolated" else ""

@@ -224,3 +224,9 @@ def short_dtype(name: Any) -> Any:
         return norm_dtype(name)
     except BadInput:
         return name
+
+
+def per_unit(device: Any) -> str:
+    """What "per GPU" counts for a run on `device` (MEASURE.md: on CPU, say which): a GPU, or on CPU a process
+    (rank) — a projection is always per GPU."""
+    return "process" if str(device or "").startswith("cpu") else "GPU"

@@ -66,8 +66,10 @@ def _derived(rec: dict[str, Any], intel: Optional[dict[str, Any]], allin_kw: Opt
     pre, step = ((phases.get(k) or {}).get("time_ms") for k in ("prefill", "decode"))
     cost = rec.get("cost") or {}
     n = cost.get("n_gpus")
-    if not all(isinstance(v, (int, float)) and v > 0 for v in (pre, step, n)) or rec.get("output_tokens") is None:
-        return {}  # an older projection without phase times: only what it states
+    counts = (rec.get("batch_size"), rec.get("prompt_tokens"), rec.get("output_tokens"))
+    if not all(isinstance(v, (int, float)) and v > 0 for v in (pre, step, n)) or not all(
+            isinstance(v, int) and v > 0 for v in counts):
+        return {}  # an older (or hand-edited) projection without phase times or token counts: only what it states
     pricing = Pricing(cost.get("usd_per_gpu_hour"), cost.get("tier"), cost.get("source"), n, allin_kw)
     return rate_metrics(stat([pre], "projected", "ms"), stat([step], "projected", "ms"), batch=rec["batch_size"],
                         prompt=rec["prompt_tokens"], output=rec["output_tokens"], pricing=pricing,
@@ -141,9 +143,18 @@ def _projection_problem(doc: dict[str, Any]) -> Optional[str]:
         if problem:
             return f"hardware[{i}].{problem}"
         for j, rec in enumerate(hw.get("records", [])):
+            at = f"hardware[{i}].records[{j}]"
             for key in ("cost", "phases"):
                 if rec.get(key) is not None and not isinstance(rec[key], dict):
-                    return f"hardware[{i}].records[{j}].{key} is {rec[key]!r}, not an object"
+                    return f"{at}.{key} is {rec[key]!r}, not an object"
+            for key in ("prefill", "decode"):
+                phase = (rec.get("phases") or {}).get(key)
+                if phase is not None and not isinstance(phase, dict):
+                    return f"{at}.phases.{key} is {phase!r}, not an object"
+            for key in ("usd_per_gpu_hour", "n_gpus"):
+                v = (rec.get("cost") or {}).get(key)
+                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                    return f"{at}.cost.{key} is {v!r}, not a number"
     return None
 
 

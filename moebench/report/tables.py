@@ -8,7 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from moebench.cli._output import fmt, fmt_params
-from moebench.report.rows import spread_of, tail_of
+from moebench.report.rows import per_unit, spread_of, tail_of
 
 
 def med(m: Optional[dict[str, Any]]) -> Optional[float]:
@@ -31,8 +31,7 @@ def run_table(doc: dict[str, Any]) -> Table:
     hw = doc["hardware"]
     price = hw.get("price", {}) or {}
     p = price.get("usd_per_gpu_hour")
-    # MEASURE.md: per GPU, or on CPU per process (rank), and say which
-    unit = "GPU" if str(hw.get("device", "")).startswith("cuda") else "process"
+    unit = per_unit(hw.get("device"))
     title = escape(
         f"{doc['workload']['name']} on {hw['name']} ×{hw.get('n_devices', 1)} ({hw.get('device')}, {hw.get('dtype')}, "
         f"kernels {hw.get('kernels')}) — price {'$%.2f/%s-h (%s)' % (p, unit, price.get('tier')) if p else 'not set'}"

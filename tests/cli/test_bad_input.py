@@ -46,6 +46,8 @@ def write(tmp_path, text):
         (GOOD.replace("llama3:debug", "mixtral:debug") + "routing: hot:99\n",
          ["routing 'hot:99': expert 99 does not exist in mixtral:debug"]),
         (GOOD + "hardware: h100_sxm\nprice: {tier: rentl}\n", ["hardware", "has no price tier 'rentl'"]),
+        (GOOD.replace("llama3:debug", "mixtral:debug") + "parallel: {world_size: 3, expert: 3}\n",
+         ["parallel.expert: 3 does not divide the 8 experts of mixtral:debug"]),
     ],
 )
 def test_bad_workload_exits_3_in_one_line(cli, tmp_path, text, needles):
@@ -95,3 +97,12 @@ def test_corrupt_results_file_is_one_line(cli, tmp_path):
     p.write_text('{"schema_version": 1, "complete": tr')
     with pytest.raises(BadInput, match="corrupt results file"):
         load_result(p)
+
+
+def test_yaml_numbers_are_read_as_yaml_1_2_reads_them(tmp_path):
+    """PyYAML alone reads `25e-2` as a string (YAML 1.1 floats need a dot); the strict models would refuse it."""
+    from moebench.workload import load_workload
+
+    wl = load_workload(write(tmp_path, GOOD + "price: {usd_per_gpu_hour: 25e-2}\nparallel: {collective_timeout_s: 1e2}\n"))
+    assert wl.price.usd_per_gpu_hour == 0.25 and wl.parallel.collective_timeout_s == 100.0
+    assert load_workload(write(tmp_path, GOOD.replace("llama3:debug", "mixtral:debug") + "routing: zipf:1\n")).routing == "zipf:1"

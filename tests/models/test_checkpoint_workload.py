@@ -59,3 +59,15 @@ def test_checkpoint_entry_disagreements_are_one_line(hf_checkpoints, tmp_path):
 def test_validate_catches_a_missing_checkpoint(tmp_path):
     proc = moebench("validate", str(_workload(tmp_path, "mixtral:tiny", "/nonexistent/ck")))
     assert_one_line_error(proc, 3, "models[0]", "weights /nonexistent/ck: no such checkpoint directory")
+
+
+def test_checkpoint_entry_runs_expert_parallel_under_its_own_label(hf_checkpoints, tmp_path):
+    """The parallel plan is checked against the checkpoint's architecture (a label is not a catalog flavor)."""
+    shutil.copytree(hf_checkpoints("mixtral")[1], tmp_path / "ck")
+    wl = _workload(tmp_path, "mixtral:tiny", "ck", extra="parallel: {world_size: 2, expert: 2}\n")
+    proc = moebench("run", str(wl), "--nproc", "2", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = load_result(next((tmp_path / "out").glob("*.json")))["records"]
+    assert rec["model"] == "mixtral:tiny" and rec["cost"]["n_gpus"] == 2
+    wl = _workload(tmp_path, "mixtral:tiny", "ck", extra="parallel: {world_size: 4, expert: 4}\n")  # 6 experts
+    assert "parallel.expert: 4 does not divide the 6 experts of mixtral:tiny" in _error(wl)

@@ -65,9 +65,24 @@ def test_compare_says_when_price_tiers_or_routing_differ(doc_factory, tmp_path, 
     assert "different tiers (NVIDIA A100: on-demand, NVIDIA H100 SXM: hyperscaler)" in notes[0]
     assert "routing differs (NVIDIA A100: uniform, NVIDIA H100 SXM: hot:0)" in notes[1]
     code, out, _ = run(["compare", *paths], capsys)
-    assert "note: prices come from different tiers" in " ".join(out.split()) and "2.21 (on-demand)" in out
+    assert "note: prices come from different tiers" in " ".join(out.split()) and "$2.21/GPU-h (on-demand)" in out
     # one tier and one routing: nothing to say
     b["hardware"]["price"]["tier"], b["workload"]["routing"] = "on-demand", "uniform"
     (tmp_path / "b.json").write_text(json.dumps(b))
     code, out, _ = run(["compare", *paths, "--json"], capsys)
     assert json.loads(out)["notes"] == []
+
+
+def test_cpu_runs_say_per_process_not_per_gpu(doc_factory, tmp_path, capsys):
+    """MEASURE.md: throughput and price per GPU, or on CPU per process, saying which — in every view."""
+    paths = []
+    for i in range(2):
+        d = doc_factory("cpu", "CPU host", 0.1, 1.0 + i, sha=f"{i}" * 40)
+        d["hardware"]["device"] = "cpu"
+        (tmp_path / f"cpu{i}.json").write_text(json.dumps(d))
+        paths.append(str(tmp_path / f"cpu{i}.json"))
+    code, out, _ = run(["compare", *paths], capsys)
+    assert code == 0 and "$0.1/process-h" in out and "GPU-h" not in out
+    code, _, _ = run(["report", *paths, "--out", str(tmp_path / "r")], capsys)
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert code == 0 and "out tok/s/process" in html and "out tok/s/GPU" not in html and "/process-h" in html

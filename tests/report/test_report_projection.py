@@ -161,3 +161,23 @@ def test_a_file_that_is_neither_is_one_line_exit_3(tmp_path, run_cli):
     p.write_text(json.dumps({"kind": "something"}))
     code, out, err = run_cli(["report", str(p), "--out", str(tmp_path / "o")])
     assert code == 3 and out == "" and "no schema_version" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda r: r.pop("prompt_tokens"), None),  # loads: only what the projection states
+    (lambda r: r.update(prompt_tokens=None), None),
+    (lambda r: r["phases"].update(prefill=5), "records[0].phases.prefill is 5, not an object"),
+    (lambda r: r["cost"].update(usd_per_gpu_hour="2"), "records[0].cost.usd_per_gpu_hour is '2', not a number"),
+])
+def test_a_hand_edited_projection_loads_or_is_one_line(edit, needle, tmp_path, run_cli):
+    code, out, _ = run_cli(["project", "--model", "llama3:8b", "--hardware", "h100_sxm", "--batch", "1,8", "--json"])
+    assert code == 0
+    doc = json.loads(out)
+    edit(doc["hardware"][0]["records"][0])
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps(doc))
+    code, out, err = run_cli(["report", str(p), "--out", str(tmp_path / "o")])
+    if needle is None:
+        assert code == 0, err
+    else:
+        assert code == 3 and needle in err and err.count("\n") == 1 and "internal error" not in err
