@@ -11,8 +11,8 @@ from moebench.projection.comm import CommModel
 
 Stage = Literal["prefill", "decode"]
 STAGES: tuple[Stage, ...] = ("prefill", "decode")
-PHASES = ("attn", "router", "dispatch", "experts", "combine", "mlp", "allreduce", "lm_head")
-COMM_PHASES = frozenset({"dispatch", "combine", "allreduce"})
+PHASES = ("attn", "router", "dispatch", "experts", "combine", "mlp", "allreduce", "lm_head", "p2p")
+COMM_PHASES = frozenset({"dispatch", "combine", "allreduce", "p2p"})  # p2p: pipeline stages handing on activations
 
 
 @dataclass(frozen=True)

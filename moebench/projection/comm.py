@@ -68,3 +68,14 @@ def all_reduce_ms(bytes_: float, group: int, dev: Device, cm: CommModel) -> floa
     one = all_gather_ms(bytes_, group, dev, cm)
     alpha = (cm.alpha_scale_up_us if group <= max(dev.domain_size, 1) else cm.alpha_scale_out_us) / 1e3
     return 2 * (one - alpha) + alpha
+
+
+def p2p_ms(bytes_: float, cross_domain: bool, dev: Device, cm: CommModel) -> float:
+    """One GPU sending `bytes_` to one peer (a pipeline stage handing its activations on): over the NIC when the
+    peer is in another domain, else over scale-up."""
+    if bytes_ <= 0:
+        return 0.0
+    up, out, _ = _links(dev, 2, cm)
+    if cross_domain:
+        return cm.alpha_scale_out_us / 1e3 + bytes_ / out * 1e3
+    return cm.alpha_scale_up_us / 1e3 + bytes_ / up * 1e3

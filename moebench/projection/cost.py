@@ -18,6 +18,7 @@ with two serving-specific choices:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -27,7 +28,7 @@ from moebench.projection import comm
 from moebench.projection.assumptions import COMM_PHASES, PHASES, Assumptions
 from moebench.projection.device import Device
 from moebench.projection.gemm import Gemm, op_efficiency
-from moebench.projection.layout import Layout, kv_shard
+from moebench.projection.layout import Layout, kv_shard, stage_layers
 from moebench.projection.scenario import Scenario
 
 
@@ -214,6 +215,8 @@ def _layer_groups(cfg: ArchConfig) -> Iterable[tuple[int, int]]:
 
 def step(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumptions, stage: str, batch: int) -> StepEstimate:
     """One forward of `batch` sequences: a prefill of the whole prompt, or one decode step at the mean context."""
+    if lay.pp > 1:
+        return _pipelined(cfg, lay, dev, sc, a, stage, batch)
     phases = {p: PhaseTime() for p in PHASES}
     compute_side = comm_total = 0.0
     n_ops, expert_runs, syncs = 0, 0.0, 0
@@ -240,3 +243,34 @@ def step(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumptions
     overhead = a.step_overhead_ms.get(stage, 0.0)
     return StepEstimate(stage, compute_side + comm_total - hidden + overhead, compute_side, comm_total, hidden, overhead,
                         n_ops, expert_runs, syncs, {p: t for p, t in phases.items() if t.time_ms > 0})
+
+
+def _stage_cfg(cfg: ArchConfig, layers: range) -> ArchConfig:
+    """The layers of one pipeline stage as a model of their own (its dense-first layers and windows kept)."""
+    return dataclasses.replace(
+        cfg, num_hidden_layers=len(layers), full_num_layers=None,
+        first_k_dense=max(0, min(cfg.first_k_dense - layers.start, len(layers))),
+        layer_types=cfg.layer_types[layers.start:layers.stop] if cfg.layer_types else None)
+
+
+def _pipelined(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumptions, stage: str,
+               batch: int) -> StepEstimate:
+    """`pp` stages, the batch in m = min(B, pp) micro-batches of ⌈B/m⌉ sequences so that every stage has work.
+
+    The slowest stage sets the pace. Decode: each micro-batch passes every stage once per token, so one step
+    (every sequence one token further) takes pp stage times, while the other micro-batches fill the other
+    stages; prefill: the micro-batches fill and drain the pipe, (m + pp − 1) stage times. Each stage time ends
+    with the hand-off of the micro-batch's hidden states to the next stage (p2p, over the NIC across domains).
+    Every stage is charged the LM head (only the last runs it: a small overestimate)."""
+    m = min(batch, lay.pp)
+    mb = math.ceil(batch / m)
+    s = max((step(_stage_cfg(cfg, layers), lay.stage(), dev, sc, a, stage, mb)
+             for layers in stage_layers(cfg, lay.pp) if len(layers)), key=lambda e: e.time_ms)
+    q = 1 if stage == "decode" else sc.prompt_tokens
+    hand = comm.p2p_ms(mb * q * cfg.hidden_size * sc.act_bytes, lay.n_gpus > max(dev.domain_size, 1), dev, a.comm)
+    k = lay.pp if stage == "decode" else m + lay.pp - 1
+    phases = {p: PhaseTime(**{f: v * k for f, v in t.to_json().items()}) for p, t in s.phases.items()}
+    phases["p2p"] = PhaseTime(comm_ms=k * hand, time_ms=k * hand)
+    return StepEstimate(stage, k * (s.time_ms + hand), k * s.compute_side_ms, k * (s.comm_ms + hand),
+                        k * s.hidden_comm_ms, k * s.overhead_ms, k * s.n_ops, k * s.expert_runs, k * s.host_syncs,
+                        phases)

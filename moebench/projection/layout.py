@@ -1,12 +1,14 @@
 """Parallel layouts of one model instance, and what each GPU must hold (weights + KV cache).
 
-A layout is `n_gpus` GPUs serving one copy of the model:
+A layout is `n_gpus` GPUs serving one copy of the model, in `pp` pipeline stages of `stage_gpus` GPUs, each
+holding ⌈L/pp⌉ consecutive layers (pp = 1: one stage). Within a stage:
 - attention (and dense FFN layers, shared experts, LM head) runs tensor-parallel over `attn_tp` GPUs, with
-  `n_gpus / attn_tp` data-parallel attention groups (DP attention) sharing the batch;
-- routed experts run either expert-parallel over all `n_gpus` (`ep = n_gpus`: each GPU holds ⌈E/n⌉ experts and
-  tokens travel by all-to-all), or tensor-parallel (`ep = 1`, then `attn_tp = n_gpus`: the vLLM/TRT-LLM TP layout).
-Replicas of an instance (plain DP) do not change per-GPU throughput, so they are not modelled, and neither is
-pipeline parallelism: a dense model that does not fit in one scale-up domain has no layout here.
+  `stage_gpus / attn_tp` data-parallel attention groups (DP attention) sharing the batch;
+- routed experts run either expert-parallel over all the stage's GPUs (`ep = stage_gpus`: each holds ⌈E/ep⌉
+  experts and tokens travel by all-to-all), or tensor-parallel (`ep = 1`, then `attn_tp = stage_gpus`: the
+  vLLM/TRT-LLM TP layout). Pipeline stages are TP-only (TP within a domain × PP across domains, as vLLM serves
+  Llama-3.1-405B or DeepSeek-V3 on two 8-GPU nodes); expert parallelism spans one stage.
+Replicas of an instance (plain DP) do not change per-GPU throughput, so they are not modelled.
 """
 
 from __future__ import annotations
@@ -30,25 +32,39 @@ def gpus_text(n: int) -> str:
 class Layout:
     n_gpus: int
     attn_tp: int
-    ep: int  # 1 (experts tensor-parallel over n_gpus) or n_gpus (expert parallel)
+    ep: int  # 1 (experts tensor-parallel over a stage) or stage_gpus (expert parallel)
+    pp: int = 1  # pipeline stages
 
     def __post_init__(self) -> None:
-        n, tp, ep = self.n_gpus, self.attn_tp, self.ep
-        if n < 1 or tp < 1 or n % tp:
-            raise BadInput(f"layout: attention TP {tp} must divide the GPU count {n}")
-        if ep not in (1, n):
-            raise BadInput(f"layout: expert parallelism must be 1 or the GPU count {n} (got {ep})")
-        if ep == 1 and tp != n:
-            raise BadInput(f"layout: without expert parallelism, attention TP must span all {n} GPUs (got {tp})")
+        n, tp, ep, pp = self.n_gpus, self.attn_tp, self.ep, self.pp
+        if pp < 1 or n % pp:
+            raise BadInput(f"layout: {pp} pipeline stages must divide the GPU count {n}")
+        g = n // pp
+        if n < 1 or tp < 1 or g % tp:
+            raise BadInput(f"layout: attention TP {tp} must divide the GPUs of a stage ({g})")
+        if ep not in (1, g):
+            raise BadInput(f"layout: expert parallelism must be 1 or the GPUs of a stage ({g}; got {ep})")
+        if ep == 1 and tp != g:
+            raise BadInput(f"layout: without expert parallelism, attention TP must span all {g} GPUs of a stage (got {tp})")
+        if pp > 1 and ep > 1:
+            raise BadInput("layout: pipeline stages are tensor-parallel only (expert parallelism spans one stage)")
+
+    @property
+    def stage_gpus(self) -> int:
+        return self.n_gpus // self.pp
 
     @property
     def dp(self) -> int:
-        """Data-parallel attention groups."""
-        return self.n_gpus // self.attn_tp
+        """Data-parallel attention groups (of one stage)."""
+        return self.stage_gpus // self.attn_tp
 
     @property
     def expert_tp(self) -> int:
-        return self.n_gpus // self.ep
+        return self.stage_gpus // self.ep
+
+    def stage(self) -> "Layout":
+        """One pipeline stage as a layout of its own."""
+        return Layout(self.stage_gpus, self.attn_tp, self.ep)
 
     def describe(self, domain_size: int) -> str:
         nodes = math.ceil(self.n_gpus / max(domain_size, 1))
@@ -56,7 +72,7 @@ class Layout:
         if self.ep > 1:
             attn = f"DP{self.dp} attention" if self.attn_tp == 1 else f"TP{self.attn_tp}×DP{self.dp} attention"
             return f"{gpus_text(self.n_gpus)} ({span}): EP{self.ep} experts, {attn}"
-        return f"{gpus_text(self.n_gpus)} ({span}): TP{self.attn_tp}"
+        return f"{gpus_text(self.n_gpus)} ({span}): TP{self.attn_tp}" + (f"×PP{self.pp}" if self.pp > 1 else "")
 
     def to_json(self, domain_size: int) -> dict[str, Any]:
         return {**asdict(self), "dp_attention": self.dp, "expert_tp": self.expert_tp,
@@ -69,28 +85,42 @@ def kv_shard(cfg: ArchConfig, tp: int) -> int:
     return 1 if cfg.attention == "mla" else min(tp, cfg.num_key_value_heads)
 
 
+def stage_layers(cfg: ArchConfig, pp: int) -> list[range]:
+    """The layers of each pipeline stage: ⌈L/pp⌉ consecutive ones (the last stage may hold fewer)."""
+    per = math.ceil(cfg.num_hidden_layers / pp)
+    return [range(s * per, min((s + 1) * per, cfg.num_hidden_layers)) for s in range(pp)]
+
+
+def _busiest_stage(cfg: ArchConfig, pp: int, per_layer) -> float:
+    return max(sum(per_layer(i) for i in layers) for layers in stage_layers(cfg, pp))
+
+
 def weight_bytes_per_gpu(cfg: ArchConfig, lay: Layout, sc: Scenario) -> float:
-    """Bytes of weights on the busiest GPU (uneven expert splits count the GPU with ⌈E/ep⌉ experts)."""
+    """Bytes of weights on the busiest GPU (uneven expert splits count the GPU with ⌈E/ep⌉ experts; with
+    pipeline stages, the stage with the most, charged the embedding and the LM head both)."""
     h, tp = cfg.hidden_size, lay.attn_tp
     wa, wf, we = sc.bytes_of(sc.attn_dtype), sc.bytes_of(sc.ffn_dtype), sc.bytes_of(sc.embed_dtype)
-    total = 0.0
-    for i in range(cfg.num_hidden_layers):
-        total += cfg.attention_params() * wa / tp + 2 * h * we
+
+    def layer(i: int) -> float:
+        b = cfg.attention_params() * wa / tp + 2 * h * we
         if cfg.is_moe_layer(i):
             local_experts = math.ceil(cfg.n_routed_experts / lay.ep)
-            total += local_experts * cfg.expert_params() * wf / lay.expert_tp
-            total += cfg.n_shared_experts * 3 * h * cfg.moe_intermediate_size * wf / tp
-            total += cfg.router_params() * we  # replicated: every rank routes its own tokens
+            b += local_experts * cfg.expert_params() * wf / lay.expert_tp
+            b += cfg.n_shared_experts * 3 * h * cfg.moe_intermediate_size * wf / tp
+            b += cfg.router_params() * we  # replicated: every rank routes its own tokens
         else:
-            total += 3 * h * cfg.intermediate_size * wf / tp
-    total += (cfg.embedding_params() + cfg.lm_head_params()) * we / tp + h * we  # vocab-parallel
-    return total
+            b += 3 * h * cfg.intermediate_size * wf / tp
+        return b
+
+    vocab = (cfg.embedding_params() + cfg.lm_head_params()) * we / tp + h * we  # vocab-parallel
+    return _busiest_stage(cfg, lay.pp, layer) + vocab
 
 
 def kv_bytes_per_seq(cfg: ArchConfig, lay: Layout, sc: Scenario) -> float:
-    """KV-cache bytes one sequence of prompt + output tokens keeps on each GPU of its attention group."""
+    """KV-cache bytes one sequence of prompt + output tokens keeps on each GPU of its attention group (of the
+    busiest pipeline stage)."""
     seq = sc.prompt_tokens + sc.output_tokens
-    per_seq = sum(cfg.attended(i, seq) * cfg.kv_elems_per_token(i) for i in range(cfg.num_hidden_layers))
+    per_seq = _busiest_stage(cfg, lay.pp, lambda i: cfg.attended(i, seq) * cfg.kv_elems_per_token(i))
     return per_seq * sc.kv_bytes / kv_shard(cfg, lay.attn_tp)
 
 
@@ -131,17 +161,25 @@ def splits_heads(cfg: ArchConfig, tp: int) -> bool:
     return cfg.num_attention_heads % tp == 0 and (kv % tp == 0 or tp % kv == 0)
 
 
+PIPELINE_STAGES = (2, 4, 8)
+
+
 def layouts(cfg: ArchConfig, dev: Device, max_gpus: int) -> Iterator[Layout]:
     """Every layout this module models that a serving engine can run, up to `max_gpus` GPUs per instance.
 
     Attention TP stays inside one scale-up domain (its all-reduce runs twice a layer and is latency-bound; no
-    engine stretches it over the NIC) and splits the heads evenly (`splits_heads`). Beyond one domain only
-    expert parallelism with DP attention remains, so a dense model never spans more than one domain."""
+    engine stretches it over the NIC) and splits the heads evenly (`splits_heads`). Beyond one domain: expert
+    parallelism with DP attention (MoE), or pipeline stages of one domain's TP each (TP×PP, any model)."""
     domain = max(dev.domain_size, 1)
     for n in gpu_counts(dev, max_gpus):
         if n <= domain and splits_heads(cfg, n):
-            yield Layout(n, n, 1)  # pure tensor parallel (dense models: the only choice)
+            yield Layout(n, n, 1)  # pure tensor parallel (dense models: the only choice inside one domain)
         if cfg.is_moe and n > 1:
             for tp in (1, 2, 4, 8):
                 if tp <= min(n, domain) and n % tp == 0 and splits_heads(cfg, tp):
                     yield Layout(n, tp, n)
+        if n > domain:  # pipeline stages only across domains: inside one, TP is faster per token
+            for pp in PIPELINE_STAGES:
+                tp = n // pp
+                if n % pp == 0 and tp <= domain and splits_heads(cfg, tp) and pp <= cfg.num_hidden_layers:
+                    yield Layout(n, tp, 1, pp)

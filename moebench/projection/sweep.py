@@ -20,7 +20,7 @@ from moebench.models.config import ArchConfig
 from moebench.projection.assumptions import Assumptions
 from moebench.projection.cost import StepEstimate, step
 from moebench.projection.device import Device
-from moebench.projection.layout import Layout, Memory, layouts, memory
+from moebench.projection.layout import PIPELINE_STAGES, Layout, Memory, layouts, memory
 from moebench.projection.scenario import Scenario
 
 DEFAULT_BATCHES = tuple(2**k for k in range(16))  # 1 … 32768 sequences per instance
@@ -134,11 +134,11 @@ def project(cfg: ArchConfig, dev: Device, sc: Scenario, a: Assumptions, *,
         notes.append(f"{dev.id} has no SM count in the catalog: GEMMs without tile and wave quantization")
     if not pts:
         largest = max((l.n_gpus for l in cands), default=0)
-        # a dense model's layouts end at one scale-up domain (pure TP): more GPUs per instance would not help
+        # a dense model's layouts end at PIPELINE_STAGES[-1] domains (TP inside each): more GPUs would not help
         wider = only is not None or any(l.n_gpus > largest for l in layouts(cfg, dev, 2 * max(max_gpus, dev.domain_size)))
         hint = ("raise --max-gpus or lower the precision" if wider else
-                f"tensor parallelism stays inside one scale-up domain of {dev.domain_size} and pipeline "
-                "parallelism is not modelled: lower the precision")
+                f"tensor parallelism stays inside one scale-up domain of {dev.domain_size} and a pipeline has at "
+                f"most {PIPELINE_STAGES[-1]} stages: lower the precision")
         notes.append(f"does not fit in {largest} GPUs at any batch ({hint})")
     return Projection(dev, pts, notes)
 
