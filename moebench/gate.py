@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Literal, Optional
 
 from moebench.errors import BadInput
-from moebench.results import percentile
+from moebench.results import percentile, profiled
 
 DEFAULT_FACTOR = 0.10
 DEFAULT_ALPHA = 0.002
@@ -331,6 +331,11 @@ def check_comparable(base_docs: list[dict[str, Any]], cur_docs: list[dict[str, A
     for d in cur_docs:
         if not d.get("complete", False):
             notes.append(f"current run {d.get('run_id')} is incomplete ({d.get('error', 'no error recorded')})")
+    bp, cp = {profiled(d) for d in base_docs}, {profiled(d) for d in cur_docs}
+    if bp != cp:
+        side = lambda v: "profiled" if v == {True} else "not profiled" if v == {False} else "partly profiled"
+        notes.append(f"baseline {side(bp)}, current {side(cp)}: a profiled run's times include the profiler's "
+                     "overhead (each record's profile.overhead); gate runs made the same way")
     return notes
 
 

@@ -53,6 +53,12 @@ def stat(samples: Iterable[float], basis: Basis = "measured", unit: str = "") ->
     }
 
 
+def profiled(doc: dict[str, Any]) -> bool:
+    """Whether a result's records were timed with the profiler on (`--profile`): their latencies include its
+    overhead, which the record's `profile.overhead` measured side by side."""
+    return any(isinstance(r, dict) and r.get("profile") for r in doc.get("records") or [])
+
+
 def derive(s: dict[str, Any] | None, fn: Callable[[float], Optional[float]], unit: str = "", basis: Basis | None = None):
     """A statistic of fn(sample) per sample (so monotone maps keep their spread honest); None propagates."""
     if s is None:

@@ -3,6 +3,7 @@ and the command's exit codes."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -277,6 +278,17 @@ def test_a_baseline_whose_runs_disagree_is_called_out():
     wild = calm[:2] + [_doc(noisy(10, 14, 0.02, 9), noisy(10, 50, 0.02, 59))]
     (note,) = [n for n in gate(wild, [calm[0]]).notes if "disagree" in n]
     assert "3 runs" in note and "llama3:debug b1 tpot_ms 4" in note
+
+
+def test_a_profiled_side_is_called_out():
+    """--profile times carry the profiler's overhead: gating them against plain runs compares the profiler."""
+    plain = _doc(noisy(10, 10, 0.02, 1), noisy(10, 50, 0.02, 2))
+    prof = copy.deepcopy(plain)
+    prof["records"][0]["profile"] = {"overhead": {}}
+    assert not any("profiled" in n for n in gate([plain], [copy.deepcopy(plain)]).notes)
+    assert not any("profiled" in n for n in gate([prof], [copy.deepcopy(prof)]).notes)
+    (note,) = [n for n in gate([plain], [prof]).notes if "profiled" in n]
+    assert note.startswith("baseline not profiled, current profiled")
 
 
 def test_cli_pools_folders_on_both_sides(tmp_path, capsys):

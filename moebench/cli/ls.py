@@ -12,6 +12,9 @@ from rich.table import Table
 from moebench.cli._output import emit_json, fmt_params, out
 
 
+_INDEX = {"artificial-analysis-intelligence-index": "AA index"}  # short names for the table
+
+
 class What(str, enum.Enum):
     models = "models"
     hardware = "hardware"
@@ -91,21 +94,28 @@ def register(app: typer.Typer) -> None:
             return
         t = Table(title=f"moebench {what.value}")
         if what is What.models:
-            for c in ("name", "kind", "total", "active", "layers", "published total/active", "source"):
+            t.caption = "intelligence: score (index version, as scored); sources: moebench ls models --json"
+            t.caption_justify = "left"
+            for c in ("name", "kind", "total", "active", "layers", "published total/active", "intelligence", "source"):
                 t.add_column(c)
             for r in rows:
                 pub = f"{fmt_params(r['published_total_params'])}/{fmt_params(r['published_active_params'])}" if r["published_total_params"] else "—"
+                intel = "\n".join(f"{s['score']:g} ({_INDEX.get(s['index'], s['index'])} {s['version']}, {s['scored_as']})"
+                                   for s in r["intelligence"]) or "—"
                 t.add_row(r["name"], r["kind"], fmt_params(r["total_params"]), fmt_params(r["active_params"]),
-                          str(r["layers"]), pub, r["source"])
+                          str(r["layers"]), pub, intel, r["source"])
         elif what is What.hardware:
-            for c in ("id", "name", "bf16 TFLOP/s", "HBM TB/s", "HBM GB", "scale-up", "$/GPU-h (tier)", "source"):
+            t.caption = ("$/GPU-h per price tier with its date, the first tier the default; every price's source "
+                         "and the spec sources: moebench ls hardware --json")
+            t.caption_justify = "left"
+            for c in ("id", "name", "bf16 TFLOP/s", "HBM TB/s", "HBM GB", "scale-up", "$/GPU-h: tier (date)", "spec source"):
                 t.add_column(c)
             for r in rows:
-                price = r["prices"][0] if r["prices"] else None
+                prices = "\n".join(f"{p['usd_per_gpu_hour']}: {p['tier']} ({p['date']})" for p in r["prices"])
                 su = r["scale_up"]
                 t.add_row(r["id"], r["name"], str(r["peak_tflops"].get("bf16") or "—"), str(r["hbm_tbps"] or "—"),
                           str(r["hbm_gb"] or "—"), f"{su['gbps_uni']} GB/s ×{su['domain_size']}" if su else "—",
-                          f"{price['usd_per_gpu_hour']} ({price['tier']})" if price else "user-set", r["source"])
+                          prices or "user-set", r["source"])
         elif what is What.workloads:
             for c in ("name", "kind", "path", "valid"):
                 t.add_column(c)

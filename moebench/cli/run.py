@@ -92,5 +92,8 @@ def register(app: typer.Typer) -> None:
             from moebench.profile import render_summary
 
             for rec in profiled:  # the "where the time goes" view: data, unless --json owns stdout
-                (err if json_ else out).print(render_summary(rec["profile"], title=f"{rec['model']} batch {rec['batch_size']}"))
+                title = f"{rec['model']} batch {rec['batch_size']}"
+                if rec.get("basis") == "extrapolated":  # the table above scales to L layers; the profile does not
+                    title += f" ({rec['layers_run']} of {rec['layers_total']} layers, as run: not extrapolated)"
+                (err if json_ else out).print(render_summary(rec["profile"], title=title))
         log(f"results: {dest}")

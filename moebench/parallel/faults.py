@@ -1,6 +1,7 @@
 """A dead or hung rank becomes exit 5 with one line naming it and a partial results file — never a hang.
 
-- Every process group carries the workload's `collective_timeout_s`; gloo (and NCCL's watchdog) honour it.
+- gloo groups carry the workload's `collective_timeout_s` and raise at it; NCCL groups get a longer one
+  (`mesh.group_timeout_s`), so that this watchdog, not NCCL's abort of the waiting ranks, reports a hang.
 - A heartbeat thread publishes `beats collectives-entered` for this rank to the launcher's store every
   HEARTBEAT_S. The same thread is the watchdog: a collective in flight for longer than 1.5 × the timeout + 10 s
   fails the run even if the backend never returns.
@@ -30,7 +31,7 @@ from typing import Any, Callable, Optional
 
 from moebench.errors import ExitCode
 from moebench.parallel import comm
-from moebench.parallel.mesh import ParallelContext
+from moebench.parallel.mesh import ParallelContext, watchdog_limit_s
 
 HEARTBEAT_S = 0.5
 _TEST_STEPS = [0]  # model forwards so far on this rank, across every model of the run (test knobs only)
@@ -60,7 +61,7 @@ class Guard:
         self.inflight: Optional[tuple[str, float, float]] = None  # (name, since, limit_s)
         # rank 0 sets this: (message, culprit ranks) -> path of the partial results file written
         self.save: Callable[[str, list[int]], Optional[Path]] = lambda msg, culprits: None
-        self.limit_s = 1.5 * ctx.timeout_s + 10.0
+        self.limit_s = watchdog_limit_s(ctx.timeout_s)
         self.stage = ""  # what the run is doing, for the failure line (the engine sets e.g. "mixtral:debug batch 8")
         self._stop = threading.Event()
         self._failing = threading.Lock()

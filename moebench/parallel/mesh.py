@@ -30,6 +30,19 @@ DIMS = ("data", "expert", "tensor")
 SETUP_TIMEOUT_S = 900.0
 
 
+def watchdog_limit_s(timeout_s: float) -> float:
+    """When moebench's own watchdog (parallel.faults.Guard) fails a collective that has not returned: later than
+    the backend's timeout, so gloo raises first and says which collective."""
+    return 1.5 * timeout_s + 10.0
+
+
+def group_timeout_s(backend: str, timeout_s: float) -> float:
+    """The timeout the timed collectives' process groups get. gloo: the workload's, it raises an error the guard
+    handles. NCCL: past the watchdog's, because the elastic agent sets TORCH_NCCL_ASYNC_ERROR_HANDLING=1 and
+    NCCL's own watchdog then SIGABRTs the healthy ranks that wait, before moebench could name the hung one."""
+    return timeout_s if backend == "gloo" else 2 * watchdog_limit_s(timeout_s)
+
+
 def adopt_slurm_env() -> None:
     """Under `srun` without torchrun, map Slurm's task ids to torch's RANK / WORLD_SIZE / LOCAL_RANK."""
     env = os.environ
@@ -235,7 +248,7 @@ def make_context(par: Any, device: str) -> ParallelContext:
     from torch.distributed.device_mesh import DeviceMesh
 
     n, rank = dist.get_world_size(), dist.get_rank()
-    timeout = timedelta(seconds=par.collective_timeout_s)
+    timeout = timedelta(seconds=group_timeout_s(dist.get_backend(), par.collective_timeout_s))
     layout = Layout.of(par)
     # Every rank creates every group, in the same order (new_group is collective).
     by_dim = {dim: _subgroup(layout.groups(dim), rank, timeout) for dim in DIMS}

@@ -7,6 +7,7 @@ attribution, so tests can drive it with synthetic timelines.
 
 from __future__ import annotations
 
+from pathlib import Path
 from statistics import median
 from typing import Any, Optional, Sequence
 
@@ -221,8 +222,8 @@ def render_summary(section: dict[str, Any], title: Optional[str] = None):
     if worst:
         lines.append(f"most imbalanced layer: L{worst['layer']} (balancedness {worst['balancedness']:.2f}, "
                      f"per EP rank {worst['ep_balancedness']:.2f}; hottest expert {worst['hottest_expert']})")
-    if section.get("straggler_rank") is not None:
-        lines.append(f"straggler rank: {section['straggler_rank']}")
+    if section.get("straggler_rank") is not None:  # `summarize` takes the top-level verdict from decode
+        lines.append(f"straggler rank (decode): {section['straggler_rank']}")
     ov = section.get("overhead")
     if ov:
         lines.append(f"profiling overhead: {ov['overhead_pct']:.1f}% decode tokens/s "
@@ -230,4 +231,9 @@ def render_summary(section: dict[str, Any], title: Optional[str] = None):
     en = section.get("energy")
     if en and en.get("joules_per_token") is not None:
         lines.append(f"energy: {en['joules_per_token']:.4f} J/token over the profiled window")
+    files = [f for f in (section.get("trace") or {}).get("files") or [] if f]
+    if files:
+        window = (section.get("trace") or {}).get("window_forwards")
+        lines.append(f"Kineto traces (Perfetto, ui.perfetto.dev): {len(files)} in {Path(files[0]).parent}"
+                     + (f" (forwards {window[0]}–{window[1]})" if window else ""))
     return Group(table, *(Text(line) for line in lines))

@@ -15,6 +15,7 @@ from typing import Any, Optional
 from moebench.errors import BadInput
 from moebench.gate import better
 from moebench.report.rows import EFFICIENCY, METRICS, STAT_SUFFIXES, rows, run_labels, stat_of
+from moebench.results import profiled
 
 # (CSV column stem, path in `metrics` for the direction) of what a comparison shows; names carry the units.
 SHOWN: tuple[tuple[str, str], ...] = tuple((name, path) for name, path in METRICS) + tuple(
@@ -29,7 +30,8 @@ SERVING_HINT = ("for a like-for-like comparison with measured runs (static batch
 def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """{"runs": [...], "groups": [{model, batch_size, prompt_tokens, output_tokens, serving, basis, reference,
     note, metrics: [...]}], "notes": [...]}; a group's `note` says which runs hold the same point under another
-    serving mode (or None); `notes` what else differs between the runs and skews the ratios (price tier, routing)."""
+    serving mode (or None); `notes` what else differs between the runs and skews the ratios (price tier, routing,
+    profiling) or limits them (partial runs)."""
     if len(sources) < 2:
         raise BadInput("compare needs at least two result files")
     labels = run_labels(sources)
@@ -43,6 +45,7 @@ def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
             "usd_per_gpu_hour": (hw.get("price") or {}).get("usd_per_gpu_hour"),
             "price_tier": (hw.get("price") or {}).get("tier"),
             "routing": (d.get("workload") or {}).get("routing"), "complete": d.get("complete"),
+            "profiled": profiled(d),
         })
     by_key: dict[tuple, dict[str, dict[str, Any]]] = {}
     for r in rows(sources):
@@ -87,6 +90,12 @@ def _mixed(runs: list[dict[str, Any]]) -> list[str]:
     if len(set(tiers.values())) > 1:
         notes.append("prices come from different tiers (" + ", ".join(f"{lb}: {t or 'unknown'}" for lb, t in tiers.items())
                      + "): $/M ratios mix the hardware with the market; set one tier or price to compare hardware")
+    if len({r["profiled"] for r in runs}) > 1:
+        notes.append("profiled with --profile: " + ", ".join(r["label"] for r in runs if r["profiled"])
+                     + "; their times include the profiler's overhead (each record's profile.overhead measured it)")
+    incomplete = [r["label"] for r in runs if r["complete"] is False]
+    if incomplete:
+        notes.append("partial results (the run failed or was interrupted): " + ", ".join(incomplete))
     routings = {r["label"]: r["routing"] for r in runs if r["routing"] is not None}
     if len(set(routings.values())) > 1:
         notes.append("routing differs (" + ", ".join(f"{lb}: {x}" for lb, x in routings.items())

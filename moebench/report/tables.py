@@ -9,6 +9,7 @@ from rich.table import Table
 
 from moebench.cli._output import fmt, fmt_params
 from moebench.report.rows import per_unit, spread_of, tail_of
+from moebench.results import profiled
 
 
 def med(m: Optional[dict[str, Any]]) -> Optional[float]:
@@ -36,8 +37,10 @@ def run_table(doc: dict[str, Any]) -> Table:
         f"{doc['workload']['name']} on {hw['name']} ×{hw.get('n_devices', 1)} ({hw.get('device')}, {hw.get('dtype')}, "
         f"kernels {hw.get('kernels')}) — price {'$%.2f/%s-h (%s)' % (p, unit, price.get('tier')) if p else 'not set'}"
     )
-    t = Table(title=title, caption="median (p20–p80); extrapolated = N of L layers measured at real widths, scaled to L",
-              caption_justify="left")
+    caption = "median (p20–p80); extrapolated = N of L layers measured at real widths, scaled to L"
+    if profiled(doc):
+        caption += "; profiled (--profile): times include the profiler's overhead, measured side by side below"
+    t = Table(title=title, caption=caption, caption_justify="left")
     for c, j in [
         ("model", "left"), ("kind", "left"), ("basis", "left"), ("batch", "right"), ("active/total", "right"),
         ("TTFT ms", "right"), ("TPOT ms", "right"), ("decode tok/s", "right"), (f"out tok/s/{unit}", "right"),

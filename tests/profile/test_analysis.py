@@ -188,7 +188,7 @@ def test_summary_renders():
     con = Console(record=True, width=140)
     con.print(render_summary(sec, title="mixtral:debug"))
     text = con.export_text()
-    assert "where the time goes" in text and "most imbalanced layer: L0" in text and "straggler rank: 0" in text
+    assert "where the time goes" in text and "most imbalanced layer: L0" in text and "straggler rank (decode): 0" in text
 
 
 def test_peers_can_differ_by_phase():

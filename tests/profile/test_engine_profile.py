@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +46,11 @@ def test_profile_section_from_the_engine(hot_run):
     with timing_check(busy):
         assert pre["straggler_rank"] == 0 and pre["cause"] == "imbalance", pre["text"]
     assert "where the time goes (decode)" in stderr  # the run's log line
+    # the summary names the traces, and says when its times cover only the layers run
+    assert f"Kineto traces (Perfetto, ui.perfetto.dev): 4 in {Path(sec['trace']['files'][0]).parent}" in stderr
+    rec = doc["records"][0]
+    assert (f"{rec['layers_run']} of {rec['layers_total']} layers, as run: not extrapolated" in stderr) == (
+        rec["basis"] == "extrapolated")
     ov = sec["overhead"]
     assert ov["plain_decode_tokens_per_s"] > 0 and ov["profiled_decode_tokens_per_s"] > 0
     assert all(h and "error" not in h for h in sec["trace"]["hta"]) and len(sec["trace"]["files"]) == 4

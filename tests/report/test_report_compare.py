@@ -71,6 +71,14 @@ def test_compare_says_when_price_tiers_or_routing_differ(doc_factory, tmp_path, 
     (tmp_path / "b.json").write_text(json.dumps(b))
     code, out, _ = run(["compare", *paths, "--json"], capsys)
     assert json.loads(out)["notes"] == []
+    # one side profiled (its times carry the profiler's overhead), the other partial
+    b["records"][0]["profile"] = {"overhead": {}}
+    b["complete"] = False
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    code, out, _ = run(["compare", *paths, "--json"], capsys)
+    notes = json.loads(out)["notes"]
+    assert notes[0].startswith("profiled with --profile: NVIDIA H100 SXM;") and "overhead" in notes[0]
+    assert notes[1] == "partial results (the run failed or was interrupted): NVIDIA H100 SXM"
 
 
 def test_cpu_runs_say_per_process_not_per_gpu(doc_factory, tmp_path, capsys):
