@@ -75,19 +75,27 @@ class ExpertParallel:
             with region(f"L{layer}/experts"):
                 y_TD = moe.experts(x_TD, weights_TK, ids_TK)
         else:
+            # Only the exchanges are communication (MEASURE.md: time in collectives); packing rows for them and
+            # scattering the answers back are routing and expert work on this rank.
+            with region(f"L{layer}/router"):
+                packed = self._pack(x_TD, weights_TK, ids_TK)
             with watched(f"L{layer}/dispatch"):
-                rx_QD, rw_QK, rids_QK, plan = self._dispatch(x_TD, weights_TK, ids_TK)
+                got_rows, send, recv = self._exchange(*packed)
             with region(f"L{layer}/experts"):
+                rx_QD, rw_QK, rids_QK = self._unpack(got_rows, x_TD, weights_TK, ids_TK)
                 ry_QD = moe.experts(rx_QD, rw_QK, rids_QK) if rx_QD.shape[0] else rx_QD
             with watched(f"L{layer}/combine"):
-                y_TD = self._combine(ry_QD, plan, x_TD)
+                back_RD = all_to_all(ry_QD, recv, send, self.ep.pg)
+            with region(f"L{layer}/experts"):
+                y_TD = torch.zeros_like(x_TD).index_add_(0, packed[2], back_RD.to(x_TD.dtype))
         if self.dense.size > 1:  # a dense-group collective: named like the group's all-reduces, for the profiler
             with watched(f"L{layer}/allreduce"):
                 sizes = [hi - lo for lo, hi in (chunk_bounds(t_all, self.dense.size, i) for i in range(self.dense.size))]
                 y_TD = all_gather_rows(y_TD, sizes, self.dense.rank, self.dense.pg)
         return y_TD
 
-    def _dispatch(self, x_TD, weights_TK, ids_TK):
+    def _pack(self, x_TD, weights_TK, ids_TK):
+        """(payload rows, rows per destination rank, source token of each row, the count-exchange message)."""
         P, El = self.ep.size, self.e_local
         t = x_TD.shape[0]
         dest_TK = torch.div(ids_TK, El, rounding_mode="floor")
@@ -101,29 +109,26 @@ class ExpertParallel:
         rows_P = hit_TP.sum(0)
         per_expert_PE = torch.bincount(ids_TK.reshape(-1), minlength=P * El).view(P, El)
         counts = torch.cat([rows_P[:, None], per_expert_PE], dim=1).to(torch.int64)
+        # One payload all-to-all, not three: each row's bytes are its activations, then its routing slots as fp32
+        # (weights, then local ids: small integers, exact in fp32). Decode steps are latency-bound.
+        slots_RK2 = torch.cat([w_RK.float(), lid_RK.float()], dim=1)
+        rows = torch.cat([_bytes(x_TD[tok_R]), _bytes(slots_RK2)], dim=1)
+        return rows, rows_P, tok_R, counts
+
+    def _exchange(self, rows, rows_P, tok_R, counts):
+        """The count exchange, then the payload: (rows received, rows sent per peer, rows received per peer)."""
         recv_counts = torch.empty_like(counts)
         dist.all_to_all_single(recv_counts, counts, group=self.ep.pg)
         # Host sync: the split sizes must be Python ints before the payload all-to-all can be issued.
         send = rows_P.tolist()
         got = recv_counts.tolist()
         recv = [row[0] for row in got]
-        self.last_tokens_per_local_expert = [sum(row[1 + e] for row in got) for e in range(El)]
-        # One payload all-to-all, not three: each row's bytes are its activations, then its routing slots as fp32
-        # (weights, then local ids: small integers, exact in fp32). Decode steps are latency-bound.
-        slots_RK2 = torch.cat([w_RK.float(), lid_RK.float()], dim=1)
-        rows = torch.cat([_bytes(x_TD[tok_R]), _bytes(slots_RK2)], dim=1)
-        got_rows = all_to_all(rows, send, recv, self.ep.pg)
+        self.last_tokens_per_local_expert = [sum(row[1 + e] for row in got) for e in range(self.e_local)]
+        return all_to_all(rows, send, recv, self.ep.pg), send, recv
+
+    def _unpack(self, got_rows, x_TD, weights_TK, ids_TK):
         split = x_TD.shape[1] * x_TD.element_size()
         rx_QD = got_rows[:, :split].contiguous().view(x_TD.dtype)
         rslots = got_rows[:, split:].contiguous().view(torch.float32)
         k = ids_TK.shape[1]
-        rw_QK = rslots[:, :k].to(weights_TK.dtype)
-        rids_QK = rslots[:, k:].to(ids_TK.dtype)
-        return rx_QD, rw_QK, rids_QK, (send, recv, tok_R)
-
-    def _combine(self, ry_QD: torch.Tensor, plan, x_TD: torch.Tensor) -> torch.Tensor:
-        send, recv, tok_R = plan
-        back_RD = all_to_all(ry_QD, recv, send, self.ep.pg)
-        y_TD = torch.zeros_like(x_TD)
-        y_TD.index_add_(0, tok_R, back_RD.to(y_TD.dtype))
-        return y_TD
+        return rx_QD, rslots[:, :k].to(weights_TK.dtype), rslots[:, k:].to(ids_TK.dtype)
