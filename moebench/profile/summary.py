@@ -112,7 +112,15 @@ def _attribute(stage_rows: list[dict[str, Any]], load: Optional[dict[str, Any]],
         med = median(r["compute_ms"] for r in stage_rows)
         extra = strag_row["compute_ms"] - med
         bal = f"; expert load balancedness {worst['balancedness']:.2f}" if worst else ""
-        why = "" if extra > 0 else ": it arrives last without computing more, so look at its host, input or launches"
+        # each other rank waits about as long as the straggler is late: compare its extra compute with that
+        late = strag_row["caused_wait_ms"] / max(len(stage_rows) - 1, 1)
+        if extra <= 0:
+            why = ": it arrives last without computing more, so look at its host, input or launches"
+        elif extra < 0.5 * late:
+            why = (f": its extra compute explains {100 * extra / late:.0f}% of the {late:.2f} ms/step the others "
+                   "wait for it, so look also at its host, input or launches")
+        else:
+            why = ""
         return {"cause": "straggler", "straggler_rank": straggler,
                 "text": (f"wait ({100 * share:.0f}% of step time) dominated by straggler rank {straggler} "
                          f"(compute {extra:+.2f} ms/step vs the median rank{bal}){why}")}

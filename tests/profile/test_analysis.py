@@ -143,7 +143,22 @@ def test_attribution_to_a_straggler_when_load_is_even():
     sec = summarize(four_ranks(2, load_hot=False), routing="uniform")
     assert sec["where_the_time_goes"]["decode"]["cause"] == "straggler"
     assert sec["straggler_rank"] == 2 and "straggler rank 2" in sec["attribution"]
+    assert "compute +5.00 ms/step" in sec["attribution"] and "explains" not in sec["attribution"]  # all of it
     assert sec["most_imbalanced_layer"]["balancedness"] == pytest.approx(1.0)
+
+
+def test_a_straggler_whose_extra_compute_explains_little_is_called_so():
+    """Rank 1 computes 0.5 ms more but starts its experts 4.5 ms late: the others wait 5 ms, a tenth of it compute."""
+    ranks = []
+    for r in range(3):
+        gap, extra = (4.5, 0.5) if r == 1 else (0, 0)
+        s = Step(0, "decode", 8, 0, 17 * MS, [
+            rec("L0/attn", COMPUTE, 0, 2), rec("L0/experts", COMPUTE, 2 + gap, 4 + gap + extra),
+            rec("L0/combine", COMM, 4 + gap + extra, 16)])
+        ranks.append({"rank": r, "steps": [s]})
+    sec = summarize(ranks)
+    assert sec["straggler_rank"] == 1
+    assert "explains 10% of the 5.00 ms/step the others wait for it" in sec["attribution"]
 
 
 def test_wait_spread_over_ranks_names_no_straggler():
