@@ -183,11 +183,12 @@ def load_result(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def _is_number(v: Any) -> bool:
+def is_number(v: Any) -> bool:
+    """A JSON number (bool is not one, though Python makes it an int)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _is_whole(v: Any) -> bool:
+def is_whole(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -204,7 +205,7 @@ def records_problem(records: Any) -> Optional[str]:
             return f"{at}.model is not a string"
         for key in ("batch_size", "prompt_tokens", "output_tokens"):
             v = rec.get(key)
-            if not (_is_whole(v) or (v is None and key != "batch_size")):
+            if not (is_whole(v) or (v is None and key != "batch_size")):
                 return f"{at}.{key} is {v!r}, not a whole number"
         metrics = rec.get("metrics")
         if not isinstance(metrics, dict):
@@ -223,10 +224,10 @@ def _stat_problem(node: Any, at: str) -> Optional[str]:
         return None
     if "samples" in node:
         samples = node["samples"]
-        if not isinstance(samples, list) or not all(_is_number(x) for x in samples):
+        if not isinstance(samples, list) or not all(is_number(x) for x in samples):
             return f"{at}.samples must be a list of numbers"
         for key in PERCENTILES:  # p90 / p99 may be absent (older files), never of another type
-            if node.get(key) is not None and not _is_number(node[key]):
+            if node.get(key) is not None and not is_number(node[key]):
                 return f"{at}.{key} is {node[key]!r}, not a number"
         return None
     for key, child in node.items():

@@ -221,8 +221,8 @@ def _resolve(wl: Workload, p: Path) -> Workload:
     from moebench.catalog import get_hardware
     from moebench.models import entry_arch
     from moebench.parallel.mesh import Layout, check_plan
+    from moebench.profile.routing import check_routing
 
-    hot = wl.routing.removeprefix("hot:")
     entries = []
     for i, m in enumerate(wl.model_entries):
         try:
@@ -233,9 +233,11 @@ def _resolve(wl: Workload, p: Path) -> Workload:
             raise BadInput(f"{p}: models[{i}]: {exc}") from None
         if wl.parallel.world_size > 1:
             check_plan(Layout.of(wl.parallel), cfg, m.name, wl.scenario.batch_sizes, str(p))
-        if hot.isdigit() and cfg.is_moe and int(hot) >= cfg.n_routed_experts:
-            raise BadInput(f"{p}: routing {wl.routing!r}: expert {hot} does not exist in {m.name} "
-                           f"({cfg.n_routed_experts} experts)")
+        if cfg.is_moe:
+            try:
+                check_routing(wl.routing, cfg.n_routed_experts, m.name)
+            except BadInput as exc:
+                raise BadInput(f"{p}: {exc}") from None
         entries.append(m)
     if entries != wl.model_entries:  # checkpoint paths resolved
         wl = wl.model_copy(update={"models": entries})

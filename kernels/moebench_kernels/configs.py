@@ -14,7 +14,8 @@ The document maps a token count T (as a string) to the configs of the two GEMMs:
 
 A vLLM file (one flat config per bucket, used for both GEMMs; its "triton_version" entry is ignored) is accepted
 as is, so a vLLM tuning run can be dropped in: vLLM names its 16-bit files without the `,dtype=` part, and for
-bf16/fp16 that name is looked for after ours. `USE_TMA` (0/1, optional, 0 when absent) picks the tensor-descriptor path of fused_moe.py.
+bf16/fp16 that name is looked for after ours. `USE_TMA` (0/1, optional, 0 when absent) picks the tensor-descriptor
+path of fused_moe.py.
 Lookup takes the bucket nearest to T (log scale) and falls back to `default_configs`.
 """
 

@@ -83,10 +83,10 @@ def run_workload(
     source = workload_path or wl.name
     with _rank0_speaks():
         ctx = init_parallel(wl.parallel, dev, source)
+        archs = [entry_arch(e.name, e.weights, e.layers)[1] for e in wl.model_entries]  # a checkpoint: its config.json
         if ctx is not None:
-            for entry in wl.model_entries:
-                check_plan(ctx.layout, entry_arch(entry.name, entry.weights, entry.layers)[1], entry.name,
-                           wl.scenario.batch_sizes, source)
+            for entry, cfg in zip(wl.model_entries, archs):
+                check_plan(ctx.layout, cfg, entry.name, wl.scenario.batch_sizes, source)
     guard = Guard(ctx).start() if ctx is not None else None
     rank0 = ctx is None or ctx.is_rank0
     dtype = resolve_dtype(wl.dtype, dev)
@@ -110,10 +110,9 @@ def run_workload(
         return write_atomic(path, doc)
 
     dbytes = DTYPE_BYTES[dtype_name]
-    for entry in wl.model_entries:  # before anything is measured: a model that cannot fit is bad input (exit 3)
-        check_memory(entry.name, entry_arch(entry.name, entry.weights, entry.layers)[1],
-                     batch=max(wl.scenario.batch_sizes), max_seq=wl.scenario.prompt_tokens + wl.scenario.output_tokens,
-                     dtype_bytes=dbytes, device=dev)
+    for entry, cfg in zip(wl.model_entries, archs):  # before anything is measured: not fitting is bad input (exit 3)
+        check_memory(entry.name, cfg, batch=max(wl.scenario.batch_sizes),
+                     max_seq=wl.scenario.prompt_tokens + wl.scenario.output_tokens, dtype_bytes=dbytes, device=dev)
 
     if ctx is not None and dev == "cpu" and rank0:
         here = local_ranks(ctx.world_size)

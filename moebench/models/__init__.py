@@ -47,12 +47,13 @@ def entry_arch(name: str, weights: str = "random", layers: int | None = None) ->
     checkpoint's (checked against the name) for `weights: <dir>`; BadInput when `layers` exceeds the model's."""
     if weights == "random":
         spec, cfg = resolve_name(name)
-        if layers is not None and layers > cfg.num_hidden_layers:
-            raise BadInput(f"layers {layers} but {name} has {cfg.num_hidden_layers}")
     else:
         from moebench.models.checkpoint import check_checkpoint_entry
 
-        spec, cfg = check_checkpoint_entry(name, weights, layers)
+        spec, cfg = check_checkpoint_entry(name, weights)
+    if layers is not None and layers > cfg.num_hidden_layers:
+        what = name if weights == "random" else f"the checkpoint in {weights}"
+        raise BadInput(f"layers {layers} but {what} has {cfg.num_hidden_layers}")
     return spec, cfg.with_layers(layers)
 
 

@@ -236,7 +236,7 @@ _IDENTITY = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key
              "vocab_size", "n_routed_experts", "top_k", "moe_intermediate_size", "n_shared_experts")
 
 
-def check_checkpoint_entry(name: str, path: str | Path, layers: Optional[int] = None):
+def check_checkpoint_entry(name: str, path: str | Path):
     """(spec, full cfg) for a workload entry `name` with `weights: path`, or BadInput saying why they disagree.
 
     The family must be the checkpoint's. A catalog flavor must match the checkpoint's architecture (the record
@@ -255,8 +255,6 @@ def check_checkpoint_entry(name: str, path: str | Path, layers: Optional[int] = 
         if diff:
             raise BadInput(f"weights {path} are not {name}'s architecture ({', '.join(diff[:3])}); "
                            f"give the entry a flavor of its own, e.g. {family}:my-checkpoint")
-    if layers is not None and layers > cfg.num_hidden_layers:
-        raise BadInput(f"layers {layers} but the checkpoint in {path} has {cfg.num_hidden_layers}")
     return spec, cfg
 
 

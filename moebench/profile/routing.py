@@ -51,16 +51,23 @@ def sample_ids(kind: str, arg: Optional[float], t: int, e: int, k: int, gen: tor
     raise ValueError(f"no sampler for routing kind {kind!r}")
 
 
+def check_routing(spec: str, n_experts: int, model: Optional[str] = None) -> tuple[str, Optional[float]]:
+    """`parse_routing`, and BadInput when the spec asks for what a model with `n_experts` experts cannot do."""
+    kind, arg = parse_routing(spec)
+    if kind == "hot" and not 0 <= int(arg) < n_experts:
+        where = f"in {model} ({n_experts} experts)" if model else f"(the model has {n_experts} experts)"
+        raise BadInput(f"routing {spec!r}: expert {int(arg)} does not exist {where}")
+    if kind == "zipf" and arg < 0:
+        raise BadInput(f"routing {spec!r}: the Zipf exponent must be ≥ 0")
+    return kind, arg
+
+
 def make_route_override(spec: str, n_experts: int, top_k: int, *, seed: int, rank: int) -> Optional[RouteOverride]:
     """The `MoE.route_override` hook for `spec`, or None for `model`. Each rank draws from its own stream
     (seeded by seed and rank) so data-parallel ranks route different tokens differently, reproducibly."""
-    kind, arg = parse_routing(spec)
+    kind, arg = check_routing(spec, n_experts)
     if kind == "model":
         return None
-    if kind == "hot" and not 0 <= int(arg) < n_experts:
-        raise BadInput(f"routing {spec!r}: expert {int(arg)} does not exist (the model has {n_experts} experts)")
-    if kind == "zipf" and arg < 0:
-        raise BadInput(f"routing {spec!r}: the Zipf exponent must be ≥ 0")
     gens: dict[str, torch.Generator] = {}
 
     def override(logits_TE: torch.Tensor, weights_TK: torch.Tensor, ids_TK: torch.Tensor):

@@ -60,15 +60,14 @@ def _derived(rec: dict[str, Any], intel: Optional[dict[str, Any]], allin_kw: Opt
     """What a measured record has and a projected one lacks, by the measured records' own formulas, from the
     projection's prefill(B) and decode step times (its TTFT and TPOT under continuous serving are not those)."""
     from moebench.engine.records import Pricing, rate_metrics
-    from moebench.results import stat
+    from moebench.results import is_number, is_whole, stat
 
     phases = rec.get("phases") or {}
     pre, step = ((phases.get(k) or {}).get("time_ms") for k in ("prefill", "decode"))
     cost = rec.get("cost") or {}
     n = cost.get("n_gpus")
     counts = (rec.get("batch_size"), rec.get("prompt_tokens"), rec.get("output_tokens"))
-    if not all(isinstance(v, (int, float)) and v > 0 for v in (pre, step, n)) or not all(
-            isinstance(v, int) and v > 0 for v in counts):
+    if not all(is_number(v) and v > 0 for v in (pre, step, n)) or not all(is_whole(v) and v > 0 for v in counts):
         return {}  # an older (or hand-edited) projection without phase times or token counts: only what it states
     pricing = Pricing(cost.get("usd_per_gpu_hour"), cost.get("tier"), cost.get("source"), n, allin_kw)
     return rate_metrics(stat([pre], "projected", "ms"), stat([step], "projected", "ms"), batch=rec["batch_size"],
@@ -124,7 +123,7 @@ def from_projection(doc: dict[str, Any], source: str, file: Optional[str] = None
 
 def _projection_problem(doc: dict[str, Any]) -> Optional[str]:
     """What is wrong with the parts of a projection document the report reads, or None."""
-    from moebench.results import records_problem
+    from moebench.results import is_number, records_problem
 
     for key in ("params", "scenario", "assumptions", "calibration"):
         if doc.get(key) is not None and not isinstance(doc[key], dict):
@@ -153,7 +152,7 @@ def _projection_problem(doc: dict[str, Any]) -> Optional[str]:
                     return f"{at}.phases.{key} is {phase!r}, not an object"
             for key in ("usd_per_gpu_hour", "n_gpus"):
                 v = (rec.get("cost") or {}).get(key)
-                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                if v is not None and not is_number(v):
                     return f"{at}.cost.{key} is {v!r}, not a number"
     return None
 
