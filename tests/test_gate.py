@@ -156,7 +156,7 @@ def test_the_table_shows_prompt_and_output_when_the_scenario_changed(tmp_path, c
 
 def test_a_named_metric_that_no_record_has_is_bad_input():
     doc = _doc(noisy(15, 10, 0.03, 1), noisy(15, 50, 0.03, 2))
-    with pytest.raises(BadInput, match="--metric tpot: no record"):
+    with pytest.raises(BadInput, match="--metric tpot: not a metric the gate can judge"):
         gate([doc], [doc], metrics=["tpot_ms", "tpot"])
     assert {r.metric for r in gate([doc], [doc], metrics=["tpot_ms"]).rows} == {"tpot_ms"}
 

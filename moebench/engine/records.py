@@ -121,10 +121,12 @@ def build_record(
         **rate_metrics(ttft, tpot, batch=batch, prompt=prompt, output=output, pricing=pricing,
                        intelligence=intelligence, basis=basis),
         "joules_per_token": None,
+        "tokens_per_joule": None,
     }
     if energy_j_per_repeat:
         toks = batch * (prompt + output)
         m["joules_per_token"] = stat([tk.joules_per_token(e, toks) for e in energy_j_per_repeat], "measured", "J/token")
+        m["tokens_per_joule"] = derive(m["joules_per_token"], lambda j: 1.0 / j if j > 0 else None, "tokens/J")
 
     # Efficiency: decode is judged by bytes (MBU), prefill by FLOPs (MFU), each against catalog and measured roofs.
     ctx_d = prompt + output // 2

@@ -72,7 +72,7 @@ def test_report_csv_is_unchanged(run_cli, in_root, tmp_path):
     before, after = read(BEFORE / "report.csv"), read(tmp_path / "report.csv")
     assert len(before) == len(after)
     cols = list(before[0])
-    assert list(after[0])[:len(cols)] == cols, "existing columns keep their names and order"
+    assert [c for c in after[0] if c in cols] == cols, "existing columns keep their names and order"
     for i, (rb, ra) in enumerate(zip(before, after)):
         for c in cols:
             if rb[c] == ra[c]:
