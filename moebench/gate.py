@@ -313,8 +313,8 @@ def _get(doc: dict[str, Any], a: str, b: str) -> Any:
 def check_comparable(base_docs: list[dict[str, Any]], cur_docs: list[dict[str, Any]]) -> list[str]:
     """Refuse comparisons across hardware (that is `moebench compare`'s job); note weaker mismatches."""
     for d in (*base_docs, *cur_docs):
-        if d.get("kind", "model") != "model":
-            raise BadInput(f"gate compares model workloads; got a {d.get('kind')!r} result ({d.get('run_id')})")
+        if d.get("kind") not in ("engine", "endpoint"):
+            raise BadInput(f"gate compares measured model runs; got a {d.get('kind')!r} result ({d.get('run_id')})")
     ids = {_get(d, "hardware", "id") for d in base_docs} | {_get(d, "hardware", "id") for d in cur_docs}
     if len(ids) > 1:
         raise BadInput(

@@ -100,7 +100,7 @@ def _doc(tpot: list[float], ttft: list[float], *, hw: str = "cpu", models=("llam
                 "usd_per_mtok": None,
             },
         })
-    return {"schema_version": 1, "complete": complete, "kind": "model", "run_id": f"r-{hw}", "workload": {"name": "t"},
+    return {"schema_version": 2, "complete": complete, "kind": "engine", "run_id": f"r-{hw}", "workload": {"name": "t"},
             "hardware": {"id": hw, "device": "cpu", "dtype": "float32"}, "environment": {"libraries": {"torch": "2"}},
             "world_size": 1, "records": recs}
 

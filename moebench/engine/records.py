@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from moebench import tokenomics as tk
-from moebench.results import Basis, derive, stat
+from moebench.results import Basis, derive, make_record, stat
 
 if TYPE_CHECKING:
     from moebench.engine.generate import GenerationSamples
@@ -105,7 +105,10 @@ def build_record(
     peaks: Peaks,
     intelligence: Optional[dict[str, Any]],
     energy_j_per_repeat: Optional[list[float]] = None,
+    **sections: Any,
 ) -> dict[str, Any]:
+    """The record of one model × batch size of `moebench run`; `sections` are the run's own additions (decode mode,
+    weights, profile), placed before the metrics."""
     full = run_cfg.full()
     f_pre, f_dec = extrapolation_factors(run_cfg, batch, prompt, output, dtype_bytes)
     basis: Basis = "measured" if run_cfg.full_num_layers is None else "extrapolated"
@@ -144,24 +147,20 @@ def build_record(
         "mfu_decode": tk.mfu(batch * full.flops_per_token(ctx_d) / (tpot["median"] / 1e3), peaks.flops),
         "basis": basis,
     }
-    return {
-        "model": name,
-        "kind": kind,
-        "layers_run": run_cfg.num_hidden_layers,
-        "layers_total": full.num_hidden_layers,
-        "basis": basis,
-        "serving": SERVING,
-        "batch_size": batch,
-        "prompt_tokens": prompt,
-        "output_tokens": output,
-        "params": {
+    return make_record(
+        model=name, kind=kind, basis=basis, serving=SERVING, batch_size=batch, prompt_tokens=prompt,
+        output_tokens=output,
+        layers_run=run_cfg.num_hidden_layers,
+        layers_total=full.num_hidden_layers,
+        params={
             "total": full.total_params(),
             "active": full.active_params(),
             "active_ratio": tk.active_ratio(full.active_params(), full.total_params()),
         },
-        "extrapolation": {"prefill_factor": f_pre, "decode_factor": f_dec} if basis == "extrapolated" else None,
-        "intelligence": intelligence,
-        "cost": {"usd_per_gpu_hour": pricing.usd_per_gpu_hour, "tier": pricing.tier, "source": pricing.source,
-                 "n_gpus": pricing.n_gpus},
-        "metrics": m,
-    }
+        extrapolation={"prefill_factor": f_pre, "decode_factor": f_dec} if basis == "extrapolated" else None,
+        intelligence=intelligence,
+        cost={"usd_per_gpu_hour": pricing.usd_per_gpu_hour, "tier": pricing.tier, "source": pricing.source,
+              "n_gpus": pricing.n_gpus},
+        **sections,
+        metrics=m,
+    )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -22,7 +21,7 @@ from moebench.engine.records import Peaks, Pricing, build_record
 from moebench.errors import ExitCode, MoebenchError, RunFailed
 from moebench.models import build, entry_arch
 from moebench.models.config import DTYPE_BYTES
-from moebench.results import SCHEMA_VERSION, environment, new_run_id, write_atomic
+from moebench.results import new_doc, new_run_id, write_atomic
 from moebench.parallel.faults import Guard, install_test_faults
 from moebench.parallel.gather import gather_samples, merge_samples, rank_info, rank_timing
 from moebench.parallel.mesh import ParallelContext, check_plan, env_rank, init_parallel, shutdown
@@ -126,19 +125,11 @@ def run_workload(
             roofs = measure_roofs(dev, dtype)
         if ctx is not None:
             ctx.barrier()
-        doc.update({
-            "schema_version": SCHEMA_VERSION,
-            "complete": False,
-            "kind": "model",
-            "run_id": run_id,
-            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "workload_path": workload_path,
-            "workload": wl.model_dump(mode="json"),
-            "hardware": _hardware_section(hw, dev, dtype_name, wl, backend, pricing, roofs),
-            "environment": environment(),
-            "world_size": wl.parallel.world_size,
-            "records": [],
-        })
+        doc.update(new_doc(
+            kind="engine", run_id=run_id, workload_path=workload_path, workload=wl.model_dump(mode="json"),
+            hardware=_hardware_section(hw, dev, dtype_name, wl, backend, pricing, roofs),
+            world_size=wl.parallel.world_size,
+        ))
         if ctx is not None:
             guard.save = save_partial
             ranks = rank_info(ctx)
@@ -203,13 +194,13 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
             name=entry.name, kind=spec.kind, run_cfg=cfg, samples=samples, batch=b,
             prompt=sc.prompt_tokens, output=sc.output_tokens, dtype_bytes=DTYPE_BYTES[dtype_name],
             pricing=pricing, peaks=peaks, intelligence=resolve_intelligence(wl, entry),
+            decode={"mode": samples.decode_mode, "note": samples.note},
+            weights=entry.weights,  # "random", or the checkpoint directory
+            # rank 0: every rank's regions, waits and expert load, merged
+            **({"profile": profile} if profile is not None else {}),
         ))
-        doc["records"][-1]["decode"] = {"mode": samples.decode_mode, "note": samples.note}
-        doc["records"][-1]["weights"] = entry.weights  # "random", or the checkpoint directory
         if samples.note:
             log(f"  note: {samples.note}")
-        if profile is not None:  # rank 0: every rank's regions, waits and expert load, merged
-            doc["records"][-1]["profile"] = profile
 
     if wl.timing.schedule == "interleaved":  # single process, no profile (the workload validates it)
         _run_interleaved(wl, dev=dev, dtype=dtype, log=log, add_record=add_record)

@@ -32,11 +32,11 @@ def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     labels = run_labels(sources)
     runs = []
     for src, d in sources:
-        hw, env = d.get("hardware") or {}, d.get("environment") or {}
+        hw = d.get("hardware") or {}
         runs.append({
             "label": labels[src], "file": src, "hardware_id": hw.get("id"), "hardware_name": hw.get("name"),
             "device": hw.get("device"), "dtype": hw.get("dtype"), "kernels": hw.get("kernels"),
-            "world_size": d.get("world_size"), "git_sha": env.get("git_sha"), "created_utc": d.get("created_utc"),
+            "world_size": d.get("world_size"), "git_sha": d.get("git_commit"), "created_utc": d.get("created_utc"),
             "usd_per_gpu_hour": (hw.get("price") or {}).get("usd_per_gpu_hour"),
             "price_tier": (hw.get("price") or {}).get("tier"),
             "routing": (d.get("workload") or {}).get("routing"), "complete": d.get("complete"),

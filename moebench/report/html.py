@@ -104,8 +104,8 @@ def provenance(sources: list[tuple[str, dict[str, Any]]]) -> str:
             esc(src), esc(doc.get("run_id")), esc(doc.get("created_utc")), esc((doc.get("workload") or {}).get("name")),
             f"{esc(hw.get('name'))} <span class='dim'>({esc(hw.get('id'))})</span>",
             f"{esc(hw.get('device'))} · {esc(hw.get('dtype'))} · {esc(hw.get('kernels'))}",
-            esc(doc.get("world_size")), price_s, f"<code>{esc((env.get('git_sha') or '—')[:12])}</code>",
-            esc(env.get("moebench_version")), esc((env.get("libraries") or {}).get("torch")),
+            esc(doc.get("world_size")), price_s, f"<code>{esc((doc.get('git_commit') or '—')[:12])}</code>",
+            esc(doc.get("moebench_version")), esc((env.get("libraries") or {}).get("torch")),
             _host(doc),
             roof_s, done,
         ]))

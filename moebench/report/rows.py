@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from moebench import metrics
-from moebench.engine.records import SERVING
 from moebench.results import write_text_atomic
 
 STAT_SUFFIXES = metrics.STAT_SUFFIXES
@@ -42,7 +41,6 @@ _KNOWN_METRIC_KEYS = {m.path.split(".")[0] for m in metrics.METRICS}
 def record_row(doc: dict[str, Any], rec: dict[str, Any], source: str = "") -> dict[str, Any]:
     """One flat row for one record of one result document (missing values are None)."""
     hw = doc.get("hardware") or {}
-    env = doc.get("environment") or {}
     price = hw.get("price") or {}
     params = rec.get("params") or {}
     intel = rec.get("intelligence") or {}
@@ -51,8 +49,8 @@ def record_row(doc: dict[str, Any], rec: dict[str, Any], source: str = "") -> di
         "source_file": source,
         "run_id": doc.get("run_id"),
         "created_utc": doc.get("created_utc"),
-        "git_sha": env.get("git_sha"),
-        "moebench_version": env.get("moebench_version"),
+        "git_sha": doc.get("git_commit"),
+        "moebench_version": doc.get("moebench_version"),
         "workload": (doc.get("workload") or {}).get("name"),
         "complete": doc.get("complete"),
         "hardware_id": hw.get("id"),
@@ -67,8 +65,7 @@ def record_row(doc: dict[str, Any], rec: dict[str, Any], source: str = "") -> di
         "model": rec.get("model"),
         "kind": rec.get("kind"),
         "basis": rec.get("basis"),
-        # only `moebench run` writes result files, and it always serves a static batch (older files do not say so)
-        "serving": rec.get("serving") or (SERVING if rec.get("basis") in ("measured", "extrapolated") else None),
+        "serving": rec.get("serving"),
         "layers_run": rec.get("layers_run"),
         "layers_total": rec.get("layers_total"),
         "batch_size": rec.get("batch_size"),
@@ -131,7 +128,7 @@ def run_labels(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
         return str((doc.get("hardware") or {}).get("name") or (doc.get("hardware") or {}).get("id"))
 
     def which(src, doc):
-        sha = (doc.get("environment") or {}).get("git_sha")
+        sha = doc.get("git_commit")
         return f"@{sha[:7]}" if sha else f"({src.split(' [')[0]})"
 
     def when(doc):
