@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 Better = Literal["lower", "higher"]
-View = Literal["terminal", "html", "compare"]
+View = Literal["terminal", "wide", "html", "compare"]  # terminal: `moebench run`'s table; wide: its --wide extras
 Shape = Literal["stat", "scalar"]  # a statistic {median, p20, …, samples}, or one number (efficiency)
 STAT_SUFFIXES = ("median", "p20", "p80", "p90", "p99", "n")
 
@@ -23,6 +23,7 @@ RUN = ("measured", "extrapolated", "projected")  # timed (or projected) throughp
 TIMED = ("measured", "extrapolated")
 ENERGY = ("measured", "estimated")
 ALL_VIEWS: tuple[View, ...] = ("terminal", "html", "compare")
+WIDE: tuple[View, ...] = ("wide", "html", "compare")  # in the HTML and compare, and in the terminal with --wide
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Metric:
     shape: Shape = "stat"
     spread: bool = False  # tables print median (p20–p80), not the median alone
     tail: bool = False  # tables add a second line p90 · p99
+    roof: bool = False  # a fraction of a roof measured in the same run: above 1.0 the roof, not the run, is suspect
 
     def shown_in(self, view: View) -> bool:
         return view in self.views
@@ -52,10 +54,13 @@ METRICS: tuple[Metric, ...] = (
            "TPOT ms", ALL_VIEWS, gated=True, spread=True, tail=True),
     Metric("itl_ms", "itl_ms", "ms", "lower", TIMED, "inter-token latency over every decode step, ms",
            tail=True),
+    Metric("e2e_ms", "e2e_ms", "ms", "lower", TIMED,
+           "a request's end-to-end latency in the static batch: TTFT + (output − 1) × TPOT, per repeat, ms",
+           "E2E ms", WIDE, spread=True, tail=True),
     Metric("prefill_tokens_per_s", "prefill_tokens_per_s", "tokens/s", "higher", RUN,
            "batch × prompt tokens / batched prefill time (TTFT in a static batch)"),
     Metric("decode_tokens_per_s", "decode_tokens_per_s", "tokens/s", "higher", RUN,
-           "batch / decode step time (TPOT in a static batch)", "decode tok/s", ALL_VIEWS),
+           "batch / decode step time (TPOT in a static batch)", "decode tok/s", WIDE),
     Metric("decode_tokens_per_s_per_gpu", "decode_tokens_per_s_per_gpu", "tokens/s/gpu", "higher", RUN,
            "`decode_tokens_per_s` / `world_size`: the decode-only rate per GPU (what disaggregated decode pools "
            "report)"),
@@ -72,11 +77,22 @@ METRICS: tuple[Metric, ...] = (
     Metric("total_tokens_per_s_per_gpu", "total_tokens_per_s_per_gpu", "tokens/s/gpu", "higher", RUN,
            "total tokens/s divided by `world_size`"),
     Metric("usd_per_mtok_input", "usd_per_mtok.input", "USD/Mtok", "lower", RUN,
-           "USD per million input tokens", "$/M in", ALL_VIEWS),
+           "USD per million input tokens, the whole run's time charged to the input tokens (the InferenceX "
+           "convention published tables use; `$/M out` = this × prompt / output)", "$/M in", WIDE),
     Metric("usd_per_mtok_output", "usd_per_mtok.output", "USD/Mtok", "lower", RUN,
-           "USD per million output tokens", "$/M out", ALL_VIEWS),
+           "USD per million output tokens, the whole run's time charged to the output tokens (InferenceX)",
+           "$/M out", WIDE),
     Metric("usd_per_mtok_blended", "usd_per_mtok.blended", "USD/Mtok", "lower", RUN,
            "(3 × input + output) / 4, USD per million tokens", "$/M blended", ALL_VIEWS, gated=True, spread=True),
+    Metric("usd_per_mtok_phase_input", "usd_per_mtok_phase.input", "USD/Mtok", "lower", RUN,
+           "USD per million input tokens with only the prefill's time priced into them: price × GPUs × TTFT / "
+           "(B × prompt) (set this beside an API's input price)", "$/M in (phase)", WIDE),
+    Metric("usd_per_mtok_phase_output", "usd_per_mtok_phase.output", "USD/Mtok", "lower", RUN,
+           "USD per million output tokens with only the decode's time priced into them: price × GPUs × (output − 1) "
+           "× TPOT / (B × output); input × input tokens + output × output tokens is the run's cost",
+           "$/M out (phase)", WIDE),
+    Metric("usd_per_mtok_phase_blended", "usd_per_mtok_phase.blended", "USD/Mtok", "lower", RUN,
+           "(3 × phase input + phase output) / 4, USD per million tokens", "$/M blended (phase)", WIDE),
     Metric("intelligence_score_per_usd_per_mtok", "intelligence_per_usd", "score per USD/Mtok", "higher", RUN,
            "intelligence score / blended USD per million tokens (`intelligence_per_usd` in the result)",
            "score per $/M", ALL_VIEWS),
@@ -89,17 +105,19 @@ METRICS: tuple[Metric, ...] = (
            "tok/J", ("html", "compare")),
     # efficiency: one value per record, in `metrics.efficiency`
     Metric("mbu_decode_fraction", "efficiency.mbu_decode", "fraction", "higher", TIMED,
-           "decode bytes moved per step / TPOT / catalog peak HBM bandwidth", shape="scalar"),
+           "decode bytes moved per step / TPOT / catalog peak HBM bandwidth", "MBU", ("wide", "compare"), shape="scalar"),
     Metric("mfu_prefill_fraction", "efficiency.mfu_prefill", "fraction", "higher", TIMED,
-           "prefill FLOPs / TTFT / catalog peak FLOP/s for the dtype", shape="scalar"),
+           "prefill FLOPs / TTFT / catalog peak FLOP/s for the dtype", "MFU", ("wide", "compare"), shape="scalar"),
     Metric("mfu_decode_fraction", "efficiency.mfu_decode", "fraction", "higher", TIMED,
            "decode FLOPs per step / TPOT / catalog peak FLOP/s", shape="scalar"),
     Metric("mbu_decode_measured_roof_fraction", "efficiency.mbu_decode_measured_roof", "fraction", "higher", TIMED,
            "as `mbu_decode_fraction`, against the bandwidth measured in the same run (on GPU a device-to-device "
-           "copy, counting read + write: a decode step that mostly reads can exceed 1.0)", shape="scalar"),
+           "copy, counting read + write: a decode step that mostly reads can exceed 1.0)", "MBU/roof", ("wide", "compare"),
+           shape="scalar", roof=True),
     Metric("mfu_prefill_measured_roof_fraction", "efficiency.mfu_prefill_measured_roof", "fraction", "higher", TIMED,
            "as `mfu_prefill_fraction`, against the matmul rate measured in the same run (on CPU the higher of that "
-           "and the register-FMA peak measured beside it: a ceiling no GEMM passes)", shape="scalar"),
+           "and the register-FMA peak measured beside it: a ceiling no GEMM passes)", "MFU/roof", ("wide", "compare"),
+           shape="scalar", roof=True),
     Metric("decode_bytes_per_step", "efficiency.decode_bytes_per_step", "bytes", None, TIMED,
            "bytes one decode step moves (weights of touched experts + KV cache + activations)", views=(),
            shape="scalar"),

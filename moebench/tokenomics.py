@@ -1,4 +1,4 @@
-"""Tokenomics as pure functions of measured numbers and catalog facts (definitions: shared/MEASURE.md).
+"""Tokenomics as pure functions of measured numbers and catalog facts (definitions: docs/measure.md).
 
 No torch, no I/O: every function here is a formula, unit-tested against hand-computed values.
 """
@@ -19,6 +19,18 @@ def usd_per_mtok(usd_per_gpu_hour: float, n_gpus: int, tokens_per_s: float) -> O
     if tokens_per_s <= 0:
         return None
     return usd_per_gpu_hour * n_gpus / (tokens_per_s * SECONDS_PER_HOUR) * 1e6
+
+
+def phase_usd_per_mtok(usd_per_gpu_hour: float, n_gpus: int, batch: int, prompt_tokens: int, output_tokens: int,
+                       prefill_ms: float, step_ms: float) -> tuple[float, float]:
+    """(input, output) USD per million tokens with each phase's time priced into its own tokens: the prefill into
+    the B × prompt input tokens, the (output − 1) decode steps into the B × output output tokens (the first output
+    token comes with the prefill). Unlike `usd_per_mtok` of input and output rates, which charge the whole run's
+    time to each kind (the published convention), input × input tokens + output × output tokens is the run's cost.
+    """
+    usd_per_ms = usd_per_gpu_hour * n_gpus / (SECONDS_PER_HOUR * 1000.0)
+    return (usd_per_ms * prefill_ms / (batch * prompt_tokens) * 1e6,
+            usd_per_ms * (output_tokens - 1) * step_ms / (batch * output_tokens) * 1e6)
 
 
 def blended_usd_per_mtok(input_usd: float, output_usd: float) -> float:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from moebench.cli._output import emit_json, err, is_rank0, log, out
 from moebench.errors import BadInput
@@ -39,6 +40,7 @@ def register(app: typer.Typer) -> None:
         repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="Override timing.repeats (the gate's samples)."),
         nproc: Optional[int] = typer.Option(None, "--nproc", min=1, help="Launch N local ranks (torch elastic launcher)."),
         profile: bool = typer.Option(False, "--profile", help="Time every phase of every layer on every rank."),
+        wide: bool = typer.Option(False, "--wide", help="Every metric in the table, with p90/p99 and end-to-end latency."),
     ) -> None:
         """Run a workload: every model × batch size, timed; ends with the dense-vs-MoE table."""
         from moebench.workload import Workload, load_workload
@@ -81,12 +83,16 @@ def register(app: typer.Typer) -> None:
                                  workload_path=str(path), log=log)
         if not is_rank0():
             return
+        from moebench.report.caveats import caveats
+
         if json_:
             emit_json(doc)
         else:
-            from moebench.report.tables import run_table
+            from moebench.report.tables import print_run_table
 
-            out.print(run_table(doc))
+            print_run_table(out, doc, wide=wide)
+        for line in caveats(doc):  # extrapolated figures, ratios above a measured roof: beside the numbers
+            (err if json_ else out).print(f"[yellow]note:[/yellow] {escape(line)}", highlight=False)
         profiled = [r for r in doc["records"] if r.get("profile")]
         if profiled:
             from moebench.profile import render_summary

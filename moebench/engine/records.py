@@ -75,6 +75,7 @@ def rate_metrics(prefill_ms: dict[str, Any], step_ms: dict[str, Any], *, batch: 
         "output_tokens_per_s_per_gpu": s([tk.per_gpu(r["output"], n) for r in rates], "tokens/s/gpu"),
         "total_tokens_per_s_per_gpu": s([tk.per_gpu(r["total"], n) for r in rates], "tokens/s/gpu"),
         "usd_per_mtok": None,
+        "usd_per_mtok_phase": None,
         "intelligence_per_usd": None,
         "tokens_per_mw": None,
     }
@@ -84,6 +85,11 @@ def rate_metrics(prefill_ms: dict[str, Any], step_ms: dict[str, Any], *, batch: 
         cout = [tk.usd_per_mtok(p, n, r["output"]) for r in rates]
         blend = [tk.blended_usd_per_mtok(a, b) for a, b in zip(cin, cout)]
         m["usd_per_mtok"] = {"input": s(cin, "USD/Mtok"), "output": s(cout, "USD/Mtok"), "blended": s(blend, "USD/Mtok")}
+        phase = [tk.phase_usd_per_mtok(p, n, batch, prompt, output, a, b)
+                 for a, b in zip(prefill_ms["samples"], step_ms["samples"])]
+        pin, pout = [x[0] for x in phase], [x[1] for x in phase]
+        m["usd_per_mtok_phase"] = {"input": s(pin, "USD/Mtok"), "output": s(pout, "USD/Mtok"),
+                                   "blended": s([tk.blended_usd_per_mtok(a, b) for a, b in phase], "USD/Mtok")}
         if intelligence is not None:
             m["intelligence_per_usd"] = s([tk.intelligence_per_usd(intelligence["score"], b) for b in blend], "score per USD/Mtok")
     if pricing.allin_kw_per_gpu:
@@ -119,6 +125,7 @@ def build_record(
         "ttft_ms": ttft,
         "tpot_ms": tpot,
         "itl_ms": itl,
+        "e2e_ms": stat([a + (output - 1) * b for a, b in zip(ttft["samples"], tpot["samples"])], basis, "ms"),
         "interactivity_tokens_per_s_per_user": derive(tpot, tk.interactivity, "tokens/s/user"),
         # a static batch: its TTFT is the batch's prefill, its TPOT one decode step
         **rate_metrics(ttft, tpot, batch=batch, prompt=prompt, output=output, pricing=pricing,

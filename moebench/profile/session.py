@@ -20,7 +20,10 @@ up to `trace_steps` forwards, inside the warm-up when there is one, written to `
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -33,6 +36,32 @@ from moebench.profile.recorder import TimelineRecorder
 from moebench.profile.routing import LoadCounter, install_routing, moe_modules
 from moebench.profile.summary import overhead as overhead_stats
 from moebench.profile.summary import summarize
+
+
+# Kineto's own C++ log lines at every profiler start and stop ("USDT:… profiler_start"): not governed by
+# KINETO_LOG_LEVEL, and on CPU half of what a profiled run printed.
+KINETO_NOISE = b"USDT:"
+
+
+@contextlib.contextmanager
+def quiet_kineto() -> Iterator[None]:
+    """Hold what reaches file descriptor 2 (C++ logging included) while the profiler starts or stops, then write
+    back to stderr every line but Kineto's USDT notices: a real warning or error still reaches the user."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = b"".join(line for line in held.read().splitlines(keepends=True)
+                            if not line.startswith(KINETO_NOISE))
+            if kept:
+                os.write(2, kept)
 
 
 class ProfileSession:
@@ -201,13 +230,15 @@ class ProfileSession:
         if self.device.startswith("cuda"):
             acts.append(torch.profiler.ProfilerActivity.CUDA)
         self._kineto = torch.profiler.profile(activities=acts, record_shapes=True)
-        self._kineto.start()
+        with quiet_kineto():
+            self._kineto.start()
 
     def _stop_kineto(self) -> None:
         if self._kineto is None:
             return
         prof, self._kineto = self._kineto, None
-        prof.stop()
+        with quiet_kineto():
+            prof.stop()
         self.trace_dir.mkdir(parents=True, exist_ok=True)
         self._trace_path = self.trace_dir / f"trace_rank{self.rank}.json"
         prof.export_chrome_trace(str(self._trace_path))

@@ -24,6 +24,8 @@ IMBALANCED = 0.75
 # of all caused wait and at least twice the next rank's; otherwise nobody dominates (with 4 ranks time-sliced on
 # 2 cores, who arrives last is mostly the OS scheduler, and naming one rank would blame noise).
 DOMINANT_SHARE = 0.5
+# The order phases are shown in (moebench.profile.regions): a layer's path, then what follows the last layer.
+PHASES = ("attn", "router", "dispatch", "experts", "combine", "mlp", "allreduce", "lm_head")
 
 
 def expert_load(ranks: Sequence[dict[str, Any]]) -> Optional[dict[str, Any]]:
@@ -202,9 +204,48 @@ def overhead(batch: int, plain_tpot_ms: Sequence[float], profiled_tpot_ms: Seque
     }
 
 
+def phase_split(section: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per stage, each phase's time summed over the layers (compute + communication), ms per step, mean over the
+    ranks, and the mean step: {stage: {"step_ms": …, "phases": {phase: ms}}}, phases in `PHASES` order."""
+    split: dict[str, dict[str, Any]] = {}
+    for stage in ("prefill", "decode"):
+        rows = [t for t in section.get("ranks", []) if t.get("stage") == stage]
+        if not rows:
+            continue
+        acc: dict[str, float] = {}
+        for t in rows:
+            for layer in t.get("layers", []):
+                for ph, v in (layer.get("phases") or {}).items():
+                    acc[ph] = acc.get(ph, 0.0) + v.get("compute_ms", 0.0) + v.get("comm_ms", 0.0)
+        order = sorted(acc, key=lambda ph: (PHASES.index(ph) if ph in PHASES else len(PHASES), ph))
+        split[stage] = {"step_ms": sum(t["step_ms"] for t in rows) / len(rows),
+                        "phases": {ph: acc[ph] / len(rows) for ph in order}}
+    return split
+
+
+def _phase_table(section: dict[str, Any]):
+    """The phase split as a table (one row per stage), or None when no layer recorded a phase."""
+    from rich.table import Table
+
+    split = phase_split(section)
+    phases = list(dict.fromkeys(ph for v in split.values() for ph in v["phases"]))
+    if not phases:
+        return None
+    t = Table(title="phase split — ms per step over all layers, mean over ranks (share of the step)",
+              title_justify="left")
+    t.add_column("stage")
+    for ph in phases:
+        t.add_column(ph, justify="right")
+    for stage, v in split.items():
+        step = v["step_ms"] or 1.0
+        t.add_row(stage, *(f"{v['phases'][ph]:.2f} ({100 * v['phases'][ph] / step:.0f}%)" if ph in v["phases"]
+                           else "—" for ph in phases))
+    return t
+
+
 def render_summary(section: dict[str, Any], title: Optional[str] = None):
-    """A rich renderable: per rank, the share of step time in compute / transfer / wait / idle, then the most
-    imbalanced layer, the straggler and the attribution line."""
+    """A rich renderable: per rank, the share of step time in compute / transfer / wait / idle, the phase split
+    (attention, router, dispatch, experts, combine, …), then the most imbalanced layer, the straggler and the attribution line."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -244,4 +285,5 @@ def render_summary(section: dict[str, Any], title: Optional[str] = None):
         window = (section.get("trace") or {}).get("window_forwards")
         lines.append(f"Kineto traces (Perfetto, ui.perfetto.dev): {len(files)} in {Path(files[0]).parent}"
                      + (f" (forwards {window[0]}–{window[1]})" if window else ""))
-    return Group(table, *(Text(line) for line in lines))
+    phases = _phase_table(section)
+    return Group(table, *([phases] if phases is not None else []), *(Text(line) for line in lines))
