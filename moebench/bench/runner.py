@@ -27,6 +27,7 @@ from moebench.bench.providers import GRAPHABLE, Layer, Unsupported, make_layer, 
 from moebench.bench.schema import KernelWorkload
 from moebench.bench.timing import CpuRoofProbe, CudaTimer, measure_roofs, time_cpu, time_cuda
 from moebench.errors import BadInput, EnvironmentProblem
+from moebench.progress import QUIET, Progress
 from moebench.results import new_doc, stat
 
 SHORT = {"torch-ref": "ref", "torch-grouped": "grouped", "torch-loop": "loop", "transformers-eager": "hf-eager",
@@ -97,7 +98,8 @@ def _hardware(wl: KernelWorkload, dev: str, dtype: torch.dtype) -> dict[str, Any
 
 
 def run_kernel_workload(wl: KernelWorkload, *, device: Optional[str] = None,
-                        console_err: Callable[[str], None] = _stderr, roof_scale: float = 1.0) -> dict[str, Any]:
+                        console_err: Callable[[str], None] = _stderr, roof_scale: float = 1.0,
+                        progress: Progress = QUIET) -> dict[str, Any]:
     """Run `wl` on `device` (overrides wl.device); returns the JSON-able result document (not written).
     `roof_scale` < 1 shrinks the roof probes (tests)."""
     from moebench.engine.device import resolve_device, resolve_dtype
@@ -128,7 +130,7 @@ def run_kernel_workload(wl: KernelWorkload, *, device: Optional[str] = None,
     cat = ((hardware["catalog_hbm_tbps"] or 0) * 1e12, (hardware["catalog_peak_tflops"] or 0) * 1e12)
     points: list[dict[str, Any]] = []
     started = time.time()
-    for T in wl.tokens:
+    for T in progress.track(wl.tokens, "kernel points (tokens)"):
         w_TK, ids_TK = uniform_routing(T, s.top_k, s.experts, wl.seed + T, dev)
         x_TD = torch.randn(T, s.hidden, generator=torch.Generator().manual_seed(wl.seed + 7 * T)).to(dev, dtype)
         touched = int(torch.unique(ids_TK[ids_TK >= 0]).numel())

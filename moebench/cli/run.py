@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
         wide: bool = typer.Option(False, "--wide", help="Every metric in the table, with p90/p99 and end-to-end latency."),
     ) -> None:
         """Run a workload: every model × batch size, timed; ends with the dense-vs-MoE table."""
+        from moebench.progress import progress_for
         from moebench.workload import Workload, load_workload
 
         if out_dir.exists() and not out_dir.is_dir():
@@ -53,7 +54,8 @@ def register(app: typer.Typer) -> None:
             from moebench.bench.runner import render_table, run_kernel_workload
             from moebench.results import new_run_id, write_atomic
 
-            doc = run_kernel_workload(wl, device=device.value if device else None, console_err=log)
+            doc = run_kernel_workload(wl, device=device.value if device else None, console_err=log,
+                                      progress=progress_for(err, json_=json_, rank0=is_rank0()))
             dest = write_atomic(out_dir / f"{new_run_id(wl.name)}.json", doc)
             if json_:
                 emit_json(doc)
@@ -80,7 +82,8 @@ def register(app: typer.Typer) -> None:
         from moebench.engine.runner import run_workload
 
         doc, dest = run_workload(wl, device=device.value if device else None, out_dir=out_dir,
-                                 workload_path=str(path), log=log)
+                                 workload_path=str(path), log=log,
+                                 progress=progress_for(err, json_=json_, rank0=is_rank0()))
         if not is_rank0():
             return
         from moebench.report.caveats import caveats

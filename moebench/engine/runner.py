@@ -28,6 +28,7 @@ from moebench.parallel.mesh import ParallelContext, check_plan, env_rank, init_p
 from moebench.parallel.plan import local_batch, parallelize
 from moebench.profile.routing import install_routing
 from moebench.profile.runs import measure_batch
+from moebench.progress import QUIET, Advance, Progress
 from moebench.workload import ModelEntry, Workload
 
 Log = Callable[[str], None]
@@ -71,6 +72,7 @@ def run_workload(
     out_dir: str | Path = "results/runs",
     workload_path: Optional[str] = None,
     log: Log = lambda s: None,
+    progress: Progress = QUIET,
 ) -> tuple[dict[str, Any], Path]:
     """Run every model × batch size of `wl`; returns (result document, its path).
 
@@ -138,8 +140,9 @@ def run_workload(
                                    "backend": ctx.backend, "attention_replicas": ctx.layout.batch_slices}
                 doc["ranks"] = ranks
                 write_atomic(path, doc)
-        _run_models(wl, doc, ctx, dev=dev, dtype=dtype, pricing=pricing, roofs=roofs, hw=hw, path=path, log=log,
-                    guard=guard)
+        with progress.phase("models × batch sizes", len(wl.model_entries) * len(wl.scenario.batch_sizes)) as advance:
+            _run_models(wl, doc, ctx, dev=dev, dtype=dtype, pricing=pricing, roofs=roofs, hw=hw, path=path, log=log,
+                        guard=guard, advance=advance)
     except BaseException as exc:  # save what was measured, whatever stopped the run
         if guard is not None:
             guard.fail(exc)  # rank 0 saves; every rank exits 5 with the culprit named (never returns)
@@ -176,7 +179,7 @@ def _hardware_section(hw: Hardware, dev: str, dtype_name: str, wl: Workload, bac
 
 def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext], *, dev: str, dtype: torch.dtype,
                 pricing: Pricing, roofs: Optional[dict[str, Any]], hw: Hardware, path: Path, log: Log,
-                guard: Optional[Guard] = None) -> None:
+                guard: Optional[Guard] = None, advance: Advance = lambda: None) -> None:
     """Build each model (sharded when distributed), time each batch size, append records; rank 0 writes."""
     dtype_name = str(dtype).removeprefix("torch.")
     rank0 = ctx is None or ctx.is_rank0
@@ -201,6 +204,7 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
         ))
         if samples.note:
             log(f"  note: {samples.note}")
+        advance()
 
     if wl.timing.schedule == "interleaved":  # single process, no profile (the workload validates it)
         _run_interleaved(wl, dev=dev, dtype=dtype, log=log, add_record=add_record)

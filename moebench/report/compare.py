@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from moebench import metrics as mt
 from moebench.errors import BadInput
+from moebench.report.caveats import above_roof
 from moebench.report.rows import STAT_SUFFIXES, rows, run_labels, stat_of
 from moebench.results import profiled
 
@@ -26,7 +27,7 @@ def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """{"runs": [...], "groups": [{model, batch_size, prompt_tokens, output_tokens, serving, basis, reference,
     note, metrics: [...]}], "notes": [...]}; a group's `note` says which runs hold the same point under another
     serving mode (or None); `notes` what else differs between the runs and skews the ratios (price tier, routing,
-    profiling) or limits them (partial runs)."""
+    profiling) or limits them (partial runs), and efficiencies above a roof measured in the same run."""
     if len(sources) < 2:
         raise BadInput("compare needs at least two result files")
     labels = run_labels(sources)
@@ -75,7 +76,8 @@ def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
             "serving": key[4], "basis": {lb: present[lb]["basis"] if lb in present else None for lb in order},
             "reference": ref, "note": _elsewhere(key, by_key, order), "metrics": metrics,
         })
-    return {"runs": runs, "groups": groups, "notes": _mixed(runs)}
+    roofs = [f"{labels[src]}: {line}" for src, d in sources for line in above_roof(d)]
+    return {"runs": runs, "groups": groups, "notes": _mixed(runs) + roofs}
 
 
 def _mixed(runs: list[dict[str, Any]]) -> list[str]:

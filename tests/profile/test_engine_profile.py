@@ -46,6 +46,8 @@ def test_profile_section_from_the_engine(hot_run):
     with timing_check(busy):
         assert pre["straggler_rank"] == 0 and pre["cause"] == "imbalance", pre["text"]
     assert "where the time goes (decode)" in stderr  # the run's log line
+    assert "USDT:" not in stderr  # Kineto's notices at every profiler start and stop, held back
+    assert "phase split" in stderr and "experts" in stderr and "dispatch" in stderr  # shown, not only in the JSON
     # the summary names the traces, and says when its times cover only the layers run
     assert f"Kineto traces (Perfetto, ui.perfetto.dev): 4 in {Path(sec['trace']['files'][0]).parent}" in stderr
     rec = doc["records"][0]
