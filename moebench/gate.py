@@ -30,6 +30,11 @@ significant; the run-to-run spread then widens the band a change must clear inst
 
 A metric that is worse by more than the factor and significant, but whose runs_ratio does not clear the factor,
 is `inconclusive`: not a failure, and the signal to measure more runs (the CI job does, up to a limit).
+
+A record timed on a contended machine (moebench.machine: other processes took at least a quarter of its CPUs,
+or held its GPU) cannot carry a verdict either way it was skewed: a contended current run is never `regressed`
+(other processes only add time), and against a contended baseline nothing is `ok`, `improved` or `regressed`
+(the reference itself is off). Those rows are `inconclusive`, naming the side and the reason.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from typing import Any, Iterable, Literal, Optional
 
 from moebench import metrics as mt
 from moebench.errors import BadInput
+from moebench.machine import contended
 from moebench.results import percentile, profiled
 
 DEFAULT_FACTOR = 0.10
@@ -186,6 +192,7 @@ class Row:
     ci_baseline: Optional[tuple[float, float]] = None
     ci_current: Optional[tuple[float, float]] = None
     reason: str = ""
+    contended: Optional[str] = None  # why the verdict could not stand: a side timed on a contended machine
 
 
 def judge(
@@ -310,6 +317,27 @@ def _get(doc: dict[str, Any], a: str, b: str) -> Any:
     return (doc.get(a) or {}).get(b)
 
 
+def contention(docs: Iterable[dict[str, Any]]) -> dict[RecordKey, str]:
+    """Per record, why it was timed on a contended machine in one of `docs` (the first such run), if it was."""
+    why: dict[RecordKey, str] = {}
+    for doc in docs:
+        for rec in doc["records"]:
+            reason = contended(rec)
+            if reason and record_key(rec) not in why:
+                why[record_key(rec)] = f"{doc.get('run_id')}: {reason}"
+    return why
+
+
+def unsettled(status: Status, base_why: Optional[str], cur_why: Optional[str]) -> Optional[str]:
+    """Why a verdict cannot stand on a contended side, or None: a contended baseline unsettles every judgement,
+    a contended current run only a regression (other processes add time; a run that passes despite them passes)."""
+    if base_why and status in ("regressed", "improved", "ok"):
+        return f"the baseline ran contended ({base_why})"
+    if cur_why and status == "regressed":
+        return f"the current run ran contended ({cur_why})"
+    return None
+
+
 def check_comparable(base_docs: list[dict[str, Any]], cur_docs: list[dict[str, Any]]) -> list[str]:
     """Refuse comparisons across hardware (that is `moebench compare`'s job); note weaker mismatches."""
     for d in (*base_docs, *cur_docs):
@@ -391,6 +419,11 @@ def gate(
             f"metric(s) (worst: {', '.join(f'{w} {x:.0%}' for x, w in noisy[:3])}): this machine's run-to-run "
             "noise is larger than the change the gate is asked to resolve"
         )
+    busy = contention(base_docs), contention(cur_docs)
+    for side, why in zip(("baseline", "current"), busy):
+        if why:
+            notes.append(f"{side}: {len(why)} record(s) timed on a contended machine (first: {next(iter(why.values()))}); "
+                         "their verdicts are inconclusive — measure again on a quiet machine")
     rows: list[Row] = []
     for key in sorted(set(base) | set(cur), key=lambda k: (k[0], k[1], k[2], k[3])):
         model, b, p, o = key
@@ -409,7 +442,10 @@ def gate(
             elif bs is None:
                 rows.append(Row(**common, status="skipped", reason="absent or null in the baseline: nothing to hold it to"))
             else:
-                rows.append(Row(**common, unit=bs[1], **judge(
-                    [x for r in bs[0] for x in r], [x for r in cs[0] for x in r], better=common["better"],
-                    factor=factor, alpha=alpha, base_runs=bs[0], cur_runs=cs[0])))
+                v = judge([x for r in bs[0] for x in r], [x for r in cs[0] for x in r], better=common["better"],
+                          factor=factor, alpha=alpha, base_runs=bs[0], cur_runs=cs[0])
+                why = unsettled(v["status"], busy[0].get(key), busy[1].get(key))
+                if why:
+                    v.update(status="inconclusive", reason=f"{v['status']} ({v['reason']}), but {why}", contended=why)
+                rows.append(Row(**common, unit=bs[1], **v))
     return GateResult(rows, factor, alpha, metrics, notes)

@@ -20,16 +20,23 @@ def _runs_table(res):
 
     t = Table(title="runs compared — ratios are to the first run holding each record (B/A = B ÷ A)", title_justify="left")
     for c in ("", "label", "file", "hardware", "device · dtype · kernels", "ranks", "routing", "price (tier)",
-              "git sha", "created (UTC)"):
+              "machine", "git sha", "created (UTC)"):
         t.add_column(c)
     for i, r in enumerate(res["runs"]):
         price = (f"${fmt(r['usd_per_gpu_hour'])}/{per_unit(r['device'])}-h ({r['price_tier']})"
                  if r["usd_per_gpu_hour"] is not None else "—")
         t.add_row(_key(i), escape(r["label"]), escape(r["file"]), escape(f"{r['hardware_name']} ({r['hardware_id']})"),
                   escape(f"{r['device']} · {r['dtype']} · {r['kernels']}"), str(r["world_size"] or "—"),
-                  escape(r["routing"] or "—"), escape(price), escape((r["git_sha"] or "—")[:12]),
+                  escape(r["routing"] or "—"), escape(price), _machine(r["contention"]), escape((r["git_sha"] or "—")[:12]),
                   escape(str(r["created_utc"] or "—")))
     return t
+
+
+def _machine(c) -> str:
+    """Whether the run had the machine to itself: quiet, contended (the notes say why), or not recorded."""
+    if not c["recorded"]:
+        return "[dim]not recorded[/dim]"
+    return "[bold yellow]contended[/bold yellow]" if c["contended"] else "quiet"
 
 
 def _group_table(g, labels: list[str]):

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from moebench import metrics as mt
 from moebench.errors import BadInput
+from moebench.machine import contended
 from moebench.report.caveats import above_roof
 from moebench.report.rows import STAT_SUFFIXES, rows, run_labels, stat_of
 from moebench.results import profiled
@@ -41,7 +42,7 @@ def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
             "usd_per_gpu_hour": (hw.get("price") or {}).get("usd_per_gpu_hour"),
             "price_tier": (hw.get("price") or {}).get("tier"),
             "routing": (d.get("workload") or {}).get("routing"), "complete": d.get("complete"),
-            "profiled": profiled(d),
+            "profiled": profiled(d), "contention": _contention(d),
         })
     by_key: dict[tuple, dict[str, dict[str, Any]]] = {}
     for r in rows(sources):
@@ -80,6 +81,12 @@ def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     return {"runs": runs, "groups": groups, "notes": _mixed(runs) + roofs}
 
 
+def _contention(doc: dict[str, Any]) -> dict[str, Any]:
+    """{"recorded": whether the run recorded how busy the machine was, "contended": why it was (or None)}."""
+    recorded = any(isinstance(r, dict) and isinstance(r.get("contention"), dict) for r in doc.get("records") or [])
+    return {"recorded": recorded, "contended": contended(doc) if recorded else None}
+
+
 def _mixed(runs: list[dict[str, Any]]) -> list[str]:
     """What differs between the runs besides the hardware and code being compared, and skews the ratios."""
     notes = []
@@ -90,6 +97,10 @@ def _mixed(runs: list[dict[str, Any]]) -> list[str]:
     if len({r["profiled"] for r in runs}) > 1:
         notes.append("profiled with --profile: " + ", ".join(r["label"] for r in runs if r["profiled"])
                      + "; their times include the profiler's overhead (each record's profile.overhead measured it)")
+    for r in runs:
+        if r["contention"]["contended"]:
+            notes.append(f"{r['label']} ran on a contended machine ({r['contention']['contended']}): other processes "
+                         "added to its times, so its ratios overstate any slowdown")
     incomplete = [r["label"] for r in runs if r["complete"] is False]
     if incomplete:
         notes.append("partial results (the run failed or was interrupted): " + ", ".join(incomplete))

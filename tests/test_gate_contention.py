@@ -1,0 +1,91 @@
+"""The gate on a contended machine: a side timed while other processes took its CPUs gives `inconclusive` with
+the reason, never `regressed` (and a contended baseline settles nothing); `compare` says which side was busy."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from moebench.gate import gate
+from moebench.machine import CONTENDED_SHARE
+from tests.report.conftest import run_main
+
+REAL_RUN = Path(__file__).parent / "report" / "data" / "runs" / "tiny-extrapolated.json"
+BUSY = {"other_cpu_cores": 1.8, "usable_cpus": 2, "timed_s": 3.0, "other_gpu_processes": None,
+        "threshold_share": CONTENDED_SHARE, "contended": True}
+QUIET = {**BUSY, "other_cpu_cores": 0.05, "contended": False}
+
+
+def _run(slower: float = 1.0, contention: dict | None = None, run_id: str = "r") -> dict:
+    """The real run, its timing samples scaled by `slower` (every derived metric with them), each record marked
+    with `contention`."""
+    doc = copy.deepcopy(json.loads(REAL_RUN.read_text()))
+    doc["run_id"] = run_id
+    for rec in doc["records"]:
+        rec["contention"] = contention
+        m = rec["metrics"]
+        for path, f in (("ttft_ms", slower), ("tpot_ms", slower), ("output_tokens_per_s_per_gpu", 1 / slower)):
+            m[path] = {**m[path], "samples": [x * f for x in m[path]["samples"]], "median": m[path]["median"] * f}
+        blended = m["usd_per_mtok"]["blended"]
+        m["usd_per_mtok"]["blended"] = {**blended, "samples": [x * slower for x in blended["samples"]]}
+    return doc
+
+
+def _statuses(res) -> set[str]:
+    return {r.status for r in res.rows}
+
+
+def test_a_contended_current_run_is_inconclusive_not_regressed():
+    base, cur = _run(run_id="base"), _run(slower=3.0, contention=BUSY, run_id="cur")
+    plain = gate([base], [_run(slower=3.0, run_id="cur")])
+    assert plain.verdict == "regression" and "regressed" in _statuses(plain)  # what it said before
+    res = gate([base], [cur])
+    assert res.verdict == "inconclusive" and "regressed" not in _statuses(res)
+    held = [r for r in res.rows if r.status == "inconclusive"]
+    assert len(held) == sum(r.status == "regressed" for r in plain.rows)
+    assert all(r.contended.startswith("the current run ran contended (cur: other processes kept 1.80 of 2") for r in held)
+    assert any(n.startswith("current: 4 record(s) timed on a contended machine") for n in res.notes)
+
+
+def test_a_contended_current_run_that_passes_passes():
+    res = gate([_run(run_id="base")], [_run(contention=BUSY, run_id="cur")])
+    assert res.verdict == "ok" and _statuses(res) == {"ok"}
+
+
+def test_against_a_contended_baseline_nothing_is_settled():
+    res = gate([_run(contention=BUSY, run_id="base")], [_run(contention=QUIET, run_id="cur")])
+    assert _statuses(res) == {"inconclusive"}
+    assert all(r.contended.startswith("the baseline ran contended (base: ") for r in res.rows)
+
+
+def test_the_command_exits_0_and_says_why(tmp_path, capsys):
+    paths = []
+    for name, d in (("base.json", _run(run_id="base")), ("cur.json", _run(slower=3.0, contention=BUSY, run_id="cur"))):
+        (tmp_path / name).write_text(json.dumps(d))
+        paths.append(str(tmp_path / name))
+    code, out, err = run_main(["gate", "--baseline", paths[0], paths[1], "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["verdict"] == "inconclusive"
+    assert "were timed on a contended machine" in " ".join(err.split())
+
+
+def test_compare_states_each_sides_contention(tmp_path, capsys):
+    paths = []
+    for name, d in (("quiet.json", _run(contention=QUIET, run_id="q")), ("busy.json", _run(contention=BUSY, run_id="b")),
+                    ("old.json", _run(run_id="o"))):
+        d["git_commit"] = name[0] * 40  # three labels
+        (tmp_path / name).write_text(json.dumps(d))
+        paths.append(str(tmp_path / name))
+    code, out, _ = run_main(["compare", *paths, "--json"], capsys)
+    assert code == 0
+    res = json.loads(out)
+    assert [r["contention"]["recorded"] for r in res["runs"]] == [True, True, False]
+    assert [bool(r["contention"]["contended"]) for r in res["runs"]] == [False, True, False]
+    busy = res["runs"][1]["label"]
+    assert any(n.startswith(f"{busy} ran on a contended machine (llama3:debug batch 1: other processes kept 1.80")
+               for n in res["notes"])
+    code, out, _ = run_main(["compare", *paths], capsys)
+    assert "contended" in out and "quiet" in out and "not recorded" in out
