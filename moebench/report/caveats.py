@@ -1,12 +1,13 @@
 """What a reader must know before trusting a run's numbers, as one line each: figures extrapolated from some of a
-model's layers, and efficiency ratios above a roof measured in the same run. The run table, `compare` and the HTML
-report print these lines under their tables."""
+model's layers, efficiency ratios above a roof measured in the same run, and a machine other processes kept busy.
+The run table, `compare` and the HTML report print these lines under their tables."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from moebench import metrics as mt
+from moebench.machine import contended
 
 
 def extrapolated(doc: dict[str, Any]) -> list[str]:
@@ -43,5 +44,12 @@ def above_roof(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def busy(doc: dict[str, Any]) -> list[str]:
+    """One line when a record of the run was timed on a contended machine (docs/measure.md: Contention)."""
+    why = contended(doc)
+    return [f"timed on a contended machine ({why}): other processes added to its times"] if why else []
+
+
 def caveats(doc: dict[str, Any]) -> list[str]:
-    return extrapolated(doc) + above_roof(doc)
+    """Every caveat of a run (the run table prints these but `busy`, which the run logs as it measures)."""
+    return extrapolated(doc) + above_roof(doc) + busy(doc)

@@ -15,6 +15,7 @@ from moebench import __version__
 from moebench import metrics as mt
 from moebench.report.format import fmt, fmt_params
 from moebench.report import plots
+from moebench.report.caveats import caveats
 from moebench.report.profile_view import breakdowns, expert_loads
 from moebench.report.rows import per_unit, run_labels, spread_of, stat_of, tail_of, value
 from moebench.report.sources import files_text
@@ -167,7 +168,9 @@ def render(sources: list[tuple[str, dict[str, Any]]], rs: list[dict[str, Any]], 
         f"<span>{_badge(b)} {esc(d)}</span>" for b, d in (
             ("measured", "all layers timed"), ("extrapolated", "N of L layers timed at real widths, scaled to L"),
             ("projected", "analytic model, not measured"))) + "</p>")
-    sec.append(("dense-vs-moe", "Dense vs MoE", legend + (dense_vs_moe(rs) if rs else _empty("no records"))))
+    notes = [f"{labels[src]}: {line}" for src, doc in sources for line in caveats(doc)]
+    sec.append(("dense-vs-moe", "Dense vs MoE", legend + (dense_vs_moe(rs) if rs else _empty("no records"))
+                + ("<ul class='notes'>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>" if notes else "")))
 
     fig = plots.pareto(rs)
     sec.append(("pareto", "Throughput per GPU vs interactivity",

@@ -55,3 +55,23 @@ def test_latency_cells_show_p90_p99_and_single_values_no_spread(doc_factory):
     assert f"p90 {fmt(tpot['p90'])} · p99 {fmt(tpot['p99'])}" in html
     assert ">123</td>" in html  # one projected value: no "(123–123)", no tail
     assert "(123–123)" not in html and "p99 123" not in html
+
+
+def test_the_report_names_extrapolated_models_roofs_passed_and_busy_machines():
+    import copy
+    import json
+    from pathlib import Path
+
+    real = json.loads((Path(__file__).parent / "data" / "runs" / "tiny-extrapolated.json").read_text())
+    doc = copy.deepcopy(real)
+    doc["records"][3]["metrics"]["efficiency"]["mfu_prefill_measured_roof"] = 1.21
+    doc["records"][0]["contention"] = {"other_cpu_cores": 1.8, "usable_cpus": 2, "timed_s": 3.0,
+                                       "other_gpu_processes": None, "threshold_share": 0.25, "contended": True}
+    sources = [("run.json", doc)]
+    page = render(sources, rows(sources))
+    notes = re.search(r"<ul class='notes'>(.*?)</ul>", page, re.S).group(1)
+    assert "llama3:debug ran 2 of its 4 layers here" in notes and "moebench project --model llama3:debug" in notes
+    assert "mixtral:debug batch 4: MFU/roof 121% of the roof measured in this run" in notes
+    assert "timed on a contended machine (llama3:debug batch 1: other processes kept 1.80 of 2" in notes
+    plain = render([("run.json", real)], rows([("run.json", real)]))
+    assert re.search(r"<ul class='notes'>(.*?)</ul>", plain, re.S).group(1).count("<li>") == 1  # extrapolated only
