@@ -26,14 +26,15 @@ def med(m: Optional[dict[str, Any]]) -> Optional[float]:
     return None if m is None else m["median"]
 
 
-def spread(m: Optional[dict[str, Any]], *, tail: bool = False, sep: str = " ") -> str:
+def spread(m: Optional[dict[str, Any]], *, tail: bool = False, sep: str = " ", dash: str = "–") -> str:
     """Rich markup: median (p20–p80), with a second line "p90 … · p99 …" when `tail`; a single value alone.
-    `sep` goes between the median and its spread ("\\n" stacks them in a narrow column)."""
+    `sep` goes between the median and its spread ("\\n" stacks them in a narrow column); a `dash` with spaces
+    lets a narrow column wrap the spread between its two numbers instead of cutting one."""
     if m is None:
         return "—"
     text = fmt(m["median"])
     if (sp := spread_of(m)) is not None:
-        text += f"{sep}[dim]({fmt(sp[0])}–{fmt(sp[1])})[/dim]"
+        text += f"{sep}[dim]({fmt(sp[0])}{dash}{fmt(sp[1])})[/dim]"
     if tail and (tl := tail_of(m)) is not None:
         text += f"\n[dim]p90 {fmt(tl[0])} · p99 {fmt(tl[1])}[/dim]"
     return text
@@ -100,7 +101,7 @@ def run_table(doc: dict[str, Any], *, wide: bool = False) -> Table:
             if metric.shape == "scalar":
                 cells.append(fraction(v, roof=metric.roof) if metric.unit == "fraction" else fmt(v))
             elif metric.spread:
-                cells.append(spread(v, tail=wide and metric.tail, sep="\n"))
+                cells.append(spread(v, tail=wide and metric.tail, sep="\n", dash="–" if wide else " – "))
             else:
                 cells.append(fmt(med(v)))
         t.add_row(*cells)
