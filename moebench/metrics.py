@@ -2,9 +2,9 @@
 its basis, whether the gate checks it by default, its definition, and which views show it.
 
 The CSV columns (moebench.report.rows), the terminal and HTML run tables, `compare`, the gate's direction and
-default set, and the metric tables of docs/report.md (checked by tests/test_metrics.py) all read `METRICS`.
-Adding a metric is two edits: one `Metric(...)` line here, and the producer that computes it into
-`record.metrics` (engine/records.py for `moebench run`).
+default set, and the metric tables of docs/report.md (generated; tests/test_metrics.py checks them and says how
+to regenerate) all read `METRICS`. Adding a metric is two edits: one `Metric(...)` here, and the producer that
+computes it into `record.metrics` (engine/records.py for `moebench run`).
 
 A low layer: imports only the standard library.
 """

@@ -19,11 +19,24 @@ from tests.report.conftest import make_doc, run_main
 DOC = Path(__file__).resolve().parents[1] / "docs" / "report.md"
 
 
+def _block(shape: str) -> re.Pattern:
+    return re.compile(rf"(<!-- metrics:{shape} -->\n)(.*?)(<!-- /metrics:{shape} -->)", re.S)
+
+
+def regenerate() -> None:
+    """Rewrite docs/report.md's metric tables from the declarations:
+    python -c 'from tests.test_metrics import regenerate; regenerate()'"""
+    text = DOC.read_text()
+    for shape in ("stat", "scalar"):
+        text = _block(shape).sub(lambda m: m.group(1) + mt.doc_table(shape) + m.group(3), text)
+    DOC.write_text(text)
+
+
 @pytest.mark.parametrize("shape", ["stat", "scalar"])
 def test_docs_metric_tables_are_the_declared_ones(shape):
-    m = re.search(rf"<!-- metrics:{shape} -->\n(.*?)<!-- /metrics:{shape} -->", DOC.read_text(), re.S)
+    m = _block(shape).search(DOC.read_text())
     assert m, f"docs/report.md lacks the generated {shape} table"
-    assert m.group(1) == mt.doc_table(shape), "regenerate with moebench.metrics.doc_table"
+    assert m.group(2) == mt.doc_table(shape), "regenerate: " + " ".join(regenerate.__doc__.split("\n")[1].split())
 
 
 def test_directions_and_defaults_come_from_the_table():

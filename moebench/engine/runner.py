@@ -21,7 +21,7 @@ from moebench.engine.records import Peaks, Pricing, build_record
 from moebench.errors import ExitCode, MoebenchError, RunFailed
 from moebench.models import build, entry_arch
 from moebench.models.config import DTYPE_BYTES
-from moebench.results import new_doc, new_run_id, write_atomic
+from moebench.results import new_doc, new_run_id, write_atomic, write_result
 from moebench.parallel.faults import Guard, install_test_faults
 from moebench.parallel.gather import gather_samples, merge_samples, rank_info, rank_timing
 from moebench.parallel.mesh import ParallelContext, check_plan, env_rank, init_parallel, shutdown
@@ -160,7 +160,7 @@ def run_workload(
         shutdown()
     if rank0:
         doc["complete"] = True
-        write_atomic(path, doc)
+        write_result(doc, path.parent, path.stem)  # checked against the schema once, when whole
     return doc, path
 
 
