@@ -101,6 +101,7 @@ class PublishedPoint(_Frozen):
 
 
 class SourceGroup(_Frozen):
+    publisher: str  # groups of one publisher are not independent of each other
     name: str
     split: Split
 

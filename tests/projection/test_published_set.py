@@ -12,10 +12,10 @@ from moebench.projection import resolve_config
 from tests.projection.published_set import DATA, PublishedSet, load_published
 
 
-def test_at_least_40_points_from_5_sources_with_both_splits():
+def test_at_least_40_points_from_5_independent_publishers_with_both_splits():
     ps = load_published()
     assert len(ps.points) >= 40
-    assert len({p.source_group for p in ps.points}) >= 5
+    assert len({ps.source_groups[p.source_group].publisher for p in ps.points}) >= 5
     assert {p.split for p in ps.points} == {"fit", "holdout"}
 
 
