@@ -107,6 +107,7 @@ class SourceGroup(_Frozen):
 
 
 class PublishedSet(_Frozen):
+    not_found: tuple[str, ...]  # what was looked for and not found (or left out), and why
     source_groups: dict[str, SourceGroup]
     points: tuple[PublishedPoint, ...]
 
