@@ -1,10 +1,10 @@
 """The projection against the published validation set (tests/projection/data/published.yaml, issue #18).
 
-    PYTHONPATH=$PWD:$PWD/kernels python benchmarks/projection_validation.py [--points] [--markdown]
+    PYTHONPATH=$PWD:$PWD/kernels python benchmarks/projection_validation.py [--points | --json]
 
 Projects every point the current model can express under the point's published (or recorded) conditions and
-prints predicted/published per point, then the error max(pred/pub, pub/pred) of each point's headline
-throughput, median and worst, overall and by split (fit/holdout), source, vendor, dense/MoE and precision, with
+prints predicted/published per point (--points), then the error max(pred/pub, pub/pred) of each point's headline
+throughput (a latency where only that is published), median and worst, overall and by split (fit/holdout), source, vendor, dense/MoE and precision, with
 how many predictions were too optimistic; TPOT and TTFT where published. Points it cannot express are listed
 with the reason (the list is what the model still lacks).
 
@@ -15,13 +15,14 @@ How each load is expressed with today's API (moebench.projection):
   there is no max-throughput mode, so this is what the model says a saturated instance does;
 - a decode pool at B per GPU, or at an interactivity target: published.py's anchors do the same.
 Every point uses the default Assumptions (one efficiency pair for all vendors, no overlap, bf16 KV where the
-source does not say); `evaluate_point(point, assumptions)` takes others, for fitting.
+source does not say); `evaluate_point(point, assumptions)` and `run(assumptions, points)` take others, for
+fitting; `summary(results, key)` gives the bands by any grouping (leave-one-source-out: key = the source group).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import json
 import statistics
 import sys
 from dataclasses import dataclass, field
@@ -185,8 +186,17 @@ def _secondary(results: list[Result], metric: str) -> Optional[str]:
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--points", action="store_true", help="print every point's predicted/published")
+    ap.add_argument("--json", action="store_true", help="print one JSON document (per point, and the reasons) instead")
     args = ap.parse_args(argv)
     results, skipped = run()
+    if args.json:
+        print(json.dumps({
+            "projected": [{"id": r.point.id, "headline": r.headline, "how": r.how, "groups": r.groups,
+                           "error": r.error, "optimism": r.ratio,
+                           "metrics": {m: {"published": r.point.metric(m), "predicted": v} for m, v in r.predicted.items()}}
+                          for r in results],
+            "not_expressible": [{"id": p.id, "reason": why} for p, why in skipped]}, indent=1))
+        return 0
     if args.points:
         print(f"{'point':52s} {'metric':20s} {'published':>10s} {'predicted':>10s} {'pred/pub':>8s}  how")
         for r in results:
