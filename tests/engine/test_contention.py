@@ -24,15 +24,12 @@ HOG_S = 120  # a hog outlives no run by more than this, even if the test is kill
 
 
 def hogs(cores: set[int]) -> list[subprocess.Popen]:
-    """One busy loop per usable core, pinned to our cores, each bounded in time; started when each says so."""
+    """One busy loop per usable core, pinned to our cores, each bounded in time (`go` once it spins)."""
     code = ("import os, sys, time\n"
             f"os.sched_setaffinity(0, {sorted(cores)!r})\n"
             "sys.stdout.write('go\\n'); sys.stdout.flush()\n"
             f"t = time.monotonic()\nwhile time.monotonic() - t < {HOG_S}: pass\n")
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in cores]
-    for p in procs:
-        assert p.stdout.readline() == "go\n"
-    return procs
+    return [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in cores]
 
 
 def test_a_run_beside_a_cpu_hog_says_it_was_contended(tmp_path):
@@ -40,6 +37,7 @@ def test_a_run_beside_a_cpu_hog_says_it_was_contended(tmp_path):
     cores = os.sched_getaffinity(0)
     procs = hogs(cores)
     try:
+        assert [p.stdout.readline() for p in procs] == ["go\n"] * len(procs)  # all spinning (EOF if one died)
         busy, _ = run_workload(parse_workload(WL), out_dir=tmp_path / "busy")
     finally:
         for p in procs:
