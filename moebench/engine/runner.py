@@ -20,7 +20,7 @@ from moebench.engine.device import (compute_roof_flops, cpu_oversubscription, de
 from moebench.engine.generate import GenerationBench, GenerationSamples, prompt_ids, time_generation
 from moebench.engine.records import Peaks, Pricing, build_record
 from moebench.errors import ExitCode, MoebenchError, RunFailed
-from moebench.machine import contention_summary, usable_cpus
+from moebench.machine import contended, contention_summary, usable_cpus
 from moebench.models import build, entry_arch
 from moebench.models.config import DTYPE_BYTES
 from moebench.results import SCHEMA_VERSION, environment, new_run_id, write_atomic
@@ -208,6 +208,9 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
             energy_scope=samples.energy_scope,
         ))
         doc["contention"] = contention_summary(doc["records"])
+        busy = contended(doc["records"][-1])
+        if busy:
+            log(f"  note: timed on a busy machine: {busy}")
         doc["records"][-1]["decode"] = {"mode": samples.decode_mode, "note": samples.note}
         doc["records"][-1]["weights"] = entry.weights  # "random", or the checkpoint directory
         if samples.note:
