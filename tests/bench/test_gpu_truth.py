@@ -106,12 +106,15 @@ def test_a_spent_budget_stops_a_stage_between_steps_and_says_so(gt, monkeypatch)
     monkeypatch.setattr(gt.time, "monotonic", clock)
 
     def three_steps(st):
+        st.result = []
         for label in ("a", "b", "c"):
             st.step(label)
+            st.result.append(label)
             clock.t += 6.0
 
     st = gt.run_stage(gt.StageRun("kernels", budget_s=10.0), three_steps, lambda m: None)
     assert (st.status, st.steps_done, st.steps_skipped) == ("partial", ["a", "b"], ["c"])
+    assert st.result == ["a", "b"]  # what the finished steps made is kept
     assert "budget of 10 s spent" in st.reason and st.wall_s == 12.0
     st = gt.run_stage(gt.StageRun("engine", budget_s=0.0), three_steps, lambda m: None)
     assert (st.status, st.steps_done) == ("skipped", []) and "before a" in st.reason
@@ -130,6 +133,13 @@ def test_projection_without_an_engine_result_fails_with_a_reason(gt):
     st = gt.run_stage(gt.StageRun("projection", budget_s=None), lambda s: gt.stage_projection(None, s, print),
                       lambda m: None)
     assert st.status == "failed" and "no engine result" in st.reason
+
+
+def test_a_kernel_point_that_disagrees_with_the_reference_fails_the_stage(gt):
+    points = [{"tokens": 8, "provider": "triton", "status": "failed"}, {"tokens": 8, "provider": "torch-ref", "status": "ok"}]
+    assert gt.failed_checks("kernels", [{"workload": {"name": "qwen3"}, "points": points}]) == ["qwen3 T=8 triton"]
+    assert gt.failed_checks("gpu_check", {"failed": ["fused_moe tma x"]}) == ["fused_moe tma x"]
+    assert gt.failed_checks("engine", {"cuda_graph": {}}) == []
 
 
 def test_unknown_stage_is_a_usage_error(gt, capsys):
