@@ -48,6 +48,7 @@ TARGET_MBU_B1 = 0.60  # CUDA-graph decode, Llama-3-8B, B = 1, of the measured HB
 TARGET_GRAPH_SPEEDUP = 3.0  # eager TPOT / graph TPOT there
 TARGET_MOE_DECODE = 70.0  # % of the measured roof at 8 <= T <= 64
 TARGET_PROJECTION = 1.3  # uncalibrated projected / measured (or its inverse)
+TARGET_MOE_PREFILL = 0.8  # kernels/NOTES.md: at >= 512 rows per expert, of cuBLAS dense for the same FLOPs
 
 # ---- what the estimates stand on -------------------------------------------------------------------------------
 # An H100 as this workplace's lease measured it (device KINDS.md, 2026-11-13): 3.0 TB/s device-to-device copy
@@ -373,6 +374,36 @@ def engine_workload(cfg: Config, graph: bool):
     }, "gpu_truth")
 
 
+def engine_rows(doc: dict[str, Any], energy: dict[tuple[str, int], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per record of a run_workload result: what the summary and the targets read, with J/token from the record
+    where the engine measured it, else from `energy` (BatchEnergy's NVML counter per model and batch)."""
+    timing = doc["workload"]["timing"]
+    gens = timing["warmup"] + timing["repeats"]
+    rows = []
+    for rec in doc["records"]:
+        m, b = rec["metrics"], rec["batch_size"]
+        e = energy.get((rec["model"], b)) or {}
+        if m.get("joules_per_token"):  # the engine's own per-repeat energy, where it records one
+            jpt = m["joules_per_token"]["median"]
+            src = rec.get("energy_source") or m.get("energy_source") or "engine record"
+        elif e.get("energy_j") is not None:
+            jpt = e["energy_j"] / (b * (rec["prompt_tokens"] + rec["output_tokens"]) * gens)
+            src = "NVML counter over each batch's warm-up + repeats (graph capture included) / their tokens"
+        else:
+            jpt, src = None, "none: no NVML energy counter on this device"
+        eff = m["efficiency"]
+        rows.append({"model": rec["model"], "batch": b, "decode_mode": rec["decode"]["mode"],
+                     "decode_note": rec["decode"]["note"], "basis": rec["basis"],
+                     "layers": f"{rec['layers_run']}/{rec['layers_total']}",
+                     "ttft_ms": m["ttft_ms"]["median"], "tpot_ms": m["tpot_ms"]["median"],
+                     "tpot_ms_p20_p80": [m["tpot_ms"]["p20"], m["tpot_ms"]["p80"]],
+                     "mbu_decode_measured_roof": eff["mbu_decode_measured_roof"],
+                     "mfu_prefill_measured_roof": eff["mfu_prefill_measured_roof"],
+                     "mbu_decode_catalog": eff["mbu_decode"],
+                     "joules_per_token": jpt, "energy_source": src, "board_power_w_mean": e.get("power_w_mean")})
+    return rows
+
+
 def stage_engine(cfg: Config, st: StageRun, out: Path, log) -> dict[str, Any]:
     from moebench.engine.runner import run_workload
 
@@ -386,29 +417,7 @@ def stage_engine(cfg: Config, st: StageRun, out: Path, log) -> dict[str, Any]:
             doc, path = run_workload(wl, device=cfg.device, out_dir=out / "runs", log=energy)
         finally:
             energy.close()
-        warm, reps = cfg.engine_timing
-        rows = []
-        for rec in doc["records"]:
-            m, b = rec["metrics"], rec["batch_size"]
-            e = energy.energy.get((rec["model"], b)) or {}
-            if m.get("joules_per_token"):  # the engine's own per-repeat energy, where it records one
-                jpt, src = m["joules_per_token"]["median"], rec.get("energy_source") or "engine record"
-            elif e.get("energy_j") is not None:
-                jpt = e["energy_j"] / (b * (rec["prompt_tokens"] + rec["output_tokens"]) * (warm + reps))
-                src = "NVML counter over this batch's warm-up + repeats (capture included) / tokens"
-            else:
-                jpt, src = None, "none: no NVML energy counter on this device"
-            eff = m["efficiency"]
-            rows.append({"model": rec["model"], "batch": b, "decode_mode": rec["decode"]["mode"],
-                         "decode_note": rec["decode"]["note"], "basis": rec["basis"],
-                         "layers": f"{rec['layers_run']}/{rec['layers_total']}",
-                         "ttft_ms": m["ttft_ms"]["median"], "tpot_ms": m["tpot_ms"]["median"],
-                         "tpot_ms_p20_p80": [m["tpot_ms"]["p20"], m["tpot_ms"]["p80"]],
-                         "mbu_decode_measured_roof": eff["mbu_decode_measured_roof"],
-                         "mfu_prefill_measured_roof": eff["mfu_prefill_measured_roof"],
-                         "mbu_decode_catalog": eff["mbu_decode"],
-                         "joules_per_token": jpt, "energy_source": src,
-                         "board_power_w_mean": e.get("power_w_mean")})
+        rows = engine_rows(doc, energy.energy)
         runs[mode] = {"path": str(path), "roofs": doc["hardware"]["measured_roofs"], "rows": rows,
                       "kernels": doc["hardware"]["kernels"], "hardware_id": doc["hardware"]["id"]}
     return runs
@@ -497,6 +506,7 @@ def kernel_rows(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                          "rows_per_expert": p["rows_per_expert"], "time_us": p["time_us"]["median"],
                          "gbps": p["gbps"]["median"], "pct_roof_measured": p["pct_roof_measured"],
                          "x_grouped": p["vs"].get("torch-grouped"), "x_ref": p["vs"].get("torch-ref"),
+                         "x_dense": p["vs"].get("dense-equiv"),
                          "cuda_graph": p["cuda_graph"],
                          "roofs": doc["hardware"]["measured_roofs"]})
     return rows
@@ -545,6 +555,14 @@ def targets(stages: dict[str, StageRun], dry_run: bool) -> list[dict[str, Any]]:
     else:
         add("fused MoE never slower than grouped-mm", ">= 1.00x at every point", None, None,
             "triton or torch-grouped not timed here")
+    pre = [r for r in krows if r["rows_per_expert"] >= 512 and r["provider"] == "triton" and r["x_dense"] is not None]
+    bar = f">= {TARGET_MOE_PREFILL:.0%} of dense-equiv (cuBLAS, same FLOPs)"
+    if pre:
+        worst = min(pre, key=lambda r: r["x_dense"])
+        add("fused MoE prefill, >= 512 rows per expert", bar, worst["x_dense"], worst["x_dense"] >= TARGET_MOE_PREFILL,
+            f"worst {worst['workload']} T={worst['T']}")
+    else:
+        add("fused MoE prefill, >= 512 rows per expert", bar, None, None, "triton not timed at 512 rows per expert")
     proj = stages.get("projection")
     w = proj.result.get("worst_uncalibrated_factor") if proj and isinstance(proj.result, dict) else None
     if w is not None:
@@ -574,15 +592,16 @@ def _kernels_md(docs: list[dict[str, Any]], brief: bool) -> list[str]:
             mine = [r for r in rows if r["workload"] == name]
             pct = "/".join(_f(r["pct_roof_measured"], ".0f") for r in mine)
             xg = [r["x_grouped"] for r in mine if r["x_grouped"] is not None]
+            xd = [r["x_dense"] for r in mine if r["rows_per_expert"] >= 512 and r["x_dense"] is not None]
             out.append(f"- {name} ({mine[0]['provider']}), T = {'/'.join(str(r['T']) for r in mine)}: % roof {pct}; "
-                       f"× grouped ≥ {_f(min(xg) if xg else None)}")
+                       f"× grouped ≥ {_f(min(xg) if xg else None)}" + (f"; × dense at 512 rows/expert {xd[0]:.2f}" if xd else ""))
         return out
-    out = ["", head, "", "| workload | T | rows/expert | provider | µs | GB/s | % roof | × grouped | × ref |",
-           "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+    out = ["", head, "", "| workload | T | rows/expert | provider | µs | GB/s | % roof | × grouped | × ref | × dense |",
+           "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         out.append(f"| {r['workload']} | {r['T']} | {r['rows_per_expert']:.1f} | {r['provider']}"
                    f"{' (graph)' if r['cuda_graph'] else ''} | {r['time_us']:.1f} | {r['gbps']:.0f} | "
-                   f"{_f(r['pct_roof_measured'], '.0f')} | {_f(r['x_grouped'])} | {_f(r['x_ref'])} |")
+                   f"{_f(r['pct_roof_measured'], '.0f')} | {_f(r['x_grouped'])} | {_f(r['x_ref'])} | {_f(r['x_dense'])} |")
     return out
 
 

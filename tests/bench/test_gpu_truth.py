@@ -85,6 +85,77 @@ def test_dry_run_engine_results_are_result_documents_the_projection_reads(dry_ru
     assert doc["targets"] and all(t["met"] is None for t in doc["targets"])
 
 
+def test_energy_per_token_comes_from_each_batch_s_nvml_window(gt, dry_run, monkeypatch):
+    import moebench.profile.nvml as nvml
+
+    joules = iter([12.0, 30.0])
+
+    class FakeSampler:  # the counter as NVML would give it on a GPU: joules between start() and stop()
+        def __init__(self, interval_s):
+            pass
+
+        def start(self):
+            return self
+
+        def stop(self):
+            return {"energy_j": next(joules), "power_w_mean": 300.0}
+
+    monkeypatch.setattr(nvml, "NvmlSampler", FakeSampler)
+    logged_lines: list[str] = []
+    energy = gt.BatchEnergy(logged_lines.append)
+    for line in ("building llama3:debug (2 of 4 layers) …", "  llama3:debug batch 1: prefill 16 + decode 4 × 2 repeats",
+                 "  llama3:debug batch 2: prefill 16 + decode 4 × 2 repeats", "building qwen3-moe:debug …"):
+        energy(line)
+    energy.close()
+    assert len(logged_lines) == 4  # every line still reaches the log
+    assert {k: v["energy_j"] for k, v in energy.energy.items()} == {("llama3:debug", 1): 12.0, ("llama3:debug", 2): 30.0}
+    doc = load_result(json.loads((dry_run[1] / "gpu_truth.json").read_text())["stages"]["engine"]["result"]["eager"]["path"])
+    rows = {(r["model"], r["batch"]): r for r in gt.engine_rows(doc, energy.energy)}
+    # 3 generations (1 warm-up + 2 repeats) of B x (16 prompt + 4 output) tokens in each window
+    assert rows["llama3:debug", 1]["joules_per_token"] == pytest.approx(12.0 / (1 * 20 * 3))
+    assert rows["llama3:debug", 2]["joules_per_token"] == pytest.approx(30.0 / (2 * 20 * 3))
+    assert rows["qwen3-moe:debug", 1]["joules_per_token"] is None and "no NVML" in rows["qwen3-moe:debug", 1]["energy_source"]
+
+
+def _point(T, provider, us, pct, vs, rows_per_expert):
+    return {"tokens": T, "provider": provider, "status": "ok", "rows_per_expert": rows_per_expert,
+            "time_us": {"median": us}, "gbps": {"median": 1.0}, "pct_roof_measured": pct, "vs": vs,
+            "cuda_graph": True}
+
+
+def test_targets_read_a_gpu_run_the_way_the_issue_states_them(gt):
+    roofs = {"mem_gbps": 3000.0, "mem_probe": "copy", "matmul_tflops": 790.0, "matmul_probe": "mm"}
+    kernels = [{"workload": {"name": "qwen3-30b-a3b"}, "hardware": {"measured_roofs": roofs}, "points": [
+        _point(8, "triton", 100.0, 83.0, {"torch-grouped": 2.0, "dense-equiv": 0.1}, 0.5),
+        _point(64, "triton", 200.0, 68.0, {"torch-grouped": 1.5}, 4.0),  # the decode bar missed here
+        _point(8192, "triton", 900.0, 50.0, {"torch-grouped": 0.9, "dense-equiv": 0.85}, 512.0)]}]
+    row = {"decode_note": None, "basis": "extrapolated", "layers": "4/32", "ttft_ms": 30.0,
+           "mfu_prefill_measured_roof": 0.5, "joules_per_token": 0.1, "energy_source": "x"}
+    engine = {"cuda_graph": {"rows": [row | {"model": "llama3:8b", "batch": 1, "decode_mode": "cuda_graph", "tpot_ms": 6.0,
+                                              "mbu_decode_measured_roof": 0.65}], "roofs": None, "kernels": "triton"},
+              "eager": {"rows": [row | {"model": "llama3:8b", "batch": 1, "decode_mode": "eager", "tpot_ms": 15.0,
+                                        "mbu_decode_measured_roof": 0.26}], "roofs": None, "kernels": "triton"}}
+    stages = {"kernels": gt.StageRun("kernels", None, result=kernels), "engine": gt.StageRun("engine", None, result=engine),
+              "projection": gt.StageRun("projection", None, result={
+        "source": "runs/g.json", "uncalibrated": [], "calibrated": [], "fit": None, "worst_uncalibrated_factor": 1.25})}
+    got = {t["target"]: (t["measured"], t["met"]) for t in gt.targets(stages, dry_run=False)}
+    assert got == {
+        "engine CUDA-graph decode MBU, Llama B=1": (0.65, True),
+        "CUDA graphs vs eager decode, Llama B=1": (2.5, False),  # 15 ms eager / 6 ms graph
+        "fused MoE decode, 8 <= T <= 64": (68.0, False),
+        "fused MoE never slower than grouped-mm": (0.9, False),  # the prefill point counts too
+        "fused MoE prefill, >= 512 rows per expert": (0.85, True),
+        "uncalibrated projection vs measurement": (1.25, True),
+    }
+    assert all(t["met"] is None for t in gt.targets(stages, dry_run=True))
+    doc = {"device_name": "H100", "dry_run": False, "created_utc": "now", "environment": {}, "plan": [],
+           "plan_total_s": 1.0, "wall_s": 2.0, "targets": gt.targets(stages, dry_run=False)}
+    md = gt.summary_md(doc, stages)
+    assert "| llama3:8b | 1 | cuda_graph / eager | 30.0 | 6.00 | 15.00 | 2.50 | 65% | 26% |" in md
+    assert "| qwen3-30b-a3b | 8192 | 512.0 | triton (graph) | 900.0 |" in md
+    assert "× dense at 512 rows/expert 0.85" in gt.summary_md(doc, stages, brief=True)
+
+
 def test_the_h100_plan_fits_and_shares_the_budget_in_proportion(gt):
     plan = gt.make_plan(gt.GPU)
     assert sum(p.est_s for p in plan) <= gt.PLAN_LIMIT_S
