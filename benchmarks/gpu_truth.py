@@ -3,6 +3,7 @@
     python benchmarks/gpu_truth.py --out $OUT            # on one H100/H200: ~6 min planned, <= 8 min budgeted
     python benchmarks/gpu_truth.py --dry-run --out /tmp/gt   # CPU (CI): the plan, and every stage at tiny sizes
     python benchmarks/gpu_truth.py --out $OUT --stages engine,projection   # a rerun of some stages
+    python benchmarks/gpu_truth.py --out DIR --stages projection --engine-result RUN.json   # no GPU needed
 
 Stages, each with its own time budget (a stage stops between steps once its budget is spent, and says so):
   gpu_check   every Triton kernel compiled and checked against its reference, pointer and TMA GEMM paths
@@ -278,14 +279,14 @@ def run_stage(stage: StageRun, fn: Callable[[StageRun], Any], log: Callable[[str
 def stage_gpu_check(cfg: Config, st: StageRun, log) -> dict[str, Any]:
     import torch
 
-    import gpu_check as gc
+    import gpu_check
 
     dtypes = [getattr(torch, d) for d in cfg.check_dtypes]
-    cases, sizes = (gc.TINY_CASES, gc.TINY_SIZES) if cfg.check_tiny else (gc.CASES, gc.Sizes())
+    cases, sizes = (gpu_check.TINY_CASES, gpu_check.TINY_SIZES) if cfg.check_tiny else (gpu_check.CASES, gpu_check.Sizes())
     checks: list[dict[str, Any]] = []
-    groups = [("fused_moe", lambda: gc.check_fused_moe(cases, dtypes, cfg.device)),
-              ("moe_align", lambda: gc.check_align(cfg.device, sizes)),
-              ("routers+rmsnorm", lambda: gc.check_routers_and_norms(
+    groups = [("fused_moe", lambda: gpu_check.check_fused_moe(cases, dtypes, cfg.device)),
+              ("moe_align", lambda: gpu_check.check_align(cfg.device, sizes)),
+              ("routers+rmsnorm", lambda: gpu_check.check_routers_and_norms(
                   cfg.device, [d for d in dtypes if d != torch.float16] or dtypes, sizes))]
     out = st.result = {"checks": checks, "failed": [], "paths": {"pointer": 0, "tma": 0, "tma asked, pointer ran": 0}}
     for label, make in groups:
@@ -458,12 +459,19 @@ def projection_errors(doc: dict[str, Any], calibrated: bool) -> tuple[list[dict[
     return rows, fit
 
 
-def stage_projection(engine: Optional[StageRun], st: StageRun, log) -> dict[str, Any]:
+def graph_result_path(engine: Optional[StageRun]) -> Optional[str]:
+    """The CUDA-graph run's result file, if the engine stage got that far."""
+    if engine is None or not isinstance(engine.result, dict) or "cuda_graph" not in engine.result:
+        return None
+    return engine.result["cuda_graph"]["path"]
+
+
+def stage_projection(path: Optional[str], st: StageRun, log) -> dict[str, Any]:
     from moebench.results import load_result
 
-    if engine is None or not isinstance(engine.result, dict) or "cuda_graph" not in engine.result:
-        raise RuntimeError("no engine result to project (the engine stage did not finish its CUDA-graph run)")
-    path = engine.result["cuda_graph"]["path"]
+    if path is None:
+        raise RuntimeError("no engine result to project (the engine stage did not finish its CUDA-graph run; "
+                           "--engine-result names one from an earlier run)")
     doc = load_result(path)
     res: dict[str, Any] = {"source": path, "uncalibrated": [], "calibrated": [], "fit": None}
     st.result = res
@@ -682,6 +690,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--out", required=True, help="folder for gpu_truth.json, gpu_truth.md and runs/ ($OUT on a lease)")
     ap.add_argument("--dry-run", action="store_true", help="CPU: plan for an H100, then every stage at tiny sizes")
     ap.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
+    ap.add_argument("--engine-result", default=None,
+                    help="the CUDA-graph engine result the projection reads when this run has none (an earlier "
+                         "run's runs/*-gpu-truth-graph-*.json): `--stages projection` needs no GPU")
     ap.add_argument("--budget-s", type=float, default=PLAN_LIMIT_S,
                     help="what the stages' budgets share (in proportion to their estimates); GPU runs only")
     args = ap.parse_args(argv)
@@ -709,7 +720,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from moebench.results import environment, write_atomic, write_text_atomic
 
-    if not args.dry_run and not torch.cuda.is_available():
+    if not args.dry_run and not torch.cuda.is_available() and set(wanted) - {"projection"}:
         print("error: no CUDA GPU is visible to torch; run with --dry-run on a CPU", file=sys.stderr)
         return 4
     cfg = DRY if args.dry_run else GPU
@@ -722,7 +733,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     doc: dict[str, Any] = {
         "kind": "gpu_truth", "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "dry_run": args.dry_run, "argv": sys.argv[1:] if argv is None else argv,
-        "device_name": torch.cuda.get_device_name() if cfg.device == "cuda" else "CPU",
+        "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU",
         "config": dataclasses.asdict(cfg), "plan": [dataclasses.asdict(p) for p in plan], "plan_total_s": total,
         "plan_limit_s": PLAN_LIMIT_S, "environment": environment(), "stages": {}, "targets": [], "wall_s": 0.0,
     }
@@ -732,10 +743,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         "gpu_check": lambda st: stage_gpu_check(cfg, st, log),
         "kernels": lambda st: stage_kernels(cfg, st, log),
         "engine": lambda st: stage_engine(cfg, st, out, log),
-        "projection": lambda st: stage_projection(stages.get("engine"), st, log),
+        "projection": lambda st: stage_projection(graph_result_path(stages.get("engine")) or args.engine_result, st,
+                                                  log),
     }
-    if "projection" in wanted and "engine" not in wanted:
-        runners["projection"] = lambda st: stage_projection(None, st, log)
 
     def save() -> None:
         doc["stages"] = {k: v.to_json() for k, v in stages.items()}

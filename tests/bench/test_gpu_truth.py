@@ -206,6 +206,16 @@ def test_projection_without_an_engine_result_fails_with_a_reason(gt):
     assert st.status == "failed" and "no engine result" in st.reason
 
 
+def test_the_projection_of_an_earlier_run_needs_no_gpu(gt, dry_run, tmp_path):
+    graph = json.loads((dry_run[1] / "gpu_truth.json").read_text())["stages"]["engine"]["result"]["cuda_graph"]["path"]
+    assert gt.main(["--out", str(tmp_path), "--stages", "projection", "--engine-result", graph]) == 0
+    doc = json.loads((tmp_path / "gpu_truth.json").read_text())
+    assert [doc["stages"][n]["status"] for n in ("gpu_check", "kernels", "engine", "projection")] == [
+        "skipped", "skipped", "skipped", "ok"]
+    assert doc["stages"]["projection"]["result"]["source"] == graph
+    assert gt.main(["--out", str(tmp_path), "--stages", "projection"]) == 5  # nothing to project: a failed stage
+
+
 def test_a_kernel_point_that_disagrees_with_the_reference_fails_the_stage(gt):
     points = [{"tokens": 8, "provider": "triton", "status": "failed"}, {"tokens": 8, "provider": "torch-ref", "status": "ok"}]
     assert gt.failed_checks("kernels", [{"workload": {"name": "qwen3"}, "points": points}]) == ["qwen3 T=8 triton"]
