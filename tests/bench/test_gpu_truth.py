@@ -156,6 +156,31 @@ def test_targets_read_a_gpu_run_the_way_the_issue_states_them(gt):
     assert "× dense at 512 rows/expert 0.85" in gt.summary_md(doc, stages, brief=True)
 
 
+def test_an_uninstalled_tree_still_finds_its_models_hardware_and_kernels(tmp_path):
+    # the lease runs the working tree, not an installed moebench: hide the installed distribution as the lease lacks it
+    code = """
+import importlib.metadata as md
+orig = md.distributions
+md.distributions = lambda **kw: (d for d in orig(**kw)
+                                 if d.metadata["Name"] != "moebench" or "gpu_truth-" in str(getattr(d, "_path", "")))
+assert not md.entry_points(group="moebench.models")
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("gpu_truth", sys.argv[1])
+gt = importlib.util.module_from_spec(spec); sys.modules["gpu_truth"] = gt; spec.loader.exec_module(gt)
+tmp = gt.ensure_entry_points()
+assert tmp is not None and gt.ensure_entry_points() is None  # found now: no second copy
+from moebench.catalog import get_hardware
+from moebench.models import resolve_name
+from moebench.models.common.ops import backend_names
+print(resolve_name("qwen3-moe:30b-a3b")[1].n_routed_experts, get_hardware("h100_sxm").id, backend_names())
+import shutil; shutil.rmtree(tmp)
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "kernels")])}
+    p = subprocess.run([sys.executable, "-c", code, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.split()[:2] == ["128", "h100_sxm"] and "triton" in p.stdout
+
+
 def test_the_h100_plan_fits_and_shares_the_budget_in_proportion(gt):
     plan = gt.make_plan(gt.GPU)
     assert sum(p.est_s for p in plan) <= gt.PLAN_LIMIT_S
