@@ -24,12 +24,13 @@ CASES = [(1, 2, 8, 256, 128, "silu", False), (37, 2, 8, 512, 384, "silu", False)
          (33, 2, 8, 260, 132, "silu", False)]  # rows not 16-byte aligned in 16-bit: TMA falls back
 # The same paths at interpreter sizes (CPU, fp32): one case per path the GPU cases exist for.
 TINY_CASES = [(1, 2, 8, 32, 16, "silu", False), (37, 2, 8, 64, 48, "silu", False),
-              (9, 4, 8, 32, 32, "swiglu_oai", True), (7, 2, 4, 34, 18, "silu", False)]  # 136-byte rows: the pointer fallback
+              (9, 4, 8, 32, 32, "swiglu_oai", True),
+              (7, 2, 4, 34, 18, "silu", False)]  # 136-byte rows in fp32: TMA falls back to the pointer path
 
 
 @dataclass(frozen=True)
 class Sizes:
-    """The shapes of the checks that are not fused-MoE cases: (T, K, E) of moe_align, routers' (T, E), rmsnorm's (T, D)."""
+    """The shapes of the other checks: moe_align's (T, K, E), the routers' (T, E), rmsnorm's (T, D)."""
 
     align: tuple[int, int, int] = (4096, 8, 256)
     router: tuple[int, int] = (777, 256)

@@ -19,8 +19,8 @@ Stages, each with its own time budget (a stage stops between steps once its budg
 Writes gpu_truth.json (plan, every stage's result or error, the targets) and gpu_truth.md (the summary, also
 printed) into --out, the engine's two result documents into --out/runs/, after every stage. Exit 0 when every
 stage that ran succeeded (a missed target is a finding, not a failure), 5 when a stage raised or a kernel
-check failed, 4 without a GPU (and without --dry-run). Device command line, and what to commit afterwards:
-kernels/NOTES.md, "A 15-minute GPU lease".
+check failed, 4 without a GPU (and without --dry-run) or pydantic, 1 when the plan no longer fits 8 minutes.
+Device command line, and what to commit afterwards: kernels/NOTES.md, "A 15-minute GPU lease".
 """
 
 from __future__ import annotations
@@ -283,7 +283,8 @@ def stage_gpu_check(cfg: Config, st: StageRun, log) -> dict[str, Any]:
     import gpu_check
 
     dtypes = [getattr(torch, d) for d in cfg.check_dtypes]
-    cases, sizes = (gpu_check.TINY_CASES, gpu_check.TINY_SIZES) if cfg.check_tiny else (gpu_check.CASES, gpu_check.Sizes())
+    cases, sizes = ((gpu_check.TINY_CASES, gpu_check.TINY_SIZES) if cfg.check_tiny
+                    else (gpu_check.CASES, gpu_check.Sizes()))
     checks: list[dict[str, Any]] = []
     # one step per fused-MoE case (each compiles its own configs): a slow compiler stops the stage between cases
     groups = [(f"fused_moe T={c[0]} E={c[2]} D={c[3]} F={c[4]}",
@@ -317,8 +318,9 @@ def stage_kernels(cfg: Config, st: StageRun, log) -> list[dict[str, Any]]:
         st.step(f"{name} T={','.join(map(str, tokens))}")
         upd: dict[str, Any] = {"tokens": tokens, "cpu": None}  # the GPU providers everywhere: triton says why not
         if cfg.kernel_shrink:
-            upd["shape"] = wl.shape.model_copy(update={"experts": min(wl.shape.experts, 8), "top_k": min(wl.shape.top_k, 2),
-                                                      "hidden": 64, "ffn": 32})
+            s = wl.shape
+            upd["shape"] = s.model_copy(update={"experts": min(s.experts, 8), "top_k": min(s.top_k, 2), "hidden": 64,
+                                                "ffn": 32})
         if cfg.kernel_timing is not None:
             upd["timing"] = wl.timing.model_copy(update=dict(zip(("warmup", "repeats"), cfg.kernel_timing)))
         wl = wl.model_copy(update=upd)
@@ -480,8 +482,8 @@ def stage_projection(path: Optional[str], st: StageRun, log) -> dict[str, Any]:
     st.result = res
     st.step("uncalibrated")
     res["uncalibrated"] = projection_errors(doc, calibrated=False)[0]
-    res["worst_uncalibrated_factor"] = max(max(r["ttft_ratio"], 1 / r["ttft_ratio"], r["tpot_ratio"], 1 / r["tpot_ratio"])
-                                           for r in res["uncalibrated"])
+    res["worst_uncalibrated_factor"] = max(max(r["ttft_ratio"], 1 / r["ttft_ratio"], r["tpot_ratio"],
+                                               1 / r["tpot_ratio"]) for r in res["uncalibrated"])
     log(f"  uncalibrated projection vs {Path(path).name}: worst factor {res['worst_uncalibrated_factor']:.2f}x")
     st.step("calibrated")
     res["calibrated"], res["fit"] = projection_errors(doc, calibrated=True)
@@ -553,8 +555,9 @@ def targets(stages: dict[str, StageRun], dry_run: bool) -> list[dict[str, Any]]:
     dec = [r for r in krows if 8 <= r["T"] <= 64 and r["provider"] == "triton"]
     if dec:
         worst = min(dec, key=lambda r: r["pct_roof_measured"])
-        add("fused MoE decode, 8 <= T <= 64", f">= {TARGET_MOE_DECODE:.0f}% of measured roof", worst["pct_roof_measured"],
-            worst["pct_roof_measured"] >= TARGET_MOE_DECODE, f"worst {worst['workload']} T={worst['T']} ({worst['provider']})")
+        pct = worst["pct_roof_measured"]
+        add("fused MoE decode, 8 <= T <= 64", f">= {TARGET_MOE_DECODE:.0f}% of measured roof", pct,
+            pct >= TARGET_MOE_DECODE, f"worst {worst['workload']} T={worst['T']} ({worst['provider']})")
     else:
         add("fused MoE decode, 8 <= T <= 64", f">= {TARGET_MOE_DECODE:.0f}% of measured roof", None, None,
             "triton not timed here")
@@ -605,14 +608,17 @@ def _kernels_md(docs: list[dict[str, Any]], brief: bool) -> list[str]:
             xg = [r["x_grouped"] for r in mine if r["x_grouped"] is not None]
             xd = [r["x_dense"] for r in mine if r["rows_per_expert"] >= 512 and r["x_dense"] is not None]
             out.append(f"- {name} ({mine[0]['provider']}), T = {'/'.join(str(r['T']) for r in mine)}: % roof {pct}; "
-                       f"× grouped ≥ {_f(min(xg) if xg else None)}" + (f"; × dense at 512 rows/expert {xd[0]:.2f}" if xd else ""))
+                       f"× grouped ≥ {_f(min(xg) if xg else None)}"
+                       + (f"; × dense at 512 rows/expert {xd[0]:.2f}" if xd else ""))
         return out
-    out = ["", head, "", "| workload | T | rows/expert | provider | µs | GB/s | % roof | × grouped | × ref | × dense |",
+    out = ["", head, "",
+           "| workload | T | rows/expert | provider | µs | GB/s | % roof | × grouped | × ref | × dense |",
            "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         out.append(f"| {r['workload']} | {r['T']} | {r['rows_per_expert']:.1f} | {r['provider']}"
                    f"{' (graph)' if r['cuda_graph'] else ''} | {r['time_us']:.1f} | {r['gbps']:.0f} | "
-                   f"{_f(r['pct_roof_measured'], '.0f')} | {_f(r['x_grouped'])} | {_f(r['x_ref'])} | {_f(r['x_dense'])} |")
+                   f"{_f(r['pct_roof_measured'], '.0f')} | {_f(r['x_grouped'])} | {_f(r['x_ref'])} | "
+                   f"{_f(r['x_dense'])} |")
     return out
 
 
@@ -623,13 +629,15 @@ def _engine_md(runs: dict[str, Any]) -> list[str]:
     out = ["", "**engine** (full-depth TPOT extrapolated from the layers run; MBU/MFU against the run's measured "
            "roofs; 'mode' = the decode each run actually used, graph run / eager run)", "",
            "| model | B | mode | TTFT ms | TPOT ms graph | TPOT ms eager | graph × | MBU graph | MBU eager | "
-           "MFU prefill | J/token graph | J/token eager |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "MFU prefill | J/token graph | J/token eager |",
+           "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key in dict.fromkeys([*graph, *eager]):
         g, e = graph.get(key, {}), eager.get(key, {})
         x = e["tpot_ms"] / g["tpot_ms"] if g and e else None
         first = g or e
         out.append(f"| {key[0]} | {key[1]} | {g.get('decode_mode', '—')} / {e.get('decode_mode', '—')} | "
-                   f"{first['ttft_ms']:.1f} | {_f(g.get('tpot_ms'), '.2f')} | {_f(e.get('tpot_ms'), '.2f')} | {_f(x)} | "
+                   f"{first['ttft_ms']:.1f} | {_f(g.get('tpot_ms'), '.2f')} | {_f(e.get('tpot_ms'), '.2f')} | "
+                   f"{_f(x)} | "
                    f"{_f(g.get('mbu_decode_measured_roof'), '.0%')} | {_f(e.get('mbu_decode_measured_roof'), '.0%')} | "
                    f"{_f(first['mfu_prefill_measured_roof'], '.0%')} | {_f(g.get('joules_per_token'), '.3g')} | "
                    f"{_f(e.get('joules_per_token'), '.3g')} |")
@@ -646,7 +654,8 @@ def _engine_md(runs: dict[str, Any]) -> list[str]:
 
 def _projection_md(res: dict[str, Any]) -> list[str]:
     out = ["", f"**projection** of {Path(res['source']).name} (projected / measured, on the layers that ran)", "",
-           "| model | B | TTFT uncal. | TPOT uncal. | TTFT calibrated | TPOT calibrated |", "|---|---:|---:|---:|---:|---:|"]
+           "| model | B | TTFT uncal. | TPOT uncal. | TTFT calibrated | TPOT calibrated |",
+           "|---|---:|---:|---:|---:|---:|"]
     cal = {(c["model"], c["batch"]): c for c in res["calibrated"]}
     for u in res["uncalibrated"]:
         c = cal.get((u["model"], u["batch"]), {})
@@ -654,8 +663,8 @@ def _projection_md(res: dict[str, Any]) -> list[str]:
                    f"{_f(c.get('ttft_ratio'))} | {_f(c.get('tpot_ratio'))} |")
     fit = res["fit"]
     if fit:
-        out.append(f"\ncalibration: compute {fit['compute']:.3g}, memory {fit['memory']:.3g} of the {fit['roofs_basis']} "
-                   f"roofs; host µs/op {({k: round(v) for k, v in fit['host_us'].items()})}")
+        out.append(f"\ncalibration: compute {fit['compute']:.3g}, memory {fit['memory']:.3g} of the "
+                   f"{fit['roofs_basis']} roofs; host µs/op {({k: round(v) for k, v in fit['host_us'].items()})}")
     return out
 
 
@@ -704,7 +713,8 @@ def ensure_entry_points() -> Optional[Path]:
     info = tmp / f"moebench-{project['version']}.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: moebench\nVersion: {project['version']}\n")
-    groups = [f"[{g}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) for g, eps in project["entry-points"].items()]
+    groups = [f"[{g}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items())
+              for g, eps in project["entry-points"].items()]
     (info / "entry_points.txt").write_text("\n".join(groups))
     sys.path.insert(0, str(tmp))
     importlib.invalidate_caches()
@@ -763,6 +773,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     for p in plan:
         log(f"plan {p.name}: {p.est_s:.0f} s (budget {p.budget_s:.0f} s) - {'; '.join(p.steps)}")
     log(f"plan total {total:.0f} s on one H100 (limit {PLAN_LIMIT_S:.0f} s)")
+    if total > PLAN_LIMIT_S:  # the issue's bar: what a lease runs must fit 8 minutes of an H100
+        print(f"error: the plan takes {total:.0f} s on one H100, over the {PLAN_LIMIT_S:.0f} s a lease allows it; "
+              "trim a stage", file=sys.stderr)
+        return 1
     out = Path(args.out)
     doc: dict[str, Any] = {
         "kind": "gpu_truth", "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -796,7 +810,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             run_stage(st, runners[name], log)
             wrong = failed_checks(name, st.result)
             if wrong:  # a kernel that computes the wrong numbers is a failure, whatever else the stage did
-                st.status, st.reason = "failed", f"{len(wrong)} checks against the reference failed: {', '.join(wrong[:3])}"
+                st.status = "failed"
+                st.reason = f"{len(wrong)} checks against the reference failed: {', '.join(wrong[:3])}"
         stages[name] = st
         save()
     print(summary_md(doc, stages, brief=True))

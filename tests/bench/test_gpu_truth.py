@@ -248,6 +248,14 @@ def test_a_kernel_point_that_disagrees_with_the_reference_fails_the_stage(gt):
     assert gt.failed_checks("engine", {"cuda_graph": {}}) == []
 
 
+def test_a_plan_over_8_minutes_fails_before_anything_runs(gt, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the dry run sets it; later tests' subprocesses must not inherit
+    monkeypatch.setattr(gt, "PLAN_LIMIT_S", 100.0)
+    assert gt.main(["--dry-run", "--out", str(tmp_path), "--stages", "projection"]) == 1
+    assert "over the 100 s" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
 def test_unknown_stage_is_a_usage_error(gt, capsys):
     assert gt.main(["--out", "/nonexistent", "--stages", "gpu_check,typo"]) == 2
     assert "unknown typo" in capsys.readouterr().err
