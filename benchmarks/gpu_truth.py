@@ -212,13 +212,14 @@ def plan_projection(cfg: Config) -> StagePlan:
                      "2-core CPU host (measured by the dry run), doubled", ["uncalibrated errors", "calibration"])
 
 
-def make_plan(cfg: Config, limit_s: float = PLAN_LIMIT_S) -> list[StagePlan]:
-    """Every stage's H100 estimate; the budgets share `limit_s` in proportion (each stage may overrun its estimate
-    by the same factor before it stops)."""
+def make_plan(cfg: Config, limit_s: float = PLAN_LIMIT_S, wanted: Iterable[str] = STAGES) -> list[StagePlan]:
+    """Every stage's H100 estimate; the `wanted` stages' budgets share `limit_s` in proportion (each may overrun
+    its estimate by the same factor before it stops; a rerun of some stages gives them the whole of `limit_s`)."""
     plan = [plan_gpu_check(cfg), plan_kernels(cfg), plan_engine(cfg), plan_projection(cfg)]
-    scale = limit_s / sum(p.est_s for p in plan)
+    wanted = set(wanted)
+    scale = limit_s / sum(p.est_s for p in plan if p.name in wanted)
     for p in plan:
-        p.budget_s = p.est_s * scale
+        p.budget_s = p.est_s * scale if p.name in wanted else 0.0
     return plan
 
 
@@ -768,7 +769,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("error: no CUDA GPU is visible to torch; run with --dry-run on a CPU", file=sys.stderr)
         return 4
     cfg = DRY if args.dry_run else GPU
-    plan = make_plan(GPU, args.budget_s)  # always the H100 plan: the dry run checks that it fits
+    plan = make_plan(GPU, args.budget_s, wanted)  # always the H100 plan: the dry run checks that it fits
     total = sum(p.est_s for p in plan)
     for p in plan:
         log(f"plan {p.name}: {p.est_s:.0f} s (budget {p.budget_s:.0f} s) - {'; '.join(p.steps)}")

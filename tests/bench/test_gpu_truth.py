@@ -187,6 +187,12 @@ def test_the_h100_plan_fits_and_shares_the_budget_in_proportion(gt):
     assert sum(p.budget_s for p in plan) == pytest.approx(gt.PLAN_LIMIT_S)
     ratios = {round(p.budget_s / p.est_s, 9) for p in plan}
     assert len(ratios) == 1 and ratios.pop() >= 1.0
+    # a rerun of two stages gives them the whole budget it is given, in the same proportion
+    rerun = {p.name: p for p in gt.make_plan(gt.GPU, 200.0, ["engine", "projection"])}
+    assert rerun["engine"].budget_s + rerun["projection"].budget_s == pytest.approx(200.0)
+    assert rerun["gpu_check"].budget_s == rerun["kernels"].budget_s == 0.0
+    assert rerun["engine"].budget_s / rerun["projection"].budget_s == pytest.approx(
+        rerun["engine"].est_s / rerun["projection"].est_s)
 
 
 class Clock:
