@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from moebench import tokenomics as tk
 from moebench.energy import NOT_MEASURED, estimated_joules
 from moebench.machine import contention_record
-from moebench.results import Basis, derive, stat
+from moebench.results import Basis, derive, make_record, stat
 
 if TYPE_CHECKING:
     from moebench.engine.generate import GenerationSamples
@@ -109,9 +109,11 @@ def build_record(
     energy_j_per_repeat: Optional[list[float]] = None,
     energy_source: str = NOT_MEASURED,
     energy_scope: Optional[str] = None,
+    **sections: Any,
 ) -> dict[str, Any]:
     """One record. `energy_j_per_repeat`: the counter's joules of each timed repeat (`energy_source` nvml or
-    rapl, over `energy_scope`); without it J/token is estimated from the catalog's all-in power, or None."""
+    rapl, over `energy_scope`); without it J/token is estimated from the catalog's all-in power, or None. `sections` are the run's own additions
+    (decode mode, weights, profile), placed before the metrics."""
     full = run_cfg.full()
     f_pre, f_dec = extrapolation_factors(run_cfg, batch, prompt, output, dtype_bytes)
     basis: Basis = "measured" if run_cfg.full_num_layers is None else "extrapolated"
@@ -130,6 +132,7 @@ def build_record(
     energy = _energy(samples, energy_j_per_repeat, energy_source, energy_scope, ttft, tpot, f_pre, f_dec,
                      batch=batch, prompt=prompt, output=output, pricing=pricing, basis=basis)
     m["joules_per_token"] = energy.pop("joules_per_token")
+    m["tokens_per_joule"] = derive(m["joules_per_token"], lambda j: 1.0 / j if j > 0 else None, "tokens/J")
 
     # Efficiency: decode is judged by bytes (MBU), prefill by FLOPs (MFU), each against catalog and measured roofs.
     ctx_d = prompt + output // 2
@@ -147,29 +150,26 @@ def build_record(
         "mfu_decode": tk.mfu(batch * full.flops_per_token(ctx_d) / (tpot["median"] / 1e3), peaks.flops),
         "basis": basis,
     }
-    return {
-        "model": name,
-        "kind": kind,
-        "layers_run": run_cfg.num_hidden_layers,
-        "layers_total": full.num_hidden_layers,
-        "basis": basis,
-        "serving": SERVING,
-        "batch_size": batch,
-        "prompt_tokens": prompt,
-        "output_tokens": output,
-        "params": {
+    return make_record(
+        model=name, kind=kind, basis=basis, serving=SERVING, batch_size=batch, prompt_tokens=prompt,
+        output_tokens=output,
+        layers_run=run_cfg.num_hidden_layers,
+        layers_total=full.num_hidden_layers,
+        params={
             "total": full.total_params(),
             "active": full.active_params(),
             "active_ratio": tk.active_ratio(full.active_params(), full.total_params()),
         },
-        "extrapolation": {"prefill_factor": f_pre, "decode_factor": f_dec} if basis == "extrapolated" else None,
-        "intelligence": intelligence,
-        "cost": {"usd_per_gpu_hour": pricing.usd_per_gpu_hour, "tier": pricing.tier, "source": pricing.source,
-                 "n_gpus": pricing.n_gpus},
-        **energy,
-        "contention": contention_record(samples.contention),
-        "metrics": m,
-    }
+        extrapolation={"prefill_factor": f_pre, "decode_factor": f_dec} if basis == "extrapolated" else None,
+        intelligence=intelligence,
+        cost={"usd_per_gpu_hour": pricing.usd_per_gpu_hour, "tier": pricing.tier, "source": pricing.source,
+              "n_gpus": pricing.n_gpus},
+        energy_source=energy["energy_source"],
+        energy_scope=energy["energy_scope"],
+        contention=contention_record(samples.contention),
+        **sections,
+        metrics=m,
+    )
 
 
 def _energy(samples: GenerationSamples, joules: Optional[list[float]], source: str, scope: Optional[str],

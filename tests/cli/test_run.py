@@ -35,7 +35,7 @@ def test_json_is_one_document_and_matches_the_file(json_run):
     files = list((d / "out").glob("*.json"))
     assert len(files) == 1
     assert load_result(files[0]) == doc
-    assert doc["complete"] is True and doc["schema_version"] == 1
+    assert doc["complete"] is True and doc["schema_version"] == 2 and doc["kind"] == "engine"
     for key in ("workload", "hardware", "environment", "records"):
         assert key in doc
     assert doc["environment"]["libraries"]["torch"]
