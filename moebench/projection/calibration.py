@@ -8,7 +8,7 @@ Input: a result document as `moebench run` writes it (results/README.md), taken 
 - each record's `model`, `batch_size`, `prompt_tokens`, `output_tokens`, `layers_run`, `extrapolation`, and
   `metrics.ttft_ms.median` / `metrics.tpot_ms.median`;
 - optionally `record["profile"]` = {"prefill"|"decode": {phase or "L{i}/{phase}": ms or a statistic}}: the
-  time per forward of each phase summed over the layers run (region names as in shared/MEASURE.md).
+  time per forward of each phase summed over the layers run (region names as in docs/measure.md).
 
 Without a profile: one compute efficiency (set by TTFT: prefill is compute-bound) and one memory efficiency (set
 by TPOT: decode is memory-bound), plus, for each stage, the host's time to issue one op and its time per routed
