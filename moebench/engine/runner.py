@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
+from moebench.arith import dtype_bytes
 from moebench.catalog import Hardware, get_hardware, reference_models
 from moebench.engine.device import (compute_roof_flops, cpu_oversubscription, detect_hardware, local_ranks,
                                     measure_roofs, resolve_device, resolve_dtype, usable_cpus)
@@ -21,7 +22,6 @@ from moebench.engine.generate import GenerationBench, GenerationSamples, prompt_
 from moebench.engine.records import Peaks, Pricing, build_record
 from moebench.errors import ExitCode, MoebenchError, RunFailed
 from moebench.models import build, entry_arch
-from moebench.models.config import DTYPE_BYTES
 from moebench.results import SCHEMA_VERSION, environment, new_run_id, write_atomic
 from moebench.parallel.faults import Guard, install_test_faults
 from moebench.parallel.gather import gather_samples, merge_samples, rank_info, rank_timing
@@ -109,7 +109,7 @@ def run_workload(
         doc.update(complete=False, error=error, failed_ranks=failed_ranks)
         return write_atomic(path, doc)
 
-    dbytes = DTYPE_BYTES[dtype_name]
+    dbytes = dtype_bytes(dtype_name)
     for entry, cfg in zip(wl.model_entries, archs):  # before anything is measured: not fitting is bad input (exit 3)
         check_memory(entry.name, cfg, batch=max(wl.scenario.batch_sizes),
                      max_seq=wl.scenario.prompt_tokens + wl.scenario.output_tokens, dtype_bytes=dbytes, device=dev)
@@ -201,7 +201,7 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
                    profile: Optional[dict[str, Any]] = None) -> None:
         doc["records"].append(build_record(
             name=entry.name, kind=spec.kind, run_cfg=cfg, samples=samples, batch=b,
-            prompt=sc.prompt_tokens, output=sc.output_tokens, dtype_bytes=DTYPE_BYTES[dtype_name],
+            prompt=sc.prompt_tokens, output=sc.output_tokens, dtype_bytes=dbytes,
             pricing=pricing, peaks=peaks, intelligence=resolve_intelligence(wl, entry),
         ))
         doc["records"][-1]["decode"] = {"mode": samples.decode_mode, "note": samples.note}

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8": 1}
+from moebench import arith
 
 
 @dataclass(frozen=True)
@@ -107,20 +107,14 @@ class ArchConfig:
 
     # ---- parameters --------------------------------------------------------------------------------------
     def attention_params(self) -> int:
-        h = self.hidden_size
+        """The attention projections plus what they carry besides matmul weights: MLA's latent norms, biases,
+        QK-norm weights and attention sinks."""
+        p = self.attention_matmul_params()
         if self.attention == "mla":
-            nh, qk = self.num_attention_heads, self.qk_nope_head_dim + self.qk_rope_head_dim
-            if self.q_lora_rank:
-                q = h * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * nh * qk
-            else:
-                q = h * nh * qk
-            kv = h * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
-            kv += self.kv_lora_rank * nh * (self.qk_nope_head_dim + self.v_head_dim)
-            return q + kv + nh * self.v_head_dim * h
+            return p + (self.q_lora_rank or 0) + self.kv_lora_rank
         nh, nkv, hd = self.num_attention_heads, self.num_key_value_heads, self.head_dim
-        p = h * nh * hd + 2 * h * nkv * hd + nh * hd * h
         if self.attention_bias:
-            p += nh * hd + 2 * nkv * hd + h
+            p += nh * hd + 2 * nkv * hd + self.hidden_size
         if self.qk_norm:
             p += 2 * hd
         if self.attention_sinks:
@@ -129,8 +123,11 @@ class ArchConfig:
 
     def expert_params(self) -> int:
         """One routed expert (gate, up, down; + biases for gpt-oss)."""
-        h, f = self.hidden_size, self.moe_intermediate_size
-        return 3 * h * f + ((2 * f + h) if self.expert_bias else 0)
+        return arith.expert_params(self.hidden_size, self.moe_intermediate_size, self.expert_bias)
+
+    def shared_expert_params(self) -> int:
+        """All shared experts of one MoE layer (plain GLUs, no biases)."""
+        return self.n_shared_experts * arith.glu_params(self.hidden_size, self.moe_intermediate_size)
 
     def router_params(self) -> int:
         e = self.n_routed_experts
@@ -138,11 +135,11 @@ class ArchConfig:
         return self.hidden_size * e + bias
 
     def ffn_params(self, layer: int, active: bool) -> int:
+        """FFN weights of one layer: the dense GLU, or router + routed (all, or the top-k when `active`) + shared."""
         if not self.is_moe_layer(layer):
-            return 3 * self.hidden_size * self.intermediate_size
+            return arith.glu_params(self.hidden_size, self.intermediate_size)
         routed = (self.top_k if active else self.n_routed_experts) * self.expert_params()
-        shared = self.n_shared_experts * 3 * self.hidden_size * self.moe_intermediate_size
-        return routed + shared + self.router_params()
+        return routed + self.shared_expert_params() + self.router_params()
 
     def layer_params(self, layer: int, active: bool = False) -> int:
         return self.attention_params() + self.ffn_params(layer, active) + 2 * self.hidden_size
@@ -205,9 +202,8 @@ class ArchConfig:
         """Weights one token multiplies in the FFN: dense MLP, or router + top-k routed + shared experts."""
         h = self.hidden_size
         if not self.is_moe_layer(layer):
-            return 3 * h * self.intermediate_size
-        f = self.moe_intermediate_size
-        return h * self.n_routed_experts + (self.top_k + self.n_shared_experts) * 3 * h * f
+            return arith.glu_params(h, self.intermediate_size)
+        return h * self.n_routed_experts + (self.top_k + self.n_shared_experts) * arith.glu_params(h, self.moe_intermediate_size)
 
     def flops_per_token(self, context: int = 0, layers: int | None = None) -> int:
         """Forward FLOPs for one token at `context` tokens of attention: 2 × active matmul weights + attention.
@@ -223,8 +219,7 @@ class ArchConfig:
 
     def experts_touched(self, tokens: int) -> float:
         """Expected distinct routed experts hit by `tokens` tokens under uniform routing: E·(1−(1−K/E)^T)."""
-        e, k = self.n_routed_experts, self.top_k
-        return e * (1 - (1 - k / e) ** tokens) if e else 0.0
+        return arith.experts_touched(self.n_routed_experts, self.top_k, tokens)
 
     def decode_bytes(self, batch: int, context: int, dtype_bytes: int, layers: int | None = None) -> float:
         """Bytes one decode step moves: weights touched (experts actually hit), KV cache read, activations."""

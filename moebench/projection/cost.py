@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from moebench.arith import experts_touched
 from moebench.models.config import ArchConfig
 from moebench.projection import comm
 from moebench.projection.assumptions import COMM_PHASES, PHASES, Assumptions
@@ -159,7 +160,7 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Scenari
         ops.append(Op("allreduce", comm_ms=comm.all_reduce_ms(t_g * h * ab, tp, dev, a.comm)))
 
     if not cfg.is_moe_layer(layer):
-        p = 3 * h * cfg.intermediate_size
+        p = cfg.ffn_params(layer, active=False)
         ops.append(Op("mlp", 2 * p * t_g / tp, p * wf / tp + t_g * (2 * h + 3 * cfg.intermediate_size / tp) * ab, sc.ffn_dtype,
                       gemms=_glu_gemms(h, cfg.intermediate_size, t_g, tp)))
         if tp > 1:
@@ -172,7 +173,7 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Scenari
     touched = cfg.experts_touched(t_all) / e  # share of experts that at least one token picks this step
     if lay.ep > 1:
         # Each token goes once to every EP rank holding one of its k experts: ep·(1 − (1 − 1/ep)^k) ranks.
-        ranks = lay.ep * (1 - (1 - 1 / lay.ep) ** k)
+        ranks = experts_touched(lay.ep, 1, k)
         disp_bytes = 1.0 if sc.weight_dtype in ("fp8", "fp4") and dev.compute_dtype("fp8") == "fp8" else ab
         sent = t_all / n * ranks * h
         ops.append(Op("dispatch", comm_ms=comm.all_to_all_ms(sent * disp_bytes, lay.ep, dev, a.comm)))
@@ -187,7 +188,7 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Scenari
         ops.append(Op("experts", 2 * rows * p_exp / n, e * touched * p_exp * wf / n + rows * (2 * h + 3 * f / n) * ab,
                       sc.ffn_dtype, expert_runs=e * touched, gemms=_expert_gemms(h, f, t_all, k / e, e, n)))
     if cfg.n_shared_experts:
-        p_sh = cfg.n_shared_experts * 3 * h * f
+        p_sh = cfg.shared_expert_params()
         ops.append(Op("experts", 2 * p_sh * t_g / tp, p_sh * wf / tp + t_g * 2 * h * ab, sc.ffn_dtype,
                       gemms=_glu_gemms(h, cfg.n_shared_experts * f, t_g, tp)))
     if lay.ep == 1 and n > 1:

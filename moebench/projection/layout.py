@@ -106,10 +106,10 @@ def weight_bytes_per_gpu(cfg: ArchConfig, lay: Layout, sc: Scenario) -> float:
         if cfg.is_moe_layer(i):
             local_experts = math.ceil(cfg.n_routed_experts / lay.ep)
             b += local_experts * cfg.expert_params() * wf / lay.expert_tp
-            b += cfg.n_shared_experts * 3 * h * cfg.moe_intermediate_size * wf / tp
+            b += cfg.shared_expert_params() * wf / tp
             b += cfg.router_params() * we  # replicated: every rank routes its own tokens
         else:
-            b += 3 * h * cfg.intermediate_size * wf / tp
+            b += cfg.ffn_params(i, active=False) * wf / tp
         return b
 
     vocab = (cfg.embedding_params() + cfg.lm_head_params()) * we / tp + h * we  # vocab-parallel
