@@ -201,7 +201,7 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
                    profile: Optional[dict[str, Any]] = None) -> None:
         doc["records"].append(build_record(
             name=entry.name, kind=spec.kind, run_cfg=cfg, samples=samples, batch=b,
-            prompt=sc.prompt_tokens, output=sc.output_tokens, dtype_bytes=dbytes,
+            prompt=sc.prompt_tokens, output=sc.output_tokens, dtype_bytes=dtype_bytes(dtype_name),
             pricing=pricing, peaks=peaks, intelligence=resolve_intelligence(wl, entry),
         ))
         doc["records"][-1]["decode"] = {"mode": samples.decode_mode, "note": samples.note}

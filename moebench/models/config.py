@@ -1,4 +1,6 @@
-"""One architecture config for every family, read from Hugging Face `config.json` keys.
+"""One architecture config for every family, read from Hugging Face `config.json` keys: `hf_common` reads the
+keys every family shares, each family's `parse_hf` (in its own module) the rest, and `from_hf` picks the parser
+through the model registry by `model_type`.
 
 The cost model (params, FLOPs, bytes) needs only this object, never the module. Counting conventions follow
 shared/reference/catalog.yaml `param_count_method`: totals include input embedding and LM head; `active`
@@ -251,7 +253,7 @@ class ArchConfig:
 _REQUIRED = object()
 
 
-def _g(d: dict[str, Any], *keys: str, default: Any = _REQUIRED) -> Any:
+def hf_get(d: dict[str, Any], *keys: str, default: Any = _REQUIRED) -> Any:
     """The first of `keys` that `d` sets; `default` when none is set, and a KeyError naming them without one."""
     for k in keys:
         if d.get(k) is not None:
@@ -261,133 +263,58 @@ def _g(d: dict[str, Any], *keys: str, default: Any = _REQUIRED) -> Any:
     return default
 
 
-# Per model_type defaults of the transformers config classes, for keys a config.json may leave out.
-_RMS_EPS = {"llama": 1e-6, "mixtral": 1e-5, "qwen3_moe": 1e-6, "deepseek_v3": 1e-6, "kimi_k2": 1e-6, "gpt_oss": 1e-5}
-_THETA = {"mixtral": 1e6, "gpt_oss": 150000.0}
-_GPT_OSS_ROPE = {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0, "truncate": False,
-                 "original_max_position_embeddings": 4096}
-
-
-def _rope(d: dict[str, Any], mt: str) -> tuple[float, Optional[dict[str, Any]]]:
+def _rope(d: dict[str, Any], theta: float, scaling: Optional[dict[str, Any]]) -> tuple[float, Optional[dict[str, Any]]]:
     """(rope_theta, scaling dict or None) from either spelling: Hub configs carry `rope_theta` + `rope_scaling`;
-    transformers 5 writes one `rope_parameters` dict holding the theta too."""
+    transformers 5 writes one `rope_parameters` dict holding the theta too. `theta` and `scaling` are the
+    family's defaults for a config.json that leaves them out."""
     rp = d.get("rope_parameters")
     if isinstance(rp, dict) and rp and not any(isinstance(v, dict) for v in rp.values()):
-        theta = float(_g(rp, "rope_theta", default=_g(d, "rope_theta", default=_THETA.get(mt, 10000.0))))
+        theta = float(hf_get(rp, "rope_theta", default=hf_get(d, "rope_theta", default=theta)))
         scaling = {k: v for k, v in rp.items() if k != "rope_theta"}
     elif isinstance(rp, dict) and rp:
         raise ValueError("per-layer-type rope_parameters are not supported")
     else:
-        theta = float(_g(d, "rope_theta", default=_THETA.get(mt, 10000.0)))
-        scaling = dict(d["rope_scaling"]) if d.get("rope_scaling") else None
-        if scaling is None and mt == "gpt_oss":
-            scaling = dict(_GPT_OSS_ROPE)
+        theta = float(hf_get(d, "rope_theta", default=theta))
+        scaling = dict(d["rope_scaling"]) if d.get("rope_scaling") else (dict(scaling) if scaling else None)
     if scaling is not None and (scaling.get("rope_type") or scaling.get("type") or "default") == "default":
         scaling = None
     return theta, scaling
 
 
-def from_hf(d: dict[str, Any]) -> ArchConfig:
-    """Build an ArchConfig from a Hugging Face config.json mapping (model_type decides the variant keys).
+def hf_common(d: dict[str, Any], *, rms_norm_eps: float = 1e-6, rope_theta: float = 10000.0,
+              rope_scaling: Optional[dict[str, Any]] = None, head_dim: Optional[int] = None) -> dict[str, Any]:
+    """The ArchConfig fields every family reads from the same config.json keys, as keyword arguments.
 
-    Keys a config.json may omit take the defaults of the matching transformers config class.
+    A family's parser adds its own fields to these. The keyword arguments are the family's defaults (those of its
+    transformers config class) for keys a config.json may leave out; `head_dim` defaults to hidden / heads.
     """
-    mt = d["model_type"]
     h, nh = d["hidden_size"], d["num_attention_heads"]
-    theta, scaling = _rope(d, mt)
-    common: dict[str, Any] = dict(
-        model_type=mt,
+    theta, scaling = _rope(d, rope_theta, rope_scaling)
+    return dict(
+        model_type=d["model_type"],
         hidden_size=h,
         num_hidden_layers=d["num_hidden_layers"],
         num_attention_heads=nh,
-        num_key_value_heads=_g(d, "num_key_value_heads", default=nh),
-        head_dim=_g(d, "head_dim", default=64 if mt == "gpt_oss" else h // nh),
+        num_key_value_heads=hf_get(d, "num_key_value_heads", default=nh),
+        head_dim=hf_get(d, "head_dim", default=head_dim or h // nh),
         intermediate_size=d["intermediate_size"],
         vocab_size=d["vocab_size"],
-        rms_norm_eps=float(_g(d, "rms_norm_eps", default=_RMS_EPS.get(mt, 1e-6))),
+        rms_norm_eps=float(hf_get(d, "rms_norm_eps", default=rms_norm_eps)),
         tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
         rope_theta=theta,
         rope_scaling=scaling,
-        max_position_embeddings=_g(d, "max_position_embeddings", default=8192),
+        max_position_embeddings=hf_get(d, "max_position_embeddings", default=8192),
         raw=dict(d),
     )
-    if mt == "llama":
-        if d.get("mlp_bias"):
-            raise ValueError("llama with mlp_bias is not supported")
-        return ArchConfig(**common, attention_bias=bool(d.get("attention_bias", False)))
-    if mt == "mixtral":
-        return ArchConfig(
-            **common,
-            sliding_window=d.get("sliding_window"),
-            layer_types=("sliding_attention",) * d["num_hidden_layers"] if d.get("sliding_window") else None,
-            n_routed_experts=_g(d, "num_local_experts", "num_experts"),
-            top_k=d["num_experts_per_tok"],
-            moe_intermediate_size=d["intermediate_size"],
-            router="softmax",
-            norm_topk_prob=True,
-        )
-    if mt == "qwen3_moe":
-        sparse_step = d.get("decoder_sparse_step", 1)
-        if sparse_step != 1 or d.get("mlp_only_layers"):
-            raise ValueError("qwen3_moe with dense layers interleaved (decoder_sparse_step/mlp_only_layers) is not supported")
-        # transformers applies `sliding_window` to every layer, and only when use_sliding_window is set
-        window = d.get("sliding_window") if d.get("use_sliding_window") else None
-        return ArchConfig(
-            **common,
-            qk_norm=True,
-            attention_bias=bool(d.get("attention_bias", False)),
-            sliding_window=window,
-            layer_types=("sliding_attention",) * d["num_hidden_layers"] if window else None,
-            n_routed_experts=_g(d, "num_experts", "num_local_experts"),  # transformers 5 writes the latter
-            top_k=d["num_experts_per_tok"],
-            moe_intermediate_size=d["moe_intermediate_size"],
-            router="softmax",
-            norm_topk_prob=bool(d.get("norm_topk_prob", False)),
-        )
-    if mt in ("deepseek_v3", "kimi_k2"):  # Kimi-K2 is the DeepseekV3 architecture under another model_type
-        if d.get("scoring_func", "sigmoid") != "sigmoid" or d.get("topk_method", "noaux_tc") != "noaux_tc":
-            raise ValueError("deepseek_v3 routing other than scoring_func=sigmoid, topk_method=noaux_tc is not supported")
-        if d.get("moe_layer_freq", 1) != 1:
-            raise ValueError("deepseek_v3 with moe_layer_freq != 1 is not supported")
-        common["head_dim"] = _g(d, "qk_rope_head_dim", default=64)
-        return ArchConfig(
-            **common,
-            attention="mla",
-            attention_bias=bool(d.get("attention_bias", False)),
-            q_lora_rank=d.get("q_lora_rank"),
-            kv_lora_rank=_g(d, "kv_lora_rank", default=512),
-            qk_nope_head_dim=_g(d, "qk_nope_head_dim", default=128),
-            qk_rope_head_dim=_g(d, "qk_rope_head_dim", default=64),
-            v_head_dim=_g(d, "v_head_dim", default=128),
-            n_routed_experts=_g(d, "n_routed_experts", "num_local_experts"),
-            top_k=_g(d, "num_experts_per_tok", default=8),
-            moe_intermediate_size=_g(d, "moe_intermediate_size", default=2048),
-            n_shared_experts=_g(d, "n_shared_experts", default=0),
-            first_k_dense=_g(d, "first_k_dense_replace", default=3),
-            router="sigmoid_grouped",
-            norm_topk_prob=bool(d.get("norm_topk_prob", True)),
-            routed_scaling_factor=float(_g(d, "routed_scaling_factor", default=2.5)),
-            n_group=_g(d, "n_group", default=1),
-            topk_group=_g(d, "topk_group", default=1),
-        )
-    if mt == "gpt_oss":
-        lt = d.get("layer_types")
-        if lt is None or isinstance(lt, str):
-            lt = ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(d["num_hidden_layers"])]
-        return ArchConfig(
-            **common,
-            attention_bias=bool(d.get("attention_bias", True)),
-            attention_sinks=True,
-            sliding_window=_g(d, "sliding_window", default=128),
-            layer_types=tuple(lt),
-            n_routed_experts=_g(d, "num_local_experts", "num_experts"),
-            top_k=_g(d, "num_experts_per_tok", default=4),
-            moe_intermediate_size=d["intermediate_size"],
-            router="topk_softmax",
-            expert_bias=True,
-            activation="swiglu_oai",
-            swiglu_limit=float(_g(d, "swiglu_limit", default=7.0)),
-            swiglu_alpha=float(_g(d, "swiglu_alpha", default=1.702)),
-            norm_scale_fp32=True,
-        )
-    raise ValueError(f"unsupported model_type {mt!r}")
+
+
+def from_hf(d: dict[str, Any]) -> ArchConfig:
+    """Build an ArchConfig from a Hugging Face config.json mapping, with the parser of the registered family that
+    lists its `model_type` (ModelSpec.hf_model_types); ValueError for a model_type no family parses."""
+    from moebench.models import hf_parsers
+
+    mt = d["model_type"]
+    spec = hf_parsers().get(mt)
+    if spec is None:
+        raise ValueError(f"unsupported model_type {mt!r}")
+    return spec.parse_hf(d)
