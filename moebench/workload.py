@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from moebench.errors import BadInput
+from moebench.strict import Strict
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -26,12 +27,6 @@ _Yaml12Loader.add_implicit_resolver(
 
 def read_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
-
-
-class Strict(BaseModel):
-    # strict: YAML already types its scalars, so `prompt_tokens: true` or `repeats: "10"` is a mistake, not a 1 or
-    # a 10 (ints still pass where a float is asked). Every YAML the tool reads validates through this base.
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*:[a-z0-9][a-z0-9_.-]*$")

@@ -16,15 +16,16 @@ import torch
 
 from moebench.arith import dtype_bytes
 from moebench.catalog import Hardware, get_hardware, reference_models
-from moebench.engine.device import (compute_roof_flops, cpu_oversubscription, detect_hardware, local_ranks,
-                                    measure_roofs, resolve_device, resolve_dtype, usable_cpus)
+from moebench.engine.device import compute_roof_flops, measure_roofs
+from moebench.engine.gather import gather_samples, merge_samples, rank_info, rank_timing
 from moebench.engine.generate import GenerationBench, GenerationSamples, prompt_ids, time_generation
 from moebench.engine.records import Peaks, Pricing, build_record
 from moebench.errors import ExitCode, MoebenchError, RunFailed
+from moebench.machine import (cpu_oversubscription, detect_hardware, local_ranks, resolve_device, resolve_dtype,
+                              usable_cpus)
 from moebench.models import build, entry_arch
 from moebench.results import SCHEMA_VERSION, environment, new_run_id, write_atomic
 from moebench.parallel.faults import Guard, install_test_faults
-from moebench.parallel.gather import gather_samples, merge_samples, rank_info, rank_timing
 from moebench.parallel.mesh import ParallelContext, check_plan, env_rank, init_parallel, shutdown
 from moebench.parallel.plan import local_batch, parallelize
 from moebench.profile.routing import install_routing

@@ -83,7 +83,7 @@ def launch_local(nproc: int, args: list[str], *, wl: Any, source: str, out_dir: 
     launch_dir = Path(tempfile.mkdtemp(prefix="moebench-launch-"))
     env = {"MOEBENCH_RUN_ID": run_id, LAUNCH_DIR_ENV: str(launch_dir)}
     if "OMP_NUM_THREADS" not in os.environ:  # as torchrun does: N ranks must not each claim every core
-        from moebench.engine.device import usable_cpus
+        from moebench.machine import usable_cpus
 
         env["OMP_NUM_THREADS"] = str(max(1, usable_cpus() // nproc))
     saved = {k: os.environ.get(k) for k in env}

@@ -8,7 +8,7 @@ from moebench.engine.generate import GenerationSamples
 from moebench.engine.records import Peaks, build_record
 from moebench.engine.runner import resolve_pricing
 from moebench.parallel.expert import chunk_bounds
-from moebench.parallel.gather import merge_samples
+from moebench.engine.gather import merge_samples
 from moebench.parallel.mesh import Layout
 from moebench.workload import Workload
 
