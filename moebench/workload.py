@@ -215,8 +215,8 @@ def _resolve(wl: Workload, p: Path) -> Workload:
     its price tier, a hot expert the models lack. Checkpoint paths come back resolved against the file's folder."""
     from moebench.catalog import get_hardware
     from moebench.models import entry_arch
-    from moebench.parallel.mesh import Layout, check_plan
-    from moebench.profile.routing import check_routing
+    from moebench.parallel.mesh import MeshShape, check_plan
+    from moebench.routing import check_routing
 
     entries = []
     for i, m in enumerate(wl.model_entries):
@@ -227,7 +227,7 @@ def _resolve(wl: Workload, p: Path) -> Workload:
         except BadInput as exc:
             raise BadInput(f"{p}: models[{i}]: {exc}") from None
         if wl.parallel.world_size > 1:
-            check_plan(Layout.of(wl.parallel), cfg, m.name, wl.scenario.batch_sizes, str(p))
+            check_plan(MeshShape.of(wl.parallel), cfg, m.name, wl.scenario.batch_sizes, str(p))
         if cfg.is_moe:
             try:
                 check_routing(wl.routing, cfg.n_routed_experts, m.name)

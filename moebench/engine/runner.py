@@ -28,8 +28,8 @@ from moebench.results import SCHEMA_VERSION, environment, new_run_id, write_atom
 from moebench.parallel.faults import Guard, install_test_faults
 from moebench.parallel.mesh import ParallelContext, check_plan, env_rank, init_parallel, shutdown
 from moebench.parallel.plan import local_batch, parallelize
-from moebench.profile.routing import install_routing
-from moebench.profile.runs import measure_batch
+from moebench.routing import install_routing
+from moebench.engine.batch import measure_batch
 from moebench.workload import ModelEntry, Workload
 
 Log = Callable[[str], None]

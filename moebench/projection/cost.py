@@ -30,7 +30,7 @@ from moebench.projection.assumptions import COMM_PHASES, PHASES, Assumptions
 from moebench.projection.device import Device
 from moebench.projection.gemm import Gemm, op_efficiency
 from moebench.projection.layout import Layout, kv_shard, stage_layers
-from moebench.projection.scenario import Scenario
+from moebench.projection.scenario import ServingScenario
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def _expert_gemms(h: int, f: int, tokens: int, p: float, experts: int, tp: int) 
     return (Gemm(2 * f_tp, h, tokens=tokens, p=p, count=experts), Gemm(h, f_tp, tokens=tokens, p=p, count=experts))
 
 
-def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Scenario, a: Assumptions,
+def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: ServingScenario, a: Assumptions,
               stage: str, batch: int) -> list[Op]:
     """The ops of one layer for `batch` sequences (decode: 1 new token each; prefill: the whole prompt)."""
     h, tp, n = cfg.hidden_size, lay.attn_tp, lay.n_gpus
@@ -198,7 +198,7 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Scenari
     return ops
 
 
-def lm_head_op(cfg: ArchConfig, lay: Layout, sc: Scenario, batch: int) -> Op:
+def lm_head_op(cfg: ArchConfig, lay: Layout, sc: ServingScenario, batch: int) -> Op:
     rows = math.ceil(batch / lay.dp)  # one logit row per sequence (prefill: last position only)
     p = cfg.lm_head_params() or cfg.embedding_params()
     vocab_rows = rows * cfg.vocab_size / lay.attn_tp
@@ -214,7 +214,8 @@ def _layer_groups(cfg: ArchConfig) -> Iterable[tuple[int, int]]:
     return [(ls[0], len(ls)) for ls in groups.values()]
 
 
-def step(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumptions, stage: str, batch: int) -> StepEstimate:
+def step(cfg: ArchConfig, lay: Layout, dev: Device, sc: ServingScenario, a: Assumptions, stage: str,
+         batch: int) -> StepEstimate:
     """One forward of `batch` sequences: a prefill of the whole prompt, or one decode step at the mean context."""
     if lay.pp > 1:
         return _pipelined(cfg, lay, dev, sc, a, stage, batch)
@@ -254,7 +255,7 @@ def _stage_cfg(cfg: ArchConfig, layers: range) -> ArchConfig:
         layer_types=cfg.layer_types[layers.start:layers.stop] if cfg.layer_types else None)
 
 
-def _pipelined(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumptions, stage: str,
+def _pipelined(cfg: ArchConfig, lay: Layout, dev: Device, sc: ServingScenario, a: Assumptions, stage: str,
                batch: int) -> StepEstimate:
     """`pp` stages, the batch in m = min(B, pp) micro-batches of ⌈B/m⌉ sequences so that every stage has work.
 

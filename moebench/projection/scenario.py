@@ -10,7 +10,7 @@ from moebench.projection.device import norm_dtype
 
 
 @dataclass(frozen=True)
-class Scenario:
+class ServingScenario:
     prompt_tokens: int
     output_tokens: int
     weight_dtype: str = "bf16"  # bf16 | fp8 | fp4 (fp32/fp16 for calibration sources)
