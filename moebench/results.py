@@ -22,7 +22,7 @@ from moebench import __version__
 from moebench.errors import BadInput
 
 SCHEMA_VERSION = 1
-Basis = Literal["measured", "extrapolated", "projected"]
+Basis = Literal["measured", "extrapolated", "projected", "estimated"]
 
 
 def percentile(xs: list[float], q: float) -> float:

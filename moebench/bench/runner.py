@@ -84,7 +84,7 @@ def _cpu_name() -> str:
 
 def _hardware(wl: KernelWorkload, dev: str, dtype: torch.dtype) -> dict[str, Any]:
     from moebench.catalog import get_hardware
-    from moebench.machine import detect_hardware
+    from moebench.device import detect_hardware
 
     try:
         hid = detect_hardware(dev) if wl.hardware == "auto" else wl.hardware
@@ -100,7 +100,7 @@ def run_kernel_workload(wl: KernelWorkload, *, device: Optional[str] = None,
                         console_err: Callable[[str], None] = _stderr, roof_scale: float = 1.0) -> dict[str, Any]:
     """Run `wl` on `device` (overrides wl.device); returns the JSON-able result document (not written).
     `roof_scale` < 1 shrinks the roof probes (tests)."""
-    from moebench.machine import resolve_device, resolve_dtype
+    from moebench.device import resolve_device, resolve_dtype
     from moebench_kernels.fused_moe import fused_moe_ref
 
     dev = resolve_device(device or wl.device)

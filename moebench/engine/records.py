@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from moebench import tokenomics as tk
+from moebench.energy import NOT_MEASURED, estimated_joules
+from moebench.machine import contention_record
 from moebench.results import Basis, derive, stat
 
 if TYPE_CHECKING:
@@ -105,7 +107,11 @@ def build_record(
     peaks: Peaks,
     intelligence: Optional[dict[str, Any]],
     energy_j_per_repeat: Optional[list[float]] = None,
+    energy_source: str = NOT_MEASURED,
+    energy_scope: Optional[str] = None,
 ) -> dict[str, Any]:
+    """One record. `energy_j_per_repeat`: the counter's joules of each timed repeat (`energy_source` nvml or
+    rapl, over `energy_scope`); without it J/token is estimated from the catalog's all-in power, or None."""
     full = run_cfg.full()
     f_pre, f_dec = extrapolation_factors(run_cfg, batch, prompt, output, dtype_bytes)
     basis: Basis = "measured" if run_cfg.full_num_layers is None else "extrapolated"
@@ -120,11 +126,10 @@ def build_record(
         # a static batch: its TTFT is the batch's prefill, its TPOT one decode step
         **rate_metrics(ttft, tpot, batch=batch, prompt=prompt, output=output, pricing=pricing,
                        intelligence=intelligence, basis=basis),
-        "joules_per_token": None,
     }
-    if energy_j_per_repeat:
-        toks = batch * (prompt + output)
-        m["joules_per_token"] = stat([tk.joules_per_token(e, toks) for e in energy_j_per_repeat], "measured", "J/token")
+    energy = _energy(samples, energy_j_per_repeat, energy_source, energy_scope, ttft, tpot, f_pre, f_dec,
+                     batch=batch, prompt=prompt, output=output, pricing=pricing, basis=basis)
+    m["joules_per_token"] = energy.pop("joules_per_token")
 
     # Efficiency: decode is judged by bytes (MBU), prefill by FLOPs (MFU), each against catalog and measured roofs.
     ctx_d = prompt + output // 2
@@ -161,5 +166,30 @@ def build_record(
         "intelligence": intelligence,
         "cost": {"usd_per_gpu_hour": pricing.usd_per_gpu_hour, "tier": pricing.tier, "source": pricing.source,
                  "n_gpus": pricing.n_gpus},
+        **energy,
+        "contention": contention_record(samples.contention),
         "metrics": m,
     }
+
+
+def _energy(samples: GenerationSamples, joules: Optional[list[float]], source: str, scope: Optional[str],
+            ttft: dict[str, Any], tpot: dict[str, Any], f_pre: float, f_dec: float, *, batch: int, prompt: int,
+            output: int, pricing: Pricing, basis: Basis) -> dict[str, Any]:
+    """{joules_per_token, energy_source, energy_scope}. J/token = a repeat's energy / its B·(prompt+output)
+    tokens. Measured energy of N of the layers is scaled like the repeat's time (same mean power); without a
+    counter, the catalog's all-in kW per device × devices × the request's time is `estimated`."""
+    toks = batch * (prompt + output)
+    if joules and len(joules) == len(samples.ttft_ms) == len(samples.tpot_ms):
+        steps = output - 1
+        scale = [(f_pre * a + f_dec * steps * b) / (a + steps * b) for a, b in zip(samples.ttft_ms, samples.tpot_ms)]
+        per_token = [tk.joules_per_token(e * k, toks) for e, k in zip(joules, scale)]
+        return {"joules_per_token": stat(per_token, basis, "J/token"), "energy_source": source, "energy_scope": scope}
+    kw = pricing.allin_kw_per_gpu
+    if kw:
+        wall_s = [(a + (output - 1) * b) / 1e3 for a, b in zip(ttft["samples"], tpot["samples"])]
+        per_token = [tk.joules_per_token(estimated_joules(kw, pricing.n_gpus, w), toks) for w in wall_s]
+        return {"joules_per_token": stat(per_token, "estimated", "J/token"), "energy_source": "estimated",
+                "energy_scope": f"catalog all-in {kw:g} kW per device x {pricing.n_gpus} device(s) x request time "
+                                "(the device's share of server, cooling and network; not a reading)"}
+    return {"joules_per_token": None, "energy_source": NOT_MEASURED,
+            "energy_scope": "no readable counter (NVML on a GPU, powercap/RAPL on a CPU) and no catalog all-in power"}

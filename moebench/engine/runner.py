@@ -16,20 +16,20 @@ import torch
 
 from moebench.arith import dtype_bytes
 from moebench.catalog import Hardware, get_hardware, reference_models
+from moebench.device import detect_hardware, resolve_device, resolve_dtype
+from moebench.engine.batch import measure_batch
 from moebench.engine.device import compute_roof_flops, measure_roofs
 from moebench.engine.gather import gather_samples, merge_samples, rank_info, rank_timing
 from moebench.engine.generate import GenerationBench, GenerationSamples, prompt_ids, time_generation
 from moebench.engine.records import Peaks, Pricing, build_record
 from moebench.errors import ExitCode, MoebenchError, RunFailed
-from moebench.machine import (cpu_oversubscription, detect_hardware, local_ranks, resolve_device, resolve_dtype,
-                              usable_cpus)
+from moebench.machine import contended, contention_summary, cpu_oversubscription, local_ranks, usable_cpus
 from moebench.models import build, entry_arch
 from moebench.results import SCHEMA_VERSION, environment, new_run_id, write_atomic
 from moebench.parallel.faults import Guard, install_test_faults
 from moebench.parallel.mesh import ParallelContext, check_plan, env_rank, init_parallel, shutdown
 from moebench.parallel.plan import local_batch, parallelize
 from moebench.routing import install_routing
-from moebench.engine.batch import measure_batch
 from moebench.workload import ModelEntry, Workload
 
 Log = Callable[[str], None]
@@ -204,7 +204,13 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
             name=entry.name, kind=spec.kind, run_cfg=cfg, samples=samples, batch=b,
             prompt=sc.prompt_tokens, output=sc.output_tokens, dtype_bytes=dtype_bytes(dtype_name),
             pricing=pricing, peaks=peaks, intelligence=resolve_intelligence(wl, entry),
+            energy_j_per_repeat=samples.energy_j, energy_source=samples.energy_source,
+            energy_scope=samples.energy_scope,
         ))
+        doc["contention"] = contention_summary(doc["records"])
+        busy = contended(doc["records"][-1])
+        if busy:
+            log(f"  note: timed on a busy machine: {busy}")
         doc["records"][-1]["decode"] = {"mode": samples.decode_mode, "note": samples.note}
         doc["records"][-1]["weights"] = entry.weights  # "random", or the checkpoint directory
         if samples.note:
