@@ -8,7 +8,7 @@ import time
 import pytest
 
 from moebench.machine import (CONTENDED_SHARE, OthersCpu, contended, contention_record, contention_summary,
-                              other_gpu_processes)
+                              cpu_oversubscription, other_gpu_processes)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
 
@@ -100,3 +100,6 @@ def test_other_gpu_processes_leave_us_out_even_under_another_pid_namespace():
     assert other_gpu_processes(Nv([os.getpid(), 99999999]), [0]) == 1
     assert other_gpu_processes(Nv([12345678]), [0]) == 0  # a container: the host's pid for us
     assert other_gpu_processes(Nv([12345678, 23456789]), [0]) == 1
+
+
+
