@@ -58,14 +58,27 @@ def cpu_oversubscription(ranks: int, threads: int, cores: int | None) -> str | N
             f"(fine for the mechanics of a parallel plan, not for its absolute speed)")
 
 
-def machine_busy_s() -> Optional[float]:
-    """CPU seconds the whole machine has spent busy since boot (every CPU, steal included); None if unreadable."""
+def machine_busy_s(stat_path: str = "/proc/stat") -> Optional[float]:
+    """CPU seconds the CPUs this process may use (its affinity mask) have spent busy since boot, steal included;
+    None if unreadable. Only those CPUs: on a pinned run (taskset, Slurm or container cpusets) other people's work
+    on other cores takes nothing from it."""
     try:
-        with open("/proc/stat") as f:
-            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in f.readline().split()[1:9])
-    except (OSError, ValueError):
+        mask = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        mask = None
+    try:
+        with open(stat_path) as f:
+            lines = [ln.split() for ln in f if ln.startswith("cpu")]
+    except OSError:
         return None
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    rows = [ln for ln in lines if ln[0] != "cpu" and int(ln[0][3:]) in mask] if mask else []
+    try:
+        if not rows:  # no mask (not Linux) or no per-CPU lines: the whole machine
+            rows = [next(ln for ln in lines if ln[0] == "cpu")]
+        busy = sum(int(v) for ln in rows for i, v in enumerate(ln[1:9]) if i not in (3, 4))  # not idle, iowait
+    except (StopIteration, ValueError):
+        return None
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_s() -> float:
