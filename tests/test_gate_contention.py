@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,51 @@ def test_compare_states_each_sides_contention(tmp_path, capsys):
                for n in res["notes"])
     code, out, _ = run_main(["compare", *paths], capsys)
     assert "contended" in out and "quiet" in out and "not recorded" in out
+
+
+# --------------------------------------------------------------------------- must show: real runs, a real hog
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
+def test_two_identical_runs_one_beside_a_cpu_hog_gate_inconclusive_not_regressed(tmp_path, capsys):
+    """The same tiny workload twice, the second beside one busy loop per usable core (tests/engine/
+    test_contention.py's hogs, bounded in time, killed after): the hog's result says it was contended, and the
+    gate holds back the regression its slowdown would otherwise be called."""
+    from moebench.engine.runner import run_workload
+    from moebench.machine import contended
+    from moebench.workload import parse_workload
+    from tests.engine.test_contention import WL, hogs
+
+    wl = parse_workload({**WL, "timing": {"warmup": 1, "repeats": 7}})  # 7 vs 7: Mann-Whitney can reach p < 0.002
+    quiet, quiet_path = run_workload(wl, out_dir=tmp_path / "quiet")
+    procs = hogs(os.sched_getaffinity(0))
+    try:
+        assert [p.stdout.readline() for p in procs] == ["go\n"] * len(procs)  # all spinning (EOF if one died)
+        busy, busy_path = run_workload(wl, out_dir=tmp_path / "busy")
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+    why = contended(busy)
+    assert why is not None and "other processes kept" in why
+    res = gate([quiet], [busy])
+    assert "regressed" not in _statuses(res) and res.verdict != "regression"
+    blind = gate([_without_contention(quiet)], [_without_contention(busy)])  # what the gate said before
+    regressed = {(r.model, r.batch_size, r.metric) for r in blind.rows if r.status == "regressed"}
+    held = {(r.model, r.batch_size, r.metric) for r in res.rows if r.status == "inconclusive" and r.contended}
+    assert regressed <= held  # every regression the hog caused is held back, with the reason
+    if contended(quiet):  # someone else's load during the quiet run: nothing against it is settled
+        assert "inconclusive" in _statuses(res) <= {"inconclusive", "skipped"}  # skipped: no price, no $/M
+    else:
+        assert regressed, f"the hog did not slow the run enough to be called a regression: {blind.to_json()['rows']}"
+        assert res.verdict == "inconclusive"
+
+    code, out, err = run_main(["gate", "--baseline", str(quiet_path), str(busy_path)], capsys)
+    assert code == 0, err
+    assert "inconclusive" in out and "contended machine" in " ".join(err.split())
+
+
+def _without_contention(doc: dict) -> dict:
+    doc = copy.deepcopy(doc)
+    for rec in doc["records"]:
+        rec["contention"] = None
+    return doc
