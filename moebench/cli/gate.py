@@ -104,8 +104,8 @@ def register(app: typer.Typer) -> None:
         unsure = [r for r in res.rows if r.status == "inconclusive"]
         crowded = [r for r in unsure if r.contended]
         if crowded:  # exit 0, as every inconclusive verdict: measuring again decides (docs/ci-gate.md)
-            log(f"inconclusive: {len(crowded)} of {len(judged)} checks were timed on a contended machine "
-                f"({crowded[0].contended}); gate runs measured on a quiet machine")
+            log(f"inconclusive: {len(crowded)} of {len(judged)} checks were timed on a contended machine — "
+                f"{crowded[0].contended}; gate runs measured on a quiet machine")
         if len(unsure) > len(crowded):
             log(f"inconclusive: {len(unsure) - len(crowded)} of {len(judged)} checks are worse by more than the factor "
                 "but within the run-to-run spread; measure more runs on both sides and gate again (docs/ci-gate.md)")
