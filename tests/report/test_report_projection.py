@@ -108,6 +108,11 @@ def test_projected_rows_carry_what_the_measured_formulas_give(tmp_path, run_cli)
             blended = m["usd_per_mtok"]["blended"]["median"]
             assert row["intelligence_score_per_usd_per_mtok_median"] == pytest.approx(3.0 / blended, rel=1e-9)
             assert row["output_tokens_per_s_per_gpu_median"] == m["output_tokens_per_s_per_gpu"]["median"]
+            # phase-attributed $/M: the prefill priced into the input tokens, the decode into the output tokens
+            usd_per_ms = rec["cost"]["usd_per_gpu_hour"] * n / 3.6e6
+            o = rec["output_tokens"]
+            assert row["usd_per_mtok_phase_input_median"] == pytest.approx(usd_per_ms * prefill / (b * 128) * 1e6)
+            assert row["usd_per_mtok_phase_output_median"] == pytest.approx(usd_per_ms * (o - 1) * step / (b * o) * 1e6)
 
 
 def test_a_given_price_is_explicit_in_the_csv(tmp_path, run_cli):
