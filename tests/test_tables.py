@@ -74,7 +74,7 @@ def test_the_run_table_fits_100_columns_and_every_cell_is_whole(real_doc):
         assert r["model"] in words
         for path in ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu", "usd_per_mtok.blended"):
             assert fmt(mt.at(m, path)["median"]) in words, path  # e.g. "0.558", never "0.0…"
-    assert {"extra.", "2/4L"} <= words  # the basis, with N of L layers
+    assert {"extrap.", "2/4L"} <= words  # the basis, with N of L layers
     assert "--wide" in text  # the caption says where the rest is
 
 

@@ -53,9 +53,10 @@ def _model_cell(r: dict[str, Any], wide: bool) -> str:
     if wide:
         return escape(r["model"])
     what = r["kind"]
-    if r["basis"] != "measured":
-        what += f" · {r['basis'][:5]}. {r['layers_run']}/{r['layers_total']}L" if r["basis"] == "extrapolated" \
-            else f" · {r['basis']}"
+    if r["basis"] == "extrapolated":
+        what += f" · extrap. {r['layers_run']}/{r['layers_total']}L"
+    elif r["basis"] != "measured":
+        what += f" · {r['basis']}"
     return f"{escape(r['model'])}\n[dim]{escape(what)}[/dim]"
 
 
