@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
 from moebench.progress import QUIET, Progress, progress_for
@@ -38,3 +39,17 @@ def test_quiet_progress_prints_nothing_and_still_yields_every_item():
     assert list(QUIET.track(["a", "b"], "x")) == ["a", "b"]
     with QUIET.phase("models × batch sizes", 4) as advance:
         advance()
+
+
+@pytest.mark.parametrize("schedule, phase, done", [("sequential", "models × batch sizes", "2/2"), ("interleaved", "rounds", "3/3")])
+def test_the_engine_counts_its_phase(schedule, phase, done, tmp_path):
+    from moebench.engine.runner import run_workload
+    from moebench.workload import parse_workload
+
+    wl = parse_workload({"name": "p", "models": ["llama3:debug"], "device": "cpu", "roofs": False,
+                         "scenario": {"prompt_tokens": 8, "output_tokens": 2, "batch_sizes": [1, 2]},
+                         "timing": {"warmup": 1, "repeats": 3, "schedule": schedule}})
+    con = _tty()
+    run_workload(wl, out_dir=tmp_path, progress=Progress(con))
+    text = con.file.getvalue()
+    assert phase in text and done in text

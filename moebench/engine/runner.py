@@ -141,7 +141,9 @@ def run_workload(
                                    "backend": ctx.backend, "attention_replicas": ctx.layout.batch_slices}
                 doc["ranks"] = ranks
                 write_atomic(path, doc)
-        with progress.phase("models × batch sizes", len(wl.model_entries) * len(wl.scenario.batch_sizes)) as advance:
+        rounds = wl.timing.schedule == "interleaved"  # one repeat of every model × batch size per round
+        with progress.phase("rounds" if rounds else "models × batch sizes",
+                            wl.timing.repeats if rounds else len(wl.model_entries) * len(wl.scenario.batch_sizes)) as advance:
             _run_models(wl, doc, ctx, dev=dev, dtype=dtype, pricing=pricing, roofs=roofs, hw=hw, path=path, log=log,
                         guard=guard, advance=advance)
     except BaseException as exc:  # save what was measured, whatever stopped the run
@@ -211,10 +213,9 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
             log(f"  note: timed on a busy machine: {busy}")
         if samples.note:
             log(f"  note: {samples.note}")
-        advance()
 
     if wl.timing.schedule == "interleaved":  # single process, no profile (the workload validates it)
-        _run_interleaved(wl, dev=dev, dtype=dtype, log=log, add_record=add_record)
+        _run_interleaved(wl, dev=dev, dtype=dtype, log=log, add_record=add_record, advance=advance)
         write_atomic(path, doc)
         return
 
@@ -250,6 +251,7 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
                     info["timings"].append(rank_timing(entry.name, b, ids.shape[0], s))
                 samples = merge_samples(per_rank)
             add_record(entry, spec, cfg, b, samples, profile)
+            advance()
             if rank0 and ctx is not None:  # distributed: save after every record, a rank may die any time
                 write_atomic(path, doc)
         del model
@@ -283,7 +285,8 @@ def _build_model(entry: ModelEntry, wl: Workload, *, dev: str, dtype: torch.dtyp
     return spec, cfg, build(spec, cfg, device=dev, dtype=dtype, seed=wl.seed)
 
 
-def _run_interleaved(wl: Workload, *, dev: str, dtype: torch.dtype, log: Log, add_record: Callable[..., None]) -> None:
+def _run_interleaved(wl: Workload, *, dev: str, dtype: torch.dtype, log: Log, add_record: Callable[..., None],
+                     advance: Advance = lambda: None) -> None:
     """Every model × batch size warmed up first, then the repeats in rounds, one repeat of each per round: a
     burst of load on the machine costs every record a few samples instead of costing one record all of its own."""
     sc = wl.scenario
@@ -303,6 +306,7 @@ def _run_interleaved(wl: Workload, *, dev: str, dtype: torch.dtype, log: Log, ad
         for _ in range(wl.timing.repeats):
             for *_, bench in benches:
                 bench.run(1)
+            advance()
         for entry, spec, cfg, b, bench in benches:
             add_record(entry, spec, cfg, b, bench.samples)
     _release_cached_memory(dev)
