@@ -84,7 +84,9 @@ def gate_once(baselines: list[Path], current: Path, factor: float) -> dict:
             "worst": f"{worst['model']} b{worst['batch_size']} {worst['metric']} ×{worst['worse_ratio']:.3f} "
                      f"(runs ×{worst['runs_ratio']:.3f}; {worst['status']}, {worst['test']} p={worst['p_value']:.2g})",
             "min_worse_ratio": min(r["worse_ratio"] for r in judged), "max_worse_ratio": worst["worse_ratio"],
-            "smallest_caught_ratio": fastest_caught}
+            "smallest_caught_ratio": fastest_caught,
+            # checks held back because a side ran on a contended machine (docs/ci-gate.md): no verdict to count
+            "contended": sum(1 for r in doc["rows"] if r.get("contended"))}
 
 
 def demo(runs: int, out: Path, *, slowdown: float = 0.25, factor: float = 0.10, pairs: int = 3, rounds: int = 3,
@@ -113,6 +115,7 @@ def demo(runs: int, out: Path, *, slowdown: float = 0.25, factor: float = 0.10, 
             res[kind].append(g)
             log(f"{kind} {i + 1}/{runs}: exit {g['exit']} {g['verdict']:12s} {g['pairs']} pairs, worst {g['worst']} "
                 f"({time.time() - t0:.0f}s, load {os.getloadavg()[0]:.1f})")
+    res["contended"] = sum(bool(g["contended"]) for k in ("unchanged", "slowed") for g in res[k])
     res["false_alarms"] = sum(g["exit"] != 0 for g in res["unchanged"])
     res["caught"] = sum(g["exit"] == 1 for g in res["slowed"])
     res["wall_s"] = round(time.time() - t0)
@@ -127,6 +130,8 @@ def demo(runs: int, out: Path, *, slowdown: float = 0.25, factor: float = 0.10, 
 def test_gate_end_to_end(tmp_path):
     res = demo(2, tmp_path, pairs=2)
     assert res["false_alarms"] == 0, res["unchanged"]
+    if res["contended"]:  # other work on the machine: the gate rightly withheld a verdict, nothing to count
+        pytest.skip(f"{res['contended']} gate run(s) measured on a contended machine: {res['slowed']}")
     assert res["caught"] == 2, res["slowed"]
 
 
