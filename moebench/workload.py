@@ -180,7 +180,8 @@ def _format_validation(path: str, exc: ValidationError) -> str:
 
 
 def parse_workload(data: Any, source: str = "<workload>"):
-    """Validate a workload mapping; `kind: kernel` documents become `moebench.bench.schema.KernelWorkload`."""
+    """Validate a workload mapping; `kind: kernel` documents become `moebench.bench.schema.KernelWorkload`,
+    `kind: endpoint` ones `moebench.endpoint.workload.EndpointWorkload`."""
     if not isinstance(data, dict):
         raise BadInput(f"{source}: a workload must be a YAML mapping, got {type(data).__name__}")
     try:
@@ -188,6 +189,10 @@ def parse_workload(data: Any, source: str = "<workload>"):
             from moebench.bench.schema import KernelWorkload
 
             return KernelWorkload.model_validate(data)
+        if data.get("kind") == "endpoint":
+            from moebench.endpoint.workload import EndpointWorkload
+
+            return EndpointWorkload.model_validate(data)
         return Workload.model_validate(data)
     except ValidationError as exc:
         raise BadInput(_format_validation(source, exc)) from None

@@ -1,0 +1,205 @@
+"""`moebench run` for `kind: endpoint`: probe the server, sweep the load levels (warm-up, repeats), and write one
+result document, atomically, after every level, so that a stop or a failure leaves the levels done on disk.
+
+Exit paths: the server unreachable -> EnvironmentProblem (4); a level failing more than `max_failure_ratio` of
+its requests -> RunFailed (5, partial results named); SIGINT/SIGTERM -> interrupted (130, partial results named).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from moebench.endpoint.client import RequestOptions, send
+from moebench.endpoint.cost import DeploymentCost, hardware_of, resolve_cost
+from moebench.endpoint.dataset import Prompt, build_prompts
+from moebench.endpoint.load import Level, LevelRun, run_level
+from moebench.endpoint.probe import Capabilities, headers, probe, request_url
+from moebench.endpoint.stats import level_metrics, request_summary
+from moebench.endpoint.tokens import Tokenizer
+from moebench.endpoint.workload import EndpointWorkload
+from moebench.errors import ExitCode, MoebenchError, RunFailed
+from moebench.results import SCHEMA_VERSION, environment, new_run_id, write_atomic
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Sweep:
+    """What the run has so far: the probe's answer and one entry per finished level."""
+
+    caps: Optional[Capabilities] = None
+    levels: list[tuple[Level, list[LevelRun]]] = field(default_factory=list)
+    telemetry: list[Optional[dict[str, Any]]] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+
+
+def levels_of(wl: EndpointWorkload) -> list[Level]:
+    if wl.load.concurrency is not None:
+        return [Level("concurrency", c) for c in wl.load.concurrency]
+    return [Level("rate", r) for r in wl.load.request_rate or []]
+
+
+def run_endpoint_workload(wl: EndpointWorkload, *, out_dir: Path, workload_path: str = "workload",
+                          log: Log = lambda _m: None) -> tuple[dict[str, Any], Path]:
+    """Run the sweep; returns the complete document and where it was written."""
+    cost = resolve_cost(wl.deployment, workload_path)  # a bad hardware id or tier fails before any request
+    tokenizer = Tokenizer(wl.tokenizer) if wl.tokenizer else None
+    prompts = build_prompts(wl.dataset, wl.timing.warmup_requests + wl.load.requests_per_level, tokenizer,
+                            workload_path)
+    dest = Path(out_dir) / f"{new_run_id(wl.name)}.json"
+    sweep = Sweep()
+
+    def save(complete: bool, error: Optional[str] = None) -> dict[str, Any]:
+        doc = build_doc(wl, sweep, cost, complete=complete, error=error, run_id=dest.stem)
+        write_atomic(dest, doc)
+        return doc
+
+    try:
+        failure = asyncio.run(_sweep(wl, sweep, prompts, tokenizer, save, log))
+    except KeyboardInterrupt:
+        failure = "interrupted"
+    if failure == "interrupted":
+        if sweep.caps is not None:
+            save(False, "interrupted")
+            raise MoebenchError(f"interrupted: partial results ({len(sweep.levels)} levels) in {dest}",
+                                code=ExitCode.INTERRUPTED)
+        raise MoebenchError("interrupted before the first level", code=ExitCode.INTERRUPTED)
+    if failure is not None:
+        save(False, failure)
+        raise RunFailed(f"{failure}; partial results in {dest}", partial_path=str(dest))
+    return save(True), dest
+
+
+async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], tokenizer: Optional[Tokenizer],
+                 save: Callable[..., Any], log: Log) -> Optional[str]:
+    """Returns None when every level ran, "interrupted", or the reason the run failed."""
+    import httpx
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests) or not POSIX
+            pass
+    spec = wl.endpoint
+    levels = levels_of(wl)
+    cap = max(int(lv.value) for lv in levels) if levels[0].mode == "concurrency" else wl.load.max_concurrency
+    limits = httpx.Limits(max_connections=cap, max_keepalive_connections=cap)
+    timeout = httpx.Timeout(spec.request_timeout_s, connect=min(10.0, spec.request_timeout_s))
+    try:
+        async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as client:
+            caps = await probe(client, spec)
+            sweep.caps = caps
+            log(f"endpoint {spec.base_url}: model {caps.model!r}; usage in stream {caps.stream_usage}, continuous "
+                f"{caps.continuous_usage}, ignore_eos {caps.ignore_eos}, /metrics {'yes' if caps.metrics_url else 'no'}")
+            opts = RequestOptions(url=request_url(spec), model=caps.model, api=spec.api,
+                                  stream_usage=caps.stream_usage, continuous_usage=caps.continuous_usage,
+                                  ignore_eos=caps.ignore_eos, headers=headers(spec), timeout_s=spec.request_timeout_s)
+
+            async def one(prompt: Prompt, queued_s: float):
+                return await send(client, opts, prompt, tokenizer, queued_s)
+
+            warm, measured = prompts[:wl.timing.warmup_requests], prompts[wl.timing.warmup_requests:]
+            for level in levels:
+                runs: list[LevelRun] = []
+                if warm:
+                    await run_level(one, warm, Level("concurrency", min(len(warm), max(1, int(level.value)))),
+                                    max_duration_s=wl.load.max_duration_s, stop=stop)
+                for rep in range(wl.timing.repeats):
+                    if stop.is_set():
+                        break
+                    run = await run_level(one, measured, level, max_duration_s=wl.load.max_duration_s, stop=stop,
+                                          arrival=wl.load.arrival, burstiness=wl.load.burstiness,
+                                          max_concurrency=wl.load.max_concurrency, seed=rep)
+                    runs.append(run)
+                    log(_progress(level, rep, wl.timing.repeats, run))
+                done = [r for r in runs if not r.stopped]
+                if done:
+                    sweep.levels.append((level, done))
+                    save(False, None)
+                if stop.is_set():
+                    return "interrupted"
+                summary = request_summary(runs, wl.slo)
+                if summary["failure_ratio"] > wl.max_failure_ratio:
+                    first = next(iter(summary["errors"]), "?")
+                    return (f"{level.label}: {summary['failed']} of {summary['ok'] + summary['failed']} requests "
+                            f"failed (> max_failure_ratio {wl.max_failure_ratio:g}; first kind: {first})")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+    return None
+
+
+def _progress(level: Level, rep: int, repeats: int, run: LevelRun) -> str:
+    ok = [r for r in run.records if r.ok]
+    ttft = statistics.median([(r.first_token - r.start) * 1e3 for r in ok]) if ok else float("nan")  # type: ignore[operator]
+    out = sum(r.output_tokens or 0 for r in ok) / max(run.wall_s, 1e-9)
+    return (f"  {level.label} repeat {rep + 1}/{repeats}: {len(ok)} ok, {len(run.records) - len(ok)} failed, "
+            f"{run.cut} cut, {run.wall_s:.1f} s, TTFT median {ttft:.1f} ms, {out:.0f} output tok/s")
+
+
+def build_doc(wl: EndpointWorkload, sweep: Sweep, cost: DeploymentCost, *, complete: bool,
+              error: Optional[str], run_id: str) -> dict[str, Any]:
+    """The one place an endpoint result document is assembled (the shape of every other producer's)."""
+    hw = hardware_of(wl.deployment, "workload")
+    caps = sweep.caps
+    hardware = {
+        **(hw.model_dump(mode="json", include={"id", "name", "vendor", "arch", "peak_tflops", "hbm_tbps", "hbm_gb"})
+           if hw else {"id": None, "name": None}),
+        "device": "endpoint",
+        "n_devices": wl.deployment.gpus,
+        "price": {"usd_per_gpu_hour": cost.usd_per_gpu_hour, "tier": cost.tier, "source": cost.source},
+    }
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "complete": complete,
+        "kind": "endpoint",
+        "run_id": run_id,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sweep.started)),
+        "wall_s": time.time() - sweep.started,
+        "workload": wl.model_dump(mode="json"),
+        "hardware": hardware,
+        "environment": environment(),
+        "world_size": wl.deployment.gpus,
+        "endpoint": {"base_url": wl.endpoint.base_url, "api": wl.endpoint.api,
+                     "capabilities": caps.as_dict() if caps else None},
+        "records": [_record(wl, caps, level, runs, cost) for level, runs in sweep.levels],
+    }
+    if error:
+        doc["error"] = error
+    return doc
+
+
+def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, runs: list[LevelRun],
+            cost: DeploymentCost) -> dict[str, Any]:
+    ok = [r for run in runs for r in run.records if r.ok]
+    return {
+        "model": caps.model if caps else wl.endpoint.model,
+        "kind": "endpoint",
+        "basis": "measured",
+        "serving": f"endpoint {level.label}",
+        "load": {"mode": level.mode, "value": level.value, "label": level.label,
+                 "requests_per_level": wl.load.requests_per_level, "repeats": len(runs)},
+        "batch_size": int(level.value) if level.mode == "concurrency" else (wl.load.max_concurrency or 0),
+        "prompt_tokens": _median_int([r.prompt_tokens for r in ok]),
+        "output_tokens": _median_int([r.output_tokens for r in ok]),
+        "intelligence": cost.intelligence,
+        "cost": cost.as_dict(),
+        "requests": request_summary(runs, wl.slo),
+        "metrics": level_metrics(runs, wl.slo, cost),
+    }
+
+
+def _median_int(xs: list[Optional[int]]) -> Optional[int]:
+    known = [x for x in xs if x is not None]
+    return int(statistics.median(known)) if known else None

@@ -1,0 +1,46 @@
+"""The terminal view of an endpoint run: one row per load level, the client's latencies beside the cost."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from rich.table import Table
+
+from moebench.cli._output import fmt
+
+
+def _med_p99(m: Optional[dict[str, Any]]) -> str:
+    if m is None:
+        return "—"
+    return f"{fmt(m['median'])} [dim]/ {fmt(m.get('p99'))}[/dim]"
+
+
+def _med(m: Optional[dict[str, Any]], key: Optional[str] = None) -> str:
+    if m is not None and key is not None:
+        m = m.get(key)
+    return "—" if m is None else fmt(m["median"])
+
+
+def levels_table(doc: dict[str, Any]) -> Table:
+    caps = (doc.get("endpoint") or {}).get("capabilities") or {}
+    price = (doc.get("hardware") or {}).get("price") or {}
+    where = f"{doc['hardware'].get('id') or 'unpriced'} × {doc.get('world_size')}"
+    if price.get("usd_per_gpu_hour") is not None:
+        where += f" at ${price['usd_per_gpu_hour']:g}/GPU-h ({price.get('tier')})"
+    t = Table(title=f"{caps.get('model') or '?'} at {doc['endpoint']['base_url']} · {where}"
+                    + ("" if doc.get("complete") else " · PARTIAL"),
+              caption="latencies: median / p99 over requests; rates: median over repeats. "
+                      "ITL per token needs continuous usage (— otherwise)")
+    for head in ("level", "ok / failed / cut", "TTFT ms", "TPOT ms", "ITL ms", "out tok/s", "tok/s/user",
+                 "goodput req/s", "$/M blended", "$/M good out", "tokens by"):
+        t.add_column(head, justify="left" if head in ("level", "tokens by") else "right")
+    for r in doc["records"]:
+        m, q = r["metrics"], r["requests"]
+        t.add_row(
+            r["load"]["label"], f"{q['ok']} / {q['failed']} / {q['cut']}",
+            _med_p99(m["ttft_ms"]), _med_p99(m["tpot_ms"]), _med_p99(m["itl_ms"]),
+            _med(m["output_tokens_per_s"]), _med(m["interactivity_tokens_per_s_per_user"]),
+            _med(m["goodput_requests_per_s"]), _med(m["usd_per_mtok"], "blended"),
+            _med(m["usd_per_mtok_good"], "output"), ", ".join(q["output_token_source"]) or "—",
+        )
+    return t
