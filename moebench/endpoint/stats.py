@@ -158,7 +158,10 @@ def request_summary(runs: list[LevelRun], slo: Slo) -> dict[str, Any]:
     which source counted the tokens."""
     recs = [r for run in runs for r in run.records]
     failed = [r for r in recs if not r.ok]
-    errors = Counter(_error_kind(r.error or "") for r in failed)
+    errors = Counter(error_kind(r.error or "") for r in failed)
+    examples: dict[str, str] = {}
+    for r in failed:
+        examples.setdefault(error_kind(r.error or ""), r.error or "")
     return {
         "sent": len(recs) + sum(run.cut for run in runs),
         "ok": len(recs) - len(failed),
@@ -167,12 +170,17 @@ def request_summary(runs: list[LevelRun], slo: Slo) -> dict[str, Any]:
         "good": sum(1 for r in recs if is_good(r, slo)),
         "failure_ratio": len(failed) / len(recs) if recs else 0.0,
         "errors": dict(errors.most_common(5)),
+        "error_examples": {k: examples[k] for k, _ in errors.most_common(5)},
         "output_token_source": dict(Counter(r.output_source for r in recs if r.ok)),
         "prompt_token_source": dict(Counter(r.prompt_source for r in recs if r.ok)),
         "wall_s": [run.wall_s for run in runs],
     }
 
 
-def _error_kind(msg: str) -> str:
-    """Errors grouped by their first words (an HTTP status, a timeout), not by every distinct message."""
-    return " ".join(msg.split()[:4])[:80]
+def error_kind(msg: str) -> str:
+    """Errors grouped by kind ("HTTP 500", "timeout after 600 s", "stream broken: RemoteProtocolError"), not by
+    every distinct message."""
+    parts = msg.split(": ")
+    if parts[0].startswith("HTTP "):
+        return parts[0]
+    return ": ".join(parts[:2]) if parts[0] in ("stream broken", "connection") and len(parts) > 1 else parts[0]
