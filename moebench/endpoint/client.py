@@ -2,8 +2,9 @@
 send it (several tokens per chunk, a usage chunk with `choices: []`, `data: [DONE]` or not, an error object
 mid-stream, HTTP 4xx/5xx, timeouts).
 
-Times are `time.perf_counter()` seconds taken when a chunk's line is read; a network read holding several events
-gives them the same time, which is what the client saw. Token counts come from continuous usage (every chunk
+HTTP is aiohttp's (its C parser keeps a 2-core client at several times httpx's request rate against the same
+stub: benchmarks/endpoint_client_overhead.py). Times are `time.perf_counter()` seconds taken when the bytes holding a chunk are read; a network read holding
+several events gives them the same time, which is what the client saw. Token counts come from continuous usage (every chunk
 carries the running `completion_tokens`), else the final usage chunk, else the local tokenizer; each request says
 which (MEASURE.md "Serving endpoints").
 """
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional
 from moebench.endpoint.dataset import Prompt
 
 if TYPE_CHECKING:
-    import httpx
+    import aiohttp
 
     from moebench.endpoint.tokens import Tokenizer
 
@@ -80,27 +81,35 @@ def payload(opts: RequestOptions, prompt: Prompt) -> dict[str, Any]:
     return body
 
 
-async def send(client: "httpx.AsyncClient", opts: RequestOptions, prompt: Prompt,
+def open_session(max_connections: Optional[int], connect_timeout_s: float = 10.0) -> "aiohttp.ClientSession":
+    """One session per run: keep-alive connections, at most `max_connections` (None: unbounded) open at once.
+    Proxies from the environment are ignored: the endpoint is measured, not the path through a proxy."""
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=max_connections or 0, limit_per_host=0, force_close=False)
+    return aiohttp.ClientSession(connector=connector, trust_env=False,
+                                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s))
+
+
+async def send(session: "aiohttp.ClientSession", opts: RequestOptions, prompt: Prompt,
                tokenizer: Optional["Tokenizer"] = None, queued_s: float = 0.0) -> RequestRecord:
     """Send one streamed request and account for it; never raises for what the server or network does."""
-    import httpx
+    import aiohttp
 
     rec = RequestRecord(start=time.perf_counter(), queued_s=queued_s)
     pieces: list[str] = []
     try:
         async with asyncio.timeout(opts.timeout_s):
-            async with client.stream("POST", opts.url, json=payload(opts, prompt), headers=opts.headers) as resp:
-                rec.status = resp.status_code
-                if resp.status_code >= 400:
-                    body = (await resp.aread()).decode("utf-8", "replace")
-                    rec.error = f"HTTP {resp.status_code}: {' '.join(body.split())[:_ERROR_BODY_CHARS]}"
+            async with session.post(opts.url, json=payload(opts, prompt), headers=opts.headers) as resp:
+                rec.status = resp.status
+                if resp.status >= 400:
+                    body = (await resp.read()).decode("utf-8", "replace")
+                    rec.error = f"HTTP {resp.status}: {' '.join(body.split())[:_ERROR_BODY_CHARS]}"
                 else:
                     await _read_stream(resp, rec, pieces, opts.api)
     except TimeoutError:
         rec.error = f"timeout after {opts.timeout_s:g} s"
-    except httpx.TimeoutException as exc:
-        rec.error = f"timeout ({type(exc).__name__})"
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, OSError) as exc:
         rec.error = f"{'stream broken' if rec.chunk_times else 'connection'}: {type(exc).__name__}: {exc}"[:_ERROR_BODY_CHARS]
     rec.end = time.perf_counter()
     if rec.error is None and not rec.chunk_times:
@@ -109,60 +118,66 @@ async def send(client: "httpx.AsyncClient", opts: RequestOptions, prompt: Prompt
     return rec
 
 
-async def _read_stream(resp: "httpx.Response", rec: RequestRecord, pieces: list[str], api: str) -> None:
+async def _read_stream(resp: "aiohttp.ClientResponse", rec: RequestRecord, pieces: list[str], api: str) -> None:
+    """Read to the end of the body even after `[DONE]`: leaving it unread would close the keep-alive connection.
+    SSE events are split here from the raw bytes as they arrive."""
     clock = time.perf_counter
     loads = json.loads
     times, deltas = rec.chunk_times, []
     last_completion = 0
     continuous = True
-    async for line in resp.aiter_lines():
-        if not line.startswith("data:"):
-            continue  # blank separators, comments (": ping"), event:/id: fields
-        data = line[5:].strip()
-        if data == "[DONE]":
-            rec.done_marker = True
-            break
+    buf = b""
+    async for raw in resp.content.iter_any():
         now = clock()
-        try:
-            obj = loads(data)
-        except json.JSONDecodeError:
-            rec.error = f"malformed SSE data: {data[:80]!r}"
-            return
-        if not isinstance(obj, dict):
-            continue
-        if obj.get("error"):
-            err = obj["error"]
-            msg = err.get("message", err) if isinstance(err, dict) else err
-            rec.error = f"error mid-stream: {msg}"[:_ERROR_BODY_CHARS]
-            return
-        usage = obj.get("usage")
-        choices = obj.get("choices")
-        text = None
-        if choices:
-            c0 = choices[0]
-            if api == "chat":
-                delta = c0.get("delta") or {}
-                text = delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning")
-            else:
-                text = c0.get("text")
-            if c0.get("finish_reason"):
-                rec.finish_reason = c0["finish_reason"]
-        if text:
-            if rec.first_token is None:
-                rec.first_token = now
-            times.append(now)
-            pieces.append(text)
-            ct = usage.get("completion_tokens") if isinstance(usage, dict) else None
-            if isinstance(ct, int) and continuous:
-                deltas.append(ct - last_completion)
-                last_completion = ct
-            else:
-                continuous = False
-        if isinstance(usage, dict):
-            if isinstance(usage.get("prompt_tokens"), int):
-                rec.prompt_tokens, rec.prompt_source = usage["prompt_tokens"], "final_usage"
-            if isinstance(usage.get("completion_tokens"), int):
-                rec.output_tokens, rec.output_source = usage["completion_tokens"], "final_usage"
+        buf += raw
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue  # blank separators, comments (": ping"), event:/id: fields
+            data = line[5:].strip().decode("utf-8", "replace")  # json.loads of str skips its encoding sniffing
+            if data == "[DONE]":
+                rec.done_marker = True
+                continue
+            try:
+                obj = loads(data)
+            except ValueError:
+                rec.error = f"malformed SSE data: {data[:80]!r}"
+                return
+            if not isinstance(obj, dict):
+                continue
+            if obj.get("error"):
+                err = obj["error"]
+                msg = err.get("message", err) if isinstance(err, dict) else err
+                rec.error = f"error mid-stream: {msg}"[:_ERROR_BODY_CHARS]
+                return
+            usage = obj.get("usage")
+            choices = obj.get("choices")
+            text = None
+            if choices:
+                c0 = choices[0]
+                if api == "chat":
+                    delta = c0.get("delta") or {}
+                    text = delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning")
+                else:
+                    text = c0.get("text")
+                if c0.get("finish_reason"):
+                    rec.finish_reason = c0["finish_reason"]
+            if text:
+                if rec.first_token is None:
+                    rec.first_token = now
+                times.append(now)
+                pieces.append(text)
+                ct = usage.get("completion_tokens") if isinstance(usage, dict) else None
+                if isinstance(ct, int) and continuous:
+                    deltas.append(ct - last_completion)
+                    last_completion = ct
+                else:
+                    continuous = False
+            if isinstance(usage, dict):
+                if isinstance(usage.get("prompt_tokens"), int):
+                    rec.prompt_tokens, rec.prompt_source = usage["prompt_tokens"], "final_usage"
+                if isinstance(usage.get("completion_tokens"), int):
+                    rec.output_tokens, rec.output_source = usage["completion_tokens"], "final_usage"
     if continuous and deltas and rec.output_tokens == last_completion:
         rec.chunk_tokens, rec.output_source = deltas, "continuous_usage"
 

@@ -4,6 +4,8 @@ transformers serve answers 422 to unknown fields), and a Prometheus `/metrics`."
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Optional
@@ -14,7 +16,7 @@ from moebench.endpoint.workload import EndpointSpec
 from moebench.errors import BadInput, EnvironmentProblem
 
 if TYPE_CHECKING:
-    import httpx
+    import aiohttp
 
 _PROBE = Prompt("Count from one to ten.", 4, None)
 _PROBE_TIMEOUT_S = 60.0
@@ -53,18 +55,15 @@ def metrics_url(spec: EndpointSpec) -> str:
     return f"{root}/metrics"
 
 
-async def probe(client: "httpx.AsyncClient", spec: EndpointSpec) -> Capabilities:
+async def probe(client: "aiohttp.ClientSession", spec: EndpointSpec) -> Capabilities:
     """Raises EnvironmentProblem (exit 4) when the server cannot be reached or serves nothing usable."""
-    import httpx
-
     hdrs = headers(spec)
-    try:
-        resp = await client.get(f"{spec.base_url}/models", headers=hdrs, timeout=_PROBE_TIMEOUT_S)
-    except httpx.HTTPError as exc:
-        raise EnvironmentProblem(f"endpoint {spec.base_url} unreachable ({type(exc).__name__}: {exc})") from None
+    status, body = await _get(client, f"{spec.base_url}/models", hdrs)
+    if status is None:
+        raise EnvironmentProblem(f"endpoint {spec.base_url} unreachable ({body})")
     model = spec.model
     if model == "auto":
-        model = _first_model(resp, spec.base_url)
+        model = _first_model(status, body, spec.base_url)
     opts = RequestOptions(url=request_url(spec), model=model, api=spec.api, stream_usage=True,
                           continuous_usage=True, ignore_eos=spec.ignore_eos, headers=hdrs, timeout_s=_PROBE_TIMEOUT_S)
     # drop one optional field at a time, most exotic first, until the server accepts the request
@@ -90,22 +89,30 @@ async def probe(client: "httpx.AsyncClient", spec: EndpointSpec) -> Capabilities
     )
 
 
-def _first_model(resp: "httpx.Response", base_url: str) -> str:
-    if resp.status_code >= 400:
-        raise EnvironmentProblem(f"endpoint {base_url}/models answered HTTP {resp.status_code}; "
+async def _get(client: "aiohttp.ClientSession", url: str, hdrs: dict[str, str]) -> tuple[Optional[int], str]:
+    """(status, body), or (None, why) when nothing answered."""
+    import aiohttp
+
+    try:
+        async with asyncio.timeout(_PROBE_TIMEOUT_S):
+            async with client.get(url, headers=hdrs) as resp:
+                return resp.status, (await resp.read()).decode("utf-8", "replace")
+    except TimeoutError:
+        return None, f"no answer in {_PROBE_TIMEOUT_S:g} s"
+    except (aiohttp.ClientError, OSError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _first_model(status: int, body: str, base_url: str) -> str:
+    if status >= 400:
+        raise EnvironmentProblem(f"endpoint {base_url}/models answered HTTP {status}; "
                                  "set endpoint.model to the served model's name")
     try:
-        data = resp.json().get("data") or []
-        return str(data[0]["id"])
-    except (ValueError, AttributeError, LookupError, TypeError):
+        return str(json.loads(body)["data"][0]["id"])
+    except (ValueError, LookupError, TypeError):
         raise BadInput(f"endpoint {base_url}/models lists no model; set endpoint.model") from None
 
 
-async def _metrics(client: "httpx.AsyncClient", url: str, hdrs: dict[str, str]) -> Optional[str]:
-    import httpx
-
-    try:
-        resp = await client.get(url, headers=hdrs, timeout=10.0)
-    except httpx.HTTPError:
-        return None
-    return url if resp.status_code == 200 and "# TYPE" in resp.text else None
+async def _metrics(client: "aiohttp.ClientSession", url: str, hdrs: dict[str, str]) -> Optional[str]:
+    status, body = await _get(client, url, hdrs)
+    return url if status == 200 and "# TYPE" in body else None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from moebench.endpoint.client import RequestOptions, send
+from moebench.endpoint.client import RequestOptions, open_session, send
 from moebench.endpoint.cost import DeploymentCost, hardware_of, resolve_cost
 from moebench.endpoint.dataset import Prompt, build_prompts
 from moebench.endpoint.load import Level, LevelRun, run_level
@@ -79,8 +79,6 @@ def run_endpoint_workload(wl: EndpointWorkload, *, out_dir: Path, workload_path:
 async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], tokenizer: Optional[Tokenizer],
                  save: Callable[..., Any], log: Log) -> Optional[str]:
     """Returns None when every level ran, "interrupted", or the reason the run failed."""
-    import httpx
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -91,10 +89,8 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], toke
     spec = wl.endpoint
     levels = levels_of(wl)
     cap = max(int(lv.value) for lv in levels) if levels[0].mode == "concurrency" else wl.load.max_concurrency
-    limits = httpx.Limits(max_connections=cap, max_keepalive_connections=cap)
-    timeout = httpx.Timeout(spec.request_timeout_s, connect=min(10.0, spec.request_timeout_s))
     try:
-        async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as client:
+        async with open_session(cap, min(10.0, spec.request_timeout_s)) as client:
             caps = await probe(client, spec)
             sweep.caps = caps
             log(f"endpoint {spec.base_url}: model {caps.model!r}; usage in stream {caps.stream_usage}, continuous "

@@ -86,8 +86,8 @@ class StubServer:
                 arrived = time.perf_counter()
                 if not await self._route(method, path, body, arrived, writer):
                     break
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
+            pass  # the client went away, or the server is stopping: nothing to answer
         finally:
             with contextlib.suppress(Exception):
                 writer.close()

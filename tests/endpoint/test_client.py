@@ -1,9 +1,8 @@
 """The stream accounting against a server that misbehaves the ways real ones do."""
 
-import httpx
 import pytest
 
-from moebench.endpoint.client import RequestOptions, send
+from moebench.endpoint.client import RequestOptions, open_session, send
 from moebench.endpoint.dataset import Prompt
 from moebench.endpoint.stats import itl_per_token_ms, tpot_ms, ttft_ms
 from moebench.endpoint.tokens import Tokenizer
@@ -13,7 +12,7 @@ from .conftest import run
 
 def one(server, prompt=Prompt("hello world", 10, None), tokenizer=None, **opts):
     async def go():
-        async with httpx.AsyncClient() as c:
+        async with open_session(None) as c:
             o = RequestOptions(url=server.base_url + "/chat/completions", model="m", api="chat", **opts)
             return await send(c, o, prompt, tokenizer)
 
@@ -82,7 +81,7 @@ def test_timeout_is_a_failure_not_a_hang(stub):
 
 def test_unreachable_is_a_connection_failure():
     async def go():
-        async with httpx.AsyncClient() as c:
+        async with open_session(None) as c:
             o = RequestOptions(url="http://127.0.0.1:9/v1/chat/completions", model="m", api="chat")
             return await send(c, o, Prompt("x", 4, None))
 
@@ -94,7 +93,7 @@ def test_completions_api_reads_text(stub):
     server = stub(tokens_per_chunk=5)
 
     async def go():
-        async with httpx.AsyncClient() as c:
+        async with open_session(None) as c:
             o = RequestOptions(url=server.base_url + "/completions", model="m", api="completions")
             return await send(c, o, Prompt("x", 10, None))
 

@@ -1,6 +1,6 @@
-import httpx
 import pytest
 
+from moebench.endpoint.client import open_session
 from moebench.endpoint.probe import metrics_url, probe
 from moebench.endpoint.workload import EndpointSpec
 from moebench.errors import EnvironmentProblem
@@ -10,7 +10,7 @@ from .conftest import run
 
 def caps_of(base_url: str, **spec):
     async def go():
-        async with httpx.AsyncClient() as c:
+        async with open_session(None) as c:
             return await probe(c, EndpointSpec(base_url=base_url, **spec))
 
     return run(go())

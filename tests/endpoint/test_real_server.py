@@ -9,11 +9,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
-import httpx
 import pytest
 
+from moebench.endpoint.client import open_session
 from moebench.endpoint.probe import probe
 from moebench.endpoint.tokens import Tokenizer
 from moebench.endpoint.workload import EndpointSpec
@@ -54,9 +55,10 @@ def served(tmp_path_factory):
             if proc.poll() is not None:
                 pytest.skip(f"transformers serve exited ({proc.returncode}): {log.read_text()[-500:]}")
             try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
                 pass
             if time.monotonic() > deadline:
                 pytest.skip(f"transformers serve not ready in {START_TIMEOUT_S} s: {log.read_text()[-500:]}")
@@ -73,7 +75,7 @@ def served(tmp_path_factory):
 
 def test_probe_finds_the_quirks(served):
     async def go():
-        async with httpx.AsyncClient() as c:
+        async with open_session(None) as c:
             return await probe(c, EndpointSpec(base_url=served["base_url"]))
 
     caps = run(go())
