@@ -21,6 +21,7 @@ from moebench.endpoint.dataset import Prompt, build_prompts
 from moebench.endpoint.load import Level, LevelRun, run_level
 from moebench.endpoint.probe import Capabilities, headers, probe, request_url
 from moebench.endpoint.stats import level_metrics, request_summary
+from moebench.endpoint.telemetry import sample, summarize
 from moebench.endpoint.tokens import Tokenizer
 from moebench.endpoint.workload import EndpointWorkload
 from moebench.errors import ExitCode, MoebenchError, RunFailed
@@ -35,7 +36,7 @@ class Sweep:
 
     caps: Optional[Capabilities] = None
     levels: list[tuple[Level, list[LevelRun]]] = field(default_factory=list)
-    telemetry: list[Optional[dict[str, Any]]] = field(default_factory=list)
+    server: list[Optional[dict[str, Any]]] = field(default_factory=list)  # /metrics summary per level
     started: float = field(default_factory=time.time)
 
 
@@ -103,22 +104,16 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], toke
                 return await send(client, opts, prompt, tokenizer, queued_s)
 
             warm, measured = prompts[:wl.timing.warmup_requests], prompts[wl.timing.warmup_requests:]
+            scrape_url = caps.metrics_url if wl.telemetry_interval_s else None
             for level in levels:
-                runs: list[LevelRun] = []
                 if warm:
                     await run_level(one, warm, Level("concurrency", min(len(warm), max(1, int(level.value)))),
                                     max_duration_s=wl.load.max_duration_s, stop=stop)
-                for rep in range(wl.timing.repeats):
-                    if stop.is_set():
-                        break
-                    run = await run_level(one, measured, level, max_duration_s=wl.load.max_duration_s, stop=stop,
-                                          arrival=wl.load.arrival, burstiness=wl.load.burstiness,
-                                          max_concurrency=wl.load.max_concurrency, seed=rep)
-                    runs.append(run)
-                    log(_progress(level, rep, wl.timing.repeats, run))
-                done = [r for r in runs if not r.stopped]
-                if done:
-                    sweep.levels.append((level, done))
+                runs, scrapes = await _repeats(wl, level, one, measured, stop, client, scrape_url, opts.headers, log)
+                finished = [r for r in runs if not r.stopped]
+                if finished:
+                    sweep.levels.append((level, finished))
+                    sweep.server.append(summarize(scrapes))
                     save(False, None)
                 if stop.is_set():
                     return "interrupted"
@@ -134,6 +129,31 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], toke
             except (NotImplementedError, RuntimeError, ValueError):
                 pass
     return None
+
+
+async def _repeats(wl: EndpointWorkload, level: Level, one, prompts: list[Prompt], stop: asyncio.Event, client,
+                   scrape_url: Optional[str], hdrs: dict[str, str], log: Log):
+    """The level's timed repeats, with the server's /metrics scraped while each runs."""
+    runs: list[LevelRun] = []
+    scrapes: list[dict[str, float]] = []
+    for rep in range(wl.timing.repeats):
+        if stop.is_set():
+            break
+        done = asyncio.Event()
+        sampler = None
+        if scrape_url:
+            sampler = asyncio.ensure_future(sample(client, scrape_url, hdrs, done, wl.telemetry_interval_s or 1.0))
+        try:
+            run = await run_level(one, prompts, level, max_duration_s=wl.load.max_duration_s, stop=stop,
+                                  arrival=wl.load.arrival, burstiness=wl.load.burstiness,
+                                  max_concurrency=wl.load.max_concurrency, seed=rep)
+        finally:
+            done.set()
+            if sampler is not None:
+                scrapes += await sampler
+        runs.append(run)
+        log(_progress(level, rep, wl.timing.repeats, run))
+    return runs, scrapes
 
 
 def _progress(level: Level, rep: int, repeats: int, run: LevelRun) -> str:
@@ -169,7 +189,8 @@ def build_doc(wl: EndpointWorkload, sweep: Sweep, cost: DeploymentCost, *, compl
         "world_size": wl.deployment.gpus,
         "endpoint": {"base_url": wl.endpoint.base_url, "api": wl.endpoint.api,
                      "capabilities": caps.as_dict() if caps else None},
-        "records": [_record(wl, caps, level, runs, cost) for level, runs in sweep.levels],
+        "records": [_record(wl, caps, level, runs, cost, server)
+                    for (level, runs), server in zip(sweep.levels, sweep.server)],
     }
     if error:
         doc["error"] = error
@@ -177,7 +198,7 @@ def build_doc(wl: EndpointWorkload, sweep: Sweep, cost: DeploymentCost, *, compl
 
 
 def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, runs: list[LevelRun],
-            cost: DeploymentCost) -> dict[str, Any]:
+            cost: DeploymentCost, server: Optional[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for run in runs for r in run.records if r.ok]
     return {
         "model": caps.model if caps else wl.endpoint.model,
@@ -193,6 +214,7 @@ def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, ru
         "cost": cost.as_dict(),
         "requests": request_summary(runs, wl.slo),
         "metrics": level_metrics(runs, wl.slo, cost),
+        "server": server,  # the server's /metrics over the level; None where it has none
     }
 
 

@@ -46,15 +46,25 @@ class StubLog:
     keep_bodies: bool = True
 
 
-METRICS_TEXT = """# HELP vllm:num_requests_running Number of requests in model execution batches.
+def metrics_text(running: int, chunks: int, tokens: int) -> str:
+    """vLLM-named metrics: in-flight requests, and every chunk written counted as one engine iteration."""
+    return f"""# HELP vllm:num_requests_running Number of requests in model execution batches.
 # TYPE vllm:num_requests_running gauge
-vllm:num_requests_running{model_name="stub"} 1.0
+vllm:num_requests_running{{model_name="stub"}} {running}.0
 # HELP vllm:num_requests_waiting Number of requests waiting to be processed.
 # TYPE vllm:num_requests_waiting gauge
-vllm:num_requests_waiting{model_name="stub"} 0.0
+vllm:num_requests_waiting{{model_name="stub"}} 0.0
 # HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.
 # TYPE vllm:kv_cache_usage_perc gauge
-vllm:kv_cache_usage_perc{model_name="stub"} 0.25
+vllm:kv_cache_usage_perc{{model_name="stub"}} {min(1.0, running / 100)}
+# HELP vllm:num_preemptions_total Cumulative number of preemption from the engine.
+# TYPE vllm:num_preemptions_total counter
+vllm:num_preemptions_total{{model_name="stub"}} 0.0
+# HELP vllm:iteration_tokens_total Histogram of number of tokens per engine_step.
+# TYPE vllm:iteration_tokens_total histogram
+vllm:iteration_tokens_total_bucket{{le="+Inf",model_name="stub"}} {chunks}.0
+vllm:iteration_tokens_total_count{{model_name="stub"}} {chunks}.0
+vllm:iteration_tokens_total_sum{{model_name="stub"}} {tokens}.0
 """
 
 
@@ -65,6 +75,9 @@ class StubServer:
         self.log = StubLog()
         self.port = 0
         self._n = 0
+        self._running = 0
+        self._chunks = 0
+        self._tokens = 0
         self._server: Optional[asyncio.AbstractServer] = None
 
     @property
@@ -97,7 +110,9 @@ class StubServer:
         if method == "GET" and path.endswith("/models"):
             return await _send(w, 200, json.dumps({"object": "list", "data": [{"id": self.model, "object": "model"}]}))
         if method == "GET" and path == "/metrics":
-            return await _send(w, 200 if f.metrics else 404, METRICS_TEXT if f.metrics else '{"detail":"Not Found"}')
+            if not f.metrics:
+                return await _send(w, 404, '{"detail":"Not Found"}')
+            return await _send(w, 200, metrics_text(self._running, self._chunks, self._tokens))
         if method != "POST" or not path.endswith("completions"):
             return await _send(w, 404, '{"detail":"Not Found"}')
         req = json.loads(body)
@@ -109,7 +124,11 @@ class StubServer:
         self._n += 1
         if f.http_500_every and self._n % f.http_500_every == 0:
             return await _send(w, 500, '{"error": {"message": "injected failure"}}')
-        await self._stream(req, arrived, w, path.endswith("chat/completions"))
+        self._running += 1
+        try:
+            await self._stream(req, arrived, w, path.endswith("chat/completions"))
+        finally:
+            self._running -= 1
         return True
 
     async def _stream(self, req: dict, arrived: float, w: asyncio.StreamWriter, chat: bool) -> None:
@@ -141,6 +160,8 @@ class StubServer:
             _event(w, head + "[" + choice + "]" + usage + "}")
             writes.append(time.perf_counter())
             k += 1
+            self._chunks += 1
+            self._tokens += m
             await w.drain()
             if f.token_delay_s and sent < n:
                 await asyncio.sleep(f.token_delay_s * m)

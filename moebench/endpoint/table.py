@@ -21,6 +21,15 @@ def _med(m: Optional[dict[str, Any]], key: Optional[str] = None) -> str:
     return "—" if m is None else fmt(m["median"])
 
 
+def _server(srv: Optional[dict[str, Any]]) -> str:
+    """The server's own medians over the level: running and waiting requests, KV-cache use (— where not exported)."""
+    if not srv:
+        return "—"
+    kv = srv.get("kv_cache_usage")
+    kv_text = "—" if kv is None else f"{kv['median']:.0%}"
+    return f"{_med(srv.get('running_requests'))} / {_med(srv.get('waiting_requests'))} / {kv_text}"
+
+
 def levels_table(doc: dict[str, Any]) -> Table:
     caps = (doc.get("endpoint") or {}).get("capabilities") or {}
     price = (doc.get("hardware") or {}).get("price") or {}
@@ -32,7 +41,7 @@ def levels_table(doc: dict[str, Any]) -> Table:
               caption="latencies: median / p99 over requests; rates: median over repeats. "
                       "ITL per token needs continuous usage (— otherwise)")
     for head in ("level", "ok / failed / cut", "TTFT ms", "TPOT ms", "ITL ms", "out tok/s", "tok/s/user",
-                 "goodput req/s", "$/M blended", "$/M good out", "tokens by"):
+                 "goodput req/s", "$/M blended", "$/M good out", "server run/wait/KV", "tokens by"):
         t.add_column(head, justify="left" if head in ("level", "tokens by") else "right")
     for r in doc["records"]:
         m, q = r["metrics"], r["requests"]
@@ -41,6 +50,7 @@ def levels_table(doc: dict[str, Any]) -> Table:
             _med_p99(m["ttft_ms"]), _med_p99(m["tpot_ms"]), _med_p99(m["itl_ms"]),
             _med(m["output_tokens_per_s"]), _med(m["interactivity_tokens_per_s_per_user"]),
             _med(m["goodput_requests_per_s"]), _med(m["usd_per_mtok"], "blended"),
-            _med(m["usd_per_mtok_good"], "output"), ", ".join(q["output_token_source"]) or "—",
+            _med(m["usd_per_mtok_good"], "output"), _server(r.get("server")),
+            ", ".join(q["output_token_source"]) or "—",
         )
     return t

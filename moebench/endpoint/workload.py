@@ -137,7 +137,8 @@ class EndpointWorkload(Strict):
     tokenizer: Optional[str] = Field(default=None, description="local tokenizer folder: counts tokens when the "
                                      "server reports no usage, and sizes random prompts exactly")
     max_failure_ratio: float = Field(default=0.05, ge=0, le=1, description="a level failing more fails the run")
-    telemetry: bool = Field(default=True, description="sample the server's Prometheus /metrics when it has one")
+    telemetry_interval_s: Optional[float] = Field(default=1.0, gt=0, description="how often the server's "
+                                                  "Prometheus /metrics is sampled, when it has one; null: never")
 
 
 def quick_workload(base_url: str) -> EndpointWorkload:

@@ -136,3 +136,15 @@ def test_bad_workload_fields_exit_3_naming_them(tmp_path):
 def test_workload_and_endpoint_flag_together_is_a_usage_error(tmp_path):
     proc = moebench("run", str(workload(tmp_path, "http://x/v1")), "--endpoint", "http://x/v1")
     assert_one_line_error(proc, 2, "either WORKLOAD or --endpoint")
+
+
+def test_server_metrics_are_sampled_beside_the_client_view(stub, tmp_path):
+    server = stub(metrics=True, tokens_per_chunk=4, token_delay_s=0.05)  # 3 waves of 0.2 s requests
+    wl = workload(tmp_path, server.base_url, load="{concurrency: [3], requests_per_level: 9}",
+                  timing="{warmup_requests: 0, repeats: 1}", telemetry_interval_s="0.05")
+    proc = moebench("run", str(wl), "--out", str(tmp_path / "out"), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    srv = load_result(results(tmp_path / "out")[0])["records"][0]["server"]
+    assert srv["scrapes"] >= 2 and srv["preemptions"] == 0
+    assert srv["tokens_per_iteration"] == 4  # the stub writes 4 tokens per chunk, one chunk per "iteration"
+    assert max(srv["running_requests"]["samples"]) in (1, 2, 3)  # never more than the closed loop's 3 in flight
