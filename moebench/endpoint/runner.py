@@ -91,7 +91,8 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], toke
     levels = levels_of(wl)
     cap = max(int(lv.value) for lv in levels) if levels[0].mode == "concurrency" else wl.load.max_concurrency
     try:
-        async with open_session(cap, min(10.0, spec.request_timeout_s)) as client:
+        # the scrapes get their own connection: in the load's pool they would wait for a slot, and delay the load
+        async with open_session(cap, min(10.0, spec.request_timeout_s)) as client, open_session(1) as scraper:
             caps = await probe(client, spec)
             sweep.caps = caps
             log(f"endpoint {spec.base_url}: model {caps.model!r}; usage in stream {caps.stream_usage}, continuous "
@@ -109,7 +110,8 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], toke
                 if warm:
                     await run_level(one, warm, Level("concurrency", min(len(warm), max(1, int(level.value)))),
                                     max_duration_s=wl.load.max_duration_s, stop=stop)
-                runs, scrapes = await _repeats(wl, level, one, measured, stop, client, scrape_url, opts.headers, log)
+                runs, scrapes = await _repeats(wl, level, one, measured, stop, scraper, scrape_url, opts.headers,
+                                               log)
                 finished = [r for r in runs if not r.stopped]
                 if finished:
                     sweep.levels.append((level, finished))
@@ -131,7 +133,7 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], toke
     return None
 
 
-async def _repeats(wl: EndpointWorkload, level: Level, one, prompts: list[Prompt], stop: asyncio.Event, client,
+async def _repeats(wl: EndpointWorkload, level: Level, one, prompts: list[Prompt], stop: asyncio.Event, scraper,
                    scrape_url: Optional[str], hdrs: dict[str, str], log: Log):
     """The level's timed repeats, with the server's /metrics scraped while each runs."""
     runs: list[LevelRun] = []
@@ -142,7 +144,7 @@ async def _repeats(wl: EndpointWorkload, level: Level, one, prompts: list[Prompt
         done = asyncio.Event()
         sampler = None
         if scrape_url:
-            sampler = asyncio.ensure_future(sample(client, scrape_url, hdrs, done, wl.telemetry_interval_s or 1.0))
+            sampler = asyncio.ensure_future(sample(scraper, scrape_url, hdrs, done, wl.telemetry_interval_s or 1.0))
         try:
             run = await run_level(one, prompts, level, max_duration_s=wl.load.max_duration_s, stop=stop,
                                   arrival=wl.load.arrival, burstiness=wl.load.burstiness,
