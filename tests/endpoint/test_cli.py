@@ -148,3 +148,16 @@ def test_server_metrics_are_sampled_beside_the_client_view(stub, tmp_path):
     assert srv["scrapes"] >= 2 and srv["preemptions"] == 0
     assert srv["tokens_per_iteration"] == 4  # the stub writes 4 tokens per chunk, one chunk per "iteration"
     assert max(srv["running_requests"]["samples"]) in (1, 2, 3)  # never more than the closed loop's 3 in flight
+
+
+def test_open_loop_levels_are_records_too(stub, tmp_path):
+    server = stub()
+    wl = workload(tmp_path, server.base_url,
+                  load="{request_rate: [40, 80], arrival: gamma, burstiness: 0.5, requests_per_level: 10, "
+                       "max_concurrency: 4}")
+    proc = moebench("run", str(wl), "--out", str(tmp_path / "out"), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    recs = load_result(results(tmp_path / "out")[0])["records"]
+    assert [(r["load"]["label"], r["serving"]) for r in recs] == [
+        ("rate 40/s", "endpoint rate 40/s"), ("rate 80/s", "endpoint rate 80/s")]
+    assert all(r["requests"]["ok"] == 20 and r["metrics"]["queue_ms"]["n"] == 20 for r in recs)
