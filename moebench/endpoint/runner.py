@@ -20,12 +20,13 @@ from moebench.endpoint.cost import DeploymentCost, hardware_of, resolve_cost
 from moebench.endpoint.dataset import Prompt, build_prompts
 from moebench.endpoint.load import Level, LevelRun, run_level
 from moebench.endpoint.probe import Capabilities, headers, probe, request_url
-from moebench.endpoint.stats import level_metrics, request_summary
+from moebench.endpoint.stats import energy_source, level_metrics, request_summary
 from moebench.endpoint.telemetry import sample, summarize
 from moebench.endpoint.tokens import Tokenizer
-from moebench.endpoint.workload import EndpointWorkload
+from moebench.catalog import reference_models
+from moebench.endpoint.workload import EndpointWorkload, RandomDataset, SharedPrefixDataset
 from moebench.errors import ExitCode, MoebenchError, RunFailed
-from moebench.results import SCHEMA_VERSION, environment, new_run_id, write_atomic
+from moebench.results import make_record, new_doc, new_run_id, write_result
 
 Log = Callable[[str], None]
 
@@ -53,12 +54,13 @@ def run_endpoint_workload(wl: EndpointWorkload, *, out_dir: Path, workload_path:
     tokenizer = Tokenizer(wl.tokenizer) if wl.tokenizer else None
     prompts = build_prompts(wl.dataset, wl.timing.warmup_requests + wl.load.requests_per_level, tokenizer,
                             workload_path)
-    dest = Path(out_dir) / f"{new_run_id(wl.name)}.json"
+    run_id = new_run_id(wl.name)
+    dest = Path(out_dir) / f"{run_id}.json"
     sweep = Sweep()
 
     def save(complete: bool, error: Optional[str] = None) -> dict[str, Any]:
-        doc = build_doc(wl, sweep, cost, complete=complete, error=error, run_id=dest.stem)
-        write_atomic(dest, doc)
+        doc = build_doc(wl, sweep, cost, complete=complete, error=error, run_id=run_id, workload_path=workload_path)
+        write_result(doc, out_dir)
         return doc
 
     try:
@@ -167,8 +169,8 @@ def _progress(level: Level, rep: int, repeats: int, run: LevelRun) -> str:
 
 
 def build_doc(wl: EndpointWorkload, sweep: Sweep, cost: DeploymentCost, *, complete: bool,
-              error: Optional[str], run_id: str) -> dict[str, Any]:
-    """The one place an endpoint result document is assembled (the shape of every other producer's)."""
+              error: Optional[str], run_id: str, workload_path: Optional[str]) -> dict[str, Any]:
+    """The endpoint result document, through the results contract's constructors."""
     hw = hardware_of(wl.deployment, "workload")
     caps = sweep.caps
     hardware = {
@@ -177,47 +179,54 @@ def build_doc(wl: EndpointWorkload, sweep: Sweep, cost: DeploymentCost, *, compl
         "device": "endpoint",
         "n_devices": wl.deployment.gpus,
         "price": {"usd_per_gpu_hour": cost.usd_per_gpu_hour, "tier": cost.tier, "source": cost.source},
-    }
-    doc: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "complete": complete,
-        "kind": "endpoint",
-        "run_id": run_id,
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sweep.started)),
-        "wall_s": time.time() - sweep.started,
-        "workload": wl.model_dump(mode="json"),
-        "hardware": hardware,
-        "environment": environment(),
-        "world_size": wl.deployment.gpus,
+        # what was measured: the server behind the URL, as the probe found it
         "endpoint": {"base_url": wl.endpoint.base_url, "api": wl.endpoint.api,
                      "capabilities": caps.as_dict() if caps else None},
-        "records": [_record(wl, caps, level, runs, cost, server)
-                    for (level, runs), server in zip(sweep.levels, sweep.server)],
     }
-    if error:
-        doc["error"] = error
-    return doc
+    records = [_record(wl, caps, level, runs, cost, server) for (level, runs), server in zip(sweep.levels, sweep.server)]
+    extra = {"error": error} if error else {}
+    return new_doc(kind="endpoint", workload=wl.model_dump(mode="json"), hardware=hardware, records=records,
+                   complete=complete, run_id=run_id, world_size=wl.deployment.gpus, workload_path=workload_path,
+                   created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sweep.started)),
+                   wall_s=time.time() - sweep.started, **extra)
 
 
 def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, runs: list[LevelRun],
             cost: DeploymentCost, server: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """One load level. `prompt_tokens` / `output_tokens` are the dataset's declared sizes (stable across runs, so
+    compare and the gate match levels); what the server counted is in `requests`."""
     ok = [r for run in runs for r in run.records if r.ok]
-    return {
-        "model": caps.model if caps else wl.endpoint.model,
-        "kind": "endpoint",
-        "basis": "measured",
-        "serving": f"endpoint {level.label}",
-        "load": {"mode": level.mode, "value": level.value, "label": level.label,
-                 "requests_per_level": wl.load.requests_per_level, "repeats": len(runs)},
-        "batch_size": int(level.value) if level.mode == "concurrency" else (wl.load.max_concurrency or 0),
-        "prompt_tokens": _median_int([r.prompt_tokens for r in ok]),
-        "output_tokens": _median_int([r.output_tokens for r in ok]),
-        "intelligence": cost.intelligence,
-        "cost": cost.as_dict(),
-        "requests": request_summary(runs, wl.slo),
-        "metrics": level_metrics(runs, wl.slo, cost),
-        "server": server,  # the server's /metrics over the level; None where it has none
-    }
+    closed = level.mode == "concurrency"
+    ref = reference_models().get(wl.deployment.model) if wl.deployment.model else None
+    return make_record(
+        model=caps.model if caps else wl.endpoint.model,
+        kind=ref.kind if ref else None,
+        basis="measured",
+        # a server batches continuously; an open-loop level's rate is part of its identity (its batch size is not)
+        serving="continuous" if closed else f"continuous, {level.label}",
+        batch_size=int(level.value) if closed else (wl.load.max_concurrency or 0),
+        prompt_tokens=declared_tokens(wl)[0],
+        output_tokens=declared_tokens(wl)[1],
+        metrics=level_metrics(runs, wl.slo, cost),
+        load={"mode": level.mode, "value": level.value, "label": level.label,
+              "requests_per_level": wl.load.requests_per_level, "repeats": len(runs)},
+        intelligence=cost.intelligence,
+        cost=cost.as_dict(),
+        requests={**request_summary(runs, wl.slo),
+                  "prompt_tokens_counted": _median_int([r.prompt_tokens for r in ok]),
+                  "output_tokens_counted": _median_int([r.output_tokens for r in ok])},
+        server=server,  # the server's /metrics over the level; None where it has none
+        **energy_source(cost, measured=False),
+    )
+
+
+def declared_tokens(wl: EndpointWorkload) -> tuple[Optional[int], Optional[int]]:
+    ds = wl.dataset
+    if isinstance(ds, RandomDataset):
+        return ds.prompt_tokens, ds.output_tokens
+    if isinstance(ds, SharedPrefixDataset):
+        return ds.prefix_tokens + ds.prompt_tokens, ds.output_tokens
+    return None, None  # a file's lengths vary by entry
 
 
 def _median_int(xs: list[Optional[int]]) -> Optional[int]:

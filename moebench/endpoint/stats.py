@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Any, Callable, Optional
 
 from moebench import tokenomics as tk
+from moebench.energy import NOT_MEASURED, estimated_joules
 from moebench.endpoint.client import RequestRecord
 from moebench.endpoint.cost import DeploymentCost
 from moebench.endpoint.load import LevelRun
@@ -68,7 +69,7 @@ def _stat_or_none(xs: list[float], unit: str) -> Optional[dict[str, Any]]:
 def level_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost,
                   energy_j: Optional[list[Optional[float]]] = None) -> dict[str, Any]:
     """The `metrics` of one level's record. `energy_j`, one reading per repeat, is the hook for an energy counter
-    (NVML for local GPUs, a DCGM exporter); without one J/token stays None ("not measured")."""
+    (NVML for local GPUs, a DCGM exporter); without one J/token is the catalog estimate, or None."""
     ok = [r for run in runs for r in run.records if r.ok]
     tpots = [t for t in (tpot_ms(r) for r in ok) if t is not None]
 
@@ -85,12 +86,35 @@ def level_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost,
         "interactivity_tokens_per_s_per_user": _stat_or_none([1000.0 / t for t in tpots if t > 0], "tokens/s/user"),
     }
     m.update(_rate_metrics(runs, slo, cost))
-    m["joules_per_token"] = None
-    if energy_j and all(e is not None for e in energy_j):
-        toks = [sum((r.prompt_tokens or 0) + (r.output_tokens or 0) for r in run.records if r.ok) for run in runs]
-        m["joules_per_token"] = stat([tk.joules_per_token(e, n) or 0.0 for e, n in zip(energy_j, toks)],
-                                     "measured", "J/token")
+    m.update(_energy(runs, cost, energy_j))
     return m
+
+
+def _energy(runs: list[LevelRun], cost: DeploymentCost, energy_j: Optional[list[Optional[float]]]) -> dict[str, Any]:
+    """J/token per repeat: measured from a counter when `energy_j` has every repeat's joules; else estimated from
+    the catalog's all-in kW × GPUs × the repeat's wall time (labelled `estimated`, never measured); else None."""
+    toks = [sum((r.prompt_tokens or 0) + (r.output_tokens or 0) for r in run.records if r.ok) for run in runs]
+    basis = "measured"
+    if not (energy_j and len(energy_j) == len(runs) and all(e is not None for e in energy_j)):
+        energy_j = [estimated_joules(cost.allin_kw_per_gpu, cost.n_gpus, run.wall_s) for run in runs]
+        basis = "estimated"
+    jpt = [tk.joules_per_token(e, n) for e, n in zip(energy_j, toks)]
+    if any(j is None for j in jpt):
+        return {"joules_per_token": None, "tokens_per_joule": None}
+    return {"joules_per_token": stat(jpt, basis, "J/token"),  # type: ignore[arg-type]
+            "tokens_per_joule": stat([1.0 / j for j in jpt if j], basis, "tokens/J")}  # type: ignore[operator]
+
+
+def energy_source(cost: DeploymentCost, measured: bool) -> dict[str, str]:
+    """What the record's J/token is: a counter's reading, a catalog estimate, or nothing."""
+    if measured:
+        return {"energy_source": "measured", "energy_scope": "the server's energy counter"}
+    if cost.allin_kw_per_gpu:
+        return {"energy_source": "estimated",
+                "energy_scope": f"catalog all-in {cost.allin_kw_per_gpu:g} kW per GPU x {cost.n_gpus} GPU(s) x the "
+                                "level's wall time (not a reading)"}
+    return {"energy_source": NOT_MEASURED, "energy_scope": "no energy counter of the server and no catalog all-in "
+                                                         "power for its hardware"}
 
 
 def _rate_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from rich.table import Table
 
-from moebench.cli._output import fmt
+from moebench.report.format import fmt
 
 
 def _med_p99(m: Optional[dict[str, Any]]) -> str:
@@ -31,12 +31,13 @@ def _server(srv: Optional[dict[str, Any]]) -> str:
 
 
 def levels_table(doc: dict[str, Any]) -> Table:
-    caps = (doc.get("endpoint") or {}).get("capabilities") or {}
+    endpoint = doc["hardware"].get("endpoint") or {}
+    caps = endpoint.get("capabilities") or {}
     price = (doc.get("hardware") or {}).get("price") or {}
     where = f"{doc['hardware'].get('id') or 'unpriced'} × {doc.get('world_size')}"
     if price.get("usd_per_gpu_hour") is not None:
         where += f" at ${price['usd_per_gpu_hour']:g}/GPU-h ({price.get('tier')})"
-    t = Table(title=f"{caps.get('model') or '?'} at {doc['endpoint']['base_url']} · {where}"
+    t = Table(title=f"{caps.get('model') or '?'} at {endpoint.get('base_url')} · {where}"
                     + ("" if doc.get("complete") else " · PARTIAL"),
               caption="latencies: median / p99 over requests; rates: median over repeats. "
                       "ITL per token needs continuous usage (— otherwise)")

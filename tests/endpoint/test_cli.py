@@ -50,6 +50,10 @@ def test_run_writes_one_record_per_level(stub, tmp_path):
     doc = load_result(path)  # the same reader compare, report and gate use
     assert doc["complete"] and doc["kind"] == "endpoint" and doc["world_size"] == 2
     assert [r["load"]["label"] for r in doc["records"]] == ["concurrency 1", "concurrency 4"]
+    # identity compare and the gate match levels by: the declared dataset, not what the server counted
+    assert [(r["batch_size"], r["prompt_tokens"], r["output_tokens"], r["serving"]) for r in doc["records"]] == [
+        (1, 16, 8, "continuous"), (4, 16, 8, "continuous")]
+    assert doc["records"][0]["energy_source"] == "estimated"  # the catalog's all-in power: h100_sxm has one
     for r in doc["records"]:
         assert r["requests"]["ok"] == 24 and r["requests"]["failed"] == 0  # 12 × 2 repeats; warm-up excluded
         assert r["metrics"]["output_tokens_per_s"]["n"] == 2  # one sample per repeat
@@ -159,5 +163,5 @@ def test_open_loop_levels_are_records_too(stub, tmp_path):
     assert proc.returncode == 0, proc.stderr
     recs = load_result(results(tmp_path / "out")[0])["records"]
     assert [(r["load"]["label"], r["serving"]) for r in recs] == [
-        ("rate 40/s", "endpoint rate 40/s"), ("rate 80/s", "endpoint rate 80/s")]
+        ("rate 40/s", "continuous, rate 40/s"), ("rate 80/s", "continuous, rate 80/s")]
     assert all(r["requests"]["ok"] == 20 and r["metrics"]["queue_ms"]["n"] == 20 for r in recs)

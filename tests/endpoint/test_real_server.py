@@ -104,11 +104,11 @@ def test_run_against_transformers_serve(served, tmp_path):
     q, m = rec["requests"], rec["metrics"]
     assert q["ok"] == 8 and q["failed"] == 0
     assert q["output_token_source"] == {"final_usage": 8}  # the usage chunk with empty choices
-    assert rec["output_tokens"] == 6  # eos disabled in the tiny model: max_tokens is what comes out
+    assert q["output_tokens_counted"] == 6  # eos disabled in the tiny model: max_tokens is what comes out
     tok = Tokenizer(served["folder"])
     # the server counts the chat template's tokens too, so its prompt is longer than the dataset's text
-    assert rec["prompt_tokens"] >= 12 * 0.5 and tok.count("user:") >= 1
+    assert q["prompt_tokens_counted"] >= 12 * 0.5 and tok.count("user:") >= 1
     assert m["ttft_ms"]["median"] > 0 and m["tpot_ms"]["n"] == 8
     assert m["itl_ms"] is None and m["inter_chunk_ms"]["n"] > 0  # no continuous usage: no per-token ITL
     assert m["usd_per_mtok"]["output"]["median"] > 0
-    assert doc["endpoint"]["capabilities"]["ignore_eos"] is False
+    assert doc["hardware"]["endpoint"]["capabilities"]["ignore_eos"] is False

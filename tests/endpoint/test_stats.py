@@ -49,6 +49,17 @@ def test_level_metrics_rates_and_cost_per_repeat():
 
 def test_unpriced_deployment_has_no_cost_and_energy_hook_fills_joules():
     runs = [LevelRun(records=[req()], started=0.0, ended=1.0)]
-    m = level_metrics(runs, Slo(), DeploymentCost(None, None, None, 1, None, None), energy_j=[30.0])
+    bare = DeploymentCost(None, None, None, 1, None, None)
+    m = level_metrics(runs, Slo(), bare, energy_j=[30.0])
     assert m["usd_per_mtok"] is None and m["usd_per_mtok_good"] is None
-    assert m["joules_per_token"]["median"] == pytest.approx(30.0 / 15)
+    assert m["joules_per_token"]["median"] == pytest.approx(30.0 / 15) and m["joules_per_token"]["basis"] == "measured"
+    assert m["tokens_per_joule"]["median"] == pytest.approx(15 / 30.0)
+    assert level_metrics(runs, Slo(), bare)["joules_per_token"] is None  # no counter, no catalog power
+
+
+def test_without_a_counter_energy_is_a_labelled_catalog_estimate():
+    runs = [LevelRun(records=[req()], started=0.0, ended=2.0)]
+    m = level_metrics(runs, Slo(), DeploymentCost(None, None, None, 2, 1.5, None))
+    # 1.5 kW × 2 GPUs × 2 s over 15 tokens
+    assert m["joules_per_token"]["median"] == pytest.approx(1500 * 2 * 2 / 15)
+    assert m["joules_per_token"]["basis"] == "estimated"
