@@ -70,7 +70,7 @@ def run_endpoint_workload(wl: EndpointWorkload, *, out_dir: Path, workload_path:
     if failure == "interrupted":
         if sweep.caps is not None:
             save(False, "interrupted")
-            raise MoebenchError(f"interrupted: partial results ({len(sweep.levels)} levels) in {dest}",
+            raise MoebenchError(f"interrupted: partial results (levels done: {len(sweep.levels)}) in {dest}",
                                 code=ExitCode.INTERRUPTED)
         raise MoebenchError("interrupted before the first level", code=ExitCode.INTERRUPTED)
     if failure is not None:
@@ -123,9 +123,9 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], toke
                     return "interrupted"
                 summary = request_summary(runs, wl.slo)
                 if summary["failure_ratio"] > wl.max_failure_ratio:
-                    first = next(iter(summary["errors"]), "?")
+                    commonest = next(iter(summary["errors"]), "?")
                     return (f"{level.label}: {summary['failed']} of {summary['ok'] + summary['failed']} requests "
-                            f"failed (> max_failure_ratio {wl.max_failure_ratio:g}; first kind: {first})")
+                            f"failed (> max_failure_ratio {wl.max_failure_ratio:g}; commonest: {commonest})")
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:

@@ -121,7 +121,7 @@ def test_sigterm_saves_partial_results(stub, tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert stderr.splitlines()[-1].startswith("error: interrupted: partial results (1 levels) in")
+    assert stderr.splitlines()[-1].startswith("error: interrupted: partial results (levels done: 1) in")
     doc = load_result(results(out)[0])
     assert not doc["complete"] and doc["error"] == "interrupted"
     assert [r["load"]["label"] for r in doc["records"]] == ["concurrency 4"]
