@@ -62,10 +62,10 @@ def projection_document(
     if keep_host and calibrate_path is None:
         raise BadInput("--keep-host-time carries a calibration's host times: it needs --calibrate")
     from moebench.catalog import get_hardware
-    from moebench.projection import Assumptions, Scenario, calibrate, device_from_hardware, project, resolve_config
+    from moebench.projection import Assumptions, ServingScenario, calibrate, device_from_hardware, project, resolve_config
 
     cfg = resolve_config(model)
-    sc = Scenario(prompt, output, weight_dtype=dtype, kv_dtype=kv_dtype)
+    sc = ServingScenario(prompt, output, weight_dtype=dtype, kv_dtype=kv_dtype)
     base = Assumptions(comm_overlap=1.0 if overlap == "full" else 0.0, serving=serving)  # type: ignore[arg-type]
     calib, calib_roofs = None, None
     if calibrate_path is not None:
