@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
             wl = load_workload(path)
         if wl.kind == "endpoint":
             from moebench.endpoint.runner import run_endpoint_workload
-            from moebench.endpoint.table import levels_table
+            from moebench.report.endpoint_table import levels_table
 
             doc, dest = run_endpoint_workload(wl, out_dir=out_dir, workload_path=str(path), log=log)
             if json_:

@@ -16,7 +16,8 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from moebench.workload import MODEL_NAME, IntelligenceSpec, PriceSpec, Strict
+from moebench.specs import MODEL_NAME, IntelligenceSpec, PriceSpec
+from moebench.strict import Strict
 
 
 class EndpointSpec(Strict):

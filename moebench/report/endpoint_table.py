@@ -1,4 +1,5 @@
-"""The terminal view of an endpoint run: one row per load level, the client's latencies beside the cost."""
+"""The terminal view of an endpoint result (moebench.endpoint): one row per load level, the client's latencies
+beside the cost and the server's own view. Reads the document only; imports nothing of the producer."""
 
 from __future__ import annotations
 
