@@ -137,6 +137,8 @@ class EndpointWorkload(Strict):
     timing: EndpointTiming = EndpointTiming()
     tokenizer: Optional[str] = Field(default=None, description="local tokenizer folder: counts tokens when the "
                                      "server reports no usage, and sizes random prompts exactly")
+    # tokens/s per user at which to read $/M off the sweep's throughput-interactivity Pareto front (interpolated)
+    interactivity_targets: list[Annotated[float, Field(gt=0)]] = []
     max_failure_ratio: float = Field(default=0.05, ge=0, le=1, description="a level failing more fails the run")
     telemetry_interval_s: Optional[float] = Field(default=1.0, gt=0, description="how often the server's "
                                                   "Prometheus /metrics is sampled, when it has one; null: never")

@@ -43,9 +43,12 @@ def results(out: Path) -> list[Path]:
 
 def test_run_writes_one_record_per_level(stub, tmp_path):
     server = stub(tokens_per_chunk=2, usage="continuous")
-    proc = moebench("run", str(workload(tmp_path, server.base_url)), "--out", str(tmp_path / "out"), timeout=120)
+    wl = workload(tmp_path, server.base_url, interactivity_targets="[1.0, 1.0e9]")
+    proc = moebench("run", str(wl), "--out", str(tmp_path / "out"), timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "concurrency 4" in proc.stdout and "TTFT ms" in proc.stdout
+    assert "$/M blended at 1 tok/s/user: " in proc.stdout  # every level is faster: the cheapest one's price
+    assert "no priced level reaches it" in proc.stdout
     [path] = results(tmp_path / "out")
     doc = load_result(path)  # the same reader compare, report and gate use
     assert doc["complete"] and doc["kind"] == "endpoint" and doc["world_size"] == 2
