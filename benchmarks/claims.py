@@ -4,8 +4,9 @@
     PYTHONPATH=$PWD:$PWD/kernels python benchmarks/claims.py --write-doc   # regenerate docs/claims.md's tables
 
 Prints the markdown tables of docs/claims.md; --write-doc rewrites them in place, between the page's
-`<!-- claims:NAME -->` ... `<!-- /claims:NAME -->` markers (the prose around them is written by hand). Every projection is a `moebench project ... --json` command, run
-in-process (the commands are printed), so the tables regenerate after the model changes. Each projection
+`<!-- claims:NAME -->` ... `<!-- /claims:NAME -->` markers (the prose around them is written by hand).
+Every projection is a `moebench project ... --json` command, run in-process (the commands are printed), so the
+tables regenerate after the model changes. Each projection
 carries the error band of its group (vendor, dense/MoE, weight precision) from the published validation set
 (benchmarks/projection_validation.py): over the held-out points, and over the fit points, since a group's
 held-out points can be far from a claim's conditions; the published points of the same model on the same
@@ -323,7 +324,8 @@ def check_dense_vs_moe(v: Validation) -> Check:
     # the catalog's source (up to its methodology link) names no one: say so rather than call the scores confirmed
     sources = sorted({scores[k].source.split(";")[0] for k in CLAIMED_SCORES if scores[k] is not None})
     unverified = f" (unverified: {'; '.join(sources)})"
-    verdict = (f"scores: {'as quoted, both on index ' + SCORE_VERSION + unverified if same_version else 'not on one index version'}; "
+    score_text = f"as quoted, both on index {SCORE_VERSION}{unverified}" if same_version else "not on one index version"
+    verdict = (f"scores: {score_text}; "
                f"per token the MoE is {ratio:.0f}× cheaper on H200 at ≥{head:g} tok/s/user (typical {_num(typ[0], 2)}–"
                f"{_num(typ[1], 2)}×), against the claimed {claimed:.2f}× per index run: consistent only if gpt-oss-120b "
                f"spent ~{ratio / claimed:.0f}× the tokens (not checkable here)")
