@@ -55,8 +55,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("itl_ms", "itl_ms", "ms", "lower", TIMED, "inter-token latency over every decode step, ms",
            tail=True),
     Metric("e2e_ms", "e2e_ms", "ms", "lower", TIMED,
-           "a request's end-to-end latency in the static batch: TTFT + (output − 1) × TPOT, per repeat, ms",
-           "E2E ms", WIDE, spread=True, tail=True),
+           "a request's end-to-end latency, ms: in `moebench run`'s static batch TTFT + (output − 1) × TPOT per "
+           "repeat; at an endpoint, request sent → end of its stream", "E2E ms", WIDE, spread=True, tail=True),
     Metric("prefill_tokens_per_s", "prefill_tokens_per_s", "tokens/s", "higher", RUN,
            "batch × prompt tokens / batched prefill time (TTFT in a static batch)"),
     Metric("decode_tokens_per_s", "decode_tokens_per_s", "tokens/s", "higher", RUN,
@@ -104,8 +104,6 @@ METRICS: tuple[Metric, ...] = (
            "tokens / energy over the timed region: 1 / `joules_per_token` (empty when energy was not measured)",
            "tok/J", ("html", "compare")),
     # a serving endpoint's (moebench.endpoint): measured from the client, per load level
-    Metric("e2e_ms", "e2e_ms", "ms", "lower", ("measured",), "request sent → end of its stream, ms (endpoint)",
-           tail=True),
     Metric("inter_chunk_ms", "inter_chunk_ms", "ms", "lower", ("measured",),
            "gap between consecutive content chunks, ms: vLLM's ITL, AIPerf's inter-chunk latency (endpoint)",
            tail=True),
