@@ -1,10 +1,18 @@
-"""The run table shows user-controlled names literally (rich markup in a model name is text, not style)."""
+"""The run table: user-controlled names shown literally (rich markup in a model name is text, not style); a real
+run in 100 columns with every number whole; --wide with everything; the caveats under it."""
 
+import copy
 import io
+import json
+from pathlib import Path
 
+import pytest
 from rich.console import Console
 
-from moebench.report.tables import run_table, spread
+from moebench import metrics as mt
+from moebench.report.caveats import caveats
+from moebench.report.format import fmt
+from moebench.report.tables import print_run_table, run_table, spread
 from moebench.results import stat
 
 
@@ -38,17 +46,6 @@ def test_a_single_value_prints_without_a_spread_and_a_tail_on_request():
 
 
 # --------------------------------------------------------------------------------- a real run at 100 columns
-import copy  # noqa: E402
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-
-from moebench import metrics as mt  # noqa: E402
-from moebench.report.caveats import caveats  # noqa: E402
-from moebench.report.format import fmt  # noqa: E402
-from moebench.report.tables import print_run_table  # noqa: E402
-
 # `moebench run` of llama3:debug on 2 of its 4 layers (extrapolated) and mixtral:debug (measured), batches 1 and 4
 REAL_RUN = Path(__file__).parent / "report" / "data" / "runs" / "tiny-extrapolated.json"
 
