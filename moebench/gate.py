@@ -420,10 +420,11 @@ def gate(
             "noise is larger than the change the gate is asked to resolve"
         )
     busy = contention(base_docs), contention(cur_docs)
-    for side, why in zip(("baseline", "current"), busy):
+    for side, why, held in zip(("baseline", "current"), busy, ("no verdict on them stands", "a regression on them "
+                                                                "is inconclusive")):
         if why:
-            notes.append(f"{side}: {len(why)} record(s) timed on a contended machine (first: {next(iter(why.values()))}); "
-                         "their verdicts are inconclusive — measure again on a quiet machine")
+            notes.append(f"{side}: {len(why)} record(s) timed on a contended machine (first: {next(iter(why.values()))});"
+                         f" {held} — measure again on a quiet machine")
     rows: list[Row] = []
     for key in sorted(set(base) | set(cur), key=lambda k: (k[0], k[1], k[2], k[3])):
         model, b, p, o = key
