@@ -43,16 +43,18 @@ def register(app: typer.Typer) -> None:
         """Run a workload: every model × batch size, timed; ends with the dense-vs-MoE table."""
         from moebench.workload import Workload, load_workload
 
-        if out_dir.exists() and not out_dir.is_dir():
-            raise BadInput(f"--out {out_dir}: exists and is not a folder")
+        from moebench.outdir import check_out_dir
+
         path = workload or default_workload()
         wl = load_workload(path)
+        check_out_dir(out_dir)  # before anything is measured: a full or read-only disk is exit 4, not lost results
         if not isinstance(wl, Workload):  # kind: kernel
             from moebench.bench.runner import render_table, run_kernel_workload
-            from moebench.results import new_run_id, write_atomic
+            from moebench.outdir import save_result
+            from moebench.results import new_run_id
 
             doc = run_kernel_workload(wl, device=device.value if device else None, console_err=log)
-            dest = write_atomic(out_dir / f"{new_run_id(wl.name)}.json", doc)
+            dest = save_result(out_dir / f"{new_run_id(wl.name)}.json", doc)
             if json_:
                 emit_json(doc)
             else:

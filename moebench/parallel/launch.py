@@ -144,7 +144,10 @@ def _verdict(failures: dict[int, Any], launch_dir: Path, world: int, partial: Pa
             culprits, msg = [r], f"rank {r} of {world} failed (exit code {codes.get(r)})"
     if died and "(during " not in msg:
         msg += _during(partial, wl)
-    path = _finish_partial(partial, msg, culprits, wl, source)
+    try:
+        path = _finish_partial(partial, msg, culprits, wl, source)
+    except RunFailed as exc:  # --out refused the file: it says where the results went instead
+        return RunFailed(f"{msg}; {exc}", partial_path=exc.partial_path)
     return RunFailed(f"{msg}; partial results in {path}", partial_path=str(path))
 
 
@@ -160,7 +163,8 @@ def _during(partial: Path, wl: Any) -> str:
 
 def _finish_partial(path: Path, msg: str, culprits: list[int], wl: Any, source: str) -> Path:
     """Write the verdict into rank 0's partial results file (or a minimal one, if rank 0 never wrote it)."""
-    from moebench.results import SCHEMA_VERSION, environment, write_atomic
+    from moebench.outdir import save_result
+    from moebench.results import SCHEMA_VERSION, environment
 
     doc: Optional[dict[str, Any]] = None
     if path.is_file():
@@ -176,4 +180,4 @@ def _finish_partial(path: Path, msg: str, culprits: list[int], wl: Any, source: 
             "world_size": wl.parallel.world_size, "records": [],
         }
     doc.update(complete=False, error=msg, failed_ranks=culprits)
-    return write_atomic(path, doc)
+    return save_result(path, doc)
