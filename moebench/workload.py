@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -12,9 +14,28 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from moebench.errors import BadInput
 
 
+MAX_YAML_BYTES = 1 << 20  # a workload is a few hundred bytes; more is a wrong file (or /dev/zero)
+MAX_YAML_NODES = 100_000  # counted with every alias expanded: a "billion laughs" document is refused, not built
+MAX_YAML_DEPTH = 64
+
+
 class _Yaml12Loader(yaml.SafeLoader):
     """PyYAML follows YAML 1.1, where a float needs a dot: `25e-2` and `1e2` would be strings, which the strict
-    models below then reject. Resolve floats as YAML 1.2 (and every other YAML tool) does."""
+    models below then reject. Resolve floats as YAML 1.2 (and every other YAML tool) does. A key given twice in
+    one mapping is an error (PyYAML would keep the last silently); a merge (`<<: *base`) may still override."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key].start_mark.line + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
 
 
 _Yaml12Loader.add_implicit_resolver(
@@ -24,14 +45,78 @@ _Yaml12Loader.add_implicit_resolver(
 )
 
 
+def _expanded_size(node: yaml.Node, depth: int, sizes: dict[int, int], open_: set[int]) -> int:
+    """Nodes in the document once every alias is expanded, computed once per distinct node; a cycle or a size or
+    depth beyond the limits raises yaml.YAMLError."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_:
+        raise yaml.YAMLError(f"an alias refers to a node that contains it (line {node.start_mark.line + 1})")
+    if depth > MAX_YAML_DEPTH:
+        raise yaml.YAMLError(f"nested more than {MAX_YAML_DEPTH} levels deep (line {node.start_mark.line + 1})")
+    n = 1
+    if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)):
+        open_.add(key)
+        children = node.value if isinstance(node, yaml.SequenceNode) else [c for kv in node.value for c in kv]
+        for child in children:
+            n += _expanded_size(child, depth + 1, sizes, open_)
+            if n > MAX_YAML_NODES:
+                raise yaml.YAMLError(f"more than {MAX_YAML_NODES} values once its aliases are expanded")
+        open_.discard(key)
+    sizes[key] = n
+    return n
+
+
 def read_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+    """One YAML document as plain data, or yaml.YAMLError / ValueError / RecursionError for anything a workload
+    cannot be (several documents, an alias bomb, deep nesting, a tag the safe loader refuses, a 5000-digit int)."""
+    loader = _Yaml12Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, 0, {}, set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def read_text_file(p: Path, what: str, limit: int = MAX_YAML_BYTES) -> str:
+    """The text of a regular file of at most `limit` bytes; a FIFO, a device (/dev/zero), a folder or a huge
+    file is one BadInput line, decided before reading (opening a FIFO without O_NONBLOCK would wait forever)."""
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise BadInput(f"{p}: no such {what}") from None
+    except OSError as exc:
+        raise BadInput(f"{p}: cannot read {what} ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise BadInput(f"{p}: {kind} (a {what} is read only from a regular file)")
+        if st.st_size > limit:
+            raise BadInput(f"{p}: {st.st_size} bytes, more than a {what} may hold ({limit} bytes)")
+        data = os.read(fd, limit + 1)
+    except OSError as exc:
+        raise BadInput(f"{p}: cannot read {what} ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise BadInput(f"{p}: more than a {what} may hold ({limit} bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{p}: cannot read {what} (not UTF-8 text: byte {exc.start})") from None
 
 
 class Strict(BaseModel):
     # strict: YAML already types its scalars, so `prompt_tokens: true` or `repeats: "10"` is a mistake, not a 1 or
     # a 10 (ints still pass where a float is asked). Every YAML the tool reads validates through this base.
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    # allow_inf_nan: `.inf` and `.nan` are YAML floats, and one as a price or a timeout would turn every number
+    # computed from it into NaN; every float field of every schema is finite.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*:[a-z0-9][a-z0-9_.-]*$")
@@ -196,12 +281,7 @@ def parse_workload(data: Any, source: str = "<workload>"):
 def load_workload(path: str | Path, *, resolve: bool = True):
     """Read, validate and (with `resolve`) check that every model name exists."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise BadInput(f"{p}: no such workload file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{p}: cannot read workload file ({exc.__class__.__name__}: {exc})") from None
+    text = read_text_file(p, "workload file")
     try:
         data = read_yaml(text)
     except yaml.YAMLError as exc:
@@ -209,6 +289,10 @@ def load_workload(path: str | Path, *, resolve: bool = True):
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise BadInput(f"{p}: broken YAML{where}: {problem}") from None
+    except RecursionError:
+        raise BadInput(f"{p}: broken YAML: nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a value the safe constructor cannot build (a huge int)
+        raise BadInput(f"{p}: broken YAML: {' '.join(str(exc).split())[:200]}") from None
     wl = parse_workload(data, str(p))
     if resolve and isinstance(wl, Workload):
         wl = _resolve(wl, p)
