@@ -12,14 +12,7 @@ from hypothesis import strategies as st
 from moebench.errors import BadInput
 from moebench.workload import MAX_YAML_BYTES, load_workload, read_yaml
 from tests.cli.conftest import assert_one_line_error, moebench as cli_run
-
-GOOD = """\
-name: t
-models: [llama3:debug]
-device: cpu
-scenario: {prompt_tokens: 8, output_tokens: 3, batch_sizes: [1]}
-timing: {warmup: 0, repeats: 1}
-"""
+from tests.cli.test_bad_input import GOOD
 
 
 def _bomb(levels: int = 9) -> str:

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from moebench.cli._options import at_least
 from moebench.cli._output import emit_json, err, is_rank0, log, out
 from moebench.errors import BadInput
 
@@ -36,8 +37,8 @@ def register(app: typer.Typer) -> None:
         device: Optional[Device] = typer.Option(None, "--device", help="Override the workload's device."),
         out_dir: Path = typer.Option(Path("results/runs"), "--out", help="Folder for the results JSON."),
         json_: bool = typer.Option(False, "--json", help="Print the result as one JSON document on stdout."),
-        repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="Override timing.repeats (the gate's samples)."),
-        nproc: Optional[int] = typer.Option(None, "--nproc", min=1, help="Launch N local ranks (torch elastic launcher)."),
+        repeats: Optional[int] = typer.Option(None, "--repeats", callback=at_least(1), help="Override timing.repeats (the gate's samples)."),
+        nproc: Optional[int] = typer.Option(None, "--nproc", callback=at_least(1), help="Launch N local ranks (torch elastic launcher)."),
         profile: bool = typer.Option(False, "--profile", help="Time every phase of every layer on every rank."),
     ) -> None:
         """Run a workload: every model × batch size, timed; ends with the dense-vs-MoE table."""

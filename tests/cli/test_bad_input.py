@@ -106,3 +106,20 @@ def test_yaml_numbers_are_read_as_yaml_1_2_reads_them(tmp_path):
     wl = load_workload(write(tmp_path, GOOD + "price: {usd_per_gpu_hour: 25e-2}\nparallel: {collective_timeout_s: 1e2}\n"))
     assert wl.price.usd_per_gpu_hour == 0.25 and wl.parallel.collective_timeout_s == 100.0
     assert load_workload(write(tmp_path, GOOD.replace("llama3:debug", "mixtral:debug") + "routing: zipf:1\n")).routing == "zipf:1"
+
+
+@pytest.mark.parametrize("args, code, needle", [
+    # one rule: a value that parses but is wrong is bad input (3), as in a workload; `--price -3` was a usage error
+    (["project", "--model", "mixtral:8x7b", "--price", "-3"], 3, "--price must be a finite number ≥ 0, got -3.0"),
+    (["project", "--model", "mixtral:8x7b", "--price", "inf"], 3, "--price must be a finite number ≥ 0, got inf"),
+    (["project", "--model", "mixtral:8x7b", "--price", "nan"], 3, "--price must be a finite number ≥ 0, got nan"),
+    (["project", "--model", "mixtral:8x7b", "--prompt", "0"], 3, "--prompt must be ≥ 1, got 0"),
+    (["project", "--model", "mixtral:8x7b", "--max-gpus", "0"], 3, "--max-gpus must be ≥ 1, got 0"),
+    (["project", "--model", "mixtral:8x7b", "--batch", "0"], 3, "--batch"),
+    (["run", "workloads/quickstart.yaml", "--repeats", "0"], 3, "--repeats must be ≥ 1, got 0"),
+    # a command line that does not parse stays a usage error
+    (["project", "--model", "mixtral:8x7b", "--price", "abc"], 2, "--price"),
+    (["run", "workloads/quickstart.yaml", "--repeats", "two"], 2, "--repeats"),
+])
+def test_a_wrong_option_value_is_bad_input_and_an_unparsable_one_usage(cli, args, code, needle):
+    assert_one_line_error(cli(*args), code, needle)
