@@ -299,20 +299,45 @@ def load_workload(path: str | Path, *, resolve: bool = True):
     return wl
 
 
+def _memory_check(wl: Workload):
+    """`run`'s memory check (models/memory.py) for this machine, as (name, cfg) -> None raising BadInput; None
+    when the workload's device is not here (validating a GPU workload on a laptop): the run checks it there."""
+    from moebench.engine.device import resolve_device, resolve_dtype
+    from moebench.errors import EnvironmentProblem
+    from moebench.models.config import DTYPE_BYTES
+    from moebench.models.memory import check_fits
+
+    try:
+        dev = resolve_device(wl.device)
+    except EnvironmentProblem:
+        return None
+    dbytes = DTYPE_BYTES[str(resolve_dtype(wl.dtype, dev)).removeprefix("torch.")]
+    sc = wl.scenario
+
+    def fits(name: str, cfg) -> None:
+        check_fits(name, cfg, batch=max(sc.batch_sizes), max_seq=sc.prompt_tokens + sc.output_tokens,
+                   dtype_bytes=dbytes, device=dev)
+
+    return fits
+
+
 def _resolve(wl: Workload, p: Path) -> Workload:
-    """Everything `run` would refuse, refused before anything runs: model names, checkpoints, layers, hardware,
-    its price tier, a hot expert the models lack. Checkpoint paths come back resolved against the file's folder."""
+    """Everything `run` would refuse, refused before anything runs: model names, checkpoints, layers, memory,
+    hardware, its price tier, a hot expert the models lack. Checkpoint paths come back resolved against the file's folder."""
     from moebench.catalog import get_hardware
     from moebench.models import entry_arch
     from moebench.parallel.mesh import Layout, check_plan
     from moebench.profile.routing import check_routing
 
+    fits = _memory_check(wl)
     entries = []
     for i, m in enumerate(wl.model_entries):
         try:
             if m.weights != "random":  # a relative checkpoint path is relative to the workload file, as written
                 m = m.model_copy(update={"weights": str(p.parent / Path(m.weights).expanduser())})
             cfg = entry_arch(m.name, m.weights, m.layers)[1]
+            if fits is not None:
+                fits(m.name, cfg)
         except BadInput as exc:
             raise BadInput(f"{p}: models[{i}]: {exc}") from None
         if wl.parallel.world_size > 1:

@@ -48,6 +48,12 @@ def write(tmp_path, text):
         (GOOD + "hardware: h100_sxm\nprice: {tier: rentl}\n", ["hardware", "has no price tier 'rentl'"]),
         (GOOD.replace("llama3:debug", "mixtral:debug") + "parallel: {world_size: 3, expert: 3}\n",
          ["parallel.expert: 3 does not divide the 8 experts of mixtral:debug"]),
+        # sizes no machine holds: named with what would fit (the layers were blamed), by validate too
+        (GOOD.replace("batch_sizes: [1]", "batch_sizes: [1000000000]"),
+         ["models[0]: llama3:debug needs", "batch size 1000000000 does not fit: the largest that fits is"]),
+        (GOOD.replace("prompt_tokens: 8", "prompt_tokens: 1000000000000"),
+         ["models[0]", "1000000000003 tokens per sequence (prompt + output) do not fit: at batch size 1 at most"]),
+        (GOOD + "price: {usd_per_gpu_hour: .inf}\n", ["price.usd_per_gpu_hour: Input should be a finite number"]),
     ],
 )
 def test_bad_workload_exits_3_in_one_line(cli, tmp_path, text, needles):
