@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from moebench.errors import ExitCode, Terminated
+from moebench.errors import ExitCode, MoebenchError, Terminated
 from moebench.parallel import comm
 from moebench.parallel.mesh import ParallelContext, watchdog_limit_s
 
@@ -40,6 +40,8 @@ LAUNCH_DIR_ENV = "MOEBENCH_LAUNCH_DIR"
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, MoebenchError):  # our own messages are one line already, and name what they must
+        return " ".join(str(exc).split())
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:240]}" if text else type(exc).__name__
 

@@ -135,3 +135,30 @@ def test_out_turning_read_only_mid_run_loses_no_measurement(tmp_path, tmpfs):
     assert "Read-only file system" in last and f"saved to {spare}" in last, last
     doc = json.loads(Path(last.rsplit(" ", 2)[-2]).read_text())
     assert [r["model"] for r in doc["records"]] == ["llama3:debug", "mixtral:debug"]
+
+
+@pytest.mark.slow
+def test_out_turning_read_only_mid_run_loses_no_measurement_with_two_ranks(tmp_path, tmpfs):
+    """The same under `--nproc 2`: rank 0 saves to the fallback, and the launcher writes its verdict into that
+    file rather than over it with an empty one."""
+    spare = tmp_path / "spare"
+    spare.mkdir()
+    wl = _workload(tmp_path, name="ep2", models=["mixtral:debug"], parallel={"world_size": 2, "expert": 2},
+                   scenario={"prompt_tokens": 8, "output_tokens": 2, "batch_sizes": [2, 4]},
+                   timing={"warmup": 1, "repeats": 30})
+    p = start_moebench("run", str(wl), "--nproc", "2", "--out", str(tmpfs), env={"TMPDIR": str(spare)})
+    try:
+        seen = read_stderr_until(p, "batch 4:")  # the batch-2 record was written just before this line
+        assert list(tmpfs.glob("*.json")), seen
+        _remount(tmpfs, "ro")
+        _, rest = p.communicate(timeout=240)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 5, (seen, rest)
+    errors = [ln for ln in rest.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: rank 0 of 2 failed: "), rest  # not the survivor
+    assert "Read-only file system" in errors[0] and str(spare) in errors[0], rest
+    (saved,) = spare.glob("moebench-unsaved-*.json")
+    doc = json.loads(saved.read_text())
+    assert doc["complete"] is False and [r["batch_size"] for r in doc["records"]] == [2, 4], doc.get("error")
