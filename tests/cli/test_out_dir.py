@@ -113,25 +113,32 @@ def test_a_nearly_full_out_is_refused_before_measuring(cli, tmp_path, tmpfs):
     assert_one_line_error(proc, 4, f"--out {tmpfs}: only", "KB free")
 
 
-def test_out_turning_read_only_mid_run_loses_no_measurement(tmp_path, tmpfs):
-    """The first model's results are written to the tmpfs; it is then remounted read-only, so the write after
-    the second model fails (EROFS): both models' records land in the named fallback file, exit 5."""
+def _run_then_make_read_only(tmp_path: Path, tmpfs: Path, wl: Path, after: str, *args: str) -> tuple[int, str, Path]:
+    """Run `wl` onto the tmpfs, remount it read-only once stderr says `after` (a result was written before it):
+    (exit code, stderr, the $TMPDIR the run was given)."""
     spare = tmp_path / "spare"
     spare.mkdir()
-    wl = _workload(tmp_path, name="two", models=["llama3:debug", "mixtral:debug"],
-                   timing={"warmup": 1, "repeats": 40})
-    p = start_moebench("run", str(wl), "--out", str(tmpfs), env={"TMPDIR": str(spare)})
+    p = start_moebench("run", str(wl), *args, "--out", str(tmpfs), env={"TMPDIR": str(spare)})
     try:
-        seen = read_stderr_until(p, "building mixtral:debug")  # the first model's results were written just before
+        seen = read_stderr_until(p, after)
         assert list(tmpfs.glob("*.json")), seen
         _remount(tmpfs, "ro")
-        _, rest = p.communicate(timeout=180)
+        _, rest = p.communicate(timeout=240)
     finally:
         if p.poll() is None:
             p.kill()
-    assert p.returncode == 5, (seen, rest)
     assert "Traceback" not in rest
-    last = [ln for ln in rest.splitlines() if ln.strip()][-1]
+    return p.returncode, seen + rest, spare
+
+
+def test_out_turning_read_only_mid_run_loses_no_measurement(tmp_path, tmpfs):
+    """The first model's results are written to the tmpfs; it is then remounted read-only, so the write after
+    the second model fails (EROFS): both models' records land in the named fallback file, exit 5."""
+    wl = _workload(tmp_path, name="two", models=["llama3:debug", "mixtral:debug"],
+                   timing={"warmup": 1, "repeats": 40})
+    code, err, spare = _run_then_make_read_only(tmp_path, tmpfs, wl, "building mixtral:debug")
+    assert code == 5, err
+    last = [ln for ln in err.splitlines() if ln.strip()][-1]
     assert "Read-only file system" in last and f"saved to {spare}" in last, last
     doc = json.loads(Path(last.rsplit(" ", 2)[-2]).read_text())
     assert [r["model"] for r in doc["records"]] == ["llama3:debug", "mixtral:debug"]
@@ -141,24 +148,14 @@ def test_out_turning_read_only_mid_run_loses_no_measurement(tmp_path, tmpfs):
 def test_out_turning_read_only_mid_run_loses_no_measurement_with_two_ranks(tmp_path, tmpfs):
     """The same under `--nproc 2`: rank 0 saves to the fallback, and the launcher writes its verdict into that
     file rather than over it with an empty one."""
-    spare = tmp_path / "spare"
-    spare.mkdir()
     wl = _workload(tmp_path, name="ep2", models=["mixtral:debug"], parallel={"world_size": 2, "expert": 2},
                    scenario={"prompt_tokens": 8, "output_tokens": 2, "batch_sizes": [2, 4]},
                    timing={"warmup": 1, "repeats": 30})
-    p = start_moebench("run", str(wl), "--nproc", "2", "--out", str(tmpfs), env={"TMPDIR": str(spare)})
-    try:
-        seen = read_stderr_until(p, "batch 4:")  # the batch-2 record was written just before this line
-        assert list(tmpfs.glob("*.json")), seen
-        _remount(tmpfs, "ro")
-        _, rest = p.communicate(timeout=240)
-    finally:
-        if p.poll() is None:
-            p.kill()
-    assert p.returncode == 5, (seen, rest)
-    errors = [ln for ln in rest.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1 and errors[0].startswith("error: rank 0 of 2 failed: "), rest  # not the survivor
-    assert "Read-only file system" in errors[0] and str(spare) in errors[0], rest
+    code, err, spare = _run_then_make_read_only(tmp_path, tmpfs, wl, "batch 4:", "--nproc", "2")
+    assert code == 5, err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: rank 0 of 2 failed: "), err  # not the survivor
+    assert "Read-only file system" in errors[0] and str(spare) in errors[0], err
     (saved,) = spare.glob("moebench-unsaved-*.json")
     doc = json.loads(saved.read_text())
     assert doc["complete"] is False and [r["batch_size"] for r in doc["records"]] == [2, 4], doc.get("error")
