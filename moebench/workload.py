@@ -69,15 +69,20 @@ def _expanded_size(node: yaml.Node, depth: int, sizes: dict[int, int], open_: se
 
 
 def read_yaml(text: str) -> Any:
-    """One YAML document as plain data, or yaml.YAMLError / ValueError / RecursionError for anything a workload
-    cannot be (several documents, an alias bomb, deep nesting, a tag the safe loader refuses, a 5000-digit int)."""
+    """One YAML document as plain data, or yaml.YAMLError / RecursionError for anything a workload cannot be
+    (several documents, an alias bomb, deep nesting, a tag the safe loader refuses, a 5000-digit int)."""
     loader = _Yaml12Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
         _expanded_size(node, 0, {}, set())
-        return loader.construct_document(node)
+        try:
+            return loader.construct_document(node)
+        except (yaml.YAMLError, RecursionError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - PyYAML's constructors fail in their own ways (`!!timestamp` empty)
+            raise yaml.YAMLError(f"a value it cannot build ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
     finally:
         loader.dispose()
 
@@ -291,8 +296,6 @@ def load_workload(path: str | Path, *, resolve: bool = True):
         raise BadInput(f"{p}: broken YAML{where}: {problem}") from None
     except RecursionError:
         raise BadInput(f"{p}: broken YAML: nested too deeply") from None
-    except (ValueError, TypeError, OverflowError) as exc:  # a value the safe constructor cannot build (a huge int)
-        raise BadInput(f"{p}: broken YAML: {' '.join(str(exc).split())[:200]}") from None
     wl = parse_workload(data, str(p))
     if resolve and isinstance(wl, Workload):
         wl = _resolve(wl, p)

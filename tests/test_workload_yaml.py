@@ -29,6 +29,7 @@ HOSTILE = {
     "python tag": ("name: !!python/object/apply:os.system ['true']\n", "could not determine a constructor"),
     "huge int": (GOOD + "seed: " + "9" * 6000 + "\n", "broken YAML"),
     "bad timestamp": ("name: !!timestamp 2001-13-45\n", "broken YAML"),
+    "empty timestamp": ("!!timestamp\n", "broken YAML: a value it cannot build"),  # found by the fuzzer below
     "binary value": ("name: !!binary '%%%'\n", "name: Input should be a valid string"),
     "two documents": ("a: 1\n---\nb: 2\n", "another document"),
     "unhashable key": ("? [a, b]\n: 1\n", "broken YAML"),
