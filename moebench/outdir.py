@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from moebench.errors import BadInput, EnvironmentProblem, RunFailed
 from moebench.results import dumps, write_atomic
@@ -55,19 +55,20 @@ class ResultNotSaved(RunFailed):
     """`--out` refused a result write; the document went to `partial_path` (or stdout) instead."""
 
 
-def save_result(path: str | Path, doc: dict[str, Any]) -> Path:
-    """write_atomic(path, doc); when that fails with an OSError, the document is written to fallback_path (or, if
-    that fails too, printed on stdout) and ResultNotSaved (exit 5) says where."""
+def save_result(path: str | Path, doc: dict[str, Any],
+                write: Callable[[Path, dict[str, Any]], Path] = write_atomic) -> Path:
+    """write(path, doc) (write_atomic, or a schema-checked write); when that fails with an OSError, the document
+    is written to fallback_path (or, if that fails too, printed on stdout) and ResultNotSaved (exit 5) says where."""
     path = Path(path)
     try:
-        return write_atomic(path, doc)
+        return write(path, doc)
     except OSError as exc:
         why = f"cannot write {path} ({exc.strerror or exc})"
     if not doc.get("complete"):  # a complete document stays complete: only its place changed
         doc.setdefault("error", why)
     spare = fallback_path(path)
     try:
-        write_atomic(spare, doc)
+        write(spare, doc)
     except OSError:
         sys.stdout.write(dumps(doc) + "\n")
         sys.stdout.flush()

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from moebench.errors import BadInput
+from moebench.strict import Strict
 
 
 MAX_YAML_BYTES = 1 << 20  # a workload is a few hundred bytes; more is a wrong file (or /dev/zero)
@@ -114,14 +115,6 @@ def read_text_file(p: Path, what: str, limit: int = MAX_YAML_BYTES) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadInput(f"{p}: cannot read {what} (not UTF-8 text: byte {exc.start})") from None
-
-
-class Strict(BaseModel):
-    # strict: YAML already types its scalars, so `prompt_tokens: true` or `repeats: "10"` is a mistake, not a 1 or
-    # a 10 (ints still pass where a float is asked). Every YAML the tool reads validates through this base.
-    # allow_inf_nan: `.inf` and `.nan` are YAML floats, and one as a price or a timeout would turn every number
-    # computed from it into NaN; every float field of every schema is finite.
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*:[a-z0-9][a-z0-9_.-]*$")
@@ -305,16 +298,16 @@ def load_workload(path: str | Path, *, resolve: bool = True):
 def _memory_check(wl: Workload):
     """`run`'s memory check (models/memory.py) for this machine, as (name, cfg) -> None raising BadInput; None
     when the workload's device is not here (validating a GPU workload on a laptop): the run checks it there."""
-    from moebench.engine.device import resolve_device, resolve_dtype
+    from moebench.arith import dtype_bytes
+    from moebench.device import resolve_device, resolve_dtype
     from moebench.errors import EnvironmentProblem
-    from moebench.models.config import DTYPE_BYTES
     from moebench.models.memory import check_fits
 
     try:
         dev = resolve_device(wl.device)
     except EnvironmentProblem:
         return None
-    dbytes = DTYPE_BYTES[str(resolve_dtype(wl.dtype, dev)).removeprefix("torch.")]
+    dbytes = dtype_bytes(str(resolve_dtype(wl.dtype, dev)).removeprefix("torch."))
     sc = wl.scenario
 
     def fits(name: str, cfg) -> None:
@@ -329,8 +322,8 @@ def _resolve(wl: Workload, p: Path) -> Workload:
     hardware, its price tier, a hot expert the models lack. Checkpoint paths come back resolved against the file's folder."""
     from moebench.catalog import get_hardware
     from moebench.models import entry_arch
-    from moebench.parallel.mesh import Layout, check_plan
-    from moebench.profile.routing import check_routing
+    from moebench.parallel.mesh import MeshShape, check_plan
+    from moebench.routing import check_routing
 
     fits = _memory_check(wl)
     entries = []
@@ -344,7 +337,7 @@ def _resolve(wl: Workload, p: Path) -> Workload:
         except BadInput as exc:
             raise BadInput(f"{p}: models[{i}]: {exc}") from None
         if wl.parallel.world_size > 1:
-            check_plan(Layout.of(wl.parallel), cfg, m.name, wl.scenario.batch_sizes, str(p))
+            check_plan(MeshShape.of(wl.parallel), cfg, m.name, wl.scenario.batch_sizes, str(p))
         if cfg.is_moe:
             try:
                 check_routing(wl.routing, cfg.n_routed_experts, m.name)

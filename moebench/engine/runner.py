@@ -8,28 +8,28 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import torch
 
+from moebench.arith import dtype_bytes
 from moebench.catalog import Hardware, get_hardware, reference_models
-from moebench.engine.device import (compute_roof_flops, cpu_oversubscription, detect_hardware, local_ranks,
-                                    measure_roofs, resolve_device, resolve_dtype, usable_cpus)
+from moebench.device import detect_hardware, resolve_device, resolve_dtype
+from moebench.engine.batch import measure_batch
+from moebench.engine.device import compute_roof_flops, measure_roofs
+from moebench.engine.gather import gather_samples, merge_samples, rank_info, rank_timing
 from moebench.engine.generate import GenerationBench, GenerationSamples, prompt_ids, time_generation
 from moebench.engine.records import Peaks, Pricing, build_record
 from moebench.errors import ExitCode, MoebenchError, RunFailed, Terminated
+from moebench.machine import contended, contention_summary, cpu_oversubscription, local_ranks, usable_cpus
 from moebench.models import build, entry_arch
-from moebench.models.config import DTYPE_BYTES
 from moebench.outdir import ResultNotSaved, save_result
-from moebench.results import SCHEMA_VERSION, environment, file_stem, new_run_id
+from moebench.results import file_stem, new_doc, new_run_id, write_result
 from moebench.parallel.faults import Guard, install_test_faults
-from moebench.parallel.gather import gather_samples, merge_samples, rank_info, rank_timing
 from moebench.parallel.mesh import ParallelContext, check_plan, env_rank, init_parallel, shutdown
 from moebench.parallel.plan import local_batch, parallelize
-from moebench.profile.routing import install_routing
-from moebench.profile.runs import measure_batch
+from moebench.routing import install_routing
 from moebench.workload import ModelEntry, Workload
 
 Log = Callable[[str], None]
@@ -110,7 +110,7 @@ def run_workload(
         doc.update(complete=False, error=error, failed_ranks=failed_ranks)
         return save_result(path, doc)
 
-    dbytes = DTYPE_BYTES[dtype_name]
+    dbytes = dtype_bytes(dtype_name)
     for entry, cfg in zip(wl.model_entries, archs):  # before anything is measured: not fitting is bad input (exit 3)
         check_memory(entry.name, cfg, batch=max(wl.scenario.batch_sizes),
                      max_seq=wl.scenario.prompt_tokens + wl.scenario.output_tokens, dtype_bytes=dbytes, device=dev)
@@ -127,19 +127,11 @@ def run_workload(
             roofs = measure_roofs(dev, dtype)
         if ctx is not None:
             ctx.barrier()
-        doc.update({
-            "schema_version": SCHEMA_VERSION,
-            "complete": False,
-            "kind": "model",
-            "run_id": run_id,
-            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "workload_path": workload_path,
-            "workload": wl.model_dump(mode="json"),
-            "hardware": _hardware_section(hw, dev, dtype_name, wl, backend, pricing, roofs),
-            "environment": environment(),
-            "world_size": wl.parallel.world_size,
-            "records": [],
-        })
+        doc.update(new_doc(
+            kind="engine", run_id=run_id, workload_path=workload_path, workload=wl.model_dump(mode="json"),
+            hardware=_hardware_section(hw, dev, dtype_name, wl, backend, pricing, roofs),
+            world_size=wl.parallel.world_size,
+        ))
         if ctx is not None:
             guard.save = save_partial
             ranks = rank_info(ctx)
@@ -169,7 +161,8 @@ def run_workload(
         shutdown()
     if rank0:
         doc["complete"] = True
-        save_result(path, doc)
+        # checked against the schema once, when whole
+        save_result(path, doc, write=lambda p, d: write_result(d, p.parent, p.stem))
     return doc, path
 
 
@@ -204,15 +197,21 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
                    profile: Optional[dict[str, Any]] = None) -> None:
         doc["records"].append(build_record(
             name=entry.name, kind=spec.kind, run_cfg=cfg, samples=samples, batch=b,
-            prompt=sc.prompt_tokens, output=sc.output_tokens, dtype_bytes=DTYPE_BYTES[dtype_name],
+            prompt=sc.prompt_tokens, output=sc.output_tokens, dtype_bytes=dtype_bytes(dtype_name),
             pricing=pricing, peaks=peaks, intelligence=resolve_intelligence(wl, entry),
+            energy_j_per_repeat=samples.energy_j, energy_source=samples.energy_source,
+            energy_scope=samples.energy_scope,
+            decode={"mode": samples.decode_mode, "note": samples.note},
+            weights=entry.weights,  # "random", or the checkpoint directory
+            # rank 0: every rank's regions, waits and expert load, merged
+            **({"profile": profile} if profile is not None else {}),
         ))
-        doc["records"][-1]["decode"] = {"mode": samples.decode_mode, "note": samples.note}
-        doc["records"][-1]["weights"] = entry.weights  # "random", or the checkpoint directory
+        doc["contention"] = contention_summary(doc["records"])
+        busy = contended(doc["records"][-1])
+        if busy:
+            log(f"  note: timed on a busy machine: {busy}")
         if samples.note:
             log(f"  note: {samples.note}")
-        if profile is not None:  # rank 0: every rank's regions, waits and expert load, merged
-            doc["records"][-1]["profile"] = profile
 
     if wl.timing.schedule == "interleaved":  # single process, no profile (the workload validates it)
         _run_interleaved(wl, dev=dev, dtype=dtype, log=log, add_record=add_record)

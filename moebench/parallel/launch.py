@@ -16,7 +16,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any, Optional
@@ -71,19 +70,19 @@ def launch_local(nproc: int, args: list[str], *, wl: Any, source: str, out_dir: 
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     from moebench.models import entry_arch
-    from moebench.parallel.mesh import Layout, check_plan
+    from moebench.parallel.mesh import MeshShape, check_plan
     from moebench.results import new_run_id
 
     for entry in wl.model_entries:  # fail before starting N processes: the ranks would all say the same
         cfg = entry_arch(entry.name, entry.weights, entry.layers)[1]
-        check_plan(Layout.of(wl.parallel), cfg, entry.name, wl.scenario.batch_sizes, source)
+        check_plan(MeshShape.of(wl.parallel), cfg, entry.name, wl.scenario.batch_sizes, source)
     _quiet_agent()
     run_id = new_run_id(wl.name)
     partial = Path(out_dir) / f"{run_id}.json"
     launch_dir = Path(tempfile.mkdtemp(prefix="moebench-launch-"))
     env = {"MOEBENCH_RUN_ID": run_id, LAUNCH_DIR_ENV: str(launch_dir)}
     if "OMP_NUM_THREADS" not in os.environ:  # as torchrun does: N ranks must not each claim every core
-        from moebench.engine.device import usable_cpus
+        from moebench.machine import usable_cpus
 
         env["OMP_NUM_THREADS"] = str(max(1, usable_cpus() // nproc))
     saved = {k: os.environ.get(k) for k in env}
@@ -168,7 +167,7 @@ def _during(partial: Path, wl: Any) -> str:
 def _finish_partial(path: Path, msg: str, culprits: list[int], wl: Any, source: str) -> Path:
     """Write the verdict into rank 0's partial results file (or a minimal one, if rank 0 never wrote it)."""
     from moebench.outdir import fallback_path, save_result
-    from moebench.results import SCHEMA_VERSION, environment
+    from moebench.results import new_doc
 
     doc: Optional[dict[str, Any]] = None
     for saved in (fallback_path(path), path):  # rank 0 saved its latest there when --out refused a write
@@ -178,11 +177,7 @@ def _finish_partial(path: Path, msg: str, culprits: list[int], wl: Any, source: 
             except (OSError, ValueError):
                 doc = None
     if doc is None:
-        doc = {
-            "schema_version": SCHEMA_VERSION, "kind": "model", "run_id": path.stem,
-            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "workload_path": source,
-            "workload": wl.model_dump(mode="json"), "hardware": {}, "environment": environment(),
-            "world_size": wl.parallel.world_size, "records": [],
-        }
+        doc = new_doc(kind="engine", run_id=path.stem, workload_path=source, workload=wl.model_dump(mode="json"),
+                      hardware={}, world_size=wl.parallel.world_size)
     doc.update(complete=False, error=msg, failed_ranks=culprits)
     return save_result(path, doc)

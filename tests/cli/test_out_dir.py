@@ -14,7 +14,7 @@ import yaml
 
 from moebench import outdir
 from moebench.errors import ExitCode
-from moebench.profile.runs import trace_dir_for
+from moebench.engine.batch import trace_dir_for
 from moebench.results import new_run_id
 from tests.cli.conftest import assert_one_line_error, read_stderr_until, start_moebench
 
@@ -52,30 +52,28 @@ def test_a_full_disk_at_the_write_saves_the_document_elsewhere(tmp_path, monkeyp
     monkeypatch.setenv("TMPDIR", str(tmp_path / "spare"))
     (tmp_path / "spare").mkdir()
     monkeypatch.setattr(outdir.tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
-    real = outdir.write_atomic
+    real = outdir.write_atomic  # the --out folder is full; the fallback folder is not
 
     def full(path, doc):
         if Path(path).parent == tmp_path / "out":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(path, doc)
 
-    monkeypatch.setattr(outdir, "write_atomic", full)
     doc = {"complete": False, "records": [{"model": "m", "batch_size": 1}]}
     with pytest.raises(outdir.ResultNotSaved) as err:
-        outdir.save_result(tmp_path / "out" / "r.json", doc)
+        outdir.save_result(tmp_path / "out" / "r.json", doc, write=full)
     assert err.value.code == ExitCode.RUN_FAILED
     spare = tmp_path / "spare" / "moebench-unsaved-r.json"
     assert str(spare) in str(err.value) and "No space left on device" in str(err.value)
     assert json.loads(spare.read_text())["records"] == doc["records"]
 
 
-def test_when_the_fallback_fails_too_the_document_is_printed(tmp_path, monkeypatch, capsys):
+def test_when_the_fallback_fails_too_the_document_is_printed(tmp_path, capsys):
     def refuse(path, doc):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr(outdir, "write_atomic", refuse)
     with pytest.raises(outdir.ResultNotSaved, match="printed on stdout"):
-        outdir.save_result(tmp_path / "r.json", {"complete": True, "records": [1, 2]})
+        outdir.save_result(tmp_path / "r.json", {"complete": True, "records": [1, 2]}, write=refuse)
     assert json.loads(capsys.readouterr().out)["records"] == [1, 2]
 
 

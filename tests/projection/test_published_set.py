@@ -1,0 +1,66 @@
+"""The published validation set is what issue #18 asks for: enough points from enough independent sources, every
+field filled, and model/hardware ids the projection can resolve (or a recorded reason why not)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from moebench.catalog import get_hardware
+from moebench.errors import MoebenchError
+from moebench.projection import resolve_config
+from tests.projection.published_set import DATA, PublishedSet, load_published
+
+
+def test_at_least_40_points_from_5_independent_publishers_with_both_splits():
+    ps = load_published()
+    assert len(ps.points) >= 40
+    assert len({ps.source_groups[p.source_group].publisher for p in ps.points}) >= 5
+    assert {p.split for p in ps.points} == {"fit", "holdout"}
+
+
+def test_every_field_is_present_in_the_file():
+    raw = yaml.safe_load(DATA.read_text())
+    required = {n for n, f in PublishedSet.model_fields["points"].annotation.__args__[0].model_fields.items()
+                if f.is_required()}
+    for pt in raw["points"]:
+        missing = required - pt.keys()
+        assert not missing, f"{pt.get('id')}: missing {sorted(missing)}"
+
+
+def test_ids_resolve_in_the_catalog_or_say_why_not():
+    for p in load_published().points:
+        if p.unsupported:
+            continue
+        try:
+            resolve_config(p.model)
+            get_hardware(p.hardware)
+        except MoebenchError as e:
+            pytest.fail(f"{p.id}: {e} (mark it `unsupported: <reason>` if the catalog cannot hold it)")
+
+
+def test_a_point_whose_split_disagrees_with_its_source_is_rejected():
+    raw = yaml.safe_load(DATA.read_text())
+    raw["points"][0]["split"] = "holdout" if raw["points"][0]["split"] == "fit" else "fit"
+    with pytest.raises(ValueError, match="split"):
+        PublishedSet.model_validate(raw)
+
+
+def test_the_existing_anchors_are_points_with_the_same_numbers():
+    from tests.projection.published import ANCHORS
+
+    published = {(p.hardware, p.model, p.metric(m)) for p in load_published().points for m in
+                 ("total_tok_s_per_gpu", "decode_tok_s_per_gpu")}
+    for an in ANCHORS:
+        value = an.total_tokens_per_s_per_gpu or an.decode_tokens_per_s_per_gpu
+        assert (an.hardware, an.model, value) in published, an.label
+
+
+def test_the_validation_script_projects_each_point_or_says_why_not():
+    from benchmarks.projection_validation import run, summary
+
+    results, skipped = run()
+    assert len(results) + len(skipped) == len(load_published().points)
+    assert len(results) >= 40 and all(why for _, why in skipped)
+    assert all(r.error >= 1 for r in results)
+    assert set(summary(results, lambda r: r.groups["split"])) == {"fit", "holdout"}
