@@ -11,6 +11,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from moebench.cli._options import at_least
 from moebench.cli._output import emit_json, fmt, log, out
 from moebench.errors import BadInput
 
@@ -97,17 +98,17 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(..., "--model", help="family:flavor, e.g. deepseek-v3:671b."),
         hardware: str = typer.Option(DEFAULT_HARDWARE, "--hardware", help="Comma-separated catalog ids."),
         batch: str = typer.Option("1,8,64,256", "--batch", help="Comma-separated concurrent sequences per model instance."),
-        prompt: int = typer.Option(1024, "--prompt", min=1, help="Prompt tokens per request."),
-        output: int = typer.Option(256, "--output", min=2, help="Output tokens per request."),
+        prompt: int = typer.Option(1024, "--prompt", callback=at_least(1), help="Prompt tokens per request."),
+        output: int = typer.Option(256, "--output", callback=at_least(2), help="Output tokens per request."),
         dtype: WeightDtype = typer.Option(WeightDtype.bf16, "--dtype", help="Weight format (fp4/fp8 run weight-only where the tensor cores lack them)."),
         kv_dtype: KvDtype = typer.Option(KvDtype.bf16, "--kv-dtype", help="KV-cache format."),
         calibrate_: Optional[Path] = typer.Option(None, "--calibrate", help="A result JSON to fit efficiencies from."),
         price_tier: Optional[str] = typer.Option(None, "--price-tier", help="hyperscaler | neocloud | rental | on-demand (default: the catalog's first)."),
-        price: Optional[float] = typer.Option(None, "--price", min=0.0, help="USD per GPU-hour, overriding the catalog (0: a machine you own); not with --price-tier."),
+        price: Optional[float] = typer.Option(None, "--price", callback=at_least(0), help="USD per GPU-hour, overriding the catalog (0: a machine you own); not with --price-tier."),
         interactivity: str = typer.Option("10,20,50,100", "--interactivity", help="Comma-separated tokens/s/user targets."),
         overlap: Overlap = typer.Option(Overlap.none, "--overlap", help="Hide communication behind compute: none, or full (two-batch overlap)."),
         serving: Serving = typer.Option(Serving.continuous, "--serving", help="continuous (vLLM/SGLang-style) or static (moebench run)."),
-        max_gpus: int = typer.Option(128, "--max-gpus", min=1, help="Largest model instance to consider."),
+        max_gpus: int = typer.Option(128, "--max-gpus", callback=at_least(1), help="Largest model instance to consider."),
         keep_host: bool = typer.Option(False, "--keep-host-time", help="With --calibrate: carry the fitted host time per op to every target (same eager stack), not only back to the measured hardware."),
         json_: bool = typer.Option(False, "--json", help="Print one JSON document."),
     ) -> None:
