@@ -70,6 +70,19 @@ class Assumptions:
     mem_util: float = 0.9  # HBM share for weights + KV (the rest: activations, CUDA graphs, fragmentation)
     serving: Literal["continuous", "static"] = "continuous"  # static = one batch prefilled, then decoded (moebench run)
     step_overhead_ms: Mapping[str, float] = field(default_factory=dict)  # stage -> host overhead per forward (scheduler)
+    # Low-precision matmuls: tensor-core format ("fp8", "fp4") -> factor on the compute efficiency (their kernels
+    # reach less of a higher peak), and "weight_only" -> factor on both roofs of a matmul whose weights the tensor
+    # cores cannot run (MXFP4 on Hopper / MI300: dequantised in the kernel). Per architecture in presets.yaml.
+    dtype_efficiency: Mapping[str, float] = field(default_factory=dict)
+    # Speculative decoding / MTP: each decode step verifies `spec_tokens` drafted tokens per sequence, each accepted
+    # with probability `spec_accept` given its predecessors were, so a step yields 1 + Σ accept^i tokens.
+    spec_tokens: int = 0
+    spec_accept: float = 0.0
+
+    @property
+    def tokens_per_step(self) -> float:
+        """Tokens a decode step yields per sequence (1 without speculation)."""
+        return 1.0 + sum(self.spec_accept**i for i in range(1, self.spec_tokens + 1))
 
     def host_ms(self, stage: str, ops: float, expert_runs: float = 0.0) -> float:
         """CPU time (ms) to issue a step of `ops` ops that runs `expert_runs` routed experts (summed over layers)."""
