@@ -1,0 +1,126 @@
+"""The validation set of published serving measurements (tests/projection/data/published.yaml): its schema and
+loader. Every point names its source and what had to be inferred; `split` is a fixed fit/holdout assignment by
+whole source group, and `source_group` lets leave-one-source-out be computed too.
+
+    from tests.projection.published_set import load_published
+    ps = load_published()            # PublishedSet: .points, .source_groups
+    [p for p in ps.points if p.split == "holdout"]
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DATA = Path(__file__).parent / "data" / "published.yaml"
+
+Split = Literal["fit", "holdout"]
+MetricName = Literal[
+    "total_tok_s_per_gpu",  # (input + output) tokens/s per GPU
+    "output_tok_s_per_gpu",
+    "output_tok_s",  # output tokens/s of the whole instance (n_gpus GPUs)
+    "input_tok_s_per_gpu",  # prefill throughput of a prefill pool
+    "decode_tok_s_per_gpu",  # output tokens/s per GPU of a decode pool
+    "tpot_ms",
+    "ttft_ms",
+    "tok_s_per_user",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Layout(_Frozen):
+    tp: int = Field(ge=1)
+    ep: int = Field(ge=1)
+    dp: int = Field(ge=1)
+    pp: int = Field(ge=1)
+    disaggregated: bool  # prefill and decode on separate pools
+    how: str = Field(min_length=1)  # "published: ..." or "inferred: ..."
+
+
+class Precision(_Frozen):
+    weights: Literal["bf16", "fp16", "fp8", "fp4", "int4"]
+    kv: str = Field(min_length=1)  # a format, or "not published"
+
+
+class Engine(_Frozen):
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+
+
+class Load(_Frozen):
+    kind: Literal["concurrency", "request_rate", "batch", "offline", "interactivity"]
+    value: Optional[float]  # None only for offline
+    per: Literal["instance", "gpu", "user"]
+
+    @model_validator(mode="after")
+    def _value_given(self):
+        if (self.value is None) != (self.kind == "offline"):
+            raise ValueError(f"load {self.kind}: value must be {'null' if self.kind == 'offline' else 'given'}")
+        return self
+
+
+class Metric(_Frozen):
+    name: MetricName
+    value: float = Field(gt=0)
+    unit: str = Field(min_length=1)
+
+
+class PublishedPoint(_Frozen):
+    id: str
+    model: str  # catalog id (family:flavor)
+    model_published: str  # the name the source uses
+    hardware: str  # catalog id
+    unsupported: Optional[str] = None  # why model or hardware is not in the catalog (then it is not projected)
+    n_gpus: int = Field(ge=1)
+    layout: Layout
+    precision: Precision
+    engine: Engine
+    input_tokens: int = Field(ge=1)
+    output_tokens: int = Field(ge=1)
+    load: Load
+    metrics: tuple[Metric, ...] = Field(min_length=1)
+    date: str = Field(min_length=4)
+    source: str = Field(min_length=10)  # URL or owner/repo@commit:path
+    source_group: str
+    quote: str = Field(min_length=5)  # the table row or sentence the numbers come from
+    split: Split
+    notes: str
+
+    def metric(self, name: str) -> Optional[float]:
+        return next((m.value for m in self.metrics if m.name == name), None)
+
+
+class SourceGroup(_Frozen):
+    name: str
+    split: Split
+
+
+class PublishedSet(_Frozen):
+    source_groups: dict[str, SourceGroup]
+    points: tuple[PublishedPoint, ...]
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        ids = [p.id for p in self.points]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"duplicate point ids: {dup}")
+        for p in self.points:
+            g = self.source_groups.get(p.source_group)
+            if g is None:
+                raise ValueError(f"{p.id}: unknown source_group {p.source_group!r}")
+            if p.split != g.split:  # the split holds out whole sources
+                raise ValueError(f"{p.id}: split {p.split} but source group {p.source_group} is {g.split}")
+        return self
+
+
+@lru_cache(maxsize=None)
+def load_published(path: Path = DATA) -> PublishedSet:
+    return PublishedSet.model_validate(yaml.safe_load(path.read_text()))
