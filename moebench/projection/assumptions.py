@@ -70,6 +70,9 @@ class Assumptions:
     mem_util: float = 0.9  # HBM share for weights + KV (the rest: activations, CUDA graphs, fragmentation)
     serving: Literal["continuous", "static"] = "continuous"  # static = one batch prefilled, then decoded (moebench run)
     step_overhead_ms: Mapping[str, float] = field(default_factory=dict)  # stage -> host overhead per forward (scheduler)
+    # Host time per sequence per forward that a serving engine's scheduler, sampler and detokeniser add (grows with
+    # the batch, so it shows at the thousands of sequences an offline run keeps in flight)
+    seq_overhead_us: float = 0.0
     # Low-precision matmuls: tensor-core format ("fp8", "fp4") -> factor on the compute efficiency (their kernels
     # reach less of a higher peak), and "weight_only" -> factor on both roofs of a matmul whose weights the tensor
     # cores cannot run (MXFP4 on Hopper / MI300: dequantised in the kernel). Per architecture in presets.yaml.

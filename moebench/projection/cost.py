@@ -253,7 +253,7 @@ def step(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumptions
             syncs += cnt if op.expert_runs > 0 and a.moe_host_sync else 0
     compute_side = max(compute_side + syncs * a.host_ms(stage, 1), a.host_ms(stage, n_ops, expert_runs))
     hidden = min(a.comm_overlap * comm_total, compute_side)
-    overhead = a.step_overhead_ms.get(stage, 0.0)
+    overhead = a.step_overhead_ms.get(stage, 0.0) + a.seq_overhead_us * batch / 1e3
     return StepEstimate(stage, compute_side + comm_total - hidden + overhead, compute_side, comm_total, hidden, overhead,
                         n_ops, expert_runs, syncs, {p: t for p, t in phases.items() if t.time_ms > 0})
 

@@ -139,42 +139,59 @@ def score(points: Iterable[Measurement], cfgs: Callable[[str], ArchConfig], pres
     return [Scored(m, predict(m, cfgs(m.model), presets)) for m in points]
 
 
+def tags(m: Measurement) -> set[str]:
+    """The factor prefixes `m` depends on."""
+    t = {m.device.vendor, m.engine, m.device.arch, "prefill", "decode"}
+    if m.kind == "moe":
+        t.add("moe")
+    if m.layout.ep > 1:
+        t.add("ep")
+    return t
+
+
 def relevant(params: Mapping[str, Param], points: Sequence[Measurement]) -> list[str]:
     """The factors some point depends on (a vendor, engine or architecture no point has cannot be fitted)."""
-    tags = {"moe", "prefill"}
-    for m in points:
-        tags |= {m.device.vendor, m.engine, m.device.arch}
-    return [k for k in params if k.split(".")[0] in tags]
+    every = set().union(*(tags(m) for m in points)) if points else set()
+    return [k for k in params if k.split(".")[0] in every]
+
+
+def _point_loss(m: Measurement, cfg: ArchConfig, presets: Presets) -> float:
+    v = predict(m, cfg, presets)
+    return 25.0 if v is None else math.log(v / m.value) ** 2  # a point that no longer fits counts as a 5× miss
 
 
 def fit(points: Sequence[Measurement], cfgs: Callable[[str], ArchConfig], params: Mapping[str, Param], *,
-        prior_weight: float = 0.1, passes: int = 3, log: Callable[[str], None] = lambda s: None) -> dict[str, float]:
-    """Coordinate descent on log-spaced grids, refined each pass, over the factors the points depend on."""
+        prior_weight: float = 0.1, passes: int = 4, log: Callable[[str], None] = lambda s: None) -> dict[str, float]:
+    """Coordinate descent on log-spaced grids, refined each pass, over the factors the points depend on. Moving
+    one factor re-projects only the points that depend on it."""
     cur = {k: p.prior for k, p in params.items()}
     free = relevant(params, points)
+    pts = list(points)
+    deps = {k: [i for i, m in enumerate(pts) if k.split(".")[0] in tags(m)] for k in free}
+    losses = [_point_loss(m, cfgs(m.model), Presets(cur)) for m in pts]
 
-    def loss(vals: Mapping[str, float]) -> float:
-        pr = Presets(dict(vals))
-        total = 0.0
-        for s in score(points, cfgs, pr):
-            total += 25.0 if s.ratio is None else math.log(s.ratio) ** 2  # a point that no longer fits: a 5× miss
-        return total + prior_weight * sum(math.log(vals[k] / params[k].prior) ** 2 for k in free)
+    def prior(vals: Mapping[str, float]) -> float:
+        return prior_weight * sum(math.log(vals[k] / params[k].prior) ** 2 for k in free)
 
-    best = loss(cur)
     span = 1.0  # e-folds searched either side of the current value
     for n in range(passes):
         for k in free:
             p = params[k]
             grid = sorted({min(p.hi, max(p.lo, cur[k] * math.exp(span * i / 4))) for i in range(-4, 5)})
+            base_total = sum(losses) + prior(cur)
             for x in grid:
                 if x == cur[k]:
                     continue
                 trial = {**cur, k: x}
-                val = loss(trial)
-                if val < best:
-                    best, cur = val, trial
-        log(f"pass {n + 1}: loss {best:.4f}")
-        span /= 3
+                pr = Presets(trial)
+                new = {i: _point_loss(pts[i], cfgs(pts[i].model), pr) for i in deps[k]}
+                total = sum(losses) - sum(losses[i] for i in deps[k]) + sum(new.values()) + prior(trial)
+                if total < base_total:
+                    base_total, cur = total, trial
+                    for i, v in new.items():
+                        losses[i] = v
+        log(f"pass {n + 1}: loss {sum(losses) + prior(cur):.4f} " + " ".join(f"{k}={cur[k]:.3g}" for k in free))
+        span /= 2.5
     return cur
 
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Callable, Iterable, Literal, Optional
 
 from moebench.models.config import ArchConfig
 from moebench.projection.assumptions import Assumptions
 from moebench.projection.device import Device
 from moebench.projection.layout import Layout, kv_bytes_per_seq, memory
 from moebench.projection.scenario import Scenario
-from moebench.projection.sweep import Point, evaluate
+from moebench.projection.sweep import Point, Projection, evaluate
 
 LoadKind = Literal["concurrency", "rate", "offline"]
 _UNBOUNDED = 1 << 16  # sequences: the cap where a device has no capacity figure (measured CPU roofs)
@@ -111,3 +111,24 @@ def offline(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumpti
     batches = {2**k for k in range(17) if 2**k <= cap} | {cap}
     best = max((evaluate(cfg, lay, dev, sc, a, b) for b in batches), key=lambda p: p.rates["total"])
     return LoadPoint("offline", None, best, cap, 0.0)
+
+
+def under_load(cfg: ArchConfig, dev: Device, sc: Scenario, a: Assumptions, proj: Projection, *,
+               batches: Iterable[int] = (), rates: Iterable[float] = (), offline_max: bool = False) -> list[LoadPoint]:
+    """The loads a report shows for the instance `proj` settles on (its fewest GPUs): each concurrency in
+    `batches` its KV cache cannot hold at once (queued), each request rate, and the offline maximum. Each on the
+    layout of that size that serves it best (most output tokens/s)."""
+    n = proj.min_gpus
+    if n is None:
+        return []
+    lays = list(dict.fromkeys(p.layout for p in proj.points if p.layout.n_gpus == n))
+
+    def best(f: Callable[[Layout], Optional[LoadPoint]]) -> Optional[LoadPoint]:
+        got = [lp for lay in lays if (lp := f(lay)) is not None]
+        return max(got, key=lambda lp: (not lp.overloaded, lp.point.rates["output"]), default=None)
+
+    rows = [best(lambda lay: at_concurrency(cfg, lay, dev, sc, a, b)) for b in batches if proj.for_batch(b) is None]
+    rows += [best(lambda lay: at_rate(cfg, lay, dev, sc, a, r)) for r in rates]
+    if offline_max:
+        rows.append(best(lambda lay: offline(cfg, lay, dev, sc, a)))
+    return [r for r in rows if r is not None]

@@ -7,10 +7,14 @@ The presets are one flat table of named factors, so that the fit and the YAML se
     {vendor}.compute, {vendor}.memory     fractions of the catalog's FLOP and HBM roofs (nvidia, amd)
     {engine}.memory                       the engine's factor on the vendor's memory efficiency (vllm, sglang, trt-llm)
     {engine}.step_ms                      scheduler / host time per forward the engine adds (decode and prefill)
+    {engine}.seq_us                       host time per sequence per forward (scheduling, sampling, detokenising)
     {arch}.fp8, {arch}.fp4                factor on the compute efficiency of fp8 / fp4 matmuls on that architecture
     {arch}.weight_only                    factor on both roofs where the weights' format is dequantised in the kernel
     moe.experts                           factor on routed-expert efficiency (small grouped GEMMs, imbalance)
     prefill.attn                          factor on prefill attention (long prompts: flash attention below GEMM speed)
+    decode.attn                           factor on decode attention (KV reads of many short-lived sequences)
+    ep.imbalance                          routed rows on the busiest expert-parallel rank / the mean
+    ep.overlap                            share of the communication a deployment that overlaps it actually hides
 
 A factor missing from the table is 1 (0 for `step_ms`); an engine the table does not name (`any`) takes the
 median of the named engines' factors.
@@ -94,13 +98,16 @@ class Presets:
         if f"{v}.compute" not in p:
             return base
         moe, attn = p.get("moe.experts", 1.0), p.get("prefill.attn", 1.0)
-        by_phase = {**base.efficiency.by_phase, "decode/experts": moe, "prefill/experts": moe, "prefill/attn": attn}
+        by_phase = {**base.efficiency.by_phase, "decode/experts": moe, "prefill/experts": moe, "prefill/attn": attn,
+                    "decode/attn": p.get("decode.attn", 1.0)}
         eff = Efficiency(compute=p[f"{v}.compute"], memory=p[f"{v}.memory"] * self.engine_value(engine, "memory", 1.0),
                          by_phase=by_phase)
         step_ms = self.engine_value(engine, "step_ms", 0.0)
         dt = {k: p[f"{dev.arch}.{k}"] for k in ("fp8", "fp4", "weight_only") if f"{dev.arch}.{k}" in p}
         return base.replace(efficiency=eff, step_overhead_ms={"prefill": step_ms, "decode": step_ms},
-                            dtype_efficiency=dt)
+                            seq_overhead_us=self.engine_value(engine, "seq_us", 0.0),
+                            dtype_efficiency=dt, expert_imbalance=p.get("ep.imbalance", base.expert_imbalance),
+                            comm_overlap=base.comm_overlap * p.get("ep.overlap", 1.0))
 
     def band(self, vendor: str, kind: str, precision: str, *, min_points: int = 3) -> Optional[Band]:
         """The held-out error of the narrowest group holding ≥ `min_points` points: vendor × dense/MoE × precision,

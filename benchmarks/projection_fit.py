@@ -1,0 +1,202 @@
+"""Fit the projection's efficiency presets on the `fit` points of the published validation set and report the error
+on its `holdout` points; write moebench/projection/presets.yaml and the validation table of docs/projection.md.
+
+    python benchmarks/projection_fit.py            # fit, score, write both files
+    python benchmarks/projection_fit.py --check    # score with the committed presets; write nothing
+
+Run from the repository root with the repository on PYTHONPATH (tests/ holds the data and its loader).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import statistics
+import sys
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "kernels")]
+
+from moebench.projection import Layout, device_for, resolve_config  # noqa: E402
+from moebench.projection.fit import (METRICS, Measurement, Param, Scored, fit, score,  # noqa: E402
+                                     summaries)
+from moebench.projection.presets import Presets, builtin, from_mapping  # noqa: E402
+from tests.projection.published import H800  # noqa: E402
+from tests.projection.published_set import PublishedPoint, load_published  # noqa: E402
+
+PRESETS = ROOT / "moebench" / "projection" / "presets.yaml"
+DOC = ROOT / "docs" / "projection.md"
+BEGIN, END = "<!-- validation table: benchmarks/projection_fit.py -->", "<!-- end of validation table -->"
+
+# The factors and where the fit may move them. Priors are the literature defaults of docs/projection.md (compute
+# 0.70, memory 0.80); every other factor starts at "no effect".
+PARAMS = {
+    "nvidia.compute": Param(0.70, 0.2, 1.0), "nvidia.memory": Param(0.80, 0.2, 1.0),
+    "amd.compute": Param(0.70, 0.1, 1.0), "amd.memory": Param(0.80, 0.1, 1.0),
+    "vllm.memory": Param(1.0, 0.3, 1.25), "sglang.memory": Param(1.0, 0.3, 1.25), "trt-llm.memory": Param(1.0, 0.3, 1.25),
+    "vllm.step_ms": Param(1.0, 0.01, 30.0), "sglang.step_ms": Param(1.0, 0.01, 30.0), "trt-llm.step_ms": Param(1.0, 0.01, 30.0),
+    "hopper.fp8": Param(1.0, 0.3, 1.0), "blackwell.fp4": Param(1.0, 0.2, 1.0), "cdna3.fp8": Param(1.0, 0.2, 1.0),
+    "cdna4.fp4": Param(1.0, 0.1, 1.0), "hopper.weight_only": Param(1.0, 0.3, 1.0), "cdna3.weight_only": Param(1.0, 0.2, 1.0),
+    "moe.experts": Param(1.0, 0.2, 1.0), "prefill.attn": Param(1.0, 0.2, 1.0),
+    "ep.imbalance": Param(1.0, 1.0, 3.0), "ep.overlap": Param(1.0, 0.0 + 1e-3, 1.0), "decode.attn": Param(1.0, 0.2, 1.0),
+    "vllm.seq_us": Param(1.0, 0.01, 100.0), "sglang.seq_us": Param(1.0, 0.01, 100.0), "trt-llm.seq_us": Param(1.0, 0.01, 100.0),
+}
+
+ENGINES = {"vllm": "vllm", "sglang": "sglang", "tensorrt-llm": "trt-llm", "DeepSeek in-house": "sglang"}
+# How much of HBM weights + KV may take, as each engine sizes its cache: vLLM's gpu_memory_utilization 0.9 of the
+# total; SGLang's mem_fraction_static ~0.88; TensorRT-LLM's kv_cache_free_gpu_memory_fraction 0.9 of what the
+# weights leave free (≈ 0.95 of the total for a model that fills most of it).
+MEM_UTIL = {"vllm": 0.9, "sglang": 0.88, "trt-llm": 0.95}
+THROUGHPUT = ("total_tok_s_per_gpu", "output_tok_s", "output_tok_s_per_gpu", "decode_tok_s_per_gpu")
+SCORED = THROUGHPUT + ("tpot_ms",)
+
+
+def _metric(p: PublishedPoint, name: str, value: float) -> tuple[str, float]:
+    if name == "output_tok_s":
+        return "output_tokens_per_s_per_gpu", value / p.n_gpus
+    return {"total_tok_s_per_gpu": "total_tokens_per_s_per_gpu", "output_tok_s_per_gpu": "output_tokens_per_s_per_gpu",
+            "decode_tok_s_per_gpu": "decode_tokens_per_s_per_gpu", "tpot_ms": "tpot_ms", "ttft_ms": "ttft_ms",
+            "tok_s_per_user": "interactivity_tokens_per_s_per_user"}[name], value
+
+
+def measurements(p: PublishedPoint) -> tuple[list[Measurement], Optional[str]]:
+    """The point's scored metrics as measurements, or why the projection cannot express it."""
+    if p.unsupported and p.hardware != "h800_sxm":
+        return [], p.unsupported
+    engine = ENGINES.get(p.engine.name)
+    if engine is None:
+        return [], f"engine {p.engine.name!r} has no preset (its efficiencies are not those of vLLM, SGLang or TRT-LLM)"
+    lo = p.layout
+    if lo.tp * lo.dp * lo.pp != p.n_gpus:
+        return [], f"layout tp{lo.tp}·dp{lo.dp}·pp{lo.pp} is not the {p.n_gpus} GPUs (prefill/decode pools not published)"
+    if lo.disaggregated and p.load.kind not in ("batch", "interactivity"):
+        return [], "disaggregated system measured end to end; the prefill/decode pool sizes are not published"
+    ep = p.n_gpus // lo.pp if lo.ep > 1 else 1
+    lay = Layout(p.n_gpus, lo.tp, ep, lo.pp)
+    dev = H800 if p.hardware == "h800_sxm" else device_for(p.hardware)
+    cfg = resolve_config(p.model)
+    # the KV format is seldom published: TensorRT-LLM's fp8/fp4 checkpoints quantize it to fp8; vLLM and SGLang keep
+    # it in 16 bits unless told otherwise
+    kv = "fp8" if engine == "trt-llm" and p.precision.weights in ("fp8", "fp4") else "bf16"
+    load = {"concurrency": "concurrency", "request_rate": "rate", "offline": "offline"}.get(p.load.kind)
+    value = p.load.value
+    if p.load.kind == "batch" and lo.disaggregated:
+        load, value = "decode_batch_per_gpu", (p.load.value if p.load.per == "gpu" else p.load.value / p.n_gpus)
+    elif p.load.kind == "interactivity":
+        load = "decode_interactivity"
+    elif p.load.kind == "batch":
+        load = "concurrency"
+    if p.load.kind == "concurrency" and p.load.per == "gpu":
+        value = p.load.value * p.n_gpus
+    overlap = 1.0 if lo.disaggregated and ep > 1 else 0.0  # wide-EP decode pools run two-batch overlap
+    out = []
+    for m in p.metrics:
+        if m.name not in SCORED:
+            continue
+        metric, val = _metric(p, m.name, m.value)
+        out.append(Measurement(
+            id=f"{p.id}/{metric}", model=p.model, device=dev, engine=engine, layout=lay, prompt=p.input_tokens,
+            output=max(2, p.output_tokens), weight_dtype="fp4" if p.precision.weights == "int4" else p.precision.weights,
+            kv_dtype=kv, load=load, load_value=value, metric=metric, value=val, split=p.split,
+            source_group=p.source_group, comm_overlap=overlap, mem_util=MEM_UTIL[engine],
+            kind="moe" if cfg.is_moe else "dense"))
+    return out, None
+
+
+def load_set() -> tuple[list[Measurement], list[tuple[str, str]]]:
+    pts, skipped = [], []
+    for p in load_published().points:
+        ms, why = measurements(p)
+        if why:
+            skipped.append((p.id, why))
+        pts.extend(ms)
+    return pts, skipped
+
+
+def _is_headline(s: Scored) -> bool:
+    return s.m.metric in ("total_tokens_per_s_per_gpu", "output_tokens_per_s_per_gpu", "decode_tokens_per_s_per_gpu")
+
+
+def table(title: str, scored: list[Scored]) -> list[str]:
+    rows = [f"**{title}**", "", "| group | points | median error | worst error | too optimistic | median ratio |",
+            "|---|---:|---:|---:|---:|---:|"]
+    return rows + [s.row() for s in summaries(scored)] + [""]
+
+
+def point_rows(scored: list[Scored]) -> list[str]:
+    rows = ["| point | metric | split | published | projected | projected / published |", "|---|---|---|---:|---:|---:|"]
+    for s in scored:
+        proj = "does not fit" if s.projected is None else f"{s.projected:,.1f}"
+        ratio = "—" if s.ratio is None else f"{s.ratio:.2f}"
+        rows.append(f"| {s.m.id.split('/')[0]} | {s.m.metric} | {s.m.split} | {s.m.value:,.1f} | {proj} | {ratio} |")
+    return rows
+
+
+def report(presets: Presets, pts: list[Measurement], skipped: list[tuple[str, str]]) -> tuple[list[Scored], list[str]]:
+    scored = score(pts, resolve_config, presets)
+    head = [s for s in scored if _is_headline(s)]
+    tpot = [s for s in scored if s.m.metric == "tpot_ms"]
+    lines = [BEGIN, ""]
+    lines += table("Held-out throughput (tokens/s per GPU), the band every projection prints",
+                   [s for s in head if s.m.split == "holdout"])
+    lines += table("Fit throughput (the points the factors were fitted on; not an error estimate)",
+                   [s for s in head if s.m.split == "fit"])
+    lines += table("TPOT under load (all splits)", tpot)
+    lines += ["Error = max(projected/published, published/projected); median ratio > 1: projections too high a "
+              "number. Points the model cannot express:", ""]
+    lines += [f"- {pid}: {why}" for pid, why in skipped] + ["", "<details><summary>every point</summary>", ""]
+    lines += point_rows(scored) + ["", "</details>", "", END]
+    return scored, lines
+
+
+def write_doc(lines: list[str]) -> None:
+    text = DOC.read_text()
+    block = "\n".join(lines)
+    if BEGIN in text:
+        pre, rest = text.split(BEGIN, 1)
+        text = pre + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    DOC.write_text(text)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="score the committed presets; write nothing")
+    args = ap.parse_args()
+    pts, skipped = load_set()
+    fit_pts = [m for m in pts if m.split == "fit"]
+    print(f"{len(pts)} published numbers ({len(fit_pts)} fit), {len(skipped)} points not expressible", file=sys.stderr)
+    if args.check:
+        presets = builtin()
+    else:
+        params = fit(fit_pts, resolve_config, PARAMS, log=lambda s: print(s, file=sys.stderr))
+        presets = Presets(params)
+    scored, lines = report(presets, pts, skipped)
+    print("\n".join(lines))
+    if args.check:
+        return 0
+    held = [s.held_out() for s in scored if _is_headline(s) and s.m.split == "holdout" and s.ratio is not None]
+    doc = {
+        "fitted": datetime.date.today().isoformat(),
+        "data": "tests/projection/data/published.yaml",
+        "params": {k: float(f"{v:.4g}") for k, v in presets.params.items()},
+        "fitted_on": sorted({m.id.split("/")[0] for m in fit_pts}),
+        "held_out": [{**h.__dict__, "ratio": float(f"{h.ratio:.4g}")} for h in held],
+    }
+    header = ("# Fitted efficiency presets of the projection (moebench/projection/presets.py). Written by\n"
+              "# `python benchmarks/projection_fit.py` from the fit points of the published validation set; the\n"
+              "# held-out points give the error band every projection prints. Regenerate; do not edit by hand.\n")
+    PRESETS.write_text(header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120))
+    from_mapping(yaml.safe_load(PRESETS.read_text()))  # what was written reads back
+    write_doc(lines)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
