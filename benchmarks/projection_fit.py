@@ -11,23 +11,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import math
-import statistics
 import sys
 from pathlib import Path
-from typing import Optional
-
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "kernels")]
 
-from moebench.projection import Layout, device_for, resolve_config  # noqa: E402
-from moebench.projection.fit import (METRICS, Measurement, Param, Scored, fit, score,  # noqa: E402
-                                     summaries)
+from moebench.projection import resolve_config  # noqa: E402
+from moebench.projection.fit import Measurement, Param, Scored, fit, score, summaries  # noqa: E402
 from moebench.projection.presets import Presets, builtin, from_mapping  # noqa: E402
-from tests.projection.published import H800  # noqa: E402
-from tests.projection.published_set import PublishedPoint, load_published  # noqa: E402
+from tests.projection.validation_set import load_set  # noqa: E402
 
 PRESETS = ROOT / "moebench" / "projection" / "presets.yaml"
 DOC = ROOT / "docs" / "projection.md"
@@ -46,77 +40,6 @@ PARAMS = {
     "ep.imbalance": Param(1.0, 1.0, 3.0), "ep.overlap": Param(1.0, 0.0 + 1e-3, 1.0), "decode.attn": Param(1.0, 0.2, 1.0),
     "vllm.seq_us": Param(1.0, 0.01, 100.0), "sglang.seq_us": Param(1.0, 0.01, 100.0), "trt-llm.seq_us": Param(1.0, 0.01, 100.0),
 }
-
-ENGINES = {"vllm": "vllm", "sglang": "sglang", "tensorrt-llm": "trt-llm", "DeepSeek in-house": "sglang"}
-# How much of HBM weights + KV may take, as each engine sizes its cache: vLLM's gpu_memory_utilization 0.9 of the
-# total; SGLang's mem_fraction_static ~0.88; TensorRT-LLM's kv_cache_free_gpu_memory_fraction 0.9 of what the
-# weights leave free (≈ 0.95 of the total for a model that fills most of it).
-MEM_UTIL = {"vllm": 0.9, "sglang": 0.88, "trt-llm": 0.95}
-THROUGHPUT = ("total_tok_s_per_gpu", "output_tok_s", "output_tok_s_per_gpu", "decode_tok_s_per_gpu")
-SCORED = THROUGHPUT + ("tpot_ms",)
-
-
-def _metric(p: PublishedPoint, name: str, value: float) -> tuple[str, float]:
-    if name == "output_tok_s":
-        return "output_tokens_per_s_per_gpu", value / p.n_gpus
-    return {"total_tok_s_per_gpu": "total_tokens_per_s_per_gpu", "output_tok_s_per_gpu": "output_tokens_per_s_per_gpu",
-            "decode_tok_s_per_gpu": "decode_tokens_per_s_per_gpu", "tpot_ms": "tpot_ms", "ttft_ms": "ttft_ms",
-            "tok_s_per_user": "interactivity_tokens_per_s_per_user"}[name], value
-
-
-def measurements(p: PublishedPoint) -> tuple[list[Measurement], Optional[str]]:
-    """The point's scored metrics as measurements, or why the projection cannot express it."""
-    if p.unsupported and p.hardware != "h800_sxm":
-        return [], p.unsupported
-    engine = ENGINES.get(p.engine.name)
-    if engine is None:
-        return [], f"engine {p.engine.name!r} has no preset (its efficiencies are not those of vLLM, SGLang or TRT-LLM)"
-    lo = p.layout
-    if lo.tp * lo.dp * lo.pp != p.n_gpus:
-        return [], f"layout tp{lo.tp}·dp{lo.dp}·pp{lo.pp} is not the {p.n_gpus} GPUs (prefill/decode pools not published)"
-    if lo.disaggregated and p.load.kind not in ("batch", "interactivity"):
-        return [], "disaggregated system measured end to end; the prefill/decode pool sizes are not published"
-    ep = p.n_gpus // lo.pp if lo.ep > 1 else 1
-    lay = Layout(p.n_gpus, lo.tp, ep, lo.pp)
-    dev = H800 if p.hardware == "h800_sxm" else device_for(p.hardware)
-    cfg = resolve_config(p.model)
-    # the KV format is seldom published: TensorRT-LLM's fp8/fp4 checkpoints quantize it to fp8; vLLM and SGLang keep
-    # it in 16 bits unless told otherwise
-    kv = "fp8" if engine == "trt-llm" and p.precision.weights in ("fp8", "fp4") else "bf16"
-    load = {"concurrency": "concurrency", "request_rate": "rate", "offline": "offline"}.get(p.load.kind)
-    value = p.load.value
-    if p.load.kind == "batch" and lo.disaggregated:
-        load, value = "decode_batch_per_gpu", (p.load.value if p.load.per == "gpu" else p.load.value / p.n_gpus)
-    elif p.load.kind == "interactivity":
-        load = "decode_interactivity"
-    elif p.load.kind == "batch":
-        load = "concurrency"
-    if p.load.kind == "concurrency" and p.load.per == "gpu":
-        value = p.load.value * p.n_gpus
-    overlap = 1.0 if lo.disaggregated and ep > 1 else 0.0  # wide-EP decode pools run two-batch overlap
-    out = []
-    for m in p.metrics:
-        if m.name not in SCORED:
-            continue
-        metric, val = _metric(p, m.name, m.value)
-        out.append(Measurement(
-            id=f"{p.id}/{metric}", model=p.model, device=dev, engine=engine, layout=lay, prompt=p.input_tokens,
-            output=max(2, p.output_tokens), weight_dtype="fp4" if p.precision.weights == "int4" else p.precision.weights,
-            kv_dtype=kv, load=load, load_value=value, metric=metric, value=val, split=p.split,
-            source_group=p.source_group, comm_overlap=overlap, mem_util=MEM_UTIL[engine],
-            kind="moe" if cfg.is_moe else "dense"))
-    return out, None
-
-
-def load_set() -> tuple[list[Measurement], list[tuple[str, str]]]:
-    pts, skipped = [], []
-    for p in load_published().points:
-        ms, why = measurements(p)
-        if why:
-            skipped.append((p.id, why))
-        pts.extend(ms)
-    return pts, skipped
-
 
 def _is_headline(s: Scored) -> bool:
     return s.m.metric in ("total_tokens_per_s_per_gpu", "output_tokens_per_s_per_gpu", "decode_tokens_per_s_per_gpu")
