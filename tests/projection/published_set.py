@@ -28,6 +28,7 @@ MetricName = Literal[
     "tpot_ms",
     "ttft_ms",
     "tok_s_per_user",
+    "request_latency_s",  # end-to-end latency of a request (or of a static batch)
 ]
 
 
@@ -45,7 +46,7 @@ class Layout(_Frozen):
 
 
 class Precision(_Frozen):
-    weights: Literal["bf16", "fp16", "fp8", "fp4", "int4"]
+    weights: Literal["bf16", "fp16", "fp8", "fp4", "int4", "not published"]
     kv: str = Field(min_length=1)  # a format, or "not published"
 
 
@@ -56,13 +57,15 @@ class Engine(_Frozen):
 
 class Load(_Frozen):
     kind: Literal["concurrency", "request_rate", "batch", "offline", "interactivity"]
-    value: Optional[float]  # None only for offline
+    value: Optional[float]  # null: offline, or a rate the source does not publish (MLPerf Server's)
     per: Literal["instance", "gpu", "user"]
 
     @model_validator(mode="after")
     def _value_given(self):
-        if (self.value is None) != (self.kind == "offline"):
-            raise ValueError(f"load {self.kind}: value must be {'null' if self.kind == 'offline' else 'given'}")
+        if self.value is None and self.kind in ("concurrency", "batch", "interactivity"):
+            raise ValueError(f"load {self.kind}: value must be given")
+        if self.value is not None and self.kind == "offline":
+            raise ValueError("load offline: value must be null")
         return self
 
 
@@ -82,8 +85,8 @@ class PublishedPoint(_Frozen):
     layout: Layout
     precision: Precision
     engine: Engine
-    input_tokens: int = Field(ge=1)
-    output_tokens: int = Field(ge=1)
+    input_tokens: Optional[int] = Field(ge=1)  # null: not published (the point then cannot be projected)
+    output_tokens: Optional[int] = Field(ge=1)
     load: Load
     metrics: tuple[Metric, ...] = Field(min_length=1)
     date: str = Field(min_length=4)
@@ -98,11 +101,13 @@ class PublishedPoint(_Frozen):
 
 
 class SourceGroup(_Frozen):
+    publisher: str  # groups of one publisher are not independent of each other
     name: str
     split: Split
 
 
 class PublishedSet(_Frozen):
+    not_found: tuple[str, ...]  # what was looked for and not found (or left out), and why
     source_groups: dict[str, SourceGroup]
     points: tuple[PublishedPoint, ...]
 

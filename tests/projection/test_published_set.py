@@ -12,10 +12,10 @@ from moebench.projection import resolve_config
 from tests.projection.published_set import DATA, PublishedSet, load_published
 
 
-def test_at_least_40_points_from_5_sources_with_both_splits():
+def test_at_least_40_points_from_5_independent_publishers_with_both_splits():
     ps = load_published()
     assert len(ps.points) >= 40
-    assert len({p.source_group for p in ps.points}) >= 5
+    assert len({ps.source_groups[p.source_group].publisher for p in ps.points}) >= 5
     assert {p.split for p in ps.points} == {"fit", "holdout"}
 
 
@@ -44,3 +44,23 @@ def test_a_point_whose_split_disagrees_with_its_source_is_rejected():
     raw["points"][0]["split"] = "holdout" if raw["points"][0]["split"] == "fit" else "fit"
     with pytest.raises(ValueError, match="split"):
         PublishedSet.model_validate(raw)
+
+
+def test_the_existing_anchors_are_points_with_the_same_numbers():
+    from tests.projection.published import ANCHORS
+
+    published = {(p.hardware, p.model, p.metric(m)) for p in load_published().points for m in
+                 ("total_tok_s_per_gpu", "decode_tok_s_per_gpu")}
+    for an in ANCHORS:
+        value = an.total_tokens_per_s_per_gpu or an.decode_tokens_per_s_per_gpu
+        assert (an.hardware, an.model, value) in published, an.label
+
+
+def test_the_validation_script_projects_each_point_or_says_why_not():
+    from benchmarks.projection_validation import run, summary
+
+    results, skipped = run()
+    assert len(results) + len(skipped) == len(load_published().points)
+    assert len(results) >= 40 and all(why for _, why in skipped)
+    assert all(r.error >= 1 for r in results)
+    assert set(summary(results, lambda r: r.groups["split"])) == {"fit", "holdout"}
