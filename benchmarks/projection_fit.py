@@ -42,7 +42,7 @@ PARAMS = {
 }
 
 def _is_headline(s: Scored) -> bool:
-    return s.m.metric in ("total_tokens_per_s_per_gpu", "output_tokens_per_s_per_gpu", "decode_tokens_per_s_per_gpu")
+    return s.m.headline
 
 
 def table(title: str, scored: list[Scored]) -> list[str]:
@@ -65,9 +65,10 @@ def report(presets: Presets, pts: list[Measurement], skipped: list[tuple[str, st
     head = [s for s in scored if _is_headline(s)]
     tpot = [s for s in scored if s.m.metric == "tpot_ms"]
     lines = [BEGIN, ""]
-    lines += table("Held-out throughput (tokens/s per GPU), the band every projection prints",
+    lines += table("Held-out: each point's throughput (a request latency where only that is published); the band "
+                   "every projection prints",
                    [s for s in head if s.m.split == "holdout"])
-    lines += table("Fit throughput (the points the factors were fitted on; not an error estimate)",
+    lines += table("Fit points (what the factors were fitted on; not an error estimate)",
                    [s for s in head if s.m.split == "fit"])
     lines += table("TPOT under load (all splits)", tpot)
     lines += ["Error = max(projected/published, published/projected); median ratio > 1: projections too high a "

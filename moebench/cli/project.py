@@ -149,15 +149,18 @@ def run_projection(
     base = Assumptions(comm_overlap=overlap, serving=serving, mem_util=mem_util,  # type: ignore[arg-type]
                        spec_tokens=spec_tokens, spec_accept=spec_accept)
     table = presets_.builtin() if preset == "fitted" and calibrate_path is None else None
-    calib, calib_roofs = None, None
+    calib, calib_roofs, moved = None, None, {}
     if calibrate_path is not None:
         from moebench.results import load_result
 
         measured = load_result(calibrate_path)
         calib = calibrate(measured, source=str(calibrate_path), base=base)
         calib_roofs = (measured.get("hardware") or {}).get("measured_roofs")
-        log(f"calibrated from {calib.source}: compute {calib.efficiency.compute:.3g}, memory {calib.efficiency.memory:.3g} "
-            f"of the {calib.device.roofs_basis} roofs ({calib.method})")
+        before = base if preset != "fitted" else presets_.builtin().assumptions(calib.device, engine, base)
+        moved = calib.moved(before)
+        log(f"calibrated from {calib.source} ({calib.method}), efficiencies of the {calib.device.roofs_basis} roofs "
+            f"moved from the {preset} ones: " + ", ".join(f"{k} {v['before']:.3g} → {v['after']:.3g} (×{v['factor']:.2f})"
+                                                          for k, v in moved.items()))
     doc: dict[str, Any] = {
         "kind": "projection",
         "moebench_version": __version__,
@@ -171,7 +174,7 @@ def run_projection(
         "assumptions": base.to_json(),
         "efficiency_preset": None if table is None else {"name": preset, "source": table.source,
                                                          "fitted_on_points": len(table.fitted_on)},
-        "calibration": None if calib is None else calib.to_json(),
+        "calibration": None if calib is None else calib.to_json() | {"moved": moved},
         "hardware": [],
     }
     for hid in hardware:

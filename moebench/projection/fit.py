@@ -25,9 +25,12 @@ from moebench.projection.cost import step
 from moebench.projection.sweep import evaluate
 
 # metric -> True when a larger number is better (throughput), False when smaller is (latency)
-METRICS = {"tpot_ms": False, "ttft_ms": False, "total_tokens_per_s_per_gpu": True, "output_tokens_per_s_per_gpu": True,
-           "decode_tokens_per_s_per_gpu": True, "interactivity_tokens_per_s_per_user": True}
-LOADS = ("concurrency", "rate", "offline", "decode_batch_per_gpu", "decode_interactivity")
+METRICS = {"tpot_ms": False, "ttft_ms": False, "request_latency_s": False, "total_tokens_per_s_per_gpu": True,
+           "output_tokens_per_s_per_gpu": True, "decode_tokens_per_s_per_gpu": True,
+           "interactivity_tokens_per_s_per_user": True}
+# concurrency: continuous serving, closed loop; static_batch: one batch prefilled then decoded (a latency benchmark);
+# decode_*: a disaggregated decode pool at a batch per GPU, or at the most batch an interactivity allows
+LOADS = ("concurrency", "rate", "offline", "static_batch", "decode_batch_per_gpu", "decode_interactivity")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Measurement:
     spec_accept: float = 0.0
     mem_util: float = 0.9
     kind: str = "dense"  # dense | moe
+    headline: bool = True  # the point's main number (its throughput); False: a secondary one (TPOT)
 
     @property
     def precision(self) -> str:
@@ -82,6 +86,9 @@ def predict(m: Measurement, cfg: ArchConfig, presets: Presets) -> Optional[float
         lp = at_rate(cfg, lay, m.device, sc, a, float(m.load_value or 0))
     elif m.load == "offline":
         lp = offline(cfg, lay, m.device, sc, a)
+    elif m.load == "static_batch":
+        p = evaluate(cfg, lay, m.device, sc, a.replace(serving="static"), int(m.load_value or 1))
+        return _metric(m.metric, p, None, sc)
     else:  # a decode pool (prefill runs elsewhere): its TPOT is the decode step
         a = a.replace(serving="static")
         if m.load == "decode_batch_per_gpu":
@@ -97,13 +104,15 @@ def predict(m: Measurement, cfg: ArchConfig, presets: Presets) -> Optional[float
                     hi = mid - 1
             b = lo * lay.n_gpus
         p = evaluate(cfg, lay, m.device, sc, a, b)
-        return _metric(m.metric, p, None)
+        return _metric(m.metric, p, None, sc)
     if lp is None:
         return None
-    return _metric(m.metric, lp.point, lp)
+    return _metric(m.metric, lp.point, lp, sc)
 
 
-def _metric(metric: str, p, lp: Optional[LoadPoint]) -> Optional[float]:
+def _metric(metric: str, p, lp: Optional[LoadPoint], sc: Scenario) -> Optional[float]:
+    if metric == "request_latency_s":
+        return (p.ttft_ms + (sc.output_tokens - 1) * p.tpot_ms) / 1e3
     if metric == "tpot_ms":
         return p.tpot_ms
     if metric == "ttft_ms":
@@ -155,44 +164,66 @@ def relevant(params: Mapping[str, Param], points: Sequence[Measurement]) -> list
     return [k for k in params if k.split(".")[0] in every]
 
 
-def _point_loss(m: Measurement, cfg: ArchConfig, presets: Presets) -> float:
+_MISS = math.log(5.0)  # the residual of a point that no longer fits: a 5× miss
+_HUBER = 0.3  # residuals beyond ~1.35× count linearly, not squared: one odd source does not set every factor
+
+
+def _residual(m: Measurement, cfg: ArchConfig, presets: Presets) -> float:
+    """log(projected / published), through a pseudo-Huber transform (squared near 0, linear beyond `_HUBER`)."""
     v = predict(m, cfg, presets)
-    return 25.0 if v is None else math.log(v / m.value) ** 2  # a point that no longer fits counts as a 5× miss
+    r = _MISS if v is None else math.log(v / m.value)
+    return math.copysign(_HUBER * math.sqrt(2 * (math.sqrt(1 + (r / _HUBER) ** 2) - 1)), r)
 
 
 def fit(points: Sequence[Measurement], cfgs: Callable[[str], ArchConfig], params: Mapping[str, Param], *,
-        prior_weight: float = 0.1, passes: int = 4, log: Callable[[str], None] = lambda s: None) -> dict[str, float]:
-    """Coordinate descent on log-spaced grids, refined each pass, over the factors the points depend on. Moving
-    one factor re-projects only the points that depend on it."""
-    cur = {k: p.prior for k, p in params.items()}
+        prior_weight: float = 0.1, iterations: int = 8, log: Callable[[str], None] = lambda s: None) -> dict[str, float]:
+    """Levenberg–Marquardt in log-factor space over the factors the points depend on, each kept in its bounds;
+    the Jacobian by forward differences, re-projecting only the points that depend on the factor moved."""
+    import numpy as np
+
     free = relevant(params, points)
     pts = list(points)
     deps = {k: [i for i, m in enumerate(pts) if k.split(".")[0] in tags(m)] for k in free}
-    losses = [_point_loss(m, cfgs(m.model), Presets(cur)) for m in pts]
+    lo = np.log([params[k].lo for k in free])
+    hi = np.log([params[k].hi for k in free])
+    prior = np.log([params[k].prior for k in free])
+    w = math.sqrt(prior_weight)
 
-    def prior(vals: Mapping[str, float]) -> float:
-        return prior_weight * sum(math.log(vals[k] / params[k].prior) ** 2 for k in free)
+    def values(x: "np.ndarray") -> dict[str, float]:
+        return {**{k: p.prior for k, p in params.items()}, **{k: float(math.exp(v)) for k, v in zip(free, x)}}
 
-    span = 1.0  # e-folds searched either side of the current value
-    for n in range(passes):
-        for k in free:
-            p = params[k]
-            grid = sorted({min(p.hi, max(p.lo, cur[k] * math.exp(span * i / 4))) for i in range(-4, 5)})
-            base_total = sum(losses) + prior(cur)
-            for x in grid:
-                if x == cur[k]:
-                    continue
-                trial = {**cur, k: x}
-                pr = Presets(trial)
-                new = {i: _point_loss(pts[i], cfgs(pts[i].model), pr) for i in deps[k]}
-                total = sum(losses) - sum(losses[i] for i in deps[k]) + sum(new.values()) + prior(trial)
-                if total < base_total:
-                    base_total, cur = total, trial
-                    for i, v in new.items():
-                        losses[i] = v
-        log(f"pass {n + 1}: loss {sum(losses) + prior(cur):.4f} " + " ".join(f"{k}={cur[k]:.3g}" for k in free))
-        span /= 2.5
-    return cur
+    def residuals(x: "np.ndarray", only: Optional[list[int]] = None, base: Optional["np.ndarray"] = None) -> "np.ndarray":
+        pr = Presets(values(x))
+        r = np.array(base[: len(pts)]) if base is not None else np.zeros(len(pts))
+        for i in (range(len(pts)) if only is None else only):
+            r[i] = _residual(pts[i], cfgs(pts[i].model), pr)
+        return np.concatenate([r, w * (x - prior)])
+
+    x = np.clip(prior, lo, hi)
+    r = residuals(x)
+    lam, h = 1e-2, 0.05
+    for it in range(iterations):
+        jac = np.zeros((len(r), len(free)))
+        for j, k in enumerate(free):
+            xj = x.copy()
+            xj[j] = xj[j] + h if xj[j] + h <= hi[j] else xj[j] - h
+            jac[:, j] = (residuals(xj, deps[k], r) - r) / (xj[j] - x[j])
+        g, a = jac.T @ r, jac.T @ jac
+        loss = float(r @ r)
+        while True:
+            step_ = np.linalg.solve(a + lam * np.diag(np.diag(a) + 1e-9), -g)
+            xn = np.clip(x + step_, lo, hi)
+            rn = residuals(xn)
+            if float(rn @ rn) < loss:
+                x, r, lam = xn, rn, max(lam / 3, 1e-4)
+                break
+            lam *= 4
+            if lam > 1e4:
+                break
+        log(f"iteration {it + 1}: loss {float(r @ r):.4f} " + " ".join(f"{k}={math.exp(v):.3g}" for k, v in zip(free, x)))
+        if lam > 1e4 or loss - float(r @ r) < 1e-4 * loss:
+            break
+    return values(x)
 
 
 @dataclass
