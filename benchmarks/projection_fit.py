@@ -32,6 +32,8 @@ BEGIN, END = "<!-- validation table: benchmarks/projection_fit.py -->", "<!-- en
 PARAMS = {
     "nvidia.compute": Param(0.70, 0.2, 1.0), "nvidia.memory": Param(0.80, 0.2, 1.0),
     "amd.compute": Param(0.70, 0.1, 1.0), "amd.memory": Param(0.80, 0.1, 1.0),
+    "nvidia.alpha": Param(1.0, 0.3, 10.0), "amd.alpha": Param(1.0, 0.3, 10.0),
+    "nvidia.launch": Param(1.0, 0.3, 10.0), "amd.launch": Param(1.0, 0.3, 10.0),
     "vllm.memory": Param(1.0, 0.3, 1.25), "sglang.memory": Param(1.0, 0.3, 1.25), "trt-llm.memory": Param(1.0, 0.3, 1.25),
     "vllm.step_ms": Param(1.0, 0.01, 30.0), "sglang.step_ms": Param(1.0, 0.01, 30.0), "trt-llm.step_ms": Param(1.0, 0.01, 30.0),
     "hopper.fp8": Param(1.0, 0.3, 1.0), "blackwell.fp4": Param(1.0, 0.2, 1.0), "cdna3.fp8": Param(1.0, 0.2, 1.0),

@@ -5,6 +5,7 @@ validation set, errors measured on its `holdout` points).
 The presets are one flat table of named factors, so that the fit and the YAML see the same numbers:
 
     {vendor}.compute, {vendor}.memory     fractions of the catalog's FLOP and HBM roofs (nvidia, amd)
+    {vendor}.alpha, {vendor}.launch       factors on the collectives' latency α and on the launch latency per op
     {engine}.memory                       the engine's factor on the vendor's memory efficiency (vllm, sglang, trt-llm)
     {engine}.step_ms                      scheduler / host time per forward the engine adds (decode and prefill)
     {engine}.seq_us                       host time per sequence per forward (scheduling, sampling, detokenising)
@@ -22,6 +23,7 @@ median of the named engines' factors.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import statistics
 from dataclasses import dataclass
@@ -103,8 +105,12 @@ class Presets:
         eff = Efficiency(compute=p[f"{v}.compute"], memory=p[f"{v}.memory"] * self.engine_value(engine, "memory", 1.0),
                          by_phase=by_phase)
         step_ms = self.engine_value(engine, "step_ms", 0.0)
+        alpha = p.get(f"{v}.alpha", 1.0)
+        comm = dataclasses.replace(base.comm, alpha_scale_up_us=base.comm.alpha_scale_up_us * alpha,
+                                   alpha_scale_out_us=base.comm.alpha_scale_out_us * alpha)
         dt = {k: p[f"{dev.arch}.{k}"] for k in ("fp8", "fp4", "weight_only") if f"{dev.arch}.{k}" in p}
-        return base.replace(efficiency=eff, step_overhead_ms={"prefill": step_ms, "decode": step_ms},
+        return base.replace(efficiency=eff, step_overhead_ms={"prefill": step_ms, "decode": step_ms}, comm=comm,
+                            launch_us=base.launch_us * p.get(f"{v}.launch", 1.0),
                             seq_overhead_us=self.engine_value(engine, "seq_us", 0.0),
                             dtype_efficiency=dt, expert_imbalance=p.get("ep.imbalance", base.expert_imbalance),
                             comm_overlap=base.comm_overlap * p.get("ep.overlap", 1.0))
