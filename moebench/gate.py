@@ -38,6 +38,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Literal, Optional
 
+from moebench import metrics as mt
 from moebench.errors import BadInput
 from moebench.results import percentile, profiled
 
@@ -46,20 +47,22 @@ DEFAULT_ALPHA = 0.002
 CI_LEVEL = 0.99
 RUNS_LEVEL = 0.95  # one-sided confidence of the between-runs bound
 RUN_QUANTILE = 20  # a run's speed: this percentile of its time-equivalent samples
-# Gated by default: the two measured latencies, the throughput a buyer pays for, and its price. ITL is left out
-# by default: its samples are the decode steps of a few repeats, not independent repeats.
-DEFAULT_METRICS = ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu", "usd_per_mtok.blended")
+# Gated by default (moebench.metrics: `gated`): the two measured latencies, the throughput a buyer pays for, and
+# its price. ITL is not: its samples are the decode steps of a few repeats, not independent repeats.
+DEFAULT_METRICS = mt.gated()
 
-Better = Literal["lower", "higher"]
+Better = mt.Better
 Status = Literal["regressed", "improved", "inconclusive", "ok", "missing", "new", "skipped"]
 RecordKey = tuple[str, int, int, int]  # model, batch_size, prompt_tokens, output_tokens
 
-_HIGHER_IS_BETTER = ("tokens_per_s", "per_usd", "tokens_per_mw", "mfu", "mbu")
-
-
 def better(metric: str) -> Better:
-    """Which way is good for a metric name (dotted for nested ones: `usd_per_mtok.blended`)."""
-    return "higher" if any(h in metric for h in _HIGHER_IS_BETTER) else "lower"
+    """Which way is good for a metric (its path in the record, dotted for nested ones: `usd_per_mtok.blended`), as
+    moebench.metrics declares it; a metric it does not declare, or one with no direction, is bad input."""
+    m = mt.BY_PATH.get(metric)
+    if m is None or m.shape != "stat" or m.better is None:
+        known = ", ".join(x.path for x in mt.stats() if x.better)
+        raise BadInput(f"--metric {metric}: not a metric the gate can judge (declared in moebench.metrics: {known})")
+    return m.better
 
 
 def metric_stat(metrics: dict[str, Any], name: str) -> Optional[dict[str, Any]]:
@@ -310,8 +313,8 @@ def _get(doc: dict[str, Any], a: str, b: str) -> Any:
 def check_comparable(base_docs: list[dict[str, Any]], cur_docs: list[dict[str, Any]]) -> list[str]:
     """Refuse comparisons across hardware (that is `moebench compare`'s job); note weaker mismatches."""
     for d in (*base_docs, *cur_docs):
-        if d.get("kind", "model") != "model":
-            raise BadInput(f"gate compares model workloads; got a {d.get('kind')!r} result ({d.get('run_id')})")
+        if d.get("kind") not in ("engine", "endpoint"):
+            raise BadInput(f"gate compares measured model runs; got a {d.get('kind')!r} result ({d.get('run_id')})")
     ids = {_get(d, "hardware", "id") for d in base_docs} | {_get(d, "hardware", "id") for d in cur_docs}
     if len(ids) > 1:
         raise BadInput(
@@ -370,6 +373,7 @@ def gate(
         raise BadInput(f"--alpha {alpha} must be in (0, 1)")
     named = metrics is not None
     metrics = tuple(metrics) if named else DEFAULT_METRICS
+    direction = {name: better(name) for name in metrics}
     (base, _), (cur, cur_lacking) = pool(base_docs, metrics), pool(cur_docs, metrics)
     known = {name for pooled in (base, cur) for slot in pooled.values() for name in slot}
     unknown = [name for name in metrics if name not in known] if named else []
@@ -392,7 +396,7 @@ def gate(
         model, b, p, o = key
         for name in metrics:
             bs, cs = base.get(key, {}).get(name), cur.get(key, {}).get(name)
-            common = dict(model=model, batch_size=b, prompt_tokens=p, output_tokens=o, metric=name, better=better(name))
+            common = dict(model=model, batch_size=b, prompt_tokens=p, output_tokens=o, metric=name, better=direction[name])
             if key not in cur:
                 rows.append(Row(**common, status="missing", reason="in the baseline, not in the current run"))
             elif key not in base:

@@ -100,7 +100,7 @@ def _doc(tpot: list[float], ttft: list[float], *, hw: str = "cpu", models=("llam
                 "usd_per_mtok": None,
             },
         })
-    return {"schema_version": 1, "complete": complete, "kind": "model", "run_id": f"r-{hw}", "workload": {"name": "t"},
+    return {"schema_version": 2, "complete": complete, "kind": "engine", "run_id": f"r-{hw}", "workload": {"name": "t"},
             "hardware": {"id": hw, "device": "cpu", "dtype": "float32"}, "environment": {"libraries": {"torch": "2"}},
             "world_size": 1, "records": recs}
 
@@ -156,7 +156,7 @@ def test_the_table_shows_prompt_and_output_when_the_scenario_changed(tmp_path, c
 
 def test_a_named_metric_that_no_record_has_is_bad_input():
     doc = _doc(noisy(15, 10, 0.03, 1), noisy(15, 50, 0.03, 2))
-    with pytest.raises(BadInput, match="--metric tpot: no record"):
+    with pytest.raises(BadInput, match="--metric tpot: not a metric the gate can judge"):
         gate([doc], [doc], metrics=["tpot_ms", "tpot"])
     assert {r.metric for r in gate([doc], [doc], metrics=["tpot_ms"]).rows} == {"tpot_ms"}
 

@@ -1,9 +1,16 @@
 import json
+import math
+from pathlib import Path
 
 import pytest
 
 from moebench.errors import BadInput
-from moebench.results import SCHEMA_VERSION, derive, load_result, percentile, stat, write_atomic
+from moebench.results import (
+    SCHEMA_VERSION, derive, dumps, load_result, make_record, migrate, new_doc, percentile, stat, validated,
+    write_atomic, write_result,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_percentile_matches_linear_interpolation():
@@ -57,7 +64,8 @@ def test_write_atomic_keeps_old_file_when_serialisation_fails(tmp_path):
         ("{not json", "corrupt results file"),
         ('{"x": 1}', "no schema_version"),
         (json.dumps({"schema_version": 999}), "not supported"),
-        (json.dumps({"schema_version": SCHEMA_VERSION}), "missing"),
+        (json.dumps({"schema_version": SCHEMA_VERSION}), "kind is missing"),
+        (json.dumps({"schema_version": 1}), "complete is missing"),
     ],
 )
 def test_load_result_rejects_bad_files_in_one_line(tmp_path, content, needle):
@@ -69,7 +77,8 @@ def test_load_result_rejects_bad_files_in_one_line(tmp_path, content, needle):
 
 
 def _valid_doc() -> dict:
-    return {"schema_version": SCHEMA_VERSION, "complete": True, "workload": {}, "hardware": {}, "environment": {},
+    return {"schema_version": SCHEMA_VERSION, "kind": "engine", "complete": True, "workload": {}, "hardware": {},
+            "environment": {},
             "records": [{"model": "m", "batch_size": 1, "prompt_tokens": 8, "output_tokens": 4,
                          "metrics": {"ttft_ms": stat([1.0, 2.0], "measured", "ms"), "joules_per_token": None,
                                      "usd_per_mtok": {"blended": stat([3.0, 4.0], "measured", "$")}}}]}
@@ -84,15 +93,18 @@ def _set(doc, path, value):
 
 
 @pytest.mark.parametrize("path, value, needle", [
-    (("records", 0), None, "records[0] is not an object"),
-    (("records", 0, "batch_size"), "eight", "records[0].batch_size is 'eight'"),
+    (("records", 0), None, "records[0] is None, not an object"),
+    (("records", 0, "batch_size"), "eight", "records[0].batch_size is 'eight', not a whole number"),
     (("records", 0, "batch_size"), True, "records[0].batch_size is True"),
-    (("records", 0, "model"), 7, "records[0].model is not a string"),
+    (("records", 0, "model"), 7, "records[0].model is 7, not a string"),
+    (("kind",), "model", "kind: Input should be 'engine'"),
+    (("complete",), "yes", "complete is 'yes', not true or false"),
+    (("runid",), "x", "runid: not a field of schema 2"),
     (("records", 0, "metrics", "ttft_ms"), "fast", "records[0].metrics.ttft_ms is 'fast'"),
     (("records", 0, "metrics", "ttft_ms", "samples"), [1.0, "x"], "records[0].metrics.ttft_ms.samples"),
     (("records", 0, "metrics", "usd_per_mtok", "blended", "median"), "3", "usd_per_mtok.blended.median is '3'"),
     (("records", 0, "metrics", "ttft_ms", "p99"), "slow", "records[0].metrics.ttft_ms.p99 is 'slow'"),
-    (("records",), {}, "records is not a list"),
+    (("records",), {}, "records is {}, not a list"),
 ])
 def test_load_result_names_the_first_bad_field(tmp_path, path, value, needle):
     p = tmp_path / "r.json"
@@ -102,3 +114,62 @@ def test_load_result_names_the_first_bad_field(tmp_path, path, value, needle):
     with pytest.raises(BadInput) as e:
         load_result(p)
     assert "corrupt results file" in str(e.value) and needle in str(e.value) and "\n" not in str(e.value)
+
+
+def _committed() -> list[tuple[str, dict]]:
+    """Every committed result document: baselines, benchmark results (a file may hold a list), tests' data."""
+    out = []
+    for pattern in ("results/baselines/**/*.json", "benchmarks/results/**/*.json", "tests/**/data/*.json"):
+        for p in sorted(ROOT.glob(pattern)):
+            doc = json.loads(p.read_text())
+            if isinstance(doc, dict) and "schema_version" not in doc:
+                continue  # not a result (captured command outputs)
+            out += [(f"{p.relative_to(ROOT)}[{i}]", d) for i, d in enumerate(doc if isinstance(doc, list) else [doc])]
+    return out
+
+
+def test_every_committed_result_file_loads_through_the_migration():
+    docs = _committed()
+    assert len(docs) >= 15 and {d["schema_version"] for _, d in docs} == {1}
+    kinds = {validated(d, name)["kind"] for name, d in docs}
+    assert kinds == {"engine", "kernel"}
+
+
+def test_v1_to_v2_moves_provenance_to_the_header_and_says_static():
+    v1 = json.loads(next(ROOT.glob("results/baselines/cpu-ci-gate/*.json")).read_text())
+    v2 = migrate(v1)
+    assert v1["schema_version"] == 1 and v1["kind"] == "model"  # the input is left as it was
+    assert (v2["schema_version"], v2["kind"]) == (2, "engine")
+    assert v2["git_commit"] == v1["environment"]["git_sha"] and v2["moebench_version"] == v1["environment"]["moebench_version"]
+    assert "git_sha" not in v2["environment"] and v2["environment"]["hostname"] == v1["environment"]["hostname"]
+    assert {r["serving"] for r in v2["records"]} == {"static"}
+    assert all(r["metrics"]["tokens_per_joule"] is None for r in v2["records"])
+    assert v2["records"][0]["metrics"]["ttft_ms"] == v1["records"][0]["metrics"]["ttft_ms"]
+
+
+def test_constructors_build_a_document_that_round_trips(tmp_path):
+    doc = new_doc(kind="endpoint", workload={"name": "chat"}, hardware={"id": "h100_sxm"}, world_size=1)
+    assert doc["run_id"].endswith(f"-chat-{doc['run_id'].rsplit('-', 1)[1]}") and doc["complete"] is False
+    assert doc["moebench_version"] and "git_commit" in doc and "python" in doc["environment"]
+    doc["records"].append(make_record(model="m", kind="dense", basis="measured", batch_size=4, prompt_tokens=8,
+                                      output_tokens=2, metrics={"ttft_ms": stat([1.0, 2.0], "measured", "ms")}))
+    doc["complete"] = True
+    p = write_result(doc, tmp_path)
+    assert p == tmp_path / f"{doc['run_id']}.json" and load_result(p) == doc
+    with pytest.raises(TypeError, match="runid"):
+        new_doc(kind="engine", workload={}, hardware={}, runid="x")
+    with pytest.raises(ValueError, match="records\\[0\\].batch_size"):
+        write_result({**doc, "records": [{**doc["records"][0], "batch_size": "4"}]}, tmp_path)
+
+
+def test_non_finite_values_are_written_as_null_with_a_note(tmp_path):
+    rec = make_record(model="m", kind="dense", basis="measured", batch_size=1, prompt_tokens=1, output_tokens=1,
+                      metrics={"ttft_ms": stat([1.0, math.nan], "measured", "ms"), "joules_per_token": None,
+                               "efficiency": {"mbu_decode": math.inf}})
+    text = dumps({"records": [rec], "wall_s": math.nan})
+    out = json.loads(text)  # strict JSON: no NaN / Infinity tokens
+    assert "NaN" not in text and "Infinity" not in text
+    r = out["records"][0]
+    assert r["metrics"]["ttft_ms"] is None and r["metrics"]["efficiency"]["mbu_decode"] is None and out["wall_s"] is None
+    assert r["notes"] == ["metrics.ttft_ms had a non-finite value, written as null",
+                          "metrics.efficiency.mbu_decode was inf (not a finite number), written as null"]

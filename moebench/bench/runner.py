@@ -27,7 +27,7 @@ from moebench.bench.providers import GRAPHABLE, Layer, Unsupported, make_layer, 
 from moebench.bench.schema import KernelWorkload
 from moebench.bench.timing import CpuRoofProbe, CudaTimer, measure_roofs, time_cpu, time_cuda
 from moebench.errors import BadInput, EnvironmentProblem
-from moebench.results import SCHEMA_VERSION, environment, stat
+from moebench.results import new_doc, stat
 
 SHORT = {"torch-ref": "ref", "torch-grouped": "grouped", "torch-loop": "loop", "transformers-eager": "hf-eager",
          "transformers-grouped": "hf-grouped", "dense-equiv": "dense"}
@@ -172,17 +172,8 @@ def run_kernel_workload(wl: KernelWorkload, *, device: Optional[str] = None,
         del ref
         if dev == "cuda":
             torch.cuda.empty_cache()
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "complete": True,
-        "kind": "kernel",
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "wall_s": time.time() - started,
-        "workload": wl.model_dump(mode="json"),
-        "hardware": hardware,
-        "environment": environment(),
-        "points": points,
-    }
+    return new_doc(kind="kernel", complete=True, workload=wl.model_dump(mode="json"), hardware=hardware,
+                   wall_s=time.time() - started, points=points)
 
 
 def _derive(t: dict[str, Any], fn: Callable[[float], float], unit: str) -> dict[str, Any]:

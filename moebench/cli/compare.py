@@ -35,7 +35,7 @@ def _runs_table(res):
 def _group_table(g, labels: list[str]):
     from rich.table import Table
 
-    from moebench.report.rows import LATENCY
+    from moebench.metrics import BY_NAME
     from moebench.report.tables import spread
 
     keys = {lb: _key(i) for i, lb in enumerate(labels)}
@@ -55,7 +55,7 @@ def _group_table(g, labels: list[str]):
     for m in g["metrics"]:
         cells = [m["metric"], m["better"]]
         for lb in labels:
-            cells.append(spread(m["values"][lb], tail=m["metric"] in LATENCY))
+            cells.append(spread(m["values"][lb], tail=BY_NAME[m["metric"]].tail))
         for lb in others:
             r = m["ratios"][lb]
             if r is None:

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from moebench.cli._output import emit_json, fmt, log, out
+from moebench.metrics import gated
 
 
 def _verdict_table(res, base_label: str, cur_label: str):
@@ -74,7 +75,7 @@ def register(app: typer.Typer) -> None:
         alpha: float = typer.Option(0.002, "--alpha", help="Significance level of the Mann-Whitney U test."),
         metric: Optional[list[str]] = typer.Option(
             None, "--metric", help="Metric to gate (repeatable; dotted for nested: usd_per_mtok.blended). "
-            "Default: ttft_ms, tpot_ms, output_tokens_per_s_per_gpu, usd_per_mtok.blended."),
+            f"Default: {', '.join(gated())}."),
         json_: bool = typer.Option(False, "--json", help="Print the verdict as one JSON document on stdout."),
     ) -> None:
         """Fail (exit 1) when a metric is worse than the baseline by more than the factor AND significantly so."""

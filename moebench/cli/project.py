@@ -72,150 +72,6 @@ def _overlap(text: str) -> float:
     return v
 
 
-def _stat(value: Optional[float], unit: str) -> Optional[dict[str, Any]]:
-    from moebench.results import stat
-
-    return None if value is None else stat([value], "projected", unit)
-
-
-def _record(model: str, p, dev, sc, calib_source: Optional[str]) -> dict[str, Any]:
-    """A projected row shaped like a measured result record (results/README.md), with basis `projected`."""
-    from moebench.projection.sweep import point_json
-
-    j = point_json(p, dev, phases=True)
-    cost = j["usd_per_mtok"]
-    return {
-        "model": model,
-        "hardware_id": dev.id,
-        "batch_size": p.batch,
-        "prompt_tokens": sc.prompt_tokens,
-        "output_tokens": sc.output_tokens,
-        "basis": "projected",
-        "calibration_source": calib_source,
-        "layout": j["layout"],
-        "cost": {"usd_per_gpu_hour": dev.usd_per_gpu_hour, "tier": dev.price_tier, "source": dev.price_source,
-                 "n_gpus": p.layout.n_gpus},
-        "metrics": {
-            "ttft_ms": _stat(p.ttft_ms, "ms"),
-            "tpot_ms": _stat(p.tpot_ms, "ms"),
-            "interactivity_tokens_per_s_per_user": _stat(p.interactivity, "tokens/s/user"),
-            "output_tokens_per_s_per_gpu": _stat(j["output_tokens_per_s_per_gpu"], "tokens/s/gpu"),
-            "total_tokens_per_s_per_gpu": _stat(j["total_tokens_per_s_per_gpu"], "tokens/s/gpu"),
-            "decode_tokens_per_s_per_gpu": _stat(j["decode_tokens_per_s_per_gpu"], "tokens/s/gpu"),
-            "usd_per_mtok": None if cost is None else {k: _stat(cost[k], "USD/Mtok") for k in ("input", "output", "blended")},
-        },
-        "phases": j["phases"],
-        "memory": j["memory"],
-    }
-
-
-def run_projection(
-    *, model: str, hardware: list[str], batches: list[int], prompt: int, output: int, dtype: str, kv_dtype: str,
-    calibrate_path: Optional[Path], price_tier: Optional[str], price: Optional[float], interactivity: list[float],
-    overlap: float, serving: str, max_gpus: int, keep_host: bool = False, gpus: Optional[int] = None,
-    layout: Optional[str] = None, mem_util: float = 0.9, engine: str = "any", preset: str = "fitted",
-    expert_imbalance: Optional[float] = None, spec_tokens: int = 0, spec_accept: float = 0.0,
-    rates: tuple[float, ...] = (), offline: bool = False,
-) -> dict[str, Any]:
-    """The whole `project` command as one pure-ish function returning the JSON document."""
-    hardware = list(dict.fromkeys(hardware))  # a repeated id would only repeat its section
-    if not hardware:
-        raise BadInput("--hardware: give at least one catalog id")
-    # the same rule as a workload's price (tier or usd_per_gpu_hour): a given price has no tier to pick
-    if price is not None and price_tier is not None:
-        raise BadInput("--price and --price-tier: give either, not both")
-    if price is not None and not math.isfinite(price):
-        raise BadInput(f"--price: {price} is not a finite number")
-    if keep_host and calibrate_path is None:
-        raise BadInput("--keep-host-time carries a calibration's host times: it needs --calibrate")
-    from moebench import __version__
-    from moebench.catalog import get_hardware
-    from moebench.projection import Assumptions, Scenario, calibrate, device_from_hardware, project, resolve_config
-    from moebench.projection.sweep import DEFAULT_BATCHES, point_json
-
-    from moebench.projection import presets as presets_
-    from moebench.projection.layout import parse_layout
-    from moebench.projection.load import under_load
-
-    if not 0.0 < mem_util <= 1.0:
-        raise BadInput(f"--mem-util: {mem_util} is not a fraction in (0, 1]")
-    if spec_tokens and not 0.0 <= spec_accept <= 1.0:
-        raise BadInput(f"--spec-accept: {spec_accept} is not a probability")
-    fixed = parse_layout(layout) if layout else None
-    if fixed is not None and gpus is not None and fixed.n_gpus != gpus:
-        raise BadInput(f"--gpus {gpus} and --layout {layout} ({fixed.n_gpus} GPUs) disagree")
-    cfg = resolve_config(model)
-    sc = Scenario(prompt, output, weight_dtype=dtype, kv_dtype=kv_dtype)
-    base = Assumptions(comm_overlap=overlap, serving=serving, mem_util=mem_util,  # type: ignore[arg-type]
-                       spec_tokens=spec_tokens, spec_accept=spec_accept)
-    table = presets_.builtin() if preset == "fitted" and calibrate_path is None else None
-    calib, calib_roofs, moved = None, None, {}
-    if calibrate_path is not None:
-        from moebench.results import load_result
-
-        measured = load_result(calibrate_path)
-        calib = calibrate(measured, source=str(calibrate_path), base=base)
-        calib_roofs = (measured.get("hardware") or {}).get("measured_roofs")
-        before = base if preset != "fitted" else presets_.builtin().assumptions(calib.device, engine, base)
-        moved = calib.moved(before)
-        log(f"calibrated from {calib.source} ({calib.method}), efficiencies of the {calib.device.roofs_basis} roofs "
-            f"moved from the {preset} ones: " + ", ".join(f"{k} {v['before']:.3g} → {v['after']:.3g} (×{v['factor']:.2f})"
-                                                          for k, v in moved.items()))
-    doc: dict[str, Any] = {
-        "kind": "projection",
-        "moebench_version": __version__,
-        "basis": "projected",
-        "model": model,
-        "params": {"total": cfg.total_params(), "active": cfg.active_params()},
-        "scenario": {"prompt_tokens": prompt, "output_tokens": output, "weight_dtype": sc.weight_dtype,
-                     "kv_dtype": sc.kv_dtype, "batch_sizes": batches, "interactivity_targets": interactivity,
-                     "gpus": fixed.n_gpus if fixed else gpus, "layout": layout, "engine": engine,
-                     "request_rates": list(rates), "offline": offline},
-        "assumptions": base.to_json(),
-        "efficiency_preset": None if table is None else {"name": preset, "source": table.source,
-                                                         "fitted_on_points": len(table.fitted_on)},
-        "calibration": None if calib is None else calib.to_json() | {"moved": moved},
-        "hardware": [],
-    }
-    for hid in hardware:
-        hw = get_hardware(hid)
-        # back onto the machine it was measured on (a CPU has no catalog peaks): the roofs measured there
-        roofs = calib_roofs if calib is not None and hid == calib.hardware_id else None
-        dev = device_from_hardware(hw, price_tier=price_tier, usd_per_gpu_hour=price, measured_roofs=roofs)
-        a = base if calib is None else calib.assumptions(base, dev.id, keep_host=keep_host)
-        if table is not None:
-            a = table.assumptions(dev, engine, a)
-        if expert_imbalance is not None:
-            a = a.replace(expert_imbalance=expert_imbalance)
-        log(f"projecting {model} onto {dev.id} …")
-        proj = project(cfg, dev, sc, a, batches=sorted(set(DEFAULT_BATCHES) | set(batches)), max_gpus=max_gpus,
-                       only=None if fixed is None else [fixed], gpus=gpus)
-        band = None if table is None else table.band(dev.vendor, "moe" if cfg.is_moe else "dense", sc.weight_dtype)
-        src = None if calib is None else calib.source
-        doc["hardware"].append({
-            "id": dev.id,
-            "name": dev.name,
-            "roofs": {"flops_per_s": dict(dev.flops_per_s), "hbm_bytes_per_s": dev.hbm_bytes_per_s,
-                      "hbm_capacity_bytes": dev.hbm_capacity_bytes, "scale_up_bytes_per_s": dev.scale_up_bytes_per_s,
-                      "domain_size": dev.domain_size, "scale_out_bytes_per_s": dev.scale_out_bytes_per_s},
-            "price": {"usd_per_gpu_hour": dev.usd_per_gpu_hour, "tier": dev.price_tier, "source": dev.price_source},
-            "min_gpus": proj.min_gpus,
-            "notes": proj.notes,
-            "records": [_record(model, p, dev, sc, src) for b in batches if (p := proj.for_batch(b)) is not None],
-            "unfit_batch_sizes": [b for b in batches if proj.for_batch(b) is None],
-            "at_interactivity": [
-                {"target_tokens_per_s_per_user": x, "basis": "projected", "calibration_source": src,
-                 "point": None if (p := proj.at_interactivity(x)) is None else point_json(p, dev)}
-                for x in interactivity
-            ],
-            "frontier": [point_json(p, dev) for p in proj.frontier()],
-            "under_load": [lp.to_json() | {"point": point_json(lp.point, dev)}
-                           for lp in under_load(cfg, dev, sc, a, proj, batches=batches, rates=rates, offline_max=offline)],
-            "error_band": None if band is None else band.to_json(),
-        })
-    return doc
-
-
 def _print(doc: dict[str, Any]) -> None:
     from moebench.projection.layout import gpus_text
 
@@ -305,12 +161,14 @@ def register(app: typer.Typer) -> None:
         json_: bool = typer.Option(False, "--json", help="Print one JSON document."),
     ) -> None:
         """Project a model onto catalog hardware: layout, tokens/s per GPU at interactivity targets, $/M tokens."""
-        doc = run_projection(
+        from moebench.projection.document import projection_document
+
+        doc = projection_document(
             model=model, hardware=[h.strip() for h in hardware.split(",") if h.strip()],
             batches=_numbers(batch, "--batch", int), prompt=prompt, output=output, dtype=dtype.value,
             kv_dtype=kv_dtype.value, calibrate_path=calibrate_, price_tier=price_tier, price=price,
             interactivity=_numbers(interactivity, "--interactivity", float), overlap=_overlap(overlap),
-            serving=serving.value, max_gpus=max_gpus, keep_host=keep_host, gpus=gpus, layout=layout,
+            serving=serving.value, max_gpus=max_gpus, keep_host=keep_host, log=log, gpus=gpus, layout=layout,
             mem_util=mem_util, engine=engine.value, preset=preset.value, expert_imbalance=expert_imbalance,
             spec_tokens=spec_tokens, spec_accept=spec_accept,
             rates=tuple(_numbers(rate, "--rate", float)) if rate else (), offline=offline,

@@ -33,14 +33,6 @@ def resolve_dtype(requested: str, device: str) -> torch.dtype:
     return getattr(torch, requested)
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on (taskset, cpusets), not the host's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
-
-
 def local_ranks(world_size: int) -> int | None:
     """Ranks on this host: torchrun's LOCAL_WORLD_SIZE, Slurm's tasks per node, or (launched by nothing that
     says) the world size on one host; None under Slurm without a per-node count (multi-node: unknown)."""

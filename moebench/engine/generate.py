@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
+from moebench.energy import NOT_MEASURED, open_meter
 from moebench.engine.device import Timer, sync
+from moebench.machine import open_contention
 
 
 @dataclass
 class GenerationSamples:
-    """Per timed repeat: TTFT and TPOT of the batch; per decode step: inter-token latency. All ms."""
+    """Per timed repeat: TTFT and TPOT of the batch (ms) and the energy of the generation (J, every device of
+    this rank; empty where not measured); per decode step: inter-token latency (ms). `contention`: the
+    timed repeats' moebench.machine parts, one per rank."""
 
     ttft_ms: list[float] = field(default_factory=list)
     tpot_ms: list[float] = field(default_factory=list)
     itl_ms: list[float] = field(default_factory=list)
     decode_mode: str = "eager"  # or "cuda_graph"
     note: Optional[str] = None
+    energy_j: list[float] = field(default_factory=list)
+    energy_source: str = NOT_MEASURED
+    energy_scope: Optional[str] = None
+    contention: list[dict[str, Any]] = field(default_factory=list)
 
 
 def prompt_ids(batch: int, prompt: int, vocab: int, seed: int, device: str) -> torch.Tensor:
@@ -82,6 +91,8 @@ class GenerationBench:
     bench to the end; an interleaved one (engine.runner) lets several benches take turns, one repeat each.
     With `cuda_graph` (single GPU), decode steps replay a captured graph; if capture fails the run goes on
     eagerly and says why in `samples.note`. `barrier` (distributed runs) lines the ranks up before each repeat.
+    Every timed repeat reads the energy counter (moebench.energy) and the machine's CPU (moebench.machine)
+    just outside its timed region, after the device has synchronised.
     """
 
     def __init__(self, model, ids_BS: torch.Tensor, *, output: int, device: str,
@@ -90,6 +101,11 @@ class GenerationBench:
         self.timer = Timer(device)
         self.cache = model.new_cache(ids_BS.shape[0], ids_BS.shape[1] + output)
         self.samples = GenerationSamples()
+        gpus = [torch.cuda.current_device()] if device == "cuda" else []
+        self.meter = open_meter(device, gpus)
+        if self.meter is not None:
+            self.samples.energy_source, self.samples.energy_scope = self.meter.source, self.meter.scope
+        self.contention = open_contention(device, gpus)
         self.graph = None
         if cuda_graph and device == "cuda":
             try:
@@ -100,19 +116,37 @@ class GenerationBench:
                 self.samples.note = f"CUDA graph capture failed, decode ran eagerly: {str(exc).splitlines()[0]}"
 
     def run(self, n: int, *, timed: bool = True) -> None:
+        if timed:
+            self.contention.gpu_sample()
         for _ in range(n):
             if self.barrier is not None:
                 self.barrier()
             sync(self.device)
-            gc.disable()  # like timeit: no garbage-collector pause inside a timed generation
-            try:
-                ttft, steps = generate_once(self.model, self.ids_BS, self.cache, self.output, self.timer, self.graph)
-            finally:
-                gc.enable()
+            e0 = self.meter.read() if timed and self.meter is not None else None
+            with self.contention.window() if timed else contextlib.nullcontext():
+                gc.disable()  # like timeit: no garbage-collector pause inside a timed generation
+                try:
+                    ttft, steps = generate_once(self.model, self.ids_BS, self.cache, self.output, self.timer,
+                                                self.graph)
+                finally:
+                    gc.enable()
+                sync(self.device)
             if timed:
                 self.samples.ttft_ms.append(ttft)
                 self.samples.tpot_ms.append(sum(steps) / len(steps))
                 self.samples.itl_ms.extend(steps)
+                if self.meter is not None:
+                    self._add_energy(self.meter.joules(e0, self.meter.read()))
+        if timed:
+            self.contention.gpu_sample()
+            self.samples.contention = [self.contention.parts()]
+
+    def _add_energy(self, joules: Optional[float]) -> None:
+        if joules is None:  # a counter failed: no repeat's energy can be trusted to be paired with its timing
+            self.meter = None
+            self.samples.energy_j, self.samples.energy_source, self.samples.energy_scope = [], NOT_MEASURED, None
+        else:
+            self.samples.energy_j.append(joules)
 
 
 def time_generation(

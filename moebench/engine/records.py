@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from moebench import tokenomics as tk
-from moebench.results import Basis, derive, stat
+from moebench.energy import NOT_MEASURED, estimated_joules
+from moebench.machine import contention_record
+from moebench.results import Basis, derive, make_record, stat
 
 if TYPE_CHECKING:
     from moebench.engine.generate import GenerationSamples
@@ -105,7 +107,13 @@ def build_record(
     peaks: Peaks,
     intelligence: Optional[dict[str, Any]],
     energy_j_per_repeat: Optional[list[float]] = None,
+    energy_source: str = NOT_MEASURED,
+    energy_scope: Optional[str] = None,
+    **sections: Any,
 ) -> dict[str, Any]:
+    """One record. `energy_j_per_repeat`: the counter's joules of each timed repeat (`energy_source` nvml or
+    rapl, over `energy_scope`); without it J/token is estimated from the catalog's all-in power, or None. `sections` are the run's own additions
+    (decode mode, weights, profile), placed before the metrics."""
     full = run_cfg.full()
     f_pre, f_dec = extrapolation_factors(run_cfg, batch, prompt, output, dtype_bytes)
     basis: Basis = "measured" if run_cfg.full_num_layers is None else "extrapolated"
@@ -120,11 +128,11 @@ def build_record(
         # a static batch: its TTFT is the batch's prefill, its TPOT one decode step
         **rate_metrics(ttft, tpot, batch=batch, prompt=prompt, output=output, pricing=pricing,
                        intelligence=intelligence, basis=basis),
-        "joules_per_token": None,
     }
-    if energy_j_per_repeat:
-        toks = batch * (prompt + output)
-        m["joules_per_token"] = stat([tk.joules_per_token(e, toks) for e in energy_j_per_repeat], "measured", "J/token")
+    energy = _energy(samples, energy_j_per_repeat, energy_source, energy_scope, ttft, tpot, f_pre, f_dec,
+                     batch=batch, prompt=prompt, output=output, pricing=pricing, basis=basis)
+    m["joules_per_token"] = energy.pop("joules_per_token")
+    m["tokens_per_joule"] = derive(m["joules_per_token"], lambda j: 1.0 / j if j > 0 else None, "tokens/J")
 
     # Efficiency: decode is judged by bytes (MBU), prefill by FLOPs (MFU), each against catalog and measured roofs.
     ctx_d = prompt + output // 2
@@ -142,24 +150,46 @@ def build_record(
         "mfu_decode": tk.mfu(batch * full.flops_per_token(ctx_d) / (tpot["median"] / 1e3), peaks.flops),
         "basis": basis,
     }
-    return {
-        "model": name,
-        "kind": kind,
-        "layers_run": run_cfg.num_hidden_layers,
-        "layers_total": full.num_hidden_layers,
-        "basis": basis,
-        "serving": SERVING,
-        "batch_size": batch,
-        "prompt_tokens": prompt,
-        "output_tokens": output,
-        "params": {
+    return make_record(
+        model=name, kind=kind, basis=basis, serving=SERVING, batch_size=batch, prompt_tokens=prompt,
+        output_tokens=output,
+        layers_run=run_cfg.num_hidden_layers,
+        layers_total=full.num_hidden_layers,
+        params={
             "total": full.total_params(),
             "active": full.active_params(),
             "active_ratio": tk.active_ratio(full.active_params(), full.total_params()),
         },
-        "extrapolation": {"prefill_factor": f_pre, "decode_factor": f_dec} if basis == "extrapolated" else None,
-        "intelligence": intelligence,
-        "cost": {"usd_per_gpu_hour": pricing.usd_per_gpu_hour, "tier": pricing.tier, "source": pricing.source,
-                 "n_gpus": pricing.n_gpus},
-        "metrics": m,
-    }
+        extrapolation={"prefill_factor": f_pre, "decode_factor": f_dec} if basis == "extrapolated" else None,
+        intelligence=intelligence,
+        cost={"usd_per_gpu_hour": pricing.usd_per_gpu_hour, "tier": pricing.tier, "source": pricing.source,
+              "n_gpus": pricing.n_gpus},
+        energy_source=energy["energy_source"],
+        energy_scope=energy["energy_scope"],
+        contention=contention_record(samples.contention),
+        **sections,
+        metrics=m,
+    )
+
+
+def _energy(samples: GenerationSamples, joules: Optional[list[float]], source: str, scope: Optional[str],
+            ttft: dict[str, Any], tpot: dict[str, Any], f_pre: float, f_dec: float, *, batch: int, prompt: int,
+            output: int, pricing: Pricing, basis: Basis) -> dict[str, Any]:
+    """{joules_per_token, energy_source, energy_scope}. J/token = a repeat's energy / its B·(prompt+output)
+    tokens. Measured energy of N of the layers is scaled like the repeat's time (same mean power); without a
+    counter, the catalog's all-in kW per device × devices × the request's time is `estimated`."""
+    toks = batch * (prompt + output)
+    if joules and len(joules) == len(samples.ttft_ms) == len(samples.tpot_ms):
+        steps = output - 1
+        scale = [(f_pre * a + f_dec * steps * b) / (a + steps * b) for a, b in zip(samples.ttft_ms, samples.tpot_ms)]
+        per_token = [tk.joules_per_token(e * k, toks) for e, k in zip(joules, scale)]
+        return {"joules_per_token": stat(per_token, basis, "J/token"), "energy_source": source, "energy_scope": scope}
+    kw = pricing.allin_kw_per_gpu
+    if kw:
+        wall_s = [(a + (output - 1) * b) / 1e3 for a, b in zip(ttft["samples"], tpot["samples"])]
+        per_token = [tk.joules_per_token(estimated_joules(kw, pricing.n_gpus, w), toks) for w in wall_s]
+        return {"joules_per_token": stat(per_token, "estimated", "J/token"), "energy_source": "estimated",
+                "energy_scope": f"catalog all-in {kw:g} kW per device x {pricing.n_gpus} device(s) x request time "
+                                "(the device's share of server, cooling and network; not a reading)"}
+    return {"joules_per_token": None, "energy_source": NOT_MEASURED,
+            "energy_scope": "no readable counter (NVML on a GPU, powercap/RAPL on a CPU) and no catalog all-in power"}

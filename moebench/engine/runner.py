@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -16,13 +15,14 @@ import torch
 
 from moebench.catalog import Hardware, get_hardware, reference_models
 from moebench.engine.device import (compute_roof_flops, cpu_oversubscription, detect_hardware, local_ranks,
-                                    measure_roofs, resolve_device, resolve_dtype, usable_cpus)
+                                    measure_roofs, resolve_device, resolve_dtype)
 from moebench.engine.generate import GenerationBench, GenerationSamples, prompt_ids, time_generation
 from moebench.engine.records import Peaks, Pricing, build_record
 from moebench.errors import ExitCode, MoebenchError, RunFailed
+from moebench.machine import contended, contention_summary, usable_cpus
 from moebench.models import build, entry_arch
 from moebench.models.config import DTYPE_BYTES
-from moebench.results import SCHEMA_VERSION, environment, new_run_id, write_atomic
+from moebench.results import new_doc, new_run_id, write_atomic, write_result
 from moebench.parallel.faults import Guard, install_test_faults
 from moebench.parallel.gather import gather_samples, merge_samples, rank_info, rank_timing
 from moebench.parallel.mesh import ParallelContext, check_plan, env_rank, init_parallel, shutdown
@@ -126,19 +126,11 @@ def run_workload(
             roofs = measure_roofs(dev, dtype)
         if ctx is not None:
             ctx.barrier()
-        doc.update({
-            "schema_version": SCHEMA_VERSION,
-            "complete": False,
-            "kind": "model",
-            "run_id": run_id,
-            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "workload_path": workload_path,
-            "workload": wl.model_dump(mode="json"),
-            "hardware": _hardware_section(hw, dev, dtype_name, wl, backend, pricing, roofs),
-            "environment": environment(),
-            "world_size": wl.parallel.world_size,
-            "records": [],
-        })
+        doc.update(new_doc(
+            kind="engine", run_id=run_id, workload_path=workload_path, workload=wl.model_dump(mode="json"),
+            hardware=_hardware_section(hw, dev, dtype_name, wl, backend, pricing, roofs),
+            world_size=wl.parallel.world_size,
+        ))
         if ctx is not None:
             guard.save = save_partial
             ranks = rank_info(ctx)
@@ -166,7 +158,7 @@ def run_workload(
         shutdown()
     if rank0:
         doc["complete"] = True
-        write_atomic(path, doc)
+        write_result(doc, path.parent, path.stem)  # checked against the schema once, when whole
     return doc, path
 
 
@@ -203,13 +195,19 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
             name=entry.name, kind=spec.kind, run_cfg=cfg, samples=samples, batch=b,
             prompt=sc.prompt_tokens, output=sc.output_tokens, dtype_bytes=DTYPE_BYTES[dtype_name],
             pricing=pricing, peaks=peaks, intelligence=resolve_intelligence(wl, entry),
+            energy_j_per_repeat=samples.energy_j, energy_source=samples.energy_source,
+            energy_scope=samples.energy_scope,
+            decode={"mode": samples.decode_mode, "note": samples.note},
+            weights=entry.weights,  # "random", or the checkpoint directory
+            # rank 0: every rank's regions, waits and expert load, merged
+            **({"profile": profile} if profile is not None else {}),
         ))
-        doc["records"][-1]["decode"] = {"mode": samples.decode_mode, "note": samples.note}
-        doc["records"][-1]["weights"] = entry.weights  # "random", or the checkpoint directory
+        doc["contention"] = contention_summary(doc["records"])
+        busy = contended(doc["records"][-1])
+        if busy:
+            log(f"  note: timed on a busy machine: {busy}")
         if samples.note:
             log(f"  note: {samples.note}")
-        if profile is not None:  # rank 0: every rank's regions, waits and expert load, merged
-            doc["records"][-1]["profile"] = profile
 
     if wl.timing.schedule == "interleaved":  # single process, no profile (the workload validates it)
         _run_interleaved(wl, dev=dev, dtype=dtype, log=log, add_record=add_record)

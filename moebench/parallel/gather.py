@@ -10,6 +10,7 @@ import os
 import platform
 from typing import Any, Optional
 
+from moebench.energy import merge_ranks
 from moebench.engine.generate import GenerationSamples
 from moebench.parallel.comm import gather_to_rank0, watched
 from moebench.parallel.mesh import ParallelContext
@@ -17,11 +18,17 @@ from moebench.results import stat
 
 
 def merge_samples(per_rank: list[GenerationSamples]) -> GenerationSamples:
-    """Element-wise max over ranks of TTFT and TPOT per repeat and of every decode step's latency."""
+    """Element-wise max over ranks of TTFT and TPOT per repeat and of every decode step's latency; the energy of
+    each repeat summed over ranks (moebench.energy.merge_ranks); every rank's contention parts kept."""
+    contention = [c for s in per_rank for c in s.contention]
+    hosts = [s.contention[0]["host"] if s.contention else None for s in per_rank]
+    energy_j, source, scope = merge_ranks([(s.energy_source, s.energy_scope, s.energy_j, host)
+                                           for s, host in zip(per_rank, hosts)])
     return GenerationSamples(
         ttft_ms=[max(xs) for xs in zip(*(s.ttft_ms for s in per_rank))],
         tpot_ms=[max(xs) for xs in zip(*(s.tpot_ms for s in per_rank))],
         itl_ms=[max(xs) for xs in zip(*(s.itl_ms for s in per_rank))],
+        energy_j=energy_j, energy_source=source, energy_scope=scope, contention=contention,
     )
 
 

@@ -16,7 +16,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any, Optional
@@ -83,7 +82,7 @@ def launch_local(nproc: int, args: list[str], *, wl: Any, source: str, out_dir: 
     launch_dir = Path(tempfile.mkdtemp(prefix="moebench-launch-"))
     env = {"MOEBENCH_RUN_ID": run_id, LAUNCH_DIR_ENV: str(launch_dir)}
     if "OMP_NUM_THREADS" not in os.environ:  # as torchrun does: N ranks must not each claim every core
-        from moebench.engine.device import usable_cpus
+        from moebench.machine import usable_cpus
 
         env["OMP_NUM_THREADS"] = str(max(1, usable_cpus() // nproc))
     saved = {k: os.environ.get(k) for k in env}
@@ -160,7 +159,7 @@ def _during(partial: Path, wl: Any) -> str:
 
 def _finish_partial(path: Path, msg: str, culprits: list[int], wl: Any, source: str) -> Path:
     """Write the verdict into rank 0's partial results file (or a minimal one, if rank 0 never wrote it)."""
-    from moebench.results import SCHEMA_VERSION, environment, write_atomic
+    from moebench.results import new_doc, write_atomic
 
     doc: Optional[dict[str, Any]] = None
     if path.is_file():
@@ -169,11 +168,7 @@ def _finish_partial(path: Path, msg: str, culprits: list[int], wl: Any, source: 
         except (OSError, ValueError):
             doc = None
     if doc is None:
-        doc = {
-            "schema_version": SCHEMA_VERSION, "kind": "model", "run_id": path.stem,
-            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "workload_path": source,
-            "workload": wl.model_dump(mode="json"), "hardware": {}, "environment": environment(),
-            "world_size": wl.parallel.world_size, "records": [],
-        }
+        doc = new_doc(kind="engine", run_id=path.stem, workload_path=source, workload=wl.model_dump(mode="json"),
+                      hardware={}, world_size=wl.parallel.world_size)
     doc.update(complete=False, error=msg, failed_ranks=culprits)
     return write_atomic(path, doc)

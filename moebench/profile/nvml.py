@@ -1,7 +1,8 @@
 """NVML sampler on a background thread: board power, SM utilisation, memory used, and the energy counter.
 
 Energy is the difference of `nvmlDeviceGetTotalEnergyConsumption` (mJ since driver load) between start and stop,
-which integrates power exactly rather than from samples; the sampled power is kept as a cross-check. Without a
+which integrates power exactly rather than from samples; the sampled power is kept as a cross-check. (Every run,
+profiled or not, also reads that counter around each timed repeat: moebench.energy.) Without a
 GPU (or without NVML) every field is None and nothing raises.
 """
 
@@ -11,31 +12,10 @@ import threading
 import time
 from typing import Any, Optional
 
+from moebench.energy import NvmlEnergy, nvml, nvml_handle
+
 FIELDS = ("energy_j", "duration_s", "power_w_mean", "power_w_max", "sm_util_pct_mean", "mem_used_gib_max",
           "n_samples", "device_name")
-
-
-def _nvml():
-    try:
-        import pynvml  # nvidia-ml-py
-
-        pynvml.nvmlInit()
-        return pynvml
-    except Exception:  # no library, no driver, no GPU: profiling goes on without energy
-        return None
-
-
-def _handle(nv, device_index: int):
-    """NVML handle of torch's CUDA device `device_index` (matched by PCI bus id: NVML ignores
-    CUDA_VISIBLE_DEVICES, so plain indices can name the wrong GPU)."""
-    try:
-        import torch
-
-        props = torch.cuda.get_device_properties(device_index)
-        bus = f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
-        return nv.nvmlDeviceGetHandleByPciBusId(bus.encode())
-    except Exception:
-        return nv.nvmlDeviceGetHandleByIndex(device_index)
 
 
 class NvmlSampler:
@@ -43,28 +23,23 @@ class NvmlSampler:
 
     def __init__(self, device_index: Optional[int] = 0, interval_s: float = 0.05):
         self.interval_s = interval_s
-        self.nv = _nvml() if device_index is not None else None
+        self.nv = nvml() if device_index is not None else None
         self.h = None
         if self.nv is not None:
             try:
-                self.h = _handle(self.nv, device_index)
+                self.h = nvml_handle(self.nv, device_index)
             except Exception:
                 self.nv = None
+        self.energy = NvmlEnergy(self.nv, [self.h], [device_index]) if self.h is not None else None
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._samples: list[tuple[float, Optional[float], Optional[float]]] = []
-        self._e0: Optional[int] = None
+        self._e0: Optional[tuple[int, ...]] = None
         self._t0 = 0.0
 
     @property
     def available(self) -> bool:
         return self.h is not None
-
-    def _energy_mj(self) -> Optional[int]:
-        try:
-            return int(self.nv.nvmlDeviceGetTotalEnergyConsumption(self.h))
-        except Exception:  # pre-Volta boards have no counter
-            return None
 
     def _sample(self) -> None:
         nv, h = self.nv, self.h
@@ -89,7 +64,7 @@ class NvmlSampler:
     def start(self) -> "NvmlSampler":
         self._t0 = time.perf_counter()
         if self.available:
-            self._e0 = self._energy_mj()
+            self._e0 = self.energy.read()  # None on pre-Volta boards: no counter
             self._sample()
             self._thread = threading.Thread(target=self._loop, name="moebench-nvml", daemon=True)
             self._thread.start()
@@ -105,9 +80,7 @@ class NvmlSampler:
         if self._thread is not None:
             self._thread.join()
         self._sample()
-        e1 = self._energy_mj()
-        if self._e0 is not None and e1 is not None:
-            out["energy_j"] = (e1 - self._e0) / 1e3
+        out["energy_j"] = self.energy.joules(self._e0, self.energy.read())
         power = [s[0] for s in self._samples if s[0] is not None]
         util = [s[1] for s in self._samples if s[1] is not None]
         mem = [s[2] for s in self._samples if s[2] is not None]

@@ -3,7 +3,7 @@ ratios to the first file.
 
 Works across hardware generations (each file's hardware is a column label) and across commits (the git sha from
 `environment`). A ratio is value / value-of-the-reference (the first file holding that record); whether a
-ratio is good depends on the metric's direction (`moebench.gate.better`). The serving mode is part of the group:
+ratio is good depends on the metric's direction (declared in moebench.metrics, which also says what is shown). The serving mode is part of the group:
 under `static` serving (every `moebench run`) TTFT is the whole batch's prefill, under `continuous` (a
 projection's default) one prompt's, so the two never share a ratio.
 """
@@ -12,15 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from moebench import metrics as mt
 from moebench.errors import BadInput
-from moebench.gate import better
-from moebench.report.rows import EFFICIENCY, METRICS, STAT_SUFFIXES, rows, run_labels, stat_of
+from moebench.report.rows import STAT_SUFFIXES, rows, run_labels, stat_of
 from moebench.results import profiled
-
-# (CSV column stem, path in `metrics` for the direction) of what a comparison shows; names carry the units.
-SHOWN: tuple[tuple[str, str], ...] = tuple((name, path) for name, path in METRICS) + tuple(
-    (name, key) for name, key in EFFICIENCY if name.endswith("_fraction")
-)
 
 
 SERVING_HINT = ("for a like-for-like comparison with measured runs (static batches), project with "
@@ -37,11 +32,11 @@ def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     labels = run_labels(sources)
     runs = []
     for src, d in sources:
-        hw, env = d.get("hardware") or {}, d.get("environment") or {}
+        hw = d.get("hardware") or {}
         runs.append({
             "label": labels[src], "file": src, "hardware_id": hw.get("id"), "hardware_name": hw.get("name"),
             "device": hw.get("device"), "dtype": hw.get("dtype"), "kernels": hw.get("kernels"),
-            "world_size": d.get("world_size"), "git_sha": env.get("git_sha"), "created_utc": d.get("created_utc"),
+            "world_size": d.get("world_size"), "git_sha": d.get("git_commit"), "created_utc": d.get("created_utc"),
             "usd_per_gpu_hour": (hw.get("price") or {}).get("usd_per_gpu_hour"),
             "price_tier": (hw.get("price") or {}).get("tier"),
             "routing": (d.get("workload") or {}).get("routing"), "complete": d.get("complete"),
@@ -59,8 +54,8 @@ def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         present = by_key[key]
         ref = next(lb for lb in order if lb in present)
         metrics = []
-        for name, path in SHOWN:
-            is_stat = not name.endswith("_fraction")
+        for metric in mt.shown_in("compare"):
+            name, is_stat = metric.name, metric.shape == "stat"
             vals: dict[str, Optional[dict[str, Any]]] = {}
             for lb in order:
                 r = present.get(lb)
@@ -74,7 +69,7 @@ def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
                 continue
             base = vals[ref]["median"] if vals[ref] else None
             ratios = {lb: (v["median"] / base if v is not None and base else None) for lb, v in vals.items()}
-            metrics.append({"metric": name, "better": better(path), "values": vals, "ratios": ratios})
+            metrics.append({"metric": name, "better": metric.better, "values": vals, "ratios": ratios})
         groups.append({
             "model": key[0], "batch_size": key[1], "prompt_tokens": key[2], "output_tokens": key[3],
             "serving": key[4], "basis": {lb: present[lb]["basis"] if lb in present else None for lb in order},

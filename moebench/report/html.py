@@ -12,10 +12,11 @@ import time
 from typing import Any, Optional
 
 from moebench import __version__
-from moebench.cli._output import fmt, fmt_params
+from moebench import metrics as mt
+from moebench.report.format import fmt, fmt_params
 from moebench.report import plots
 from moebench.report.profile_view import breakdowns, expert_loads
-from moebench.report.rows import LATENCY, per_unit, run_labels, spread_of, stat_of, tail_of, value
+from moebench.report.rows import per_unit, run_labels, spread_of, stat_of, tail_of, value
 from moebench.report.sources import files_text
 
 esc = plots.esc
@@ -62,7 +63,7 @@ def _spread(r: dict[str, Any], name: str) -> str:
     text = esc(fmt(st["median"]))
     if (sp := spread_of(st)) is not None:
         text += f' <span class="dim">({esc(fmt(sp[0]))}–{esc(fmt(sp[1]))})</span>'
-    if name in LATENCY and (tl := tail_of(st)) is not None:
+    if mt.BY_NAME[name].tail and (tl := tail_of(st)) is not None:
         text += f'<br><span class="dim">p90 {esc(fmt(tl[0]))} · p99 {esc(fmt(tl[1]))}</span>'
     return text
 
@@ -103,8 +104,8 @@ def provenance(sources: list[tuple[str, dict[str, Any]]]) -> str:
             esc(src), esc(doc.get("run_id")), esc(doc.get("created_utc")), esc((doc.get("workload") or {}).get("name")),
             f"{esc(hw.get('name'))} <span class='dim'>({esc(hw.get('id'))})</span>",
             f"{esc(hw.get('device'))} · {esc(hw.get('dtype'))} · {esc(hw.get('kernels'))}",
-            esc(doc.get("world_size")), price_s, f"<code>{esc((env.get('git_sha') or '—')[:12])}</code>",
-            esc(env.get("moebench_version")), esc((env.get("libraries") or {}).get("torch")),
+            esc(doc.get("world_size")), price_s, f"<code>{esc((doc.get('git_commit') or '—')[:12])}</code>",
+            esc(doc.get("moebench_version")), esc((env.get("libraries") or {}).get("torch")),
             _host(doc),
             roof_s, done,
         ]))
@@ -119,10 +120,9 @@ def dense_vs_moe(rs: list[dict[str, Any]]) -> str:
         groups.setdefault((r["hardware_name"], r["workload"], r["source_file"]), []).append(r)
     for (hw, wl, src), g in groups.items():
         g = sorted(g, key=lambda r: (r["batch_size"], r["kind"] != "dense", str(r["model"])))
+        shown = mt.shown_in("html")
         head = [("model", True), ("kind", True), ("basis", True), ("batch", False), ("active/total", False),
-                ("TTFT ms", False), ("TPOT ms", False), ("decode tok/s", False),
-                (f"out tok/s/{per_unit(g[0]['device'])}", False), ("tok/s/user", False), ("$/M in", False),
-                ("$/M out", False), ("$/M blended", False), ("score", False), ("score per $/M", False)]
+                ("score", False)] + [(m.label.format(unit=per_unit(g[0]["device"])), False) for m in shown]
         body = []
         for r in g:
             detail = f"{r['layers_run']}/{r['layers_total']}L" if r["basis"] == "extrapolated" else ""
@@ -130,14 +130,8 @@ def dense_vs_moe(rs: list[dict[str, Any]]) -> str:
                      if r.get("intelligence_score") is not None else "—")
             body.append((f"basis-{r['basis']}", [
                 esc(r["model"]), esc(r["kind"]), _badge(r["basis"], detail), esc(r["batch_size"]),
-                f"{esc(fmt_params(r['params_active']))}/{esc(fmt_params(r['params_total']))}",
-                _spread(r, "ttft_ms"), _spread(r, "tpot_ms"), esc(fmt(value(r, "decode_tokens_per_s"))),
-                esc(fmt(value(r, "output_tokens_per_s_per_gpu"))),
-                esc(fmt(value(r, "interactivity_tokens_per_s_per_user"))),
-                esc(fmt(value(r, "usd_per_mtok_input"))), esc(fmt(value(r, "usd_per_mtok_output"))),
-                _spread(r, "usd_per_mtok_blended"), score,
-                esc(fmt(value(r, "intelligence_score_per_usd_per_mtok"))),
-            ]))
+                f"{esc(fmt_params(r['params_active']))}/{esc(fmt_params(r['params_total']))}", score,
+            ] + [_spread(r, m.name) if m.spread else esc(fmt(value(r, m.name))) for m in shown]))
         parts.append(f"<h3>{esc(wl)} on {esc(hw)} <span class='dim'>({esc(src)})</span></h3>" + _table(head, body))
     return "".join(parts)
 

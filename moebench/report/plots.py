@@ -12,7 +12,7 @@ from typing import Any, Iterable, Optional
 
 import plotly.graph_objects as go
 
-from moebench.cli._output import fmt
+from moebench.report.format import fmt
 from moebench.report.rows import value
 
 SYMBOL = {"measured": "circle", "extrapolated": "diamond-open", "projected": "x"}

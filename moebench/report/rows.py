@@ -1,6 +1,6 @@
 """Result documents → flat rows: one per model × batch size × hardware (× result file), units in every name.
 
-The column list is documented in docs/report.md; `COLUMNS` is the single source (a test checks the two agree).
+The metric columns come from moebench.metrics; docs/report.md lists `COLUMNS` (a test checks the two agree).
 Every metric statistic becomes six columns `<metric>_median`, `_p20`, `_p80`, `_p90`, `_p99`, `_n`. A metric a later
 schema adds and this list does not know yet is appended by the same rule, so nothing measured is silently dropped.
 """
@@ -12,43 +12,10 @@ import io
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from moebench.engine.records import SERVING
+from moebench import metrics
 from moebench.results import write_text_atomic
 
-# (CSV name, path in the record's `metrics`) for every statistic; names carry their units.
-METRICS: tuple[tuple[str, str], ...] = (
-    ("ttft_ms", "ttft_ms"),
-    ("tpot_ms", "tpot_ms"),
-    ("itl_ms", "itl_ms"),
-    ("prefill_tokens_per_s", "prefill_tokens_per_s"),
-    ("decode_tokens_per_s", "decode_tokens_per_s"),
-    ("decode_tokens_per_s_per_gpu", "decode_tokens_per_s_per_gpu"),
-    ("interactivity_tokens_per_s_per_user", "interactivity_tokens_per_s_per_user"),
-    ("input_tokens_per_s", "input_tokens_per_s"),
-    ("output_tokens_per_s", "output_tokens_per_s"),
-    ("total_tokens_per_s", "total_tokens_per_s"),
-    ("output_tokens_per_s_per_gpu", "output_tokens_per_s_per_gpu"),
-    ("total_tokens_per_s_per_gpu", "total_tokens_per_s_per_gpu"),
-    ("usd_per_mtok_input", "usd_per_mtok.input"),
-    ("usd_per_mtok_output", "usd_per_mtok.output"),
-    ("usd_per_mtok_blended", "usd_per_mtok.blended"),
-    ("intelligence_score_per_usd_per_mtok", "intelligence_per_usd"),
-    ("tokens_per_s_per_mw", "tokens_per_mw"),
-    ("joules_per_token", "joules_per_token"),
-)
-STAT_SUFFIXES = ("median", "p20", "p80", "p90", "p99", "n")
-LATENCY = ("ttft_ms", "tpot_ms", "itl_ms")  # the metrics whose tail (p90, p99) tables show beside the median
-
-# Scalars of `metrics.efficiency` (fractions of a roof, or absolute work per step).
-EFFICIENCY: tuple[tuple[str, str], ...] = (
-    ("mbu_decode_fraction", "mbu_decode"),
-    ("mfu_prefill_fraction", "mfu_prefill"),
-    ("mfu_decode_fraction", "mfu_decode"),
-    ("mbu_decode_measured_roof_fraction", "mbu_decode_measured_roof"),
-    ("mfu_prefill_measured_roof_fraction", "mfu_prefill_measured_roof"),
-    ("decode_bytes_per_step", "decode_bytes_per_step"),
-    ("prefill_flops", "prefill_flops"),
-)
+STAT_SUFFIXES = metrics.STAT_SUFFIXES
 
 IDENTITY: tuple[str, ...] = (
     "source_file", "run_id", "created_utc", "git_sha", "moebench_version", "workload", "complete",
@@ -61,28 +28,19 @@ IDENTITY: tuple[str, ...] = (
 
 COLUMNS: tuple[str, ...] = (
     IDENTITY
-    + tuple(f"{name}_{s}" for name, _ in METRICS for s in STAT_SUFFIXES)
-    + tuple(name for name, _ in EFFICIENCY)
+    + tuple(f"{m.name}_{s}" for m in metrics.stats() for s in STAT_SUFFIXES)
+    + tuple(m.name for m in metrics.scalars())
 )
 
 # Text columns a reader must not let pandas guess: an all-digit git sha would become an integer.
 CSV_DTYPES: dict[str, str] = {"git_sha": "str", "run_id": "str", "source_file": "str", "model": "str"}
 
-_KNOWN_METRIC_KEYS = {path.split(".")[0] for _, path in METRICS} | {"efficiency"}
-
-
-def _at(node: Any, path: str) -> Any:
-    for part in path.split("."):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
-    return node
+_KNOWN_METRIC_KEYS = {m.path.split(".")[0] for m in metrics.METRICS}
 
 
 def record_row(doc: dict[str, Any], rec: dict[str, Any], source: str = "") -> dict[str, Any]:
     """One flat row for one record of one result document (missing values are None)."""
     hw = doc.get("hardware") or {}
-    env = doc.get("environment") or {}
     price = hw.get("price") or {}
     params = rec.get("params") or {}
     intel = rec.get("intelligence") or {}
@@ -91,8 +49,8 @@ def record_row(doc: dict[str, Any], rec: dict[str, Any], source: str = "") -> di
         "source_file": source,
         "run_id": doc.get("run_id"),
         "created_utc": doc.get("created_utc"),
-        "git_sha": env.get("git_sha"),
-        "moebench_version": env.get("moebench_version"),
+        "git_sha": doc.get("git_commit"),
+        "moebench_version": doc.get("moebench_version"),
         "workload": (doc.get("workload") or {}).get("name"),
         "complete": doc.get("complete"),
         "hardware_id": hw.get("id"),
@@ -107,8 +65,7 @@ def record_row(doc: dict[str, Any], rec: dict[str, Any], source: str = "") -> di
         "model": rec.get("model"),
         "kind": rec.get("kind"),
         "basis": rec.get("basis"),
-        # only `moebench run` writes result files, and it always serves a static batch (older files do not say so)
-        "serving": rec.get("serving") or (SERVING if rec.get("basis") in ("measured", "extrapolated") else None),
+        "serving": rec.get("serving"),
         "layers_run": rec.get("layers_run"),
         "layers_total": rec.get("layers_total"),
         "batch_size": rec.get("batch_size"),
@@ -121,13 +78,12 @@ def record_row(doc: dict[str, Any], rec: dict[str, Any], source: str = "") -> di
         "intelligence_index": intel.get("index"),
         "intelligence_version": intel.get("version"),
     }
-    for name, path in METRICS:
-        st = _at(m, path)
+    for metric in metrics.stats():
+        st = metrics.at(m, metric.path)
         for s in STAT_SUFFIXES:
-            row[f"{name}_{s}"] = st.get(s) if isinstance(st, dict) else None
-    eff = m.get("efficiency") or {}
-    for name, key in EFFICIENCY:
-        row[name] = eff.get(key)
+            row[f"{metric.name}_{s}"] = st.get(s) if isinstance(st, dict) else None
+    for metric in metrics.scalars():
+        row[metric.name] = metrics.at(m, metric.path)
     for key in sorted(set(m) - _KNOWN_METRIC_KEYS):  # metrics newer than this list: same naming rule
         st = m[key]
         if isinstance(st, dict) and "median" in st:
@@ -172,7 +128,7 @@ def run_labels(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
         return str((doc.get("hardware") or {}).get("name") or (doc.get("hardware") or {}).get("id"))
 
     def which(src, doc):
-        sha = (doc.get("environment") or {}).get("git_sha")
+        sha = doc.get("git_commit")
         return f"@{sha[:7]}" if sha else f"({src.split(' [')[0]})"
 
     def when(doc):

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from moebench.errors import BadInput
-from moebench.results import SCHEMA_VERSION, load_result
+from moebench.results import RECORD_KINDS, is_number, is_whole, load_result, make_record, new_doc, stat
+from moebench.results.schema import records_problem
 
 
 def source_labels(paths: list[Path]) -> list[str]:
@@ -60,7 +61,6 @@ def _derived(rec: dict[str, Any], intel: Optional[dict[str, Any]], allin_kw: Opt
     """What a measured record has and a projected one lacks, by the measured records' own formulas, from the
     projection's prefill(B) and decode step times (its TTFT and TPOT under continuous serving are not those)."""
     from moebench.engine.records import Pricing, rate_metrics
-    from moebench.results import is_number, is_whole, stat
 
     phases = rec.get("phases") or {}
     pre, step = ((phases.get(k) or {}).get("time_ms") for k in ("prefill", "decode"))
@@ -73,6 +73,9 @@ def _derived(rec: dict[str, Any], intel: Optional[dict[str, Any]], allin_kw: Opt
     return rate_metrics(stat([pre], "projected", "ms"), stat([step], "projected", "ms"), batch=rec["batch_size"],
                         prompt=rec["prompt_tokens"], output=rec["output_tokens"], pricing=pricing,
                         intelligence=intel, basis="projected")
+
+
+_IDENTITY = ("model", "kind", "basis", "serving", "batch_size", "prompt_tokens", "output_tokens", "metrics")
 
 
 def from_projection(doc: dict[str, Any], source: str, file: Optional[str] = None) -> list[dict[str, Any]]:
@@ -97,34 +100,32 @@ def from_projection(doc: dict[str, Any], source: str, file: Optional[str] = None
         for r in hw.get("records") or []:
             r = {**r, "cost": _price(r.get("cost") or {})}
             stated = {k: v for k, v in r["metrics"].items() if v is not None}
-            records.append({
-                **r, "kind": kind, "basis": "projected", "serving": serving,
-                "layers_run": layers, "layers_total": layers,
-                "params": {"total": total, "active": active,
-                           "active_ratio": active / total if total and active else None},
-                "intelligence": intel,
-                "metrics": {**_derived(r, intel, allin_kw), **stated},
-            })
-        out.append({
-            "schema_version": SCHEMA_VERSION, "complete": True, "kind": "model",
-            "run_id": f"projection-{model}-{hw.get('id')}", "created_utc": None,
-            "workload": {"name": f"projection of {model}", "scenario": sc},
-            "hardware": {"id": hw.get("id"), "name": hw.get("name"), "device": "projected",
-                         "dtype": sc.get("weight_dtype"), "kernels": "analytic", "price": _price(hw.get("price") or {})},
-            "environment": {"moebench_version": doc.get("moebench_version"), "git_sha": None},
-            "world_size": None,
-            "records": records,
-            "projection": {"source": source, "file": file or source,
-                           "calibration": (doc.get("calibration") or {}).get("source"),
-                           "serving": serving, "comm_overlap": assumptions.get("comm_overlap")},
-        })
+            sections = {k: v for k, v in r.items() if k not in _IDENTITY}
+            records.append(make_record(
+                model=r["model"], kind=kind, basis="projected", serving=serving, batch_size=r["batch_size"],
+                prompt_tokens=r.get("prompt_tokens"), output_tokens=r.get("output_tokens"),
+                **{**sections, "layers_run": layers, "layers_total": layers,
+                   "params": {"total": total, "active": active,
+                              "active_ratio": active / total if total and active else None},
+                   "intelligence": intel},
+                metrics={**_derived(r, intel, allin_kw), **stated},
+            ))
+        out.append(new_doc(
+            kind="projection", complete=True, run_id=f"projection-{model}-{hw.get('id')}", created_utc=None,
+            moebench_version=doc.get("moebench_version"), git_commit=None, environment={},
+            workload={"name": f"projection of {model}", "scenario": sc},
+            hardware={"id": hw.get("id"), "name": hw.get("name"), "device": "projected",
+                      "dtype": sc.get("weight_dtype"), "kernels": "analytic", "price": _price(hw.get("price") or {})},
+            world_size=None, records=records,
+            projection={"source": source, "file": file or source,
+                        "calibration": (doc.get("calibration") or {}).get("source"),
+                        "serving": serving, "comm_overlap": assumptions.get("comm_overlap")},
+        ))
     return out
 
 
 def _projection_problem(doc: dict[str, Any]) -> Optional[str]:
     """What is wrong with the parts of a projection document the report reads, or None."""
-    from moebench.results import is_number, records_problem
-
     for key in ("params", "scenario", "assumptions", "calibration"):
         if doc.get(key) is not None and not isinstance(doc[key], dict):
             return f"{key} is {doc[key]!r}, not an object"
@@ -180,8 +181,8 @@ def load_sources(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
             raise BadInput(f"{p}: projection has no hardware entries")
         out += [(f"{label} [{d['hardware']['id']}]" if len(docs) > 1 else label, d) for d in docs]
     for label, d in out:
-        if d.get("kind", "model") != "model":
-            raise BadInput(f"{label}: reports read model results and projections; this is a {d.get('kind')!r} result")
+        if d["kind"] not in RECORD_KINDS:
+            raise BadInput(f"{label}: reports read model results and projections; this is a {d['kind']!r} result")
     return out
 
 

@@ -7,7 +7,8 @@ from typing import Any, Optional
 from rich.markup import escape
 from rich.table import Table
 
-from moebench.cli._output import fmt, fmt_params
+from moebench import metrics as mt
+from moebench.report.format import fmt, fmt_params
 from moebench.report.rows import per_unit, spread_of, tail_of
 from moebench.results import profiled
 
@@ -41,24 +42,22 @@ def run_table(doc: dict[str, Any]) -> Table:
     if profiled(doc):
         caption += "; profiled (--profile): times include the profiler's overhead, measured side by side below"
     t = Table(title=title, caption=caption, caption_justify="left")
-    for c, j in [
-        ("model", "left"), ("kind", "left"), ("basis", "left"), ("batch", "right"), ("active/total", "right"),
-        ("TTFT ms", "right"), ("TPOT ms", "right"), ("decode tok/s", "right"), (f"out tok/s/{unit}", "right"),
-        ("$/M in", "right"), ("$/M out", "right"), ("$/M blended", "right"), ("score", "right"), ("score per $/M", "right"),
-    ]:
+    shown = mt.shown_in("terminal")
+    for c, j in [("model", "left"), ("kind", "left"), ("basis", "left"), ("batch", "right"),
+                 ("active/total", "right"), ("score", "right")]:
         t.add_column(c, justify=j)
+    for metric in shown:
+        t.add_column(metric.label.format(unit=unit), justify="right")
     for r in doc["records"]:
-        m = r["metrics"]
-        usd = m.get("usd_per_mtok") or {}
         intel = r.get("intelligence")
         basis = r["basis"] if r["basis"] == "measured" else f"{r['basis']} {r['layers_run']}/{r['layers_total']}L"
-        t.add_row(
+        cells = [
             escape(r["model"]), r["kind"], basis, str(r["batch_size"]),
             f"{fmt_params(r['params']['active'])}/{fmt_params(r['params']['total'])}",
-            spread(m["ttft_ms"]), spread(m["tpot_ms"]), fmt(med(m["decode_tokens_per_s"])),
-            fmt(med(m["output_tokens_per_s_per_gpu"])),
-            fmt(med(usd.get("input"))), fmt(med(usd.get("output"))), fmt(med(usd.get("blended"))),
             f"{intel['score']:g} ({intel['version']})" if intel else "—",
-            fmt(med(m.get("intelligence_per_usd"))),
-        )
+        ]
+        for metric in shown:
+            st = mt.at(r["metrics"], metric.path)
+            cells.append(spread(st, tail=False) if metric.spread else fmt(med(st)))
+        t.add_row(*cells)
     return t

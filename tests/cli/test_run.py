@@ -35,7 +35,7 @@ def test_json_is_one_document_and_matches_the_file(json_run):
     files = list((d / "out").glob("*.json"))
     assert len(files) == 1
     assert load_result(files[0]) == doc
-    assert doc["complete"] is True and doc["schema_version"] == 1
+    assert doc["complete"] is True and doc["schema_version"] == 2 and doc["kind"] == "engine"
     for key in ("workload", "hardware", "environment", "records"):
         assert key in doc
     assert doc["environment"]["libraries"]["torch"]
@@ -56,6 +56,9 @@ def test_records_cover_every_model_and_batch_with_costs(json_run):
         out_tps = m["output_tokens_per_s"]["median"]
         assert usd["output"]["median"] == pytest.approx(0.5 / (out_tps * 3600) * 1e6, rel=1e-6)
         assert m["intelligence_per_usd"] is None  # debug flavors have no published score
+        # a CPU host has no catalog power: energy is read from RAPL where readable, never guessed
+        assert (r["energy_source"], m["joules_per_token"] is None) in {("rapl", False), ("not measured", True)}
+        assert r["contention"]["usable_cpus"] >= 1 and isinstance(r["contention"]["contended"], bool)
     assert recs[("mixtral:debug", 1)]["params"]["active_ratio"] < 1 == recs[("llama3:debug", 1)]["params"]["active_ratio"]
 
 

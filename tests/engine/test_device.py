@@ -47,20 +47,3 @@ def test_local_ranks_from_the_launchers_own_words(monkeypatch):
     assert local_ranks(8) == 2
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
     assert local_ranks(8) == 3
-
-
-def test_usable_cpus_follow_the_affinity_mask():
-    import os
-
-    from moebench.engine.device import usable_cpus
-
-    if not hasattr(os, "sched_getaffinity"):
-        assert usable_cpus() == (os.cpu_count() or 1)
-        return
-    mask = os.sched_getaffinity(0)
-    try:
-        os.sched_setaffinity(0, {min(mask)})
-        assert usable_cpus() == 1
-    finally:
-        os.sched_setaffinity(0, mask)
-    assert usable_cpus() == len(mask)

@@ -135,7 +135,7 @@ def test_plan_that_cannot_split_the_model_is_bad_input(tmp_path, capsys, monkeyp
 
 
 def test_threads_that_oversubscribe_the_cpu_are_named(repo, small, tmp_path):
-    from moebench.engine.device import usable_cpus
+    from moebench.machine import usable_cpus
 
     cores = usable_cpus()  # what the note counts: the affinity mask, not the host
     p, _ = _run([str(small), "--nproc", "4", "--out", str(tmp_path / "out")], repo, {"OMP_NUM_THREADS": str(cores)})

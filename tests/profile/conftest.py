@@ -11,7 +11,7 @@ import pytest
 def ep(tmp_path_factory):
     """({run name: profile section}, output dir, cores other processes kept busy during the run)."""
     from tests.profile import ep_harness
-    from tests.profile.machine_load import OthersCpu
+    from moebench.machine import OthersCpu
 
     out = tmp_path_factory.mktemp("ep4")
     with OthersCpu() as load:

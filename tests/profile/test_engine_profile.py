@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.profile.machine_load import OthersCpu
+from moebench.machine import OthersCpu
 from tests.profile.test_ep_profile import timing_check
 
 pytestmark = pytest.mark.slow

@@ -141,7 +141,7 @@ def test_calibrated_on_h100_projects_onto_a_measured_h200():
 
 
 def test_projected_rows_name_their_calibration_source(cfgs):
-    from moebench.cli.project import _record
+    from moebench.projection.document import _record
 
     cfg = cfgs["mixtral:8x7b"].with_layers(4)
     dev = device_for("h100_sxm")

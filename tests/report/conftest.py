@@ -47,7 +47,7 @@ def _record(model: str, kind: str, batch: int, ttft: float, tpot: float, *, basi
     blend = [(3 * a + b) / 4 for a, b in zip(cin, cout)]
     return {
         "model": model, "kind": kind, "layers_run": 4 if basis == "extrapolated" else 32, "layers_total": 32,
-        "basis": basis, "batch_size": batch, "prompt_tokens": prompt, "output_tokens": output,
+        "basis": basis, "serving": None if basis == "projected" else "static", "batch_size": batch, "prompt_tokens": prompt, "output_tokens": output,
         "params": {"total": 46.7e9 if kind == "moe" else 8.0e9, "active": 12.9e9 if kind == "moe" else 8.0e9,
                    "active_ratio": 0.276 if kind == "moe" else 1.0},
         "extrapolation": None,
@@ -65,7 +65,7 @@ def _record(model: str, kind: str, batch: int, ttft: float, tpot: float, *, basi
             "total_tokens_per_s_per_gpu": s([a + b for a, b in zip(in_tps, out_tps)], "tokens/s/gpu"),
             "usd_per_mtok": {"input": s(cin, "USD/Mtok"), "output": s(cout, "USD/Mtok"), "blended": s(blend, "USD/Mtok")},
             "intelligence_per_usd": None if score is None else s([score / b for b in blend], "score per USD/Mtok"),
-            "tokens_per_mw": None, "joules_per_token": None,
+            "tokens_per_mw": None, "joules_per_token": None, "tokens_per_joule": None,
             "efficiency": {"decode_bytes_per_step": 1e9, "prefill_flops": 1e12, "mbu_decode": 0.5, "mfu_prefill": 0.4,
                            "mbu_decode_measured_roof": None, "mfu_prefill_measured_roof": None, "mfu_decode": 0.01,
                            "basis": basis},
@@ -86,14 +86,15 @@ def make_doc(hw_id: str, hw_name: str, price: float, speed: float, *, sha: str =
             recs.append(_record("qwen3-moe:235b-a22b", "moe", b, 30 * b / speed, (6 + 0.1 * b) / speed, price=price,
                                 score=45.0, basis="projected"))
     doc: dict[str, Any] = {
-        "schema_version": 1, "complete": True, "kind": "model", "run_id": f"20260101T000000Z-test-{hw_id}",
+        "schema_version": 2, "complete": True, "kind": "engine", "run_id": f"20260101T000000Z-test-{hw_id}",
         "created_utc": "2026-01-01T00:00:00Z", "workload_path": "workloads/test.yaml",
         "workload": {"name": "dense-vs-moe-test", "scenario": {"prompt_tokens": 128, "output_tokens": 32}},
         "hardware": {"id": hw_id, "name": hw_name, "device": "cuda", "dtype": "bfloat16", "n_devices": 1,
                      "kernels": "torch", "price": {"usd_per_gpu_hour": price, "tier": "test", "source": "test"},
                      "measured_roofs": {"mem_gbps": 3000.0, "matmul_gflops": 700000.0, "matmul_dtype": "bfloat16",
                                         "basis": "measured"}},
-        "environment": {"moebench_version": "0.1.0", "git_sha": sha, "python": "3.11", "platform": "linux",
+        "moebench_version": "0.1.0", "git_commit": sha,
+        "environment": {"python": "3.11", "platform": "linux",
                         "machine": "x86_64", "cpu_count": 2, "hostname": "test", "libraries": {"torch": "2.13.0"},
                         "torch_threads": 2},
         "world_size": 1,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from moebench.cli._output import fmt
+from moebench.report.format import fmt
 from moebench.report.html import render
 from moebench.report.rows import rows
 from moebench.results import stat

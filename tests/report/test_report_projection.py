@@ -145,7 +145,7 @@ def test_projected_single_values_print_without_a_spread(static_projection, docs,
     ({"kind": "projection", "hardware": "x"}, "model is not a string"),
     ({"kind": "projection", "model": "m", "hardware": "x"}, "hardware is 'x', not a list"),
     ({"kind": "projection", "model": "m", "hardware": [{"id": "h", "records": [{"model": "m"}]}]},
-     "hardware[0].records[0].batch_size is None"),
+     "hardware[0].records[0].batch_size is missing"),
     ({"kind": "projection", "model": "m", "assumptions": [], "hardware": []}, "assumptions is [], not an object"),
 ])
 def test_a_malformed_projection_is_one_line_exit_3(doc, needle, docs, tmp_path, run_cli):

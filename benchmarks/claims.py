@@ -1,0 +1,393 @@
+"""Widely quoted dense-vs-MoE and Hopper-vs-Blackwell claims, next to what `moebench project` says (issue #18).
+
+    PYTHONPATH=$PWD:$PWD/kernels python benchmarks/claims.py [--json] [--no-bands]
+
+Prints the markdown tables of docs/claims.md. Every projection is a `moebench project ... --json` command, run
+in-process (the commands are printed), so the tables regenerate after the model changes. Each projection
+carries the error band of its group (vendor, dense/MoE, weight precision) from the published validation set
+(benchmarks/projection_validation.py): over the held-out points, and over the fit points, since a group's
+held-out points can be far from a claim's conditions; the published points of the same model on the same
+hardware are listed with their predicted/published.
+
+A ratio of two projections (A/B) inherits both bands: if each side is off by at most its band, the true ratio
+lies within ratio / (band_A·band_B) … ratio·band_A·band_B ("typical" with the bands' medians, "worst" with
+their worst points). Costs are $/M tokens of all tokens (input + output, InferenceX's basis) at the catalog's
+first price tier; every cost is quoted with the interactivity (tokens/s/user) it was projected at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+# the claims as quoted (sources, and what could not be found: docs/claims.md)
+CLAIMED_SCORES = {"llama3:405b": 28.0, "gpt-oss:120b": 61.0}
+CLAIMED_INDEX_COST_USD = {"llama3:405b": 200.0, "gpt-oss:120b": 75.0}
+CLAIMED_SPEEDUP, CLAIMED_PRICE_RATIO, CLAIMED_USD_FROM, CLAIMED_USD_TO = 15.0, 1.5, 1.0, 0.10
+SCORE_VERSION = "v3"  # the index version both catalog scores are pinned to
+
+TARGETS = (10.0, 20.0, 50.0, 100.0)  # tokens/s/user asked of every projection
+CURVE = (10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0, 60.0, 75.0, 100.0)  # read off the frontier
+AMD = ("mi300x", "mi325x", "mi355x")
+# InferenceX's highest-throughput DeepSeek-R1 rows on the two systems (tests/projection/data/published.yaml)
+PUBLISHED_DSR1 = ("ix-dsr1-h200_sxm-fp8-trt-8k1k", "ix-dsr1-gb200_nvl72-fp4-dynamo-trt-8k1k",
+                  "ix-dsr1-h200_sxm-fp8-dynamo-trt-1k1k")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One `moebench project` invocation: a model on one catalog id."""
+
+    model: str
+    hardware: str
+    dtype: str
+    prompt: int
+    output: int
+    max_gpus: int
+    batch: int  # a concurrency to read as well: the fewest GPUs that hold it (the CLI's per-batch row)
+
+    def argv(self) -> list[str]:
+        return ["project", "--model", self.model, "--hardware", self.hardware, "--dtype", self.dtype,
+                "--prompt", str(self.prompt), "--output", str(self.output), "--max-gpus", str(self.max_gpus),
+                "--batch", str(self.batch), "--interactivity", ",".join(f"{x:g}" for x in TARGETS), "--json"]
+
+    @property
+    def command(self) -> str:
+        return "moebench " + " ".join(a for a in self.argv() if a != "--json")
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} {self.dtype} on {self.hardware} ({self.prompt}/{self.output}, ≤{self.max_gpus} GPUs)"
+
+
+@dataclass(frozen=True)
+class Band:
+    """Error of the headline throughput over published points: max(pred/pub, pub/pred)."""
+
+    n: int
+    median: float = math.nan
+    worst: float = math.nan
+    median_optimism: float = math.nan  # median of pred/pub (> 1: projected too fast)
+
+    def text(self) -> str:
+        if not self.n:
+            return "no points"
+        return f"{self.median:.2f}× / {self.worst:.2f}× (n {self.n}, pred/pub {self.median_optimism:.2f})"
+
+
+class Validation:
+    """benchmarks/projection_validation.py's results, grouped as the bands need them."""
+
+    def __init__(self, points=None, enabled: bool = True):
+        self.results: list = []
+        self.skipped: list = []
+        if enabled:
+            from benchmarks.projection_validation import run
+
+            self.results, self.skipped = run(points=points)
+
+    def band(self, split: str, group: tuple[str, str, str]) -> Band:
+        rs = [r for r in self.results if r.groups["split"] == split
+              and (r.groups["vendor"], r.groups["arch"], r.groups["precision"]) == group]
+        if not rs:
+            return Band(0)
+        return Band(len(rs), statistics.median(r.error for r in rs), max(r.error for r in rs),
+                    statistics.median(r.ratio for r in rs))
+
+    def same(self, spec: Spec) -> list[str]:
+        """The published points of this model on this hardware: pred/pub, or why they cannot be projected."""
+        out = [f"{r.point.id} {r.ratio:.2f}" for r in self.results
+               if r.point.model == spec.model and r.point.hardware == spec.hardware]
+        out += [f"{p.id} n/e" for p, _ in self.skipped if p.model == spec.model and p.hardware == spec.hardware]
+        return out
+
+
+@dataclass(frozen=True)
+class Operating:
+    """The best point at ≥ `interactivity` tok/s/user (moebench's at_interactivity); None: not reachable."""
+
+    interactivity: float
+    layout: Optional[str] = None
+    batch: Optional[int] = None
+    tpot_ms: Optional[float] = None
+    tok_s_per_gpu: Optional[float] = None  # output tokens
+    usd_per_mtok: Optional[float] = None  # all tokens
+
+
+@dataclass
+class Projected:
+    spec: Spec
+    group: tuple[str, str, str]  # vendor, dense/MoE, precision: the validation group whose band applies
+    usd_per_gpu_hour: float
+    price_tier: str
+    frontier: list[dict[str, Any]]
+    record: Optional[dict[str, Any]]  # the per-batch row of spec.batch; None: it does not fit
+    held_out: Band = Band(0)
+    fit: Band = Band(0)
+    published: list[str] = field(default_factory=list)
+
+    def at(self, interactivity: float) -> Operating:
+        """The best frontier point at least this interactive (the step function of at_interactivity)."""
+        ok = [p for p in self.frontier if p["interactivity_tokens_per_s_per_user"] >= interactivity]
+        if not ok:
+            return Operating(interactivity)
+        p = max(ok, key=lambda q: q["output_tokens_per_s_per_gpu"])
+        return Operating(interactivity, p["layout"]["text"].replace(" (1 domain)", ""), p["batch_size"], p["tpot_ms"],
+                         p["output_tokens_per_s_per_gpu"], p["usd_per_mtok"]["total"])
+
+    def at_batch(self) -> Operating:
+        """The CLI's row for `spec.batch` concurrent requests (interactivity: what that batch gets)."""
+        from moebench import tokenomics as tk
+
+        if self.record is None:
+            return Operating(math.nan)
+        m = {k: v["median"] for k, v in self.record["metrics"].items() if v and "median" in v}
+        total = m["total_tokens_per_s_per_gpu"]
+        return Operating(m["interactivity_tokens_per_s_per_user"], self.record["layout"]["text"].replace(" (1 domain)", ""),
+                         self.record["batch_size"], m["tpot_ms"], m["output_tokens_per_s_per_gpu"],
+                         tk.usd_per_mtok(self.usd_per_gpu_hour, 1, total))
+
+    def interactivity_at_cost(self, usd_per_mtok: float) -> Optional[float]:
+        """The highest interactivity whose best point still costs at most `usd_per_mtok` (all tokens)."""
+        return max((p["interactivity_tokens_per_s_per_user"] for p in self.frontier
+                    if p["usd_per_mtok"]["total"] <= usd_per_mtok), default=None)
+
+
+@dataclass
+class Check:
+    """One claim: the quoted numbers, moebench's, and the band of the projected ratio."""
+
+    claim: str
+    quoted: dict[str, float]
+    projected: dict[str, float]
+    band_typical: tuple[float, float]
+    band_worst: tuple[float, float]
+    verdict: str
+    tables: list[str] = field(default_factory=list)  # markdown, as docs/claims.md shows them
+    commands: list[str] = field(default_factory=list)
+
+
+def project(spec: Spec, v: Validation) -> Projected:
+    """`moebench project ... --json` in-process; anything but exit 0 is an error carrying its message."""
+    from typer.testing import CliRunner
+
+    from moebench.cli import app
+    from moebench.projection import resolve_config
+
+    r = CliRunner().invoke(app, spec.argv())
+    if r.exit_code != 0:
+        raise RuntimeError(f"{spec.command}: exit {r.exit_code}: {r.output.strip()[-300:]}")
+    (hw,) = json.loads(r.stdout)["hardware"]
+    group = ("AMD" if spec.hardware in AMD else "NVIDIA", "MoE" if resolve_config(spec.model).is_moe else "dense",
+             spec.dtype)
+    return Projected(spec, group, hw["price"]["usd_per_gpu_hour"], hw["price"]["tier"], hw["frontier"],
+                     (hw["records"] or [None])[0], v.band("holdout", group), v.band("fit", group), v.same(spec))
+
+
+def _ratio_band(ratio: float, a: Band, b: Band) -> tuple[tuple[float, float], tuple[float, float]]:
+    typ, worst = a.median * b.median, a.worst * b.worst
+    return (ratio / typ, ratio * typ), (ratio / worst, ratio * worst)
+
+
+def _num(x: Optional[float], digits: int = 3) -> str:
+    if x is None or not math.isfinite(x):
+        return "—"
+    return f"{x:,.0f}" if abs(x) >= 10 ** digits else f"{x:.{digits}g}"
+
+
+def _where(x: float, lo_hi: tuple[float, float]) -> str:
+    if not all(math.isfinite(v) for v in lo_hi):
+        return "not compared with"
+    return "inside" if lo_hi[0] <= x <= lo_hi[1] else "outside"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def operating_table(projs: list[Projected]) -> str:
+    """What moebench chose for each projection at each default target, and at the spec's concurrency."""
+    rows = []
+    for p in projs:
+        for o, at in [*((p.at(x), f"{x:g}") for x in TARGETS), (p.at_batch(), f"concurrency {p.spec.batch}")]:
+            rows.append([p.spec.label, at, o.layout or "not reachable", _num(o.batch), _num(o.tpot_ms),
+                         _num(1000 / o.tpot_ms if o.tpot_ms else None), _num(o.tok_s_per_gpu), _num(o.usd_per_mtok)])
+    return _table(["projection", "tok/s/user ≥", "layout", "batch", "TPOT ms", "tok/s/user", "out tok/s/GPU",
+                   "$/M tokens"], rows)
+
+
+def band_table(projs: list[Projected]) -> str:
+    rows = [[p.spec.label, " ".join(p.group), p.held_out.text(), p.fit.text(), f"${p.usd_per_gpu_hour:g} ({p.price_tier})",
+             "; ".join(p.published) or "none"] for p in projs]
+    return _table(["projection", "group", "held-out band: median / worst", "fit band: median / worst", "price/GPU-h",
+                   "published points, same model and hardware, any precision (pred/pub; n/e: not expressible)"], rows)
+
+
+def published_table(ids: tuple[str, ...], projs: list[Projected]) -> str:
+    """Published points as the validation set records them, with $/M tokens at the catalog's first price tier, and
+    the projection of the same model, hardware, precision and lengths at ≥ the point's tok/s/user (moebench's
+    own best layout, not the published one: the validation set's method fixes the layout)."""
+    from moebench import tokenomics as tk
+    from moebench.catalog import get_hardware
+    from tests.projection.published_set import load_published
+
+    pts = {p.id: p for p in load_published().points}
+    rows = []
+    for i in ids:
+        p = pts[i]
+        total, tpot = p.metric("total_tok_s_per_gpu"), p.metric("tpot_ms")
+        price = get_hardware(p.hardware).prices[0]
+        same = next((q for q in projs if (q.spec.hardware, q.spec.dtype, q.spec.prompt, q.spec.output)
+                     == (p.hardware, p.precision.weights, p.input_tokens, p.output_tokens)), None)
+        o = same.at(1000 / tpot) if same else Operating(1000 / tpot)
+        pred = o.tok_s_per_gpu * (p.input_tokens + p.output_tokens) / p.output_tokens if o.tok_s_per_gpu else None
+        rows.append([i, p.hardware, p.precision.weights, p.engine.name, f"{p.input_tokens}/{p.output_tokens}",
+                     _num(p.load.value), _num(tpot), _num(1000 / tpot), _num(total),
+                     _num(tk.usd_per_mtok(price.usd_per_gpu_hour, 1, total)), _num(pred),
+                     _num(pred / total if pred else None), p.source])
+    return _table(["published point", "hardware", "weights", "engine", "in/out", "concurrency", "TPOT ms", "tok/s/user",
+                   "total tok/s/GPU", "$/M tokens (catalog price)", "moebench total tok/s/GPU at ≥ that tok/s/user",
+                   "pred/pub", "source"], rows)
+
+
+def check_dense_vs_moe(v: Validation) -> Check:
+    """Llama-3.1-405B (dense) vs gpt-oss-120b (MoE): index scores, and the cost of running the whole index."""
+    from moebench.catalog import reference_models
+
+    ref = reference_models()
+    scores = {m: ref[m].score(SCORE_VERSION) for m in CLAIMED_SCORES}
+    hws = ("h200_sxm", "b200")
+    projs = {(m, hw): project(Spec(m, hw, dt, 1024, 1024, 8, 64), v)
+             for m, dt in (("llama3:405b", "fp8"), ("gpt-oss:120b", "fp4")) for hw in hws}
+    claimed = CLAIMED_INDEX_COST_USD["llama3:405b"] / CLAIMED_INDEX_COST_USD["gpt-oss:120b"]
+    rows = []
+    for hw in hws:
+        dense, moe = projs[("llama3:405b", hw)], projs[("gpt-oss:120b", hw)]
+        pairs = [(f"≥{x:g} tok/s/user", dense.at(x), moe.at(x)) for x in TARGETS]
+        pairs.append((f"concurrency {dense.spec.batch}", dense.at_batch(), moe.at_batch()))
+        for what, d, m in pairs:
+            r = d.usd_per_mtok / m.usd_per_mtok if d.usd_per_mtok and m.usd_per_mtok else None
+            rows.append([hw, what, _num(d.tok_s_per_gpu), _num(d.usd_per_mtok), _num(m.tok_s_per_gpu),
+                         _num(m.usd_per_mtok), _num(r), _num(r / claimed if r else None)])
+    per_x = _table(["hardware (≤8 GPUs, 1k/1k)", "at", "Llama-405B fp8 out tok/s/GPU", "$/M tokens",
+                    "gpt-oss-120b fp4 out tok/s/GPU", "$/M tokens", "dense/MoE $ per token",
+                    f"gpt-oss tokens per Llama token for the claimed {claimed:.2f}× run cost"], rows)
+    head = 20.0  # the fastest default target a dense 405B still serves at a large batch on one 8-GPU H200 node
+    dense, moe = (projs[(m, "h200_sxm")] for m in CLAIMED_SCORES)
+    d, m = dense.at(head), moe.at(head)
+    ratio = d.usd_per_mtok / m.usd_per_mtok
+    typ, worst = _ratio_band(ratio, dense.held_out, moe.held_out)
+    same_version = scores["llama3:405b"] is not None and scores["gpt-oss:120b"] is not None
+    verdict = (f"scores: {'as quoted, both on index ' + SCORE_VERSION if same_version else 'not on one index version'}; "
+               f"per token the MoE is {ratio:.0f}× cheaper on H200 at ≥{head:g} tok/s/user (typical {_num(typ[0], 2)}–"
+               f"{_num(typ[1], 2)}×), against the claimed {claimed:.2f}× per index run: consistent only if gpt-oss-120b "
+               f"spent ~{ratio / claimed:.0f}× the tokens (not checkable here)")
+    return Check(
+        "Llama-3.1-405B vs gpt-oss-120b: AA index 28 vs 61; ~$200 vs ~$75 to run the whole index",
+        {"score_dense": CLAIMED_SCORES["llama3:405b"], "score_moe": CLAIMED_SCORES["gpt-oss:120b"],
+         "index_cost_ratio": claimed},
+        {"score_dense": scores["llama3:405b"].score, "score_moe": scores["gpt-oss:120b"].score,
+         "interactivity": head, "usd_per_mtok_dense": d.usd_per_mtok, "usd_per_mtok_moe": m.usd_per_mtok,
+         "token_cost_ratio": ratio, "implied_token_ratio": ratio / claimed},
+        typ, worst, verdict, [per_x, operating_table(list(projs.values())), band_table(list(projs.values()))],
+        [p.spec.command for p in projs.values()])
+
+
+def check_gb200_vs_h200(v: Validation) -> Check:
+    """DeepSeek-R1: GB200 NVL72 vs an 8-GPU H200 system: ~15× throughput for ~1.5× price, $1 → $0.10 per M tokens."""
+    tables, commands, all_projs, heads = [], [], [], {}
+    for isl in (1024, 8192):
+        hop = project(Spec("deepseek-v3:r1", "h200_sxm", "fp8", isl, 1024, 8, 256), v)
+        fp4, fp8 = (project(Spec("deepseek-v3:r1", "gb200_nvl72", dt, isl, 1024, 72, 256), v) for dt in ("fp4", "fp8"))
+        all_projs += [hop, fp4, fp8]
+        x_usd = hop.interactivity_at_cost(CLAIMED_USD_FROM)
+        x_usd = None if x_usd is None else math.floor(x_usd * 10) / 10  # shown to 0.1, never above the point
+        rows = []
+        for x in sorted({*CURVE, *([x_usd] if x_usd else [])}):
+            h, b4, b8 = hop.at(x), fp4.at(x), fp8.at(x)
+            r4 = b4.tok_s_per_gpu / h.tok_s_per_gpu if h.tok_s_per_gpu and b4.tok_s_per_gpu else None
+            r8 = b8.tok_s_per_gpu / h.tok_s_per_gpu if h.tok_s_per_gpu and b8.tok_s_per_gpu else None
+            mark = " (H200 at $1/M)" if x == x_usd else ""
+            rows.append([f"{x:g}{mark}", _num(h.tok_s_per_gpu), _num(h.usd_per_mtok), _num(b4.tok_s_per_gpu),
+                         _num(b4.usd_per_mtok), _num(r4), _num(b8.tok_s_per_gpu), _num(r8)])
+        tables.append(f"DeepSeek-R1, {isl}/1024 tokens: H200 fp8 on ≤8 GPUs against GB200 NVL72 on ≤72\n\n" + _table(
+            ["tok/s/user ≥", "H200 fp8 out tok/s/GPU", "$/M tokens", "GB200 fp4 out tok/s/GPU", "$/M tokens",
+             "fp4 / H200", "GB200 fp8 out tok/s/GPU", "fp8 / H200"], rows))
+        crossing = next((x for x in CURVE if (h := hop.at(x).tok_s_per_gpu) and (b := fp4.at(x).tok_s_per_gpu)
+                         and b / h >= CLAIMED_SPEEDUP), None)
+        heads[isl] = (hop, fp4, x_usd, crossing)
+    tables += [operating_table(all_projs), band_table(all_projs), published_table(PUBLISHED_DSR1, all_projs)]
+    commands = [p.spec.command for p in all_projs]
+    hop, bw, x, _ = heads[1024]
+    x = x if x is not None else TARGETS[1]  # H200 never reaches $1/M tokens: compare at a default target instead
+    h, b = hop.at(x), bw.at(x)
+    speedup = b.tok_s_per_gpu / h.tok_s_per_gpu
+    typ, worst = _ratio_band(speedup, bw.held_out, hop.held_out)
+    price_ratio = bw.usd_per_gpu_hour / hop.usd_per_gpu_hour
+    verdict = (f"at {x:.3g} tok/s/user (1k/1k), where moebench's H200 costs ${h.usd_per_mtok:.2f}/M tokens, GB200 fp4 "
+               f"gives {speedup:.0f}× the throughput per GPU at ${b.usd_per_mtok:.3f}/M tokens for {price_ratio:.2f}× "
+               f"the price; the claimed {CLAIMED_SPEEDUP:g}× is {_where(CLAIMED_SPEEDUP, typ)} the typical band "
+               f"({_num(typ[0], 2)}–{_num(typ[1], 2)}×) and {_where(CLAIMED_SPEEDUP, worst)} the worst ({_num(worst[0], 2)}–"
+               f"{_num(worst[1], 2)}×); the ratio swings from ~4× to ~50× with the interactivity")
+    return Check(
+        "DeepSeek-R1, GB200 NVL72 vs H200 8-GPU: ~15× throughput for ~1.5× cost per GPU, ~$1 → ~$0.10 per M tokens",
+        {"speedup": CLAIMED_SPEEDUP, "price_ratio": CLAIMED_PRICE_RATIO, "usd_per_mtok_from": CLAIMED_USD_FROM,
+         "usd_per_mtok_to": CLAIMED_USD_TO},
+        {"interactivity": x, "speedup": speedup, "price_ratio": price_ratio, "usd_per_mtok_from": h.usd_per_mtok,
+         "usd_per_mtok_to": b.usd_per_mtok, "tok_s_per_gpu_from": h.tok_s_per_gpu, "tok_s_per_gpu_to": b.tok_s_per_gpu,
+         # the lowest tok/s/user of CURVE from which GB200 fp4 is at least the claimed 15× (NaN: never)
+         "interactivity_15x_1k1k": heads[1024][3] or math.nan, "interactivity_15x_8k1k": heads[8192][3] or math.nan},
+        typ, worst, verdict, tables, commands)
+
+
+def check_claims(points=None, with_bands: bool = True) -> list[Check]:
+    """One Check per claim. `points`: the published points the bands come from (default: the whole set, ~10 s
+    of projections); with_bands=False leaves every band empty (NaN)."""
+    v = Validation(points, enabled=with_bands)
+    return [check_dense_vs_moe(v), check_gb200_vs_h200(v)]
+
+
+def summary_table(checks: list[Check]) -> str:
+    rows = [[c.claim, ", ".join(f"{k} {_num(x)}" for k, x in c.quoted.items()),
+             ", ".join(f"{k} {_num(x)}" for k, x in c.projected.items()),
+             f"{_num(c.band_typical[0])}–{_num(c.band_typical[1])}× / {_num(c.band_worst[0])}–{_num(c.band_worst[1])}×",
+             c.verdict] for c in checks]
+    return _table(["claim", "quoted", "moebench", "band of the projected ratio: typical / worst", "verdict"], rows)
+
+
+def _finite(x: Any) -> Any:
+    """NaN (an empty band) as null: the document stays strict JSON."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(y) for k, y in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(y) for y in x]
+    return x
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--json", action="store_true", help="print one JSON document instead of the tables")
+    ap.add_argument("--no-bands", action="store_true", help="skip the validation set (no error bands; faster)")
+    args = ap.parse_args(argv)
+    checks = check_claims(with_bands=not args.no_bands)
+    if args.json:
+        print(json.dumps(_finite([asdict(c) for c in checks]), indent=1))
+        return 0
+    print(summary_table(checks))
+    for c in checks:
+        print(f"\n## {c.claim}\n")
+        print("\n\n".join(c.tables))
+        print("\n```bash\n" + "\n".join(c.commands) + "\n```")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""A record's energy fields: measured (and scaled with the time when N of the layers ran), estimated from the
+catalog's all-in power, or not measured; and its contention."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pytest
+
+from moebench.engine.generate import GenerationSamples
+from moebench.engine.records import Peaks, Pricing, build_record
+
+NO_PEAKS = Peaks(None, None, None, None)
+
+
+def record_of(samples: GenerationSamples, *, batch: int, prompt: int, output: int, layers: Optional[int] = None,
+              allin_kw: Optional[float] = None, n_gpus: int = 1) -> dict:
+    from moebench.models import entry_arch
+
+    _, cfg = entry_arch("llama3:debug", "random", layers)
+    return build_record(
+        name="llama3:debug", kind="dense", run_cfg=cfg, samples=samples, batch=batch, prompt=prompt, output=output,
+        dtype_bytes=4, pricing=Pricing(None, None, None, n_gpus, allin_kw), peaks=NO_PEAKS, intelligence=None,
+        energy_j_per_repeat=samples.energy_j, energy_source=samples.energy_source, energy_scope=samples.energy_scope)
+
+
+def samples(energy_j=(), source="not measured") -> GenerationSamples:
+    return GenerationSamples(ttft_ms=[10.0, 12.0], tpot_ms=[2.0, 2.0], itl_ms=[2.0] * 6, energy_j=list(energy_j),
+                             energy_source=source, energy_scope="test counter")
+
+
+def test_cpu_without_a_counter_or_catalog_power_is_not_measured():
+    rec = record_of(samples(), batch=2, prompt=8, output=4)
+    assert rec["energy_source"] == "not measured" and rec["metrics"]["joules_per_token"] is None
+    assert "no readable counter" in rec["energy_scope"]
+
+
+def test_without_a_counter_catalog_power_gives_an_estimate_never_a_measurement():
+    rec = record_of(samples(), batch=2, prompt=8, output=4, allin_kw=1.5, n_gpus=2)
+    jpt = rec["metrics"]["joules_per_token"]
+    assert rec["energy_source"] == "estimated" and jpt["basis"] == "estimated" and jpt["unit"] == "J/token"
+    # 1.5 kW x 2 devices x (TTFT + 3 TPOT) / (2 x (8 + 4)) tokens
+    assert jpt["samples"] == pytest.approx([3000 * (10 + 6) / 1e3 / 24, 3000 * (12 + 6) / 1e3 / 24])
+    assert "not a reading" in rec["energy_scope"]
+
+
+def test_measured_energy_per_token_is_the_repeat_over_its_tokens():
+    rec = record_of(samples([4.8, 7.2], "rapl"), batch=2, prompt=8, output=4, allin_kw=1.5)
+    jpt = rec["metrics"]["joules_per_token"]
+    assert rec["energy_source"] == "rapl" and rec["energy_scope"] == "test counter"
+    assert jpt["basis"] == "measured" and jpt["samples"] == pytest.approx([0.2, 0.3])  # a counter beats the estimate
+
+
+def test_energy_of_n_layers_is_scaled_like_their_time():
+    rec = record_of(samples([4.8, 7.2], "nvml"), batch=2, prompt=8, output=4, layers=2)
+    jpt, ext = rec["metrics"]["joules_per_token"], rec["extrapolation"]
+    assert rec["basis"] == "extrapolated" and jpt["basis"] == "extrapolated"
+    f_pre, f_dec = ext["prefill_factor"], ext["decode_factor"]
+    assert f_pre > 1 and f_dec > 1
+    for j, e, ttft in zip(jpt["samples"], [4.8, 7.2], [10.0, 12.0]):
+        assert j == pytest.approx(e * (f_pre * ttft + f_dec * 6) / (ttft + 6) / 24)
+
+
+def test_the_record_carries_its_contention():
+    s = samples()
+    s.contention = [{"host": "h", "machine_cpu_s": 3.0, "own_cpu_s": 1.0, "wall_s": 2.0, "usable_cpus": 4,
+                     "other_gpu_processes": 0}]
+    c = record_of(s, batch=2, prompt=8, output=4)["contention"]
+    assert c["other_cpu_cores"] == pytest.approx(1.0) and c["usable_cpus"] == 4 and c["contended"] is True
+    assert record_of(samples(), batch=2, prompt=8, output=4)["contention"] is None  # nothing measured
