@@ -153,6 +153,7 @@ def register(app: typer.Typer) -> None:
         engine: Engine = typer.Option(Engine.any, "--engine", help="Serving engine whose fitted efficiencies apply (any: the median engine)."),
         preset: Preset = typer.Option(Preset.fitted, "--preset", help="fitted: efficiencies fitted on published measurements; defaults: the literature defaults."),
         expert_imbalance: Optional[float] = typer.Option(None, "--expert-imbalance", min=1.0, help="Routed rows on the busiest expert-parallel rank / the mean (default: the preset's)."),
+        expert_load: Optional[Path] = typer.Option(None, "--expert-load", help="A profiled result whose recorded expert load sets the imbalance per EP size (same model's experts)."),
         spec_tokens: int = typer.Option(0, "--spec-tokens", min=0, help="Speculative / MTP tokens drafted per decode step."),
         spec_accept: float = typer.Option(0.0, "--spec-accept", help="Probability each drafted token is accepted (given the previous one was)."),
         rate: Optional[str] = typer.Option(None, "--rate", help="Comma-separated request rates (req/s per instance): open-loop loads."),
@@ -171,7 +172,7 @@ def register(app: typer.Typer) -> None:
             serving=serving.value, max_gpus=max_gpus, keep_host=keep_host, log=log, gpus=gpus, layout=layout,
             mem_util=mem_util, engine=engine.value, preset=preset.value, expert_imbalance=expert_imbalance,
             spec_tokens=spec_tokens, spec_accept=spec_accept,
-            rates=tuple(_numbers(rate, "--rate", float)) if rate else (), offline=offline,
+            rates=tuple(_numbers(rate, "--rate", float)) if rate else (), offline=offline, expert_load_path=expert_load,
         )
         if json_:
             emit_json(doc)

@@ -67,6 +67,8 @@ class Assumptions:
     expert_gemms: Literal["grouped", "per_expert"] = "grouped"
     comm_overlap: float = 0.0  # fraction of communication hidden behind compute (1.0 = two-batch overlap, perfectly)
     expert_imbalance: float = 1.0  # routed rows on the busiest EP rank / the mean (1.0 = uniform routing)
+    # The same from a measured run's expert load, per EP rank count (imbalance.by_ep); where given it wins
+    expert_imbalance_by_ep: Mapping[int, float] = field(default_factory=dict)
     mem_util: float = 0.9  # HBM share for weights + KV (the rest: activations, CUDA graphs, fragmentation)
     serving: Literal["continuous", "static"] = "continuous"  # static = one batch prefilled, then decoded (moebench run)
     step_overhead_ms: Mapping[str, float] = field(default_factory=dict)  # stage -> host overhead per forward (scheduler)
@@ -86,6 +88,10 @@ class Assumptions:
     def tokens_per_step(self) -> float:
         """Tokens a decode step yields per sequence (1 without speculation)."""
         return 1.0 + sum(self.spec_accept**i for i in range(1, self.spec_tokens + 1))
+
+    def imbalance(self, ep: int) -> float:
+        """Routed rows on the busiest of `ep` expert-parallel ranks / the mean."""
+        return self.expert_imbalance_by_ep.get(ep, self.expert_imbalance)
 
     def host_ms(self, stage: str, ops: float, expert_runs: float = 0.0) -> float:
         """CPU time (ms) to issue a step of `ops` ops that runs `expert_runs` routed experts (summed over layers)."""

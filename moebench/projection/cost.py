@@ -189,11 +189,11 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Scenari
         disp_bytes = 1.0 if sc.weight_dtype in ("fp8", "fp4") and dev.compute_dtype("fp8") == "fp8" else ab
         sent = t_all / n * ranks * h
         ops.append(Op("dispatch", comm_ms=comm.all_to_all_ms(sent * disp_bytes, lay.ep, dev, a.comm)))
-        rows = t_all * k / lay.ep * a.expert_imbalance
+        rows = t_all * k / lay.ep * a.imbalance(lay.ep)
         local = math.ceil(e / lay.ep)
         w_bytes = local * touched * p_exp * wf
         ops.append(Op("experts", 2 * rows * p_exp, w_bytes + rows * (2 * h + 3 * f) * ab, sc.ffn_dtype,
-                      expert_runs=local * touched, gemms=_expert_gemms(h, f, round(t_all * a.expert_imbalance), k / e, local, 1)))
+                      expert_runs=local * touched, gemms=_expert_gemms(h, f, round(t_all * a.imbalance(lay.ep)), k / e, local, 1)))
         ops.append(Op("combine", comm_ms=comm.all_to_all_ms(sent * ab, lay.ep, dev, a.comm)))
     else:
         rows = t_all * k

@@ -50,7 +50,7 @@ def projection_document(
     overlap: float, serving: str, max_gpus: int, keep_host: bool = False, log: Callable[[str], None] = lambda _: None,
     gpus: Optional[int] = None, layout: Optional[str] = None, mem_util: float = 0.9, engine: str = "any",
     preset: str = "fitted", expert_imbalance: Optional[float] = None, spec_tokens: int = 0, spec_accept: float = 0.0,
-    rates: tuple[float, ...] = (), offline: bool = False,
+    rates: tuple[float, ...] = (), offline: bool = False, expert_load_path: Optional[Path] = None,
 ) -> dict[str, Any]:
     """The `moebench project` document: per hardware, the projected records (shaped like measured ones, basis
     `projected`), the best point at each interactivity target, the frontier, the loads asked for (`under_load`) and
@@ -85,6 +85,14 @@ def projection_document(
     sc = Scenario(prompt, output, weight_dtype=dtype, kv_dtype=kv_dtype)
     base = Assumptions(comm_overlap=overlap, serving=serving, mem_util=mem_util,  # type: ignore[arg-type]
                        spec_tokens=spec_tokens, spec_accept=spec_accept)
+    if expert_load_path is not None:
+        from moebench.projection.imbalance import by_ep, measured_load
+
+        if expert_imbalance is not None:
+            raise BadInput("--expert-imbalance and --expert-load: give either, not both")
+        rows = measured_load(load_result(expert_load_path), cfg.n_routed_experts, str(expert_load_path))
+        widest = max(max_gpus, gpus or 0, fixed.n_gpus if fixed else 0)
+        base = base.replace(expert_imbalance_by_ep=by_ep(rows, range(1, widest + 1)))
     table = presets_.builtin() if preset == "fitted" and calibrate_path is None else None
     calib, calib_roofs, moved = None, None, {}
     if calibrate_path is not None:

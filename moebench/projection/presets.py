@@ -112,7 +112,8 @@ class Presets:
         return base.replace(efficiency=eff, step_overhead_ms={"prefill": step_ms, "decode": step_ms}, comm=comm,
                             launch_us=base.launch_us * p.get(f"{v}.launch", 1.0),
                             seq_overhead_us=self.engine_value(engine, "seq_us", 0.0),
-                            dtype_efficiency=dt, expert_imbalance=p.get("ep.imbalance", base.expert_imbalance),
+                            dtype_efficiency=dt,
+                            expert_imbalance=base.expert_imbalance * p.get("ep.imbalance", 1.0),
                             comm_overlap=base.comm_overlap * p.get("ep.overlap", 1.0))
 
     def band(self, vendor: str, kind: str, precision: str, *, min_points: int = 3) -> Optional[Band]:
