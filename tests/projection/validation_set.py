@@ -20,7 +20,7 @@ MEM_UTIL = {"vllm": 0.9, "sglang": 0.88, "trt-llm": 0.95}
 HEADLINE = ("total_tok_s_per_gpu", "output_tok_s", "decode_tok_s_per_gpu", "output_tok_s_per_gpu", "request_latency_s")
 NAMES = {"total_tok_s_per_gpu": "total_tokens_per_s_per_gpu", "output_tok_s": "output_tokens_per_s_per_gpu",
          "output_tok_s_per_gpu": "output_tokens_per_s_per_gpu", "decode_tok_s_per_gpu": "decode_tokens_per_s_per_gpu",
-         "tpot_ms": "tpot_ms", "request_latency_s": "request_latency_s"}
+         "tpot_ms": "tpot_ms", "ttft_ms": "ttft_ms", "request_latency_s": "request_latency_s"}
 
 
 def engine_of(name: str) -> Optional[str]:
@@ -35,7 +35,8 @@ def engine_of(name: str) -> Optional[str]:
 
 
 def measurements(p: PublishedPoint) -> tuple[list[Measurement], Optional[str]]:
-    """The point's headline and TPOT as measurements, or why the projection cannot express it."""
+    """The point's headline, TPOT and (under a concurrency) TTFT as measurements, or why the projection cannot
+    express it."""
     if p.unsupported and p.hardware != "h800_sxm":
         return [], p.unsupported
     if p.input_tokens is None or p.output_tokens is None:
@@ -81,9 +82,11 @@ def measurements(p: PublishedPoint) -> tuple[list[Measurement], Optional[str]]:
         load = {"request_rate": "rate", "offline": "offline"}[p.load.kind]
     overlap = 1.0 if lo.disaggregated and ep > 1 else 0.0  # wide-EP decode pools run two-batch overlap
     out = []
-    for name in (headline, "tpot_ms"):
+    for name in (headline, "tpot_ms", "ttft_ms"):
         v = p.metric(name)
-        if v is None or (name == "tpot_ms" and name == headline):
+        if v is None:
+            continue
+        if name == "ttft_ms" and load != "concurrency":  # TTFT under load is compared where a concurrency was held
             continue
         metric = NAMES[name]
         out.append(Measurement(
