@@ -6,8 +6,8 @@ An instance runs at most `kv_capacity` sequences at once (weights + their KV wit
 beyond it wait for a slot. Closed loop at concurrency C > capacity b: the instance runs b, the other C − b wait, and
 by Little's law each request spends C/b of a service time (TTFT + (O−1)·TPOT at b) in the system, so it queues for
 (C/b − 1) service times before its prefill. Open loop at rate λ: the concurrency B settles where B = λ · service(B)
-(Little); a rate the capacity cannot serve is overloaded (the queue grows without bound). An arriving request also
-waits for the decode step in progress, half a step on average, before its prefill joins a step.
+(Little); a rate the capacity cannot serve is overloaded (the queue grows without bound). Once admitted, a request's
+TTFT is the continuous-serving one (sweep.evaluate: half a step's wait, then its prefill inside a decode step).
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ class LoadPoint:
 
     @property
     def ttft_ms(self) -> Optional[float]:
-        """Time to first token under the load: the wait for a slot + the step in progress + the prefill."""
+        """Time to first token under the load: the wait for a slot + the admitted request's TTFT."""
         if self.queue_ms is None:
             return None
-        return self.queue_ms + self.point.ttft_ms + (self.point.decode.time_ms / 2 if self.kind == "rate" else 0.0)
+        return self.queue_ms + self.point.ttft_ms
 
     def to_json(self) -> dict[str, Any]:
         return {"load": self.kind, "requested": self.requested, "batch_in_flight": self.point.batch,

@@ -5,7 +5,8 @@ Serving model (`Assumptions.serving`):
   TTFT = prefill(B), TPOT = one decode step.
 - `continuous` (vLLM / SGLang / TRT-LLM under load, what InferenceMAX measures): B requests stay in flight and a
   finished one is replaced at once, so each decode step also carries B/(O−1) newcomers' prefill on average.
-  TTFT = prefill of one prompt (queueing not modelled), TPOT = step + prefill(B)·(B−1)/B / (O−1): over a
+  TTFT = prefill of one prompt inside a decode step of the others, after half a step's wait: prefill(1) +
+  1.5·step·(B−1)/B (queueing beyond the KV cache: load.py), TPOT = step + prefill(B)·(B−1)/B / (O−1): over a
   request's O−1 decode steps the batch also prefills the other B−1 newcomers.
 Both do the same work per B requests, so throughput is the same: B·tokens / (prefill(B) + (O−1)·step).
 """
@@ -71,7 +72,9 @@ def evaluate(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumpt
     if a.serving == "static":
         ttft, tpot = pre.time_ms, per_token_ms
     else:
-        ttft = step(cfg, lay, dev, sc, a, "prefill", 1).time_ms
+        # a newcomer waits for the step in progress (half a step on average), then its prompt is prefilled inside
+        # a step of the B − 1 running decodes (chunked prefill mixes them), which it pays in full
+        ttft = step(cfg, lay, dev, sc, a, "prefill", 1).time_ms + 1.5 * dec.time_ms * (batch - 1) / batch
         # over a request's O-1 decode steps the batch prefills the other B-1 newcomers, prefill(B)/B each.
         # (Subtracting prefill(1) instead, as once done, let a faster device show a higher TPOT: prefill(1) is
         # memory-bound and fell faster than prefill(B).)
