@@ -435,7 +435,7 @@ def projection_errors(doc: dict[str, Any], calibrated: bool) -> tuple[list[dict[
     undone), uncalibrated (catalog peaks x default efficiencies; measured roofs where the catalog has none, the
     CPU) or calibrated on `doc` itself and projected back (what `moebench project --calibrate` does)."""
     from moebench.catalog import get_hardware
-    from moebench.projection import Assumptions, Layout, Scenario, calibrate, device_from_hardware, evaluate
+    from moebench.projection import Assumptions, Layout, ServingScenario, calibrate, device_from_hardware, evaluate
     from moebench.projection import resolve_config
     from moebench.projection.device import norm_dtype
 
@@ -453,7 +453,7 @@ def projection_errors(doc: dict[str, Any], calibrated: bool) -> tuple[list[dict[
         ttft = rec["metrics"]["ttft_ms"]["median"] / ex["prefill_factor"]
         tpot = rec["metrics"]["tpot_ms"]["median"] / ex["decode_factor"]
         b, s, o = rec["batch_size"], rec["prompt_tokens"], rec["output_tokens"]
-        p = evaluate(cfg, Layout(1, 1, 1), dev, Scenario(s, o, weight_dtype=dt, kv_dtype=dt, act_dtype=dt), a, b)
+        p = evaluate(cfg, Layout(1, 1, 1), dev, ServingScenario(s, o, weight_dtype=dt, kv_dtype=dt, act_dtype=dt), a, b)
         rows.append({"model": rec["model"], "batch": b, "ttft_ratio": p.ttft_ms / ttft, "tpot_ratio": p.tpot_ms / tpot,
                      "ttft_ms": {"measured": ttft, "projected": p.ttft_ms},
                      "tpot_ms": {"measured": tpot, "projected": p.tpot_ms}})

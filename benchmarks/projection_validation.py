@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from moebench.errors import MoebenchError
-from moebench.projection import Assumptions, Layout, Scenario, device_for, evaluate, project, resolve_config, step
+from moebench.projection import (Assumptions, Layout, ServingScenario, device_for, evaluate, project, resolve_config,
+                                 step)
 from moebench.projection.device import Device
 from tests.projection.published import H800
 from tests.projection.published_set import PublishedPoint, load_published
@@ -97,7 +98,7 @@ def evaluate_point(p: PublishedPoint, base: Assumptions = Assumptions()) -> Resu
     try:
         lay = _layout(p, cfg.is_moe)
         kv = p.precision.kv.split()[0]  # "fp8 (…)" where published; else moebench's default (bf16)
-        sc = Scenario(p.input_tokens, p.output_tokens, weight_dtype=p.precision.weights,
+        sc = ServingScenario(p.input_tokens, p.output_tokens, weight_dtype=p.precision.weights,
                       **({"kv_dtype": kv} if kv in ("bf16", "fp8") else {}))
     except MoebenchError as e:
         raise NotExpressible(str(e)) from e

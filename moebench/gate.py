@@ -1,4 +1,4 @@
-"""The regression gate's statistics (shared/MEASURE.md, asv's rule).
+"""The regression gate's statistics (docs/measure.md, asv's rule).
 
 A metric regresses when it is worse than the baseline by more than `factor` AND the difference is
 statistically significant:
@@ -18,7 +18,7 @@ process-to-process variation then shows up in the samples instead of as a false 
 factor must also hold *between the runs* (`runs_ratio`). A machine whose speed drifts from one process to the
 next (a shared VM, a neighbour's job) moves whole runs, which Mann-Whitney on the pooled repeats reads as
 significant; the run-to-run spread then widens the band a change must clear instead of raising a false alarm
-(shared/MEASURE.md: "a noisy machine widens the interval"):
+(docs/measure.md: "a noisy machine widens the interval"):
 
 - each run's speed is the p20 of its time-equivalent samples: load from elsewhere only adds time, so a burst
   within a run lifts its upper samples while the fast end still tracks the machine's speed in that run;

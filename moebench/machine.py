@@ -1,4 +1,5 @@
-"""How busy the machine was with other work while we timed: CPU other processes took, other processes on the GPU.
+"""The host's CPUs: how many this process may use, how many ranks share them, and how busy the machine was with
+other work while we timed: CPU other processes took, other processes on the GPU.
 
 Other processes' CPU = CPU time the whole machine spent busy (/proc/stat, steal included: a noisy neighbour on a
 VM) minus the CPU time of this process and of the children it reaped, over the wall time of the timed region.
@@ -13,6 +14,7 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import resource
@@ -31,14 +33,52 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def machine_busy_s() -> Optional[float]:
-    """CPU seconds the whole machine has spent busy since boot (every CPU, steal included); None if unreadable."""
-    try:
-        with open("/proc/stat") as f:
-            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in f.readline().split()[1:9])
-    except (OSError, ValueError):
+def local_ranks(world_size: int) -> int | None:
+    """Ranks on this host: torchrun's LOCAL_WORLD_SIZE, Slurm's tasks per node, or (launched by nothing that
+    says) the world size on one host; None under Slurm without a per-node count (multi-node: unknown)."""
+    env = os.environ
+    for key in ("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"):
+        digits = "".join(itertools.takewhile(str.isdigit, env.get(key, "")))
+        if digits:
+            return int(digits)
+    return None if "SLURM_JOB_ID" in env else world_size
+
+
+def cpu_oversubscription(ranks: int, threads: int, cores: int | None) -> str | None:
+    """One line when the ranks on this host ask for more CPU threads than it has cores, else None. Each rank's
+    intra-op threads spin while they wait for each other; oversubscribed, they spin against the ranks doing the
+    work (measured on 2 cores, 4 ranks x 2 threads: prefill 3.5x and decode 12x slower than 4 x 1, and who
+    arrives last at a collective becomes the scheduler's choice)."""
+    if not cores or ranks * threads <= cores:
         return None
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    if threads > 1:
+        return (f"CPU oversubscribed: {ranks} ranks x {threads} threads on {cores} cores; timings are "
+                f"inflated (OMP_NUM_THREADS={max(1, cores // ranks)} is what moebench sets when it is unset)")
+    return (f"{ranks} single-thread ranks share {cores} cores: each rank's times include waiting for a core "
+            f"(fine for the mechanics of a parallel plan, not for its absolute speed)")
+
+
+def machine_busy_s(stat_path: str = "/proc/stat") -> Optional[float]:
+    """CPU seconds the CPUs this process may use (its affinity mask) have spent busy since boot, steal included;
+    None if unreadable. Only those CPUs: on a pinned run (taskset, Slurm or container cpusets) other people's work
+    on other cores takes nothing from it."""
+    try:
+        mask = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        mask = None
+    try:
+        with open(stat_path) as f:
+            lines = [ln.split() for ln in f if ln.startswith("cpu")]
+    except OSError:
+        return None
+    rows = [ln for ln in lines if ln[0] != "cpu" and int(ln[0][3:]) in mask] if mask else []
+    try:
+        if not rows:  # no mask (not Linux) or no per-CPU lines: the whole machine
+            rows = [next(ln for ln in lines if ln[0] == "cpu")]
+        busy = sum(int(v) for ln in rows for i, v in enumerate(ln[1:9]) if i not in (3, 4))  # not idle, iowait
+    except (StopIteration, ValueError):
+        return None
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_s() -> float:

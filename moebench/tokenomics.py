@@ -1,4 +1,4 @@
-"""Tokenomics as pure functions of measured numbers and catalog facts (definitions: shared/MEASURE.md).
+"""Tokenomics as pure functions of measured numbers and catalog facts (definitions: docs/measure.md).
 
 No torch, no I/O: every function here is a formula, unit-tested against hand-computed values.
 """

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from moebench.errors import BadInput
+from moebench.strict import Strict
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -26,12 +27,6 @@ _Yaml12Loader.add_implicit_resolver(
 
 def read_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
-
-
-class Strict(BaseModel):
-    # strict: YAML already types its scalars, so `prompt_tokens: true` or `repeats: "10"` is a mistake, not a 1 or
-    # a 10 (ints still pass where a float is asked). Every YAML the tool reads validates through this base.
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*:[a-z0-9][a-z0-9_.-]*$")
@@ -220,8 +215,8 @@ def _resolve(wl: Workload, p: Path) -> Workload:
     its price tier, a hot expert the models lack. Checkpoint paths come back resolved against the file's folder."""
     from moebench.catalog import get_hardware
     from moebench.models import entry_arch
-    from moebench.parallel.mesh import Layout, check_plan
-    from moebench.profile.routing import check_routing
+    from moebench.parallel.mesh import MeshShape, check_plan
+    from moebench.routing import check_routing
 
     entries = []
     for i, m in enumerate(wl.model_entries):
@@ -232,7 +227,7 @@ def _resolve(wl: Workload, p: Path) -> Workload:
         except BadInput as exc:
             raise BadInput(f"{p}: models[{i}]: {exc}") from None
         if wl.parallel.world_size > 1:
-            check_plan(Layout.of(wl.parallel), cfg, m.name, wl.scenario.batch_sizes, str(p))
+            check_plan(MeshShape.of(wl.parallel), cfg, m.name, wl.scenario.batch_sizes, str(p))
         if cfg.is_moe:
             try:
                 check_routing(wl.routing, cfg.n_routed_experts, m.name)

@@ -1,6 +1,7 @@
 """Other processes' CPU counts neither ours nor our reaped children's; ranks on one host are not each other's
 contention; a record or result says why it was contended."""
 
+import os
 import subprocess
 import sys
 import time
@@ -8,7 +9,7 @@ import time
 import pytest
 
 from moebench.machine import (CONTENDED_SHARE, OthersCpu, contended, contention_record, contention_summary,
-                              other_gpu_processes)
+                              cpu_oversubscription, other_gpu_processes)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
 
@@ -100,3 +101,22 @@ def test_other_gpu_processes_leave_us_out_even_under_another_pid_namespace():
     assert other_gpu_processes(Nv([os.getpid(), 99999999]), [0]) == 1
     assert other_gpu_processes(Nv([12345678]), [0]) == 0  # a container: the host's pid for us
     assert other_gpu_processes(Nv([12345678, 23456789]), [0]) == 1
+
+
+
+
+
+def test_only_the_cpus_we_may_use_count(tmp_path, monkeypatch):
+    """A pinned run (taskset, Slurm, cpusets): other people's work on cores outside our mask is not contention."""
+    from moebench import machine
+
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal: cpu0 busy 100+10+0+5 ticks, cpu1 busy 900 (idle/iowait excluded)
+    stat.write_text("cpu  1000 10 0 500 50 5 0 0\n"
+                    "cpu0 100 10 0 400 50 5 0 0\n"
+                    "cpu1 900 0 0 100 0 0 0 0\n")
+    tick = os.sysconf("SC_CLK_TCK")
+    monkeypatch.setattr(machine.os, "sched_getaffinity", lambda pid: {0})
+    assert machine.machine_busy_s(str(stat)) == pytest.approx(115 / tick)
+    monkeypatch.setattr(machine.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert machine.machine_busy_s(str(stat)) == pytest.approx(1015 / tick)

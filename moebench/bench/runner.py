@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from moebench import arith
 from moebench.bench.providers import GRAPHABLE, Layer, Unsupported, make_layer, make_runner, uniform_routing
 from moebench.bench.schema import KernelWorkload
 from moebench.bench.timing import CpuRoofProbe, CudaTimer, measure_roofs, time_cpu, time_cuda
@@ -33,7 +34,6 @@ SHORT = {"torch-ref": "ref", "torch-grouped": "grouped", "torch-loop": "loop", "
          "transformers-grouped": "hf-grouped", "dense-equiv": "dense"}
 # relative Frobenius error allowed against fused_moe_ref before a provider is timed
 CHECK_TOL = {torch.float32: 1e-4, torch.float64: 1e-10, torch.bfloat16: 2.5e-2, torch.float16: 1e-2}
-_DTYPE_BYTES = {torch.float32: 4, torch.bfloat16: 2, torch.float16: 2, torch.float64: 8}
 POINT_ROOF_SCALE = 0.125  # CPU probe rounds within each point: 128 MiB (past the last-level cache), fp32 2048^3
 
 
@@ -54,8 +54,8 @@ def _available_bytes(device: str) -> int:
 
 def layer_cost(T: int, K: int, D: int, F: int, experts_touched: int, elem_bytes: int, bias: bool) -> tuple[int, int]:
     """(minimum bytes moved, FLOPs) of one fused-MoE call: touched experts' weights + x + y; 2·3·D·F per row."""
-    w = experts_touched * (3 * D * F + ((2 * F + D) if bias else 0)) * elem_bytes
-    return w + 2 * T * D * elem_bytes, 2 * 3 * D * F * T * K
+    w = experts_touched * arith.expert_params(D, F, bias) * elem_bytes
+    return w + 2 * T * D * elem_bytes, 2 * arith.glu_params(D, F) * T * K
 
 
 def _rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
@@ -84,7 +84,7 @@ def _cpu_name() -> str:
 
 def _hardware(wl: KernelWorkload, dev: str, dtype: torch.dtype) -> dict[str, Any]:
     from moebench.catalog import get_hardware
-    from moebench.engine.device import detect_hardware
+    from moebench.device import detect_hardware
 
     try:
         hid = detect_hardware(dev) if wl.hardware == "auto" else wl.hardware
@@ -100,15 +100,15 @@ def run_kernel_workload(wl: KernelWorkload, *, device: Optional[str] = None,
                         console_err: Callable[[str], None] = _stderr, roof_scale: float = 1.0) -> dict[str, Any]:
     """Run `wl` on `device` (overrides wl.device); returns the JSON-able result document (not written).
     `roof_scale` < 1 shrinks the roof probes (tests)."""
-    from moebench.engine.device import resolve_device, resolve_dtype
+    from moebench.device import resolve_device, resolve_dtype
     from moebench_kernels.fused_moe import fused_moe_ref
 
     dev = resolve_device(device or wl.device)
     wl = wl.for_device(dev)
     dtype = resolve_dtype(wl.dtype, dev)
     s = wl.shape
-    elem = _DTYPE_BYTES[dtype]
-    weight_bytes = s.experts * (3 * s.hidden * s.ffn + ((2 * s.ffn + s.hidden) if s.bias else 0)) * elem
+    elem = arith.dtype_bytes(str(dtype))
+    weight_bytes = s.experts * arith.expert_params(s.hidden, s.ffn, s.bias) * elem
     avail = _available_bytes(dev)
     if weight_bytes > 0.8 * avail:
         raise EnvironmentProblem(
@@ -132,7 +132,7 @@ def run_kernel_workload(wl: KernelWorkload, *, device: Optional[str] = None,
         w_TK, ids_TK = uniform_routing(T, s.top_k, s.experts, wl.seed + T, dev)
         x_TD = torch.randn(T, s.hidden, generator=torch.Generator().manual_seed(wl.seed + 7 * T)).to(dev, dtype)
         touched = int(torch.unique(ids_TK[ids_TK >= 0]).numel())
-        expected = s.experts * (1 - (1 - s.top_k / s.experts) ** T)
+        expected = arith.experts_touched(s.experts, s.top_k, T)
         nbytes, flops = layer_cost(T, s.top_k, s.hidden, s.ffn, touched, elem, s.bias)
         ref = fused_moe_ref(x_TD, layer.w13_E2FD, layer.w2_EDF, w_TK, ids_TK, s.activation, layer.b13_E2F,
                             layer.b2_ED)

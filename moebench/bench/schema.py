@@ -27,7 +27,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from moebench.workload import Strict as _Strict  # one strictness for every YAML the tool reads
+from moebench.strict import Strict as _Strict
 
 Provider = Literal["triton", "torch-ref", "torch-grouped", "torch-loop", "transformers-eager",
                    "transformers-grouped", "dense-equiv"]

@@ -15,7 +15,7 @@ from moebench.errors import BadInput
 REPO_WORKLOADS = Path(__file__).resolve().parents[2] / "workloads"
 
 
-class Device(str, enum.Enum):
+class DeviceChoice(str, enum.Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
     def run(
         ctx: typer.Context,
         workload: Optional[Path] = typer.Argument(None, help="Workload YAML (default: workloads/quickstart.yaml)."),
-        device: Optional[Device] = typer.Option(None, "--device", help="Override the workload's device."),
+        device: Optional[DeviceChoice] = typer.Option(None, "--device", help="Override the workload's device."),
         out_dir: Path = typer.Option(Path("results/runs"), "--out", help="Folder for the results JSON."),
         json_: bool = typer.Option(False, "--json", help="Print the result as one JSON document on stdout."),
         repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="Override timing.repeats (the gate's samples)."),

@@ -13,22 +13,22 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
+from moebench.arith import dtype_bytes
 from moebench.catalog import Hardware, get_hardware, reference_models
-from moebench.engine.device import (compute_roof_flops, cpu_oversubscription, detect_hardware, local_ranks,
-                                    measure_roofs, resolve_device, resolve_dtype)
+from moebench.device import detect_hardware, resolve_device, resolve_dtype
+from moebench.engine.batch import measure_batch
+from moebench.engine.device import compute_roof_flops, measure_roofs
+from moebench.engine.gather import gather_samples, merge_samples, rank_info, rank_timing
 from moebench.engine.generate import GenerationBench, GenerationSamples, prompt_ids, time_generation
 from moebench.engine.records import Peaks, Pricing, build_record
 from moebench.errors import ExitCode, MoebenchError, RunFailed
-from moebench.machine import contended, contention_summary, usable_cpus
+from moebench.machine import contended, contention_summary, cpu_oversubscription, local_ranks, usable_cpus
 from moebench.models import build, entry_arch
-from moebench.models.config import DTYPE_BYTES
 from moebench.results import new_doc, new_run_id, write_atomic, write_result
 from moebench.parallel.faults import Guard, install_test_faults
-from moebench.parallel.gather import gather_samples, merge_samples, rank_info, rank_timing
 from moebench.parallel.mesh import ParallelContext, check_plan, env_rank, init_parallel, shutdown
 from moebench.parallel.plan import local_batch, parallelize
-from moebench.profile.routing import install_routing
-from moebench.profile.runs import measure_batch
+from moebench.routing import install_routing
 from moebench.workload import ModelEntry, Workload
 
 Log = Callable[[str], None]
@@ -109,7 +109,7 @@ def run_workload(
         doc.update(complete=False, error=error, failed_ranks=failed_ranks)
         return write_atomic(path, doc)
 
-    dbytes = DTYPE_BYTES[dtype_name]
+    dbytes = dtype_bytes(dtype_name)
     for entry, cfg in zip(wl.model_entries, archs):  # before anything is measured: not fitting is bad input (exit 3)
         check_memory(entry.name, cfg, batch=max(wl.scenario.batch_sizes),
                      max_seq=wl.scenario.prompt_tokens + wl.scenario.output_tokens, dtype_bytes=dbytes, device=dev)
@@ -193,7 +193,7 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
                    profile: Optional[dict[str, Any]] = None) -> None:
         doc["records"].append(build_record(
             name=entry.name, kind=spec.kind, run_cfg=cfg, samples=samples, batch=b,
-            prompt=sc.prompt_tokens, output=sc.output_tokens, dtype_bytes=DTYPE_BYTES[dtype_name],
+            prompt=sc.prompt_tokens, output=sc.output_tokens, dtype_bytes=dtype_bytes(dtype_name),
             pricing=pricing, peaks=peaks, intelligence=resolve_intelligence(wl, entry),
             energy_j_per_repeat=samples.energy_j, energy_source=samples.energy_source,
             energy_scope=samples.energy_scope,

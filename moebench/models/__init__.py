@@ -23,6 +23,23 @@ def registry() -> "Registry[ModelSpec]":
     return Registry("moebench.models", ModelSpec)
 
 
+def hf_parsers() -> dict[str, "ModelSpec"]:
+    """config.json `model_type` -> the installed family that parses it (every family is loaded to ask); BadInput
+    when two families parse the same model_type."""
+    reg = registry()
+    out: dict[str, ModelSpec] = {}
+    for name in reg.names():
+        spec = reg.load(name)
+        if spec.parse_hf is None:
+            continue
+        for mt in spec.hf_model_types:
+            prior = out.setdefault(mt, spec)
+            if prior is not spec:
+                raise BadInput(f"plugin conflict in {reg.group}: model_type {mt!r} is parsed by both "
+                               f"{prior.family!r} and {spec.family!r}")
+    return out
+
+
 def all_names() -> list[str]:
     reg = registry()
     return [f"{fam}:{fl}" for fam in reg.names() for fl in reg.load(fam).flavors]

@@ -218,15 +218,13 @@ def find_spec(model_type: str, where: str):
 
 def read_arch(path: str | Path):
     """(spec, full ArchConfig) of the checkpoint in `path`, from its config.json alone (no tensors read)."""
-    from moebench.models.config import from_hf
-
     root = Path(path)
     if not root.is_dir():
         raise BadInput(f"weights {root}: no such checkpoint directory (a relative path is relative to the workload file)")
     raw = read_config(root)
     spec = find_spec(raw["model_type"], str(root / "config.json"))
     try:
-        return spec, from_hf(raw)
+        return spec, spec.arch(raw)
     except (KeyError, ValueError, TypeError) as exc:
         raise BadInput(f"{root / 'config.json'}: {exc.__class__.__name__}: {exc}") from None
 

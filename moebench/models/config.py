@@ -1,4 +1,6 @@
-"""One architecture config for every family, read from Hugging Face `config.json` keys.
+"""One architecture config for every family, read from Hugging Face `config.json` keys: `hf_common` reads the
+keys every family shares, each family's `parse_hf` (in its own module) the rest, and `from_hf` picks the parser
+through the model registry by `model_type`.
 
 The cost model (params, FLOPs, bytes) needs only this object, never the module. Counting conventions follow
 shared/reference/catalog.yaml `param_count_method`: totals include input embedding and LM head; `active`
@@ -11,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8": 1}
+from moebench import arith
 
 
 @dataclass(frozen=True)
@@ -107,20 +109,14 @@ class ArchConfig:
 
     # ---- parameters --------------------------------------------------------------------------------------
     def attention_params(self) -> int:
-        h = self.hidden_size
+        """The attention projections plus what they carry besides matmul weights: MLA's latent norms, biases,
+        QK-norm weights and attention sinks."""
+        p = self.attention_matmul_params()
         if self.attention == "mla":
-            nh, qk = self.num_attention_heads, self.qk_nope_head_dim + self.qk_rope_head_dim
-            if self.q_lora_rank:
-                q = h * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * nh * qk
-            else:
-                q = h * nh * qk
-            kv = h * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
-            kv += self.kv_lora_rank * nh * (self.qk_nope_head_dim + self.v_head_dim)
-            return q + kv + nh * self.v_head_dim * h
+            return p + (self.q_lora_rank or 0) + self.kv_lora_rank
         nh, nkv, hd = self.num_attention_heads, self.num_key_value_heads, self.head_dim
-        p = h * nh * hd + 2 * h * nkv * hd + nh * hd * h
         if self.attention_bias:
-            p += nh * hd + 2 * nkv * hd + h
+            p += nh * hd + 2 * nkv * hd + self.hidden_size
         if self.qk_norm:
             p += 2 * hd
         if self.attention_sinks:
@@ -129,8 +125,11 @@ class ArchConfig:
 
     def expert_params(self) -> int:
         """One routed expert (gate, up, down; + biases for gpt-oss)."""
-        h, f = self.hidden_size, self.moe_intermediate_size
-        return 3 * h * f + ((2 * f + h) if self.expert_bias else 0)
+        return arith.expert_params(self.hidden_size, self.moe_intermediate_size, self.expert_bias)
+
+    def shared_expert_params(self) -> int:
+        """All shared experts of one MoE layer (plain GLUs, no biases)."""
+        return self.n_shared_experts * arith.glu_params(self.hidden_size, self.moe_intermediate_size)
 
     def router_params(self) -> int:
         e = self.n_routed_experts
@@ -138,11 +137,11 @@ class ArchConfig:
         return self.hidden_size * e + bias
 
     def ffn_params(self, layer: int, active: bool) -> int:
+        """FFN weights of one layer: the dense GLU, or router + routed (all, or the top-k when `active`) + shared."""
         if not self.is_moe_layer(layer):
-            return 3 * self.hidden_size * self.intermediate_size
+            return arith.glu_params(self.hidden_size, self.intermediate_size)
         routed = (self.top_k if active else self.n_routed_experts) * self.expert_params()
-        shared = self.n_shared_experts * 3 * self.hidden_size * self.moe_intermediate_size
-        return routed + shared + self.router_params()
+        return routed + self.shared_expert_params() + self.router_params()
 
     def layer_params(self, layer: int, active: bool = False) -> int:
         return self.attention_params() + self.ffn_params(layer, active) + 2 * self.hidden_size
@@ -205,9 +204,8 @@ class ArchConfig:
         """Weights one token multiplies in the FFN: dense MLP, or router + top-k routed + shared experts."""
         h = self.hidden_size
         if not self.is_moe_layer(layer):
-            return 3 * h * self.intermediate_size
-        f = self.moe_intermediate_size
-        return h * self.n_routed_experts + (self.top_k + self.n_shared_experts) * 3 * h * f
+            return arith.glu_params(h, self.intermediate_size)
+        return h * self.n_routed_experts + (self.top_k + self.n_shared_experts) * arith.glu_params(h, self.moe_intermediate_size)
 
     def flops_per_token(self, context: int = 0, layers: int | None = None) -> int:
         """Forward FLOPs for one token at `context` tokens of attention: 2 × active matmul weights + attention.
@@ -223,8 +221,7 @@ class ArchConfig:
 
     def experts_touched(self, tokens: int) -> float:
         """Expected distinct routed experts hit by `tokens` tokens under uniform routing: E·(1−(1−K/E)^T)."""
-        e, k = self.n_routed_experts, self.top_k
-        return e * (1 - (1 - k / e) ** tokens) if e else 0.0
+        return arith.experts_touched(self.n_routed_experts, self.top_k, tokens)
 
     def decode_bytes(self, batch: int, context: int, dtype_bytes: int, layers: int | None = None) -> float:
         """Bytes one decode step moves: weights touched (experts actually hit), KV cache read, activations."""
@@ -256,7 +253,7 @@ class ArchConfig:
 _REQUIRED = object()
 
 
-def _g(d: dict[str, Any], *keys: str, default: Any = _REQUIRED) -> Any:
+def hf_get(d: dict[str, Any], *keys: str, default: Any = _REQUIRED) -> Any:
     """The first of `keys` that `d` sets; `default` when none is set, and a KeyError naming them without one."""
     for k in keys:
         if d.get(k) is not None:
@@ -266,133 +263,58 @@ def _g(d: dict[str, Any], *keys: str, default: Any = _REQUIRED) -> Any:
     return default
 
 
-# Per model_type defaults of the transformers config classes, for keys a config.json may leave out.
-_RMS_EPS = {"llama": 1e-6, "mixtral": 1e-5, "qwen3_moe": 1e-6, "deepseek_v3": 1e-6, "kimi_k2": 1e-6, "gpt_oss": 1e-5}
-_THETA = {"mixtral": 1e6, "gpt_oss": 150000.0}
-_GPT_OSS_ROPE = {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0, "truncate": False,
-                 "original_max_position_embeddings": 4096}
-
-
-def _rope(d: dict[str, Any], mt: str) -> tuple[float, Optional[dict[str, Any]]]:
+def _rope(d: dict[str, Any], theta: float, scaling: Optional[dict[str, Any]]) -> tuple[float, Optional[dict[str, Any]]]:
     """(rope_theta, scaling dict or None) from either spelling: Hub configs carry `rope_theta` + `rope_scaling`;
-    transformers 5 writes one `rope_parameters` dict holding the theta too."""
+    transformers 5 writes one `rope_parameters` dict holding the theta too. `theta` and `scaling` are the
+    family's defaults for a config.json that leaves them out."""
     rp = d.get("rope_parameters")
     if isinstance(rp, dict) and rp and not any(isinstance(v, dict) for v in rp.values()):
-        theta = float(_g(rp, "rope_theta", default=_g(d, "rope_theta", default=_THETA.get(mt, 10000.0))))
+        theta = float(hf_get(rp, "rope_theta", default=hf_get(d, "rope_theta", default=theta)))
         scaling = {k: v for k, v in rp.items() if k != "rope_theta"}
     elif isinstance(rp, dict) and rp:
         raise ValueError("per-layer-type rope_parameters are not supported")
     else:
-        theta = float(_g(d, "rope_theta", default=_THETA.get(mt, 10000.0)))
-        scaling = dict(d["rope_scaling"]) if d.get("rope_scaling") else None
-        if scaling is None and mt == "gpt_oss":
-            scaling = dict(_GPT_OSS_ROPE)
+        theta = float(hf_get(d, "rope_theta", default=theta))
+        scaling = dict(d["rope_scaling"]) if d.get("rope_scaling") else (dict(scaling) if scaling else None)
     if scaling is not None and (scaling.get("rope_type") or scaling.get("type") or "default") == "default":
         scaling = None
     return theta, scaling
 
 
-def from_hf(d: dict[str, Any]) -> ArchConfig:
-    """Build an ArchConfig from a Hugging Face config.json mapping (model_type decides the variant keys).
+def hf_common(d: dict[str, Any], *, rms_norm_eps: float = 1e-6, rope_theta: float = 10000.0,
+              rope_scaling: Optional[dict[str, Any]] = None, head_dim: Optional[int] = None) -> dict[str, Any]:
+    """The ArchConfig fields every family reads from the same config.json keys, as keyword arguments.
 
-    Keys a config.json may omit take the defaults of the matching transformers config class.
+    A family's parser adds its own fields to these. The keyword arguments are the family's defaults (those of its
+    transformers config class) for keys a config.json may leave out; `head_dim` defaults to hidden / heads.
     """
-    mt = d["model_type"]
     h, nh = d["hidden_size"], d["num_attention_heads"]
-    theta, scaling = _rope(d, mt)
-    common: dict[str, Any] = dict(
-        model_type=mt,
+    theta, scaling = _rope(d, rope_theta, rope_scaling)
+    return dict(
+        model_type=d["model_type"],
         hidden_size=h,
         num_hidden_layers=d["num_hidden_layers"],
         num_attention_heads=nh,
-        num_key_value_heads=_g(d, "num_key_value_heads", default=nh),
-        head_dim=_g(d, "head_dim", default=64 if mt == "gpt_oss" else h // nh),
+        num_key_value_heads=hf_get(d, "num_key_value_heads", default=nh),
+        head_dim=hf_get(d, "head_dim", default=head_dim or h // nh),
         intermediate_size=d["intermediate_size"],
         vocab_size=d["vocab_size"],
-        rms_norm_eps=float(_g(d, "rms_norm_eps", default=_RMS_EPS.get(mt, 1e-6))),
+        rms_norm_eps=float(hf_get(d, "rms_norm_eps", default=rms_norm_eps)),
         tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
         rope_theta=theta,
         rope_scaling=scaling,
-        max_position_embeddings=_g(d, "max_position_embeddings", default=8192),
+        max_position_embeddings=hf_get(d, "max_position_embeddings", default=8192),
         raw=dict(d),
     )
-    if mt == "llama":
-        if d.get("mlp_bias"):
-            raise ValueError("llama with mlp_bias is not supported")
-        return ArchConfig(**common, attention_bias=bool(d.get("attention_bias", False)))
-    if mt == "mixtral":
-        return ArchConfig(
-            **common,
-            sliding_window=d.get("sliding_window"),
-            layer_types=("sliding_attention",) * d["num_hidden_layers"] if d.get("sliding_window") else None,
-            n_routed_experts=_g(d, "num_local_experts", "num_experts"),
-            top_k=d["num_experts_per_tok"],
-            moe_intermediate_size=d["intermediate_size"],
-            router="softmax",
-            norm_topk_prob=True,
-        )
-    if mt == "qwen3_moe":
-        sparse_step = d.get("decoder_sparse_step", 1)
-        if sparse_step != 1 or d.get("mlp_only_layers"):
-            raise ValueError("qwen3_moe with dense layers interleaved (decoder_sparse_step/mlp_only_layers) is not supported")
-        # transformers applies `sliding_window` to every layer, and only when use_sliding_window is set
-        window = d.get("sliding_window") if d.get("use_sliding_window") else None
-        return ArchConfig(
-            **common,
-            qk_norm=True,
-            attention_bias=bool(d.get("attention_bias", False)),
-            sliding_window=window,
-            layer_types=("sliding_attention",) * d["num_hidden_layers"] if window else None,
-            n_routed_experts=_g(d, "num_experts", "num_local_experts"),  # transformers 5 writes the latter
-            top_k=d["num_experts_per_tok"],
-            moe_intermediate_size=d["moe_intermediate_size"],
-            router="softmax",
-            norm_topk_prob=bool(d.get("norm_topk_prob", False)),
-        )
-    if mt in ("deepseek_v3", "kimi_k2"):  # Kimi-K2 is the DeepseekV3 architecture under another model_type
-        if d.get("scoring_func", "sigmoid") != "sigmoid" or d.get("topk_method", "noaux_tc") != "noaux_tc":
-            raise ValueError("deepseek_v3 routing other than scoring_func=sigmoid, topk_method=noaux_tc is not supported")
-        if d.get("moe_layer_freq", 1) != 1:
-            raise ValueError("deepseek_v3 with moe_layer_freq != 1 is not supported")
-        common["head_dim"] = _g(d, "qk_rope_head_dim", default=64)
-        return ArchConfig(
-            **common,
-            attention="mla",
-            attention_bias=bool(d.get("attention_bias", False)),
-            q_lora_rank=d.get("q_lora_rank"),
-            kv_lora_rank=_g(d, "kv_lora_rank", default=512),
-            qk_nope_head_dim=_g(d, "qk_nope_head_dim", default=128),
-            qk_rope_head_dim=_g(d, "qk_rope_head_dim", default=64),
-            v_head_dim=_g(d, "v_head_dim", default=128),
-            n_routed_experts=_g(d, "n_routed_experts", "num_local_experts"),
-            top_k=_g(d, "num_experts_per_tok", default=8),
-            moe_intermediate_size=_g(d, "moe_intermediate_size", default=2048),
-            n_shared_experts=_g(d, "n_shared_experts", default=0),
-            first_k_dense=_g(d, "first_k_dense_replace", default=3),
-            router="sigmoid_grouped",
-            norm_topk_prob=bool(d.get("norm_topk_prob", True)),
-            routed_scaling_factor=float(_g(d, "routed_scaling_factor", default=2.5)),
-            n_group=_g(d, "n_group", default=1),
-            topk_group=_g(d, "topk_group", default=1),
-        )
-    if mt == "gpt_oss":
-        lt = d.get("layer_types")
-        if lt is None or isinstance(lt, str):
-            lt = ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(d["num_hidden_layers"])]
-        return ArchConfig(
-            **common,
-            attention_bias=bool(d.get("attention_bias", True)),
-            attention_sinks=True,
-            sliding_window=_g(d, "sliding_window", default=128),
-            layer_types=tuple(lt),
-            n_routed_experts=_g(d, "num_local_experts", "num_experts"),
-            top_k=_g(d, "num_experts_per_tok", default=4),
-            moe_intermediate_size=d["intermediate_size"],
-            router="topk_softmax",
-            expert_bias=True,
-            activation="swiglu_oai",
-            swiglu_limit=float(_g(d, "swiglu_limit", default=7.0)),
-            swiglu_alpha=float(_g(d, "swiglu_alpha", default=1.702)),
-            norm_scale_fp32=True,
-        )
-    raise ValueError(f"unsupported model_type {mt!r}")
+
+
+def from_hf(d: dict[str, Any]) -> ArchConfig:
+    """Build an ArchConfig from a Hugging Face config.json mapping, with the parser of the registered family that
+    lists its `model_type` (ModelSpec.hf_model_types); ValueError for a model_type no family parses."""
+    from moebench.models import hf_parsers
+
+    mt = d["model_type"]
+    spec = hf_parsers().get(mt)
+    if spec is None:
+        raise ValueError(f"unsupported model_type {mt!r}")
+    return spec.parse_hf(d)

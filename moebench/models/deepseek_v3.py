@@ -6,6 +6,9 @@ not built."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from moebench.models.config import ArchConfig, hf_common, hf_get
 from moebench.models.spec import HFNames, ModelSpec, build_decoder
 
 DEBUG = {
@@ -40,12 +43,43 @@ DEBUG = {
     "tie_word_embeddings": False,
 }
 
+def parse_hf(d: dict[str, Any]) -> ArchConfig:
+    """deepseek_v3 and kimi_k2 (the DeepseekV3 architecture under another model_type)."""
+    if d.get("scoring_func", "sigmoid") != "sigmoid" or d.get("topk_method", "noaux_tc") != "noaux_tc":
+        raise ValueError("deepseek_v3 routing other than scoring_func=sigmoid, topk_method=noaux_tc is not supported")
+    if d.get("moe_layer_freq", 1) != 1:
+        raise ValueError("deepseek_v3 with moe_layer_freq != 1 is not supported")
+    common = hf_common(d)
+    common["head_dim"] = hf_get(d, "qk_rope_head_dim", default=64)
+    return ArchConfig(
+        **common,
+        attention="mla",
+        attention_bias=bool(d.get("attention_bias", False)),
+        q_lora_rank=d.get("q_lora_rank"),
+        kv_lora_rank=hf_get(d, "kv_lora_rank", default=512),
+        qk_nope_head_dim=hf_get(d, "qk_nope_head_dim", default=128),
+        qk_rope_head_dim=hf_get(d, "qk_rope_head_dim", default=64),
+        v_head_dim=hf_get(d, "v_head_dim", default=128),
+        n_routed_experts=hf_get(d, "n_routed_experts", "num_local_experts"),
+        top_k=hf_get(d, "num_experts_per_tok", default=8),
+        moe_intermediate_size=hf_get(d, "moe_intermediate_size", default=2048),
+        n_shared_experts=hf_get(d, "n_shared_experts", default=0),
+        first_k_dense=hf_get(d, "first_k_dense_replace", default=3),
+        router="sigmoid_grouped",
+        norm_topk_prob=bool(d.get("norm_topk_prob", True)),
+        routed_scaling_factor=float(hf_get(d, "routed_scaling_factor", default=2.5)),
+        n_group=hf_get(d, "n_group", default=1),
+        topk_group=hf_get(d, "topk_group", default=1),
+    )
+
+
 SPEC = ModelSpec(
     family="deepseek-v3",
     kind="moe",
     description="DeepSeek-V3 architecture (MLA, sigmoid grouped top-8 of 256 + 1 shared); also R1 and Kimi-K2",
     build=build_decoder,
     debug=DEBUG,
+    parse_hf=parse_hf,
     hf_model_types=("deepseek_v3", "kimi_k2"),
     hf_names=HFNames(rope_interleave_default=True),
 )

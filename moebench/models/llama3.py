@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from moebench.models.config import ArchConfig, hf_common
 from moebench.models.spec import ModelSpec, build_decoder
 
 DEBUG = {
@@ -21,11 +24,18 @@ DEBUG = {
     "tie_word_embeddings": False,
 }
 
+def parse_hf(d: dict[str, Any]) -> ArchConfig:
+    if d.get("mlp_bias"):
+        raise ValueError("llama with mlp_bias is not supported")
+    return ArchConfig(**hf_common(d), attention_bias=bool(d.get("attention_bias", False)))
+
+
 SPEC = ModelSpec(
     family="llama3",
     kind="dense",
     description="Meta Llama 3.1 dense decoder (GQA, llama3 RoPE scaling, SwiGLU)",
     build=build_decoder,
     debug=DEBUG,
+    parse_hf=parse_hf,
     hf_model_types=("llama",),
 )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from moebench.models.config import ArchConfig, hf_common, hf_get
 from moebench.models.spec import HFNames, ModelSpec, build_decoder
 
 DEBUG = {
@@ -21,12 +24,26 @@ DEBUG = {
     "tie_word_embeddings": False,
 }
 
+def parse_hf(d: dict[str, Any]) -> ArchConfig:
+    return ArchConfig(
+        **hf_common(d, rms_norm_eps=1e-5, rope_theta=1e6),
+        sliding_window=d.get("sliding_window"),
+        layer_types=("sliding_attention",) * d["num_hidden_layers"] if d.get("sliding_window") else None,
+        n_routed_experts=hf_get(d, "num_local_experts", "num_experts"),
+        top_k=d["num_experts_per_tok"],
+        moe_intermediate_size=d["intermediate_size"],
+        router="softmax",
+        norm_topk_prob=True,
+    )
+
+
 SPEC = ModelSpec(
     family="mixtral",
     kind="moe",
     description="Mistral Mixtral sparse MoE (softmax top-2 of 8, renormalised)",
     build=build_decoder,
     debug=DEBUG,
+    parse_hf=parse_hf,
     hf_model_types=("mixtral",),
     hf_names=HFNames(moe=("block_sparse_moe", "mlp"), experts=("w1", "w3", "w2")),
 )

@@ -3,6 +3,9 @@ no shared experts, every layer sparse (decoder_sparse_step 1)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from moebench.models.config import ArchConfig, hf_common, hf_get
 from moebench.models.spec import ModelSpec, build_decoder
 
 DEBUG = {
@@ -26,11 +29,32 @@ DEBUG = {
     "tie_word_embeddings": False,
 }
 
+def parse_hf(d: dict[str, Any]) -> ArchConfig:
+    sparse_step = d.get("decoder_sparse_step", 1)
+    if sparse_step != 1 or d.get("mlp_only_layers"):
+        raise ValueError("qwen3_moe with dense layers interleaved (decoder_sparse_step/mlp_only_layers) is not supported")
+    # transformers applies `sliding_window` to every layer, and only when use_sliding_window is set
+    window = d.get("sliding_window") if d.get("use_sliding_window") else None
+    return ArchConfig(
+        **hf_common(d),
+        qk_norm=True,
+        attention_bias=bool(d.get("attention_bias", False)),
+        sliding_window=window,
+        layer_types=("sliding_attention",) * d["num_hidden_layers"] if window else None,
+        n_routed_experts=hf_get(d, "num_experts", "num_local_experts"),  # transformers 5 writes the latter
+        top_k=d["num_experts_per_tok"],
+        moe_intermediate_size=d["moe_intermediate_size"],
+        router="softmax",
+        norm_topk_prob=bool(d.get("norm_topk_prob", False)),
+    )
+
+
 SPEC = ModelSpec(
     family="qwen3-moe",
     kind="moe",
     description="Alibaba Qwen3 MoE (QK-norm, softmax top-8 of 128 with norm_topk_prob)",
     build=build_decoder,
     debug=DEBUG,
+    parse_hf=parse_hf,
     hf_model_types=("qwen3_moe",),
 )

@@ -1,5 +1,6 @@
-"""A model plugin is a frozen spec: family, dense or MoE, flavors (typed configs), a builder, and how its
-Hugging Face checkpoints name the pieces (`HFNames`; the loader in checkpoint.py does the rest)."""
+"""A model plugin is a frozen spec: family, dense or MoE, flavors (typed configs), a builder, how its Hugging Face
+`config.json` maps to its config (`parse_hf`, for the `hf_model_types` it lists) and how its checkpoints name the
+pieces (`HFNames`; the loader in checkpoint.py does the rest)."""
 
 from __future__ import annotations
 
@@ -44,21 +45,31 @@ class ModelSpec:
     build: Callable[[ArchConfig], Any]  # config -> nn.Module (DecoderLM-compatible), uninitialised
     debug: dict[str, Any]  # HF-style config.json of the CPU-sized `debug` flavor
     hf_model_types: tuple[str, ...] = ()  # config.json model_type values this family loads
+    # config.json mapping of one of hf_model_types -> ArchConfig (ValueError/KeyError for what it cannot run);
+    # None: the family's configs are written in a model_type another family parses
+    parse_hf: Optional[Callable[[dict[str, Any]], ArchConfig]] = None
     hf_names: HFNames = HFNames()
     extra_flavors: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def arch(self, d: dict[str, Any]) -> ArchConfig:
+        """The ArchConfig of a config.json mapping: this family's parser for its own model_types, otherwise the
+        parser of the registered family that lists d's model_type."""
+        if self.parse_hf is not None and d.get("model_type") in self.hf_model_types:
+            return self.parse_hf(d)
+        return from_hf(d)
 
     @functools.cached_property
     def flavors(self) -> dict[str, ArchConfig]:
         """Real flavors from the catalog (one source for each number), plus `debug` and any extras."""
         from moebench.catalog import reference_models
 
-        out = {"debug": from_hf(self.debug)}
+        out = {"debug": self.arch(self.debug)}
         for name, ref in reference_models().items():
             fam, flavor = name.split(":")
             if fam == self.family:
-                out[flavor] = from_hf(ref.config)
+                out[flavor] = self.arch(ref.config)
         for name, cfg in self.extra_flavors.items():
-            out[name] = from_hf(cfg)
+            out[name] = self.arch(cfg)
         return out
 
     def config(self, flavor: str) -> ArchConfig:

@@ -70,12 +70,12 @@ def launch_local(nproc: int, args: list[str], *, wl: Any, source: str, out_dir: 
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     from moebench.models import entry_arch
-    from moebench.parallel.mesh import Layout, check_plan
+    from moebench.parallel.mesh import MeshShape, check_plan
     from moebench.results import new_run_id
 
     for entry in wl.model_entries:  # fail before starting N processes: the ranks would all say the same
         cfg = entry_arch(entry.name, entry.weights, entry.layers)[1]
-        check_plan(Layout.of(wl.parallel), cfg, entry.name, wl.scenario.batch_sizes, source)
+        check_plan(MeshShape.of(wl.parallel), cfg, entry.name, wl.scenario.batch_sizes, source)
     _quiet_agent()
     run_id = new_run_id(wl.name)
     partial = Path(out_dir) / f"{run_id}.json"

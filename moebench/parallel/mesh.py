@@ -68,7 +68,7 @@ def env_rank() -> int:
 
 
 @dataclass(frozen=True)
-class Layout:
+class MeshShape:
     """Pure rank arithmetic for a data × expert × tensor mesh (no processes needed)."""
 
     data: int
@@ -77,7 +77,7 @@ class Layout:
     attention: str = "data"  # data | tensor
 
     @classmethod
-    def of(cls, par: Any) -> "Layout":
+    def of(cls, par: Any) -> "MeshShape":
         return cls(par.data, par.expert, par.tensor, par.attention)
 
     @property
@@ -120,7 +120,7 @@ class Layout:
         return c["data"] * self.expert + c["expert"] if self.attention == "data" else c["data"]
 
 
-def check_plan(layout: Layout, cfg: Any, name: str, batch_sizes: list[int], source: str = "workload") -> None:
+def check_plan(layout: MeshShape, cfg: Any, name: str, batch_sizes: list[int], source: str = "workload") -> None:
     """One BadInput line (exit 3) when the model or the batch cannot be split as the workload asks."""
     g = layout.dense_size
     if cfg.n_routed_experts and cfg.n_routed_experts % layout.expert:
@@ -155,7 +155,7 @@ class Group:
 class ParallelContext:
     """This rank's place in the mesh and the groups it talks on. Built by `init_parallel`."""
 
-    layout: Layout
+    layout: MeshShape
     rank: int
     world_size: int
     local_rank: int
@@ -249,7 +249,7 @@ def make_context(par: Any, device: str) -> ParallelContext:
 
     n, rank = dist.get_world_size(), dist.get_rank()
     timeout = timedelta(seconds=group_timeout_s(dist.get_backend(), par.collective_timeout_s))
-    layout = Layout.of(par)
+    layout = MeshShape.of(par)
     # Every rank creates every group, in the same order (new_group is collective).
     by_dim = {dim: _subgroup(layout.groups(dim), rank, timeout) for dim in DIMS}
     dense = by_dim["tensor"] if layout.dense_size == layout.tensor else _subgroup(layout.groups("dense"), rank, timeout)

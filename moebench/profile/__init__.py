@@ -1,7 +1,8 @@
 """Where the time goes: region timers, cross-rank wait analysis, Kineto trace analysis, NVML sampling.
 
-The engine needs three names, imported lazily (so `moebench.profile.regions`, which the models import, stays
-free of the rest): `ProfileSession`, `render_summary`, `install_routing`.
+The engine needs two names, imported lazily (so `moebench.profile.regions`, which the models import, stays
+free of the rest): `ProfileSession`, `render_summary`. The routing overrides every run installs are
+moebench.routing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ _LAZY = {
     "ProfileSession": "moebench.profile.session",
     "summarize": "moebench.profile.summary",
     "render_summary": "moebench.profile.summary",
-    "install_routing": "moebench.profile.routing",
     "hta_metrics": "moebench.profile.trace",
 }
 

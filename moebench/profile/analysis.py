@@ -1,4 +1,4 @@
-"""Cross-rank wait analysis and the per-rank, per-layer, per-phase tables (shared/MEASURE.md). Pure Python: it
+"""Cross-rank wait analysis and the per-rank, per-layer, per-phase tables (docs/measure.md). Pure Python: it
 works on gathered records, so tests drive it with synthetic timelines and known clock offsets.
 
 A collective's time on rank r splits into wait = (latest arrival among its peers − r's arrival), clamped to the

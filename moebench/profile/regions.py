@@ -4,7 +4,7 @@ collective call (the regions whose time splits into wait and transfer).
 When no recorder is installed (plain runs) both return a shared no-op context, so the model code pays one
 attribute lookup per phase. A recorder (moebench.profile) installs itself with `set_recorder`.
 
-Phases: attn, router, dispatch, experts, combine, mlp, allreduce, lm_head (shared/MEASURE.md).
+Phases: attn, router, dispatch, experts, combine, mlp, allreduce, lm_head (docs/measure.md).
 """
 
 from __future__ import annotations

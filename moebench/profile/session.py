@@ -30,7 +30,7 @@ import torch
 from moebench.profile import regions
 from moebench.profile.nvml import NvmlSampler, energy_summary
 from moebench.profile.recorder import TimelineRecorder
-from moebench.profile.routing import LoadCounter, install_routing, moe_modules
+from moebench.routing import LoadCounter, install_routing, moe_modules
 from moebench.profile.summary import overhead as overhead_stats
 from moebench.profile.summary import summarize
 

@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence
 from moebench.profile.analysis import match_collectives, rank_tables
 from moebench.profile.clock import end_time_check
 from moebench.profile.recorder import Step
-from moebench.profile.routing import balancedness
+from moebench.routing import balancedness
 
 # Below this share of step time, waiting is not worth explaining.
 WAIT_NOTABLE = 0.05

@@ -1,7 +1,7 @@
 """Holistic-Trace-Analysis metrics computed by moebench itself from a Kineto (torch.profiler) JSON trace, so they
 work on CPU (gloo) traces as well as GPU (NCCL) ones.
 
-Definitions (HTA's, shared/MEASURE.md), over the span from the first to the last counted event of the rank:
+Definitions (HTA's, docs/measure.md), over the span from the first to the last counted event of the rank:
 - temporal breakdown: compute = time covered by compute work; non-compute = time covered by communication or
   memory work and not by compute; idle = time covered by nothing. The three add up to the span.
 - compute–communication overlap % = time communication and compute run together ÷ communication time.

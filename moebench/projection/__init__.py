@@ -1,7 +1,7 @@
 """Analytic projection of a workload onto hardware you do not own, calibrated by measurement.
 
-    from moebench.projection import Scenario, Assumptions, device_for, project, calibrate
-    proj = project(cfg, device_for("b200"), Scenario(1024, 256, weight_dtype="fp8"), Assumptions())
+    from moebench.projection import ServingScenario, Assumptions, device_for, project, calibrate
+    proj = project(cfg, device_for("b200"), ServingScenario(1024, 256, weight_dtype="fp8"), Assumptions())
     proj.at_interactivity(50.0)          # best tokens/s/GPU at ≥ 50 tok/s/user, with its layout
 
 Method and assumptions: docs/projection.md. No torch import anywhere in this package.
@@ -17,7 +17,7 @@ from moebench.projection.comm import CommModel
 from moebench.projection.cost import StepEstimate, step
 from moebench.projection.device import Device, device_from_hardware
 from moebench.projection.layout import Layout, layouts, memory
-from moebench.projection.scenario import Scenario
+from moebench.projection.scenario import ServingScenario
 from moebench.projection.sweep import DEFAULT_BATCHES, DEFAULT_INTERACTIVITY, Point, Projection, evaluate, project
 
 
@@ -47,6 +47,6 @@ def resolve_config(name: str):
 
 __all__ = [
     "PHASES", "Assumptions", "Calibration", "CommModel", "Device", "Efficiency", "Layout", "Point", "Projection",
-    "Scenario", "StepEstimate", "DEFAULT_BATCHES", "DEFAULT_INTERACTIVITY", "calibrate", "device_for",
+    "ServingScenario", "StepEstimate", "DEFAULT_BATCHES", "DEFAULT_INTERACTIVITY", "calibrate", "device_for",
     "device_from_hardware", "evaluate", "layouts", "memory", "project", "resolve_config", "step",
 ]

@@ -8,7 +8,7 @@ Input: a result document as `moebench run` writes it (results/README.md), taken 
 - each record's `model`, `batch_size`, `prompt_tokens`, `output_tokens`, `layers_run`, `extrapolation`, and
   `metrics.ttft_ms.median` / `metrics.tpot_ms.median`;
 - optionally `record["profile"]` = {"prefill"|"decode": {phase or "L{i}/{phase}": ms or a statistic}}: the
-  time per forward of each phase summed over the layers run (region names as in shared/MEASURE.md).
+  time per forward of each phase summed over the layers run (region names as in docs/measure.md).
 
 Without a profile: one compute efficiency (set by TTFT: prefill is compute-bound) and one memory efficiency (set
 by TPOT: decode is memory-bound), plus, for each stage, the host's time to issue one op and its time per routed
@@ -34,7 +34,7 @@ from moebench.projection.assumptions import COMM_PHASES, PHASES, STAGES, Assumpt
 from moebench.projection.cost import step
 from moebench.projection.device import Device, device_from_hardware, norm_dtype
 from moebench.projection.layout import Layout
-from moebench.projection.scenario import Scenario
+from moebench.projection.scenario import ServingScenario
 from moebench.projection.sweep import evaluate
 
 
@@ -45,7 +45,7 @@ class Sample:
     model: str
     cfg: ArchConfig
     batch: int
-    scenario: Scenario
+    scenario: ServingScenario
     ttft_ms: float
     tpot_ms: float
     phases_ms: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # stage -> phase -> ms
@@ -210,7 +210,7 @@ def _sample(rec: Any, dtype: str, resolve: Callable[[str], ArchConfig]) -> Optio
     ex = rec.get("extrapolation") or {}
     ttft /= float(ex.get("prefill_factor") or 1.0)
     tpot /= float(ex.get("decode_factor") or 1.0)
-    sc = Scenario(s, o, weight_dtype=dtype, kv_dtype=dtype, act_dtype=dtype)
+    sc = ServingScenario(s, o, weight_dtype=dtype, kv_dtype=dtype, act_dtype=dtype)
     return Sample(str(rec["model"]), cfg, b, sc, ttft, tpot, _profile(rec.get("profile")))
 
 

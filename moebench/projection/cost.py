@@ -23,13 +23,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from moebench.arith import experts_touched
 from moebench.models.config import ArchConfig
 from moebench.projection import comm
 from moebench.projection.assumptions import COMM_PHASES, PHASES, Assumptions
 from moebench.projection.device import Device
 from moebench.projection.gemm import Gemm, op_efficiency
 from moebench.projection.layout import Layout, kv_shard, stage_layers
-from moebench.projection.scenario import Scenario
+from moebench.projection.scenario import ServingScenario
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def _expert_gemms(h: int, f: int, tokens: int, p: float, experts: int, tp: int) 
     return (Gemm(2 * f_tp, h, tokens=tokens, p=p, count=experts), Gemm(h, f_tp, tokens=tokens, p=p, count=experts))
 
 
-def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Scenario, a: Assumptions,
+def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: ServingScenario, a: Assumptions,
               stage: str, batch: int) -> list[Op]:
     """The ops of one layer for `batch` sequences (decode: 1 new token each; prefill: the whole prompt)."""
     h, tp, n = cfg.hidden_size, lay.attn_tp, lay.n_gpus
@@ -172,7 +173,7 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Scenari
         ops.append(Op("allreduce", comm_ms=comm.all_reduce_ms(t_g * h * ab, tp, dev, a.comm)))
 
     if not cfg.is_moe_layer(layer):
-        p = 3 * h * cfg.intermediate_size
+        p = cfg.ffn_params(layer, active=False)
         ops.append(Op("mlp", 2 * p * t_g / tp, p * wf / tp + t_g * (2 * h + 3 * cfg.intermediate_size / tp) * ab, sc.ffn_dtype,
                       gemms=_glu_gemms(h, cfg.intermediate_size, t_g, tp)))
         if tp > 1:
@@ -185,7 +186,7 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Scenari
     touched = cfg.experts_touched(t_all) / e  # share of experts that at least one token picks this step
     if lay.ep > 1:
         # Each token goes once to every EP rank holding one of its k experts: ep·(1 − (1 − 1/ep)^k) ranks.
-        ranks = lay.ep * (1 - (1 - 1 / lay.ep) ** k)
+        ranks = experts_touched(lay.ep, 1, k)
         disp_bytes = 1.0 if sc.weight_dtype in ("fp8", "fp4") and dev.compute_dtype("fp8") == "fp8" else ab
         sent = t_all / n * ranks * h
         ops.append(Op("dispatch", comm_ms=comm.all_to_all_ms(sent * disp_bytes, lay.ep, dev, a.comm)))
@@ -200,7 +201,7 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Scenari
         ops.append(Op("experts", 2 * rows * p_exp / n, e * touched * p_exp * wf / n + rows * (2 * h + 3 * f / n) * ab,
                       sc.ffn_dtype, expert_runs=e * touched, gemms=_expert_gemms(h, f, t_all, k / e, e, n)))
     if cfg.n_shared_experts:
-        p_sh = cfg.n_shared_experts * 3 * h * f
+        p_sh = cfg.shared_expert_params()
         ops.append(Op("experts", 2 * p_sh * t_g / tp, p_sh * wf / tp + t_g * 2 * h * ab, sc.ffn_dtype,
                       gemms=_glu_gemms(h, cfg.n_shared_experts * f, t_g, tp)))
     if lay.ep == 1 and n > 1:
@@ -210,7 +211,7 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Scenari
     return ops
 
 
-def lm_head_op(cfg: ArchConfig, lay: Layout, sc: Scenario, batch: int, per_seq: int = 1) -> Op:
+def lm_head_op(cfg: ArchConfig, lay: Layout, sc: ServingScenario, batch: int, per_seq: int = 1) -> Op:
     rows = math.ceil(batch / lay.dp) * per_seq  # logit rows per sequence: prefill's last position, decode's drafts + 1
     p = cfg.lm_head_params() or cfg.embedding_params()
     vocab_rows = rows * cfg.vocab_size / lay.attn_tp
@@ -226,7 +227,8 @@ def _layer_groups(cfg: ArchConfig) -> Iterable[tuple[int, int]]:
     return [(ls[0], len(ls)) for ls in groups.values()]
 
 
-def step(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumptions, stage: str, batch: int) -> StepEstimate:
+def step(cfg: ArchConfig, lay: Layout, dev: Device, sc: ServingScenario, a: Assumptions, stage: str,
+         batch: int) -> StepEstimate:
     """One forward of `batch` sequences: a prefill of the whole prompt, or one decode step at the mean context."""
     if lay.pp > 1:
         return _pipelined(cfg, lay, dev, sc, a, stage, batch)
@@ -266,7 +268,7 @@ def _stage_cfg(cfg: ArchConfig, layers: range) -> ArchConfig:
         layer_types=cfg.layer_types[layers.start:layers.stop] if cfg.layer_types else None)
 
 
-def _pipelined(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumptions, stage: str,
+def _pipelined(cfg: ArchConfig, lay: Layout, dev: Device, sc: ServingScenario, a: Assumptions, stage: str,
                batch: int) -> StepEstimate:
     """`pp` stages, the batch in m = min(B, pp) micro-batches of ⌈B/m⌉ sequences so that every stage has work.
 

@@ -11,14 +11,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
+from moebench.arith import BYTES_PER_ELEM, dtype_key
 from moebench.errors import BadInput
 
-# Bytes stored per weight. fp4 is NVFP4: 4-bit values plus one fp8 scale per 16 (0.5 + 1/16); fp8 block scales
-# (one fp32 per 128×128 tile) are under 0.03 % and left out.
-BYTES_PER_ELEM = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5625}
 WEIGHT_DTYPES = ("bf16", "fp8", "fp4")  # what `--dtype` offers; fp32/fp16 appear only in calibration sources
-_ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "float8": "fp8", "fp8_e4m3": "fp8",
-            "nvfp4": "fp4", "mxfp4": "fp4"}
 # Weight-only quantization falls back along this order when the tensor cores lack the weight's format
 # (e.g. fp4 weights on H100 run as W4A8 / W4A16).
 _COMPUTE_FALLBACK = {"fp4": ("fp4", "fp8", "bf16"), "fp8": ("fp8", "bf16"), "bf16": ("bf16",), "fp16": ("fp16", "bf16"),
@@ -26,8 +22,8 @@ _COMPUTE_FALLBACK = {"fp4": ("fp4", "fp8", "bf16"), "fp8": ("fp8", "bf16"), "bf1
 
 
 def norm_dtype(name: str) -> str:
-    d = _ALIASES.get(name.lower(), name.lower())
-    if d not in BYTES_PER_ELEM:
+    d = dtype_key(name)
+    if d is None:
         raise BadInput(f"unknown dtype {name!r}; choose one of {', '.join(BYTES_PER_ELEM)}")
     return d
 

@@ -21,7 +21,7 @@ from moebench.projection.assumptions import Assumptions
 from moebench.projection.cost import StepEstimate, step
 from moebench.projection.device import Device
 from moebench.projection.layout import Layout, kv_bytes_per_seq
-from moebench.projection.scenario import Scenario
+from moebench.projection.scenario import ServingScenario
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class Pools:
                 "output_tokens_per_s_per_gpu": self.per_gpu("output")}
 
 
-def pools(cfg: ArchConfig, dev: Device, sc: Scenario, a: Assumptions, *, prefill_layout: Layout,
+def pools(cfg: ArchConfig, dev: Device, sc: ServingScenario, a: Assumptions, *, prefill_layout: Layout,
           decode_layout: Layout, decode_batch: int, prefill_batch: int = 1, prefill_instances: int = 1,
           decode_instances: int = 1) -> Pools:
     """Both pools under `a` (decode steps carry no prefill: served statically)."""
@@ -91,7 +91,7 @@ def pools(cfg: ArchConfig, dev: Device, sc: Scenario, a: Assumptions, *, prefill
     pre = step(cfg, prefill_layout, dev, sc, a, "prefill", prefill_batch)
     dec = step(cfg, decode_layout, dev, sc, a, "decode", decode_batch)
     # every decode GPU of the sequence's attention group receives its share of the prompt's KV cache
-    prompt_only = Scenario(sc.prompt_tokens, 2, weight_dtype=sc.weight_dtype, kv_dtype=sc.kv_dtype)
+    prompt_only = ServingScenario(sc.prompt_tokens, 2, weight_dtype=sc.weight_dtype, kv_dtype=sc.kv_dtype)
     kv = kv_bytes_per_seq(cfg, decode_layout, prompt_only)
     cross = prefill_layout.n_gpus + decode_layout.n_gpus > max(dev.domain_size, 1)
     return Pools(prefill_layout, prefill_instances, prefill_batch, decode_layout, decode_instances, decode_batch,
@@ -99,7 +99,7 @@ def pools(cfg: ArchConfig, dev: Device, sc: Scenario, a: Assumptions, *, prefill
                  sc.output_tokens)
 
 
-def balanced(cfg: ArchConfig, dev: Device, sc: Scenario, a: Assumptions, *, prefill_layout: Layout,
+def balanced(cfg: ArchConfig, dev: Device, sc: ServingScenario, a: Assumptions, *, prefill_layout: Layout,
              decode_layout: Layout, decode_batch: int, decode_instances: int = 1, prefill_batch: int = 1) -> Pools:
     """The fewest prefill instances that keep `decode_instances` decode instances busy."""
     one = pools(cfg, dev, sc, a, prefill_layout=prefill_layout, decode_layout=decode_layout,

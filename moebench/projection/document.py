@@ -73,7 +73,7 @@ def projection_document(
     if spec_tokens and not 0.0 <= spec_accept <= 1.0:
         raise BadInput(f"--spec-accept: {spec_accept} is not a probability")
     from moebench.catalog import get_hardware
-    from moebench.projection import Assumptions, Scenario, calibrate, device_from_hardware, project, resolve_config
+    from moebench.projection import Assumptions, ServingScenario, calibrate, device_from_hardware, project, resolve_config
     from moebench.projection import presets as presets_
     from moebench.projection.layout import parse_layout
     from moebench.projection.load import under_load
@@ -82,7 +82,7 @@ def projection_document(
     if fixed is not None and gpus is not None and fixed.n_gpus != gpus:
         raise BadInput(f"--gpus {gpus} and --layout {layout} ({fixed.n_gpus} GPUs) disagree")
     cfg = resolve_config(model)
-    sc = Scenario(prompt, output, weight_dtype=dtype, kv_dtype=kv_dtype)
+    sc = ServingScenario(prompt, output, weight_dtype=dtype, kv_dtype=kv_dtype)
     base = Assumptions(comm_overlap=overlap, serving=serving, mem_util=mem_util,  # type: ignore[arg-type]
                        spec_tokens=spec_tokens, spec_accept=spec_accept)
     if expert_load_path is not None:

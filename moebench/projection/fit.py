@@ -20,7 +20,7 @@ from moebench.projection.device import Device
 from moebench.projection.layout import Layout
 from moebench.projection.load import LoadPoint, at_concurrency, at_rate, offline
 from moebench.projection.presets import HeldOut, Presets, band_of
-from moebench.projection.scenario import Scenario
+from moebench.projection.scenario import ServingScenario
 from moebench.projection.cost import step
 from moebench.projection.sweep import evaluate
 
@@ -77,7 +77,7 @@ def base_assumptions(m: Measurement) -> Assumptions:
 def predict(m: Measurement, cfg: ArchConfig, presets: Presets) -> Optional[float]:
     """The projected value of `m.metric` under `m`'s conditions; None where the deployment does not fit."""
     a = presets.assumptions(m.device, m.engine, base_assumptions(m))
-    sc = Scenario(m.prompt, m.output, weight_dtype=m.weight_dtype, kv_dtype=m.kv_dtype)
+    sc = ServingScenario(m.prompt, m.output, weight_dtype=m.weight_dtype, kv_dtype=m.kv_dtype)
     lay = m.layout
     lp: Optional[LoadPoint]
     if m.load == "concurrency":
@@ -110,7 +110,7 @@ def predict(m: Measurement, cfg: ArchConfig, presets: Presets) -> Optional[float
     return _metric(m.metric, lp.point, lp, sc)
 
 
-def _metric(metric: str, p, lp: Optional[LoadPoint], sc: Scenario) -> Optional[float]:
+def _metric(metric: str, p, lp: Optional[LoadPoint], sc: ServingScenario) -> Optional[float]:
     if metric == "request_latency_s":
         return (p.ttft_ms + (sc.output_tokens - 1) * p.tpot_ms) / 1e3
     if metric == "tpot_ms":

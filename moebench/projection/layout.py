@@ -20,7 +20,7 @@ from typing import Any, Iterator
 from moebench.errors import BadInput
 from moebench.models.config import ArchConfig
 from moebench.projection.device import Device
-from moebench.projection.scenario import Scenario
+from moebench.projection.scenario import ServingScenario
 
 
 def gpus_text(n: int) -> str:
@@ -95,7 +95,7 @@ def _busiest_stage(cfg: ArchConfig, pp: int, per_layer) -> float:
     return max(sum(per_layer(i) for i in layers) for layers in stage_layers(cfg, pp))
 
 
-def weight_bytes_per_gpu(cfg: ArchConfig, lay: Layout, sc: Scenario) -> float:
+def weight_bytes_per_gpu(cfg: ArchConfig, lay: Layout, sc: ServingScenario) -> float:
     """Bytes of weights on the busiest GPU (uneven expert splits count the GPU with ⌈E/ep⌉ experts; with
     pipeline stages, the stage with the most, charged the embedding and the LM head both)."""
     h, tp = cfg.hidden_size, lay.attn_tp
@@ -106,17 +106,17 @@ def weight_bytes_per_gpu(cfg: ArchConfig, lay: Layout, sc: Scenario) -> float:
         if cfg.is_moe_layer(i):
             local_experts = math.ceil(cfg.n_routed_experts / lay.ep)
             b += local_experts * cfg.expert_params() * wf / lay.expert_tp
-            b += cfg.n_shared_experts * 3 * h * cfg.moe_intermediate_size * wf / tp
+            b += cfg.shared_expert_params() * wf / tp
             b += cfg.router_params() * we  # replicated: every rank routes its own tokens
         else:
-            b += 3 * h * cfg.intermediate_size * wf / tp
+            b += cfg.ffn_params(i, active=False) * wf / tp
         return b
 
     vocab = (cfg.embedding_params() + cfg.lm_head_params()) * we / tp + h * we  # vocab-parallel
     return _busiest_stage(cfg, lay.pp, layer) + vocab
 
 
-def kv_bytes_per_seq(cfg: ArchConfig, lay: Layout, sc: Scenario) -> float:
+def kv_bytes_per_seq(cfg: ArchConfig, lay: Layout, sc: ServingScenario) -> float:
     """KV-cache bytes one sequence of prompt + output tokens keeps on each GPU of its attention group (of the
     busiest pipeline stage)."""
     seq = sc.prompt_tokens + sc.output_tokens
@@ -140,7 +140,7 @@ class Memory:
                 "usable_gb_per_gpu": None if self.capacity_bytes is None else self.capacity_bytes / gb, "fits": self.fits}
 
 
-def memory(cfg: ArchConfig, lay: Layout, sc: Scenario, dev: Device, batch: int, mem_util: float) -> Memory:
+def memory(cfg: ArchConfig, lay: Layout, sc: ServingScenario, dev: Device, batch: int, mem_util: float) -> Memory:
     seqs = math.ceil(batch / lay.dp)  # the busiest attention group
     cap = None if dev.hbm_capacity_bytes is None else dev.hbm_capacity_bytes * mem_util
     return Memory(weight_bytes_per_gpu(cfg, lay, sc), seqs * kv_bytes_per_seq(cfg, lay, sc), cap)

@@ -20,7 +20,7 @@ from moebench.models.config import ArchConfig
 from moebench.projection.assumptions import Assumptions
 from moebench.projection.device import Device
 from moebench.projection.layout import Layout, kv_bytes_per_seq, memory
-from moebench.projection.scenario import Scenario
+from moebench.projection.scenario import ServingScenario
 from moebench.projection.sweep import Point, Projection, evaluate
 
 LoadKind = Literal["concurrency", "rate", "offline"]
@@ -54,7 +54,7 @@ class LoadPoint:
                 "overloaded": self.overloaded}
 
 
-def kv_capacity(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumptions) -> int:
+def kv_capacity(cfg: ArchConfig, lay: Layout, dev: Device, sc: ServingScenario, a: Assumptions) -> int:
     """Most sequences of prompt + output tokens the instance holds at once (0: the weights alone do not fit)."""
     mem = memory(cfg, lay, sc, dev, lay.dp, a.mem_util)
     if mem.capacity_bytes is None:
@@ -63,12 +63,12 @@ def kv_capacity(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assu
     return min(_UNBOUNDED, max(0, per_group) * lay.dp)
 
 
-def service_ms(p: Point, sc: Scenario) -> float:
+def service_ms(p: Point, sc: ServingScenario) -> float:
     """A request's time in service: its first token, then O − 1 more."""
     return p.ttft_ms + (sc.output_tokens - 1) * p.tpot_ms
 
 
-def at_concurrency(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumptions,
+def at_concurrency(cfg: ArchConfig, lay: Layout, dev: Device, sc: ServingScenario, a: Assumptions,
                    concurrency: int) -> Optional[LoadPoint]:
     """Closed loop of `concurrency` clients; None when not even one sequence fits."""
     cap = kv_capacity(cfg, lay, dev, sc, a)
@@ -79,7 +79,7 @@ def at_concurrency(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: A
     return LoadPoint("concurrency", concurrency, p, cap, service_ms(p, sc) * (concurrency / b - 1))
 
 
-def at_rate(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumptions,
+def at_rate(cfg: ArchConfig, lay: Layout, dev: Device, sc: ServingScenario, a: Assumptions,
             requests_per_s: float) -> Optional[LoadPoint]:
     """Open loop at `requests_per_s`: the concurrency where arrivals and completions balance; overloaded (queue
     unbounded) when even the full KV capacity completes fewer requests per second. None when nothing fits."""
@@ -103,7 +103,7 @@ def at_rate(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumpti
     return LoadPoint("rate", requests_per_s, evaluate(cfg, lay, dev, sc, a, lo), cap, 0.0)
 
 
-def offline(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumptions) -> Optional[LoadPoint]:
+def offline(cfg: ArchConfig, lay: Layout, dev: Device, sc: ServingScenario, a: Assumptions) -> Optional[LoadPoint]:
     """Every request available at once: the batch up to the KV capacity with the most tokens/s. Throughput rises
     with the batch (weights are read once per step for more sequences) until the KV cache is full; the two
     halvings below it are also tried, for GEMM tile quantization and per-sequence overheads."""
@@ -115,7 +115,7 @@ def offline(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumpti
     return LoadPoint("offline", None, best, cap, 0.0)
 
 
-def under_load(cfg: ArchConfig, dev: Device, sc: Scenario, a: Assumptions, proj: Projection, *,
+def under_load(cfg: ArchConfig, dev: Device, sc: ServingScenario, a: Assumptions, proj: Projection, *,
                batches: Iterable[int] = (), rates: Iterable[float] = (), offline_max: bool = False) -> list[LoadPoint]:
     """The loads a report shows for the instance `proj` settles on (its fewest GPUs): each concurrency in
     `batches` its KV cache cannot hold at once (queued), each request rate, and the offline maximum. Each on the

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from moebench.errors import BadInput
-from moebench.projection.device import BYTES_PER_ELEM, norm_dtype
+from moebench.arith import dtype_bytes
+from moebench.projection.device import norm_dtype
 
 
 @dataclass(frozen=True)
-class Scenario:
+class ServingScenario:
     prompt_tokens: int
     output_tokens: int
     weight_dtype: str = "bf16"  # bf16 | fp8 | fp4 (fp32/fp16 for calibration sources)
@@ -40,15 +41,15 @@ class Scenario:
         return "fp32" if self.weight_dtype == "fp32" else "bf16"
 
     def bytes_of(self, dtype: str) -> float:
-        return BYTES_PER_ELEM[dtype]
+        return float(dtype_bytes(dtype))
 
     @property
     def act_bytes(self) -> float:
-        return BYTES_PER_ELEM[self.act_dtype]
+        return self.bytes_of(self.act_dtype)
 
     @property
     def kv_bytes(self) -> float:
-        return BYTES_PER_ELEM[self.kv_dtype]
+        return self.bytes_of(self.kv_dtype)
 
     @property
     def decode_context(self) -> float:

@@ -22,7 +22,7 @@ from moebench.projection.assumptions import Assumptions
 from moebench.projection.cost import StepEstimate, step
 from moebench.projection.device import Device
 from moebench.projection.layout import PIPELINE_STAGES, Layout, Memory, gpus_text, instance_layouts, layouts, memory
-from moebench.projection.scenario import Scenario
+from moebench.projection.scenario import ServingScenario
 
 DEFAULT_BATCHES = tuple(2**k for k in range(16))  # 1 … 32768 sequences per instance
 DEFAULT_INTERACTIVITY = (10.0, 20.0, 50.0, 100.0)  # tokens/s/user
@@ -64,7 +64,7 @@ class Point:
         return cost
 
 
-def evaluate(cfg: ArchConfig, lay: Layout, dev: Device, sc: Scenario, a: Assumptions, batch: int) -> Point:
+def evaluate(cfg: ArchConfig, lay: Layout, dev: Device, sc: ServingScenario, a: Assumptions, batch: int) -> Point:
     pre = step(cfg, lay, dev, sc, a, "prefill", batch)
     dec = step(cfg, lay, dev, sc, a, "decode", batch)
     o = sc.output_tokens
@@ -121,7 +121,7 @@ class Projection:
         return min((p.layout.n_gpus for p in self.points), default=None)
 
 
-def project(cfg: ArchConfig, dev: Device, sc: Scenario, a: Assumptions, *,
+def project(cfg: ArchConfig, dev: Device, sc: ServingScenario, a: Assumptions, *,
             batches: Iterable[int] = DEFAULT_BATCHES, max_gpus: int = 128,
             only: Optional[Iterable[Layout]] = None, gpus: Optional[int] = None) -> Projection:
     """Evaluate every layout (or `only` these, or those of exactly `gpus` GPUs) × batch whose weights + KV fit;

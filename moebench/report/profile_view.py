@@ -77,7 +77,7 @@ def breakdowns(doc: dict[str, Any]) -> list[dict[str, Any]]:
     for base, section in _sections(doc):
         for ctx, d in _walk(section, base):
             if "layers" in d and "layer" not in ctx and _num(d.get("idle_ms")) is not None:
-                # idle is step time no region covers (shared/MEASURE.md), so it belongs to a rank, not to a layer:
+                # idle is step time no region covers (docs/measure.md), so it belongs to a rank, not to a layer:
                 # the profiler writes it per rank × stage, and the plot gives it a bar of its own after the layers
                 ident = (_title(ctx), ctx.get("rank", 0), "idle")
                 if ident not in seen:

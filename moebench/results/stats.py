@@ -20,7 +20,7 @@ def percentile(xs: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-# What every statistic reports besides n (shared/MEASURE.md): the median, p20–p80 as its spread, p90 and p99 as
+# What every statistic reports besides n (docs/measure.md): the median, p20–p80 as its spread, p90 and p99 as
 # the tail. Files written before p90/p99 existed lack them; readers treat them as optional.
 PERCENTILES: dict[str, float] = {"median": 50, "p20": 20, "p80": 80, "p90": 90, "p99": 99}
 

@@ -64,6 +64,71 @@ def test_fake_third_party_plugin_runs(cli, tmp_path):
     assert 0 < rec["params"]["active_ratio"] < 1
 
 
+NEW_MODEL_TYPE_PLUGIN = '''
+from moebench.models.config import ArchConfig, hf_common
+from moebench.models.spec import ModelSpec, build_decoder
+
+
+def parse_hf(d):
+    """Qwen3's QK-normed attention over a dense Llama MLP, under a model_type no built-in family parses."""
+    return ArchConfig(**hf_common(d, rms_norm_eps=1e-5), qk_norm=True)
+
+
+SPEC = ModelSpec(
+    family="toy-qk",
+    kind="dense",
+    description="a third-party family with its own config.json model_type",
+    build=build_decoder,
+    debug={"model_type": "toy_qk", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+           "num_key_value_heads": 2, "head_dim": 16, "intermediate_size": 96, "vocab_size": 256},
+    hf_model_types=("toy_qk",),
+    parse_hf=parse_hf,
+)
+'''
+
+
+def toy_qk_checkpoint(path, cfg: dict) -> None:
+    """A Hugging Face checkpoint directory (config.json + model.safetensors, random weights) of `cfg`."""
+    import torch
+    from safetensors.torch import save_file
+
+    d, f, v, hd = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["head_dim"]
+    q, kv = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
+    shapes = {"model.embed_tokens.weight": (v, d), "model.norm.weight": (d,), "lm_head.weight": (v, d)}
+    for i in range(cfg["num_hidden_layers"]):
+        b = f"model.layers.{i}"
+        shapes |= {f"{b}.input_layernorm.weight": (d,), f"{b}.post_attention_layernorm.weight": (d,),
+                   f"{b}.self_attn.q_proj.weight": (q, d), f"{b}.self_attn.k_proj.weight": (kv, d),
+                   f"{b}.self_attn.v_proj.weight": (kv, d), f"{b}.self_attn.o_proj.weight": (d, q),
+                   f"{b}.self_attn.q_norm.weight": (hd,), f"{b}.self_attn.k_norm.weight": (hd,),
+                   f"{b}.mlp.gate_proj.weight": (f, d), f"{b}.mlp.up_proj.weight": (f, d),
+                   f"{b}.mlp.down_proj.weight": (d, f)}
+    g = torch.Generator().manual_seed(0)
+    path.mkdir()
+    save_file({k: torch.randn(s, generator=g) * 0.1 for k, s in shapes.items()}, path / "model.safetensors",
+              metadata={"format": "pt"})
+    (path / "config.json").write_text(json.dumps(cfg))
+
+
+def test_plugin_adds_a_model_type_that_runs_from_a_checkpoint(cli, tmp_path):
+    env = install(tmp_path / "site", "toy_qk_plugin", NEW_MODEL_TYPE_PLUGIN, "[moebench.models]\ntoy-qk = toy_qk_plugin:SPEC\n")
+    cfg = {"model_type": "toy_qk", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+           "num_key_value_heads": 2, "head_dim": 16, "intermediate_size": 96, "vocab_size": 256}
+    toy_qk_checkpoint(tmp_path / "ck", cfg)
+    wl = workload(tmp_path, json.dumps({"name": "toy-qk:debug", "weights": str(tmp_path / "ck")}))
+    # without the plugin no family parses the model_type
+    assert_one_line_error(cli("run", str(wl), "--out", str(tmp_path / "o0")), 3, "model_type 'toy_qk' is not supported")
+    proc = cli("run", str(wl), "--json", "--out", str(tmp_path / "o"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout)["records"][0]
+    assert rec["model"] == "toy-qk:debug" and rec["kind"] == "dense"
+    # the plugin's parser read the checkpoint: QK-norm weights (2 × head_dim per layer) are counted
+    attn = 64 * 64 + 2 * 64 * 32 + 64 * 64 + 2 * 16
+    layer = attn + 3 * 64 * 96 + 2 * 64
+    assert rec["params"]["total"] == 256 * 64 + 2 * layer + 64 + 256 * 64
+    assert list((tmp_path / "o").glob("*.json")), "the record is written under --out"
+
+
 KERNEL_PLUGIN = """
 import dataclasses
 import os

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from moebench.catalog import reference_models
 from moebench.models import resolve_name
-from moebench.models.config import DTYPE_BYTES
+from moebench.arith import dtype_bytes
 from moebench.models.memory import required_bytes
 from moebench.workload import load_workload
 
@@ -29,7 +29,7 @@ def test_each_model_fits_a_24gb_machine_at_real_width():
     for m in wl.model_entries:
         cfg = resolve_name(m.name)[1].with_layers(m.layers)
         need = required_bytes(cfg, batch=max(s.batch_sizes), max_seq=s.prompt_tokens + s.output_tokens,
-                              dtype_bytes=DTYPE_BYTES[wl.dtype])
+                              dtype_bytes=dtype_bytes(wl.dtype))
         assert need < 21e9, (m.name, need)  # 24 GB minus what the OS and other processes hold
         bigger = resolve_name(m.name)[1].with_layers(m.layers + 1)
         assert required_bytes(bigger, batch=1, max_seq=36, dtype_bytes=2) > 21e9  # the most layers that fit

@@ -62,3 +62,16 @@ def test_family_structure_follows_the_config():
     assert oss.layers[0].attn.sinks is not None and oss.layers[0].ffn.b13_E2F is not None
     qwen = M.load("qwen3-moe:debug")
     assert qwen.layers[0].attn.q_norm is not None and qwen.layers[0].ffn.shared is None
+
+
+def test_each_family_parses_its_own_model_types():
+    from moebench.models.config import from_hf
+
+    parsers = M.hf_parsers()
+    assert set(parsers) == {"llama", "mixtral", "qwen3_moe", "deepseek_v3", "kimi_k2", "gpt_oss"}
+    for mt, spec in parsers.items():
+        assert mt in spec.hf_model_types and spec.parse_hf is not None
+    cfg = M.registry().load("mixtral").debug
+    assert from_hf(cfg) == parsers["mixtral"].parse_hf(cfg)
+    with pytest.raises(ValueError, match="unsupported model_type 'bert'"):
+        from_hf({**cfg, "model_type": "bert"})

@@ -8,8 +8,8 @@ from moebench.engine.generate import GenerationSamples
 from moebench.engine.records import Peaks, build_record
 from moebench.engine.runner import resolve_pricing
 from moebench.parallel.expert import chunk_bounds
-from moebench.parallel.gather import merge_samples
-from moebench.parallel.mesh import Layout
+from moebench.engine.gather import merge_samples
+from moebench.parallel.mesh import MeshShape
 from moebench.workload import Workload
 
 
@@ -60,7 +60,7 @@ def test_merge_takes_the_slowest_rank_per_repeat_and_step():
 
 
 def test_layout_groups_and_batch_slices():
-    lay = Layout(data=2, expert=2, tensor=2)  # rank = (d·2 + e)·2 + t
+    lay = MeshShape(data=2, expert=2, tensor=2)  # rank = (d·2 + e)·2 + t
     assert lay.coords(5) == {"data": 1, "expert": 0, "tensor": 1}
     assert lay.groups("tensor") == [[0, 1], [2, 3], [4, 5], [6, 7]]
     assert lay.groups("expert") == [[0, 2], [1, 3], [4, 6], [5, 7]]
@@ -68,7 +68,7 @@ def test_layout_groups_and_batch_slices():
     assert lay.groups("dense") == lay.groups("tensor")
     # attention data-parallel over data × expert: 4 batch slices, TP peers share one
     assert lay.batch_slices == 4 and [lay.batch_slice(r) for r in range(8)] == [0, 0, 1, 1, 2, 2, 3, 3]
-    tp_attn = Layout(data=2, expert=2, tensor=2, attention="tensor")
+    tp_attn = MeshShape(data=2, expert=2, tensor=2, attention="tensor")
     assert tp_attn.groups("dense") == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert tp_attn.batch_slices == 2 and [tp_attn.batch_slice(r) for r in range(8)] == [0] * 4 + [1] * 4
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from moebench.projection import Assumptions, Layout, Scenario, device_for, evaluate, resolve_config, step
+from moebench.projection import Assumptions, Layout, ServingScenario, device_for, evaluate, resolve_config, step
 from moebench.projection.device import Device
 
 IX = "SemiAnalysisAI/InferenceX-app@{}:packages/app/content/blog/{}"
@@ -93,7 +93,7 @@ def project_anchor(an: Anchor, base: Assumptions = Assumptions()) -> dict[str, O
     """The projection under the anchor's conditions (with `base`'s assumptions): {metric: projected}."""
     cfg, dev = resolve_config(an.model), _device(an.hardware)
     lay = Layout(*an.layout)
-    sc = Scenario(an.prompt, an.output, weight_dtype=an.dtype)
+    sc = ServingScenario(an.prompt, an.output, weight_dtype=an.dtype)
     out: dict[str, Optional[float]] = {}
     if an.batch is not None:
         p = evaluate(cfg, lay, dev, sc, base.replace(serving="continuous"), an.batch)

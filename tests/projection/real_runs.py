@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from moebench.projection import Assumptions, Layout, Scenario, calibrate, device_for, evaluate, resolve_config
+from moebench.projection import Assumptions, Layout, ServingScenario, calibrate, device_for, evaluate, resolve_config
 
 DATA = Path(__file__).parent / "data"
 H200_ENGINE = Path(__file__).parents[2] / "benchmarks" / "results" / "h200-engine-gpu-dense-vs-moe-partial.json"
@@ -20,7 +20,7 @@ def measured_vs_projected(rec, dev, a) -> tuple[float, float, float]:
     ttft = rec["metrics"]["ttft_ms"]["median"] / ex["prefill_factor"]
     tpot = rec["metrics"]["tpot_ms"]["median"] / ex["decode_factor"]
     b, s, o = rec["batch_size"], rec["prompt_tokens"], rec["output_tokens"]
-    p = evaluate(cfg, Layout(1, 1, 1), dev, Scenario(s, o), a, b)
+    p = evaluate(cfg, Layout(1, 1, 1), dev, ServingScenario(s, o), a, b)
     rate = b * (s + o) / ((ttft + (o - 1) * tpot) / 1e3)
     return p.ttft_ms / ttft - 1, p.tpot_ms / tpot - 1, p.rates["total"] / rate - 1
 

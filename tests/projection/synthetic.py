@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from typing import Any, Optional
 
-from moebench.projection import Assumptions, Efficiency, Layout, Scenario, step
+from moebench.projection import Assumptions, Efficiency, Layout, ServingScenario, step
 from moebench.projection.device import Device
 
 
@@ -29,7 +29,7 @@ def synthetic_result(
     """A result document shaped like results/README.md whose TTFT/TPOT come from `truth` (static serving)."""
     rng = random.Random(seed)
     lay = layout or Layout(1, 1, 1)
-    sc = Scenario(prompt, output, weight_dtype=dtype, kv_dtype=dtype, act_dtype=dtype)
+    sc = ServingScenario(prompt, output, weight_dtype=dtype, kv_dtype=dtype, act_dtype=dtype)
     truth = truth.replace(serving="static")
     records = []
     for b in batches:

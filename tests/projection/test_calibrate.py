@@ -8,7 +8,7 @@ import pytest
 
 from moebench.catalog import get_hardware
 from moebench.errors import BadInput
-from moebench.projection import Assumptions, Efficiency, Layout, Scenario, calibrate, device_for, evaluate
+from moebench.projection import Assumptions, Efficiency, Layout, ServingScenario, calibrate, device_for, evaluate
 from moebench.projection.device import device_from_hardware
 from tests.projection.real_runs import DATA, H200_ENGINE, errors as _errors
 from tests.projection.synthetic import TRUTH, synthetic_result
@@ -20,7 +20,7 @@ def _reproduces(doc, calib, cfg, dev, lay, within=0.10):
     a = calib.assumptions(Assumptions(serving="static"), dev.id)
     for rec in doc["records"]:
         d = _dtype(doc)
-        sc = Scenario(rec["prompt_tokens"], rec["output_tokens"], weight_dtype=d, kv_dtype=d, act_dtype=d)
+        sc = ServingScenario(rec["prompt_tokens"], rec["output_tokens"], weight_dtype=d, kv_dtype=d, act_dtype=d)
         p = evaluate(cfg, lay, dev, sc, a, rec["batch_size"])
         for name, got in (("ttft_ms", p.ttft_ms), ("tpot_ms", p.tpot_ms)):
             want = rec["metrics"][name]["median"]
@@ -147,7 +147,7 @@ def test_projected_rows_name_their_calibration_source(cfgs):
     dev = device_for("h100_sxm")
     doc = synthetic_result("mixtral:8x7b", cfg, dev, TRUTH, hardware={"id": "h100_sxm"})
     calib = calibrate(doc, source="runs/x.json", resolve=lambda name: cfgs[name])
-    sc = Scenario(256, 32)
+    sc = ServingScenario(256, 32)
     rec = _record("mixtral:8x7b", evaluate(cfg, Layout(1, 1, 1), dev, sc, calib.assumptions(Assumptions(), "b200"), 4),
                   dev, sc, calib.source)
     assert rec["basis"] == "projected" and rec["calibration_source"] == "runs/x.json (h100_sxm)"
@@ -172,7 +172,7 @@ def test_an_endpoint_result_calibrates_under_continuous_serving_and_says_what_mo
 
     cfg, dev = cfgs["llama3:70b"], device_for("h100_sxm")
     truth = Assumptions(efficiency=Efficiency(compute=0.45, memory=0.55), serving="continuous")
-    sc, lay = Scenario(1024, 256, weight_dtype="fp8"), Layout(2, 2, 1)
+    sc, lay = ServingScenario(1024, 256, weight_dtype="fp8"), Layout(2, 2, 1)
     records = []
     for b in (1, 8, 32, 64):
         p = evaluate(cfg, lay, dev, sc, truth, b)

@@ -7,7 +7,8 @@ import math
 import pytest
 
 from moebench.errors import BadInput
-from moebench.projection import Assumptions, Efficiency, Layout, Scenario, device_for, evaluate, memory, project, step
+from moebench.projection import (Assumptions, Efficiency, Layout, ServingScenario, device_for, evaluate, memory, project,
+                                 step)
 from moebench.projection import comm
 from moebench.projection.cost import layer_ops, op_time_ms
 
@@ -31,7 +32,7 @@ def test_dense_decode_at_batch_one_is_weights_over_bandwidth():
     from moebench.projection import resolve_config
 
     cfg = resolve_config("llama3:70b")
-    sc = Scenario(128, 16)
+    sc = ServingScenario(128, 16)
     est = step(cfg, Layout(8, 8, 1), dev, sc, IDEAL, "decode", 1)
     weight_ms = (cfg.total_params() - cfg.embedding_params()) * 2 / 8 / dev.hbm_bytes_per_s * 1e3
     compute_side = est.compute_side_ms
@@ -61,7 +62,7 @@ def test_moe_decode_layer_never_beats_hbm_roofline_of_touched_experts(cfgs, hw, 
     """Whatever the efficiencies claim (even 1.0 and zero launch latency), a decode MoE layer takes at least
     the time to read the experts its batch touches on the busiest GPU at catalog peak HBM bandwidth."""
     cfg, dev = cfgs[model], device_for(hw)
-    sc = Scenario(1024, 128, weight_dtype="fp8")
+    sc = ServingScenario(1024, 128, weight_dtype="fp8")
     layer = cfg.first_k_dense
     assert cfg.is_moe_layer(layer)
     for a in (IDEAL, IDEAL.replace(expert_gemms="per_expert"),
@@ -78,7 +79,7 @@ def test_moe_decode_layer_never_beats_hbm_roofline_of_touched_experts(cfgs, hw, 
 
 def test_memory_check_sets_minimum_gpus(cfgs):
     """DeepSeek-V3 in fp8 (~671 GB) does not fit on 8×H100 (640 GB) but does on 8×H200 (1128 GB)."""
-    sc = Scenario(1024, 256, weight_dtype="fp8")
+    sc = ServingScenario(1024, 256, weight_dtype="fp8")
     cfg = cfgs["deepseek-v3:671b"]
     h100 = project(cfg, device_for("h100_sxm"), sc, Assumptions(), batches=(1,))
     h200 = project(cfg, device_for("h200_sxm"), sc, Assumptions(), batches=(1,))
@@ -91,7 +92,7 @@ def test_memory_check_sets_minimum_gpus(cfgs):
 
 def test_larger_batch_more_throughput_less_interactivity(cfgs):
     dev = device_for("b200")
-    sc = Scenario(1024, 256, weight_dtype="fp8")
+    sc = ServingScenario(1024, 256, weight_dtype="fp8")
     pts = [evaluate(cfgs["deepseek-v3:671b"], Layout(8, 1, 8), dev, sc, Assumptions(), b) for b in (8, 64, 512)]
     assert pts[0].per_gpu("output") < pts[1].per_gpu("output") < pts[2].per_gpu("output")
     assert pts[0].interactivity > pts[1].interactivity > pts[2].interactivity
@@ -103,7 +104,7 @@ def test_larger_batch_more_throughput_less_interactivity(cfgs):
 
 
 def test_fp4_on_hopper_runs_weight_only_with_a_note(cfgs):
-    sc = Scenario(1024, 256, weight_dtype="fp4")
+    sc = ServingScenario(1024, 256, weight_dtype="fp4")
     proj = project(cfgs["gpt-oss:120b"], device_for("h100_sxm"), sc, Assumptions(), batches=(1, 64))
     assert any("weight-only" in n for n in proj.notes)
     assert device_for("h100_sxm").compute_dtype("fp4") == "fp8"
@@ -117,7 +118,7 @@ def test_bad_layouts_are_bad_input():
     with pytest.raises(BadInput):
         Layout(8, 2, 1)
     with pytest.raises(BadInput):
-        Scenario(0, 16)
+        ServingScenario(0, 16)
 
 
 def test_an_eager_per_expert_loop_pays_host_time_per_expert_touched(cfgs):
@@ -126,7 +127,7 @@ def test_an_eager_per_expert_loop_pays_host_time_per_expert_touched(cfgs):
     sync per MoE layer adds one op's host time per layer even where the GPU is the bottleneck."""
     cfg = cfgs["mixtral:8x7b"].with_layers(4)
     dev = device_for("h100_sxm")
-    sc = Scenario(512, 32)
+    sc = ServingScenario(512, 32)
     eager = IDEAL.replace(host_us={"decode": 500.0, "prefill": 500.0}, host_expert_us={"decode": 100.0})
     steps = {b: step(cfg, Layout(1, 1, 1), dev, sc, eager, "decode", b) for b in (1, 4, 16, 64)}
     for b, est in steps.items():

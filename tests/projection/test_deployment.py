@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from moebench.errors import BadInput
-from moebench.projection import Assumptions, Layout, Scenario, device_for, evaluate, memory, project
+from moebench.projection import Assumptions, Layout, ServingScenario, device_for, evaluate, memory, project
 from moebench.projection.layout import instance_layouts, layout_text, parse_layout
 from moebench.projection.load import at_concurrency, at_rate, kv_capacity, offline
 
@@ -35,7 +35,7 @@ def test_any_instance_size_the_domain_allows(cfgs):
     dev = device_for("gb200_nvl72")
     lays = list(instance_layouts(cfgs["deepseek-v3:671b"], dev, 48))
     assert Layout(48, 1, 48) in lays
-    proj = project(cfgs["deepseek-v3:671b"], dev, Scenario(2000, 200, weight_dtype="fp8"), Assumptions(),
+    proj = project(cfgs["deepseek-v3:671b"], dev, ServingScenario(2000, 200, weight_dtype="fp8"), Assumptions(),
                    batches=(48, 4096), gpus=48)
     assert proj.points and {p.layout.n_gpus for p in proj.points} == {48}
 
@@ -43,7 +43,7 @@ def test_any_instance_size_the_domain_allows(cfgs):
 def test_70b_fp8_fits_one_h100_when_the_engine_gives_it_the_memory(cfgs):
     """TensorRT-LLM ran Llama-3.1-70B fp8 on one H100 at 128/2048: weights (~73 GB) + fp8 KV fit 95 % of its 80 GiB."""
     cfg, dev, lay = cfgs["llama3:70b"], device_for("h100_sxm"), Layout(1, 1, 1)
-    sc = Scenario(128, 2048, weight_dtype="fp8", kv_dtype="fp8")
+    sc = ServingScenario(128, 2048, weight_dtype="fp8", kv_dtype="fp8")
     assert memory(cfg, lay, sc, dev, 8, 0.95).fits
     assert not memory(cfg, lay, sc, dev, 1, 0.8).fits
     assert kv_capacity(cfg, lay, dev, sc, Assumptions(mem_util=0.95)) >= 8
@@ -52,7 +52,7 @@ def test_70b_fp8_fits_one_h100_when_the_engine_gives_it_the_memory(cfgs):
 
 def test_concurrency_beyond_the_kv_cache_queues(cfgs):
     cfg, dev, lay = cfgs["llama3:70b"], device_for("h100_sxm"), Layout(1, 1, 1)
-    sc, a = Scenario(1024, 1024, weight_dtype="fp8"), Assumptions()
+    sc, a = ServingScenario(1024, 1024, weight_dtype="fp8"), Assumptions()
     cap = kv_capacity(cfg, lay, dev, sc, a)
     inside, beyond, far = (at_concurrency(cfg, lay, dev, sc, a, c) for c in (cap, 2 * cap, 4 * cap))
     assert inside.queue_ms == 0 and inside.point.batch == cap
@@ -64,7 +64,7 @@ def test_concurrency_beyond_the_kv_cache_queues(cfgs):
 
 def test_request_rate_settles_below_capacity_and_overloads_above(cfgs):
     cfg, dev, lay = cfgs["llama3:70b"], device_for("h100_sxm"), Layout(2, 2, 1)
-    sc, a = Scenario(1024, 256, weight_dtype="fp8"), Assumptions()
+    sc, a = ServingScenario(1024, 256, weight_dtype="fp8"), Assumptions()
     best = offline(cfg, lay, dev, sc, a)
     max_rps = best.point.rates["output"] / sc.output_tokens
     light, heavy = at_rate(cfg, lay, dev, sc, a, 0.5 * max_rps), at_rate(cfg, lay, dev, sc, a, 3 * max_rps)
@@ -83,7 +83,7 @@ def test_speculative_decoding_pays_off_only_when_drafts_are_accepted(cfgs):
     """A memory-bound dense decode step verifies two tokens per sequence for little more than one's cost. (A MoE at a
     small batch gains less: the drafts' tokens touch more experts, whose weights the step must also read.)"""
     cfg, dev, lay = cfgs["llama3:70b"], device_for("h200_sxm"), Layout(2, 2, 1)
-    sc = Scenario(1024, 1024, weight_dtype="fp8")
+    sc = ServingScenario(1024, 1024, weight_dtype="fp8")
     plain = evaluate(cfg, lay, dev, sc, Assumptions(serving="static"), 8)
     mtp = evaluate(cfg, lay, dev, sc, Assumptions(serving="static", spec_tokens=1, spec_accept=0.8), 8)
     rejected = evaluate(cfg, lay, dev, sc, Assumptions(serving="static", spec_tokens=1, spec_accept=0.0), 8)
@@ -93,7 +93,7 @@ def test_speculative_decoding_pays_off_only_when_drafts_are_accepted(cfgs):
 
 
 def test_weight_only_dequantisation_costs_only_where_the_format_is_not_native(cfgs):
-    cfg, sc = cfgs["gpt-oss:120b"], Scenario(1024, 1024, weight_dtype="fp4")
+    cfg, sc = cfgs["gpt-oss:120b"], ServingScenario(1024, 1024, weight_dtype="fp4")
     slow = Assumptions(dtype_efficiency={"weight_only": 0.5})
     hopper, blackwell = device_for("h200_sxm"), device_for("b200")
     lay = Layout(1, 1, 1)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from moebench.projection import Assumptions, Layout, Scenario, device_for, project, resolve_config, step
+from moebench.projection import Assumptions, Layout, ServingScenario, device_for, project, resolve_config, step
 from moebench.projection.gemm import Gemm, gemm_efficiency, op_efficiency, wave_efficiency
 
 H100_SMS, TILE = 132, (128, 128)
@@ -53,11 +53,11 @@ def test_no_sm_count_or_no_tile_means_no_quantization():
     """A catalog entry without an SM count (b300 here; the CPU) projects without the wave model, as with it off."""
     gemms = (Gemm(14336, 4096, rows=512),)
     assert device_for("b300").sm_count is None
-    proj = project(resolve_config("llama3:8b"), device_for("b300"), Scenario(128, 16), Assumptions(), batches=(1,))
+    proj = project(resolve_config("llama3:8b"), device_for("b300"), ServingScenario(128, 16), Assumptions(), batches=(1,))
     assert any("no SM count" in n for n in proj.notes)
     assert op_efficiency(gemms, None, TILE) == 1.0 and op_efficiency(gemms, H100_SMS, None) == 1.0
     cfg = resolve_config("mixtral:8x7b").with_layers(2)
-    dev, sc, lay = device_for("h100_sxm"), Scenario(512, 32), Layout(1, 1, 1)
+    dev, sc, lay = device_for("h100_sxm"), ServingScenario(512, 32), Layout(1, 1, 1)
     a = Assumptions(serving="static", expert_gemms="per_expert")
     for batch in (1, 4, 16):
         on = step(cfg, lay, dev, sc, a, "prefill", batch).time_ms

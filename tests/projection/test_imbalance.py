@@ -8,7 +8,7 @@ import json
 import pytest
 
 from moebench.errors import BadInput
-from moebench.projection import Assumptions, Layout, Scenario, device_for, evaluate, resolve_config
+from moebench.projection import Assumptions, Layout, ServingScenario, device_for, evaluate, resolve_config
 from moebench.projection.imbalance import by_ep, measured_load, rank_imbalance
 from tests.projection.synthetic import synthetic_result
 
@@ -32,7 +32,7 @@ def test_a_measured_load_slows_expert_parallel_decode_only_where_ranks_hold_hot_
     rows = measured_load(_doc([[40, 10, 10, 10, 10, 10, 5, 5], [5, 5, 10, 10, 10, 10, 10, 40]]), 8)
     imb = by_ep(rows, (1, 2, 4, 8))
     assert imb[1] == 1.0 and imb[8] == pytest.approx(40 / 12.5)
-    sc = Scenario(1024, 256)
+    sc = ServingScenario(1024, 256)
     uniform, skewed = Assumptions(serving="static"), Assumptions(serving="static", expert_imbalance_by_ep=imb)
     ep8 = Layout(8, 1, 8)
     assert evaluate(cfg, ep8, dev, sc, skewed, 512).decode.time_ms > evaluate(cfg, ep8, dev, sc, uniform, 512).decode.time_ms

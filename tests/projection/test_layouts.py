@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from moebench.catalog import get_hardware
-from moebench.projection import Assumptions, Scenario, device_for, layouts, project
+from moebench.projection import Assumptions, ServingScenario, device_for, layouts, project
 from moebench.projection.device import device_from_hardware
 
 CPU_ROOFS = {"mem_gbps": 11.5, "matmul_gflops": 95.0}
@@ -38,7 +38,7 @@ def test_every_layout_splits_heads_and_keeps_tp_inside_a_domain(cfgs, hid):
 
 def test_deepseek_beyond_one_domain_is_expert_parallel(cfgs):
     """The reviewer's repro: DeepSeek-V3 bf16 on H100 was `TP24` over 3 domains at batch 1 (24 ∤ 128 heads)."""
-    proj = project(cfgs["deepseek-v3:671b"], device_for("h100_sxm"), Scenario(1024, 256), Assumptions(), batches=(1, 64))
+    proj = project(cfgs["deepseek-v3:671b"], device_for("h100_sxm"), ServingScenario(1024, 256), Assumptions(), batches=(1, 64))
     assert proj.min_gpus == 24  # 1.34 TB of weights: two H100 domains are not enough, three are
     for b in (1, 64):
         lay = proj.for_batch(b).layout
@@ -51,7 +51,7 @@ def test_dense_tensor_parallel_groups_stay_in_one_domain(model, hid, dtype):
     from moebench.projection import resolve_config
 
     dev = device_for(hid)
-    proj = project(resolve_config(model), dev, Scenario(1024, 256, weight_dtype=dtype), Assumptions())
+    proj = project(resolve_config(model), dev, ServingScenario(1024, 256, weight_dtype=dtype), Assumptions())
     for target in (10, 20, 50, 100):
         p = proj.at_interactivity(target)
         assert p is None or p.layout.stage_gpus <= dev.domain_size, (target, p.layout)
@@ -63,7 +63,7 @@ def test_dense_model_larger_than_a_domain_is_pipelined_over_two():
     (how vLLM serves it on two H100 nodes)."""
     from moebench.projection import resolve_config
 
-    proj = project(resolve_config("llama3:405b"), device_for("h100_sxm"), Scenario(1024, 256), Assumptions(),
+    proj = project(resolve_config("llama3:405b"), device_for("h100_sxm"), ServingScenario(1024, 256), Assumptions(),
                    batches=(1, 64))
     assert proj.min_gpus == 16
     assert all((p.layout.attn_tp, p.layout.pp) == (8, 2) for p in (proj.for_batch(1), proj.for_batch(64)))
@@ -76,7 +76,7 @@ def test_a_model_no_pipeline_can_hold_says_why():
     from moebench.projection import resolve_config
 
     small = dataclasses.replace(device_for("a100_sxm_80gb"), hbm_capacity_bytes=8e9)  # 405B bf16 needs > 64 of these
-    proj = project(resolve_config("llama3:405b"), small, Scenario(1024, 256), Assumptions(), batches=(1,), max_gpus=512)
+    proj = project(resolve_config("llama3:405b"), small, ServingScenario(1024, 256), Assumptions(), batches=(1,), max_gpus=512)
     assert proj.min_gpus is None
     (note,) = [n for n in proj.notes if "does not fit" in n]
     assert "a pipeline has at most 8 stages" in note and "--max-gpus" not in note

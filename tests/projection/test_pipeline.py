@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from moebench.projection import Assumptions, Layout, Scenario, device_for, resolve_config, step
+from moebench.projection import Assumptions, Layout, ServingScenario, device_for, resolve_config, step
 from moebench.projection.layout import stage_layers, weight_bytes_per_gpu
 
-DEV, SC, A = device_for("h100_sxm"), Scenario(1024, 256), Assumptions()
+DEV, SC, A = device_for("h100_sxm"), ServingScenario(1024, 256), Assumptions()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from moebench.projection import Assumptions, Efficiency, Layout, Scenario, device_for, evaluate, project, resolve_config
+from moebench.projection import Assumptions, Efficiency, Layout, ServingScenario, device_for, evaluate, project, resolve_config
 from moebench.projection.presets import builtin
 
 MODELS = ("llama3:70b", "mixtral:8x7b", "deepseek-v3:671b", "gpt-oss:120b")
@@ -35,7 +35,7 @@ def test_faster_device_never_slower(model, hw, batch, prompt, output, dtype, n_p
     n = 2**n_pow
     tp = min(2**tp_pow, n)
     lay = Layout(n, tp, n) if (cfg.is_moe and ep_wide and n > 1) else Layout(n, n, 1)
-    sc = Scenario(prompt, output, weight_dtype=dtype)
+    sc = ServingScenario(prompt, output, weight_dtype=dtype)
     a = Assumptions(efficiency=Efficiency(compute=0.6, memory=0.7), comm_overlap=overlap, serving=serving,
                     expert_gemms=expert_gemms, spec_tokens=spec, spec_accept=0.7)
     if fitted:
@@ -56,7 +56,7 @@ def test_faster_device_never_slower(model, hw, batch, prompt, output, dtype, n_p
 def test_best_throughput_at_an_interactivity_target_is_monotone(model, hw, hbm, flops, target):
     """The reported number (best tokens/s/GPU at ≥ target tok/s/user, over layouts and batches) only rises."""
     cfg, dev = CFGS[model], device_for(hw)
-    sc = Scenario(1024, 256, weight_dtype="fp8")
+    sc = ServingScenario(1024, 256, weight_dtype="fp8")
     batches = (1, 8, 64, 512)
     slow = project(cfg, dev, sc, Assumptions(), batches=batches, max_gpus=16).at_interactivity(target)
     fast = project(cfg, dev.scaled(flops=flops, hbm=hbm), sc, Assumptions(), batches=batches, max_gpus=16).at_interactivity(target)

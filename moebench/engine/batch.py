@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from moebench.profile.routing import install_routing
+from moebench.routing import install_routing
 
 
 def _ctx_args(ctx: Any) -> dict[str, Any]:

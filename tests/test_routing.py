@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from moebench.errors import BadInput
-from moebench.profile.routing import (
+from moebench.routing import (
     LoadCounter, balancedness, install_routing, make_route_override, parse_routing, per_ep_rank,
 )
 

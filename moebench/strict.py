@@ -1,0 +1,12 @@
+"""The base of every typed document moebench reads from YAML (workloads, kernel workloads, catalogs), below
+all of them so that each can use it."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Strict(BaseModel):
+    # strict: YAML already types its scalars, so `prompt_tokens: true` or `repeats: "10"` is a mistake, not a 1 or
+    # a 10 (ints still pass where a float is asked). Every YAML the tool reads validates through this base.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
