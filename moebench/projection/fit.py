@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 from moebench.models.config import ArchConfig
@@ -256,10 +256,3 @@ def summaries(scored: Sequence[Scored]) -> list[Summary]:
         geo = math.exp(statistics.median(math.log(s.ratio) for s in ss))
         out.append(Summary(label, b.n, b.median, b.worst, b.optimistic, geo))
     return out
-
-
-@dataclass
-class FitResult:
-    params: dict[str, float]
-    fit: list[Scored] = field(default_factory=list)
-    holdout: list[Scored] = field(default_factory=list)
