@@ -41,6 +41,10 @@ PARAMS = {
     "cdna4.fp4": Param(1.0, 0.1, 1.0), "hopper.weight_only": Param(1.0, 0.3, 1.0), "cdna3.weight_only": Param(1.0, 0.2, 1.0),
     "moe.experts": Param(1.0, 0.2, 1.0), "prefill.attn": Param(1.0, 0.2, 1.0),
     "ep.imbalance": Param(1.0, 1.0, 3.0), "ep.overlap": Param(1.0, 0.0 + 1e-3, 1.0), "decode.attn": Param(1.0, 0.2, 1.0),
+    # engines' caps on sequences in flight: vLLM's max_num_seqs and TensorRT-LLM's max_batch_size default to a
+    # few hundred to a few thousand depending on version and GPU; fitted, starting from 1,024
+    "vllm.max_seqs": Param(1024.0, 64.0, 16384.0), "sglang.max_seqs": Param(1024.0, 64.0, 16384.0),
+    "trt-llm.max_seqs": Param(1024.0, 64.0, 16384.0),
     "vllm.seq_us": Param(1.0, 0.01, 100.0), "sglang.seq_us": Param(1.0, 0.01, 100.0), "trt-llm.seq_us": Param(1.0, 0.01, 100.0),
 }
 

@@ -9,6 +9,7 @@ The presets are one flat table of named factors, so that the fit and the YAML se
     {engine}.memory                       the engine's factor on the vendor's memory efficiency (vllm, sglang, trt-llm)
     {engine}.step_ms                      scheduler / host time per forward the engine adds (decode and prefill)
     {engine}.seq_us                       host time per sequence per forward (scheduling, sampling, detokenising)
+    {engine}.max_seqs                     the most sequences the engine keeps in flight per instance
     {arch}.fp8, {arch}.fp4                factor on the compute efficiency of fp8 / fp4 matmuls on that architecture
     {arch}.weight_only                    factor on both roofs where the weights' format is dequantised in the kernel
     moe.experts                           factor on routed-expert efficiency (small grouped GEMMs, imbalance)
@@ -112,6 +113,7 @@ class Presets:
         return base.replace(efficiency=eff, step_overhead_ms={"prefill": step_ms, "decode": step_ms}, comm=comm,
                             launch_us=base.launch_us * p.get(f"{v}.launch", 1.0),
                             seq_overhead_us=self.engine_value(engine, "seq_us", 0.0),
+                            max_seqs=_seqs(self.engine_value(engine, "max_seqs", 0.0)) or base.max_seqs,
                             dtype_efficiency=dt,
                             expert_imbalance=base.expert_imbalance * p.get("ep.imbalance", 1.0),
                             comm_overlap=base.comm_overlap * p.get("ep.overlap", 1.0))
@@ -125,6 +127,10 @@ class Presets:
             if len(pts) >= min_points or tier == tiers[-1]:
                 return band_of(pts, _label(*tier)) if pts else None
         return None
+
+
+def _seqs(x: float) -> Optional[int]:
+    return round(x) if x >= 1 else None
 
 
 def _matches(h: HeldOut, vendor: Optional[str], kind: Optional[str], precision: Optional[str]) -> bool:

@@ -100,3 +100,14 @@ def test_weight_only_dequantisation_costs_only_where_the_format_is_not_native(cf
     assert evaluate(cfg, lay, hopper, sc, slow, 64).tpot_ms > evaluate(cfg, lay, hopper, sc, Assumptions(), 64).tpot_ms
     assert evaluate(cfg, lay, blackwell, sc, slow, 64).tpot_ms == pytest.approx(
         evaluate(cfg, lay, blackwell, sc, Assumptions(), 64).tpot_ms)
+
+
+def test_the_engines_cap_on_sequences_in_flight_queues_the_rest(cfgs):
+    cfg, dev, lay = cfgs["llama3:70b"], device_for("h200_sxm"), Layout(8, 8, 1)
+    sc = ServingScenario(1024, 1024, weight_dtype="fp8")
+    assert kv_capacity(cfg, lay, dev, sc, Assumptions()) > 256
+    capped = Assumptions(max_seqs=256)
+    assert kv_capacity(cfg, lay, dev, sc, capped) == 256
+    lp = at_concurrency(cfg, lay, dev, sc, capped, 512)
+    assert lp.point.batch == 256 and lp.queue_ms > 0
+    assert offline(cfg, lay, dev, sc, capped).point.batch <= 256
