@@ -1,9 +1,12 @@
 """Widely quoted dense-vs-MoE and Hopper-vs-Blackwell claims, next to what `moebench project` says (issue #18).
 
     PYTHONPATH=$PWD:$PWD/kernels python benchmarks/claims.py [--json] [--no-bands]
+    PYTHONPATH=$PWD:$PWD/kernels python benchmarks/claims.py --write-doc   # regenerate docs/claims.md's tables
 
-Prints the markdown tables of docs/claims.md. Every projection is a `moebench project ... --json` command, run
-in-process (the commands are printed), so the tables regenerate after the model changes. Each projection
+Prints the markdown tables of docs/claims.md; --write-doc rewrites them in place, between the page's
+`<!-- claims:NAME -->` ... `<!-- /claims:NAME -->` markers (the prose around them is written by hand).
+Every projection is a `moebench project ... --json` command, run in-process (the commands are printed), so the
+tables regenerate after the model changes. Each projection
 carries the error band of its group (vendor, dense/MoE, weight precision) from the published validation set
 (benchmarks/projection_validation.py): over the held-out points, and over the fit points, since a group's
 held-out points can be far from a claim's conditions; the published points of the same model on the same
@@ -20,10 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 import sys
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Optional
+
+from moebench.errors import ExitCode, MoebenchError
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "claims.md"
 
 # the claims as quoted (sources, and what could not be found: docs/claims.md)
 CLAIMED_SCORES = {"llama3:405b": 28.0, "gpt-oss:120b": 61.0}
@@ -34,6 +43,16 @@ SCORE_VERSION = "v3"  # the index version both catalog scores are pinned to
 TARGETS = (10.0, 20.0, 50.0, 100.0)  # tokens/s/user asked of every projection
 CURVE = (10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0, 60.0, 75.0, 100.0)  # read off the frontier
 AMD = ("mi300x", "mi325x", "mi355x")
+# The figures the claims' sources quote, with the ratio each implies (docs/claims.md prints the arithmetic):
+# (source, what is divided, numerator, denominator, unit)
+SOURCE_RATIOS = (
+    ("NVIDIA 'Rethinking AI TCO' (reposts)", "DeepSeek-R1 tokens/s per GPU, GB300 NVL72 / HGX H200", 6000.0, 90.0,
+     "tokens/s"),
+    ("NVIDIA 'Rethinking AI TCO' (reposts)", "$/M tokens, HGX H200 / GB300 NVL72", 4.20, 0.12, "$"),
+    ("BlockBeats summary", "GB300 $/M tokens without MTP / with MTP (FP4)", 2.35, 0.12, "$"),
+    ("InferenceX DeepSeek-R1 table, 8k/1k", "tokens/s per GPU, GB200 FP4 / H200 FP8", 14952.0, 2453.9, "tokens/s"),
+    ("InferenceX DeepSeek-R1 table, 8k/1k", "$/M tokens, H200 FP8 / GB200 FP4", 0.16, 0.04, "$"),
+)
 # InferenceX's highest-throughput DeepSeek-R1 rows on the two systems (tests/projection/data/published.yaml)
 PUBLISHED_DSR1 = ("ix-dsr1-h200_sxm-fp8-trt-8k1k", "ix-dsr1-gb200_nvl72-fp4-dynamo-trt-8k1k",
                   "ix-dsr1-h200_sxm-fp8-dynamo-trt-1k1k")
@@ -158,10 +177,27 @@ class Projected:
                     if p["usd_per_mtok"]["total"] <= usd_per_mtok), default=None)
 
 
+class ClaimError(MoebenchError):
+    """A projection the comparison needs is missing (e.g. no point reaches the interactivity it is read at)."""
+
+    code = ExitCode.RUN_FAILED
+
+
+def _div(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return a / b if a is not None and b else None
+
+
+def _need(x: Optional[float], what: str) -> float:
+    if x is None or not math.isfinite(x):
+        raise ClaimError(f"{what}: no projected point (the projection model cannot serve it)")
+    return x
+
+
 @dataclass
 class Check:
     """One claim: the quoted numbers, moebench's, and the band of the projected ratio."""
 
+    slug: str  # names its blocks in docs/claims.md
     claim: str
     quoted: dict[str, float]
     projected: dict[str, float]
@@ -181,7 +217,8 @@ def project(spec: Spec, v: Validation) -> Projected:
 
     r = CliRunner().invoke(app, spec.argv())
     if r.exit_code != 0:
-        raise RuntimeError(f"{spec.command}: exit {r.exit_code}: {r.output.strip()[-300:]}")
+        last = (r.output.strip().splitlines() or [""])[-1]
+        raise ClaimError(f"{spec.command}: exit {r.exit_code}: {last[-300:]}")
     (hw,) = json.loads(r.stdout)["hardware"]
     group = ("AMD" if spec.hardware in AMD else "NVIDIA", "MoE" if resolve_config(spec.model).is_moe else "dense",
              spec.dtype)
@@ -272,7 +309,7 @@ def check_dense_vs_moe(v: Validation) -> Check:
         pairs = [(f"≥{x:g} tok/s/user", dense.at(x), moe.at(x)) for x in TARGETS]
         pairs.append((f"concurrency {dense.spec.batch}", dense.at_batch(), moe.at_batch()))
         for what, d, m in pairs:
-            r = d.usd_per_mtok / m.usd_per_mtok if d.usd_per_mtok and m.usd_per_mtok else None
+            r = _div(d.usd_per_mtok, m.usd_per_mtok)
             rows.append([hw, what, _num(d.tok_s_per_gpu), _num(d.usd_per_mtok), _num(m.tok_s_per_gpu),
                          _num(m.usd_per_mtok), _num(r), _num(r / claimed if r else None)])
     per_x = _table(["hardware (≤8 GPUs, 1k/1k)", "at", "Llama-405B fp8 out tok/s/GPU", "$/M tokens",
@@ -281,15 +318,19 @@ def check_dense_vs_moe(v: Validation) -> Check:
     head = 20.0  # the fastest default target a dense 405B still serves at a large batch on one 8-GPU H200 node
     dense, moe = (projs[(m, "h200_sxm")] for m in CLAIMED_SCORES)
     d, m = dense.at(head), moe.at(head)
-    ratio = d.usd_per_mtok / m.usd_per_mtok
+    ratio = _need(_div(d.usd_per_mtok, m.usd_per_mtok), f"dense/MoE $ per token on H200 at ≥{head:g} tok/s/user")
     typ, worst = _ratio_band(ratio, dense.held_out, moe.held_out)
     same_version = scores["llama3:405b"] is not None and scores["gpt-oss:120b"] is not None
-    verdict = (f"scores: {'as quoted, both on index ' + SCORE_VERSION if same_version else 'not on one index version'}; "
+    # the catalog's source (up to its methodology link) names no one: say so rather than call the scores confirmed
+    sources = sorted({scores[k].source.split(";")[0] for k in CLAIMED_SCORES if scores[k] is not None})
+    unverified = f" (unverified: {'; '.join(sources)})"
+    score_text = f"as quoted, both on index {SCORE_VERSION}{unverified}" if same_version else "not on one index version"
+    verdict = (f"scores: {score_text}; "
                f"per token the MoE is {ratio:.0f}× cheaper on H200 at ≥{head:g} tok/s/user (typical {_num(typ[0], 2)}–"
                f"{_num(typ[1], 2)}×), against the claimed {claimed:.2f}× per index run: consistent only if gpt-oss-120b "
                f"spent ~{ratio / claimed:.0f}× the tokens (not checkable here)")
     return Check(
-        "Llama-3.1-405B vs gpt-oss-120b: AA index 28 vs 61; ~$200 vs ~$75 to run the whole index",
+        "dense-vs-moe", "Llama-3.1-405B vs gpt-oss-120b: AA index 28 vs 61; ~$200 vs ~$75 to run the whole index",
         {"score_dense": CLAIMED_SCORES["llama3:405b"], "score_moe": CLAIMED_SCORES["gpt-oss:120b"],
          "index_cost_ratio": claimed},
         {"score_dense": scores["llama3:405b"].score, "score_moe": scores["gpt-oss:120b"].score,
@@ -308,11 +349,12 @@ def check_gb200_vs_h200(v: Validation) -> Check:
         all_projs += [hop, fp4, fp8]
         x_usd = hop.interactivity_at_cost(CLAIMED_USD_FROM)
         x_usd = None if x_usd is None else math.floor(x_usd * 10) / 10  # shown to 0.1, never above the point
-        rows = []
+        rows, fp4_ratios = [], {}
         for x in sorted({*CURVE, *([x_usd] if x_usd else [])}):
             h, b4, b8 = hop.at(x), fp4.at(x), fp8.at(x)
-            r4 = b4.tok_s_per_gpu / h.tok_s_per_gpu if h.tok_s_per_gpu and b4.tok_s_per_gpu else None
-            r8 = b8.tok_s_per_gpu / h.tok_s_per_gpu if h.tok_s_per_gpu and b8.tok_s_per_gpu else None
+            r4, r8 = _div(b4.tok_s_per_gpu, h.tok_s_per_gpu), _div(b8.tok_s_per_gpu, h.tok_s_per_gpu)
+            if r4 is not None and x in CURVE:
+                fp4_ratios[x] = r4
             mark = " (H200 at $1/M)" if x == x_usd else ""
             rows.append([f"{x:g}{mark}", _num(h.tok_s_per_gpu), _num(h.usd_per_mtok), _num(b4.tok_s_per_gpu),
                          _num(b4.usd_per_mtok), _num(r4), _num(b8.tok_s_per_gpu), _num(r8)])
@@ -321,22 +363,26 @@ def check_gb200_vs_h200(v: Validation) -> Check:
              "fp4 / H200", "GB200 fp8 out tok/s/GPU", "fp8 / H200"], rows))
         crossing = next((x for x in CURVE if (h := hop.at(x).tok_s_per_gpu) and (b := fp4.at(x).tok_s_per_gpu)
                          and b / h >= CLAIMED_SPEEDUP), None)
-        heads[isl] = (hop, fp4, x_usd, crossing)
+        heads[isl] = (hop, fp4, x_usd, crossing, fp4_ratios)
     tables += [operating_table(all_projs), band_table(all_projs), published_table(PUBLISHED_DSR1, all_projs)]
     commands = [p.spec.command for p in all_projs]
-    hop, bw, x, _ = heads[1024]
+    hop, bw, x, _, curve = heads[1024]
     x = x if x is not None else TARGETS[1]  # H200 never reaches $1/M tokens: compare at a default target instead
     h, b = hop.at(x), bw.at(x)
-    speedup = b.tok_s_per_gpu / h.tok_s_per_gpu
+    speedup = _need(_div(b.tok_s_per_gpu, h.tok_s_per_gpu), f"GB200 fp4 / H200 throughput at ≥{x:.3g} tok/s/user")
+    if not curve:
+        raise ClaimError("GB200 fp4 / H200 throughput (1k/1k): no interactivity of the curve has both projections")
+    lo, hi = min(curve, key=curve.get), max(curve, key=curve.get)
     typ, worst = _ratio_band(speedup, bw.held_out, hop.held_out)
     price_ratio = bw.usd_per_gpu_hour / hop.usd_per_gpu_hour
     verdict = (f"at {x:.3g} tok/s/user (1k/1k), where moebench's H200 costs ${h.usd_per_mtok:.2f}/M tokens, GB200 fp4 "
                f"gives {speedup:.0f}× the throughput per GPU at ${b.usd_per_mtok:.3f}/M tokens for {price_ratio:.2f}× "
                f"the price; the claimed {CLAIMED_SPEEDUP:g}× is {_where(CLAIMED_SPEEDUP, typ)} the typical band "
                f"({_num(typ[0], 2)}–{_num(typ[1], 2)}×) and {_where(CLAIMED_SPEEDUP, worst)} the worst ({_num(worst[0], 2)}–"
-               f"{_num(worst[1], 2)}×); the ratio swings from ~4× to ~50× with the interactivity")
+               f"{_num(worst[1], 2)}×); over {min(curve):g}–{max(curve):g} tok/s/user the ratio runs from "
+               f"{_num(curve[lo])}× (at ≥{lo:g}) to {_num(curve[hi])}× (at ≥{hi:g})")
     return Check(
-        "DeepSeek-R1, GB200 NVL72 vs H200 8-GPU: ~15× throughput for ~1.5× cost per GPU, ~$1 → ~$0.10 per M tokens",
+        "gb200-vs-h200", "DeepSeek-R1, GB200 NVL72 vs H200 8-GPU: ~15× throughput for ~1.5× cost per GPU, ~$1 → ~$0.10 per M tokens",
         {"speedup": CLAIMED_SPEEDUP, "price_ratio": CLAIMED_PRICE_RATIO, "usd_per_mtok_from": CLAIMED_USD_FROM,
          "usd_per_mtok_to": CLAIMED_USD_TO},
         {"interactivity": x, "speedup": speedup, "price_ratio": price_ratio, "usd_per_mtok_from": h.usd_per_mtok,
@@ -372,16 +418,71 @@ def _finite(x: Any) -> Any:
     return x
 
 
+def sources_table() -> str:
+    """The ratios the claims' sources imply, computed from the figures they quote."""
+    rows = []
+    for source, what, a, b, unit in SOURCE_RATIOS:
+        fmt = (lambda v: f"${v:g}") if unit == "$" else (lambda v: f"{v:,g}")
+        rows.append([source, what, f"{fmt(a)} / {fmt(b)}", f"{a / b:.3g}×"])
+    return _table(["source", "figures", "quoted", "ratio"], rows)
+
+
+def doc_blocks(checks: list[Check]) -> dict[str, str]:
+    """Every generated part of docs/claims.md by its marker name."""
+    blocks = {"summary": summary_table(checks), "sources": sources_table()}
+    for c in checks:
+        for i, t in enumerate(c.tables):
+            blocks[f"{c.slug}:table{i}"] = t
+        blocks[f"{c.slug}:commands"] = "```bash\n" + "\n".join(c.commands) + "\n```"
+    return blocks
+
+
+_BLOCK = re.compile(r"(<!-- claims:(?P<name>[\w:-]+) -->\n)(?P<body>.*?)(\n<!-- /claims:(?P=name) -->)", re.S)
+
+
+def write_doc(text: str, blocks: dict[str, str]) -> str:
+    """`text` with each marked block replaced; every block must have exactly one marker pair."""
+    found = [m["name"] for m in _BLOCK.finditer(text)]
+    missing = sorted(set(blocks) - set(found))
+    extra = sorted({n for n in found if n not in blocks or found.count(n) > 1})
+    if missing or extra:
+        raise ClaimError(f"{DOC.name}: markers missing for {missing or 'none'}; unknown or repeated {extra or 'none'}")
+    return _BLOCK.sub(lambda m: m[1] + blocks[m["name"]] + m[4], text)
+
+
+def doc_block(text: str, name: str) -> str:
+    """The generated block `name` as the page holds it."""
+    m = next((m for m in _BLOCK.finditer(text) if m["name"] == name), None)
+    if m is None:
+        raise ClaimError(f"{DOC.name}: no <!-- claims:{name} --> block")
+    return m["body"]
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true", help="print one JSON document instead of the tables")
     ap.add_argument("--no-bands", action="store_true", help="skip the validation set (no error bands; faster)")
+    ap.add_argument("--write-doc", action="store_true", help=f"rewrite the generated blocks of docs/{DOC.name}")
     args = ap.parse_args(argv)
-    checks = check_claims(with_bands=not args.no_bands)
+    try:
+        checks = check_claims(with_bands=not args.no_bands)
+        if args.write_doc:
+            from moebench.results import write_text_atomic
+
+            text = DOC.read_text()
+            new = write_doc(text, doc_blocks(checks))
+            if new != text:
+                write_text_atomic(DOC, new)
+            print(f"{DOC}: {'rewritten' if new != text else 'already current'}", file=sys.stderr)
+            return 0
+    except MoebenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return int(exc.code)
     if args.json:
         print(json.dumps(_finite([asdict(c) for c in checks]), indent=1))
         return 0
     print(summary_table(checks))
+    print("\n" + sources_table())
     for c in checks:
         print(f"\n## {c.claim}\n")
         print("\n\n".join(c.tables))

@@ -12,14 +12,17 @@ Stages, each with its own time budget (a stage stops between steps once its budg
               measured in the same run and against torch grouped-mm (moebench.bench.runner.run_kernel_workload)
   engine      Llama-3-8B and Qwen3-30B-A3B on a few real-width layers, bf16, batch 1/8/64, CUDA-graph decode and
               eager decode side by side (moebench.engine.runner.run_workload, one call per mode): MBU/MFU
-              against the run's measured roofs, NVML energy per token, the decode mode actually used
+              against the run's measured roofs, the records' J/token (moebench.energy), the decode mode actually
+              used. 4 of 32 layers run, so its B=1 MBU and graph speed-up are 4-layer figures (the LM head is a
+              large share of a 4-layer decode step)
   projection  the uncalibrated projection of the graph run's records (catalog peaks x default efficiencies,
               what `moebench project` prints) against the measurement, and `--calibrate`'s fit of the same run
 
 Writes gpu_truth.json (plan, every stage's result or error, the targets) and gpu_truth.md (the summary, also
 printed) into --out, the engine's two result documents into --out/runs/, after every stage. Exit 0 when every
 stage that ran succeeded (a missed target is a finding, not a failure), 5 when a stage raised or a kernel
-check failed, 4 without a GPU (and without --dry-run) or pydantic, 1 when the plan no longer fits 8 minutes.
+check failed, 4 without a GPU (and without --dry-run) or pydantic, 1 when the plan no longer fits 8 minutes,
+2 for a bad argument, 70 when the targets or summary raised (the stages' results are written first).
 Device command line, and what to commit afterwards: kernels/NOTES.md, "A 15-minute GPU lease".
 """
 
@@ -31,7 +34,6 @@ import importlib
 import importlib.util
 import math
 import os
-import re
 import sys
 import time
 import traceback
@@ -138,7 +140,7 @@ def _kernel_point_s(s, T: int, providers: int, calls: int) -> float:
 
 
 def plan_gpu_check(cfg: Config) -> StagePlan:
-    from gpu_check import CASES
+    from benchmarks.gpu_check import CASES
 
     est = STARTUP_S + GPU_CHECK_S_PER_DTYPE * len(cfg.check_dtypes) + GPU_CHECK_REST_S
     return StagePlan("gpu_check", est,
@@ -249,11 +251,15 @@ class StageRun:
 
     def step(self, label: str) -> None:
         """Call before each step: raises BudgetSpent (recording the step as skipped) once the budget is spent."""
+        self.check_budget(label)
+        self.steps_done.append(label)
+
+    def check_budget(self, before: str) -> None:
+        """Raises BudgetSpent (recording `before` as skipped) once the budget is spent; within a step."""
         spent = time.monotonic() - self._t0
         if self.budget_s is not None and spent >= self.budget_s:
-            self.steps_skipped.append(label)
-            raise BudgetSpent(f"budget of {self.budget_s:.0f} s spent ({spent:.0f} s) before {label}")
-        self.steps_done.append(label)
+            self.steps_skipped.append(before)
+            raise BudgetSpent(f"budget of {self.budget_s:.0f} s spent ({spent:.0f} s) before {before}")
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if not k.startswith("_")}
@@ -281,30 +287,27 @@ def run_stage(stage: StageRun, fn: Callable[[StageRun], Any], log: Callable[[str
 def stage_gpu_check(cfg: Config, st: StageRun, log) -> dict[str, Any]:
     import torch
 
-    import gpu_check
+    from benchmarks import gpu_check
 
     dtypes = [getattr(torch, d) for d in cfg.check_dtypes]
     cases, sizes = ((gpu_check.TINY_CASES, gpu_check.TINY_SIZES) if cfg.check_tiny
                     else (gpu_check.CASES, gpu_check.Sizes()))
     checks: list[dict[str, Any]] = []
-    # one step per fused-MoE case (each compiles its own configs): a slow compiler stops the stage between cases
-    groups = [(f"fused_moe T={c[0]} E={c[2]} D={c[3]} F={c[4]}",
-               lambda c=c: gpu_check.check_fused_moe([c], dtypes, cfg.device)) for c in cases]
-    groups += [("moe_align", lambda: gpu_check.check_align(cfg.device, sizes)),
-              ("routers+rmsnorm", lambda: gpu_check.check_routers_and_norms(
-                  cfg.device, [d for d in dtypes if d != torch.float16] or dtypes, sizes))]
     out = st.result = {"checks": checks, "failed": [], "paths": {"pointer": 0, "tma": 0, "tma asked, pointer ran": 0}}
-    for label, make in groups:
-        st.step(label)
-        for c in make():
-            checks.append(dataclasses.asdict(c))
-            log(f"  {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
-            if not c.ok:
-                out["failed"].append(c.name)
-            if c.name.startswith("fused_moe"):
-                path = ("tma asked, pointer ran" if " tma asked" in c.name else "tma" if " tma " in c.name
-                        else "pointer")
-                out["paths"][path] += 1
+
+    def emit(c) -> None:
+        checks.append(dataclasses.asdict(c))
+        log(f"  {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
+        if not c.ok:
+            out["failed"].append(c.name)
+        if c.name.startswith("fused_moe"):
+            path = "tma asked, pointer ran" if " tma asked" in c.name else "tma" if " tma " in c.name else "pointer"
+            out["paths"][path] += 1
+        # each check compiles its own configs: a slow compiler stops the stage between checks
+        st.check_budget(f"the checks after {c.name}")
+
+    st.step(f"{len(cases)} fused-MoE cases, moe_align, routers, rmsnorm")
+    gpu_check.run_checks(cfg.device, dtypes, cases, sizes, emit=emit)
     return out
 
 
@@ -340,32 +343,6 @@ def _release(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-_BATCH_LINE = re.compile(r"^\s*(\S+) batch (\d+): prefill")
-
-
-class BatchEnergy:
-    """NVML's energy counter over each batch size of a run_workload call, cut at its per-batch log lines (each
-    batch's warm-up and repeats, and its graph capture). None per batch without NVML (CPU)."""
-
-    def __init__(self, log: Callable[[str], None]):
-        self.log, self.open, self.energy = log, None, {}
-
-    def __call__(self, msg: str) -> None:
-        self.close()
-        m = _BATCH_LINE.match(msg)
-        if m:
-            from moebench.profile.nvml import NvmlSampler
-
-            self.open = ((m[1], int(m[2])), NvmlSampler(interval_s=0.5).start())
-        self.log(msg)
-
-    def close(self) -> None:
-        if self.open is not None:
-            key, sampler = self.open
-            self.energy[key] = sampler.stop()
-            self.open = None
-
-
 def engine_workload(cfg: Config, graph: bool):
     from moebench.workload import parse_workload
 
@@ -381,24 +358,14 @@ def engine_workload(cfg: Config, graph: bool):
     }, "gpu_truth")
 
 
-def engine_rows(doc: dict[str, Any], energy: dict[tuple[str, int], dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per record of a run_workload result: what the summary and the targets read, with J/token from the record
-    where the engine measured it, else from `energy` (BatchEnergy's NVML counter per model and batch)."""
-    timing = doc["workload"]["timing"]
-    gens = timing["warmup"] + timing["repeats"]
+def engine_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per record of a run_workload result: what the summary and the targets read. J/token is the record's own
+    (moebench.energy: the counter around every timed repeat, scaled to full depth; docs/measure.md)."""
     rows = []
     for rec in doc["records"]:
         m, b = rec["metrics"], rec["batch_size"]
-        e = energy.get((rec["model"], b)) or {}
-        if m.get("joules_per_token"):  # the engine's own per-repeat energy, where it records one
-            jpt = m["joules_per_token"]["median"]
-            src = rec.get("energy_source") or m.get("energy_source") or "engine record"
-        elif e.get("energy_j") is not None:
-            jpt = e["energy_j"] / (b * (rec["prompt_tokens"] + rec["output_tokens"]) * gens)
-            src = "NVML counter over each batch's warm-up + repeats (graph capture included) / their tokens"
-        else:
-            jpt, src = None, "none: no NVML energy counter on this device"
         eff = m["efficiency"]
+        jpt = m["joules_per_token"]
         rows.append({"model": rec["model"], "batch": b, "decode_mode": rec["decode"]["mode"],
                      "decode_note": rec["decode"]["note"], "basis": rec["basis"],
                      "layers": f"{rec['layers_run']}/{rec['layers_total']}",
@@ -407,7 +374,8 @@ def engine_rows(doc: dict[str, Any], energy: dict[tuple[str, int], dict[str, Any
                      "mbu_decode_measured_roof": eff["mbu_decode_measured_roof"],
                      "mfu_prefill_measured_roof": eff["mfu_prefill_measured_roof"],
                      "mbu_decode_catalog": eff["mbu_decode"],
-                     "joules_per_token": jpt, "energy_source": src, "board_power_w_mean": e.get("power_w_mean")})
+                     "joules_per_token": jpt["median"] if jpt else None, "energy_source": rec["energy_source"],
+                     "energy_scope": rec["energy_scope"]})
     return rows
 
 
@@ -418,14 +386,8 @@ def stage_engine(cfg: Config, st: StageRun, out: Path, log) -> dict[str, Any]:
     st.result = runs
     for mode, graph in (("cuda_graph", True), ("eager", False)):
         st.step(f"{mode} decode")
-        wl = engine_workload(cfg, graph)
-        energy = BatchEnergy(log)
-        try:
-            doc, path = run_workload(wl, device=cfg.device, out_dir=out / "runs", log=energy)
-        finally:
-            energy.close()
-        rows = engine_rows(doc, energy.energy)
-        runs[mode] = {"path": str(path), "roofs": doc["hardware"]["measured_roofs"], "rows": rows,
+        doc, path = run_workload(engine_workload(cfg, graph), device=cfg.device, out_dir=out / "runs", log=log)
+        runs[mode] = {"path": str(path), "roofs": doc["hardware"]["measured_roofs"], "rows": engine_rows(doc),
                       "kernels": doc["hardware"]["kernels"], "hardware_id": doc["hardware"]["id"]}
     return runs
 
@@ -526,6 +488,15 @@ def kernel_rows(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _depth_caveat(layers: str) -> str:
+    """What a few-layer engine figure means: the embedding and LM head run once whatever the depth, so at 4 of 32
+    layers they are a large share of a decode step (the graph ratio and MBU of a full-depth model differ)."""
+    run, total = layers.split("/")
+    if run == total:
+        return "full depth"
+    return f"measured on {run} of {total} layers: a {run}-layer figure (the LM head is a large share of its step)"
+
+
 def targets(stages: dict[str, StageRun], dry_run: bool) -> list[dict[str, Any]]:
     """The issue's bars, each measured (met True/False) or not (met None, and why)."""
     out: list[dict[str, Any]] = []
@@ -542,13 +513,14 @@ def targets(stages: dict[str, StageRun], dry_run: bool) -> list[dict[str, Any]]:
     if dense:
         mbu = dense["mbu_decode_measured_roof"]
         add("engine CUDA-graph decode MBU, Llama B=1", f">= {TARGET_MBU_B1:.0%} of measured HBM", mbu,
-            None if mbu is None else mbu >= TARGET_MBU_B1, f"decode mode {dense['decode_mode']}")
+            None if mbu is None else mbu >= TARGET_MBU_B1,
+            f"decode mode {dense['decode_mode']}; {_depth_caveat(dense['layers'])}")
     else:
         add("engine CUDA-graph decode MBU, Llama B=1", f">= {TARGET_MBU_B1:.0%} of measured HBM", None, None, "not run")
     if dense and eager:
         x = eager["tpot_ms"] / dense["tpot_ms"]
         add("CUDA graphs vs eager decode, Llama B=1", f">= {TARGET_GRAPH_SPEEDUP:.0f}x", x, x >= TARGET_GRAPH_SPEEDUP,
-            f"TPOT {eager['tpot_ms']:.2f} -> {dense['tpot_ms']:.2f} ms")
+            f"TPOT {eager['tpot_ms']:.2f} -> {dense['tpot_ms']:.2f} ms; {_depth_caveat(dense['layers'])}")
     else:
         add("CUDA graphs vs eager decode, Llama B=1", f">= {TARGET_GRAPH_SPEEDUP:.0f}x", None, None, "not run")
     kern = stages.get("kernels")
@@ -648,8 +620,9 @@ def _engine_md(runs: dict[str, Any]) -> list[str]:
     roofs = next((r["roofs"] for r in runs.values() if r["roofs"]), None)
     roof_text = "not measured" if roofs is None else (f"{roofs['mem_gbps']:.0f} GB/s, "
                                                        f"{roofs['matmul_gflops'] / 1e3:.1f} TFLOP/s")
+    scope = first["rows"][0].get("energy_scope") if first["rows"] else None
     out.append(f"\nengine roofs: {roof_text}; kernels {first['kernels']}; energy: "
-               f"{first['rows'][0]['energy_source'] if first['rows'] else '—'}")
+               f"{first['rows'][0]['energy_source'] if first['rows'] else '—'}" + (f" ({scope})" if scope else ""))
     return out
 
 
@@ -736,14 +709,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = ap.parse_args(argv)
     wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = [s for s in wanted if s not in STAGES]
-    if unknown:
-        print(f"error: --stages: unknown {', '.join(unknown)}; choose from {', '.join(STAGES)}", file=sys.stderr)
+    if unknown or not wanted:
+        what = f"unknown {', '.join(unknown)}" if unknown else "no stage named"
+        print(f"error: --stages: {what}; choose from {', '.join(STAGES)}", file=sys.stderr)
+        return 2
+    if not (math.isfinite(args.budget_s) and args.budget_s > 0):
+        print(f"error: --budget-s: {args.budget_s:g} is not a positive number of seconds", file=sys.stderr)
         return 2
     if args.dry_run:  # before anything imports triton (its interpreter is bound at import) or a BLAS
         os.environ["TRITON_INTERPRET"] = "1"
         # one thread: on a small shared CI host, BLAS threads left spinning made 10 µs ops take 100 ms
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-    sys.path[:0] = [p for p in (str(HERE), str(ROOT), str(ROOT / "kernels")) if p not in sys.path]
+    # the working tree a lease runs is not installed: moebench, moebench_kernels and benchmarks/ (a namespace
+    # package: gpu_check beside this file) import from its root
+    sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "kernels")) if p not in sys.path]
     t_start = time.monotonic()
 
     def log(msg: str) -> None:
@@ -797,11 +776,23 @@ def main(argv: Optional[list[str]] = None) -> int:
     }
 
     def save() -> None:
+        """The stages first: a bug in the targets or the summary must not lose what a lease measured."""
         doc["stages"] = {k: v.to_json() for k, v in stages.items()}
-        doc["targets"] = targets(stages, args.dry_run)
         doc["wall_s"] = time.monotonic() - t_start
         write_atomic(out / "gpu_truth.json", doc)
-        write_text_atomic(out / "gpu_truth.md", summary_md(doc, stages))
+        try:
+            doc["targets"] = targets(stages, args.dry_run)
+            md = summary_md(doc, stages)
+        except Exception as exc:  # noqa: BLE001 - recorded in the document, which keeps every stage's result
+            doc["summary_error"] = f"{type(exc).__name__}: {exc}"
+            doc["summary_traceback"] = traceback.format_exc(limit=8)
+            log(f"targets/summary failed ({doc['summary_error']}); the stages' results are in gpu_truth.json")
+            write_atomic(out / "gpu_truth.json", doc)
+            return
+        doc.pop("summary_error", None)
+        doc.pop("summary_traceback", None)
+        write_atomic(out / "gpu_truth.json", doc)
+        write_text_atomic(out / "gpu_truth.md", md)
 
     for name in STAGES:
         st = StageRun(name, budgets[name])
@@ -815,6 +806,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                 st.reason = f"{len(wrong)} checks against the reference failed: {', '.join(wrong[:3])}"
         stages[name] = st
         save()
+    if "summary_error" in doc:  # a bug here, not a finding: the stages' results are saved all the same
+        print(f"internal error: targets/summary: {doc['summary_error']}; every stage's result is in "
+              f"{out / 'gpu_truth.json'}", file=sys.stderr)
+        return 70
     print(summary_md(doc, stages, brief=True))
     bad = [s.name for s in stages.values() if s.status == "failed"]
     log(f"wrote {out / 'gpu_truth.json'} and gpu_truth.md" + (f"; failed: {', '.join(bad)}" if bad else ""))

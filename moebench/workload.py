@@ -10,6 +10,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from moebench.errors import BadInput
+from moebench.specs import MODEL_NAME, IntelligenceSpec, PriceSpec  # noqa: F401 - also read from here
 from moebench.strict import Strict
 
 
@@ -27,17 +28,6 @@ _Yaml12Loader.add_implicit_resolver(
 
 def read_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
-
-
-MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*:[a-z0-9][a-z0-9_.-]*$")
-
-
-class IntelligenceSpec(Strict):
-    """Either a catalog score pinned by index version, or an explicit score (then index and version are required)."""
-
-    version: str = "v3"
-    index: str = "artificial-analysis-intelligence-index"
-    score: Optional[float] = Field(default=None, ge=0)
 
 
 class ModelEntry(Strict):
@@ -87,19 +77,6 @@ class Timing(Strict):
     # repeat 2 of each, …), so a burst of load on the machine lands on a few samples of every record instead of
     # on all samples of one (the regression gate's workload; all models must fit in memory at once)
     schedule: Literal["sequential", "interleaved"] = "sequential"
-
-
-class PriceSpec(Strict):
-    tier: Optional[str] = None
-    usd_per_gpu_hour: Optional[float] = Field(default=None, gt=0)
-    # used only when the hardware has no catalog price (the `cpu` entry): the user's own machine cost
-    fallback_usd_per_gpu_hour: Optional[float] = Field(default=None, gt=0)
-
-    @model_validator(mode="after")
-    def _one(self) -> "PriceSpec":
-        if self.tier is not None and self.usd_per_gpu_hour is not None:
-            raise ValueError("give either tier or usd_per_gpu_hour, not both")
-        return self
 
 
 ROUTING = re.compile(r"^(model|uniform|zipf:\d+(\.\d+)?|hot:\d+)$")
@@ -175,7 +152,8 @@ def _format_validation(path: str, exc: ValidationError) -> str:
 
 
 def parse_workload(data: Any, source: str = "<workload>"):
-    """Validate a workload mapping; `kind: kernel` documents become `moebench.bench.schema.KernelWorkload`."""
+    """Validate a workload mapping; `kind: kernel` documents become `moebench.bench.schema.KernelWorkload`,
+    `kind: endpoint` ones `moebench.endpoint.workload.EndpointWorkload`."""
     if not isinstance(data, dict):
         raise BadInput(f"{source}: a workload must be a YAML mapping, got {type(data).__name__}")
     try:
@@ -183,6 +161,10 @@ def parse_workload(data: Any, source: str = "<workload>"):
             from moebench.bench.schema import KernelWorkload
 
             return KernelWorkload.model_validate(data)
+        if data.get("kind") == "endpoint":
+            from moebench.endpoint.workload import EndpointWorkload
+
+            return EndpointWorkload.model_validate(data)
         return Workload.model_validate(data)
     except ValidationError as exc:
         raise BadInput(_format_validation(source, exc)) from None

@@ -100,36 +100,74 @@ def test_nvml_sums_every_gpu_of_the_run(fake_nvml):
     assert meter.joules(None, b) is None
 
 
-def test_every_timed_repeat_carries_its_own_energy(fake_nvml, monkeypatch):
-    """The engine reads the counters around each timed repeat: J per repeat = (300 + 100) W x its wall time,
-    and the record's J/token is that over B x (prompt + output)."""
+def _bench(monkeypatch, meter):
     import torch
 
     from moebench.engine import generate
     from moebench.engine.generate import GenerationBench, prompt_ids
     from moebench.models import build, entry_arch
 
-    monkeypatch.setattr(generate, "open_meter", lambda device, gpus: open_nvml([0, 1]))
+    monkeypatch.setattr(generate, "open_meter", lambda device, gpus: meter)
     spec, cfg = entry_arch("llama3:debug", "random", None)
     model = build(spec, cfg, device="cpu", dtype=torch.float32, seed=0)
     bench = GenerationBench(model, prompt_ids(2, 8, cfg.vocab_size, 0, "cpu"), output=4, device="cpu")
     bench.run(1, timed=False)
+    return bench
+
+
+def test_every_timed_repeat_carries_its_own_energy_and_window(fake_nvml, monkeypatch):
+    """The engine reads the counters around each timed repeat: J per repeat = (300 + 100) W x its wall time,
+    over a window it records."""
+    bench = _bench(monkeypatch, open_nvml([0, 1]))
     t0 = time.perf_counter()
     bench.run(3)
     wall = time.perf_counter() - t0
     s = bench.samples
-    assert s.energy_source == "nvml" and len(s.energy_j) == len(s.ttft_ms) == 3
-    assert sum(s.energy_j) <= 400 * wall * 1.01  # each repeat's reads sit inside the call ...
-    for e, ttft, tpot in zip(s.energy_j, s.ttft_ms, s.tpot_ms):
+    assert s.energy_source == "nvml" and len(s.energy_j) == len(s.ttft_ms) == len(s.energy_window_s) == 3
+    assert sum(s.energy_j) <= 400 * wall * 1.01 and sum(s.energy_window_s) <= wall  # inside the call ...
+    for e, w, ttft, tpot in zip(s.energy_j, s.energy_window_s, s.ttft_ms, s.tpot_ms):
         assert e >= 400 * (ttft + 3 * tpot) / 1e3 * 0.95  # ... and around its timed generation
+        assert w >= (ttft + 3 * tpot) / 1e3
+        assert e == pytest.approx(400 * w, rel=0.2, abs=0.05)
+
+
+class SteppedMeter:
+    """A counter that moves in whole 1 J steps, one every 4th read: what NVML's looks like to a read around a
+    repeat of a few ms (it updates every ~10-100 ms)."""
+
+    source, scope = "nvml", "stepped test counter"
+
+    def __init__(self):
+        self.reads = 0
+
+    def read(self):
+        self.reads += 1
+        return (self.reads // 4,)
+
+    def joules(self, before, after):
+        return None if before is None or after is None else float(after[0] - before[0])
+
+
+def test_short_repeats_meter_their_energy_together_and_say_it_is_coarse(monkeypatch):
+    import itertools
+    import types
+
+    from moebench.engine import generate
+
+    bench = _bench(monkeypatch, SteppedMeter())
+    clock = itertools.count(step=0.005)  # each read of the engine's clock 5 ms on: repeats of 5 ms
+    monkeypatch.setattr(generate, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    bench.run(4)
+    s = bench.samples
+    assert s.energy_j == [0.0, 1.0, 0.0, 1.0]  # per repeat: the counter's step, not the repeat
+    assert s.energy_window_s == pytest.approx([0.005] * 4)
 
     from tests.engine.test_records import record_of
 
     rec = record_of(s, batch=2, prompt=8, output=4)
-    assert rec["energy_source"] == "nvml"
     jpt = rec["metrics"]["joules_per_token"]
-    assert jpt["basis"] == "measured" and jpt["n"] == 3
-    assert jpt["samples"] == pytest.approx([e / (2 * (8 + 4)) for e in s.energy_j])
+    assert jpt["n"] == 1 and jpt["samples"] == pytest.approx([2.0 / (4 * 2 * (8 + 4))])  # all J / all tokens
+    assert "pooled: all 4 repeats" in rec["energy_scope"] and "coarse" in rec["energy_scope"]
 
 
 def powercap(root: Path, zones: dict[str, tuple[str, int, int]]) -> Path:

@@ -65,7 +65,8 @@ def test_tokens_per_joule_is_computed_by_the_producer():
     from moebench.models import resolve_name
 
     _, cfg = resolve_name("llama3:debug")
-    samples = GenerationSamples(ttft_ms=[10.0, 11.0], tpot_ms=[2.0, 2.0], itl_ms=[2.0] * 8)
+    # repeats metered for over a second each: one J/token per repeat (shorter ones are pooled)
+    samples = GenerationSamples(ttft_ms=[10.0, 11.0], tpot_ms=[2.0, 2.0], itl_ms=[2.0] * 8, energy_window_s=[1.2, 1.3])
     kw = dict(name="llama3:debug", kind="dense", run_cfg=cfg, samples=samples, batch=2, prompt=6, output=4,
               dtype_bytes=4, pricing=Pricing(None, None, None, 1), peaks=Peaks(None, None, None, None),
               intelligence=None)

@@ -1,4 +1,4 @@
-"""`moebench run [WORKLOAD]`: run a model or kernel workload, print the comparison table, write results."""
+"""`moebench run [WORKLOAD]`: run a model, kernel or endpoint workload, print its table, write results."""
 
 from __future__ import annotations
 
@@ -39,14 +39,34 @@ def register(app: typer.Typer) -> None:
         repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="Override timing.repeats (the gate's samples)."),
         nproc: Optional[int] = typer.Option(None, "--nproc", min=1, help="Launch N local ranks (torch elastic launcher)."),
         profile: bool = typer.Option(False, "--profile", help="Time every phase of every layer on every rank."),
+        endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Measure this OpenAI-compatible server "
+                                               "(base URL, e.g. http://127.0.0.1:8000/v1) with default load."),
     ) -> None:
         """Run a workload: every model × batch size, timed; ends with the dense-vs-MoE table."""
         from moebench.workload import Workload, load_workload
 
         if out_dir.exists() and not out_dir.is_dir():
             raise BadInput(f"--out {out_dir}: exists and is not a folder")
-        path = workload or default_workload()
-        wl = load_workload(path)
+        if endpoint is not None and workload is not None:
+            raise typer.BadParameter("give either WORKLOAD or --endpoint, not both")
+        if endpoint is not None:
+            from moebench.endpoint.workload import quick_workload
+
+            path, wl = Path("--endpoint"), quick_workload(endpoint)
+        else:
+            path = workload or default_workload()
+            wl = load_workload(path)
+        if wl.kind == "endpoint":
+            from moebench.endpoint.runner import run_endpoint_workload
+            from moebench.report.endpoint_table import levels_table
+
+            doc, dest = run_endpoint_workload(wl, out_dir=out_dir, workload_path=str(path), log=log)
+            if json_:
+                emit_json(doc)
+            else:
+                out.print(levels_table(doc))
+            log(f"results: {dest}")
+            return
         if not isinstance(wl, Workload):  # kind: kernel
             from moebench.bench.runner import render_table, run_kernel_workload
             from moebench.results import new_run_id, write_atomic

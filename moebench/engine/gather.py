@@ -29,6 +29,7 @@ def merge_samples(per_rank: list[GenerationSamples]) -> GenerationSamples:
         tpot_ms=[max(xs) for xs in zip(*(s.tpot_ms for s in per_rank))],
         itl_ms=[max(xs) for xs in zip(*(s.itl_ms for s in per_rank))],
         energy_j=energy_j, energy_source=source, energy_scope=scope, contention=contention,
+        energy_window_s=[max(xs) for xs in zip(*(s.energy_window_s for s in per_rank))],
     )
 
 

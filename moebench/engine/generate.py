@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -16,9 +17,10 @@ from moebench.machine import open_contention
 
 @dataclass
 class GenerationSamples:
-    """Per timed repeat: TTFT and TPOT of the batch (ms) and the energy of the generation (J, every device of
-    this rank; empty where not measured); per decode step: inter-token latency (ms). `contention`: the
-    timed repeats' moebench.machine parts, one per rank."""
+    """Per timed repeat: TTFT and TPOT of the batch (ms), the energy of the generation (J, every device of
+    this rank; empty where not measured) and the wall time between its two counter reads (s: how long the
+    counter was read over, which says how coarse the reading is); per decode step: inter-token latency (ms).
+    `contention`: the timed repeats' moebench.machine parts, one per rank."""
 
     ttft_ms: list[float] = field(default_factory=list)
     tpot_ms: list[float] = field(default_factory=list)
@@ -28,6 +30,7 @@ class GenerationSamples:
     energy_j: list[float] = field(default_factory=list)
     energy_source: str = NOT_MEASURED
     energy_scope: Optional[str] = None
+    energy_window_s: list[float] = field(default_factory=list)
     contention: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -123,6 +126,7 @@ class GenerationBench:
                 self.barrier()
             sync(self.device)
             e0 = self.meter.read() if timed and self.meter is not None else None
+            t0 = time.perf_counter()
             with self.contention.window() if timed else contextlib.nullcontext():
                 gc.disable()  # like timeit: no garbage-collector pause inside a timed generation
                 try:
@@ -132,11 +136,13 @@ class GenerationBench:
                     gc.enable()
                 sync(self.device)
             if timed:
+                e1 = self.meter.read() if self.meter is not None else None
+                self.samples.energy_window_s.append(time.perf_counter() - t0)
                 self.samples.ttft_ms.append(ttft)
                 self.samples.tpot_ms.append(sum(steps) / len(steps))
                 self.samples.itl_ms.extend(steps)
                 if self.meter is not None:
-                    self._add_energy(self.meter.joules(e0, self.meter.read()))
+                    self._add_energy(self.meter.joules(e0, e1))
         if timed:
             self.contention.gpu_sample()
             self.samples.contention = [self.contention.parts()]

@@ -5,6 +5,7 @@ Importing this module does not import torch: `rate_metrics` is also what the rep
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -16,6 +17,10 @@ from moebench.results import Basis, derive, make_record, stat
 if TYPE_CHECKING:
     from moebench.engine.generate import GenerationSamples
     from moebench.models.config import ArchConfig
+
+# An energy counter moves in steps (NVML's every ~10-100 ms, and on A100/H100 from power sampled only part of the
+# time): read around a repeat shorter than this, one repeat's joules are mostly that step, not the repeat.
+MIN_ENERGY_WINDOW_S = 1.0
 
 # `moebench run` prefills one batch of B prompts, then decodes the B sequences together (engine/generate.py), so
 # TTFT is the whole batch's prefill and TPOT one decode step: "static" serving in moebench.projection's terms.
@@ -176,14 +181,32 @@ def _energy(samples: GenerationSamples, joules: Optional[list[float]], source: s
             ttft: dict[str, Any], tpot: dict[str, Any], f_pre: float, f_dec: float, *, batch: int, prompt: int,
             output: int, pricing: Pricing, basis: Basis) -> dict[str, Any]:
     """{joules_per_token, energy_source, energy_scope}. J/token = a repeat's energy / its B·(prompt+output)
-    tokens. Measured energy of N of the layers is scaled like the repeat's time (same mean power); without a
-    counter, the catalog's all-in kW per device × devices × the request's time is `estimated`."""
+    tokens, when repeats last at least MIN_ENERGY_WINDOW_S; shorter repeats are pooled into one sample (all their
+    energy / all their tokens) and the scope says so, and "coarse" when even the pool is that short. Measured
+    energy of N of the layers is scaled like the repeat's time (same mean power); without a counter, the
+    catalog's all-in kW per device × devices × the request's time is `estimated`."""
     toks = batch * (prompt + output)
     if joules and len(joules) == len(samples.ttft_ms) == len(samples.tpot_ms):
         steps = output - 1
         scale = [(f_pre * a + f_dec * steps * b) / (a + steps * b) for a, b in zip(samples.ttft_ms, samples.tpot_ms)]
-        per_token = [tk.joules_per_token(e * k, toks) for e, k in zip(joules, scale)]
-        return {"joules_per_token": stat(per_token, basis, "J/token"), "energy_source": source, "energy_scope": scope}
+        scaled = [e * k for e, k in zip(joules, scale)]
+        windows = samples.energy_window_s
+        if len(windows) != len(joules):  # samples from before windows were recorded: the timed time stands in
+            windows = [(a + steps * b) / 1e3 for a, b in zip(samples.ttft_ms, samples.tpot_ms)]
+        window = statistics.median(windows)
+        if window >= MIN_ENERGY_WINDOW_S:
+            per_token = [tk.joules_per_token(e, toks) for e in scaled]
+            return {"joules_per_token": stat(per_token, basis, "J/token"), "energy_source": source,
+                    "energy_scope": scope}
+        pooled = tk.joules_per_token(sum(scaled), toks * len(scaled))
+        total = sum(windows)
+        note = (f"; pooled: all {len(scaled)} repeats' energy / all their tokens, one sample (repeats of "
+                f"{window * 1e3:.3g} ms, under the {MIN_ENERGY_WINDOW_S:g} s a single counter reading needs)")
+        if total < MIN_ENERGY_WINDOW_S:
+            note += (f"; coarse: {total:.3g} s metered in all, within a few of the counter's update steps "
+                     "(NVML: ~10-100 ms)")
+        return {"joules_per_token": stat([pooled], basis, "J/token"), "energy_source": source,
+                "energy_scope": (scope or source) + note}
     kw = pricing.allin_kw_per_gpu
     if kw:
         wall_s = [(a + (output - 1) * b) / 1e3 for a, b in zip(ttft["samples"], tpot["samples"])]

@@ -18,14 +18,12 @@ SCRIPT = REPO / "benchmarks" / "gpu_truth.py"
 
 @pytest.fixture(scope="module")
 def gt():
-    sys.path.insert(0, str(SCRIPT.parent))  # gpu_truth imports gpu_check beside it
     spec = importlib.util.spec_from_file_location("gpu_truth", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
     sys.modules["gpu_truth"] = mod  # its dataclasses look their module up while the class is made
     spec.loader.exec_module(mod)
     yield mod
     del sys.modules["gpu_truth"]
-    sys.path.remove(str(SCRIPT.parent))
 
 
 @pytest.fixture(scope="module")
@@ -85,36 +83,17 @@ def test_dry_run_engine_results_are_result_documents_the_projection_reads(dry_ru
     assert doc["targets"] and all(t["met"] is None for t in doc["targets"])
 
 
-def test_energy_per_token_comes_from_each_batch_s_nvml_window(gt, dry_run, monkeypatch):
-    import moebench.profile.nvml as nvml
-
-    joules = iter([12.0, 30.0])
-
-    class FakeSampler:  # the counter as NVML would give it on a GPU: joules between start() and stop()
-        def __init__(self, interval_s):
-            pass
-
-        def start(self):
-            return self
-
-        def stop(self):
-            return {"energy_j": next(joules), "power_w_mean": 300.0}
-
-    monkeypatch.setattr(nvml, "NvmlSampler", FakeSampler)
-    logged_lines: list[str] = []
-    energy = gt.BatchEnergy(logged_lines.append)
-    for line in ("building llama3:debug (2 of 4 layers) …", "  llama3:debug batch 1: prefill 16 + decode 4 × 2 repeats",
-                 "  llama3:debug batch 2: prefill 16 + decode 4 × 2 repeats", "building qwen3-moe:debug …"):
-        energy(line)
-    energy.close()
-    assert len(logged_lines) == 4  # every line still reaches the log
-    assert {k: v["energy_j"] for k, v in energy.energy.items()} == {("llama3:debug", 1): 12.0, ("llama3:debug", 2): 30.0}
+def test_engine_rows_take_energy_from_the_records_only(gt, dry_run):
     doc = load_result(json.loads((dry_run[1] / "gpu_truth.json").read_text())["stages"]["engine"]["result"]["eager"]["path"])
-    rows = {(r["model"], r["batch"]): r for r in gt.engine_rows(doc, energy.energy)}
-    # 3 generations (1 warm-up + 2 repeats) of B x (16 prompt + 4 output) tokens in each window
-    assert rows["llama3:debug", 1]["joules_per_token"] == pytest.approx(12.0 / (1 * 20 * 3))
-    assert rows["llama3:debug", 2]["joules_per_token"] == pytest.approx(30.0 / (2 * 20 * 3))
-    assert rows["qwen3-moe:debug", 1]["joules_per_token"] is None and "no NVML" in rows["qwen3-moe:debug", 1]["energy_source"]
+    rec = doc["records"][0]
+    rec["metrics"]["joules_per_token"] = {"median": 0.25}
+    rec["energy_source"], rec["energy_scope"] = "nvml", "NVML total energy of GPU 0 (board power)"
+    rows = gt.engine_rows(doc)
+    assert (rows[0]["joules_per_token"], rows[0]["energy_source"]) == (0.25, "nvml")
+    assert rows[0]["energy_scope"] == "NVML total energy of GPU 0 (board power)"
+    # a record without a figure stays without one: no second meter fills it in
+    assert all(r["joules_per_token"] is None or r["energy_source"] != "not measured" for r in rows)
+    assert not hasattr(gt, "BatchEnergy")
 
 
 def _point(T, provider, us, pct, vs, rows_per_expert):
@@ -139,6 +118,9 @@ def test_targets_read_a_gpu_run_the_way_the_issue_states_them(gt):
               "projection": gt.StageRun("projection", None, result={
         "source": "runs/g.json", "uncalibrated": [], "calibrated": [], "fit": None, "worst_uncalibrated_factor": 1.25})}
     got = {t["target"]: (t["measured"], t["met"]) for t in gt.targets(stages, dry_run=False)}
+    detail = {t["target"]: t["detail"] for t in gt.targets(stages, dry_run=False)}
+    for name in ("engine CUDA-graph decode MBU, Llama B=1", "CUDA graphs vs eager decode, Llama B=1"):
+        assert "measured on 4 of 32 layers" in detail[name]  # not a full-depth figure
     assert got == {
         "engine CUDA-graph decode MBU, Llama B=1": (0.65, True),
         "CUDA graphs vs eager decode, Llama B=1": (2.5, False),  # 15 ms eager / 6 ms graph
@@ -256,7 +238,7 @@ def test_a_kernel_point_that_disagrees_with_the_reference_fails_the_stage(gt):
 
 def test_a_plan_over_8_minutes_fails_before_anything_runs(gt, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the dry run sets it; later tests' subprocesses must not inherit
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what the dry run sets, undone at teardown: later launches must not inherit it
     monkeypatch.setattr(gt, "PLAN_LIMIT_S", 100.0)
     assert gt.main(["--dry-run", "--out", str(tmp_path), "--stages", "projection"]) == 1
     assert "over the 100 s" in capsys.readouterr().err and not list(tmp_path.iterdir())
@@ -265,3 +247,29 @@ def test_a_plan_over_8_minutes_fails_before_anything_runs(gt, monkeypatch, tmp_p
 def test_unknown_stage_is_a_usage_error(gt, capsys):
     assert gt.main(["--out", "/nonexistent", "--stages", "gpu_check,typo"]) == 2
     assert "unknown typo" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--stages", ","], "--stages: no stage named"),
+    (["--stages", "projection", "--budget-s", "0"], "--budget-s: 0 is not a positive"),
+    (["--stages", "projection", "--budget-s", "-5"], "--budget-s: -5 is not a positive"),
+    (["--stages", "projection", "--budget-s", "nan"], "--budget-s: nan is not a positive"),
+])
+def test_an_empty_stage_list_or_a_non_positive_budget_is_a_usage_error(gt, capsys, tmp_path, argv, message):
+    assert gt.main(["--out", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+
+
+def test_a_summary_that_raises_keeps_every_stage_s_result(gt, dry_run, tmp_path, monkeypatch, capsys):
+    graph = json.loads((dry_run[1] / "gpu_truth.json").read_text())["stages"]["engine"]["result"]["cuda_graph"]["path"]
+
+    def broken(*a, **k):
+        raise KeyError("mbu_decode_measured_roof")
+
+    monkeypatch.setattr(gt, "targets", broken)
+    assert gt.main(["--out", str(tmp_path), "--stages", "projection", "--engine-result", graph]) == 70
+    doc = json.loads((tmp_path / "gpu_truth.json").read_text())
+    assert doc["stages"]["projection"]["status"] == "ok" and doc["stages"]["projection"]["result"]["uncalibrated"]
+    assert doc["summary_error"] == "KeyError: 'mbu_decode_measured_roof'"
+    assert "internal error: targets/summary" in capsys.readouterr().err

@@ -24,9 +24,9 @@ def record_of(samples: GenerationSamples, *, batch: int, prompt: int, output: in
         energy_j_per_repeat=samples.energy_j, energy_source=samples.energy_source, energy_scope=samples.energy_scope)
 
 
-def samples(energy_j=(), source="not measured") -> GenerationSamples:
+def samples(energy_j=(), source="not measured", window_s=(1.5, 1.6)) -> GenerationSamples:
     return GenerationSamples(ttft_ms=[10.0, 12.0], tpot_ms=[2.0, 2.0], itl_ms=[2.0] * 6, energy_j=list(energy_j),
-                             energy_source=source, energy_scope="test counter")
+                             energy_source=source, energy_scope="test counter", energy_window_s=list(window_s))
 
 
 def test_cpu_without_a_counter_or_catalog_power_is_not_measured():
@@ -68,3 +68,14 @@ def test_the_record_carries_its_contention():
     c = record_of(s, batch=2, prompt=8, output=4)["contention"]
     assert c["other_cpu_cores"] == pytest.approx(1.0) and c["usable_cpus"] == 4 and c["contended"] is True
     assert record_of(samples(), batch=2, prompt=8, output=4)["contention"] is None  # nothing measured
+
+
+def test_repeats_too_short_for_the_counter_are_pooled_into_one_sample():
+    # 0.4 s and 0.7 s windows: each under a second, 1.1 s together
+    rec = record_of(samples([4.8, 7.2], "nvml", window_s=(0.4, 0.7)), batch=2, prompt=8, output=4)
+    jpt = rec["metrics"]["joules_per_token"]
+    assert jpt["n"] == 1 and jpt["samples"] == pytest.approx([(4.8 + 7.2) / (2 * 24)]) and jpt["basis"] == "measured"
+    assert rec["energy_scope"].startswith("test counter; pooled: all 2 repeats") and "coarse" not in rec["energy_scope"]
+    # 3 ms and 4 ms: 7 ms metered in all is a few of NVML's update steps, and says so
+    rec = record_of(samples([4.8, 7.2], "nvml", window_s=(0.003, 0.004)), batch=2, prompt=8, output=4)
+    assert rec["metrics"]["joules_per_token"]["n"] == 1 and "coarse: 0.007 s metered in all" in rec["energy_scope"]

@@ -53,10 +53,11 @@ def test_cost_pays_for_every_rank_gpu_hours():
 
 
 def test_merge_takes_the_slowest_rank_per_repeat_and_step():
-    a = GenerationSamples(ttft_ms=[1.0, 5.0], tpot_ms=[2.0, 2.0], itl_ms=[1.0, 3.0])
-    b = GenerationSamples(ttft_ms=[2.0, 4.0], tpot_ms=[1.0, 3.0], itl_ms=[2.0, 2.0])
+    a = GenerationSamples(ttft_ms=[1.0, 5.0], tpot_ms=[2.0, 2.0], itl_ms=[1.0, 3.0], energy_window_s=[0.5, 0.9])
+    b = GenerationSamples(ttft_ms=[2.0, 4.0], tpot_ms=[1.0, 3.0], itl_ms=[2.0, 2.0], energy_window_s=[0.6, 0.8])
     m = merge_samples([a, b])
     assert (m.ttft_ms, m.tpot_ms, m.itl_ms) == ([2.0, 5.0], [2.0, 3.0], [2.0, 3.0])
+    assert m.energy_window_s == [0.6, 0.9]  # how long the slowest rank's counters were read over
 
 
 def test_layout_groups_and_batch_slices():

@@ -1,0 +1,234 @@
+"""`moebench run` for `kind: endpoint`: probe the server, sweep the load levels (warm-up, repeats), and write one
+result document, atomically, after every level, so that a stop or a failure leaves the levels done on disk.
+
+Exit paths: the server unreachable -> EnvironmentProblem (4); a level failing more than `max_failure_ratio` of
+its requests -> RunFailed (5, partial results named); SIGINT/SIGTERM -> interrupted (130, partial results named).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from moebench.endpoint.client import RequestOptions, open_session, send
+from moebench.endpoint.cost import DeploymentCost, hardware_of, resolve_cost
+from moebench.endpoint.dataset import Prompt, build_prompts
+from moebench.endpoint.load import Level, LevelRun, run_level
+from moebench.endpoint.probe import Capabilities, headers, probe, request_url
+from moebench.endpoint.stats import energy_source, level_metrics, request_summary
+from moebench.endpoint.telemetry import sample, summarize
+from moebench.endpoint.tokens import Tokenizer
+from moebench.catalog import reference_models
+from moebench.endpoint.workload import EndpointWorkload, RandomDataset, SharedPrefixDataset
+from moebench.errors import ExitCode, MoebenchError, RunFailed
+from moebench.results import make_record, new_doc, new_run_id, write_result
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Sweep:
+    """What the run has so far: the probe's answer and one entry per finished level."""
+
+    caps: Optional[Capabilities] = None
+    levels: list[tuple[Level, list[LevelRun]]] = field(default_factory=list)
+    server: list[Optional[dict[str, Any]]] = field(default_factory=list)  # /metrics summary per level
+    started: float = field(default_factory=time.time)
+
+
+def levels_of(wl: EndpointWorkload) -> list[Level]:
+    if wl.load.concurrency is not None:
+        return [Level("concurrency", c) for c in wl.load.concurrency]
+    return [Level("rate", r) for r in wl.load.request_rate or []]
+
+
+def run_endpoint_workload(wl: EndpointWorkload, *, out_dir: Path, workload_path: str = "workload",
+                          log: Log = lambda _m: None) -> tuple[dict[str, Any], Path]:
+    """Run the sweep; returns the complete document and where it was written."""
+    cost = resolve_cost(wl.deployment, workload_path)  # a bad hardware id or tier fails before any request
+    tokenizer = Tokenizer(wl.tokenizer) if wl.tokenizer else None
+    prompts = build_prompts(wl.dataset, wl.timing.warmup_requests + wl.load.requests_per_level, tokenizer,
+                            workload_path)
+    run_id = new_run_id(wl.name)
+    dest = Path(out_dir) / f"{run_id}.json"
+    sweep = Sweep()
+
+    def save(complete: bool, error: Optional[str] = None) -> dict[str, Any]:
+        doc = build_doc(wl, sweep, cost, complete=complete, error=error, run_id=run_id, workload_path=workload_path)
+        write_result(doc, out_dir)
+        return doc
+
+    try:
+        failure = asyncio.run(_sweep(wl, sweep, prompts, tokenizer, save, log))
+    except KeyboardInterrupt:
+        failure = "interrupted"
+    if failure == "interrupted":
+        if sweep.caps is not None:
+            save(False, "interrupted")
+            raise MoebenchError(f"interrupted: partial results (levels done: {len(sweep.levels)}) in {dest}",
+                                code=ExitCode.INTERRUPTED)
+        raise MoebenchError("interrupted before the first level", code=ExitCode.INTERRUPTED)
+    if failure is not None:
+        save(False, failure)
+        raise RunFailed(f"{failure}; partial results in {dest}", partial_path=str(dest))
+    return save(True), dest
+
+
+async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], tokenizer: Optional[Tokenizer],
+                 save: Callable[..., Any], log: Log) -> Optional[str]:
+    """Returns None when every level ran, "interrupted", or the reason the run failed."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests) or not POSIX
+            pass
+    spec = wl.endpoint
+    levels = levels_of(wl)
+    cap = max(int(lv.value) for lv in levels) if levels[0].mode == "concurrency" else wl.load.max_concurrency
+    try:
+        # the scrapes get their own connection: in the load's pool they would wait for a slot, and delay the load
+        async with open_session(cap, min(10.0, spec.request_timeout_s)) as client, open_session(1) as scraper:
+            caps = await probe(client, spec)
+            sweep.caps = caps
+            log(f"endpoint {spec.base_url}: model {caps.model!r}; usage in stream {caps.stream_usage}, continuous "
+                f"{caps.continuous_usage}, ignore_eos {caps.ignore_eos}, /metrics {'yes' if caps.metrics_url else 'no'}")
+            opts = RequestOptions(url=request_url(spec), model=caps.model, api=spec.api,
+                                  stream_usage=caps.stream_usage, continuous_usage=caps.continuous_usage,
+                                  ignore_eos=caps.ignore_eos, headers=headers(spec), timeout_s=spec.request_timeout_s)
+
+            async def one(prompt: Prompt, queued_s: float):
+                return await send(client, opts, prompt, tokenizer, queued_s)
+
+            warm, measured = prompts[:wl.timing.warmup_requests], prompts[wl.timing.warmup_requests:]
+            scrape_url = caps.metrics_url if wl.telemetry_interval_s else None
+            for level in levels:
+                if warm:
+                    await run_level(one, warm, Level("concurrency", min(len(warm), max(1, int(level.value)))),
+                                    max_duration_s=wl.load.max_duration_s, stop=stop)
+                runs, scrapes = await _repeats(wl, level, one, measured, stop, scraper, scrape_url, opts.headers,
+                                               log)
+                finished = [r for r in runs if not r.stopped]
+                if finished:
+                    sweep.levels.append((level, finished))
+                    sweep.server.append(summarize(scrapes))
+                    save(False, None)
+                if stop.is_set():
+                    return "interrupted"
+                summary = request_summary(runs, wl.slo)
+                if summary["failure_ratio"] > wl.max_failure_ratio:
+                    commonest = next(iter(summary["errors"]), "?")
+                    return (f"{level.label}: {summary['failed']} of {summary['ok'] + summary['failed']} requests "
+                            f"failed (> max_failure_ratio {wl.max_failure_ratio:g}; commonest: {commonest})")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+    return None
+
+
+async def _repeats(wl: EndpointWorkload, level: Level, one, prompts: list[Prompt], stop: asyncio.Event, scraper,
+                   scrape_url: Optional[str], hdrs: dict[str, str], log: Log):
+    """The level's timed repeats, with the server's /metrics scraped while each runs."""
+    runs: list[LevelRun] = []
+    scrapes: list[dict[str, float]] = []
+    for rep in range(wl.timing.repeats):
+        if stop.is_set():
+            break
+        done = asyncio.Event()
+        sampler = None
+        if scrape_url:
+            sampler = asyncio.ensure_future(sample(scraper, scrape_url, hdrs, done, wl.telemetry_interval_s or 1.0))
+        try:
+            run = await run_level(one, prompts, level, max_duration_s=wl.load.max_duration_s, stop=stop,
+                                  arrival=wl.load.arrival, burstiness=wl.load.burstiness,
+                                  max_concurrency=wl.load.max_concurrency, seed=rep)
+        finally:
+            done.set()
+            if sampler is not None:
+                scrapes += await sampler
+        runs.append(run)
+        log(_progress(level, rep, wl.timing.repeats, run))
+    return runs, scrapes
+
+
+def _progress(level: Level, rep: int, repeats: int, run: LevelRun) -> str:
+    ok = [r for r in run.records if r.ok]
+    ttft = statistics.median([(r.first_token - r.start) * 1e3 for r in ok]) if ok else float("nan")  # type: ignore[operator]
+    out = sum(r.output_tokens or 0 for r in ok) / max(run.wall_s, 1e-9)
+    return (f"  {level.label} repeat {rep + 1}/{repeats}: {len(ok)} ok, {len(run.records) - len(ok)} failed, "
+            f"{run.cut} cut, {run.wall_s:.1f} s, TTFT median {ttft:.1f} ms, {out:.0f} output tok/s")
+
+
+def build_doc(wl: EndpointWorkload, sweep: Sweep, cost: DeploymentCost, *, complete: bool,
+              error: Optional[str], run_id: str, workload_path: Optional[str]) -> dict[str, Any]:
+    """The endpoint result document, through the results contract's constructors."""
+    hw = hardware_of(wl.deployment, "workload")
+    caps = sweep.caps
+    hardware = {
+        **(hw.model_dump(mode="json", include={"id", "name", "vendor", "arch", "peak_tflops", "hbm_tbps", "hbm_gb"})
+           if hw else {"id": None, "name": None}),
+        "device": "endpoint",
+        "n_devices": wl.deployment.gpus,
+        "price": {"usd_per_gpu_hour": cost.usd_per_gpu_hour, "tier": cost.tier, "source": cost.source},
+        # what was measured: the server behind the URL, as the probe found it
+        "endpoint": {"base_url": wl.endpoint.base_url, "api": wl.endpoint.api,
+                     "capabilities": caps.as_dict() if caps else None},
+    }
+    records = [_record(wl, caps, level, runs, cost, server) for (level, runs), server in zip(sweep.levels, sweep.server)]
+    extra = {"error": error} if error else {}
+    return new_doc(kind="endpoint", workload=wl.model_dump(mode="json"), hardware=hardware, records=records,
+                   complete=complete, run_id=run_id, world_size=wl.deployment.gpus, workload_path=workload_path,
+                   created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sweep.started)),
+                   wall_s=time.time() - sweep.started, **extra)
+
+
+def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, runs: list[LevelRun],
+            cost: DeploymentCost, server: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """One load level. `prompt_tokens` / `output_tokens` are the dataset's declared sizes (stable across runs, so
+    compare and the gate match levels); what the server counted is in `requests`."""
+    ok = [r for run in runs for r in run.records if r.ok]
+    closed = level.mode == "concurrency"
+    ref = reference_models().get(wl.deployment.model) if wl.deployment.model else None
+    return make_record(
+        model=caps.model if caps else wl.endpoint.model,
+        kind=ref.kind if ref else None,
+        basis="measured",
+        # a server batches continuously; an open-loop level's rate is part of its identity (its batch size is not)
+        serving="continuous" if closed else f"continuous, {level.label}",
+        batch_size=int(level.value) if closed else (wl.load.max_concurrency or 0),
+        prompt_tokens=declared_tokens(wl)[0],
+        output_tokens=declared_tokens(wl)[1],
+        metrics=level_metrics(runs, wl.slo, cost),
+        load={"mode": level.mode, "value": level.value, "label": level.label,
+              "requests_per_level": wl.load.requests_per_level, "repeats": len(runs)},
+        intelligence=cost.intelligence,
+        cost=cost.as_dict(),
+        requests={**request_summary(runs, wl.slo),
+                  "prompt_tokens_counted": _median_int([r.prompt_tokens for r in ok]),
+                  "output_tokens_counted": _median_int([r.output_tokens for r in ok])},
+        server=server,  # the server's /metrics over the level; None where it has none
+        **energy_source(cost, measured=False),
+    )
+
+
+def declared_tokens(wl: EndpointWorkload) -> tuple[Optional[int], Optional[int]]:
+    ds = wl.dataset
+    if isinstance(ds, RandomDataset):
+        return ds.prompt_tokens, ds.output_tokens
+    if isinstance(ds, SharedPrefixDataset):
+        return ds.prefix_tokens + ds.prompt_tokens, ds.output_tokens
+    return None, None  # a file's lengths vary by entry
+
+
+def _median_int(xs: list[Optional[int]]) -> Optional[int]:
+    known = [x for x in xs if x is not None]
+    return int(statistics.median(known)) if known else None

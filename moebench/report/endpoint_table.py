@@ -1,0 +1,87 @@
+"""The terminal view of an endpoint result (moebench.endpoint): one row per load level, the client's latencies
+beside the cost and the server's own view. Reads the document only; imports nothing of the producer."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from rich.table import Table
+
+from moebench.report.format import fmt
+
+
+def _med_p99(m: Optional[dict[str, Any]]) -> str:
+    if m is None:
+        return "—"
+    return f"{fmt(m['median'])} [dim]/ {fmt(m.get('p99'))}[/dim]"
+
+
+def _med(m: Optional[dict[str, Any]], key: Optional[str] = None) -> str:
+    if m is not None and key is not None:
+        m = m.get(key)
+    return "—" if m is None else fmt(m["median"])
+
+
+def _server(srv: Optional[dict[str, Any]]) -> str:
+    """The server's own medians over the level: running and waiting requests, KV-cache use (— where not exported)."""
+    if not srv:
+        return "—"
+    kv = srv.get("kv_cache_usage")
+    kv_text = "—" if kv is None else f"{kv['median']:.0%}"
+    return f"{_med(srv.get('running_requests'))} / {_med(srv.get('waiting_requests'))} / {kv_text}"
+
+
+def cost_at_interactivity(records: list[dict[str, Any]], target: float) -> Optional[tuple[float, str, str]]:
+    """Blended $/M at `target` tokens/s per user, read off the levels' Pareto front (interactivity up, $/M down)
+    by linear interpolation between the two front levels around it: ($/M, lower level, upper level), or None
+    when no level reaches the target or none is priced."""
+    from moebench.report.plots import pareto_front
+
+    pts, labels = [], []
+    for r in records:
+        inter, usd = r["metrics"].get("interactivity_tokens_per_s_per_user"), r["metrics"].get("usd_per_mtok")
+        if inter and usd:
+            pts.append((inter["median"], -usd["blended"]["median"]))
+            labels.append(r["load"]["label"])
+    front = pareto_front(pts)  # by interactivity, ascending
+    for lo, hi in zip([None] + front, front):
+        x1, y1 = pts[hi]
+        if x1 < target:
+            continue
+        if lo is None or x1 == target:
+            return -y1, labels[hi], labels[hi]
+        x0, y0 = pts[lo]
+        return -(y0 + (y1 - y0) * (target - x0) / (x1 - x0)), labels[lo], labels[hi]
+    return None
+
+
+def levels_table(doc: dict[str, Any]) -> Table:
+    endpoint = doc["hardware"].get("endpoint") or {}
+    caps = endpoint.get("capabilities") or {}
+    price = (doc.get("hardware") or {}).get("price") or {}
+    where = f"{doc['hardware'].get('id') or 'unpriced'} × {doc.get('world_size')}"
+    if price.get("usd_per_gpu_hour") is not None:
+        where += f" at ${price['usd_per_gpu_hour']:g}/GPU-h ({price.get('tier')})"
+    caption = ("latencies: median / p99 over requests; rates: median over repeats. "
+               "ITL per token needs continuous usage (— otherwise)")
+    for target in (doc.get("workload") or {}).get("interactivity_targets") or []:
+        at = cost_at_interactivity(doc["records"], target)
+        caption += (f"\n$/M blended at {fmt(target)} tok/s/user: "
+                    + (f"{fmt(at[0])} (between {at[1]} and {at[2]}, on the Pareto front)" if at and at[1] != at[2]
+                       else f"{fmt(at[0])} ({at[1]})" if at else "— (no priced level reaches it)"))
+    t = Table(title=f"{caps.get('model') or '?'} at {endpoint.get('base_url')} · {where}"
+                    + ("" if doc.get("complete") else " · PARTIAL"), caption=caption)
+    for head in ("level", "ok / failed / cut", "TTFT ms", "TPOT ms", "ITL ms", "out tok/s", "tok/s/user",
+                 "goodput req/s", "$/M blended", "$/M good out", "server run/wait/KV", "tokens by"):
+        t.add_column(head, justify="left" if head in ("level", "tokens by") else "right")
+    for r in doc["records"]:
+        m, q = r["metrics"], r["requests"]
+        t.add_row(
+            r["load"]["label"], f"{q['ok']} / {q['failed']} / {q['cut']}",
+            _med_p99(m["ttft_ms"]), _med_p99(m["tpot_ms"]), _med_p99(m["itl_ms"]),
+            _med(m["output_tokens_per_s"]), _med(m["interactivity_tokens_per_s_per_user"]),
+            _med(m["goodput_requests_per_s"]), _med(m["usd_per_mtok"], "blended"),
+            _med(m["usd_per_mtok_good"], "output"), _server(r.get("server")),
+            ", ".join(q["output_token_source"]) or "—",
+        )
+    return t

@@ -1,0 +1,170 @@
+"""`moebench run` on endpoint workloads, as a user runs it: the CLI in a subprocess against the stub server."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from moebench.results import load_result
+from tests.cli.conftest import REPO, assert_one_line_error, moebench
+
+
+def workload(tmp_path: Path, base_url: str, **extra: str) -> Path:
+    fields = {
+        "kind": "endpoint", "name": "stub",
+        "endpoint": f'{{base_url: "{base_url}"}}',
+        "deployment": "{hardware: h100_sxm, gpus: 2, price: {usd_per_gpu_hour: 2.0}}",
+        "dataset": "{kind: random, prompt_tokens: 16, output_tokens: 8}",
+        "load": "{concurrency: [1, 4], requests_per_level: 12}",
+        "slo": "{ttft_ms: 1000}",
+        "timing": "{warmup_requests: 2, repeats: 2}",
+        **extra,
+    }
+    p = tmp_path / "w.yaml"
+    p.write_text("".join(f"{k}: {v}\n" for k, v in fields.items()))
+    return p
+
+
+def assert_error_last(proc, code: int, *needles: str) -> None:
+    """Progress lines may precede it on stderr; the failure itself is one line, the last, with no traceback."""
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert [ln for ln in lines if ln.startswith("error:")] == lines[-1:] and "Traceback" not in proc.stderr
+    for n in needles:
+        assert n in lines[-1], lines[-1]
+
+
+def results(out: Path) -> list[Path]:
+    return sorted(out.glob("*.json"))
+
+
+def test_run_writes_one_record_per_level(stub, tmp_path):
+    server = stub(tokens_per_chunk=2, usage="continuous")
+    wl = workload(tmp_path, server.base_url, interactivity_targets="[1.0, 1.0e9]")
+    proc = moebench("run", str(wl), "--out", str(tmp_path / "out"), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "concurrency 4" in proc.stdout and "TTFT ms" in proc.stdout
+    assert "$/M blended at 1 tok/s/user: " in proc.stdout  # every level is faster: the cheapest one's price
+    assert "no priced level reaches it" in proc.stdout
+    [path] = results(tmp_path / "out")
+    doc = load_result(path)  # the same reader compare, report and gate use
+    assert doc["complete"] and doc["kind"] == "endpoint" and doc["world_size"] == 2
+    assert [r["load"]["label"] for r in doc["records"]] == ["concurrency 1", "concurrency 4"]
+    # identity compare and the gate match levels by: the declared dataset, not what the server counted
+    assert [(r["batch_size"], r["prompt_tokens"], r["output_tokens"], r["serving"]) for r in doc["records"]] == [
+        (1, 16, 8, "continuous"), (4, 16, 8, "continuous")]
+    assert doc["records"][0]["energy_source"] == "estimated"  # the catalog's all-in power: h100_sxm has one
+    for r in doc["records"]:
+        assert r["requests"]["ok"] == 24 and r["requests"]["failed"] == 0  # 12 × 2 repeats; warm-up excluded
+        assert r["metrics"]["output_tokens_per_s"]["n"] == 2  # one sample per repeat
+        assert r["metrics"]["ttft_ms"]["n"] == 24 and r["metrics"]["itl_ms"] is not None
+        assert r["metrics"]["usd_per_mtok"]["blended"]["median"] > 0
+        assert r["requests"]["output_token_source"] == {"continuous_usage": 24}
+    # 2 warm-up + 24 measured per level, plus the probe
+    assert len(server.log.requests) == 2 * 26 + 1
+
+
+def test_json_is_one_document_on_stdout(stub, tmp_path):
+    server = stub()
+    wl = workload(tmp_path, server.base_url, load="{concurrency: [2], requests_per_level: 4}")
+    proc = moebench("run", str(wl), "--out", str(tmp_path / "out"), "--json", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["records"][0]["requests"]["ok"] == 8
+
+
+def test_quick_look_with_endpoint_flag(stub, tmp_path):
+    server = stub(tokens_per_chunk=8)
+    proc = moebench("run", "--endpoint", server.base_url, "--out", str(tmp_path), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    doc = load_result(results(tmp_path)[0])
+    assert [r["load"]["value"] for r in doc["records"]] == [1, 8]
+
+
+def test_unreachable_server_exits_4_in_one_line(tmp_path):
+    proc = moebench("run", str(workload(tmp_path, "http://127.0.0.1:9/v1")), "--out", str(tmp_path / "out"))
+    assert_one_line_error(proc, 4, "unreachable", "127.0.0.1:9")
+    assert not results(tmp_path / "out")
+
+
+def test_failures_past_the_threshold_exit_5_with_partial_results(stub, tmp_path):
+    server = stub(http_500_every=3)
+    wl = workload(tmp_path, server.base_url, max_failure_ratio="0.2")
+    proc = moebench("run", str(wl), "--out", str(tmp_path / "out"), timeout=120)
+    assert_error_last(proc, 5, "concurrency 1: 8 of 24 requests failed", "HTTP 500", "partial results in")
+    [path] = results(tmp_path / "out")
+    doc = load_result(path)
+    assert not doc["complete"] and "max_failure_ratio" in doc["error"]
+    [rec] = doc["records"]  # the failing level is saved; the next one never ran
+    assert rec["requests"]["failed"] == 8 and rec["requests"]["ok"] == 16
+
+
+def test_some_failures_under_the_threshold_are_counted_and_the_run_goes_on(stub, tmp_path):
+    server = stub(http_500_every=10)
+    proc = moebench("run", str(workload(tmp_path, server.base_url, max_failure_ratio="0.2")),
+                    "--out", str(tmp_path / "out"), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    doc = load_result(results(tmp_path / "out")[0])
+    assert sum(r["requests"]["failed"] for r in doc["records"]) > 0
+
+
+def test_sigterm_saves_partial_results(stub, tmp_path):
+    server = stub(token_delay_s=0.02)
+    wl = workload(tmp_path, server.base_url, load="{concurrency: [4, 1], requests_per_level: 8}",
+                  timing="{warmup_requests: 0, repeats: 1}")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "moebench", "run", str(wl), "--out", str(out)], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not results(out) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)  # the file appears once the first level is done; the second takes ~1.3 s
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stderr.splitlines()[-1].startswith("error: interrupted: partial results (levels done: 1) in")
+    doc = load_result(results(out)[0])
+    assert not doc["complete"] and doc["error"] == "interrupted"
+    assert [r["load"]["label"] for r in doc["records"]] == ["concurrency 4"]
+
+
+def test_bad_workload_fields_exit_3_naming_them(tmp_path):
+    wl = workload(tmp_path, "http://127.0.0.1:9/v1", load="{concurrency: [1], request_rate: [2.0]}")
+    assert_one_line_error(moebench("run", str(wl)), 3, "load", "exactly one of concurrency or request_rate")
+    wl = workload(tmp_path, "http://127.0.0.1:9/v1", deployment="{hardware: h100_sxmm}")
+    assert_one_line_error(moebench("run", str(wl), "--out", str(tmp_path / "o")), 3, "deployment.hardware",
+                          "did you mean")
+    wl = workload(tmp_path, "http://127.0.0.1:9/v1", dataset="{kind: random, prompt_tokens: 8, output_tokens: 4, seeds: 1}")
+    assert_one_line_error(moebench("validate", str(wl)), 3, "dataset.random.seeds", "unknown key")
+
+
+def test_workload_and_endpoint_flag_together_is_a_usage_error(tmp_path):
+    proc = moebench("run", str(workload(tmp_path, "http://x/v1")), "--endpoint", "http://x/v1")
+    assert_one_line_error(proc, 2, "either WORKLOAD or --endpoint")
+
+
+def test_server_metrics_are_sampled_beside_the_client_view(stub, tmp_path):
+    server = stub(metrics=True, tokens_per_chunk=4, token_delay_s=0.05)  # 3 waves of 0.2 s requests
+    wl = workload(tmp_path, server.base_url, load="{concurrency: [3], requests_per_level: 9}",
+                  timing="{warmup_requests: 0, repeats: 1}", telemetry_interval_s="0.05")
+    proc = moebench("run", str(wl), "--out", str(tmp_path / "out"), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    srv = load_result(results(tmp_path / "out")[0])["records"][0]["server"]
+    assert srv["scrapes"] >= 2 and srv["preemptions"] == 0
+    assert srv["tokens_per_iteration"] == 4  # the stub writes 4 tokens per chunk, one chunk per "iteration"
+    assert max(srv["running_requests"]["samples"]) in (1, 2, 3)  # never more than the closed loop's 3 in flight
+
+
+def test_open_loop_levels_are_records_too(stub, tmp_path):
+    server = stub()
+    wl = workload(tmp_path, server.base_url,
+                  load="{request_rate: [40, 80], arrival: gamma, burstiness: 0.5, requests_per_level: 10, "
+                       "max_concurrency: 4}")
+    proc = moebench("run", str(wl), "--out", str(tmp_path / "out"), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    recs = load_result(results(tmp_path / "out")[0])["records"]
+    assert [(r["load"]["label"], r["serving"]) for r in recs] == [
+        ("rate 40/s", "continuous, rate 40/s"), ("rate 80/s", "continuous, rate 80/s")]
+    assert all(r["requests"]["ok"] == 20 and r["metrics"]["queue_ms"]["n"] == 20 for r in recs)

@@ -1,0 +1,45 @@
+import pytest
+
+from moebench.endpoint.client import open_session
+from moebench.endpoint.probe import metrics_url, probe
+from moebench.endpoint.workload import EndpointSpec
+from moebench.errors import EnvironmentProblem
+
+from .conftest import run
+
+
+def caps_of(base_url: str, **spec):
+    async def go():
+        async with open_session(None) as c:
+            return await probe(c, EndpointSpec(base_url=base_url, **spec))
+
+    return run(go())
+
+
+def test_a_vllm_like_server_gets_every_option(stub):
+    server = stub(usage="continuous", tokens_per_chunk=2, metrics=True)
+    caps = caps_of(server.base_url)
+    assert caps.model == "stub-model"  # model: auto
+    assert caps.stream_usage and caps.continuous_usage and caps.ignore_eos and caps.done_marker
+    assert caps.multi_token_chunks is True
+    assert caps.metrics_url == f"http://127.0.0.1:{server.port}/metrics"
+
+
+def test_a_server_rejecting_unknown_fields_is_asked_without_them(stub):
+    """transformers serve: 422 for ignore_eos and continuous_usage_stats; usage only in a final chunk."""
+    server = stub(reject_unknown=True, usage="final")
+    caps = caps_of(server.base_url, model="given")
+    assert caps.model == "given"
+    assert caps.stream_usage and not caps.continuous_usage and not caps.ignore_eos
+    assert caps.metrics_url is None and caps.multi_token_chunks is None
+    last = server.log.bodies[-1]
+    assert "ignore_eos" not in last and last["stream_options"] == {"include_usage": True}
+
+
+def test_unreachable_server_is_an_environment_problem():
+    with pytest.raises(EnvironmentProblem, match="unreachable"):
+        caps_of("http://127.0.0.1:9/v1")
+
+
+def test_metrics_live_at_the_root():
+    assert metrics_url(EndpointSpec(base_url="http://h:8000/v1")) == "http://h:8000/metrics"

@@ -1,0 +1,65 @@
+import pytest
+
+from moebench import tokenomics as tk
+from moebench.endpoint.client import RequestRecord
+from moebench.endpoint.cost import DeploymentCost
+from moebench.endpoint.load import LevelRun
+from moebench.endpoint.stats import is_good, itl_per_token_ms, level_metrics, request_summary, tpot_ms
+from moebench.endpoint.workload import Slo
+
+
+def req(ttft_s=0.1, chunks=(0.1, 0.2, 0.4), tokens=(1, 2, 2), out=5, prompt=10, error=None):
+    r = RequestRecord(start=0.0, first_token=ttft_s, end=chunks[-1], chunk_times=list(chunks),
+                      chunk_tokens=list(tokens) if tokens else None, output_tokens=out, prompt_tokens=prompt,
+                      output_source="continuous_usage", error=error)
+    return r
+
+
+def test_tpot_and_itl_per_token_by_hand():
+    r = req()
+    assert tpot_ms(r) == pytest.approx((400 - 100) / 4)
+    # gaps of 100 and 200 ms carrying 2 tokens each
+    assert itl_per_token_ms(r) == pytest.approx([50, 50, 100, 100])
+
+
+def test_goodput_counts_only_requests_meeting_every_slo():
+    fast, slow_first, slow_tokens = req(), req(ttft_s=0.3, chunks=(0.3, 0.35, 0.4)), req(chunks=(0.1, 0.5, 0.9))
+    slo = Slo(ttft_ms=200, tpot_ms=100)
+    assert [is_good(r, slo) for r in (fast, slow_first, slow_tokens)] == [True, False, False]
+    assert not is_good(req(error="HTTP 500"), slo)
+
+
+def test_level_metrics_rates_and_cost_per_repeat():
+    runs = [LevelRun(records=[req(), req(), req(error="HTTP 500: x")], started=0.0, ended=2.0),
+            LevelRun(records=[req(), req(ttft_s=0.5, chunks=(0.5, 0.6, 0.7))], started=0.0, ended=1.0)]
+    cost = DeploymentCost(2.0, "explicit", "test", 4, None, {"score": 50.0})
+    m = level_metrics(runs, Slo(ttft_ms=200), cost)
+    assert m["output_tokens_per_s"]["samples"] == [10 / 2, 10 / 1]
+    assert m["goodput_requests_per_s"]["samples"] == [1.0, 1.0]
+    assert m["goodput_tokens_per_s"]["samples"] == [2 * 5 / 2, 5 / 1]  # good output tokens / wall
+    assert m["usd_per_mtok"]["output"]["samples"][0] == pytest.approx(tk.usd_per_mtok(2.0, 4, 5.0))
+    assert m["usd_per_mtok_good"]["output"]["samples"][1] == pytest.approx(tk.usd_per_mtok(2.0, 4, 5.0))
+    assert m["intelligence_per_usd"]["median"] > 0
+    assert m["ttft_ms"]["n"] == 4 and m["joules_per_token"] is None
+    s = request_summary(runs, Slo(ttft_ms=200))
+    assert (s["sent"], s["ok"], s["failed"], s["good"]) == (5, 4, 1, 3)
+    assert s["failure_ratio"] == pytest.approx(0.2) and s["errors"] == {"HTTP 500": 1}
+    assert s["error_examples"] == {"HTTP 500": "HTTP 500: x"}
+
+
+def test_unpriced_deployment_has_no_cost_and_energy_hook_fills_joules():
+    runs = [LevelRun(records=[req()], started=0.0, ended=1.0)]
+    bare = DeploymentCost(None, None, None, 1, None, None)
+    m = level_metrics(runs, Slo(), bare, energy_j=[30.0])
+    assert m["usd_per_mtok"] is None and m["usd_per_mtok_good"] is None
+    assert m["joules_per_token"]["median"] == pytest.approx(30.0 / 15) and m["joules_per_token"]["basis"] == "measured"
+    assert m["tokens_per_joule"]["median"] == pytest.approx(15 / 30.0)
+    assert level_metrics(runs, Slo(), bare)["joules_per_token"] is None  # no counter, no catalog power
+
+
+def test_without_a_counter_energy_is_a_labelled_catalog_estimate():
+    runs = [LevelRun(records=[req()], started=0.0, ended=2.0)]
+    m = level_metrics(runs, Slo(), DeploymentCost(None, None, None, 2, 1.5, None))
+    # 1.5 kW × 2 GPUs × 2 s over 15 tokens
+    assert m["joules_per_token"]["median"] == pytest.approx(1500 * 2 * 2 / 15)
+    assert m["joules_per_token"]["basis"] == "estimated"

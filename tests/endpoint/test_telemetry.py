@@ -1,0 +1,34 @@
+from moebench.endpoint.telemetry import parse, summarize
+
+VLLM = """# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0"} 3.0
+vllm:num_requests_running{engine="1"} 5.0
+# TYPE vllm:kv_cache_usage_perc gauge
+vllm:kv_cache_usage_perc{engine="0"} 0.2
+vllm:kv_cache_usage_perc{engine="1"} 0.4
+# TYPE vllm:prefix_cache_hits_total counter
+vllm:prefix_cache_hits_total{engine="0"} %d
+# TYPE vllm:prefix_cache_queries_total counter
+vllm:prefix_cache_queries_total{engine="0"} %d
+"""
+SGLANG = """# TYPE sglang:num_queue_reqs gauge
+sglang:num_queue_reqs{model_name="m"} 7.0
+# TYPE sglang:token_usage gauge
+sglang:token_usage{model_name="m"} 0.28
+# TYPE sglang:cache_hit_rate gauge
+sglang:cache_hit_rate{model_name="m"} 0.5
+"""
+
+
+def test_vllm_names_sum_counts_and_average_fractions():
+    s = parse(VLLM % (10, 100))
+    assert s["running_requests"] == 8 and abs(s["kv_cache_usage"] - 0.3) < 1e-9
+    out = summarize([s, parse(VLLM % (40, 200))])
+    assert out["prefix_cache_hit_rate_window"] == 0.3  # (40 − 10) / (200 − 100)
+    assert out["running_requests"]["median"] == 8 and "waiting_requests" not in out
+
+
+def test_sglang_names_map_to_the_same_keys():
+    s = parse(SGLANG)
+    assert s == {"waiting_requests": 7.0, "kv_cache_usage": 0.28, "prefix_cache_hit_rate": 0.5}
+    assert summarize([]) is None
