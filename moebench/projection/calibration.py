@@ -126,7 +126,11 @@ def calibrate(doc: Mapping[str, Any], *, source: Optional[str] = None, base: Ass
             raise BadInput(f"{source or 'result'}: an endpoint result calibrates only with workload.deployment.model "
                            "(family:flavor) naming what the server runs")
         resolve = (lambda _name, _r=resolve, _m=str(dep_model): _r(_m))
-    samples = [s for r in doc["records"] if (s := _sample(r, dtype, resolve)) is not None]
+    records = doc["records"]
+    if endpoint:  # open-loop (request-rate) levels hold no fixed concurrency to project at
+        records = [r for r in records if isinstance(r, Mapping) and ((r.get("load") or {}).get("mode") or "concurrency")
+                   == "concurrency" and (r.get("batch_size") or 0) >= 1]
+    samples = [s for r in records if (s := _sample(r, dtype, resolve)) is not None]
     if not samples:
         raise BadInput(f"{source or 'result'}: no record has ttft_ms and tpot_ms medians to calibrate from")
     # moebench's plain-torch MoE path (`hardware.kernels: torch`) loops over the experts with rows, which it learns

@@ -179,6 +179,8 @@ def test_an_endpoint_result_calibrates_under_continuous_serving_and_says_what_mo
         records.append({"model": "meta-llama/Llama-3.3-70B-Instruct", "kind": "endpoint", "batch_size": b,
                         "prompt_tokens": 1024, "output_tokens": 256,
                         "metrics": {"ttft_ms": {"median": p.ttft_ms}, "tpot_ms": {"median": p.tpot_ms}}})
+    records.append({**records[-1], "batch_size": 0, "load": {"mode": "rate", "value": 5.0},  # open loop: skipped
+                    "metrics": {"ttft_ms": {"median": 1.0}, "tpot_ms": {"median": 1.0}}})
     doc = {"kind": "endpoint", "world_size": 2, "hardware": {"id": "h100_sxm", "dtype": "fp8"},
            "workload": {"deployment": {"model": "llama3:70b", "gpus": 2}}, "records": records}
     cal = calibrate(doc, source="endpoint.json")
