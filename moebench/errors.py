@@ -53,3 +53,10 @@ class Regression(MoebenchError):
     """The regression gate found a significant slowdown."""
 
     code = ExitCode.REGRESSION
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, what Slurm, Kubernetes and CI send to stop a job: handled as Ctrl-C is (partial results saved and
+    named, exit 130), so it derives from KeyboardInterrupt and every Ctrl-C handler catches it too."""
+
+    how = "SIGTERM"

@@ -9,4 +9,6 @@ from pydantic import BaseModel, ConfigDict
 class Strict(BaseModel):
     # strict: YAML already types its scalars, so `prompt_tokens: true` or `repeats: "10"` is a mistake, not a 1 or
     # a 10 (ints still pass where a float is asked). Every YAML the tool reads validates through this base.
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    # allow_inf_nan: `.inf` and `.nan` are YAML floats, and one as a price or a timeout would turn every number
+    # computed from it into NaN; every float field of every schema is finite.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)

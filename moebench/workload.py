@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -14,9 +16,28 @@ from moebench.specs import MODEL_NAME, IntelligenceSpec, PriceSpec  # noqa: F401
 from moebench.strict import Strict
 
 
+MAX_YAML_BYTES = 1 << 20  # a workload is a few hundred bytes; more is a wrong file (or /dev/zero)
+MAX_YAML_NODES = 100_000  # counted with every alias expanded: a "billion laughs" document is refused, not built
+MAX_YAML_DEPTH = 64
+
+
 class _Yaml12Loader(yaml.SafeLoader):
     """PyYAML follows YAML 1.1, where a float needs a dot: `25e-2` and `1e2` would be strings, which the strict
-    models below then reject. Resolve floats as YAML 1.2 (and every other YAML tool) does."""
+    models below then reject. Resolve floats as YAML 1.2 (and every other YAML tool) does. A key given twice in
+    one mapping is an error (PyYAML would keep the last silently); a merge (`<<: *base`) may still override."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key].start_mark.line + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
 
 
 _Yaml12Loader.add_implicit_resolver(
@@ -26,8 +47,75 @@ _Yaml12Loader.add_implicit_resolver(
 )
 
 
+def _expanded_size(node: yaml.Node, depth: int, sizes: dict[int, int], open_: set[int]) -> int:
+    """Nodes in the document once every alias is expanded, computed once per distinct node; a cycle or a size or
+    depth beyond the limits raises yaml.YAMLError."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_:
+        raise yaml.YAMLError(f"an alias refers to a node that contains it (line {node.start_mark.line + 1})")
+    if depth > MAX_YAML_DEPTH:
+        raise yaml.YAMLError(f"nested more than {MAX_YAML_DEPTH} levels deep (line {node.start_mark.line + 1})")
+    n = 1
+    if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)):
+        open_.add(key)
+        children = node.value if isinstance(node, yaml.SequenceNode) else [c for kv in node.value for c in kv]
+        for child in children:
+            n += _expanded_size(child, depth + 1, sizes, open_)
+            if n > MAX_YAML_NODES:
+                raise yaml.YAMLError(f"more than {MAX_YAML_NODES} values once its aliases are expanded")
+        open_.discard(key)
+    sizes[key] = n
+    return n
+
+
 def read_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+    """One YAML document as plain data, or yaml.YAMLError / RecursionError for anything a workload cannot be
+    (several documents, an alias bomb, deep nesting, a tag the safe loader refuses, a 5000-digit int)."""
+    loader = _Yaml12Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, 0, {}, set())
+        try:
+            return loader.construct_document(node)
+        except (yaml.YAMLError, RecursionError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - PyYAML's constructors fail in their own ways (`!!timestamp` empty)
+            raise yaml.YAMLError(f"a value it cannot build ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
+    finally:
+        loader.dispose()
+
+
+def read_text_file(p: Path, what: str, limit: int = MAX_YAML_BYTES) -> str:
+    """The text of a regular file of at most `limit` bytes; a FIFO, a device (/dev/zero), a folder or a huge
+    file is one BadInput line, decided before reading (opening a FIFO without O_NONBLOCK would wait forever)."""
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise BadInput(f"{p}: no such {what}") from None
+    except OSError as exc:
+        raise BadInput(f"{p}: cannot read {what} ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise BadInput(f"{p}: {kind} (a {what} is read only from a regular file)")
+        if st.st_size > limit:
+            raise BadInput(f"{p}: {st.st_size} bytes, more than a {what} may hold ({limit} bytes)")
+        data = os.read(fd, limit + 1)
+    except OSError as exc:
+        raise BadInput(f"{p}: cannot read {what} ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise BadInput(f"{p}: more than a {what} may hold ({limit} bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{p}: cannot read {what} (not UTF-8 text: byte {exc.start})") from None
 
 
 class ModelEntry(Strict):
@@ -173,12 +261,7 @@ def parse_workload(data: Any, source: str = "<workload>"):
 def load_workload(path: str | Path, *, resolve: bool = True):
     """Read, validate and (with `resolve`) check that every model name exists."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise BadInput(f"{p}: no such workload file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{p}: cannot read workload file ({exc.__class__.__name__}: {exc})") from None
+    text = read_text_file(p, "workload file")
     try:
         data = read_yaml(text)
     except yaml.YAMLError as exc:
@@ -186,26 +269,53 @@ def load_workload(path: str | Path, *, resolve: bool = True):
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise BadInput(f"{p}: broken YAML{where}: {problem}") from None
+    except RecursionError:
+        raise BadInput(f"{p}: broken YAML: nested too deeply") from None
     wl = parse_workload(data, str(p))
     if resolve and isinstance(wl, Workload):
         wl = _resolve(wl, p)
     return wl
 
 
+def _memory_check(wl: Workload):
+    """`run`'s memory check (models/memory.py) for this machine, as (name, cfg) -> None raising BadInput; None
+    when the workload's device is not here (validating a GPU workload on a laptop): the run checks it there."""
+    from moebench.arith import dtype_bytes
+    from moebench.device import resolve_device, resolve_dtype
+    from moebench.errors import EnvironmentProblem
+    from moebench.models.memory import check_fits
+
+    try:
+        dev = resolve_device(wl.device)
+    except EnvironmentProblem:
+        return None
+    dbytes = dtype_bytes(str(resolve_dtype(wl.dtype, dev)).removeprefix("torch."))
+    sc = wl.scenario
+
+    def fits(name: str, cfg) -> None:
+        check_fits(name, cfg, batch=max(sc.batch_sizes), max_seq=sc.prompt_tokens + sc.output_tokens,
+                   dtype_bytes=dbytes, device=dev)
+
+    return fits
+
+
 def _resolve(wl: Workload, p: Path) -> Workload:
-    """Everything `run` would refuse, refused before anything runs: model names, checkpoints, layers, hardware,
-    its price tier, a hot expert the models lack. Checkpoint paths come back resolved against the file's folder."""
+    """Everything `run` would refuse, refused before anything runs: model names, checkpoints, layers, memory,
+    hardware, its price tier, a hot expert the models lack. Checkpoint paths come back resolved against the file's folder."""
     from moebench.catalog import get_hardware
     from moebench.models import entry_arch
     from moebench.parallel.mesh import MeshShape, check_plan
     from moebench.routing import check_routing
 
+    fits = _memory_check(wl)
     entries = []
     for i, m in enumerate(wl.model_entries):
         try:
             if m.weights != "random":  # a relative checkpoint path is relative to the workload file, as written
                 m = m.model_copy(update={"weights": str(p.parent / Path(m.weights).expanduser())})
             cfg = entry_arch(m.name, m.weights, m.layers)[1]
+            if fits is not None:
+                fits(m.name, cfg)
         except BadInput as exc:
             raise BadInput(f"{p}: models[{i}]: {exc}") from None
         if wl.parallel.world_size > 1:

@@ -66,6 +66,8 @@ def test_write_atomic_keeps_old_file_when_serialisation_fails(tmp_path):
         (json.dumps({"schema_version": 999}), "not supported"),
         (json.dumps({"schema_version": SCHEMA_VERSION}), "kind is missing"),
         (json.dumps({"schema_version": 1}), "complete is missing"),
+        ('{"schema_version": 2, "wall_s": NaN}', "NaN is not a JSON number"),
+        ('{"schema_version": 2, "wall_s": -Infinity}', "-Infinity is not a JSON number"),
     ],
 )
 def test_load_result_rejects_bad_files_in_one_line(tmp_path, content, needle):

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
 from typing import Optional
 
 import typer
 
 from moebench import __version__
-from moebench.errors import ExitCode, MoebenchError
+from moebench.errors import ExitCode, MoebenchError, Terminated
 
 # typer vendors click (typer._click) in recent releases; its usage errors derive from this class.
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -53,21 +55,38 @@ def _fail(msg: str, code: int) -> "NoReturn":  # noqa: F821
     sys.exit(code)
 
 
+def _on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated("stopped by SIGTERM")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        old_term = signal.signal(signal.SIGTERM, _on_sigterm)  # as Ctrl-C: partial results saved and named, exit 130
+    try:
+        _main(argv)
+    finally:  # main() called in-process (tests) leaves the caller's handler as it was
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _main(argv: Optional[list[str]]) -> None:
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="moebench")
     except MoebenchError as exc:
         _fail(f"error: {exc}", int(exc.code))
-    except typer.Abort:
-        _fail("interrupted", int(ExitCode.INTERRUPTED))
+    except typer.Abort as exc:  # click's wrapping of a KeyboardInterrupt (or Terminated) outside our handlers
+        _fail("interrupted by SIGTERM" if isinstance(exc.__cause__, Terminated) else "interrupted",
+              int(ExitCode.INTERRUPTED))
     except _ClickException as exc:
         # click's message can carry tabs, newlines and typer's "Value error, " prefix: one plain line
         msg = " ".join(exc.format_message().replace("Value error, ", "").split())
         _fail(f"usage error: {msg}", int(ExitCode.USAGE))
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        _fail("interrupted", int(ExitCode.INTERRUPTED))
+    except KeyboardInterrupt as exc:
+        _fail("interrupted by SIGTERM" if isinstance(exc, Terminated) else "interrupted", int(ExitCode.INTERRUPTED))
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if os.environ.get("MOEBENCH_DEBUG") == "1":
             traceback.print_exc()

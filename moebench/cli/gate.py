@@ -65,6 +65,25 @@ def _expand(paths: list[Path]) -> list[Path]:
     return out
 
 
+def check_same_workload(base_docs: list[dict], cur_docs: list[dict]) -> None:
+    """The gate compares one workload across commits; two different workloads share no record, and every
+    baseline record would read as missing — a regression verdict for what is a wrong pair of files (exit 3)."""
+    from moebench.errors import BadInput
+
+    def names(docs: list[dict]) -> set[str]:
+        return {str((d.get("workload") or {}).get("name")) for d in docs}
+
+    def keys(docs: list[dict]) -> set[tuple]:
+        return {(r.get("model"), r.get("batch_size")) for d in docs for r in d.get("records") or []}
+
+    base, cur = names(base_docs), names(cur_docs)
+    if base != cur or len(base) > 1:
+        raise BadInput(f"baseline ran workload {', '.join(sorted(base))} and current {', '.join(sorted(cur))}: the "
+                       "gate compares runs of one workload (use `moebench compare` for different ones)")
+    if keys(base_docs) and keys(cur_docs) and not keys(base_docs) & keys(cur_docs):
+        raise BadInput("baseline and current share no model × batch size: nothing to gate")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def gate(
@@ -86,6 +105,7 @@ def register(app: typer.Typer) -> None:
         current = _expand(current)
         base_docs = [load_result(p) for p in baseline]
         cur_docs = [load_result(p) for p in current]
+        check_same_workload(base_docs, cur_docs)
         res = run_gate(base_docs, cur_docs, metrics=metric or None, factor=factor, alpha=alpha)
         for note in res.notes:
             log(f"note: {note}")

@@ -1,4 +1,4 @@
-"""`moebench ls {models,hardware,workloads,kernels}`: what moebench knows, and where each comes from."""
+"""`moebench ls {models,hardware,workloads,kernels,metrics}`: what moebench knows, and where each comes from."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class What(str, enum.Enum):
     hardware = "hardware"
     workloads = "workloads"
     kernels = "kernels"
+    metrics = "metrics"
 
 
 def _models() -> list[dict[str, Any]]:
@@ -81,14 +82,23 @@ def _kernels() -> list[dict[str, Any]]:
     return [{"name": n, "target": e.target, "source": e.dist} for n, e in reg.entries().items()]
 
 
+def _metrics() -> list[dict[str, Any]]:
+    from dataclasses import asdict
+
+    from moebench.metrics import METRICS
+
+    return [asdict(m) for m in METRICS]
+
+
 def register(app: typer.Typer) -> None:
     @app.command("ls")
     def ls(
-        what: What = typer.Argument(..., help="models | hardware | workloads | kernels"),
+        what: What = typer.Argument(..., help="models | hardware | workloads | kernels | metrics"),
         json_: bool = typer.Option(False, "--json", help="Print one JSON document."),
     ) -> None:
-        """List models, hardware, workloads or kernel backends, with where each comes from."""
-        rows = {"models": _models, "hardware": _hardware, "workloads": _workloads, "kernels": _kernels}[what.value]()
+        """List models, hardware, workloads, kernel backends or metrics, with where each comes from."""
+        rows = {"models": _models, "hardware": _hardware, "workloads": _workloads, "kernels": _kernels,
+                "metrics": _metrics}[what.value]()
         if json_:
             emit_json(rows)
             return
@@ -121,6 +131,13 @@ def register(app: typer.Typer) -> None:
                 t.add_column(c)
             for r in rows:
                 t.add_row(r["name"], str(r["kind"]), r["path"], "yes" if r["valid"] else f"no: {r['error']}")
+        elif what is What.metrics:
+            t.caption = "declared once in moebench/metrics.py; definitions: docs/measure.md"
+            t.caption_justify = "left"
+            for c in ("name", "unit", "better", "gated", "definition"):
+                t.add_column(c)
+            for r in rows:
+                t.add_row(r["name"], r["unit"], r["better"] or "—", "yes" if r["gated"] else "", r["definition"])
         else:
             for c in ("name", "target", "source"):
                 t.add_column(c)

@@ -11,6 +11,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from moebench.cli._options import at_least
 from moebench.cli._output import emit_json, fmt, log, out
 from moebench.errors import BadInput
 
@@ -136,26 +137,26 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(..., "--model", help="family:flavor, e.g. deepseek-v3:671b."),
         hardware: str = typer.Option(DEFAULT_HARDWARE, "--hardware", help="Comma-separated catalog ids."),
         batch: str = typer.Option("1,8,64,256", "--batch", help="Comma-separated concurrent sequences per model instance."),
-        prompt: int = typer.Option(1024, "--prompt", min=1, help="Prompt tokens per request."),
-        output: int = typer.Option(256, "--output", min=2, help="Output tokens per request."),
+        prompt: int = typer.Option(1024, "--prompt", callback=at_least(1), help="Prompt tokens per request."),
+        output: int = typer.Option(256, "--output", callback=at_least(2), help="Output tokens per request."),
         dtype: WeightDtype = typer.Option(WeightDtype.bf16, "--dtype", help="Weight format (fp4/fp8 run weight-only where the tensor cores lack them)."),
         kv_dtype: KvDtype = typer.Option(KvDtype.bf16, "--kv-dtype", help="KV-cache format."),
         calibrate_: Optional[Path] = typer.Option(None, "--calibrate", help="A result JSON to fit efficiencies from."),
         price_tier: Optional[str] = typer.Option(None, "--price-tier", help="hyperscaler | neocloud | rental | on-demand (default: the catalog's first)."),
-        price: Optional[float] = typer.Option(None, "--price", min=0.0, help="USD per GPU-hour, overriding the catalog (0: a machine you own); not with --price-tier."),
+        price: Optional[float] = typer.Option(None, "--price", callback=at_least(0), help="USD per GPU-hour, overriding the catalog (0: a machine you own); not with --price-tier."),
         interactivity: str = typer.Option("10,20,50,100", "--interactivity", help="Comma-separated tokens/s/user targets."),
         overlap: str = typer.Option("none", "--overlap", help="Communication hidden behind compute: none, full (two-batch overlap) or a fraction."),
         serving: Serving = typer.Option(Serving.continuous, "--serving", help="continuous (vLLM/SGLang-style) or static (moebench run)."),
-        max_gpus: int = typer.Option(128, "--max-gpus", min=1, help="Largest model instance to consider."),
-        gpus: Optional[int] = typer.Option(None, "--gpus", min=1, help="GPUs per model instance (any count the hardware allows); default: the fewest that fit."),
+        max_gpus: int = typer.Option(128, "--max-gpus", callback=at_least(1), help="Largest model instance to consider."),
+        gpus: Optional[int] = typer.Option(None, "--gpus", callback=at_least(1), help="GPUs per model instance (any count the hardware allows); default: the fewest that fit."),
         layout: Optional[str] = typer.Option(None, "--layout", help="Explicit layout, e.g. tp=8,ep=8,dp=1,pp=1 (GPUs = tp·dp·pp; ep is 1 or tp·dp)."),
-        mem_util: float = typer.Option(0.9, "--mem-util", help="Share of HBM that weights + KV cache may use."),
+        mem_util: float = typer.Option(0.9, "--mem-util", callback=at_least(0.0, above=True), help="Share of HBM that weights + KV cache may use."),
         engine: Engine = typer.Option(Engine.any, "--engine", help="Serving engine whose fitted efficiencies apply (any: the median engine)."),
         preset: Preset = typer.Option(Preset.fitted, "--preset", help="fitted: efficiencies fitted on published measurements; defaults: the literature defaults."),
-        expert_imbalance: Optional[float] = typer.Option(None, "--expert-imbalance", min=1.0, help="Routed rows on the busiest expert-parallel rank / the mean (default: the preset's)."),
+        expert_imbalance: Optional[float] = typer.Option(None, "--expert-imbalance", callback=at_least(1.0), help="Routed rows on the busiest expert-parallel rank / the mean (default: the preset's)."),
         expert_load: Optional[Path] = typer.Option(None, "--expert-load", help="A profiled result whose recorded expert load sets the imbalance per EP size (same model's experts)."),
-        spec_tokens: int = typer.Option(0, "--spec-tokens", min=0, help="Speculative / MTP tokens drafted per decode step."),
-        spec_accept: float = typer.Option(0.0, "--spec-accept", help="Probability each drafted token is accepted (given the previous one was)."),
+        spec_tokens: int = typer.Option(0, "--spec-tokens", callback=at_least(0), help="Speculative / MTP tokens drafted per decode step."),
+        spec_accept: float = typer.Option(0.0, "--spec-accept", callback=at_least(0.0), help="Probability each drafted token is accepted (given the previous one was)."),
         rate: Optional[str] = typer.Option(None, "--rate", help="Comma-separated request rates (req/s per instance): open-loop loads."),
         offline: bool = typer.Option(False, "--offline", help="Also report the offline maximum throughput (every request queued at once)."),
         keep_host: bool = typer.Option(False, "--keep-host-time", help="With --calibrate: carry the fitted host time per op to every target (same eager stack), not only back to the measured hardware."),

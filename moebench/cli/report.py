@@ -20,14 +20,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write report.csv (one row per model × batch size × hardware) and report.html (plots, self-contained)."""
         from moebench.errors import BadInput
+        from moebench.outdir import check_out_dir
         from moebench.report.html import render
         from moebench.report.rows import rows, write_csv
         from moebench.report.sources import files_text, load_sources
         from moebench.results import write_text_atomic
 
-        if out_dir.exists() and not out_dir.is_dir():
-            raise BadInput(f"--out {out_dir}: exists and is not a folder")
         sources = load_sources(results)
+        check_out_dir(out_dir)
         rs = rows(sources)
         html = render(sources, rs, csv_name="report.csv", title=title)  # both built before either is written
         try:

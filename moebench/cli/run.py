@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from moebench.cli._options import at_least
 from moebench.cli._output import emit_json, err, is_rank0, log, out
 from moebench.errors import BadInput
 
@@ -36,17 +37,16 @@ def register(app: typer.Typer) -> None:
         device: Optional[DeviceChoice] = typer.Option(None, "--device", help="Override the workload's device."),
         out_dir: Path = typer.Option(Path("results/runs"), "--out", help="Folder for the results JSON."),
         json_: bool = typer.Option(False, "--json", help="Print the result as one JSON document on stdout."),
-        repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="Override timing.repeats (the gate's samples)."),
-        nproc: Optional[int] = typer.Option(None, "--nproc", min=1, help="Launch N local ranks (torch elastic launcher)."),
+        repeats: Optional[int] = typer.Option(None, "--repeats", callback=at_least(1), help="Override timing.repeats (the gate's samples)."),
+        nproc: Optional[int] = typer.Option(None, "--nproc", callback=at_least(1), help="Launch N local ranks (torch elastic launcher)."),
         profile: bool = typer.Option(False, "--profile", help="Time every phase of every layer on every rank."),
         endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Measure this OpenAI-compatible server "
                                                "(base URL, e.g. http://127.0.0.1:8000/v1) with default load."),
     ) -> None:
         """Run a workload: every model × batch size, timed; ends with the dense-vs-MoE table."""
+        from moebench.outdir import check_out_dir
         from moebench.workload import Workload, load_workload
 
-        if out_dir.exists() and not out_dir.is_dir():
-            raise BadInput(f"--out {out_dir}: exists and is not a folder")
         if endpoint is not None and workload is not None:
             raise typer.BadParameter("give either WORKLOAD or --endpoint, not both")
         if endpoint is not None:
@@ -56,6 +56,7 @@ def register(app: typer.Typer) -> None:
         else:
             path = workload or default_workload()
             wl = load_workload(path)
+        check_out_dir(out_dir)  # before anything is measured: a full or read-only disk is exit 4, not lost results
         if wl.kind == "endpoint":
             from moebench.endpoint.runner import run_endpoint_workload
             from moebench.report.endpoint_table import levels_table
@@ -69,10 +70,11 @@ def register(app: typer.Typer) -> None:
             return
         if not isinstance(wl, Workload):  # kind: kernel
             from moebench.bench.runner import render_table, run_kernel_workload
-            from moebench.results import new_run_id, write_atomic
+            from moebench.outdir import save_result
+            from moebench.results import new_run_id
 
             doc = run_kernel_workload(wl, device=device.value if device else None, console_err=log)
-            dest = write_atomic(out_dir / f"{new_run_id(wl.name)}.json", doc)
+            dest = save_result(out_dir / f"{new_run_id(wl.name)}.json", doc)
             if json_:
                 emit_json(doc)
             else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from moebench.results import file_stem
 from moebench.routing import install_routing
 
 
@@ -34,7 +35,7 @@ def _ctx_args(ctx: Any) -> dict[str, Any]:
 
 
 def trace_dir_for(results_path: Path, name: str, batch: int) -> Path:
-    return Path(results_path).with_suffix("") / f"{name.replace(':', '_').replace('/', '_')}-b{batch}"
+    return Path(results_path).with_suffix("") / f"{file_stem(name)}-b{batch}"
 
 
 def measure_batch(

@@ -21,10 +21,11 @@ from moebench.engine.device import compute_roof_flops, measure_roofs
 from moebench.engine.gather import gather_samples, merge_samples, rank_info, rank_timing
 from moebench.engine.generate import GenerationBench, GenerationSamples, prompt_ids, time_generation
 from moebench.engine.records import Peaks, Pricing, build_record
-from moebench.errors import ExitCode, MoebenchError, RunFailed
+from moebench.errors import ExitCode, MoebenchError, RunFailed, Terminated
 from moebench.machine import contended, contention_summary, cpu_oversubscription, local_ranks, usable_cpus
 from moebench.models import build, entry_arch
-from moebench.results import new_doc, new_run_id, write_atomic, write_result
+from moebench.outdir import ResultNotSaved, save_result
+from moebench.results import file_stem, new_doc, new_run_id, write_result
 from moebench.parallel.faults import Guard, install_test_faults
 from moebench.parallel.mesh import ParallelContext, check_plan, env_rank, init_parallel, shutdown
 from moebench.parallel.plan import local_batch, parallelize
@@ -99,7 +100,7 @@ def run_workload(
 
     backend = set_backend(wl.kernels, dev)
     torch.manual_seed(wl.seed)
-    run_id = os.environ.get("MOEBENCH_RUN_ID") or new_run_id(wl.name)
+    run_id = file_stem(os.environ.get("MOEBENCH_RUN_ID") or new_run_id(wl.name))
     path = Path(out_dir) / f"{run_id}.json"
     doc: dict[str, Any] = {}
 
@@ -107,7 +108,7 @@ def run_workload(
         if not doc:
             return None
         doc.update(complete=False, error=error, failed_ranks=failed_ranks)
-        return write_atomic(path, doc)
+        return save_result(path, doc)
 
     dbytes = dtype_bytes(dtype_name)
     for entry, cfg in zip(wl.model_entries, archs):  # before anything is measured: not fitting is bad input (exit 3)
@@ -138,18 +139,20 @@ def run_workload(
                 doc["parallel"] = {**wl.parallel.model_dump(mode="json"), "data": wl.parallel.data,
                                    "backend": ctx.backend, "attention_replicas": ctx.layout.batch_slices}
                 doc["ranks"] = ranks
-                write_atomic(path, doc)
+                save_result(path, doc)
         _run_models(wl, doc, ctx, dev=dev, dtype=dtype, pricing=pricing, roofs=roofs, hw=hw, path=path, log=log,
                     guard=guard)
     except BaseException as exc:  # save what was measured, whatever stopped the run
         if guard is not None:
             guard.fail(exc)  # rank 0 saves; every rank exits 5 with the culprit named (never returns)
-        if not doc:
+        if not doc or isinstance(exc, ResultNotSaved):  # nothing measured, or already saved elsewhere
             raise
-        doc["error"] = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-        write_atomic(path, doc)
+        how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        doc["error"] = f"interrupted ({how})" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+        save_result(path, doc)
         if isinstance(exc, KeyboardInterrupt):
-            raise MoebenchError(f"interrupted; partial results in {path}", code=ExitCode.INTERRUPTED) from None
+            by = " by SIGTERM" if isinstance(exc, Terminated) else ""
+            raise MoebenchError(f"interrupted{by}; partial results in {path}", code=ExitCode.INTERRUPTED) from None
         if isinstance(exc, torch.OutOfMemoryError):
             raise RunFailed(f"out of memory: {exc}; partial results in {path}", partial_path=str(path)) from exc
         raise
@@ -158,7 +161,8 @@ def run_workload(
         shutdown()
     if rank0:
         doc["complete"] = True
-        write_result(doc, path.parent, path.stem)  # checked against the schema once, when whole
+        # checked against the schema once, when whole
+        save_result(path, doc, write=lambda p, d: write_result(d, p.parent, p.stem))
     return doc, path
 
 
@@ -211,7 +215,7 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
 
     if wl.timing.schedule == "interleaved":  # single process, no profile (the workload validates it)
         _run_interleaved(wl, dev=dev, dtype=dtype, log=log, add_record=add_record)
-        write_atomic(path, doc)
+        save_result(path, doc)
         return
 
     for entry in wl.model_entries:
@@ -247,11 +251,11 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
                 samples = merge_samples(per_rank)
             add_record(entry, spec, cfg, b, samples, profile)
             if rank0 and ctx is not None:  # distributed: save after every record, a rank may die any time
-                write_atomic(path, doc)
+                save_result(path, doc)
         del model
         _release_cached_memory(dev)
         if rank0:
-            write_atomic(path, doc)
+            save_result(path, doc)
 
 
 def _use_cuda_graph(wl: Workload, ctx: Optional[ParallelContext]) -> bool:

@@ -8,6 +8,8 @@ position, plus a margin for the allocator and the runtime.
 
 from __future__ import annotations
 
+import os
+
 from moebench.errors import BadInput
 from moebench.models.config import ArchConfig
 
@@ -43,8 +45,13 @@ def required_bytes(cfg: ArchConfig, *, batch: int, max_seq: int, dtype_bytes: in
     return int(weights * (1 + WEIGHT_MARGIN) + kv + work + RUNTIME_MARGIN_BYTES)
 
 
+AVAILABLE_ENV = "MOEBENCH_TEST_AVAILABLE_BYTES"  # test-only: the free memory a test asserts against, not the machine's
+
+
 def available_bytes(device: str) -> int:
     """Free memory now: MemAvailable from /proc/meminfo on CPU, cudaMemGetInfo's free bytes on a GPU."""
+    if os.environ.get(AVAILABLE_ENV):
+        return int(os.environ[AVAILABLE_ENV])
     if device.startswith("cuda"):
         import torch
 
@@ -59,8 +66,6 @@ def available_bytes(device: str) -> int:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    import os
-
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
@@ -77,20 +82,41 @@ def largest_layers_that_fit(cfg: ArchConfig, *, batch: int, max_seq: int, dtype_
     return best
 
 
+def _largest(fits, hi: int) -> int:
+    """The largest n in [1, hi] with fits(n) (fits is monotone: true up to some n), 0 if none."""
+    lo = 0
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def check_fits(name: str, cfg: ArchConfig, *, batch: int, max_seq: int, dtype_bytes: int, device: str) -> None:
-    """Raise BadInput (exit 3) in one line when the run cannot fit on `device`, naming the bytes and the largest
-    `layers:` that would."""
+    """Raise BadInput (exit 3) in one line when the run cannot fit on `device`, naming the bytes and what would
+    fit: a smaller `layers:` when the depth is the problem, else the largest batch size, else the longest
+    sequence (prompt + output tokens) — so an absurd batch or prompt is blamed, not the layers."""
     fused = device.startswith("cuda")
-    need = required_bytes(cfg, batch=batch, max_seq=max_seq, dtype_bytes=dtype_bytes, fused_attention=fused)
+
+    def need(c: ArchConfig, b: int, s: int) -> int:
+        return required_bytes(c, batch=b, max_seq=s, dtype_bytes=dtype_bytes, fused_attention=fused)
+
     have = available_bytes(device)
-    if need <= have:
+    needed = need(cfg, batch, max_seq)
+    if needed <= have:
         return
     fit = largest_layers_that_fit(cfg, batch=batch, max_seq=max_seq, dtype_bytes=dtype_bytes, available=have,
                                   fused_attention=fused)
     what = f"{name} with layers: {cfg.num_hidden_layers}" if cfg.full_num_layers else name
-    hint = (
-        f"the largest layers: that fits is {fit}"
-        if fit
-        else "not even layers: 1 fits (embedding, LM head and one layer)"
-    )
-    raise BadInput(f"{what} needs {need / GB:.1f} GB but {device} has {have / GB:.1f} GB available; {hint}")
+    if fit:
+        hint = f"the largest layers: that fits is {fit}"
+    elif (b := _largest(lambda b: need(cfg, b, max_seq) <= have, batch)) > 0:
+        hint = f"batch size {batch} does not fit: the largest that fits is {b}"
+    elif (n := _largest(lambda n: need(cfg, 1, n) <= have, max_seq)) > 0:
+        hint = f"{max_seq} tokens per sequence (prompt + output) do not fit: at batch size 1 at most {n} do"
+    else:
+        hint = "not even layers: 1 fits (embedding, LM head and one layer)"
+    gb = lambda n: f"{n / GB:.1f}" if n < 1e4 * GB else f"{n / GB:.3g}"  # noqa: E731 - 62.8 GB, 6.4e+16 GB
+    raise BadInput(f"{what} needs {gb(needed)} GB but {device} has {gb(have)} GB available; {hint}")

@@ -10,7 +10,8 @@
   ranks that entered fewer collectives than the others (hung). Rank 0 saves the partial result; a rank started by `moebench run --nproc` also leaves a
   one-line report for the launcher (MOEBENCH_LAUNCH_DIR), which prints the verdict. Then `os._exit(5)`:
   no atexit hook or process-group destructor can block the exit.
-- SIGTERM (a launcher stopping the survivors) becomes `Terminated`, so rank 0 still saves what it measured.
+- SIGTERM (a launcher stopping the survivors, or a scheduler stopping the job) becomes `Terminated`, so rank 0
+  still saves what it measured and every rank exits.
 
 Test-only knobs, read here and nowhere else: MOEBENCH_TEST_KILL_RANK=r, MOEBENCH_TEST_HANG_RANK=r or
 MOEBENCH_TEST_RAISE_RANK=r, with MOEBENCH_TEST_KILL_AFTER_STEPS=n: rank r SIGKILLs itself (sleeps forever, raises
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from moebench.errors import ExitCode
+from moebench.errors import ExitCode, MoebenchError, Terminated
 from moebench.parallel import comm
 from moebench.parallel.mesh import ParallelContext, watchdog_limit_s
 
@@ -38,11 +39,9 @@ _TEST_STEPS = [0]  # model forwards so far on this rank, across every model of t
 LAUNCH_DIR_ENV = "MOEBENCH_LAUNCH_DIR"
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived (the launcher is stopping this rank because another one failed)."""
-
-
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, MoebenchError):  # our own messages are one line already, and name what they must
+        return " ".join(str(exc).split())
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:240]}" if text else type(exc).__name__
 

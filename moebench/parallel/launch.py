@@ -122,8 +122,11 @@ def _verdict(failures: dict[int, Any], launch_dir: Path, world: int, partial: Pa
     if not reports and codes and all(c in _SELF_REPORTED for c in codes.values()):
         return SystemExit(next(iter(codes.values())))  # rank 0 already printed the reason
     culprits: list[int] = []
-    died = sorted(r for r, c in codes.items() if c < 0 or (c != int(ExitCode.RUN_FAILED) and r not in reports))
     local = sorted(r for r, rep in reports.items() if rep["kind"] == "local")
+    # a rank the agent stopped (SIGTERM) after another one failed by itself is a survivor, not a culprit
+    stopped = -int(signal.SIGTERM) if local else None
+    died = sorted(r for r, c in codes.items()
+                  if (c < 0 and c != stopped) or (c >= 0 and c != int(ExitCode.RUN_FAILED) and r not in reports))
     if died:
         r = died[0]
         how = f"killed by {signal.Signals(-codes[r]).name}" if codes[r] < 0 else f"exit code {codes[r]}"
@@ -143,7 +146,11 @@ def _verdict(failures: dict[int, Any], launch_dir: Path, world: int, partial: Pa
             culprits, msg = [r], f"rank {r} of {world} failed (exit code {codes.get(r)})"
     if died and "(during " not in msg:
         msg += _during(partial, wl)
-    path = _finish_partial(partial, msg, culprits, wl, source)
+    try:
+        path = _finish_partial(partial, msg, culprits, wl, source)
+    except RunFailed as exc:  # --out refused the file: it says where the results went instead (unless rank 0 did)
+        said = exc.partial_path is not None and exc.partial_path in msg
+        return RunFailed(msg if said else f"{msg}; {exc}", partial_path=exc.partial_path)
     return RunFailed(f"{msg}; partial results in {path}", partial_path=str(path))
 
 
@@ -159,16 +166,18 @@ def _during(partial: Path, wl: Any) -> str:
 
 def _finish_partial(path: Path, msg: str, culprits: list[int], wl: Any, source: str) -> Path:
     """Write the verdict into rank 0's partial results file (or a minimal one, if rank 0 never wrote it)."""
-    from moebench.results import new_doc, write_atomic
+    from moebench.outdir import fallback_path, save_result
+    from moebench.results import new_doc
 
     doc: Optional[dict[str, Any]] = None
-    if path.is_file():
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError):
-            doc = None
+    for saved in (fallback_path(path), path):  # rank 0 saved its latest there when --out refused a write
+        if doc is None and saved.is_file():
+            try:
+                doc = json.loads(saved.read_text())
+            except (OSError, ValueError):
+                doc = None
     if doc is None:
         doc = new_doc(kind="engine", run_id=path.stem, workload_path=source, workload=wl.model_dump(mode="json"),
                       hardware={}, world_size=wl.parallel.world_size)
     doc.update(complete=False, error=msg, failed_ranks=culprits)
-    return write_atomic(path, doc)
+    return save_result(path, doc)

@@ -21,7 +21,7 @@ returns the document; `ResultDoc` / `Record` are the typed definitions it is che
 """
 
 from moebench.results.files import (
-    _UMASK, _umask, dumps, environment, finite, git_sha, new_run_id, write_atomic, write_text_atomic,
+    _UMASK, _umask, dumps, environment, file_stem, finite, git_sha, new_run_id, write_atomic, write_text_atomic,
 )
 from moebench.results.schema import (
     MIGRATIONS, RECORD_KINDS, SCHEMA_VERSION, KernelPoint, Kind, Record, ResultDoc, load_result, make_record,
@@ -30,7 +30,7 @@ from moebench.results.schema import (
 from moebench.results.stats import PERCENTILES, Basis, derive, is_number, is_whole, percentile, profiled, stat
 
 __all__ = [
-    "_UMASK", "_umask", "dumps", "environment", "finite", "git_sha", "new_run_id", "write_atomic",
+    "_UMASK", "_umask", "dumps", "environment", "file_stem", "finite", "git_sha", "new_run_id", "write_atomic",
     "write_text_atomic", "MIGRATIONS", "RECORD_KINDS", "SCHEMA_VERSION", "KernelPoint", "Kind", "Record",
     "ResultDoc", "load_result", "make_record", "migrate", "new_doc", "problem", "validated", "write_result",
     "PERCENTILES", "Basis", "derive", "is_number", "is_whole", "percentile", "profiled", "stat",

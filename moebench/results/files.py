@@ -6,6 +6,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -134,5 +135,15 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def file_stem(name: str, limit: int = 80) -> str:
+    """A name a user wrote (a workload's, a model's) as one harmless path component: no separator, no leading
+    dot (so never `..` nor hidden), bounded length; every file name built from a name goes through here."""
+    stem = _UNSAFE.sub("_", name).lstrip(".-")[:limit]
+    return stem or "unnamed"
+
+
 def new_run_id(name: str) -> str:
-    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{name}-{os.getpid()}"
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{file_stem(name)}-{os.getpid()}"

@@ -267,14 +267,20 @@ def load_result(path: str | Path) -> dict[str, Any]:
     malformed or of an unknown schema is one BadInput line naming the file and the field."""
     p = Path(path)
     try:
-        doc = json.loads(p.read_text())
+        doc = json.loads(p.read_text(), parse_constant=_refuse_non_finite)
     except FileNotFoundError:
         raise BadInput(f"{p}: no such results file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{p}: cannot read results file ({exc})") from None
     except json.JSONDecodeError as exc:
         raise BadInput(f"{p}: corrupt results file (invalid JSON at line {exc.lineno}: {exc.msg})") from None
+    except ValueError as exc:  # NaN / Infinity: not JSON, and never written by moebench (allow_nan=False)
+        raise BadInput(f"{p}: corrupt results file ({exc})") from None
     return validated(doc, str(p))
+
+
+def _refuse_non_finite(token: str) -> Any:
+    raise ValueError(f"{token} is not a JSON number")
 
 
 def write_result(doc: dict[str, Any], out_dir: str | Path, name: Optional[str] = None) -> Path:

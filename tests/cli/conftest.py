@@ -28,3 +28,22 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *needles
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     for n in needles:
         assert n in lines[0], lines[0]
+
+
+def start_moebench(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """The real CLI in a background process, for a test that signals it or changes its disk mid-run."""
+    e = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    e.pop("MOEBENCH_DEBUG", None)
+    return subprocess.Popen([sys.executable, "-m", "moebench", *args], cwd=REPO, env=e, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def read_stderr_until(p: subprocess.Popen, needle: str, timeout: float = 180) -> str:
+    """stderr up to the first line holding `needle` (or the process's end, or `timeout` s), without blocking on it."""
+    import time
+
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while needle not in seen and time.monotonic() < deadline and p.poll() is None:
+        seen += p.stderr.readline()
+    return seen

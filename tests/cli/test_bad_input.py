@@ -48,6 +48,12 @@ def write(tmp_path, text):
         (GOOD + "hardware: h100_sxm\nprice: {tier: rentl}\n", ["hardware", "has no price tier 'rentl'"]),
         (GOOD.replace("llama3:debug", "mixtral:debug") + "parallel: {world_size: 3, expert: 3}\n",
          ["parallel.expert: 3 does not divide the 8 experts of mixtral:debug"]),
+        # sizes no machine holds: named with what would fit (the layers were blamed), by validate too
+        (GOOD.replace("batch_sizes: [1]", "batch_sizes: [1000000000]"),
+         ["models[0]: llama3:debug needs", "batch size 1000000000 does not fit: the largest that fits is"]),
+        (GOOD.replace("prompt_tokens: 8", "prompt_tokens: 1000000000000"),
+         ["models[0]", "1000000000003 tokens per sequence (prompt + output) do not fit: at batch size 1 at most"]),
+        (GOOD + "price: {usd_per_gpu_hour: .inf}\n", ["price.usd_per_gpu_hour: Input should be a finite number"]),
     ],
 )
 def test_bad_workload_exits_3_in_one_line(cli, tmp_path, text, needles):
@@ -106,3 +112,20 @@ def test_yaml_numbers_are_read_as_yaml_1_2_reads_them(tmp_path):
     wl = load_workload(write(tmp_path, GOOD + "price: {usd_per_gpu_hour: 25e-2}\nparallel: {collective_timeout_s: 1e2}\n"))
     assert wl.price.usd_per_gpu_hour == 0.25 and wl.parallel.collective_timeout_s == 100.0
     assert load_workload(write(tmp_path, GOOD.replace("llama3:debug", "mixtral:debug") + "routing: zipf:1\n")).routing == "zipf:1"
+
+
+@pytest.mark.parametrize("args, code, needle", [
+    # one rule: a value that parses but is wrong is bad input (3), as in a workload; `--price -3` was a usage error
+    (["project", "--model", "mixtral:8x7b", "--price", "-3"], 3, "--price must be a finite number ≥ 0, got -3.0"),
+    (["project", "--model", "mixtral:8x7b", "--price", "inf"], 3, "--price must be a finite number ≥ 0, got inf"),
+    (["project", "--model", "mixtral:8x7b", "--price", "nan"], 3, "--price must be a finite number ≥ 0, got nan"),
+    (["project", "--model", "mixtral:8x7b", "--prompt", "0"], 3, "--prompt must be ≥ 1, got 0"),
+    (["project", "--model", "mixtral:8x7b", "--max-gpus", "0"], 3, "--max-gpus must be ≥ 1, got 0"),
+    (["project", "--model", "mixtral:8x7b", "--batch", "0"], 3, "--batch"),
+    (["run", "workloads/quickstart.yaml", "--repeats", "0"], 3, "--repeats must be ≥ 1, got 0"),
+    # a command line that does not parse stays a usage error
+    (["project", "--model", "mixtral:8x7b", "--price", "abc"], 2, "--price"),
+    (["run", "workloads/quickstart.yaml", "--repeats", "two"], 2, "--repeats"),
+])
+def test_a_wrong_option_value_is_bad_input_and_an_unparsable_one_usage(cli, args, code, needle):
+    assert_one_line_error(cli(*args), code, needle)

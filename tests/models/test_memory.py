@@ -35,13 +35,30 @@ def test_deepseek_671b_with_4_layers_does_not_fit_a_24gb_cpu(monkeypatch):
     assert float(re.search(r"needs (\S+) GB", msg).group(1)) == round(need / GB, 1)
 
 
-def test_deepseek_671b_with_4_layers_does_not_fit_this_machine():
-    cfg = _cfg("deepseek-v3:671b", 4)
-    need = required_bytes(cfg, batch=1, max_seq=64, dtype_bytes=4)
-    if memory.available_bytes("cpu") >= need:
-        pytest.skip("this machine has room for 4 DeepSeek-V3 layers in fp32")
-    with pytest.raises(BadInput, match=r"needs \d+\.\d GB but cpu has \d+\.\d GB available; the largest layers"):
-        check_fits("deepseek-v3:671b", cfg, batch=1, max_seq=64, dtype_bytes=4, device="cpu")
+def test_tests_set_the_available_memory_through_the_environment(monkeypatch):
+    """A subprocess test cannot monkeypatch: it sets the free memory it asserts against, so that the answer does
+    not depend on what else the machine runs (13 GB in use elsewhere once changed "3 layers fit" into "none")."""
+    monkeypatch.setenv(memory.AVAILABLE_ENV, str(int(24 * GB)))
+    assert memory.available_bytes("cpu") == 24 * GB
+    with pytest.raises(BadInput, match=r"needs \d+\.\d GB but cpu has 24\.0 GB available; the largest layers: that fits is 3"):
+        check_fits("deepseek-v3:671b", _cfg("deepseek-v3:671b", 4), batch=1, max_seq=64, dtype_bytes=4, device="cpu")
+
+
+@pytest.mark.parametrize("batch, max_seq, hint", [
+    # not the layers' fault: the batch, else the sequence length, is named with what would fit
+    (10**9, 10, r"batch size 1000000000 does not fit: the largest that fits is (\d+)$"),
+    (1, 10**12, r"1000000000000 tokens per sequence \(prompt \+ output\) do not fit: at batch size 1 at most (\d+) do$"),
+])
+def test_an_absurd_batch_or_prompt_is_named_with_what_fits(monkeypatch, batch, max_seq, hint):
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 8 * GB)
+    cfg = _cfg("llama3:debug")
+    with pytest.raises(BadInput) as exc:
+        check_fits("llama3:debug", cfg, batch=batch, max_seq=max_seq, dtype_bytes=4, device="cpu")
+    n = int(re.search(hint, str(exc.value)).group(1))
+    b, s = (n, max_seq) if batch > 1 else (1, n)
+    assert required_bytes(cfg, batch=b, max_seq=s, dtype_bytes=4) <= 8 * GB  # the number given fits ...
+    b, s = (n + 1, max_seq) if batch > 1 else (1, n + 1)
+    assert required_bytes(cfg, batch=b, max_seq=s, dtype_bytes=4) > 8 * GB  # ... and is the largest that does
 
 
 def test_largest_layers_that_fit_is_the_boundary():

@@ -1,0 +1,76 @@
+"""Where a run's results go: `--out` is checked before anything is measured, and a result that `--out` refuses
+later (disk full, remounted read-only, permissions changed) is saved to a named fallback file instead of lost.
+
+An `--out` that cannot be written is the environment's fault (exit 4): the argument is a well-formed folder, and
+the same command works on a writable disk. A write that fails after measuring began is a failed run (exit 5),
+whose measurements are saved elsewhere and named in the one-line error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from moebench.errors import BadInput, EnvironmentProblem, RunFailed
+from moebench.results import dumps, write_atomic
+
+# A result file is tens of KB; with per-phase profiles and many records, a few hundred. Less free space than this
+# would fail on the first write, after the first model was measured.
+MIN_FREE_BYTES = 1 << 20
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """Create `out_dir` if needed and prove a file can be written there; one line otherwise."""
+    p = Path(out_dir)
+    if p.exists() and not p.is_dir():
+        raise BadInput(f"--out {p}: exists and is not a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".moebench-probe-", dir=p)
+        try:
+            os.write(fd, b"probe")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+        st = os.statvfs(p)
+    except OSError as exc:
+        raise EnvironmentProblem(f"--out {p}: cannot write there ({exc.strerror or exc})") from None
+    free = st.f_bavail * st.f_frsize
+    if free < MIN_FREE_BYTES:
+        raise EnvironmentProblem(f"--out {p}: only {free // 1024} KB free; a result needs up to "
+                                 f"{MIN_FREE_BYTES // 1024} KB")
+    return p
+
+
+def fallback_path(path: Path) -> Path:
+    """Where a result goes when its folder refuses it: the system's temporary folder ($TMPDIR), same file name."""
+    return Path(tempfile.gettempdir()) / f"moebench-unsaved-{path.name}"
+
+
+class ResultNotSaved(RunFailed):
+    """`--out` refused a result write; the document went to `partial_path` (or stdout) instead."""
+
+
+def save_result(path: str | Path, doc: dict[str, Any],
+                write: Callable[[Path, dict[str, Any]], Path] = write_atomic) -> Path:
+    """write(path, doc) (write_atomic, or a schema-checked write); when that fails with an OSError, the document
+    is written to fallback_path (or, if that fails too, printed on stdout) and ResultNotSaved (exit 5) says where."""
+    path = Path(path)
+    try:
+        return write(path, doc)
+    except OSError as exc:
+        why = f"cannot write {path} ({exc.strerror or exc})"
+    if not doc.get("complete"):  # a complete document stays complete: only its place changed
+        doc.setdefault("error", why)
+    spare = fallback_path(path)
+    try:
+        write(spare, doc)
+    except OSError:
+        sys.stdout.write(dumps(doc) + "\n")
+        sys.stdout.flush()
+        raise ResultNotSaved(f"{why}; the results were printed on stdout instead") from None
+    raise ResultNotSaved(f"{why}; the results were saved to {spare} instead", partial_path=str(spare))

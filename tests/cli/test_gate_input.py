@@ -1,0 +1,33 @@
+"""`moebench gate` given results that cannot be compared: bad input (exit 3), not a regression verdict (exit 1)."""
+
+import json
+
+from tests.cli.conftest import assert_one_line_error
+from tests.test_gate import _doc, noisy
+
+
+def _write(path, doc):
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def test_two_different_workloads_are_bad_input(cli, tmp_path):
+    base = _doc(noisy(15, 10, 0.03, 1), noisy(15, 50, 0.03, 2))
+    cur = {**_doc(noisy(15, 10, 0.03, 3), noisy(15, 50, 0.03, 4), models=("mixtral:debug",)),
+           "workload": {"name": "other"}}
+    proc = cli("gate", _write(tmp_path / "cur.json", cur), "--baseline", _write(tmp_path / "base.json", base))
+    assert_one_line_error(proc, 3, "baseline ran workload t and current other", "moebench compare")
+
+
+def test_one_workload_whose_sides_share_no_record_is_bad_input(cli, tmp_path):
+    base = _doc(noisy(15, 10, 0.03, 1), noisy(15, 50, 0.03, 2))
+    cur = _doc(noisy(15, 10, 0.03, 3), noisy(15, 50, 0.03, 4), models=("mixtral:debug",))
+    proc = cli("gate", _write(tmp_path / "cur.json", cur), "--baseline", _write(tmp_path / "base.json", base))
+    assert_one_line_error(proc, 3, "share no model × batch size")
+
+
+def test_the_same_workload_with_a_record_dropped_still_fails_the_gate(cli, tmp_path):
+    base = _doc(noisy(15, 10, 0.03, 1), noisy(15, 50, 0.03, 2), models=("llama3:debug", "mixtral:debug"))
+    cur = _doc(noisy(15, 10, 0.03, 3), noisy(15, 50, 0.03, 4))
+    proc = cli("gate", _write(tmp_path / "cur.json", cur), "--baseline", _write(tmp_path / "base.json", base))
+    assert proc.returncode == 1 and "missing" in proc.stdout, proc.stderr
