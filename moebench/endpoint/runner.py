@@ -27,6 +27,7 @@ from moebench.catalog import reference_models
 from moebench.endpoint.workload import EndpointWorkload, RandomDataset, SharedPrefixDataset
 from moebench.errors import ExitCode, MoebenchError, RunFailed
 from moebench.results import make_record, new_doc, new_run_id, write_result
+from moebench.tokenomics import cost_at_interactivity
 
 Log = Callable[[str], None]
 
@@ -184,11 +185,22 @@ def build_doc(wl: EndpointWorkload, sweep: Sweep, cost: DeploymentCost, *, compl
                      "capabilities": caps.as_dict() if caps else None},
     }
     records = [_record(wl, caps, level, runs, cost, server) for (level, runs), server in zip(sweep.levels, sweep.server)]
-    extra = {"error": error} if error else {}
+    extra: dict[str, Any] = {"error": error} if error else {}
+    if wl.interactivity_targets:
+        extra["at_interactivity"] = [_at_interactivity(records, t) for t in wl.interactivity_targets]
     return new_doc(kind="endpoint", workload=wl.model_dump(mode="json"), hardware=hardware, records=records,
                    complete=complete, run_id=run_id, world_size=wl.deployment.gpus, workload_path=workload_path,
                    created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sweep.started)),
                    wall_s=time.time() - sweep.started, **extra)
+
+
+def _at_interactivity(records: list[dict[str, Any]], target: float) -> dict[str, Any]:
+    """$/M blended at one interactivity target, off the levels' Pareto front (interpolated between two levels)."""
+    at = cost_at_interactivity(records, target)
+    return {"target_tokens_per_s_per_user": target, "usd_per_mtok_blended": at[0] if at else None,
+            "levels": list(at[1:]) if at else None, "basis": "measured",
+            "how": "linear between the two Pareto-front levels around the target (interactivity up, $/M down), "
+                   "on the levels' medians"}
 
 
 def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, runs: list[LevelRun],
