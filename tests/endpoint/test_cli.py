@@ -62,6 +62,10 @@ def test_run_writes_one_record_per_level(stub, tmp_path):
     cheapest = min(r["metrics"]["usd_per_mtok"]["blended"]["median"] for r in doc["records"])
     assert low["target_tokens_per_s_per_user"] == 1.0 and low["usd_per_mtok_blended"] == cheapest
     assert low["levels"][0] == low["levels"][1] and high["usd_per_mtok_blended"] is None
+    rep = moebench("report", str(path), "--out", str(tmp_path / "report"), timeout=120)
+    assert rep.returncode == 0, rep.stderr
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "at each stated interactivity" in html and "no priced level reaches it" in html
     for r in doc["records"]:
         assert r["requests"]["ok"] == 24 and r["requests"]["failed"] == 0  # 12 × 2 repeats; warm-up excluded
         assert r["metrics"]["output_tokens_per_s"]["n"] == 2  # one sample per repeat
