@@ -107,7 +107,9 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], toke
             sweep.meter = await open_meter(wl.deployment.energy, wl.deployment.meter_gpus(), side)
             recorder, no_experts = await open_recorder(side, spec, headers(spec), wl.deployment.expert_distribution_dir)
             log(f"endpoint {spec.base_url}: model {caps.model!r}; usage in stream {caps.stream_usage}, continuous "
-                f"{caps.continuous_usage}, ignore_eos {caps.ignore_eos}, /metrics {'yes' if caps.metrics_url else 'no'}")
+                f"{caps.continuous_usage}, ignore_eos {caps.ignore_eos}, /metrics {'yes' if caps.metrics_url else 'no'}, "
+                f"energy {sweep.meter.source if sweep.meter else 'catalog estimate'}, "
+                f"expert load {'yes' if recorder else 'no'}")
             opts = RequestOptions(url=request_url(spec), model=caps.model, api=spec.api,
                                   stream_usage=caps.stream_usage, continuous_usage=caps.continuous_usage,
                                   ignore_eos=caps.ignore_eos, headers=headers(spec), timeout_s=spec.request_timeout_s)
