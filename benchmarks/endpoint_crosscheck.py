@@ -365,9 +365,9 @@ def main() -> int:
     ap.add_argument("--tolerance", type=float, default=0.10)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "runs" / "endpoint-crosscheck")
     args = ap.parse_args()
-    exe = args.guidellm or next((p for p in (str(ROOT / ".venv/peer/bin/guidellm"),
-                                             str(Path(sys.executable).parent / "guidellm"),
-                                             shutil.which("guidellm")) if p and Path(p).exists()), None)
+    candidates = [args.guidellm] if args.guidellm else [str(ROOT / ".venv/peer/bin/guidellm"),
+                                                          str(Path(sys.executable).parent / "guidellm"), "guidellm"]
+    exe = next((w for w in map(shutil.which, candidates) if w), None)
     try:
         if exe is None:
             raise EnvironmentProblem("no guidellm command: see this script's docstring for how to install it "
