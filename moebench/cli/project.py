@@ -29,9 +29,16 @@ class KvDtype(str, enum.Enum):
     fp8 = "fp8"
 
 
-class Overlap(str, enum.Enum):
-    none = "none"
-    full = "full"
+class Engine(str, enum.Enum):
+    any = "any"
+    vllm = "vllm"
+    sglang = "sglang"
+    trt_llm = "trt-llm"
+
+
+class Preset(str, enum.Enum):
+    fitted = "fitted"
+    defaults = "defaults"
 
 
 class Serving(str, enum.Enum):
@@ -52,13 +59,29 @@ def _numbers(text: str, option: str, kind: type) -> list:
     return vals
 
 
+def _overlap(text: str) -> float:
+    """`none`, `full` or the fraction of communication hidden behind compute."""
+    named = {"none": 0.0, "full": 1.0}
+    if text.strip().lower() in named:
+        return named[text.strip().lower()]
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not 0.0 <= v <= 1.0:
+        raise BadInput(f"--overlap: {text!r} is not none, full or a fraction in [0, 1]")
+    return v
+
+
 def _print(doc: dict[str, Any]) -> None:
     from moebench.projection.layout import gpus_text
 
     sc = doc["scenario"]
     out.print(f"[bold]{doc['model']}[/bold] projected: {sc['prompt_tokens']} in / {sc['output_tokens']} out, "
               f"{sc['weight_dtype']} weights, {sc['kv_dtype']} KV; "
-              + (f"calibrated from {doc['calibration']['source']}" if doc["calibration"] else "catalog peaks × default efficiencies"),
+              + (f"calibrated from {doc['calibration']['source']}" if doc["calibration"] else
+                 f"catalog peaks × efficiencies fitted on {doc['efficiency_preset']['fitted_on_points']} published "
+                 f"points ({sc['engine']} engine)" if doc["efficiency_preset"] else "catalog peaks × default efficiencies"),
               highlight=False)
     for h in doc["hardware"]:
         price = h["price"]
@@ -88,8 +111,24 @@ def _print(doc: dict[str, Any]) -> None:
             t2.add_row(fmt(row["target_tokens_per_s_per_user"]), p["layout"]["text"], str(p["batch_size"]), fmt(p["tpot_ms"]),
                        fmt(p["output_tokens_per_s_per_gpu"]), fmt(c.get("input")), fmt(c.get("output")), fmt(c.get("blended")))
         out.print(t2)
+        if h["under_load"]:
+            t3 = Table(title="under load (requests beyond the KV capacity wait for a slot)", title_justify="left")
+            for col in ("load", "layout", "in flight", "KV holds", "queue ms", "TTFT ms", "TPOT ms", "out tok/s/GPU"):
+                t3.add_column(col, justify="left" if col in ("load", "layout") else "right")
+            for row in h["under_load"]:
+                p = row["point"]
+                load = {"concurrency": "{} in flight", "rate": "{} req/s", "offline": "offline"}[row["load"]]
+                t3.add_row(load.format(fmt(row["requested"])), p["layout"]["text"], str(row["batch_in_flight"]),
+                           str(row["kv_capacity_sequences"]), "overloaded" if row["overloaded"] else fmt(row["queue_ms"]),
+                           fmt(row["ttft_under_load_ms"]), fmt(p["tpot_ms"]), fmt(p["output_tokens_per_s_per_gpu"]))
+            out.print(t3)
         for note in h["notes"]:
             out.print(f"note: {note}", highlight=False)
+        if h["error_band"]:
+            out.print(f"how far to trust it: {h['error_band']['text']}", highlight=False)
+        elif doc["calibration"] is None:
+            out.print("how far to trust it: these efficiencies were not validated against published measurements",
+                      highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -106,9 +145,20 @@ def register(app: typer.Typer) -> None:
         price_tier: Optional[str] = typer.Option(None, "--price-tier", help="hyperscaler | neocloud | rental | on-demand (default: the catalog's first)."),
         price: Optional[float] = typer.Option(None, "--price", callback=at_least(0), help="USD per GPU-hour, overriding the catalog (0: a machine you own); not with --price-tier."),
         interactivity: str = typer.Option("10,20,50,100", "--interactivity", help="Comma-separated tokens/s/user targets."),
-        overlap: Overlap = typer.Option(Overlap.none, "--overlap", help="Hide communication behind compute: none, or full (two-batch overlap)."),
+        overlap: str = typer.Option("none", "--overlap", help="Communication hidden behind compute: none, full (two-batch overlap) or a fraction."),
         serving: Serving = typer.Option(Serving.continuous, "--serving", help="continuous (vLLM/SGLang-style) or static (moebench run)."),
         max_gpus: int = typer.Option(128, "--max-gpus", callback=at_least(1), help="Largest model instance to consider."),
+        gpus: Optional[int] = typer.Option(None, "--gpus", callback=at_least(1), help="GPUs per model instance (any count the hardware allows); default: the fewest that fit."),
+        layout: Optional[str] = typer.Option(None, "--layout", help="Explicit layout, e.g. tp=8,ep=8,dp=1,pp=1 (GPUs = tp·dp·pp; ep is 1 or tp·dp)."),
+        mem_util: float = typer.Option(0.9, "--mem-util", callback=at_least(0.0, above=True), help="Share of HBM that weights + KV cache may use."),
+        engine: Engine = typer.Option(Engine.any, "--engine", help="Serving engine whose fitted efficiencies apply (any: the median engine)."),
+        preset: Preset = typer.Option(Preset.fitted, "--preset", help="fitted: efficiencies fitted on published measurements; defaults: the literature defaults."),
+        expert_imbalance: Optional[float] = typer.Option(None, "--expert-imbalance", callback=at_least(1.0), help="Routed rows on the busiest expert-parallel rank / the mean (default: the preset's)."),
+        expert_load: Optional[Path] = typer.Option(None, "--expert-load", help="A profiled result whose recorded expert load sets the imbalance per EP size (same model's experts)."),
+        spec_tokens: int = typer.Option(0, "--spec-tokens", callback=at_least(0), help="Speculative / MTP tokens drafted per decode step."),
+        spec_accept: float = typer.Option(0.0, "--spec-accept", callback=at_least(0.0), help="Probability each drafted token is accepted (given the previous one was)."),
+        rate: Optional[str] = typer.Option(None, "--rate", help="Comma-separated request rates (req/s per instance): open-loop loads."),
+        offline: bool = typer.Option(False, "--offline", help="Also report the offline maximum throughput (every request queued at once)."),
         keep_host: bool = typer.Option(False, "--keep-host-time", help="With --calibrate: carry the fitted host time per op to every target (same eager stack), not only back to the measured hardware."),
         json_: bool = typer.Option(False, "--json", help="Print one JSON document."),
     ) -> None:
@@ -119,8 +169,11 @@ def register(app: typer.Typer) -> None:
             model=model, hardware=[h.strip() for h in hardware.split(",") if h.strip()],
             batches=_numbers(batch, "--batch", int), prompt=prompt, output=output, dtype=dtype.value,
             kv_dtype=kv_dtype.value, calibrate_path=calibrate_, price_tier=price_tier, price=price,
-            interactivity=_numbers(interactivity, "--interactivity", float), overlap=overlap.value,
-            serving=serving.value, max_gpus=max_gpus, keep_host=keep_host, log=log,
+            interactivity=_numbers(interactivity, "--interactivity", float), overlap=_overlap(overlap),
+            serving=serving.value, max_gpus=max_gpus, keep_host=keep_host, log=log, gpus=gpus, layout=layout,
+            mem_util=mem_util, engine=engine.value, preset=preset.value, expert_imbalance=expert_imbalance,
+            spec_tokens=spec_tokens, spec_accept=spec_accept,
+            rates=tuple(_numbers(rate, "--rate", float)) if rate else (), offline=offline, expert_load_path=expert_load,
         )
         if json_:
             emit_json(doc)

@@ -67,9 +67,34 @@ class Assumptions:
     expert_gemms: Literal["grouped", "per_expert"] = "grouped"
     comm_overlap: float = 0.0  # fraction of communication hidden behind compute (1.0 = two-batch overlap, perfectly)
     expert_imbalance: float = 1.0  # routed rows on the busiest EP rank / the mean (1.0 = uniform routing)
+    # The same from a measured run's expert load, per EP rank count (imbalance.by_ep); where given it wins
+    expert_imbalance_by_ep: Mapping[int, float] = field(default_factory=dict)
     mem_util: float = 0.9  # HBM share for weights + KV (the rest: activations, CUDA graphs, fragmentation)
     serving: Literal["continuous", "static"] = "continuous"  # static = one batch prefilled, then decoded (moebench run)
     step_overhead_ms: Mapping[str, float] = field(default_factory=dict)  # stage -> host overhead per forward (scheduler)
+    # Host time per sequence per forward that a serving engine's scheduler, sampler and detokeniser add (grows with
+    # the batch, so it shows at the thousands of sequences an offline run keeps in flight)
+    seq_overhead_us: float = 0.0
+    # The most sequences the engine keeps in flight per instance (vLLM's max_num_seqs, TensorRT-LLM's
+    # max_batch_size); None = only the KV cache limits it. More requests wait for a slot (load.py).
+    max_seqs: Optional[int] = None
+    # Low-precision matmuls: tensor-core format ("fp8", "fp4") -> factor on the compute efficiency (their kernels
+    # reach less of a higher peak), and "weight_only" -> factor on both roofs of a matmul whose weights the tensor
+    # cores cannot run (MXFP4 on Hopper / MI300: dequantised in the kernel). Per architecture in presets.yaml.
+    dtype_efficiency: Mapping[str, float] = field(default_factory=dict)
+    # Speculative decoding / MTP: each decode step verifies `spec_tokens` drafted tokens per sequence, each accepted
+    # with probability `spec_accept` given its predecessors were, so a step yields 1 + Σ accept^i tokens.
+    spec_tokens: int = 0
+    spec_accept: float = 0.0
+
+    @property
+    def tokens_per_step(self) -> float:
+        """Tokens a decode step yields per sequence (1 without speculation)."""
+        return 1.0 + sum(self.spec_accept**i for i in range(1, self.spec_tokens + 1))
+
+    def imbalance(self, ep: int) -> float:
+        """Routed rows on the busiest of `ep` expert-parallel ranks / the mean."""
+        return self.expert_imbalance_by_ep.get(ep, self.expert_imbalance)
 
     def host_ms(self, stage: str, ops: float, expert_runs: float = 0.0) -> float:
         """CPU time (ms) to issue a step of `ops` ops that runs `expert_runs` routed experts (summed over layers)."""

@@ -35,6 +35,7 @@ from moebench.projection.cost import step
 from moebench.projection.device import Device, device_from_hardware, norm_dtype
 from moebench.projection.layout import Layout
 from moebench.projection.scenario import ServingScenario
+from moebench.projection.sweep import evaluate
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,23 @@ class Calibration:
                                 expert_gemms=self.expert_gemms)
         return base.replace(efficiency=self.efficiency, comm=comm)
 
+    def moved(self, before: Assumptions) -> dict[str, dict[str, float]]:
+        """How far the fit moved each efficiency from `before` (what the projection would have used without the
+        calibration): {name: {before, after, factor}} for both roofs of each stage, then each fitted phase factor."""
+        out: dict[str, dict[str, float]] = {}
+        for stage in STAGES:
+            b = before.efficiency.roofs(stage, "mlp")
+            a = self.efficiency.roofs(stage, "mlp")
+            for roof, x0, x1 in (("compute", b[0], a[0]), ("memory", b[1], a[1])):
+                out[f"{stage}/{roof}"] = {"before": x0, "after": x1, "factor": x1 / x0}
+        for key, x1 in self.efficiency.by_phase.items():
+            x0 = before.efficiency.by_phase.get(key, 1.0)
+            out[key] = {"before": x0, "after": x1, "factor": x1 / x0}
+        if self.link_eff is not None:
+            out["link"] = {"before": before.comm.link_eff, "after": self.link_eff,
+                           "factor": self.link_eff / before.comm.link_eff}
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {
             "source": self.source, "hardware_id": self.hardware_id, "roofs_basis": self.device.roofs_basis,
@@ -99,7 +117,20 @@ def calibrate(doc: Mapping[str, Any], *, source: Optional[str] = None, base: Ass
     dev = _device(hw)
     dtype = norm_dtype(str(hw.get("dtype") or "bf16"))
     lay = _layout(doc)
-    samples = [s for r in doc["records"] if (s := _sample(r, dtype, resolve)) is not None]
+    # An endpoint result measured a server under load (continuous batching: TTFT of one prompt, TPOT with the
+    # newcomers' prefill mixed in); its records name the server's model id, so the catalog model is the deployment's.
+    endpoint = doc.get("kind") == "endpoint"
+    if endpoint:
+        dep_model = ((doc.get("workload") or {}).get("deployment") or {}).get("model")
+        if not dep_model:
+            raise BadInput(f"{source or 'result'}: an endpoint result calibrates only with workload.deployment.model "
+                           "(family:flavor) naming what the server runs")
+        resolve = (lambda _name, _r=resolve, _m=str(dep_model): _r(_m))
+    records = doc["records"]
+    if endpoint:  # open-loop (request-rate) levels hold no fixed concurrency to project at
+        records = [r for r in records if isinstance(r, Mapping) and ((r.get("load") or {}).get("mode") or "concurrency")
+                   == "concurrency" and (r.get("batch_size") or 0) >= 1]
+    samples = [s for r in records if (s := _sample(r, dtype, resolve)) is not None]
     if not samples:
         raise BadInput(f"{source or 'result'}: no record has ttft_ms and tpot_ms medians to calibrate from")
     # moebench's plain-torch MoE path (`hardware.kernels: torch`) loops over the experts with rows, which it learns
@@ -107,10 +138,10 @@ def calibrate(doc: Mapping[str, Any], *, source: Optional[str] = None, base: Ass
     torch_loop = hw["kernels"] == "torch" if hw.get("kernels") else None
     sync = base.moe_host_sync if torch_loop is None else torch_loop
     gemms = base.expert_gemms if torch_loop is None else ("per_expert" if torch_loop else "grouped")
-    a0 = base.replace(serving="static", step_overhead_ms={}, host_us={}, host_expert_us={}, moe_host_sync=sync,
-                      expert_gemms=gemms)
-    af = _fit_roofs(samples, lay, dev, a0)
-    method, link_eff = "ttft_tpot", None
+    a0 = base.replace(serving="continuous" if endpoint else "static", step_overhead_ms={}, host_us={},
+                      host_expert_us={}, moe_host_sync=sync, expert_gemms=gemms)
+    af = _fit_served(samples, lay, dev, a0) if endpoint else _fit_roofs(samples, lay, dev, a0)
+    method, link_eff = "endpoint" if endpoint else "ttft_tpot", None
     if any(s.phases_ms for s in samples):
         eff, link_eff = _fit_phases(samples, lay, dev, af)
         af = af.replace(efficiency=eff)
@@ -203,7 +234,11 @@ def _profile(prof: Any) -> dict[str, dict[str, float]]:
 
 # ---- fitting ------------------------------------------------------------------------------------------------------
 def _predict(s: Sample, lay: Layout, dev: Device, a: Assumptions, stage: str) -> float:
-    return step(s.cfg, lay, dev, s.scenario, a, stage, s.batch).time_ms
+    """The model's TTFT (stage prefill) or TPOT (decode) of a record, served as `a.serving` says (sweep.evaluate)."""
+    if a.serving == "static":
+        return step(s.cfg, lay, dev, s.scenario, a, stage, s.batch).time_ms
+    p = evaluate(s.cfg, lay, dev, s.scenario, a, s.batch)
+    return p.ttft_ms if stage == "prefill" else p.tpot_ms
 
 
 def _measured(s: Sample, stage: str) -> float:
@@ -298,6 +333,44 @@ def _fit_roofs(samples: list[Sample], lay: Layout, dev: Device, a: Assumptions) 
             a = at(x)
             a = _with_host(a, stage, *_best_host(samples, lay, dev, a, stage, fit_host)[1:])
     return a
+
+
+def _fit_served(samples: list[Sample], lay: Layout, dev: Device, a: Assumptions) -> Assumptions:
+    """Both roofs at once from a server under load: there TTFT is one prompt's prefill at every load, and each
+    TPOT mixes a decode step (memory) with the newcomers' prefill (compute), so neither stage pins one roof.
+    Alternating log-scale golden sections on the summed squared relative errors of TTFT and TPOT; no host times
+    (a serving engine's are per step, not per op)."""
+    prior = {"memory": a.efficiency.memory, "compute": a.efficiency.compute}
+
+    def at(roof: str, x: float, a: Assumptions) -> Assumptions:
+        return a.replace(efficiency=dataclasses.replace(a.efficiency, **{roof: x}))
+
+    def loss(a: Assumptions) -> float:
+        err = sum((_predict(s, lay, dev, a, st) / _measured(s, st) - 1) ** 2 for s in samples for st in STAGES)
+        return err + _PULL * len(samples) * sum(math.log(getattr(a.efficiency, r) / p) ** 2 for r, p in prior.items())
+
+    for _ in range(6):
+        for roof in ("memory", "compute"):
+            a = at(roof, _golden(lambda x, roof=roof, a=a: loss(at(roof, x, a)), 1e-3, 1.0), a)
+    return a
+
+
+def _golden(f: Callable[[float], float], lo: float, hi: float, iters: int = 40) -> float:
+    """Minimise a unimodal f over [lo, hi] on a log scale by golden-section search."""
+    g = (math.sqrt(5) - 1) / 2
+    a, b = math.log(lo), math.log(hi)
+    c, d = b - g * (b - a), a + g * (b - a)
+    fc, fd = f(math.exp(c)), f(math.exp(d))
+    for _ in range(iters):
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - g * (b - a)
+            fc = f(math.exp(c))
+        else:
+            a, c, fc = c, d, fd
+            d = a + g * (b - a)
+            fd = f(math.exp(d))
+    return math.exp((a + b) / 2)
 
 
 def _fit_phases(samples: list[Sample], lay: Layout, dev: Device, a: Assumptions) -> tuple[Efficiency, Optional[float]]:

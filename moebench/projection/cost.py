@@ -85,10 +85,23 @@ def op_time_ms(op: Op, dev: Device, a: Assumptions, stage: str) -> tuple[float, 
     if op.flops <= 0 and op.bytes <= 0:
         return 0.0, 0.0, 0.0
     eff_c, eff_m = a.efficiency.roofs(stage, op.phase)
+    eff_c, eff_m = precision_efficiency(eff_c, eff_m, op.dtype, dev, a)
     eff_c *= op_efficiency(op.gemms, dev.sm_count, a.gemm_tile, grouped=a.expert_gemms == "grouped")
     compute = op.flops / (dev.peak_flops(op.dtype) * eff_c) * 1e3
     memory = op.bytes / (dev.hbm_bytes_per_s * eff_m) * 1e3
     return max(compute, memory) + a.launch_us / 1e3, compute, memory
+
+
+def precision_efficiency(eff_c: float, eff_m: float, weight_dtype: str, dev: Device, a: Assumptions) -> tuple[float, float]:
+    """(compute, memory) efficiency of a matmul with `weight_dtype` weights after `a.dtype_efficiency`, in (0, 1]."""
+    if not a.dtype_efficiency:
+        return eff_c, eff_m
+    cd = dev.compute_dtype(weight_dtype)
+    eff_c *= a.dtype_efficiency.get(cd, 1.0)
+    if cd != weight_dtype and weight_dtype in ("fp8", "fp4"):  # dequantised in the kernel
+        k = a.dtype_efficiency.get("weight_only", 1.0)
+        eff_c, eff_m = eff_c * k, eff_m * k
+    return min(1.0, eff_c), min(1.0, eff_m)
 
 
 def _sum_attended(cfg: ArchConfig, layer: int, seq: int) -> float:
@@ -134,7 +147,7 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Serving
               stage: str, batch: int) -> list[Op]:
     """The ops of one layer for `batch` sequences (decode: 1 new token each; prefill: the whole prompt)."""
     h, tp, n = cfg.hidden_size, lay.attn_tp, lay.n_gpus
-    q = 1 if stage == "decode" else sc.prompt_tokens
+    q = 1 + a.spec_tokens if stage == "decode" else sc.prompt_tokens  # decode verifies the drafted tokens too
     seqs_g = math.ceil(batch / lay.dp)
     t_g, t_all = seqs_g * q, batch * q  # tokens in the busiest attention group / in the whole instance
     ab, kvb = sc.act_bytes, sc.kv_bytes
@@ -150,7 +163,7 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Serving
     per_ctx = _attn_core_flops_per_ctx(cfg, layer, stage)
     if stage == "decode":
         ctx = cfg.attended(layer, round(sc.decode_context))
-        core_flops = seqs_g * per_ctx * ctx / heads_tp
+        core_flops = seqs_g * q * per_ctx * ctx / heads_tp
         core_bytes = seqs_g * (ctx + 1) * kv_elems * kvb / shard
     else:
         core_flops = seqs_g * per_ctx * _sum_attended(cfg, layer, sc.prompt_tokens) / heads_tp
@@ -177,11 +190,11 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Serving
         disp_bytes = 1.0 if sc.weight_dtype in ("fp8", "fp4") and dev.compute_dtype("fp8") == "fp8" else ab
         sent = t_all / n * ranks * h
         ops.append(Op("dispatch", comm_ms=comm.all_to_all_ms(sent * disp_bytes, lay.ep, dev, a.comm)))
-        rows = t_all * k / lay.ep * a.expert_imbalance
+        rows = t_all * k / lay.ep * a.imbalance(lay.ep)
         local = math.ceil(e / lay.ep)
         w_bytes = local * touched * p_exp * wf
         ops.append(Op("experts", 2 * rows * p_exp, w_bytes + rows * (2 * h + 3 * f) * ab, sc.ffn_dtype,
-                      expert_runs=local * touched, gemms=_expert_gemms(h, f, round(t_all * a.expert_imbalance), k / e, local, 1)))
+                      expert_runs=local * touched, gemms=_expert_gemms(h, f, round(t_all * a.imbalance(lay.ep)), k / e, local, 1)))
         ops.append(Op("combine", comm_ms=comm.all_to_all_ms(sent * ab, lay.ep, dev, a.comm)))
     else:
         rows = t_all * k
@@ -198,8 +211,8 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Serving
     return ops
 
 
-def lm_head_op(cfg: ArchConfig, lay: Layout, sc: ServingScenario, batch: int) -> Op:
-    rows = math.ceil(batch / lay.dp)  # one logit row per sequence (prefill: last position only)
+def lm_head_op(cfg: ArchConfig, lay: Layout, sc: ServingScenario, batch: int, per_seq: int = 1) -> Op:
+    rows = math.ceil(batch / lay.dp) * per_seq  # logit rows per sequence: prefill's last position, decode's drafts + 1
     p = cfg.lm_head_params() or cfg.embedding_params()
     vocab_rows = rows * cfg.vocab_size / lay.attn_tp
     return Op("lm_head", 2 * p * rows / lay.attn_tp, p * sc.bytes_of(sc.embed_dtype) / lay.attn_tp + vocab_rows * 4, "bf16",
@@ -223,7 +236,7 @@ def step(cfg: ArchConfig, lay: Layout, dev: Device, sc: ServingScenario, a: Assu
     compute_side = comm_total = 0.0
     n_ops, expert_runs, syncs = 0, 0.0, 0
     weighted = [(op, cnt) for layer, cnt in _layer_groups(cfg) for op in layer_ops(cfg, layer, lay, dev, sc, a, stage, batch)]
-    weighted.append((lm_head_op(cfg, lay, sc, batch), 1))
+    weighted.append((lm_head_op(cfg, lay, sc, batch, 1 + a.spec_tokens if stage == "decode" else 1), 1))
     for op, cnt in weighted:
         t, c, m = op_time_ms(op, dev, a, stage)
         pt = phases[op.phase]
@@ -242,7 +255,7 @@ def step(cfg: ArchConfig, lay: Layout, dev: Device, sc: ServingScenario, a: Assu
             syncs += cnt if op.expert_runs > 0 and a.moe_host_sync else 0
     compute_side = max(compute_side + syncs * a.host_ms(stage, 1), a.host_ms(stage, n_ops, expert_runs))
     hidden = min(a.comm_overlap * comm_total, compute_side)
-    overhead = a.step_overhead_ms.get(stage, 0.0)
+    overhead = a.step_overhead_ms.get(stage, 0.0) + a.seq_overhead_us * batch / 1e3
     return StepEstimate(stage, compute_side + comm_total - hidden + overhead, compute_side, comm_total, hidden, overhead,
                         n_ops, expert_runs, syncs, {p: t for p, t in phases.items() if t.time_ms > 0})
 
@@ -268,7 +281,7 @@ def _pipelined(cfg: ArchConfig, lay: Layout, dev: Device, sc: ServingScenario, a
     mb = math.ceil(batch / m)
     s = max((step(_stage_cfg(cfg, layers), lay.stage(), dev, sc, a, stage, mb)
              for layers in stage_layers(cfg, lay.pp) if len(layers)), key=lambda e: e.time_ms)
-    q = 1 if stage == "decode" else sc.prompt_tokens
+    q = 1 + a.spec_tokens if stage == "decode" else sc.prompt_tokens  # decode verifies the drafted tokens too
     hand = comm.p2p_ms(mb * q * cfg.hidden_size * sc.act_bytes, lay.n_gpus > max(dev.domain_size, 1), dev, a.comm)
     k = lay.pp if stage == "decode" else m + lay.pp - 1
     phases = {p: PhaseTime(**{f: v * k for f, v in t.to_json().items()}) for p, t in s.phases.items()}

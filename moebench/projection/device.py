@@ -45,6 +45,8 @@ class Device:
     price_source: Optional[str] = None
     roofs_basis: str = "catalog"  # catalog | measured
     sm_count: Optional[int] = None  # SMs (NVIDIA) / CUs (AMD) that run GEMM tiles; None: no tile/wave quantization
+    vendor: str = "generic"  # nvidia | amd | generic: picks the fitted efficiency preset (presets.yaml)
+    arch: str = ""  # hopper, blackwell, cdna3, …: low-precision efficiencies are per architecture
 
     def compute_dtype(self, weight_dtype: str) -> str:
         """The tensor-core format a matmul with `weight_dtype` weights runs in on this device."""
@@ -99,7 +101,9 @@ def device_from_hardware(
         name=hw.name,
         flops_per_s=flops,
         hbm_bytes_per_s=hbm,
-        hbm_capacity_bytes=hw.hbm_gb * 1e9 if hw.hbm_gb else None,
+        # HBM sizes are quoted in binary units whatever the label: an "80 GB" H100 is five 16 GiB stacks and reports
+        # 81,559 MiB; an H200's "141 GB" 143,771 MiB; an MI300X's "192 GB" eight 24 GiB stacks
+        hbm_capacity_bytes=hw.hbm_gb * 2**30 if hw.hbm_gb else None,
         scale_up_bytes_per_s=su.gbps_uni * 1e9 if su else None,
         domain_size=su.domain_size if su else 1,
         scale_out_bytes_per_s=so.gbit_per_gpu / 8 * 1e9 if so else None,
@@ -108,6 +112,8 @@ def device_from_hardware(
         price_source="--price" if usd_per_gpu_hour is not None else (price.source if price else None),
         roofs_basis=basis,
         sm_count=hw.sm_count,
+        vendor=hw.vendor,
+        arch=hw.arch,
     )
 
 

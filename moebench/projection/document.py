@@ -47,10 +47,17 @@ def _record(model: str, p, dev, sc, calib_source: Optional[str], serving: str = 
 def projection_document(
     *, model: str, hardware: list[str], batches: list[int], prompt: int, output: int, dtype: str, kv_dtype: str,
     calibrate_path: Optional[Path], price_tier: Optional[str], price: Optional[float], interactivity: list[float],
-    overlap: str, serving: str, max_gpus: int, keep_host: bool = False, log: Callable[[str], None] = lambda _: None,
+    overlap: float, serving: str, max_gpus: int, keep_host: bool = False, log: Callable[[str], None] = lambda _: None,
+    gpus: Optional[int] = None, layout: Optional[str] = None, mem_util: float = 0.9, engine: str = "any",
+    preset: str = "fitted", expert_imbalance: Optional[float] = None, spec_tokens: int = 0, spec_accept: float = 0.0,
+    rates: tuple[float, ...] = (), offline: bool = False, expert_load_path: Optional[Path] = None,
 ) -> dict[str, Any]:
     """The `moebench project` document: per hardware, the projected records (shaped like measured ones, basis
-    `projected`), the best point at each interactivity target and the frontier. `log` gets progress lines."""
+    `projected`), the best point at each interactivity target, the frontier, the loads asked for (`under_load`) and
+    the held-out error band of the fitted presets that applies (`error_band`). `log` gets progress lines.
+
+    `gpus` / `layout` fix the instance (`tp=8,ep=8,dp=1,pp=1`); `preset` "fitted" applies presets.yaml's factors
+    for each device's vendor and architecture and `engine` (unless calibrated), "defaults" the literature defaults."""
     hardware = list(dict.fromkeys(hardware))  # a repeated id would only repeat its section
     if not hardware:
         raise BadInput("--hardware: give at least one catalog id")
@@ -61,19 +68,42 @@ def projection_document(
         raise BadInput(f"--price: {price} is not a finite number")
     if keep_host and calibrate_path is None:
         raise BadInput("--keep-host-time carries a calibration's host times: it needs --calibrate")
+    if not 0.0 < mem_util <= 1.0:
+        raise BadInput(f"--mem-util: {mem_util} is not a fraction in (0, 1]")
+    if spec_tokens and not 0.0 <= spec_accept <= 1.0:
+        raise BadInput(f"--spec-accept: {spec_accept} is not a probability")
     from moebench.catalog import get_hardware
     from moebench.projection import Assumptions, ServingScenario, calibrate, device_from_hardware, project, resolve_config
+    from moebench.projection import presets as presets_
+    from moebench.projection.layout import parse_layout
+    from moebench.projection.load import under_load
 
+    fixed = parse_layout(layout) if layout else None
+    if fixed is not None and gpus is not None and fixed.n_gpus != gpus:
+        raise BadInput(f"--gpus {gpus} and --layout {layout} ({fixed.n_gpus} GPUs) disagree")
     cfg = resolve_config(model)
     sc = ServingScenario(prompt, output, weight_dtype=dtype, kv_dtype=kv_dtype)
-    base = Assumptions(comm_overlap=1.0 if overlap == "full" else 0.0, serving=serving)  # type: ignore[arg-type]
-    calib, calib_roofs = None, None
+    base = Assumptions(comm_overlap=overlap, serving=serving, mem_util=mem_util,  # type: ignore[arg-type]
+                       spec_tokens=spec_tokens, spec_accept=spec_accept)
+    if expert_load_path is not None:
+        from moebench.projection.imbalance import by_ep, measured_load
+
+        if expert_imbalance is not None:
+            raise BadInput("--expert-imbalance and --expert-load: give either, not both")
+        rows = measured_load(load_result(expert_load_path), cfg.n_routed_experts, str(expert_load_path))
+        widest = max(max_gpus, gpus or 0, fixed.n_gpus if fixed else 0)
+        base = base.replace(expert_imbalance_by_ep=by_ep(rows, range(1, widest + 1)))
+    table = presets_.builtin() if preset == "fitted" and calibrate_path is None else None
+    calib, calib_roofs, moved = None, None, {}
     if calibrate_path is not None:
         measured = load_result(calibrate_path)
         calib = calibrate(measured, source=str(calibrate_path), base=base)
         calib_roofs = (measured.get("hardware") or {}).get("measured_roofs")
-        log(f"calibrated from {calib.source}: compute {calib.efficiency.compute:.3g}, memory {calib.efficiency.memory:.3g} "
-            f"of the {calib.device.roofs_basis} roofs ({calib.method})")
+        before = base if preset != "fitted" else presets_.builtin().assumptions(calib.device, engine, base)
+        moved = calib.moved(before)
+        log(f"calibrated from {calib.source} ({calib.method}), efficiencies of the {calib.device.roofs_basis} roofs "
+            f"moved from the {preset} ones: " + ", ".join(f"{k} {v['before']:.3g} → {v['after']:.3g} (×{v['factor']:.2f})"
+                                                          for k, v in moved.items()))
     doc: dict[str, Any] = {
         "kind": "projection",
         "moebench_version": __version__,
@@ -81,9 +111,13 @@ def projection_document(
         "model": model,
         "params": {"total": cfg.total_params(), "active": cfg.active_params()},
         "scenario": {"prompt_tokens": prompt, "output_tokens": output, "weight_dtype": sc.weight_dtype,
-                     "kv_dtype": sc.kv_dtype, "batch_sizes": batches, "interactivity_targets": interactivity},
+                     "kv_dtype": sc.kv_dtype, "batch_sizes": batches, "interactivity_targets": interactivity,
+                     "gpus": fixed.n_gpus if fixed else gpus, "layout": layout, "engine": engine,
+                     "request_rates": list(rates), "offline": offline},
         "assumptions": base.to_json(),
-        "calibration": None if calib is None else calib.to_json(),
+        "efficiency_preset": None if table is None else {"name": preset, "source": table.source,
+                                                         "fitted_on_points": len(table.fitted_on)},
+        "calibration": None if calib is None else calib.to_json() | {"moved": moved},
         "hardware": [],
     }
     for hid in hardware:
@@ -92,8 +126,14 @@ def projection_document(
         roofs = calib_roofs if calib is not None and hid == calib.hardware_id else None
         dev = device_from_hardware(hw, price_tier=price_tier, usd_per_gpu_hour=price, measured_roofs=roofs)
         a = base if calib is None else calib.assumptions(base, dev.id, keep_host=keep_host)
+        if table is not None:
+            a = table.assumptions(dev, engine, a)
+        if expert_imbalance is not None:
+            a = a.replace(expert_imbalance=expert_imbalance)
         log(f"projecting {model} onto {dev.id} …")
-        proj = project(cfg, dev, sc, a, batches=sorted(set(DEFAULT_BATCHES) | set(batches)), max_gpus=max_gpus)
+        proj = project(cfg, dev, sc, a, batches=sorted(set(DEFAULT_BATCHES) | set(batches)), max_gpus=max_gpus,
+                       only=None if fixed is None else [fixed], gpus=gpus)
+        band = None if table is None else table.band(dev.vendor, "moe" if cfg.is_moe else "dense", sc.weight_dtype)
         src = None if calib is None else calib.source
         doc["hardware"].append({
             "id": dev.id,
@@ -112,6 +152,9 @@ def projection_document(
                 for x in interactivity
             ],
             "frontier": [point_json(p, dev) for p in proj.frontier()],
+            "under_load": [lp.to_json() | {"point": point_json(lp.point, dev)}
+                           for lp in under_load(cfg, dev, sc, a, proj, batches=batches, rates=rates, offline_max=offline)],
+            "error_band": None if band is None else band.to_json(),
         })
     return doc
 

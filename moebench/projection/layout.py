@@ -170,16 +170,55 @@ def layouts(cfg: ArchConfig, dev: Device, max_gpus: int) -> Iterator[Layout]:
     Attention TP stays inside one scale-up domain (its all-reduce runs twice a layer and is latency-bound; no
     engine stretches it over the NIC) and splits the heads evenly (`splits_heads`). Beyond one domain: expert
     parallelism with DP attention (MoE), or pipeline stages of one domain's TP each (TP×PP, any model)."""
-    domain = max(dev.domain_size, 1)
     for n in gpu_counts(dev, max_gpus):
-        if n <= domain and splits_heads(cfg, n):
-            yield Layout(n, n, 1)  # pure tensor parallel (dense models: the only choice inside one domain)
-        if cfg.is_moe and n > 1:
-            for tp in (1, 2, 4, 8):
-                if tp <= min(n, domain) and n % tp == 0 and splits_heads(cfg, tp):
-                    yield Layout(n, tp, n)
-        if n > domain:  # pipeline stages only across domains: inside one, TP is faster per token
-            for pp in PIPELINE_STAGES:
-                tp = n // pp
-                if n % pp == 0 and tp <= domain and splits_heads(cfg, tp) and pp <= cfg.num_hidden_layers:
-                    yield Layout(n, tp, 1, pp)
+        yield from instance_layouts(cfg, dev, n)
+
+
+def instance_layouts(cfg: ArchConfig, dev: Device, n: int) -> Iterator[Layout]:
+    """The layouts of exactly `n` GPUs (any count: a 48-GPU decode pool in a 72-GPU domain), by `layouts`' rules."""
+    domain = max(dev.domain_size, 1)
+    if n <= domain and splits_heads(cfg, n):
+        yield Layout(n, n, 1)  # pure tensor parallel (dense models: the only choice inside one domain)
+    if cfg.is_moe and n > 1:
+        for tp in (1, 2, 4, 8):
+            if tp <= min(n, domain) and n % tp == 0 and splits_heads(cfg, tp):
+                yield Layout(n, tp, n)
+    if n > domain:  # pipeline stages only across domains: inside one, TP is faster per token
+        for pp in PIPELINE_STAGES:
+            tp = n // pp
+            if n % pp == 0 and tp <= domain and splits_heads(cfg, tp) and pp <= cfg.num_hidden_layers:
+                yield Layout(n, tp, 1, pp)
+
+
+_LAYOUT_KEYS = ("tp", "dp", "ep", "pp")
+
+
+def parse_layout(text: str) -> Layout:
+    """`tp=8,ep=8,dp=1,pp=1` (attention TP, attention DP groups, expert parallelism, pipeline stages; any omitted
+    key is 1, except that `ep` alone sets `dp` to ep/tp) as a `Layout` of tp·dp·pp GPUs. BadInput when the
+    combination is not one this module models (ep must be 1 or tp·dp)."""
+    vals: dict[str, int] = {}
+    for part in text.split(","):
+        key, sep, val = part.strip().partition("=")
+        key = key.strip().lower()
+        if not sep or key not in _LAYOUT_KEYS:
+            raise BadInput(f"--layout: {part.strip()!r} is not one of {', '.join(k + '=N' for k in _LAYOUT_KEYS)}")
+        if key in vals:
+            raise BadInput(f"--layout: {key} given twice")
+        try:
+            vals[key] = int(val)
+        except ValueError:
+            raise BadInput(f"--layout: {key}={val.strip()!r} is not a whole number") from None
+        if vals[key] < 1:
+            raise BadInput(f"--layout: {key} must be ≥ 1 (got {vals[key]})")
+    tp, ep, pp = vals.get("tp", 1), vals.get("ep", 1), vals.get("pp", 1)
+    dp = vals.get("dp", ep // tp if ep > 1 and ep % tp == 0 else 1)
+    try:
+        return Layout(tp * dp * pp, tp, ep, pp)
+    except BadInput as e:
+        raise BadInput(f"--layout {text}: {str(e).removeprefix('layout: ')}") from None
+
+
+def layout_text(lay: Layout) -> str:
+    """The `--layout` spelling of `lay` (parse_layout's inverse)."""
+    return f"tp={lay.attn_tp},dp={lay.dp},ep={lay.ep},pp={lay.pp}"

@@ -5,7 +5,8 @@ Serving model (`Assumptions.serving`):
   TTFT = prefill(B), TPOT = one decode step.
 - `continuous` (vLLM / SGLang / TRT-LLM under load, what InferenceMAX measures): B requests stay in flight and a
   finished one is replaced at once, so each decode step also carries B/(O−1) newcomers' prefill on average.
-  TTFT = prefill of one prompt (queueing not modelled), TPOT = step + prefill(B)·(B−1)/B / (O−1): over a
+  TTFT = prefill of one prompt inside a decode step of the others, after half a step's wait: prefill(1) +
+  1.5·step·(B−1)/B (queueing beyond the KV cache: load.py), TPOT = step + prefill(B)·(B−1)/B / (O−1): over a
   request's O−1 decode steps the batch also prefills the other B−1 newcomers.
 Both do the same work per B requests, so throughput is the same: B·tokens / (prefill(B) + (O−1)·step).
 """
@@ -20,7 +21,7 @@ from moebench.models.config import ArchConfig
 from moebench.projection.assumptions import Assumptions
 from moebench.projection.cost import StepEstimate, step
 from moebench.projection.device import Device
-from moebench.projection.layout import PIPELINE_STAGES, Layout, Memory, layouts, memory
+from moebench.projection.layout import PIPELINE_STAGES, Layout, Memory, gpus_text, instance_layouts, layouts, memory
 from moebench.projection.scenario import ServingScenario
 
 DEFAULT_BATCHES = tuple(2**k for k in range(16))  # 1 … 32768 sequences per instance
@@ -47,10 +48,12 @@ class Point:
     def per_gpu(self, kind: str) -> float:
         return tk.per_gpu(self.rates[kind], self.layout.n_gpus)
 
+    tokens_per_step: float = 1.0  # per sequence and decode step (> 1 with speculative decoding / MTP)
+
     @property
     def decode_tokens_per_s_per_gpu(self) -> float:
-        """Decode-only rate (what disaggregated decode pools report): B / step / GPUs."""
-        return self.batch / (self.decode.time_ms / 1e3) / self.layout.n_gpus
+        """Decode-only rate (what disaggregated decode pools report): B · tokens per step / step / GPUs."""
+        return self.batch * self.tokens_per_step / (self.decode.time_ms / 1e3) / self.layout.n_gpus
 
     def usd_per_mtok(self, usd_per_gpu_hour: Optional[float]) -> Optional[dict[str, float]]:
         if usd_per_gpu_hour is None:
@@ -65,16 +68,20 @@ def evaluate(cfg: ArchConfig, lay: Layout, dev: Device, sc: ServingScenario, a: 
     pre = step(cfg, lay, dev, sc, a, "prefill", batch)
     dec = step(cfg, lay, dev, sc, a, "decode", batch)
     o = sc.output_tokens
+    per_token_ms = dec.time_ms / a.tokens_per_step  # a speculative step yields several tokens per sequence
     if a.serving == "static":
-        ttft, tpot = pre.time_ms, dec.time_ms
+        ttft, tpot = pre.time_ms, per_token_ms
     else:
-        ttft = step(cfg, lay, dev, sc, a, "prefill", 1).time_ms
+        # a newcomer waits for the step in progress (half a step on average), then its prompt is prefilled inside
+        # a step of the B − 1 running decodes (chunked prefill mixes them), which it pays in full
+        ttft = step(cfg, lay, dev, sc, a, "prefill", 1).time_ms + 1.5 * dec.time_ms * (batch - 1) / batch
         # over a request's O-1 decode steps the batch prefills the other B-1 newcomers, prefill(B)/B each.
         # (Subtracting prefill(1) instead, as once done, let a faster device show a higher TPOT: prefill(1) is
         # memory-bound and fell faster than prefill(B).)
-        tpot = dec.time_ms + pre.time_ms * (batch - 1) / batch / (o - 1)
-    rates = tk.request_rates(batch, sc.prompt_tokens, o, pre.time_ms, dec.time_ms)
-    return Point(lay, batch, pre, dec, ttft, tpot, memory(cfg, lay, sc, dev, batch, a.mem_util), rates)
+        tpot = per_token_ms + pre.time_ms * (batch - 1) / batch / (o - 1)
+    rates = tk.request_rates(batch, sc.prompt_tokens, o, pre.time_ms, per_token_ms)
+    return Point(lay, batch, pre, dec, ttft, tpot, memory(cfg, lay, sc, dev, batch, a.mem_util), rates,
+                 a.tokens_per_step)
 
 
 @dataclass
@@ -116,9 +123,18 @@ class Projection:
 
 def project(cfg: ArchConfig, dev: Device, sc: ServingScenario, a: Assumptions, *,
             batches: Iterable[int] = DEFAULT_BATCHES, max_gpus: int = 128,
-            only: Optional[Iterable[Layout]] = None) -> Projection:
-    """Evaluate every layout (or `only` these) × batch whose weights + KV fit; notes say what could not."""
-    cands = list(only) if only is not None else list(layouts(cfg, dev, max_gpus))
+            only: Optional[Iterable[Layout]] = None, gpus: Optional[int] = None) -> Projection:
+    """Evaluate every layout (or `only` these, or those of exactly `gpus` GPUs) × batch whose weights + KV fit;
+    notes say what could not."""
+    if only is not None:
+        cands = list(only)
+    elif gpus is not None:
+        cands = list(instance_layouts(cfg, dev, gpus))
+        if not cands:
+            return Projection(dev, [], [f"no layout of {gpus_text(gpus)} is one a serving engine runs for this model "
+                                        "(attention TP must split the heads and stay inside one scale-up domain)"])
+    else:
+        cands = list(layouts(cfg, dev, max_gpus))
     pts: list[Point] = []
     notes: list[str] = []
     for lay in cands:
@@ -136,7 +152,8 @@ def project(cfg: ArchConfig, dev: Device, sc: ServingScenario, a: Assumptions, *
         largest = max((l.n_gpus for l in cands), default=0)
         # a dense model's layouts end at PIPELINE_STAGES[-1] domains (TP inside each): more GPUs would not help
         wider = only is not None or any(l.n_gpus > largest for l in layouts(cfg, dev, 2 * max(max_gpus, dev.domain_size)))
-        hint = ("raise --max-gpus or lower the precision" if wider else
+        hint = ("give more GPUs, a higher --mem-util or a lower precision" if only is not None or gpus is not None
+                else "raise --max-gpus or lower the precision" if wider else
                 f"tensor parallelism stays inside one scale-up domain of {dev.domain_size} and a pipeline has at "
                 f"most {PIPELINE_STAGES[-1]} stages: lower the precision")
         notes.append(f"does not fit in {largest} GPUs at any batch ({hint})")

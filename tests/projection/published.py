@@ -48,7 +48,8 @@ class Anchor:
 H800 = Device(  # shared/reference/catalog.yaml reference_gpus.h800_sxm: H100 compute and HBM, NVLink cut to ~160 GB/s
     id="h800_sxm", name="NVIDIA H800 SXM", flops_per_s={"bf16": 989e12, "fp8": 1979e12}, hbm_bytes_per_s=3.35e12,
     hbm_capacity_bytes=80e9, scale_up_bytes_per_s=160e9, domain_size=8, scale_out_bytes_per_s=50e9,
-    usd_per_gpu_hour=2.0, price_tier="lease assumption by DeepSeek", price_source=DS_OVERVIEW,
+    usd_per_gpu_hour=2.0, price_tier="lease assumption by DeepSeek", price_source=DS_OVERVIEW, vendor="nvidia",
+    arch="hopper", sm_count=132,
 )
 
 ANCHORS = (

@@ -8,7 +8,7 @@ import pytest
 
 from moebench.catalog import get_hardware
 from moebench.errors import BadInput
-from moebench.projection import Assumptions, Layout, ServingScenario, calibrate, device_for, evaluate
+from moebench.projection import Assumptions, Efficiency, Layout, ServingScenario, calibrate, device_for, evaluate
 from moebench.projection.device import device_from_hardware
 from tests.projection.real_runs import DATA, H200_ENGINE, errors as _errors
 from tests.projection.synthetic import TRUTH, synthetic_result
@@ -163,3 +163,33 @@ def test_projected_rows_name_their_calibration_source(cfgs):
 def test_unusable_documents_are_bad_input(doc):
     with pytest.raises(BadInput):
         calibrate(doc)
+
+
+def test_an_endpoint_result_calibrates_under_continuous_serving_and_says_what_moved(cfgs):
+    """A server measured under load (moebench's endpoint results): TTFT and TPOT of continuous batching, records
+    named by the server's model id, the catalog model in workload.deployment.model."""
+    from moebench.projection.presets import builtin
+
+    cfg, dev = cfgs["llama3:70b"], device_for("h100_sxm")
+    truth = Assumptions(efficiency=Efficiency(compute=0.45, memory=0.55), serving="continuous")
+    sc, lay = ServingScenario(1024, 256, weight_dtype="fp8"), Layout(2, 2, 1)
+    records = []
+    for b in (1, 8, 32, 64):
+        p = evaluate(cfg, lay, dev, sc, truth, b)
+        records.append({"model": "meta-llama/Llama-3.3-70B-Instruct", "kind": "endpoint", "batch_size": b,
+                        "prompt_tokens": 1024, "output_tokens": 256,
+                        "metrics": {"ttft_ms": {"median": p.ttft_ms}, "tpot_ms": {"median": p.tpot_ms}}})
+    records.append({**records[-1], "batch_size": 0, "load": {"mode": "rate", "value": 5.0},  # open loop: skipped
+                    "metrics": {"ttft_ms": {"median": 1.0}, "tpot_ms": {"median": 1.0}}})
+    doc = {"kind": "endpoint", "world_size": 2, "hardware": {"id": "h100_sxm", "dtype": "fp8"},
+           "workload": {"deployment": {"model": "llama3:70b", "gpus": 2}}, "records": records}
+    cal = calibrate(doc, source="endpoint.json")
+    assert cal.method == "endpoint"
+    assert cal.efficiency.memory == pytest.approx(0.55, rel=0.1)
+    assert cal.efficiency.compute == pytest.approx(0.45, rel=0.1)
+    before = builtin().assumptions(dev, "vllm", Assumptions())
+    moved = cal.moved(before)
+    assert moved["decode/memory"]["after"] == pytest.approx(0.55, rel=0.1)
+    assert moved["decode/memory"]["factor"] == pytest.approx(moved["decode/memory"]["after"] / moved["decode/memory"]["before"])
+    with pytest.raises(BadInput, match="deployment.model"):
+        calibrate({**doc, "workload": {"deployment": {}}})

@@ -98,6 +98,11 @@ def test_calibrated_projection_carries_its_source(app, tmp_path, cfgs):
     (("--model", "mixtral:8x7b", "--price", "2.5", "--price-tier", "rental"), "either"),
     (("--model", "mixtral:8x7b", "--price", "inf"), "--price"),
     (("--model", "mixtral:8x7b", "--keep-host-time"), "--calibrate"),
+    (("--model", "mixtral:8x7b", "--layout", "tp=8,ep=4"), "--layout"),
+    (("--model", "mixtral:8x7b", "--layout", "tp=2", "--gpus", "4"), "disagree"),
+    (("--model", "mixtral:8x7b", "--mem-util", "1.5"), "--mem-util"),
+    (("--model", "mixtral:8x7b", "--overlap", "half"), "--overlap"),
+    (("--model", "mixtral:8x7b", "--rate", "0"), "--rate"),
 ])
 def test_bad_input_raises_one_line_error(app, args, needle):
     r = _invoke(app, *args)
@@ -130,3 +135,46 @@ def test_title_counts_one_gpu_in_the_singular(app):
     assert r.exit_code == 0, r.output
     assert "min 1 GPU " in r.stdout and "1 GPUs" not in r.stdout and "1 GPU (1 domain)" in r.stdout
     assert "$0.00/GPU-h" in r.stdout
+
+
+def test_a_fixed_deployment_with_its_memory_share_loads_and_trust_band(app):
+    """Llama-3.1-70B fp8 on one H100 at 128/2048 as TensorRT-LLM ran it: it fits with 95 % of HBM and fp8 KV; a
+    concurrency beyond what the KV cache holds queues; the output says how far to trust it."""
+    args = ("--model", "llama3:70b", "--hardware", "h100_sxm", "--dtype", "fp8", "--kv-dtype", "fp8", "--prompt", "128",
+            "--output", "2048", "--gpus", "1", "--batch", "8,256", "--engine", "trt-llm")
+    r = _invoke(app, *args, "--mem-util", "0.95", "--rate", "0.05", "--offline", "--json")
+    assert r.exit_code == 0, r.output
+    h = json.loads(r.stdout)["hardware"][0]
+    assert h["min_gpus"] == 1 and [rec["batch_size"] for rec in h["records"]] == [8]
+    assert h["unfit_batch_sizes"] == [256]
+    loads = {row["load"]: row for row in h["under_load"]}
+    assert loads["concurrency"]["requested"] == 256 and loads["concurrency"]["queue_ms"] > 0
+    assert loads["concurrency"]["batch_in_flight"] == loads["offline"]["kv_capacity_sequences"] < 256
+    assert not loads["rate"]["overloaded"]
+    band = h["error_band"]
+    assert band["n"] >= 3 and 1.0 <= band["median_error"] <= band["worst_error"]
+    assert band["group"].startswith("NVIDIA")
+    assert json.loads(r.stdout)["efficiency_preset"]["name"] == "fitted"
+
+    low = json.loads(_invoke(app, *args, "--mem-util", "0.8", "--json").stdout)["hardware"][0]
+    assert low["records"] == [] and "does not fit" in " ".join(low["notes"])
+
+    table = _invoke(app, *args, "--mem-util", "0.95")
+    assert "how far to trust it: NVIDIA" in table.stdout and "held-out median" in table.stdout
+
+
+def test_an_explicit_layout_is_the_one_projected(app):
+    r = _invoke(app, "--model", "deepseek-v3:671b", "--hardware", "gb200_nvl72", "--dtype", "fp8", "--prompt", "2000",
+                "--output", "200", "--layout", "tp=1,ep=48,dp=48", "--batch", "4096", "--overlap", "0.5", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    rec = doc["hardware"][0]["records"][0]
+    assert rec["layout"]["n_gpus"] == 48 and rec["layout"]["ep"] == 48 and rec["layout"]["dp_attention"] == 48
+    assert doc["assumptions"]["comm_overlap"] == 0.5
+
+
+def test_defaults_preset_prints_no_band(app):
+    r = _invoke(app, "--model", "mixtral:8x7b", "--hardware", "b200", "--batch", "1", "--preset", "defaults", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["efficiency_preset"] is None and doc["hardware"][0]["error_band"] is None

@@ -66,7 +66,8 @@ def test_moe_decode_layer_never_beats_hbm_roofline_of_touched_experts(cfgs, hw, 
     layer = cfg.first_k_dense
     assert cfg.is_moe_layer(layer)
     for a in (IDEAL, IDEAL.replace(expert_gemms="per_expert"),
-              Assumptions(efficiency=Efficiency(compute=5.0, memory=5.0, by_phase={"decode/experts": 9.0}))):
+              Assumptions(efficiency=Efficiency(compute=5.0, memory=5.0, by_phase={"decode/experts": 9.0})),
+              IDEAL.replace(dtype_efficiency={"fp8": 5.0, "fp4": 5.0, "weight_only": 5.0}, spec_tokens=2)):
         for lay in (Layout(8, 8, 1), Layout(8, 1, 8), Layout(16, 2, 16)):
             ops = layer_ops(cfg, layer, lay, dev, sc, a, "decode", batch)
             layer_ms = sum(op_time_ms(o, dev, a, "decode")[0] for o in ops)

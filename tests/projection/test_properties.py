@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from moebench.projection import (Assumptions, Efficiency, Layout, ServingScenario, device_for, evaluate, project,
-                                 resolve_config)
+from moebench.projection import Assumptions, Efficiency, Layout, ServingScenario, device_for, evaluate, project, resolve_config
+from moebench.projection.presets import builtin
 
 MODELS = ("llama3:70b", "mixtral:8x7b", "deepseek-v3:671b", "gpt-oss:120b")
 HARDWARE = ("h100_sxm", "b200", "gb200_nvl72", "mi355x")
@@ -21,19 +21,25 @@ settings_ = settings(max_examples=60, deadline=None, suppress_health_check=[Heal
        prompt=st.integers(1, 8192), output=st.integers(2, 2048), dtype=st.sampled_from(["bf16", "fp8", "fp4"]),
        n_pow=st.integers(0, 5), tp_pow=st.integers(0, 3), ep_wide=st.booleans(),
        flops=factor, hbm=factor, links=factor, overlap=st.sampled_from([0.0, 0.5, 1.0]),
-       serving=st.sampled_from(["static", "continuous"]), expert_gemms=st.sampled_from(["grouped", "per_expert"]))
+       serving=st.sampled_from(["static", "continuous"]), expert_gemms=st.sampled_from(["grouped", "per_expert"]),
+       fitted=st.booleans(), spec=st.sampled_from([0, 1, 3]))
 # found in a CI-like run: TPOT = prefill(B) + step - prefill(1) rose by 0.02% with 2x HBM (prefill(1) fell faster)
 @example(model="deepseek-v3:671b", hw="h100_sxm", batch=2, prompt=1591, output=2, dtype="bf16", n_pow=0, tp_pow=0,
-         ep_wide=False, flops=1.0, hbm=2.0, links=1.0, overlap=0.0, serving="continuous", expert_gemms="grouped")
+         ep_wide=False, flops=1.0, hbm=2.0, links=1.0, overlap=0.0, serving="continuous", expert_gemms="grouped",
+         fitted=False, spec=0)
 def test_faster_device_never_slower(model, hw, batch, prompt, output, dtype, n_pow, tp_pow, ep_wide, flops, hbm, links,
-                                    overlap, serving, expert_gemms):
+                                    overlap, serving, expert_gemms, fitted, spec):
+    """With the literature defaults or the fitted presets (per-vendor, per-engine, per-precision factors, scheduler
+    overheads), with or without speculative decoding."""
     cfg, dev = CFGS[model], device_for(hw)
     n = 2**n_pow
     tp = min(2**tp_pow, n)
     lay = Layout(n, tp, n) if (cfg.is_moe and ep_wide and n > 1) else Layout(n, n, 1)
     sc = ServingScenario(prompt, output, weight_dtype=dtype)
     a = Assumptions(efficiency=Efficiency(compute=0.6, memory=0.7), comm_overlap=overlap, serving=serving,
-                    expert_gemms=expert_gemms)
+                    expert_gemms=expert_gemms, spec_tokens=spec, spec_accept=0.7)
+    if fitted:
+        a = builtin().assumptions(dev, "any", a)
     slow = evaluate(cfg, lay, dev, sc, a, batch)
     fast = evaluate(cfg, lay, dev.scaled(flops=flops, hbm=hbm, links=links), sc, a, batch)
     eps = 1e-9

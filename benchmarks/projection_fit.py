@@ -1,0 +1,138 @@
+"""Fit the projection's efficiency presets on the `fit` points of the published validation set and report the error
+on its `holdout` points; write moebench/projection/presets.yaml and the validation table of docs/projection.md.
+
+    python benchmarks/projection_fit.py            # fit, score, write both files
+    python benchmarks/projection_fit.py --check    # score with the committed presets; write nothing
+    python benchmarks/projection_fit.py --table    # the same, and rewrite only docs/projection.md's table
+
+Run from the repository root with the repository on PYTHONPATH (tests/ holds the data and its loader).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from pathlib import Path
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "kernels")]
+
+from moebench.projection import resolve_config  # noqa: E402
+from moebench.projection.fit import Measurement, Param, Scored, fit, score, summaries  # noqa: E402
+from moebench.projection.presets import Presets, builtin, from_mapping  # noqa: E402
+from tests.projection.validation_set import load_set  # noqa: E402
+
+PRESETS = ROOT / "moebench" / "projection" / "presets.yaml"
+DOC = ROOT / "docs" / "projection.md"
+BEGIN, END = "<!-- validation table: benchmarks/projection_fit.py -->", "<!-- end of validation table -->"
+
+# The factors and where the fit may move them. Priors are the literature defaults of docs/projection.md (compute
+# 0.70, memory 0.80); every other factor starts at "no effect".
+PARAMS = {
+    "nvidia.compute": Param(0.70, 0.2, 1.0), "nvidia.memory": Param(0.80, 0.2, 1.0),
+    "amd.compute": Param(0.70, 0.1, 1.0), "amd.memory": Param(0.80, 0.1, 1.0),
+    "nvidia.alpha": Param(1.0, 0.3, 10.0), "amd.alpha": Param(1.0, 0.3, 10.0),
+    "nvidia.launch": Param(1.0, 0.3, 10.0), "amd.launch": Param(1.0, 0.3, 10.0),
+    "vllm.memory": Param(1.0, 0.3, 1.25), "sglang.memory": Param(1.0, 0.3, 1.25), "trt-llm.memory": Param(1.0, 0.3, 1.25),
+    "vllm.step_ms": Param(1.0, 0.01, 30.0), "sglang.step_ms": Param(1.0, 0.01, 30.0), "trt-llm.step_ms": Param(1.0, 0.01, 30.0),
+    "hopper.fp8": Param(1.0, 0.3, 1.0), "blackwell.fp4": Param(1.0, 0.2, 1.0), "cdna3.fp8": Param(1.0, 0.2, 1.0),
+    "cdna4.fp4": Param(1.0, 0.1, 1.0), "hopper.weight_only": Param(1.0, 0.3, 1.0), "cdna3.weight_only": Param(1.0, 0.2, 1.0),
+    "moe.experts": Param(1.0, 0.2, 1.0), "prefill.attn": Param(1.0, 0.2, 1.0),
+    "ep.imbalance": Param(1.0, 1.0, 3.0), "ep.overlap": Param(1.0, 0.0 + 1e-3, 1.0), "decode.attn": Param(1.0, 0.2, 1.0),
+    # engines' caps on sequences in flight: vLLM's max_num_seqs and TensorRT-LLM's max_batch_size default to a
+    # few hundred to a few thousand depending on version and GPU; fitted, starting from 1,024
+    "vllm.max_seqs": Param(1024.0, 64.0, 16384.0), "sglang.max_seqs": Param(1024.0, 64.0, 16384.0),
+    "trt-llm.max_seqs": Param(1024.0, 64.0, 16384.0),
+    "vllm.seq_us": Param(1.0, 0.01, 100.0), "sglang.seq_us": Param(1.0, 0.01, 100.0), "trt-llm.seq_us": Param(1.0, 0.01, 100.0),
+}
+
+def _is_headline(s: Scored) -> bool:
+    return s.m.headline
+
+
+def table(title: str, scored: list[Scored]) -> list[str]:
+    rows = [f"**{title}**", "", "| group | points | median error | worst error | too optimistic | median ratio |",
+            "|---|---:|---:|---:|---:|---:|"]
+    return rows + [s.row() for s in summaries(scored)] + [""]
+
+
+def point_rows(scored: list[Scored]) -> list[str]:
+    rows = ["| point | metric | split | published | projected | projected / published |", "|---|---|---|---:|---:|---:|"]
+    for s in scored:
+        proj = "does not fit" if s.projected is None else f"{s.projected:,.1f}"
+        ratio = "—" if s.ratio is None else f"{s.ratio:.2f}"
+        rows.append(f"| {s.m.id.split('/')[0]} | {s.m.metric} | {s.m.split} | {s.m.value:,.1f} | {proj} | {ratio} |")
+    return rows
+
+
+def report(presets: Presets, pts: list[Measurement], skipped: list[tuple[str, str]]) -> tuple[list[Scored], list[str]]:
+    scored = score(pts, resolve_config, presets)
+    head = [s for s in scored if _is_headline(s)]
+    tpot = [s for s in scored if s.m.metric == "tpot_ms"]
+    ttft = [s for s in scored if s.m.metric == "ttft_ms"]
+    lines = [BEGIN, ""]
+    lines += table("Held-out: each point's throughput (a request latency where only that is published); the band "
+                   "every projection prints",
+                   [s for s in head if s.m.split == "holdout"])
+    lines += table("Fit points (what the factors were fitted on; not an error estimate)",
+                   [s for s in head if s.m.split == "fit"])
+    lines += table("TPOT under load (all splits)", tpot)
+    lines += table("TTFT under a concurrency (all splits; not fitted)", ttft)
+    lines += ["Error = max(projected/published, published/projected); median ratio > 1: projections too high a "
+              "number. Points the model cannot express:", ""]
+    lines += [f"- {pid}: {why}" for pid, why in skipped] + ["", "<details><summary>every point</summary>", ""]
+    lines += point_rows(scored) + ["", "</details>", "", END]
+    return scored, lines
+
+
+def write_doc(lines: list[str]) -> None:
+    text = DOC.read_text()
+    block = "\n".join(lines)
+    if BEGIN in text:
+        pre, rest = text.split(BEGIN, 1)
+        text = pre + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    DOC.write_text(text)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="score the committed presets; write nothing")
+    ap.add_argument("--table", action="store_true", help="score the committed presets; rewrite only the docs table")
+    args = ap.parse_args()
+    pts, skipped = load_set()
+    fit_pts = [m for m in pts if m.split == "fit" and m.metric != "ttft_ms"]  # TTFT is reported, not fitted
+    print(f"{len(pts)} published numbers ({len(fit_pts)} fit), {len(skipped)} points not expressible", file=sys.stderr)
+    if args.check or args.table:
+        presets = builtin()
+    else:
+        params = fit(fit_pts, resolve_config, PARAMS, log=lambda s: print(s, file=sys.stderr))
+        presets = Presets(params)
+    scored, lines = report(presets, pts, skipped)
+    print("\n".join(lines))
+    if args.table:
+        write_doc(lines)
+    if args.check or args.table:
+        return 0
+    held = [s.held_out() for s in scored if _is_headline(s) and s.m.split == "holdout" and s.ratio is not None]
+    doc = {
+        "fitted": datetime.date.today().isoformat(),
+        "data": "tests/projection/data/published.yaml",
+        "params": {k: float(f"{v:.4g}") for k, v in presets.params.items()},
+        "fitted_on": sorted({m.id.split("/")[0] for m in fit_pts}),
+        "held_out": [{**h.__dict__, "ratio": float(f"{h.ratio:.4g}")} for h in held],
+    }
+    header = ("# Fitted efficiency presets of the projection (moebench/projection/presets.py). Written by\n"
+              "# `python benchmarks/projection_fit.py` from the fit points of the published validation set; the\n"
+              "# held-out points give the error band every projection prints. Regenerate; do not edit by hand.\n")
+    PRESETS.write_text(header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120))
+    from_mapping(yaml.safe_load(PRESETS.read_text()))  # what was written reads back
+    write_doc(lines)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""Fitted efficiency presets per vendor, engine and architecture, and the held-out error band each projection
+carries (presets.yaml, written by `python benchmarks/projection_fit.py`: fitted on the `fit` points of the published
+validation set, errors measured on its `holdout` points).
+
+The presets are one flat table of named factors, so that the fit and the YAML see the same numbers:
+
+    {vendor}.compute, {vendor}.memory     fractions of the catalog's FLOP and HBM roofs (nvidia, amd)
+    {vendor}.alpha, {vendor}.launch       factors on the collectives' latency α and on the launch latency per op
+    {engine}.memory                       the engine's factor on the vendor's memory efficiency (vllm, sglang, trt-llm)
+    {engine}.step_ms                      scheduler / host time per forward the engine adds (decode and prefill)
+    {engine}.seq_us                       host time per sequence per forward (scheduling, sampling, detokenising)
+    {engine}.max_seqs                     the most sequences the engine keeps in flight per instance
+    {arch}.fp8, {arch}.fp4                factor on the compute efficiency of fp8 / fp4 matmuls on that architecture
+    {arch}.weight_only                    factor on both roofs where the weights' format is dequantised in the kernel
+    moe.experts                           factor on routed-expert efficiency (small grouped GEMMs, imbalance)
+    prefill.attn                          factor on prefill attention (long prompts: flash attention below GEMM speed)
+    decode.attn                           factor on decode attention (KV reads of many short-lived sequences)
+    ep.imbalance                          routed rows on the busiest expert-parallel rank / the mean
+    ep.overlap                            share of the communication a deployment that overlaps it actually hides
+
+A factor missing from the table is 1 (0 for `step_ms`); an engine the table does not name (`any`) takes the
+median of the named engines' factors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import statistics
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Iterable, Mapping, Optional
+
+import yaml
+
+from moebench.errors import BadInput
+from moebench.projection.assumptions import Assumptions, Efficiency
+from moebench.projection.device import Device
+
+ENGINES = ("vllm", "sglang", "trt-llm")
+ANY_ENGINE = "any"
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """One held-out published number and how far the fitted model missed it."""
+
+    id: str
+    vendor: str
+    kind: str  # dense | moe
+    precision: str  # bf16 | fp8 | fp4
+    engine: str
+    metric: str
+    ratio: float  # projected / measured
+    optimistic: bool  # the projection promises more than was measured (faster, cheaper)
+
+    @property
+    def error(self) -> float:
+        """The symmetric error factor max(p/m, m/p) ≥ 1."""
+        return max(self.ratio, 1 / self.ratio)
+
+
+@dataclass(frozen=True)
+class Band:
+    """The held-out error that applies to a projection: over the held-out points of its group."""
+
+    label: str  # e.g. "NVIDIA, MoE, FP8"
+    median: float
+    worst: float
+    n: int
+    optimistic: int  # how many of the n were too optimistic
+
+    def text(self) -> str:
+        return (f"{self.label}: held-out median {self.median:.2f}×, worst {self.worst:.2f}× over {self.n} published "
+                f"point{'s' if self.n != 1 else ''} ({self.optimistic} too optimistic)")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"group": self.label, "median_error": self.median, "worst_error": self.worst, "n": self.n,
+                "too_optimistic": self.optimistic, "text": self.text()}
+
+
+@dataclass(frozen=True)
+class Presets:
+    params: Mapping[str, float]
+    fitted_on: tuple[str, ...] = ()  # ids of the published points the factors were fitted on
+    held_out: tuple[HeldOut, ...] = ()
+    source: str = ""
+
+    def engine_value(self, engine: str, name: str, default: float) -> float:
+        """`{engine}.{name}`; for `any`, the median over the engines the table names."""
+        if f"{engine}.{name}" in self.params:
+            return self.params[f"{engine}.{name}"]
+        vals = [self.params[f"{e}.{name}"] for e in ENGINES if f"{e}.{name}" in self.params]
+        return statistics.median(vals) if vals and engine == ANY_ENGINE else default
+
+    def assumptions(self, dev: Device, engine: str = ANY_ENGINE, base: Assumptions = Assumptions()) -> Assumptions:
+        """`base` with this table's factors for `dev` (vendor, architecture) served by `engine`. A vendor the table
+        does not name (a CPU) keeps `base`'s efficiencies."""
+        p = self.params
+        v = dev.vendor
+        if f"{v}.compute" not in p:
+            return base
+        moe, attn = p.get("moe.experts", 1.0), p.get("prefill.attn", 1.0)
+        by_phase = {**base.efficiency.by_phase, "decode/experts": moe, "prefill/experts": moe, "prefill/attn": attn,
+                    "decode/attn": p.get("decode.attn", 1.0)}
+        eff = Efficiency(compute=p[f"{v}.compute"], memory=p[f"{v}.memory"] * self.engine_value(engine, "memory", 1.0),
+                         by_phase=by_phase)
+        step_ms = self.engine_value(engine, "step_ms", 0.0)
+        alpha = p.get(f"{v}.alpha", 1.0)
+        comm = dataclasses.replace(base.comm, alpha_scale_up_us=base.comm.alpha_scale_up_us * alpha,
+                                   alpha_scale_out_us=base.comm.alpha_scale_out_us * alpha)
+        dt = {k: p[f"{dev.arch}.{k}"] for k in ("fp8", "fp4", "weight_only") if f"{dev.arch}.{k}" in p}
+        return base.replace(efficiency=eff, step_overhead_ms={"prefill": step_ms, "decode": step_ms}, comm=comm,
+                            launch_us=base.launch_us * p.get(f"{v}.launch", 1.0),
+                            seq_overhead_us=self.engine_value(engine, "seq_us", 0.0),
+                            max_seqs=_seqs(self.engine_value(engine, "max_seqs", 0.0)) or base.max_seqs,
+                            dtype_efficiency=dt,
+                            expert_imbalance=base.expert_imbalance * p.get("ep.imbalance", 1.0),
+                            comm_overlap=base.comm_overlap * p.get("ep.overlap", 1.0))
+
+    def band(self, vendor: str, kind: str, precision: str, *, min_points: int = 3) -> Optional[Band]:
+        """The held-out error of the narrowest group holding ≥ `min_points` points: vendor × dense/MoE × precision,
+        then vendor × dense/MoE, then vendor, then every held-out point."""
+        tiers = ((vendor, kind, precision), (vendor, kind, None), (vendor, None, None), (None, None, None))
+        for tier in tiers:
+            pts = [h for h in self.held_out if _matches(h, *tier)]
+            if len(pts) >= min_points or tier == tiers[-1]:
+                return band_of(pts, _label(*tier)) if pts else None
+        return None
+
+
+def _seqs(x: float) -> Optional[int]:
+    return round(x) if x >= 1 else None
+
+
+def _matches(h: HeldOut, vendor: Optional[str], kind: Optional[str], precision: Optional[str]) -> bool:
+    return ((vendor is None or h.vendor == vendor) and (kind is None or h.kind == kind)
+            and (precision is None or h.precision == precision))
+
+
+def _label(vendor: Optional[str], kind: Optional[str], precision: Optional[str]) -> str:
+    parts = [{"nvidia": "NVIDIA", "amd": "AMD"}.get(vendor, vendor) if vendor else None,
+             {"moe": "MoE", "dense": "dense"}.get(kind, kind) if kind else None,
+             precision.upper() if precision else None]
+    return ", ".join(x for x in parts if x) or "all hardware and models"
+
+
+def band_of(points: Iterable[HeldOut], label: str) -> Band:
+    pts = list(points)
+    errs = [h.error for h in pts]
+    return Band(label, statistics.median(errs), max(errs), len(pts), sum(h.optimistic for h in pts))
+
+
+def from_mapping(doc: Mapping[str, Any], source: str = "") -> Presets:
+    try:
+        params = {str(k): float(v) for k, v in (doc.get("params") or {}).items()}
+        held = tuple(HeldOut(**h) for h in doc.get("held_out") or ())
+        fitted = tuple(str(x) for x in doc.get("fitted_on") or ())
+    except (TypeError, ValueError) as e:
+        raise BadInput(f"{source or 'presets'}: {e}") from None
+    return Presets(params, fitted, held, source)
+
+
+@functools.cache
+def builtin() -> Presets:
+    """The presets shipped with moebench (moebench/projection/presets.yaml)."""
+    text = resources.files("moebench.projection").joinpath("presets.yaml").read_text()
+    return from_mapping(yaml.safe_load(text), "moebench/projection/presets.yaml")

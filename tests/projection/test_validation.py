@@ -1,0 +1,59 @@
+"""The held-out error docs/projection.md documents holds: the committed presets (moebench/projection/presets.yaml),
+scored on the published points they were not fitted on, stay within the documented band, and the band the CLI
+prints is what those points score today. Regenerate both with `python benchmarks/projection_fit.py`."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from moebench.projection import resolve_config
+from moebench.projection.fit import score, summaries
+from moebench.projection.presets import builtin
+from tests.projection.validation_set import load_set
+
+# docs/projection.md, "Against published measurements, held out": the band over every held-out point, and every
+# group's median; the groups that miss the 1.3× target are named with the band they are held to (the docs say why)
+MEDIAN_BAND = 1.20
+WORST_BAND = 2.80
+GROUP_MEDIAN_BAND = 1.30
+KNOWN_MISSES = {"AMD": 1.75, "engine vllm": 1.75}  # the same 14 points: vLLM TP8 on MI300X, AMD's and Oracle's
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    pts, _ = load_set()
+    return score([m for m in pts if m.split == "holdout" and m.headline], resolve_config, builtin())
+
+
+def test_presets_were_fitted_without_the_held_out_points(held_out):
+    assert builtin().fitted_on, "presets.yaml names the points it was fitted on"
+    assert not set(builtin().fitted_on) & {s.m.id.split("/")[0] for s in held_out}
+
+
+def test_the_committed_band_is_what_the_presets_score_today(held_out):
+    stored = {h.id: h.ratio for h in builtin().held_out}
+    assert set(stored) == {s.m.id for s in held_out if s.ratio is not None}
+    for s in held_out:
+        if s.ratio is not None:
+            assert s.ratio == pytest.approx(stored[s.m.id], rel=0.01), f"{s.m.id}: rerun benchmarks/projection_fit.py"
+
+
+def test_held_out_error_within_the_documented_band(held_out):
+    scored = [s for s in held_out if s.ratio is not None]
+    assert len(scored) >= 40
+    errors = [max(s.ratio, 1 / s.ratio) for s in scored]
+    assert statistics.median(errors) <= MEDIAN_BAND
+    assert max(errors) <= WORST_BAND
+    for g in summaries(scored):
+        if g.n >= 3:
+            assert g.median <= KNOWN_MISSES.get(g.label, GROUP_MEDIAN_BAND), g.row()
+
+
+def test_the_band_narrows_to_the_projections_group():
+    p = builtin()
+    nvidia = p.band("nvidia", "dense", "fp8")
+    assert nvidia is not None and nvidia.n >= 3 and "NVIDIA" in nvidia.label
+    assert nvidia.text().startswith(nvidia.label + ": held-out median")
+    assert p.band("nobody", "moe", "fp8").label == "all hardware and models"  # no group of its own: every point
