@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
-EnergySource = Literal["nvml", "rapl", "estimated", "not measured"]
+EnergySource = Literal["nvml", "rapl", "dcgm", "estimated", "not measured"]
 NOT_MEASURED: EnergySource = "not measured"
 POWERCAP = Path("/sys/class/powercap")
 

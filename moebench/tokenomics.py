@@ -5,7 +5,7 @@ No torch, no I/O: every function here is a formula, unit-tested against hand-com
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 SECONDS_PER_HOUR = 3600.0
 INPUT_WEIGHT, OUTPUT_WEIGHT = 3.0, 1.0  # Artificial Analysis' 3:1 input:output blend
@@ -83,3 +83,37 @@ def request_rates(batch: int, prompt_tokens: int, output_tokens: int, ttft_ms: f
         "output": batch * output_tokens / wall_s,
         "total": batch * (prompt_tokens + output_tokens) / wall_s,
     }
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (higher x and higher y are better), by x."""
+    order = sorted(range(len(points)), key=lambda i: (-points[i][0], -points[i][1]))
+    front, best_y = [], float("-inf")
+    for i in order:
+        if points[i][1] > best_y:
+            front.append(i)
+            best_y = points[i][1]
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def cost_at_interactivity(records: list[dict[str, Any]], target: float) -> Optional[tuple[float, str, str]]:
+    """Blended $/M at `target` tokens/s per user, read off the load levels' Pareto front (interactivity up, $/M
+    down; medians of each record's `interactivity_tokens_per_s_per_user` and `usd_per_mtok.blended`) by linear
+    interpolation between the two front levels around it: ($/M, lower level, upper level), or None when no level
+    reaches the target or none is priced. Below the front's least interactive level, that level's own $/M."""
+    pts, labels = [], []
+    for r in records:
+        inter, usd = r["metrics"].get("interactivity_tokens_per_s_per_user"), r["metrics"].get("usd_per_mtok")
+        if inter and usd:
+            pts.append((inter["median"], -usd["blended"]["median"]))
+            labels.append(r["load"]["label"])
+    front = pareto_front(pts)  # by interactivity, ascending
+    for lo, hi in zip([None] + front, front):
+        x1, y1 = pts[hi]
+        if x1 < target:
+            continue
+        if lo is None or x1 == target:
+            return -y1, labels[hi], labels[hi]
+        x0, y0 = pts[lo]
+        return -(y0 + (y1 - y0) * (target - x0) / (x1 - x0)), labels[lo], labels[hi]
+    return None

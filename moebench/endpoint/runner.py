@@ -18,15 +18,18 @@ from typing import Any, Callable, Optional
 from moebench.endpoint.client import RequestOptions, open_session, send
 from moebench.endpoint.cost import DeploymentCost, hardware_of, resolve_cost
 from moebench.endpoint.dataset import Prompt, build_prompts
+from moebench.endpoint.energy import Meter, energy_record, open_meter
+from moebench.endpoint.experts import ExpertRecorder, not_available, open_recorder
 from moebench.endpoint.load import Level, LevelRun, run_level
 from moebench.endpoint.probe import Capabilities, headers, probe, request_url
-from moebench.endpoint.stats import energy_source, level_metrics, request_summary
+from moebench.endpoint.stats import level_metrics, request_summary
 from moebench.endpoint.telemetry import sample, summarize
 from moebench.endpoint.tokens import Tokenizer
 from moebench.catalog import reference_models
 from moebench.endpoint.workload import EndpointWorkload, RandomDataset, SharedPrefixDataset
 from moebench.errors import ExitCode, MoebenchError, RunFailed
 from moebench.results import make_record, new_doc, new_run_id, write_result
+from moebench.tokenomics import cost_at_interactivity
 
 Log = Callable[[str], None]
 
@@ -38,6 +41,9 @@ class Sweep:
     caps: Optional[Capabilities] = None
     levels: list[tuple[Level, list[LevelRun]]] = field(default_factory=list)
     server: list[Optional[dict[str, Any]]] = field(default_factory=list)  # /metrics summary per level
+    energy_j: list[list[Optional[float]]] = field(default_factory=list)  # the meter's joules per repeat, per level
+    experts: list[dict[str, Any]] = field(default_factory=list)  # expert load per level (or why not available)
+    meter: Optional[Meter] = None
     started: float = field(default_factory=time.time)
 
 
@@ -93,12 +99,17 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], toke
     levels = levels_of(wl)
     cap = max(int(lv.value) for lv in levels) if levels[0].mode == "concurrency" else wl.load.max_concurrency
     try:
-        # the scrapes get their own connection: in the load's pool they would wait for a slot, and delay the load
-        async with open_session(cap, min(10.0, spec.request_timeout_s)) as client, open_session(1) as scraper:
+        # scrapes, meter reads and recorder calls get their own connections: in the load's pool they would wait
+        # for a slot, and delay the load
+        async with open_session(cap, min(10.0, spec.request_timeout_s)) as client, open_session(4) as side:
             caps = await probe(client, spec)
             sweep.caps = caps
+            sweep.meter = await open_meter(wl.deployment.energy, wl.deployment.meter_gpus(), side)
+            recorder, no_experts = await open_recorder(side, spec, headers(spec), wl.deployment.expert_distribution_dir)
             log(f"endpoint {spec.base_url}: model {caps.model!r}; usage in stream {caps.stream_usage}, continuous "
-                f"{caps.continuous_usage}, ignore_eos {caps.ignore_eos}, /metrics {'yes' if caps.metrics_url else 'no'}")
+                f"{caps.continuous_usage}, ignore_eos {caps.ignore_eos}, /metrics {'yes' if caps.metrics_url else 'no'}, "
+                f"energy {sweep.meter.source if sweep.meter else 'catalog estimate'}, "
+                f"expert load {'yes' if recorder else 'no'}")
             opts = RequestOptions(url=request_url(spec), model=caps.model, api=spec.api,
                                   stream_usage=caps.stream_usage, continuous_usage=caps.continuous_usage,
                                   ignore_eos=caps.ignore_eos, headers=headers(spec), timeout_s=spec.request_timeout_s)
@@ -112,12 +123,16 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], toke
                 if warm:
                     await run_level(one, warm, Level("concurrency", min(len(warm), max(1, int(level.value)))),
                                     max_duration_s=wl.load.max_duration_s, stop=stop)
-                runs, scrapes = await _repeats(wl, level, one, measured, stop, scraper, scrape_url, opts.headers,
-                                               log)
-                finished = [r for r in runs if not r.stopped]
+                why = await recorder.start() if recorder else None
+                runs, scrapes, joules = await _repeats(wl, level, one, measured, stop, side, scrape_url,
+                                                       opts.headers, sweep.meter, log)
+                experts = await _experts(recorder, why, no_experts)
+                finished = [i for i, r in enumerate(runs) if not r.stopped]
                 if finished:
-                    sweep.levels.append((level, finished))
+                    sweep.levels.append((level, [runs[i] for i in finished]))
                     sweep.server.append(summarize(scrapes))
+                    sweep.energy_j.append([joules[i] for i in finished])
+                    sweep.experts.append(experts)
                     save(False, None)
                 if stop.is_set():
                     return "interrupted"
@@ -135,29 +150,42 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], toke
     return None
 
 
-async def _repeats(wl: EndpointWorkload, level: Level, one, prompts: list[Prompt], stop: asyncio.Event, scraper,
-                   scrape_url: Optional[str], hdrs: dict[str, str], log: Log):
-    """The level's timed repeats, with the server's /metrics scraped while each runs."""
+async def _repeats(wl: EndpointWorkload, level: Level, one, prompts: list[Prompt], stop: asyncio.Event, side,
+                   scrape_url: Optional[str], hdrs: dict[str, str], meter: Optional[Meter], log: Log):
+    """The level's timed repeats, with the server's /metrics scraped while each runs and its energy counter read
+    just before and just after each: (runs, scrapes, joules per repeat or None)."""
     runs: list[LevelRun] = []
     scrapes: list[dict[str, float]] = []
+    joules: list[Optional[float]] = []
     for rep in range(wl.timing.repeats):
         if stop.is_set():
             break
         done = asyncio.Event()
         sampler = None
+        before = await meter.read() if meter else None
         if scrape_url:
-            sampler = asyncio.ensure_future(sample(scraper, scrape_url, hdrs, done, wl.telemetry_interval_s or 1.0))
+            sampler = asyncio.ensure_future(sample(side, scrape_url, hdrs, done, wl.telemetry_interval_s or 1.0))
         try:
             run = await run_level(one, prompts, level, max_duration_s=wl.load.max_duration_s, stop=stop,
                                   arrival=wl.load.arrival, burstiness=wl.load.burstiness,
                                   max_concurrency=wl.load.max_concurrency, seed=rep)
+            joules.append(meter.joules(before, await meter.read()) if meter else None)
         finally:
             done.set()
             if sampler is not None:
                 scrapes += await sampler
         runs.append(run)
         log(_progress(level, rep, wl.timing.repeats, run))
-    return runs, scrapes
+    return runs, scrapes, joules
+
+
+async def _experts(recorder: Optional[ExpertRecorder], start_failed: Optional[str],
+                   no_experts: Optional[str]) -> dict[str, Any]:
+    if recorder is None:
+        return not_available(no_experts or "no recorder")
+    if start_failed:
+        return not_available(f"start: {start_failed}")
+    return await recorder.finish()
 
 
 def _progress(level: Level, rep: int, repeats: int, run: LevelRun) -> str:
@@ -183,16 +211,30 @@ def build_doc(wl: EndpointWorkload, sweep: Sweep, cost: DeploymentCost, *, compl
         "endpoint": {"base_url": wl.endpoint.base_url, "api": wl.endpoint.api,
                      "capabilities": caps.as_dict() if caps else None},
     }
-    records = [_record(wl, caps, level, runs, cost, server) for (level, runs), server in zip(sweep.levels, sweep.server)]
-    extra = {"error": error} if error else {}
+    records = [_record(wl, caps, level, runs, cost, server, joules, experts, sweep.meter)
+               for (level, runs), server, joules, experts
+               in zip(sweep.levels, sweep.server, sweep.energy_j, sweep.experts)]
+    extra: dict[str, Any] = {"error": error} if error else {}
+    if wl.interactivity_targets:
+        extra["at_interactivity"] = [_at_interactivity(records, t) for t in wl.interactivity_targets]
     return new_doc(kind="endpoint", workload=wl.model_dump(mode="json"), hardware=hardware, records=records,
                    complete=complete, run_id=run_id, world_size=wl.deployment.gpus, workload_path=workload_path,
                    created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sweep.started)),
                    wall_s=time.time() - sweep.started, **extra)
 
 
+def _at_interactivity(records: list[dict[str, Any]], target: float) -> dict[str, Any]:
+    """$/M blended at one interactivity target, off the levels' Pareto front (interpolated between two levels)."""
+    at = cost_at_interactivity(records, target)
+    return {"target_tokens_per_s_per_user": target, "usd_per_mtok_blended": at[0] if at else None,
+            "levels": list(at[1:]) if at else None, "basis": "measured",
+            "how": "linear between the two Pareto-front levels around the target (interactivity up, $/M down), "
+                   "on the levels' medians"}
+
+
 def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, runs: list[LevelRun],
-            cost: DeploymentCost, server: Optional[dict[str, Any]]) -> dict[str, Any]:
+            cost: DeploymentCost, server: Optional[dict[str, Any]], joules: list[Optional[float]],
+            experts: dict[str, Any], meter: Optional[Meter]) -> dict[str, Any]:
     """One load level. `prompt_tokens` / `output_tokens` are the dataset's declared sizes (stable across runs, so
     compare and the gate match levels); what the server counted is in `requests`."""
     ok = [r for run in runs for r in run.records if r.ok]
@@ -207,7 +249,7 @@ def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, ru
         batch_size=int(level.value) if closed else (wl.load.max_concurrency or 0),
         prompt_tokens=declared_tokens(wl)[0],
         output_tokens=declared_tokens(wl)[1],
-        metrics=level_metrics(runs, wl.slo, cost),
+        metrics=level_metrics(runs, wl.slo, cost, joules),
         load={"mode": level.mode, "value": level.value, "label": level.label,
               "requests_per_level": wl.load.requests_per_level, "repeats": len(runs)},
         intelligence=cost.intelligence,
@@ -216,7 +258,8 @@ def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, ru
                   "prompt_tokens_counted": _median_int([r.prompt_tokens for r in ok]),
                   "output_tokens_counted": _median_int([r.output_tokens for r in ok])},
         server=server,  # the server's /metrics over the level; None where it has none
-        **energy_source(cost, measured=False),
+        expert_load=experts,
+        **energy_record(meter, joules, cost.allin_kw_per_gpu, cost.n_gpus),
     )
 
 

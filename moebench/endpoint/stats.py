@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Any, Callable, Optional
 
 from moebench import tokenomics as tk
-from moebench.energy import NOT_MEASURED, estimated_joules
+from moebench.energy import estimated_joules
 from moebench.endpoint.client import RequestRecord
 from moebench.endpoint.cost import DeploymentCost
 from moebench.endpoint.load import LevelRun
@@ -68,8 +68,8 @@ def _stat_or_none(xs: list[float], unit: str) -> Optional[dict[str, Any]]:
 
 def level_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost,
                   energy_j: Optional[list[Optional[float]]] = None) -> dict[str, Any]:
-    """The `metrics` of one level's record. `energy_j`, one reading per repeat, is the hook for an energy counter
-    (NVML for local GPUs, a DCGM exporter); without one J/token is the catalog estimate, or None."""
+    """The `metrics` of one level's record. `energy_j`: an energy counter's joules per repeat (moebench.endpoint.
+    energy); without a reading of every repeat J/token is the catalog estimate, or None."""
     ok = [r for run in runs for r in run.records if r.ok]
     tpots = [t for t in (tpot_ms(r) for r in ok) if t is not None]
 
@@ -103,18 +103,6 @@ def _energy(runs: list[LevelRun], cost: DeploymentCost, energy_j: Optional[list[
         return {"joules_per_token": None, "tokens_per_joule": None}
     return {"joules_per_token": stat(jpt, basis, "J/token"),  # type: ignore[arg-type]
             "tokens_per_joule": stat([1.0 / j for j in jpt if j], basis, "tokens/J")}  # type: ignore[operator]
-
-
-def energy_source(cost: DeploymentCost, measured: bool) -> dict[str, str]:
-    """What the record's J/token is: a counter's reading, a catalog estimate, or nothing."""
-    if measured:
-        return {"energy_source": "measured", "energy_scope": "the server's energy counter"}
-    if cost.allin_kw_per_gpu:
-        return {"energy_source": "estimated",
-                "energy_scope": f"catalog all-in {cost.allin_kw_per_gpu:g} kW per GPU x {cost.n_gpus} GPU(s) x the "
-                                "level's wall time (not a reading)"}
-    return {"energy_source": NOT_MEASURED, "energy_scope": "no energy counter of the server and no catalog all-in "
-                                                         "power for its hardware"}
 
 
 def _rate_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost) -> dict[str, Any]:

@@ -34,6 +34,8 @@ class Faults:
     http_500_every: Optional[int] = None  # every n-th completion request answers HTTP 500
     reject_unknown: bool = False  # HTTP 422 for fields beyond KNOWN_FIELDS (ignore_eos, continuous_usage_stats)
     metrics: bool = False  # serve a Prometheus /metrics
+    # serve SGLang's expert-distribution endpoints, dumping `stat`-mode records (.pt) into this folder
+    expert_distribution_dir: Optional[str] = None
     prompt_tokens: int = 7
 
 
@@ -68,6 +70,11 @@ vllm:iteration_tokens_total_sum{{model_name="stub"}} {tokens}.0
 """
 
 
+# the stub's MoE while it records an expert distribution: layer 0 spreads tokens round-robin over the experts,
+# layer 1 sends every token to expert 0
+STUB_LAYERS, STUB_EXPERTS = 2, 4
+
+
 class StubServer:
     def __init__(self, faults: Optional[Faults] = None, model: str = "stub-model"):
         self.faults = faults or Faults()
@@ -79,6 +86,9 @@ class StubServer:
         self._chunks = 0
         self._tokens = 0
         self._server: Optional[asyncio.AbstractServer] = None
+        self._recording = False
+        self._steps: list[list[list[int]]] = []  # per forward pass: [layer][expert] tokens, while recording
+        self._routed = 0
 
     @property
     def base_url(self) -> str:
@@ -113,6 +123,8 @@ class StubServer:
             if not f.metrics:
                 return await _send(w, 404, '{"detail":"Not Found"}')
             return await _send(w, 200, metrics_text(self._running, self._chunks, self._tokens))
+        if path.endswith("_expert_distribution_record") and f.expert_distribution_dir is not None:
+            return await _send(w, 200, self._expert_distribution(path.rsplit("/", 1)[-1]))
         if method != "POST" or not path.endswith("completions"):
             return await _send(w, 404, '{"detail":"Not Found"}')
         req = json.loads(body)
@@ -130,6 +142,31 @@ class StubServer:
         finally:
             self._running -= 1
         return True
+
+    def _expert_distribution(self, action: str) -> str:
+        """SGLang's answers are plain sentences; the record goes to a file, as SGLang's `stat` mode writes it:
+        {"rank": 0, "logical_count": int tensor [passes, layers, experts]}."""
+        if action == "start_expert_distribution_record":
+            self._recording, self._steps = True, []
+            return "Start recording the expert distribution.\n"
+        if action == "stop_expert_distribution_record":
+            self._recording = False
+            return "Stop recording the expert distribution.\n"
+        import torch
+
+        assert self.faults.expert_distribution_dir is not None
+        counts = torch.tensor(self._steps or [[[0] * STUB_EXPERTS] * STUB_LAYERS], dtype=torch.int64)
+        torch.save({"rank": 0, "logical_count": counts},
+                   f"{self.faults.expert_distribution_dir}/expert_distribution_recorder_{time.time()}.pt")
+        return "Dump expert distribution record.\n"
+
+    def _route_tokens(self, m: int) -> None:
+        step = [[0] * STUB_EXPERTS for _ in range(STUB_LAYERS)]
+        for _ in range(m):
+            step[0][self._routed % STUB_EXPERTS] += 1
+            step[1][0] += 1
+            self._routed += 1
+        self._steps.append(step)
 
     async def _stream(self, req: dict, arrived: float, w: asyncio.StreamWriter, chat: bool) -> None:
         f = self.faults
@@ -162,6 +199,8 @@ class StubServer:
             k += 1
             self._chunks += 1
             self._tokens += m
+            if self._recording:
+                self._route_tokens(m)
             await w.drain()
             if f.token_delay_s and sent < n:
                 await asyncio.sleep(f.token_delay_s * m)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import aiohttp
 
 INTERVAL_S = 1.0
+MIN_INTERVAL_S = 0.05  # a scrape costs the server little, but not nothing
 _GET_TIMEOUT_S = 5.0
 
 # ours: (server sample names, is a fraction)
@@ -55,13 +56,21 @@ def parse(text: str) -> dict[str, float]:
     return out
 
 
+def next_wait_s(elapsed_s: float, interval_s: float) -> float:
+    """The pause before the next scrape: a tenth of the time scraped so far, at most `interval_s`. The level's
+    length is not known in advance, so the gap grows with it: whenever it ends, it was scraped at least every
+    min(interval_s, its length / 10) (and no more often than every MIN_INTERVAL_S)."""
+    return max(MIN_INTERVAL_S, min(interval_s, elapsed_s / 10))
+
+
 async def sample(session: "aiohttp.ClientSession", url: str, headers: dict[str, str], done: asyncio.Event,
                  interval_s: float = INTERVAL_S) -> list[dict[str, float]]:
-    """Scrape until `done` is set (one scrape at the start and one at the end, so counters have a difference);
-    a failed scrape is skipped."""
+    """Scrape until `done` is set: at the start, every `next_wait_s`, and once more at the end (so counters have
+    a difference); a failed scrape is skipped."""
     import aiohttp
 
     scrapes: list[dict[str, float]] = []
+    start = time.perf_counter()
     while True:
         t0 = time.perf_counter()
         try:
@@ -74,7 +83,8 @@ async def sample(session: "aiohttp.ClientSession", url: str, headers: dict[str, 
         if done.is_set():
             return scrapes
         try:
-            await asyncio.wait_for(done.wait(), max(0.0, interval_s - (time.perf_counter() - t0)))
+            gap = next_wait_s(t0 - start, interval_s)
+            await asyncio.wait_for(done.wait(), max(0.0, gap - (time.perf_counter() - t0)))
         except TimeoutError:
             pass
 

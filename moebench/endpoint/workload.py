@@ -37,15 +37,50 @@ class EndpointSpec(Strict):
         return v.rstrip("/")
 
 
+class EnergySpec(Strict):
+    """Where the server's energy is read, around every timed repeat: `nvml` (its GPUs are on this host; `gpus` are
+    NVML / nvidia-smi indices), `dcgm` (a DCGM exporter's Prometheus text at `dcgm_url`; `gpus` are its `gpu`
+    label values), or `catalog` (an estimate from the hardware's all-in power, never called measured)."""
+
+    meter: Literal["catalog", "nvml", "dcgm"] = "catalog"
+    gpus: Optional[list[Annotated[int, Field(ge=0)]]] = Field(default=None, min_length=1,
+                                                                description="default 0 .. deployment.gpus - 1")
+    dcgm_url: Optional[str] = Field(default=None, description="e.g. http://gpu-host:9400/metrics")
+
+    @model_validator(mode="after")
+    def _url(self) -> "EnergySpec":
+        if (self.meter == "dcgm") != (self.dcgm_url is not None):
+            raise ValueError("dcgm_url is given with meter: dcgm, and only then")
+        if self.dcgm_url is not None and not self.dcgm_url.startswith(("http://", "https://")):
+            raise ValueError(f"dcgm_url {self.dcgm_url!r} must start with http:// or https://")
+        if self.meter == "catalog" and self.gpus is not None:
+            raise ValueError("gpus names the GPUs a meter reads (meter: nvml or dcgm)")
+        return self
+
+
 class Deployment(Strict):
     """What the server runs on: the catalog hardware id and GPU count price the run; `model` (family:flavor) looks
-    up its intelligence score in the catalog unless `intelligence.score` is given."""
+    up its intelligence score in the catalog unless `intelligence.score` is given; `energy` says where J/token
+    comes from."""
 
     hardware: Optional[str] = None
     gpus: int = Field(default=1, ge=1)
     price: PriceSpec = PriceSpec()
     model: Optional[str] = None
     intelligence: IntelligenceSpec = IntelligenceSpec()
+    energy: EnergySpec = EnergySpec()
+    expert_distribution_dir: Optional[str] = Field(
+        default=None, description="SGLang: the server's SGLANG_EXPERT_DISTRIBUTION_RECORDER_DIR, readable from here; "
+        "with it, each level's expert load is recorded where the server has the expert-distribution endpoints")
+
+    @model_validator(mode="after")
+    def _meter_gpus(self) -> "Deployment":
+        if self.energy.gpus is not None and len(self.energy.gpus) != self.gpus:
+            raise ValueError(f"energy.gpus lists {len(self.energy.gpus)} GPU(s), the deployment has {self.gpus}")
+        return self
+
+    def meter_gpus(self) -> list[int]:
+        return list(self.energy.gpus) if self.energy.gpus is not None else list(range(self.gpus))
 
     @field_validator("model")
     @classmethod

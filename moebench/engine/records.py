@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from moebench import tokenomics as tk
 from moebench.energy import NOT_MEASURED, estimated_joules
 from moebench.machine import contention_record
+from moebench.pricing import Pricing
 from moebench.results import Basis, derive, make_record, stat
 
 if TYPE_CHECKING:
@@ -25,15 +26,6 @@ MIN_ENERGY_WINDOW_S = 1.0
 # `moebench run` prefills one batch of B prompts, then decodes the B sequences together (engine/generate.py), so
 # TTFT is the whole batch's prefill and TPOT one decode step: "static" serving in moebench.projection's terms.
 SERVING = "static"
-
-
-@dataclass(frozen=True)
-class Pricing:
-    usd_per_gpu_hour: Optional[float]
-    tier: Optional[str]
-    source: Optional[str]
-    n_gpus: int
-    allin_kw_per_gpu: Optional[float] = None
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 
 from moebench.arith import dtype_bytes
-from moebench.catalog import Hardware, get_hardware, reference_models
+from moebench.catalog import Hardware, get_hardware
 from moebench.device import detect_hardware, resolve_device, resolve_dtype
 from moebench.engine.batch import measure_batch
 from moebench.engine.device import compute_roof_flops, measure_roofs
 from moebench.engine.gather import gather_samples, merge_samples, rank_info, rank_timing
 from moebench.engine.generate import GenerationBench, GenerationSamples, prompt_ids, time_generation
-from moebench.engine.records import Peaks, Pricing, build_record
+from moebench.engine.records import Peaks, build_record
 from moebench.errors import ExitCode, MoebenchError, RunFailed, Terminated
 from moebench.machine import contended, contention_summary, cpu_oversubscription, local_ranks, usable_cpus
 from moebench.models import build, entry_arch
@@ -29,6 +29,7 @@ from moebench.results import file_stem, new_doc, new_run_id, write_result
 from moebench.parallel.faults import Guard, install_test_faults
 from moebench.parallel.mesh import ParallelContext, check_plan, env_rank, init_parallel, shutdown
 from moebench.parallel.plan import local_batch, parallelize
+from moebench.pricing import Pricing, resolve_intelligence as intelligence_of, resolve_pricing as pricing_of
 from moebench.routing import install_routing
 from moebench.workload import ModelEntry, Workload
 
@@ -36,26 +37,11 @@ Log = Callable[[str], None]
 
 
 def resolve_pricing(wl: Workload, hw: Hardware) -> Pricing:
-    n = wl.parallel.world_size
-    if wl.price.usd_per_gpu_hour is not None:
-        return Pricing(wl.price.usd_per_gpu_hour, "explicit", "workload price.usd_per_gpu_hour", n, hw.allin_kw_per_gpu)
-    p = hw.price(wl.price.tier)
-    if p is None:
-        if wl.price.fallback_usd_per_gpu_hour is not None:
-            return Pricing(wl.price.fallback_usd_per_gpu_hour, "user-set", f"workload price.fallback_usd_per_gpu_hour ({hw.id} has no catalog price)", n, hw.allin_kw_per_gpu)
-        return Pricing(None, None, None, n, hw.allin_kw_per_gpu)
-    return Pricing(p.usd_per_gpu_hour, p.tier, f"{p.source} ({p.date})", n, hw.allin_kw_per_gpu)
+    return pricing_of(wl.price, hw, wl.parallel.world_size)
 
 
 def resolve_intelligence(wl: Workload, entry: ModelEntry) -> Optional[dict[str, Any]]:
-    spec = entry.intelligence or wl.intelligence
-    if spec.score is not None:
-        return {"score": spec.score, "index": spec.index, "version": spec.version, "source": "workload (explicit score)"}
-    ref = reference_models().get(entry.name)
-    s = ref.score(spec.version) if ref else None
-    if s is None or s.index != spec.index:
-        return None
-    return {"score": s.score, "index": s.index, "version": s.version, "scored_as": s.scored_as, "source": s.source}
+    return intelligence_of(entry.intelligence or wl.intelligence, entry.name)
 
 
 def check_memory(name: str, cfg, *, batch: int, max_seq: int, dtype_bytes: int, device: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Optional
 from rich.table import Table
 
 from moebench.report.format import fmt
+from moebench.tokenomics import cost_at_interactivity
 
 
 def _med_p99(m: Optional[dict[str, Any]]) -> str:
@@ -31,28 +32,15 @@ def _server(srv: Optional[dict[str, Any]]) -> str:
     return f"{_med(srv.get('running_requests'))} / {_med(srv.get('waiting_requests'))} / {kv_text}"
 
 
-def cost_at_interactivity(records: list[dict[str, Any]], target: float) -> Optional[tuple[float, str, str]]:
-    """Blended $/M at `target` tokens/s per user, read off the levels' Pareto front (interactivity up, $/M down)
-    by linear interpolation between the two front levels around it: ($/M, lower level, upper level), or None
-    when no level reaches the target or none is priced."""
-    from moebench.report.plots import pareto_front
-
-    pts, labels = [], []
-    for r in records:
-        inter, usd = r["metrics"].get("interactivity_tokens_per_s_per_user"), r["metrics"].get("usd_per_mtok")
-        if inter and usd:
-            pts.append((inter["median"], -usd["blended"]["median"]))
-            labels.append(r["load"]["label"])
-    front = pareto_front(pts)  # by interactivity, ascending
-    for lo, hi in zip([None] + front, front):
-        x1, y1 = pts[hi]
-        if x1 < target:
-            continue
-        if lo is None or x1 == target:
-            return -y1, labels[hi], labels[hi]
-        x0, y0 = pts[lo]
-        return -(y0 + (y1 - y0) * (target - x0) / (x1 - x0)), labels[lo], labels[hi]
-    return None
+def at_interactivity(doc: dict[str, Any]) -> list[tuple[float, Optional[tuple[float, str, str]]]]:
+    """(target, ($/M blended, lower level, upper level) or None) per stated target: the document's own
+    `at_interactivity` where it has one, else read off its records the same way."""
+    if doc.get("at_interactivity") is not None:
+        return [(a["target_tokens_per_s_per_user"],
+                 None if a["usd_per_mtok_blended"] is None else (a["usd_per_mtok_blended"], *a["levels"]))
+                for a in doc["at_interactivity"]]
+    targets = (doc.get("workload") or {}).get("interactivity_targets") or []
+    return [(t, cost_at_interactivity(doc["records"], t)) for t in targets]
 
 
 def levels_table(doc: dict[str, Any]) -> Table:
@@ -64,8 +52,7 @@ def levels_table(doc: dict[str, Any]) -> Table:
         where += f" at ${price['usd_per_gpu_hour']:g}/GPU-h ({price.get('tier')})"
     caption = ("latencies: median / p99 over requests; rates: median over repeats. "
                "ITL per token needs continuous usage (— otherwise)")
-    for target in (doc.get("workload") or {}).get("interactivity_targets") or []:
-        at = cost_at_interactivity(doc["records"], target)
+    for target, at in at_interactivity(doc):
         caption += (f"\n$/M blended at {fmt(target)} tok/s/user: "
                     + (f"{fmt(at[0])} (between {at[1]} and {at[2]}, on the Pareto front)" if at and at[1] != at[2]
                        else f"{fmt(at[0])} ({at[1]})" if at else "— (no priced level reaches it)"))

@@ -148,6 +148,23 @@ class _Plots:
         return f'<div class="plot" data-plot="{esc(name)}">{inner}</div>'
 
 
+def at_targets(sources: list[tuple[str, dict[str, Any]]], labels: dict[str, str]) -> str:
+    """An endpoint sweep's $/M at its interactivity targets, as its document saved them (empty without any)."""
+    body = []
+    for src, doc in sources:
+        for a in doc.get("at_interactivity") or []:
+            usd, levels = a.get("usd_per_mtok_blended"), a.get("levels") or []
+            where = ("no priced level reaches it" if usd is None else levels[0] if len(set(levels)) == 1
+                     else f"between {levels[0]} and {levels[1]}, on the Pareto front")
+            body.append(("", [esc(labels.get(src, src)), esc(fmt(a["target_tokens_per_s_per_user"])),
+                              "—" if usd is None else esc(fmt(usd)), esc(where)]))
+    if not body:
+        return ""
+    return ("<p class='sub'>Blended $/M tokens at each stated interactivity, read off the load levels' "
+            "Pareto front (interpolated between the two levels around it).</p>"
+            + _table([("run", True), ("tok/s/user", False), ("$/M blended", False), ("from", True)], body))
+
+
 def _empty(msg: str) -> str:
     return f'<p class="empty">{esc(msg)}</p>'
 
@@ -173,7 +190,8 @@ def render(sources: list[tuple[str, dict[str, Any]]], rs: list[dict[str, Any]], 
     sec.append(("pareto", "Throughput per GPU vs interactivity",
                 "<p class='sub'>Each curve is a batch-size sweep; up and right is better; points another point beats on "
                 "both axes are faded. Labels: blended $/M tokens at that point (3:1 input:output).</p>"
-                + (P.div(fig, "pareto") if fig else _empty("no throughput/interactivity data"))))
+                + (P.div(fig, "pareto") if fig else _empty("no throughput/interactivity data"))
+                + at_targets(sources, labels)))
 
     fig = plots.cost_by_hardware(rs)
     sec.append(("cost", "$/M tokens by hardware",

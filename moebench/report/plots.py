@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 
 from moebench.report.format import fmt
 from moebench.report.rows import value
+from moebench.tokenomics import pareto_front
 
 SYMBOL = {"measured": "circle", "extrapolated": "diamond-open", "projected": "x"}
 PATTERN = {"measured": "", "extrapolated": "/", "projected": "x"}
@@ -50,17 +51,6 @@ def _err(rs: list[dict[str, Any]], name: str) -> dict[str, Any]:
     hi = [None if m is None or value(r, name, "p80") is None else value(r, name, "p80") - m for r, m in zip(rs, med)]
     lo = [None if m is None or value(r, name, "p20") is None else m - value(r, name, "p20") for r, m in zip(rs, med)]
     return {"type": "data", "symmetric": False, "array": hi, "arrayminus": lo, "thickness": 1, "width": 3}
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats on both axes (higher x and higher y are better), by x."""
-    order = sorted(range(len(points)), key=lambda i: (-points[i][0], -points[i][1]))
-    front, best_y = [], float("-inf")
-    for i in order:
-        if points[i][1] > best_y:
-            front.append(i)
-            best_y = points[i][1]
-    return sorted(front, key=lambda i: points[i][0])
 
 
 # The figures read flat rows (moebench.report.rows) plus a `series` key: the run's label in legends.

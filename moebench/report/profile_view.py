@@ -28,6 +28,8 @@ def _sections(doc: dict[str, Any]) -> Iterator[tuple[dict[str, Any], Any]]:
     for rec in doc.get("records", []):
         if isinstance(rec, dict) and rec.get("profile"):
             yield {"model": rec.get("model"), "batch_size": rec.get("batch_size")}, rec["profile"]
+        if isinstance(rec, dict) and (rec.get("expert_load") or {}).get("available"):  # an endpoint's load level
+            yield {"model": rec.get("model"), "stage": (rec.get("load") or {}).get("label")}, rec["expert_load"]
 
 
 def _walk(node: Any, ctx: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:

@@ -91,6 +91,7 @@ class ResultDoc(BaseModel):
     profile: Optional[dict[str, Any]] = None  # a run-wide profile (records carry their own as `profile`)
     projection: Optional[dict[str, Any]] = None  # a projection shown as a run: its source and assumptions
     contention: Optional[dict[str, Any]] = None  # how busy other processes kept the machine while it was timed
+    at_interactivity: Optional[list[dict[str, Any]]] = None  # an endpoint sweep's $/M at its interactivity targets
 
     @model_validator(mode="after")
     def _kind_has_its_rows(self) -> "ResultDoc":

@@ -57,6 +57,15 @@ def test_run_writes_one_record_per_level(stub, tmp_path):
     assert [(r["batch_size"], r["prompt_tokens"], r["output_tokens"], r["serving"]) for r in doc["records"]] == [
         (1, 16, 8, "continuous"), (4, 16, 8, "continuous")]
     assert doc["records"][0]["energy_source"] == "estimated"  # the catalog's all-in power: h100_sxm has one
+    # the targets' prices are saved, not only printed: every level beats 1 tok/s/user, none reaches 1e9
+    low, high = doc["at_interactivity"]
+    cheapest = min(r["metrics"]["usd_per_mtok"]["blended"]["median"] for r in doc["records"])
+    assert low["target_tokens_per_s_per_user"] == 1.0 and low["usd_per_mtok_blended"] == cheapest
+    assert low["levels"][0] == low["levels"][1] and high["usd_per_mtok_blended"] is None
+    rep = moebench("report", str(path), "--out", str(tmp_path / "report"), timeout=120)
+    assert rep.returncode == 0, rep.stderr
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "at each stated interactivity" in html and "no priced level reaches it" in html
     for r in doc["records"]:
         assert r["requests"]["ok"] == 24 and r["requests"]["failed"] == 0  # 12 × 2 repeats; warm-up excluded
         assert r["metrics"]["output_tokens_per_s"]["n"] == 2  # one sample per repeat

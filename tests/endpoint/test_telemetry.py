@@ -1,4 +1,9 @@
-from moebench.endpoint.telemetry import parse, summarize
+import asyncio
+
+from moebench.endpoint.client import open_session
+from moebench.endpoint.telemetry import MIN_INTERVAL_S, next_wait_s, parse, sample, summarize
+
+from .conftest import run
 
 VLLM = """# TYPE vllm:num_requests_running gauge
 vllm:num_requests_running{engine="0"} 3.0
@@ -32,3 +37,24 @@ def test_sglang_names_map_to_the_same_keys():
     s = parse(SGLANG)
     assert s == {"waiting_requests": 7.0, "kv_cache_usage": 0.28, "prefix_cache_hit_rate": 0.5}
     assert summarize([]) is None
+
+
+def test_the_scrape_gap_is_a_tenth_of_the_time_so_far_up_to_the_interval():
+    assert next_wait_s(0.0, 1.0) == MIN_INTERVAL_S  # the first scrapes come fast: the level may be short
+    assert next_wait_s(2.0, 1.0) == 0.2
+    assert next_wait_s(60.0, 1.0) == 1.0
+    assert next_wait_s(60.0, 0.3) == 0.3
+
+
+def test_a_level_shorter_than_the_interval_is_scraped_while_it_runs(stub):
+    server = stub(metrics=True)
+
+    async def go():
+        done = asyncio.Event()
+        async with open_session(1) as s:
+            task = asyncio.ensure_future(sample(s, f"http://127.0.0.1:{server.port}/metrics", {}, done, 1.0))
+            await asyncio.sleep(0.4)  # a 0.4 s level: the 1 s interval alone would give 2 scrapes
+            done.set()
+            return await task
+
+    assert len(run(go())) >= 4  # ~8 expected (every 50 ms, then the end); 4 leaves room for a loaded machine

@@ -15,3 +15,21 @@ def test_cost_is_interpolated_along_the_pareto_front():
     assert cost_at_interactivity(recs, 100.0) == (10.0, "c1", "c1")
     assert cost_at_interactivity(recs, 10.0) == (0.5, "c32", "c32")  # below the front: its cheapest level
     assert cost_at_interactivity(recs, 150.0) is None  # no level is that interactive
+
+
+def test_an_endpoint_levels_expert_load_is_a_heatmap_and_its_saved_prices_are_read():
+    from moebench.report.endpoint_table import at_interactivity
+    from moebench.report.profile_view import expert_loads
+
+    load = {"available": True, "n_steps": 2, "layers": [
+        {"layer": 0, "tokens_per_expert": [2, 2], "balancedness": 1.0},
+        {"layer": 1, "tokens_per_expert": [4, 0], "balancedness": 0.5}]}
+    recs = [{**level("concurrency 4", 50.0, 1.0), "model": "m", "expert_load": load},
+            {**level("concurrency 8", 40.0, 0.5), "model": "m", "expert_load": {"available": False, "reason": "x"}}]
+    [heat] = expert_loads({"records": recs})
+    assert heat["title"] == "m · concurrency 4" and heat["tokens_LE"] == [[2, 2], [4, 0]]
+    assert heat["balancedness"] == 0.5
+    saved = {"records": recs, "at_interactivity": [
+        {"target_tokens_per_s_per_user": 45.0, "usd_per_mtok_blended": 0.75, "levels": ["concurrency 8", "concurrency 4"]},
+        {"target_tokens_per_s_per_user": 99.0, "usd_per_mtok_blended": None, "levels": None}]}
+    assert at_interactivity(saved) == [(45.0, (0.75, "concurrency 8", "concurrency 4")), (99.0, None)]
