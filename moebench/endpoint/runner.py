@@ -28,6 +28,7 @@ from moebench.endpoint.tokens import Tokenizer
 from moebench.catalog import reference_models
 from moebench.endpoint.workload import EndpointWorkload, RandomDataset, SharedPrefixDataset
 from moebench.errors import ExitCode, MoebenchError, RunFailed
+from moebench.outdir import save_result
 from moebench.results import make_record, new_doc, new_run_id, write_result
 from moebench.tokenomics import cost_at_interactivity
 
@@ -66,7 +67,8 @@ def run_endpoint_workload(wl: EndpointWorkload, *, out_dir: Path, workload_path:
 
     def save(complete: bool, error: Optional[str] = None) -> dict[str, Any]:
         doc = build_doc(wl, sweep, cost, complete=complete, error=error, run_id=run_id, workload_path=workload_path)
-        write_result(doc, out_dir)
+        # a write --out refuses (disk full, read-only) puts the document in a named fallback file: exit 5
+        save_result(dest, doc, write=lambda path, d: write_result(d, path.parent, path.stem))
         return doc
 
     try:

@@ -1,0 +1,51 @@
+"""The endpoint runner in-process: what it writes, sends and saves when things go wrong."""
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from moebench import outdir
+from moebench.endpoint.runner import run_endpoint_workload
+from moebench.endpoint.workload import EndpointWorkload
+from moebench.errors import ExitCode
+from moebench.results import load_result
+from moebench.results import schema
+
+
+def endpoint_workload(base_url: str, **extra) -> EndpointWorkload:
+    fields = {
+        "kind": "endpoint", "name": "stub", "endpoint": {"base_url": base_url},
+        "deployment": {"hardware": "h100_sxm", "gpus": 1, "price": {"usd_per_gpu_hour": 2.0}},
+        "dataset": {"kind": "random", "prompt_tokens": 8, "output_tokens": 4},
+        "load": {"concurrency": [1, 2], "requests_per_level": 4},
+        "timing": {"warmup_requests": 1, "repeats": 2},
+        **extra,
+    }
+    return EndpointWorkload.model_validate(yaml.safe_load(yaml.safe_dump(fields)))
+
+
+def test_a_full_disk_at_the_second_write_saves_the_levels_done_elsewhere(stub, tmp_path, monkeypatch):
+    server = stub()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "spare"))
+    (tmp_path / "spare").mkdir()
+    monkeypatch.setattr(outdir.tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    real, writes = schema.write_atomic, []
+
+    def full_after_one(path, doc):
+        if Path(path).parent == tmp_path / "out":
+            writes.append(path)
+            if len(writes) >= 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(path, doc)
+
+    monkeypatch.setattr(schema, "write_atomic", full_after_one)
+    with pytest.raises(outdir.ResultNotSaved) as err:
+        run_endpoint_workload(endpoint_workload(server.base_url), out_dir=tmp_path / "out")
+    assert err.value.code == ExitCode.RUN_FAILED and "No space left on device" in str(err.value)
+    [spare] = (tmp_path / "spare").glob("moebench-unsaved-*.json")
+    assert str(spare) in str(err.value)
+    doc = load_result(spare)
+    assert not doc["complete"] and [r["load"]["label"] for r in doc["records"]] == ["concurrency 1", "concurrency 2"]
