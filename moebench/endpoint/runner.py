@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 from moebench.endpoint.client import RequestOptions, open_session, send
 from moebench.endpoint.cost import DeploymentCost, hardware_of, resolve_cost
-from moebench.endpoint.dataset import Prompt, build_prompts
+from moebench.endpoint.dataset import Prompt, PromptSource
 from moebench.endpoint.energy import Meter, energy_record, open_meter
 from moebench.endpoint.experts import ExpertRecorder, not_available, open_recorder
 from moebench.endpoint.load import Level, LevelRun, run_level
@@ -59,8 +59,7 @@ def run_endpoint_workload(wl: EndpointWorkload, *, out_dir: Path, workload_path:
     """Run the sweep; returns the complete document and where it was written."""
     cost = resolve_cost(wl.deployment, workload_path)  # a bad hardware id or tier fails before any request
     tokenizer = Tokenizer(wl.tokenizer) if wl.tokenizer else None
-    prompts = build_prompts(wl.dataset, wl.timing.warmup_requests + wl.load.requests_per_level, tokenizer,
-                            workload_path)
+    prompts = PromptSource(wl.dataset, tokenizer, workload_path)  # a bad dataset file fails before any request
     run_id = new_run_id(wl.name)
     dest = Path(out_dir) / f"{run_id}.json"
     sweep = Sweep()
@@ -87,7 +86,7 @@ def run_endpoint_workload(wl: EndpointWorkload, *, out_dir: Path, workload_path:
     return save(True), dest
 
 
-async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], tokenizer: Optional[Tokenizer],
+async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: PromptSource, tokenizer: Optional[Tokenizer],
                  save: Callable[..., Any], log: Log) -> Optional[str]:
     """Returns None when every level ran, "interrupted", or the reason the run failed."""
     stop = asyncio.Event()
@@ -119,14 +118,14 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], toke
             async def one(prompt: Prompt, queued_s: float):
                 return await send(client, opts, prompt, tokenizer, queued_s)
 
-            warm, measured = prompts[:wl.timing.warmup_requests], prompts[wl.timing.warmup_requests:]
             scrape_url = caps.metrics_url if wl.telemetry_interval_s else None
             for level in levels:
+                warm = prompts.take(wl.timing.warmup_requests)
                 if warm:
                     await run_level(one, warm, Level("concurrency", min(len(warm), max(1, int(level.value)))),
                                     max_duration_s=wl.load.max_duration_s, stop=stop)
                 why = await recorder.start() if recorder else None
-                runs, scrapes, joules = await _repeats(wl, level, one, measured, stop, side, scrape_url,
+                runs, scrapes, joules = await _repeats(wl, level, one, prompts, stop, side, scrape_url,
                                                        opts.headers, sweep.meter, log)
                 experts = await _experts(recorder, why, no_experts)
                 finished = [i for i, r in enumerate(runs) if not r.stopped]
@@ -152,7 +151,7 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], toke
     return None
 
 
-async def _repeats(wl: EndpointWorkload, level: Level, one, prompts: list[Prompt], stop: asyncio.Event, side,
+async def _repeats(wl: EndpointWorkload, level: Level, one, prompts: PromptSource, stop: asyncio.Event, side,
                    scrape_url: Optional[str], hdrs: dict[str, str], meter: Optional[Meter], log: Log):
     """The level's timed repeats, with the server's /metrics scraped while each runs and its energy counter read
     just before and just after each: (runs, scrapes, joules per repeat or None)."""
@@ -168,7 +167,8 @@ async def _repeats(wl: EndpointWorkload, level: Level, one, prompts: list[Prompt
         if scrape_url:
             sampler = asyncio.ensure_future(sample(side, scrape_url, hdrs, done, wl.telemetry_interval_s or 1.0))
         try:
-            run = await run_level(one, prompts, level, max_duration_s=wl.load.max_duration_s, stop=stop,
+            run = await run_level(one, prompts.take(wl.load.requests_per_level), level,
+                                  max_duration_s=wl.load.max_duration_s, stop=stop,
                                   arrival=wl.load.arrival, burstiness=wl.load.burstiness,
                                   max_concurrency=wl.load.max_concurrency, seed=rep)
             joules.append(meter.joules(before, await meter.read()) if meter else None)

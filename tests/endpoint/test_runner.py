@@ -49,3 +49,27 @@ def test_a_full_disk_at_the_second_write_saves_the_levels_done_elsewhere(stub, t
     assert str(spare) in str(err.value)
     doc = load_result(spare)
     assert not doc["complete"] and [r["load"]["label"] for r in doc["records"]] == ["concurrency 1", "concurrency 2"]
+
+
+def sent_prompts(server) -> list[str]:
+    """Every prompt the runner sent after the probe (chat: the user message)."""
+    return [b["messages"][-1]["content"] for b in server.log.bodies[1:]]
+
+
+@pytest.mark.parametrize("dataset", ["random", "jsonl", "shared_prefix"])
+def test_no_prompt_is_sent_twice_across_levels_repeats_and_warm_ups(stub, tmp_path, dataset):
+    server = stub()
+    f = tmp_path / "d.jsonl"
+    f.write_text("".join(f'{{"prompt": "question {i}", "output_tokens": 4}}\n' for i in range(5)))
+    ds = {"random": {"kind": "random", "prompt_tokens": 16, "output_tokens": 4},
+          "jsonl": {"kind": "jsonl", "path": str(f)},  # 5 entries for 2 × (1 + 2 × 4) requests: cycled
+          "shared_prefix": {"kind": "shared_prefix", "groups": 2, "prefix_tokens": 8, "prompt_tokens": 8,
+                            "output_tokens": 4}}[dataset]
+    run_endpoint_workload(endpoint_workload(server.base_url, dataset=ds), out_dir=tmp_path / "out")
+    sent = sent_prompts(server)
+    assert len(sent) == 2 * (1 + 2 * 4) and len(set(sent)) == len(sent)
+    if dataset == "shared_prefix":  # the prefixes are shared on purpose; the questions after them differ
+        assert len({" ".join(p.split()[:8]) for p in sent}) == 2
+    if dataset == "jsonl":
+        assert sorted(sent[:5]) == [f"question {i}" for i in range(5)]  # each entry as written, first
+        assert sum(p.startswith("[request ") for p in sent) == len(sent) - 5
