@@ -138,10 +138,12 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: PromptSource, toke
                 if stop.is_set():
                     return "interrupted"
                 summary = request_summary(runs, wl.slo)
-                if summary["failure_ratio"] > wl.max_failure_ratio:
-                    commonest = next(iter(summary["errors"]), "?")
-                    return (f"{level.label}: {summary['failed']} of {summary['ok'] + summary['failed']} requests "
-                            f"failed (> max_failure_ratio {wl.max_failure_ratio:g}; commonest: {commonest})")
+                if summary["ok"] == 0 or summary["failure_ratio"] > wl.max_failure_ratio:
+                    commonest = next(iter(summary["errors"]), None) or (
+                        f"cut at max_duration_s {wl.load.max_duration_s:g}" if summary["cut"] else "?")
+                    return (f"{level.label}: {summary['failed']} of {summary['sent']} requests failed and "
+                            f"{summary['cut']} were cut unanswered (> max_failure_ratio {wl.max_failure_ratio:g}"
+                            f"{'' if summary['ok'] else ', none answered'}; commonest: {commonest})")
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:

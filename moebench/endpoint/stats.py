@@ -167,20 +167,22 @@ def _rate_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost) -> dict[
 
 def request_summary(runs: list[LevelRun], slo: Slo) -> dict[str, Any]:
     """Counts a reader checks first: sent, ok, failed (with the commonest errors), cut by the time limit, good, and
-    which source counted the tokens."""
+    which source counted the tokens. `failure_ratio` = (failed + cut) / sent."""
     recs = [r for run in runs for r in run.records]
     failed = [r for r in recs if not r.ok]
+    cut = sum(run.cut for run in runs)
     errors = Counter(error_kind(r.error or "") for r in failed)
     examples: dict[str, str] = {}
     for r in failed:
         examples.setdefault(error_kind(r.error or ""), r.error or "")
     return {
-        "sent": len(recs) + sum(run.cut for run in runs),
+        "sent": len(recs) + cut,
         "ok": len(recs) - len(failed),
         "failed": len(failed),
-        "cut": sum(run.cut for run in runs),
+        "cut": cut,
         "good": sum(1 for r in recs if is_good(r, slo)),
-        "failure_ratio": len(failed) / len(recs) if recs else 0.0,
+        # a request the time limit cut got no answer either: a server that answers nothing fails every one
+        "failure_ratio": (len(failed) + cut) / (len(recs) + cut) if recs or cut else 0.0,
         "errors": dict(errors.most_common(5)),
         "error_examples": {k: examples[k] for k, _ in errors.most_common(5)},
         "output_token_source": dict(Counter(r.output_source for r in recs if r.ok)),

@@ -32,11 +32,15 @@ class Faults:
     error_after_chunks: Optional[int] = None  # an error object mid-stream after this many content chunks
     drop_after_chunks: Optional[int] = None  # close the connection mid-stream after this many content chunks
     http_500_every: Optional[int] = None  # every n-th completion request answers HTTP 500
+    silent_after: Optional[int] = None  # completion requests after the n-th get no answer (for SILENT_S seconds)
     reject_unknown: bool = False  # HTTP 422 for fields beyond KNOWN_FIELDS (ignore_eos, continuous_usage_stats)
     metrics: bool = False  # serve a Prometheus /metrics
     # serve SGLang's expert-distribution endpoints, dumping `stat`-mode records (.pt) into this folder
     expert_distribution_dir: Optional[str] = None
     prompt_tokens: int = 7
+
+
+SILENT_S = 5.0
 
 
 @dataclass
@@ -136,6 +140,9 @@ class StubServer:
         self._n += 1
         if f.http_500_every and self._n % f.http_500_every == 0:
             return await _send(w, 500, '{"error": {"message": "injected failure"}}')
+        if f.silent_after is not None and self._n > f.silent_after:
+            await asyncio.sleep(SILENT_S)  # bounded, so the stub's shutdown never waits on it for long
+            return False
         self._running += 1
         try:
             await self._stream(req, arrived, w, path.endswith("chat/completions"))

@@ -177,3 +177,14 @@ def test_open_loop_levels_are_records_too(stub, tmp_path):
     assert [(r["load"]["label"], r["serving"]) for r in recs] == [
         ("rate 40/s", "continuous, rate 40/s"), ("rate 80/s", "continuous, rate 80/s")]
     assert all(r["requests"]["ok"] == 20 and r["metrics"]["queue_ms"]["n"] == 20 for r in recs)
+
+
+def test_a_server_that_stops_answering_fails_the_run(stub, tmp_path):
+    server = stub(silent_after=1)  # the probe is answered; nothing after it
+    wl = workload(tmp_path, server.base_url, load="{concurrency: [2], requests_per_level: 4, max_duration_s: 0.5}",
+                  timing="{warmup_requests: 0, repeats: 1}")
+    proc = moebench("run", str(wl), "--out", str(tmp_path / "out"), timeout=120)
+    assert_error_last(proc, 5, "concurrency 2: 0 of 2 requests failed and 2 were cut unanswered", "none answered",
+                      "partial results in")
+    [rec] = load_result(results(tmp_path / "out")[0])["records"]
+    assert rec["requests"]["ok"] == 0 and rec["requests"]["failure_ratio"] == 1.0
