@@ -111,6 +111,9 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: PromptSource, toke
                 f"{caps.continuous_usage}, ignore_eos {caps.ignore_eos}, /metrics {'yes' if caps.metrics_url else 'no'}, "
                 f"energy {sweep.meter.source if sweep.meter else 'catalog estimate'}, "
                 f"expert load {'yes' if recorder else 'no'}")
+            if not caps.stream_usage and tokenizer is None:
+                log("note: the server reports no usage: set tokenizer: (a local tokenizer folder) to count tokens; "
+                    "without it token rates, $/M tokens and TPOT are not measured")
             opts = RequestOptions(url=request_url(spec), model=caps.model, api=spec.api,
                                   stream_usage=caps.stream_usage, continuous_usage=caps.continuous_usage,
                                   ignore_eos=caps.ignore_eos, headers=headers(spec), timeout_s=spec.request_timeout_s)
@@ -195,9 +198,10 @@ async def _experts(recorder: Optional[ExpertRecorder], start_failed: Optional[st
 def _progress(level: Level, rep: int, repeats: int, run: LevelRun) -> str:
     ok = [r for r in run.records if r.ok]
     ttft = statistics.median([(r.first_token - r.start) * 1e3 for r in ok]) if ok else float("nan")  # type: ignore[operator]
-    out = sum(r.output_tokens or 0 for r in ok) / max(run.wall_s, 1e-9)
+    counted = all(r.output_tokens is not None for r in ok)
+    out = f"{sum(r.output_tokens or 0 for r in ok) / max(run.wall_s, 1e-9):.0f}" if counted else "?"
     return (f"  {level.label} repeat {rep + 1}/{repeats}: {len(ok)} ok, {len(run.records) - len(ok)} failed, "
-            f"{run.cut} cut, {run.wall_s:.1f} s, TTFT median {ttft:.1f} ms, {out:.0f} output tok/s")
+            f"{run.cut} cut, {run.wall_s:.1f} s, TTFT median {ttft:.1f} ms, {out} output tok/s")
 
 
 def build_doc(wl: EndpointWorkload, sweep: Sweep, cost: DeploymentCost, *, complete: bool,

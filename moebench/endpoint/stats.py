@@ -93,6 +93,8 @@ def level_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost,
 def _energy(runs: list[LevelRun], cost: DeploymentCost, energy_j: Optional[list[Optional[float]]]) -> dict[str, Any]:
     """J/token per repeat: measured from a counter when `energy_j` has every repeat's joules; else estimated from
     the catalog's all-in kW × GPUs × the repeat's wall time (labelled `estimated`, never measured); else None."""
+    if any(r.ok and (r.prompt_tokens is None or r.output_tokens is None) for run in runs for r in run.records):
+        return {"joules_per_token": None, "tokens_per_joule": None}  # tokens nobody counted
     toks = [sum((r.prompt_tokens or 0) + (r.output_tokens or 0) for r in run.records if r.ok) for run in runs]
     basis = "measured"
     if not (energy_j and len(energy_j) == len(runs) and all(e is not None for e in energy_j)):
@@ -108,6 +110,10 @@ def _energy(runs: list[LevelRun], cost: DeploymentCost, energy_j: Optional[list[
 def _rate_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost) -> dict[str, Any]:
     per: dict[str, list[float]] = {k: [] for k in (
         "requests", "input", "output", "total", "good_requests", "good_input", "good_output")}
+    ok_all = [r for run in runs for r in run.records if r.ok]
+    # a rate over requests whose tokens nobody counted is unknown, not zero
+    known_in = all(r.prompt_tokens is not None for r in ok_all)
+    known_out = all(r.output_tokens is not None for r in ok_all)
     for run in runs:
         wall = max(run.wall_s, 1e-9)
         ok = [r for r in run.records if r.ok]
@@ -123,8 +129,15 @@ def _rate_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost) -> dict[
                 per["total"].append(i + o)
     n = cost.n_gpus
 
-    def s(xs: list[float], unit: str) -> dict[str, Any]:
-        return stat(xs, "measured", unit)
+    if not known_in:
+        for k in ("input", "good_input", "total"):
+            per[k] = []
+    if not known_out:
+        for k in ("output", "good_output", "total"):
+            per[k] = []
+
+    def s(xs: list[float], unit: str) -> Optional[dict[str, Any]]:
+        return stat(xs, "measured", unit) if xs else None
 
     m: dict[str, Any] = {
         "request_throughput_per_s": s(per["requests"], "requests/s"),
@@ -159,10 +172,14 @@ def _rate_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost) -> dict[
             m["usd_per_mtok_good"] = {"input": s(gin, "USD/Mtok"), "output": s(gout, "USD/Mtok"),
                                       "blended": s([tk.blended_usd_per_mtok(a, b) for a, b in zip(gin, gout)],
                                                    "USD/Mtok")}
-    if cost.allin_kw_per_gpu:
+    if cost.allin_kw_per_gpu and per["total"]:
         m["tokens_per_mw"] = s([tk.tokens_per_mw(x, cost.allin_kw_per_gpu, n) or 0.0 for x in per["total"]],
                                "tokens/s/MW")
     return m
+
+
+NO_TOKEN_COUNTS = ("the server reports no usage and no tokenizer is set: token rates, $/M tokens, TPOT and "
+                   "J/token are not measured (set tokenizer: to a local tokenizer folder)")
 
 
 def request_summary(runs: list[LevelRun], slo: Slo) -> dict[str, Any]:
@@ -188,6 +205,8 @@ def request_summary(runs: list[LevelRun], slo: Slo) -> dict[str, Any]:
         "output_token_source": dict(Counter(r.output_source for r in recs if r.ok)),
         "prompt_token_source": dict(Counter(r.prompt_source for r in recs if r.ok)),
         "wall_s": [run.wall_s for run in runs],
+        **({"note": NO_TOKEN_COUNTS} if any(r.ok and (r.output_tokens is None or r.prompt_tokens is None)
+                                           for r in recs) else {}),
     }
 
 

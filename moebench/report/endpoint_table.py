@@ -52,6 +52,8 @@ def levels_table(doc: dict[str, Any]) -> Table:
         where += f" at ${price['usd_per_gpu_hour']:g}/GPU-h ({price.get('tier')})"
     caption = ("latencies: median / p99 over requests; rates: median over repeats. "
                "ITL per token needs continuous usage (— otherwise)")
+    notes = {r["requests"].get("note") for r in doc["records"]} - {None}
+    caption += "".join(f"\n{n}" for n in sorted(notes))
     for target, at in at_interactivity(doc):
         caption += (f"\n$/M blended at {fmt(target)} tok/s/user: "
                     + (f"{fmt(at[0])} (between {at[1]} and {at[2]}, on the Pareto front)" if at and at[1] != at[2]

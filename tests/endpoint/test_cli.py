@@ -188,3 +188,18 @@ def test_a_server_that_stops_answering_fails_the_run(stub, tmp_path):
                       "partial results in")
     [rec] = load_result(results(tmp_path / "out")[0])["records"]
     assert rec["requests"]["ok"] == 0 and rec["requests"]["failure_ratio"] == 1.0
+
+
+def test_without_usage_or_tokenizer_token_rates_are_not_measured_not_zero(stub, tmp_path):
+    server = stub(usage="none")
+    wl = workload(tmp_path, server.base_url, load="{concurrency: [2], requests_per_level: 4}")
+    proc = moebench("run", str(wl), "--out", str(tmp_path / "out"), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "server reports no usage: set tokenizer:" in proc.stderr
+    [rec] = load_result(results(tmp_path / "out")[0])["records"]
+    m = rec["metrics"]
+    for key in ("output_tokens_per_s", "input_tokens_per_s", "total_tokens_per_s", "goodput_tokens_per_s",
+                "usd_per_mtok", "usd_per_mtok_good", "tpot_ms", "joules_per_token", "tokens_per_mw"):
+        assert m[key] is None, key
+    assert m["request_throughput_per_s"]["median"] > 0 and m["ttft_ms"]["n"] == 8
+    assert "set tokenizer:" in rec["requests"]["note"] and "set tokenizer:" in proc.stdout
