@@ -141,6 +141,8 @@ def _rate_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost) -> dict[
 
     m: dict[str, Any] = {
         "request_throughput_per_s": s(per["requests"], "requests/s"),
+        "failure_ratio": s([(sum(1 for r in run.records if not r.ok) + run.cut) / (len(run.records) + run.cut)
+                            for run in runs if run.records or run.cut], "fraction"),
         "input_tokens_per_s": s(per["input"], "tokens/s"),
         "output_tokens_per_s": s(per["output"], "tokens/s"),
         "total_tokens_per_s": s(per["total"], "tokens/s"),
