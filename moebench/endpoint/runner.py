@@ -54,12 +54,19 @@ def levels_of(wl: EndpointWorkload) -> list[Level]:
     return [Level("rate", r) for r in wl.load.request_rate or []]
 
 
+def prepare(wl: EndpointWorkload, source: str = "workload") -> tuple[DeploymentCost, Optional[Tokenizer],
+                                                                       PromptSource]:
+    """What a run needs before its first request, checked without the network (`validate` calls it too): the
+    deployment's hardware and price, the tokenizer, the dataset file. Raises BadInput (exit 3) naming the field."""
+    cost = resolve_cost(wl.deployment, source)
+    tokenizer = Tokenizer(wl.tokenizer) if wl.tokenizer else None
+    return cost, tokenizer, PromptSource(wl.dataset, tokenizer, source)
+
+
 def run_endpoint_workload(wl: EndpointWorkload, *, out_dir: Path, workload_path: str = "workload",
                           log: Log = lambda _m: None) -> tuple[dict[str, Any], Path]:
     """Run the sweep; returns the complete document and where it was written."""
-    cost = resolve_cost(wl.deployment, workload_path)  # a bad hardware id or tier fails before any request
-    tokenizer = Tokenizer(wl.tokenizer) if wl.tokenizer else None
-    prompts = PromptSource(wl.dataset, tokenizer, workload_path)  # a bad dataset file fails before any request
+    cost, tokenizer, prompts = prepare(wl, workload_path)
     run_id = new_run_id(wl.name)
     dest = Path(out_dir) / f"{run_id}.json"
     sweep = Sweep()

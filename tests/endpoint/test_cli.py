@@ -216,3 +216,18 @@ def test_repeats_is_honoured_and_engine_options_are_refused(stub, tmp_path):
         proc = moebench("run", str(wl), *extra, "--out", str(tmp_path / "o2"))
         assert_one_line_error(proc, 2, extra[0], "not for an endpoint workload")
     assert len(server.log.requests) == 1 + 2 + 3 * 2  # nothing sent for the refused runs
+
+
+def test_validate_refuses_what_run_refuses(tmp_path):
+    url = "http://127.0.0.1:9/v1"  # nothing listens: validate needs no server
+    cases = [
+        ({"deployment": "{hardware: h100_sxmm}"}, "deployment.hardware"),
+        ({"dataset": f"{{kind: jsonl, path: {tmp_path / 'missing.jsonl'}}}"}, "dataset.path"),
+        ({"tokenizer": str(tmp_path / "no-tokenizer")}, "tokenizer"),
+    ]
+    for extra, field in cases:
+        wl = workload(tmp_path, url, **extra)
+        assert_one_line_error(moebench("validate", str(wl)), 3, field)
+        assert_one_line_error(moebench("run", str(wl), "--out", str(tmp_path / "o")), 3, field)
+    proc = moebench("validate", str(workload(tmp_path, url)))
+    assert proc.returncode == 0 and "endpoint workload" in proc.stdout, proc.stderr
