@@ -62,8 +62,23 @@ def is_good(r: RequestRecord, slo: Slo) -> bool:
     return slo.e2e_ms is None or e2e_ms(r) <= slo.e2e_ms
 
 
+# Per-token ITL of a long sweep is ~10⁵ samples a level (~35 bytes each in JSON), rewritten after every level.
+MAX_STORED_SAMPLES = 1000
+
+
 def _stat_or_none(xs: list[float], unit: str) -> Optional[dict[str, Any]]:
-    return stat(xs, "measured", unit) if xs else None
+    """The statistic of every sample; past MAX_STORED_SAMPLES the stored `samples` are that many at evenly spaced
+    ranks of the sorted samples (the same distribution, for the gate and the plots), and `samples_stored` says so."""
+    if not xs:
+        return None
+    st = stat(xs, "measured", unit)
+    if len(xs) > MAX_STORED_SAMPLES:
+        ordered = sorted(st["samples"])
+        step = (len(ordered) - 1) / (MAX_STORED_SAMPLES - 1)
+        st["samples"] = [ordered[round(i * step)] for i in range(MAX_STORED_SAMPLES)]
+        st["samples_stored"] = (f"{MAX_STORED_SAMPLES} of {len(xs)}, at evenly spaced ranks; the statistics use "
+                                "all of them")
+    return st
 
 
 def level_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost,

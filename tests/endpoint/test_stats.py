@@ -85,3 +85,17 @@ def test_failure_ratio_counts_cut_requests_per_repeat_and_the_gate_reads_it():
 
     res = gate([doc([0.01, 0.02] * 6)], [doc([0.3, 0.4] * 6)], metrics=["failure_ratio"])
     assert res.regressed and [r.status for r in res.rows] == ["regressed"]
+
+
+def test_per_token_samples_are_capped_but_the_statistics_use_all():
+    from moebench.endpoint.stats import MAX_STORED_SAMPLES
+
+    chunks = tuple(0.1 + 0.001 * i * (1 + i % 7) for i in range(3000))  # 2,999 uneven gaps in one request
+    runs = [LevelRun(records=[req(chunks=chunks, tokens=(1,) * 3000, out=3000)], started=0.0, ended=10.0)]
+    m = level_metrics(runs, Slo(), DeploymentCost(None, None, None, 1, None, None))
+    itl = m["itl_ms"]
+    assert itl["n"] == 2999 and len(itl["samples"]) == MAX_STORED_SAMPLES and "of 2999" in itl["samples_stored"]
+    gaps = sorted((b - a) * 1e3 for a, b in zip(chunks, chunks[1:]))
+    assert itl["samples"][0] == gaps[0] and itl["samples"][-1] == gaps[-1]
+    assert stat(itl["samples"])["median"] == pytest.approx(itl["median"], rel=0.01)
+    assert "samples_stored" not in m["ttft_ms"]  # one sample per request: under the cap, all kept
