@@ -98,9 +98,12 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: PromptSource, toke
     """Returns None when every level ran, "interrupted", or the reason the run failed."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    previous: dict[int, Any] = {}  # the handlers before ours (the CLI's), put back when the sweep ends
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
+            before = signal.getsignal(sig)
             loop.add_signal_handler(sig, stop.set)
+            previous[sig] = before
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests) or not POSIX
             pass
     spec = wl.endpoint
@@ -155,11 +158,10 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: PromptSource, toke
                             f"{summary['cut']} were cut unanswered (> max_failure_ratio {wl.max_failure_ratio:g}"
                             f"{'' if summary['ok'] else ', none answered'}; commonest: {commonest})")
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.remove_signal_handler(sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
+        for sig, before in previous.items():
+            loop.remove_signal_handler(sig)  # which sets SIG_DFL (SIGTERM) or Python's default (SIGINT)
+            if before is not None:  # None: a handler not installed from Python, which cannot be put back
+                signal.signal(sig, before)
     return None
 
 

@@ -73,3 +73,18 @@ def test_no_prompt_is_sent_twice_across_levels_repeats_and_warm_ups(stub, tmp_pa
     if dataset == "jsonl":
         assert sorted(sent[:5]) == [f"question {i}" for i in range(5)]  # each entry as written, first
         assert sum(p.startswith("[request ") for p in sent) == len(sent) - 5
+
+
+def test_the_callers_signal_handlers_are_put_back(stub, tmp_path):
+    import signal
+
+    server = stub()
+    mine = lambda *_: None  # noqa: E731 - the CLI's handler, as far as the runner can tell
+    old = signal.signal(signal.SIGTERM, mine)
+    try:
+        run_endpoint_workload(endpoint_workload(server.base_url, load={"concurrency": [1], "requests_per_level": 1}),
+                              out_dir=tmp_path / "out")
+        assert signal.getsignal(signal.SIGTERM) is mine
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, old)
