@@ -257,8 +257,12 @@ def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, ru
     ok = [r for run in runs for r in run.records if r.ok]
     closed = level.mode == "concurrency"
     ref = reference_models().get(wl.deployment.model) if wl.deployment.model else None
+    served = caps.model if caps else wl.endpoint.model
     return make_record(
-        model=caps.model if caps else wl.endpoint.model,
+        # the deployment's catalog name (family:flavor), so compare lines the endpoint up with an engine run of the
+        # same model; the name the server answers to is kept beside it
+        model=wl.deployment.model or served,
+        served_model=served,
         kind=ref.kind if ref else None,
         basis="measured",
         # a server batches continuously; an open-loop level's rate is part of its identity (its batch size is not)

@@ -88,3 +88,15 @@ def test_the_callers_signal_handlers_are_put_back(stub, tmp_path):
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def test_records_carry_the_deployments_catalog_model_and_the_served_name(stub, tmp_path):
+    server = stub()
+    one_level = {"concurrency": [1], "requests_per_level": 1}
+    dep = {"hardware": "h100_sxm", "gpus": 1, "price": {"usd_per_gpu_hour": 2.0}, "model": "llama3:8b"}
+    doc, _ = run_endpoint_workload(endpoint_workload(server.base_url, load=one_level, deployment=dep),
+                                   out_dir=tmp_path / "a")
+    [rec] = doc["records"]
+    assert (rec["model"], rec["served_model"], rec["kind"]) == ("llama3:8b", "stub-model", "dense")
+    doc, _ = run_endpoint_workload(endpoint_workload(server.base_url, load=one_level), out_dir=tmp_path / "b")
+    assert doc["records"][0]["model"] == doc["records"][0]["served_model"] == "stub-model"  # no catalog name given
