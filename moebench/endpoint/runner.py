@@ -155,7 +155,7 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: PromptSource, toke
                     commonest = next(iter(summary["errors"]), None) or (
                         f"cut at max_duration_s {wl.load.max_duration_s:g}" if summary["cut"] else "?")
                     return (f"{level.label}: {summary['failed']} of {summary['sent']} requests failed and "
-                            f"{summary['cut']} were cut unanswered (> max_failure_ratio {wl.max_failure_ratio:g}"
+                            f"{summary['cut']} were cut at the time limit (> max_failure_ratio {wl.max_failure_ratio:g}"
                             f"{'' if summary['ok'] else ', none answered'}; commonest: {commonest})")
     finally:
         for sig, before in previous.items():

@@ -184,7 +184,7 @@ def test_a_server_that_stops_answering_fails_the_run(stub, tmp_path):
     wl = workload(tmp_path, server.base_url, load="{concurrency: [2], requests_per_level: 4, max_duration_s: 0.5}",
                   timing="{warmup_requests: 0, repeats: 1}")
     proc = moebench("run", str(wl), "--out", str(tmp_path / "out"), timeout=120)
-    assert_error_last(proc, 5, "concurrency 2: 0 of 2 requests failed and 2 were cut unanswered", "none answered",
+    assert_error_last(proc, 5, "concurrency 2: 0 of 2 requests failed and 2 were cut at the time limit", "none answered",
                       "partial results in")
     [rec] = load_result(results(tmp_path / "out")[0])["records"]
     assert rec["requests"]["ok"] == 0 and rec["requests"]["failure_ratio"] == 1.0
