@@ -38,6 +38,9 @@ def ours(url: str, c: int, n: int, prompt: int, output: int, out: Path) -> dict[
             "output_tokens_per_s": m["output_tokens_per_s"]["median"]}
 
 
+RAW_REQUEST_DEADLINE_S = 120.0
+
+
 def raw_socket(url: str, n: int, prompt: int, output: int) -> dict[str, float]:
     """A third opinion at concurrency 1: a blocking socket, no HTTP library, a timestamp per recv() that holds a
     content chunk (the floor of what any client can see)."""
@@ -51,16 +54,21 @@ def raw_socket(url: str, n: int, prompt: int, output: int) -> dict[str, float]:
     req = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {u.hostname}\r\nContent-Type: application/json\r\n"
            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
     ttft, tpot = [], []
-    with socket.create_connection((u.hostname, u.port), timeout=60) as s:
+    with socket.create_connection((u.hostname, u.port), timeout=60) as s:  # timeout: each recv() is bounded too
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for _ in range(n):
+        for i in range(n):
             t0 = time.perf_counter()
+            deadline = t0 + RAW_REQUEST_DEADLINE_S
             s.sendall(req)
             times: list[float] = []
             buf = b""
             while b"[DONE]" not in buf:
+                if time.perf_counter() > deadline:
+                    raise SystemExit(f"raw socket: request {i + 1} not done after {RAW_REQUEST_DEADLINE_S:g} s")
                 data = s.recv(65536)
                 now = time.perf_counter()
+                if not data:  # the server closed the connection without [DONE]: the peer cannot be read this way
+                    raise SystemExit(f"raw socket: the server closed request {i + 1} without data: [DONE]")
                 buf += data
                 times += [now] * data.count(b'"content"')
             ttft.append((times[0] - t0) * 1e3)

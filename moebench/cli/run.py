@@ -64,6 +64,12 @@ def register(app: typer.Typer) -> None:
             from moebench.endpoint.runner import run_endpoint_workload
             from moebench.report.endpoint_table import levels_table
 
+            given = [flag for flag, on in (("--device", device), ("--nproc", nproc), ("--profile", profile)) if on]
+            if given:  # the server owns its devices and processes: these would be silently ignored
+                raise typer.BadParameter(f"{', '.join(given)}: not for an endpoint workload (the server runs it)")
+            if repeats is not None:
+                wl = wl.model_copy(update={"timing": wl.timing.model_copy(update={"repeats": repeats})})
+
             doc, dest = run_endpoint_workload(wl, out_dir=out_dir, workload_path=str(path), log=log)
             if json_:
                 emit_json(doc)

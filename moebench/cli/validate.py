@@ -19,6 +19,10 @@ def register(app: typer.Typer) -> None:
         from moebench.workload import load_workload
 
         wl = load_workload(workload)
+        if wl.kind == "endpoint":  # what `run` checks before its first request; no network needed
+            from moebench.endpoint.runner import prepare
+
+            prepare(wl, str(workload))
         if json_:
             emit_json({"valid": True, "path": str(workload), "workload": wl.model_dump(mode="json")})
         else:

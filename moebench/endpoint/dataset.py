@@ -34,21 +34,49 @@ class Prompt:
     prompt_tokens: Optional[int]  # as the dataset sized it; the server's usage is what gets counted
 
 
+class PromptSource:
+    """The prompts of one run, drawn in order: every request of every level, repeat and warm-up gets its own, so
+    that a server's prefix cache (vLLM's prefix caching, SGLang's radix cache) never answers a prompt it has seen
+    and repeats stay independent samples. Random prompts continue one seeded stream; shared-prefix prompts keep
+    their group's prefix (the point of that dataset) and draw a fresh question; a file's entries are sent in order
+    and, once all were sent, again with a distinct `[request N] ` prefix (N counts from 1 over the run)."""
+
+    def __init__(self, ds: Dataset, tokenizer: Optional[Tokenizer], source: str = "dataset"):
+        self.ds, self.tokenizer, self.sent = ds, tokenizer, 0
+        self.rng = random.Random(ds.seed)
+        self.entries: list[Prompt] = []
+        self.prefixes: list[str] = []
+        if isinstance(ds, JsonlDataset):
+            self.entries = read_file_entries(ds, tokenizer, source)
+            if ds.shuffle:
+                self.rng.shuffle(self.entries)
+        elif isinstance(ds, SharedPrefixDataset):
+            self.prefixes = [_random_text(self.rng, ds.prefix_tokens, tokenizer) for _ in range(ds.groups)]
+
+    def take(self, n: int) -> list[Prompt]:
+        """The next `n` prompts."""
+        out = [self._one(self.sent + i) for i in range(n)]
+        self.sent += n
+        return out
+
+    def _one(self, i: int) -> Prompt:
+        ds, rng, tokenizer = self.ds, self.rng, self.tokenizer
+        if isinstance(ds, RandomDataset):
+            return Prompt(_random_text(rng, _length(rng, ds.prompt_tokens, ds.range_ratio), tokenizer),
+                          _length(rng, ds.output_tokens, ds.range_ratio, floor=2), None)
+        if isinstance(ds, SharedPrefixDataset):
+            return Prompt(self.prefixes[i % ds.groups] + " " + _random_text(rng, ds.prompt_tokens, tokenizer),
+                          ds.output_tokens, ds.prefix_tokens + ds.prompt_tokens)
+        entry = self.entries[i % len(self.entries)]
+        if i < len(self.entries):
+            return entry
+        text = f"[request {i + 1}] {entry.text}"
+        return Prompt(text, entry.max_tokens, tokenizer.count(text) if tokenizer else None)
+
+
 def build_prompts(ds: Dataset, n: int, tokenizer: Optional[Tokenizer], source: str = "dataset") -> list[Prompt]:
-    """`n` prompts (a file's entries cycle when it has fewer)."""
-    if isinstance(ds, RandomDataset):
-        rng = random.Random(ds.seed)
-        return [Prompt(_random_text(rng, _length(rng, ds.prompt_tokens, ds.range_ratio), tokenizer),
-                       _length(rng, ds.output_tokens, ds.range_ratio, floor=2), None) for _ in range(n)]
-    if isinstance(ds, SharedPrefixDataset):
-        rng = random.Random(ds.seed)
-        prefixes = [_random_text(rng, ds.prefix_tokens, tokenizer) for _ in range(ds.groups)]
-        return [Prompt(prefixes[i % ds.groups] + " " + _random_text(rng, ds.prompt_tokens, tokenizer),
-                       ds.output_tokens, ds.prefix_tokens + ds.prompt_tokens) for i in range(n)]
-    entries = read_file_entries(ds, tokenizer, source)
-    if ds.shuffle:
-        random.Random(ds.seed).shuffle(entries)
-    return [entries[i % len(entries)] for i in range(n)]
+    """The first `n` prompts of a PromptSource."""
+    return PromptSource(ds, tokenizer, source).take(n)
 
 
 def _length(rng: random.Random, n: int, range_ratio: float, floor: int = 1) -> int:

@@ -1,6 +1,6 @@
 """Load generation: a closed loop (N requests always in flight) or an open loop (arrivals at a rate: Poisson, gamma
 with a burstiness, or constant), bounded in count and in time. A request still running when a level's time is up
-is cancelled and counted as `cut`, never as a server failure."""
+is cancelled and counted as `cut`: apart from the requests that failed, but in the level's failure ratio."""
 
 from __future__ import annotations
 

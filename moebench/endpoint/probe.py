@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
 
 _PROBE = Prompt("Count from one to ten.", 4, None)
 _PROBE_TIMEOUT_S = 60.0
+# A 5xx at the probe is often a server still loading or briefly overloaded: retried, bounded in count and time.
+RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
+RETRY_BUDGET_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -56,9 +60,16 @@ def metrics_url(spec: EndpointSpec) -> str:
 
 
 async def probe(client: "aiohttp.ClientSession", spec: EndpointSpec) -> Capabilities:
-    """Raises EnvironmentProblem (exit 4) when the server cannot be reached or serves nothing usable."""
+    """Raises EnvironmentProblem (exit 4) when the server cannot be reached or serves nothing usable. An HTTP 5xx
+    is retried after RETRY_DELAYS_S, within RETRY_BUDGET_S in all."""
     hdrs = headers(spec)
+    deadline = time.monotonic() + RETRY_BUDGET_S
     status, body = await _get(client, f"{spec.base_url}/models", hdrs)
+    for delay in RETRY_DELAYS_S:
+        if status is None or status < 500 or time.monotonic() + delay > deadline:
+            break
+        await asyncio.sleep(delay)
+        status, body = await _get(client, f"{spec.base_url}/models", hdrs)
     if status is None:
         raise EnvironmentProblem(f"endpoint {spec.base_url} unreachable ({body})")
     model = spec.model
@@ -72,6 +83,11 @@ async def probe(client: "aiohttp.ClientSession", spec: EndpointSpec) -> Capabili
     for change in fallbacks:
         opts = replace(opts, **change)
         rec = await send(client, opts, _PROBE)
+        for delay in RETRY_DELAYS_S:
+            if rec.ok or (rec.status or 0) < 500 or time.monotonic() + delay > deadline:
+                break
+            await asyncio.sleep(delay)
+            rec = await send(client, opts, _PROBE)
         if rec.ok or rec.status not in (400, 422):
             break
     assert rec is not None

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 from moebench.endpoint.client import RequestOptions, open_session, send
 from moebench.endpoint.cost import DeploymentCost, hardware_of, resolve_cost
-from moebench.endpoint.dataset import Prompt, build_prompts
+from moebench.endpoint.dataset import Prompt, PromptSource
 from moebench.endpoint.energy import Meter, energy_record, open_meter
 from moebench.endpoint.experts import ExpertRecorder, not_available, open_recorder
 from moebench.endpoint.load import Level, LevelRun, run_level
@@ -28,6 +28,7 @@ from moebench.endpoint.tokens import Tokenizer
 from moebench.catalog import reference_models
 from moebench.endpoint.workload import EndpointWorkload, RandomDataset, SharedPrefixDataset
 from moebench.errors import ExitCode, MoebenchError, RunFailed
+from moebench.outdir import save_result
 from moebench.results import make_record, new_doc, new_run_id, write_result
 from moebench.tokenomics import cost_at_interactivity
 
@@ -53,20 +54,27 @@ def levels_of(wl: EndpointWorkload) -> list[Level]:
     return [Level("rate", r) for r in wl.load.request_rate or []]
 
 
+def prepare(wl: EndpointWorkload, source: str = "workload") -> tuple[DeploymentCost, Optional[Tokenizer],
+                                                                       PromptSource]:
+    """What a run needs before its first request, checked without the network (`validate` calls it too): the
+    deployment's hardware and price, the tokenizer, the dataset file. Raises BadInput (exit 3) naming the field."""
+    cost = resolve_cost(wl.deployment, source)
+    tokenizer = Tokenizer(wl.tokenizer) if wl.tokenizer else None
+    return cost, tokenizer, PromptSource(wl.dataset, tokenizer, source)
+
+
 def run_endpoint_workload(wl: EndpointWorkload, *, out_dir: Path, workload_path: str = "workload",
                           log: Log = lambda _m: None) -> tuple[dict[str, Any], Path]:
     """Run the sweep; returns the complete document and where it was written."""
-    cost = resolve_cost(wl.deployment, workload_path)  # a bad hardware id or tier fails before any request
-    tokenizer = Tokenizer(wl.tokenizer) if wl.tokenizer else None
-    prompts = build_prompts(wl.dataset, wl.timing.warmup_requests + wl.load.requests_per_level, tokenizer,
-                            workload_path)
+    cost, tokenizer, prompts = prepare(wl, workload_path)
     run_id = new_run_id(wl.name)
     dest = Path(out_dir) / f"{run_id}.json"
     sweep = Sweep()
 
     def save(complete: bool, error: Optional[str] = None) -> dict[str, Any]:
         doc = build_doc(wl, sweep, cost, complete=complete, error=error, run_id=run_id, workload_path=workload_path)
-        write_result(doc, out_dir)
+        # a write --out refuses (disk full, read-only) puts the document in a named fallback file: exit 5
+        save_result(dest, doc, write=lambda path, d: write_result(d, path.parent, path.stem))
         return doc
 
     try:
@@ -85,14 +93,17 @@ def run_endpoint_workload(wl: EndpointWorkload, *, out_dir: Path, workload_path:
     return save(True), dest
 
 
-async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], tokenizer: Optional[Tokenizer],
+async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: PromptSource, tokenizer: Optional[Tokenizer],
                  save: Callable[..., Any], log: Log) -> Optional[str]:
     """Returns None when every level ran, "interrupted", or the reason the run failed."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    previous: dict[int, Any] = {}  # the handlers before ours (the CLI's), put back when the sweep ends
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
+            before = signal.getsignal(sig)
             loop.add_signal_handler(sig, stop.set)
+            previous[sig] = before
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests) or not POSIX
             pass
     spec = wl.endpoint
@@ -110,6 +121,9 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], toke
                 f"{caps.continuous_usage}, ignore_eos {caps.ignore_eos}, /metrics {'yes' if caps.metrics_url else 'no'}, "
                 f"energy {sweep.meter.source if sweep.meter else 'catalog estimate'}, "
                 f"expert load {'yes' if recorder else 'no'}")
+            if not caps.stream_usage and tokenizer is None:
+                log("note: the server reports no usage: set tokenizer: (a local tokenizer folder) to count tokens; "
+                    "without it token rates, $/M tokens and TPOT are not measured")
             opts = RequestOptions(url=request_url(spec), model=caps.model, api=spec.api,
                                   stream_usage=caps.stream_usage, continuous_usage=caps.continuous_usage,
                                   ignore_eos=caps.ignore_eos, headers=headers(spec), timeout_s=spec.request_timeout_s)
@@ -117,14 +131,14 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], toke
             async def one(prompt: Prompt, queued_s: float):
                 return await send(client, opts, prompt, tokenizer, queued_s)
 
-            warm, measured = prompts[:wl.timing.warmup_requests], prompts[wl.timing.warmup_requests:]
             scrape_url = caps.metrics_url if wl.telemetry_interval_s else None
             for level in levels:
+                warm = prompts.take(wl.timing.warmup_requests)
                 if warm:
                     await run_level(one, warm, Level("concurrency", min(len(warm), max(1, int(level.value)))),
                                     max_duration_s=wl.load.max_duration_s, stop=stop)
                 why = await recorder.start() if recorder else None
-                runs, scrapes, joules = await _repeats(wl, level, one, measured, stop, side, scrape_url,
+                runs, scrapes, joules = await _repeats(wl, level, one, prompts, stop, side, scrape_url,
                                                        opts.headers, sweep.meter, log)
                 experts = await _experts(recorder, why, no_experts)
                 finished = [i for i, r in enumerate(runs) if not r.stopped]
@@ -137,20 +151,21 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: list[Prompt], toke
                 if stop.is_set():
                     return "interrupted"
                 summary = request_summary(runs, wl.slo)
-                if summary["failure_ratio"] > wl.max_failure_ratio:
-                    commonest = next(iter(summary["errors"]), "?")
-                    return (f"{level.label}: {summary['failed']} of {summary['ok'] + summary['failed']} requests "
-                            f"failed (> max_failure_ratio {wl.max_failure_ratio:g}; commonest: {commonest})")
+                if summary["ok"] == 0 or summary["failure_ratio"] > wl.max_failure_ratio:
+                    commonest = next(iter(summary["errors"]), None) or (
+                        f"cut at max_duration_s {wl.load.max_duration_s:g}" if summary["cut"] else "?")
+                    return (f"{level.label}: {summary['failed']} of {summary['sent']} requests failed and "
+                            f"{summary['cut']} were cut at the time limit (> max_failure_ratio {wl.max_failure_ratio:g}"
+                            f"{'' if summary['ok'] else ', none answered'}; commonest: {commonest})")
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.remove_signal_handler(sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
+        for sig, before in previous.items():
+            loop.remove_signal_handler(sig)  # which sets SIG_DFL (SIGTERM) or Python's default (SIGINT)
+            if before is not None:  # None: a handler not installed from Python, which cannot be put back
+                signal.signal(sig, before)
     return None
 
 
-async def _repeats(wl: EndpointWorkload, level: Level, one, prompts: list[Prompt], stop: asyncio.Event, side,
+async def _repeats(wl: EndpointWorkload, level: Level, one, prompts: PromptSource, stop: asyncio.Event, side,
                    scrape_url: Optional[str], hdrs: dict[str, str], meter: Optional[Meter], log: Log):
     """The level's timed repeats, with the server's /metrics scraped while each runs and its energy counter read
     just before and just after each: (runs, scrapes, joules per repeat or None)."""
@@ -166,7 +181,8 @@ async def _repeats(wl: EndpointWorkload, level: Level, one, prompts: list[Prompt
         if scrape_url:
             sampler = asyncio.ensure_future(sample(side, scrape_url, hdrs, done, wl.telemetry_interval_s or 1.0))
         try:
-            run = await run_level(one, prompts, level, max_duration_s=wl.load.max_duration_s, stop=stop,
+            run = await run_level(one, prompts.take(wl.load.requests_per_level), level,
+                                  max_duration_s=wl.load.max_duration_s, stop=stop,
                                   arrival=wl.load.arrival, burstiness=wl.load.burstiness,
                                   max_concurrency=wl.load.max_concurrency, seed=rep)
             joules.append(meter.joules(before, await meter.read()) if meter else None)
@@ -191,9 +207,10 @@ async def _experts(recorder: Optional[ExpertRecorder], start_failed: Optional[st
 def _progress(level: Level, rep: int, repeats: int, run: LevelRun) -> str:
     ok = [r for r in run.records if r.ok]
     ttft = statistics.median([(r.first_token - r.start) * 1e3 for r in ok]) if ok else float("nan")  # type: ignore[operator]
-    out = sum(r.output_tokens or 0 for r in ok) / max(run.wall_s, 1e-9)
+    counted = all(r.output_tokens is not None for r in ok)
+    out = f"{sum(r.output_tokens or 0 for r in ok) / max(run.wall_s, 1e-9):.0f}" if counted else "?"
     return (f"  {level.label} repeat {rep + 1}/{repeats}: {len(ok)} ok, {len(run.records) - len(ok)} failed, "
-            f"{run.cut} cut, {run.wall_s:.1f} s, TTFT median {ttft:.1f} ms, {out:.0f} output tok/s")
+            f"{run.cut} cut, {run.wall_s:.1f} s, TTFT median {ttft:.1f} ms, {out} output tok/s")
 
 
 def build_doc(wl: EndpointWorkload, sweep: Sweep, cost: DeploymentCost, *, complete: bool,
@@ -240,8 +257,12 @@ def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, ru
     ok = [r for run in runs for r in run.records if r.ok]
     closed = level.mode == "concurrency"
     ref = reference_models().get(wl.deployment.model) if wl.deployment.model else None
+    served = caps.model if caps else wl.endpoint.model
     return make_record(
-        model=caps.model if caps else wl.endpoint.model,
+        # the deployment's catalog name (family:flavor), so compare lines the endpoint up with an engine run of the
+        # same model; the name the server answers to is kept beside it
+        model=wl.deployment.model or served,
+        served_model=served,
         kind=ref.kind if ref else None,
         basis="measured",
         # a server batches continuously; an open-loop level's rate is part of its identity (its batch size is not)

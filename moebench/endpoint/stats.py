@@ -62,8 +62,23 @@ def is_good(r: RequestRecord, slo: Slo) -> bool:
     return slo.e2e_ms is None or e2e_ms(r) <= slo.e2e_ms
 
 
+# Per-token ITL of a long sweep is ~10⁵ samples a level (~35 bytes each in JSON), rewritten after every level.
+MAX_STORED_SAMPLES = 1000
+
+
 def _stat_or_none(xs: list[float], unit: str) -> Optional[dict[str, Any]]:
-    return stat(xs, "measured", unit) if xs else None
+    """The statistic of every sample; past MAX_STORED_SAMPLES the stored `samples` are that many at evenly spaced
+    ranks of the sorted samples (the same distribution, for the gate and the plots), and `samples_stored` says so."""
+    if not xs:
+        return None
+    st = stat(xs, "measured", unit)
+    if len(xs) > MAX_STORED_SAMPLES:
+        ordered = sorted(st["samples"])
+        step = (len(ordered) - 1) / (MAX_STORED_SAMPLES - 1)
+        st["samples"] = [ordered[round(i * step)] for i in range(MAX_STORED_SAMPLES)]
+        st["samples_stored"] = (f"{MAX_STORED_SAMPLES} of {len(xs)}, at evenly spaced ranks; the statistics use "
+                                "all of them")
+    return st
 
 
 def level_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost,
@@ -93,6 +108,8 @@ def level_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost,
 def _energy(runs: list[LevelRun], cost: DeploymentCost, energy_j: Optional[list[Optional[float]]]) -> dict[str, Any]:
     """J/token per repeat: measured from a counter when `energy_j` has every repeat's joules; else estimated from
     the catalog's all-in kW × GPUs × the repeat's wall time (labelled `estimated`, never measured); else None."""
+    if any(r.ok and (r.prompt_tokens is None or r.output_tokens is None) for run in runs for r in run.records):
+        return {"joules_per_token": None, "tokens_per_joule": None}  # tokens nobody counted
     toks = [sum((r.prompt_tokens or 0) + (r.output_tokens or 0) for r in run.records if r.ok) for run in runs]
     basis = "measured"
     if not (energy_j and len(energy_j) == len(runs) and all(e is not None for e in energy_j)):
@@ -108,6 +125,10 @@ def _energy(runs: list[LevelRun], cost: DeploymentCost, energy_j: Optional[list[
 def _rate_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost) -> dict[str, Any]:
     per: dict[str, list[float]] = {k: [] for k in (
         "requests", "input", "output", "total", "good_requests", "good_input", "good_output")}
+    ok_all = [r for run in runs for r in run.records if r.ok]
+    # a rate over requests whose tokens nobody counted is unknown, not zero
+    known_in = all(r.prompt_tokens is not None for r in ok_all)
+    known_out = all(r.output_tokens is not None for r in ok_all)
     for run in runs:
         wall = max(run.wall_s, 1e-9)
         ok = [r for r in run.records if r.ok]
@@ -123,11 +144,20 @@ def _rate_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost) -> dict[
                 per["total"].append(i + o)
     n = cost.n_gpus
 
-    def s(xs: list[float], unit: str) -> dict[str, Any]:
-        return stat(xs, "measured", unit)
+    if not known_in:
+        for k in ("input", "good_input", "total"):
+            per[k] = []
+    if not known_out:
+        for k in ("output", "good_output", "total"):
+            per[k] = []
+
+    def s(xs: list[float], unit: str) -> Optional[dict[str, Any]]:
+        return stat(xs, "measured", unit) if xs else None
 
     m: dict[str, Any] = {
         "request_throughput_per_s": s(per["requests"], "requests/s"),
+        "failure_ratio": s([(sum(1 for r in run.records if not r.ok) + run.cut) / (len(run.records) + run.cut)
+                            for run in runs if run.records or run.cut], "fraction"),
         "input_tokens_per_s": s(per["input"], "tokens/s"),
         "output_tokens_per_s": s(per["output"], "tokens/s"),
         "total_tokens_per_s": s(per["total"], "tokens/s"),
@@ -159,33 +189,41 @@ def _rate_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost) -> dict[
             m["usd_per_mtok_good"] = {"input": s(gin, "USD/Mtok"), "output": s(gout, "USD/Mtok"),
                                       "blended": s([tk.blended_usd_per_mtok(a, b) for a, b in zip(gin, gout)],
                                                    "USD/Mtok")}
-    if cost.allin_kw_per_gpu:
+    if cost.allin_kw_per_gpu and per["total"]:
         m["tokens_per_mw"] = s([tk.tokens_per_mw(x, cost.allin_kw_per_gpu, n) or 0.0 for x in per["total"]],
                                "tokens/s/MW")
     return m
 
 
+NO_TOKEN_COUNTS = ("the server reports no usage and no tokenizer is set: token rates, $/M tokens, TPOT and "
+                   "J/token are not measured (set tokenizer: to a local tokenizer folder)")
+
+
 def request_summary(runs: list[LevelRun], slo: Slo) -> dict[str, Any]:
     """Counts a reader checks first: sent, ok, failed (with the commonest errors), cut by the time limit, good, and
-    which source counted the tokens."""
+    which source counted the tokens. `failure_ratio` = (failed + cut) / sent."""
     recs = [r for run in runs for r in run.records]
     failed = [r for r in recs if not r.ok]
+    cut = sum(run.cut for run in runs)
     errors = Counter(error_kind(r.error or "") for r in failed)
     examples: dict[str, str] = {}
     for r in failed:
         examples.setdefault(error_kind(r.error or ""), r.error or "")
     return {
-        "sent": len(recs) + sum(run.cut for run in runs),
+        "sent": len(recs) + cut,
         "ok": len(recs) - len(failed),
         "failed": len(failed),
-        "cut": sum(run.cut for run in runs),
+        "cut": cut,
         "good": sum(1 for r in recs if is_good(r, slo)),
-        "failure_ratio": len(failed) / len(recs) if recs else 0.0,
+        # a request the time limit cut got no answer either: a server that answers nothing fails every one
+        "failure_ratio": (len(failed) + cut) / (len(recs) + cut) if recs or cut else 0.0,
         "errors": dict(errors.most_common(5)),
         "error_examples": {k: examples[k] for k, _ in errors.most_common(5)},
         "output_token_source": dict(Counter(r.output_source for r in recs if r.ok)),
         "prompt_token_source": dict(Counter(r.prompt_source for r in recs if r.ok)),
         "wall_s": [run.wall_s for run in runs],
+        **({"note": NO_TOKEN_COUNTS} if any(r.ok and (r.output_tokens is None or r.prompt_tokens is None)
+                                           for r in recs) else {}),
     }
 
 

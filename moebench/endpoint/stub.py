@@ -32,11 +32,16 @@ class Faults:
     error_after_chunks: Optional[int] = None  # an error object mid-stream after this many content chunks
     drop_after_chunks: Optional[int] = None  # close the connection mid-stream after this many content chunks
     http_500_every: Optional[int] = None  # every n-th completion request answers HTTP 500
+    http_500_first: int = 0  # the first n completion requests answer HTTP 503 (a server warming up)
+    silent_after: Optional[int] = None  # completion requests after the n-th get no answer (for SILENT_S seconds)
     reject_unknown: bool = False  # HTTP 422 for fields beyond KNOWN_FIELDS (ignore_eos, continuous_usage_stats)
     metrics: bool = False  # serve a Prometheus /metrics
     # serve SGLang's expert-distribution endpoints, dumping `stat`-mode records (.pt) into this folder
     expert_distribution_dir: Optional[str] = None
     prompt_tokens: int = 7
+
+
+SILENT_S = 5.0
 
 
 @dataclass
@@ -134,8 +139,13 @@ class StubServer:
         if f.reject_unknown and unknown:
             return await _send(w, 422, json.dumps({"detail": f"Unexpected fields in the request: {sorted(unknown)}"}))
         self._n += 1
+        if self._n <= f.http_500_first:
+            return await _send(w, 503, '{"error": {"message": "injected: not ready"}}')
         if f.http_500_every and self._n % f.http_500_every == 0:
             return await _send(w, 500, '{"error": {"message": "injected failure"}}')
+        if f.silent_after is not None and self._n > f.silent_after:
+            await asyncio.sleep(SILENT_S)  # bounded, so the stub's shutdown never waits on it for long
+            return False
         self._running += 1
         try:
             await self._stream(req, arrived, w, path.endswith("chat/completions"))
@@ -222,7 +232,8 @@ def _event(w: asyncio.StreamWriter, data: str) -> None:
 
 async def _send(w: asyncio.StreamWriter, status: int, body: str) -> bool:
     raw = body.encode()
-    reason = {200: "OK", 404: "Not Found", 422: "Unprocessable Entity", 500: "Internal Server Error"}[status]
+    reason = {200: "OK", 404: "Not Found", 422: "Unprocessable Entity", 500: "Internal Server Error",
+              503: "Service Unavailable"}[status]
     w.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
             % (status, reason.encode(), len(raw), raw))
     await w.drain()

@@ -36,12 +36,33 @@ COUNTERS: dict[str, tuple[str, ...]] = {
 }
 
 
+_WANTED = frozenset(n for names, _ in GAUGES.values() for n in names) | frozenset(
+    n for names in COUNTERS.values() for n in names)
+
+
+def wanted_lines(text: str) -> str:
+    """The sample lines of the names parse() maps, alone: a vLLM page has ~1,000 lines (histogram buckets, one
+    set per engine), a few dozen of which are used. Without their # TYPE lines each sample parses as untyped under
+    its own name, the name parse() looks up."""
+    keep = []
+    for line in text.splitlines():
+        if line and line[0] != "#":
+            end = len(line)
+            for stop in ("{", " "):
+                i = line.find(stop)
+                if 0 <= i < end:
+                    end = i
+            if line[:end] in _WANTED:
+                keep.append(line)
+    return "\n".join(keep) + "\n"
+
+
 def parse(text: str) -> dict[str, float]:
     """Our names -> values, from one scrape."""
     from prometheus_client.parser import text_string_to_metric_families
 
     by_name: dict[str, list[float]] = {}
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(wanted_lines(text)):
         for s in family.samples:
             by_name.setdefault(s.name, []).append(float(s.value))
     out: dict[str, float] = {}
@@ -77,7 +98,9 @@ async def sample(session: "aiohttp.ClientSession", url: str, headers: dict[str, 
             async with asyncio.timeout(_GET_TIMEOUT_S):
                 async with session.get(url, headers=headers) as resp:
                     if resp.status == 200:
-                        scrapes.append(parse(await resp.text()))
+                        text = await resp.text()
+                        # off the event loop: parsing a page takes milliseconds the load's timestamps would wait for
+                        scrapes.append(await asyncio.to_thread(parse, text))
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
             pass
         if done.is_set():

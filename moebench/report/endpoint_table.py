@@ -7,20 +7,24 @@ from typing import Any, Optional
 
 from rich.table import Table
 
+from moebench import metrics as mt
 from moebench.report.format import fmt
 from moebench.tokenomics import cost_at_interactivity
+
+# The metrics a level's row shows, in order (record paths); heads, and whether a tail (p99) is shown, are the
+# declarations' in moebench.metrics.
+COLUMNS = ("ttft_ms", "tpot_ms", "itl_ms", "output_tokens_per_s", "interactivity_tokens_per_s_per_user",
+           "goodput_requests_per_s", "usd_per_mtok.blended", "usd_per_mtok_good.output")
 
 
 def _med_p99(m: Optional[dict[str, Any]]) -> str:
     if m is None:
         return "—"
-    return f"{fmt(m['median'])} [dim]/ {fmt(m.get('p99'))}[/dim]"
+    return f"{fmt(m.get('median'))} [dim]/ {fmt(m.get('p99'))}[/dim]"
 
 
-def _med(m: Optional[dict[str, Any]], key: Optional[str] = None) -> str:
-    if m is not None and key is not None:
-        m = m.get(key)
-    return "—" if m is None else fmt(m["median"])
+def _med(m: Optional[dict[str, Any]]) -> str:
+    return "—" if m is None else fmt(m.get("median"))
 
 
 def _server(srv: Optional[dict[str, Any]]) -> str:
@@ -52,23 +56,28 @@ def levels_table(doc: dict[str, Any]) -> Table:
         where += f" at ${price['usd_per_gpu_hour']:g}/GPU-h ({price.get('tier')})"
     caption = ("latencies: median / p99 over requests; rates: median over repeats. "
                "ITL per token needs continuous usage (— otherwise)")
+    notes = {(r.get("requests") or {}).get("note") for r in doc["records"]} - {None}
+    caption += "".join(f"\n{n}" for n in sorted(notes))
     for target, at in at_interactivity(doc):
         caption += (f"\n$/M blended at {fmt(target)} tok/s/user: "
                     + (f"{fmt(at[0])} (between {at[1]} and {at[2]}, on the Pareto front)" if at and at[1] != at[2]
                        else f"{fmt(at[0])} ({at[1]})" if at else "— (no priced level reaches it)"))
     t = Table(title=f"{caps.get('model') or '?'} at {endpoint.get('base_url')} · {where}"
                     + ("" if doc.get("complete") else " · PARTIAL"), caption=caption)
-    for head in ("level", "ok / failed / cut", "TTFT ms", "TPOT ms", "ITL ms", "out tok/s", "tok/s/user",
-                 "goodput req/s", "$/M blended", "$/M good out", "server run/wait/KV", "tokens by"):
-        t.add_column(head, justify="left" if head in ("level", "tokens by") else "right")
+    shown = [mt.BY_PATH[p] for p in COLUMNS]
+    t.add_column("level")
+    t.add_column("ok / failed / cut", justify="right")
+    for metric in shown:
+        t.add_column(metric.label, justify="right")
+    t.add_column("server run/wait/KV", justify="right")
+    t.add_column("tokens by")
     for r in doc["records"]:
-        m, q = r["metrics"], r["requests"]
+        m, q = r.get("metrics") or {}, r.get("requests") or {}
         t.add_row(
-            r["load"]["label"], f"{q['ok']} / {q['failed']} / {q['cut']}",
-            _med_p99(m["ttft_ms"]), _med_p99(m["tpot_ms"]), _med_p99(m["itl_ms"]),
-            _med(m["output_tokens_per_s"]), _med(m["interactivity_tokens_per_s_per_user"]),
-            _med(m["goodput_requests_per_s"]), _med(m["usd_per_mtok"], "blended"),
-            _med(m["usd_per_mtok_good"], "output"), _server(r.get("server")),
-            ", ".join(q["output_token_source"]) or "—",
+            (r.get("load") or {}).get("label", "?"),
+            " / ".join(str(q.get(k, "?")) for k in ("ok", "failed", "cut")),
+            *[(_med_p99 if metric.tail else _med)(mt.at(m, metric.path)) for metric in shown],
+            _server(r.get("server")),
+            ", ".join(q.get("output_token_source") or {}) or "—",
         )
     return t

@@ -177,3 +177,57 @@ def test_open_loop_levels_are_records_too(stub, tmp_path):
     assert [(r["load"]["label"], r["serving"]) for r in recs] == [
         ("rate 40/s", "continuous, rate 40/s"), ("rate 80/s", "continuous, rate 80/s")]
     assert all(r["requests"]["ok"] == 20 and r["metrics"]["queue_ms"]["n"] == 20 for r in recs)
+
+
+def test_a_server_that_stops_answering_fails_the_run(stub, tmp_path):
+    server = stub(silent_after=1)  # the probe is answered; nothing after it
+    wl = workload(tmp_path, server.base_url, load="{concurrency: [2], requests_per_level: 4, max_duration_s: 0.5}",
+                  timing="{warmup_requests: 0, repeats: 1}")
+    proc = moebench("run", str(wl), "--out", str(tmp_path / "out"), timeout=120)
+    assert_error_last(proc, 5, "concurrency 2: 0 of 2 requests failed and 2 were cut at the time limit", "none answered",
+                      "partial results in")
+    [rec] = load_result(results(tmp_path / "out")[0])["records"]
+    assert rec["requests"]["ok"] == 0 and rec["requests"]["failure_ratio"] == 1.0
+
+
+def test_without_usage_or_tokenizer_token_rates_are_not_measured_not_zero(stub, tmp_path):
+    server = stub(usage="none")
+    wl = workload(tmp_path, server.base_url, load="{concurrency: [2], requests_per_level: 4}")
+    proc = moebench("run", str(wl), "--out", str(tmp_path / "out"), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "server reports no usage: set tokenizer:" in proc.stderr
+    [rec] = load_result(results(tmp_path / "out")[0])["records"]
+    m = rec["metrics"]
+    for key in ("output_tokens_per_s", "input_tokens_per_s", "total_tokens_per_s", "goodput_tokens_per_s",
+                "usd_per_mtok", "usd_per_mtok_good", "tpot_ms", "joules_per_token", "tokens_per_mw"):
+        assert m[key] is None, key
+    assert m["request_throughput_per_s"]["median"] > 0 and m["ttft_ms"]["n"] == 8
+    assert "set tokenizer:" in rec["requests"]["note"] and "set tokenizer:" in proc.stdout
+
+
+def test_repeats_is_honoured_and_engine_options_are_refused(stub, tmp_path):
+    server = stub()
+    wl = workload(tmp_path, server.base_url, load="{concurrency: [2], requests_per_level: 2}")
+    proc = moebench("run", str(wl), "--repeats", "3", "--out", str(tmp_path / "out"), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    [rec] = load_result(results(tmp_path / "out")[0])["records"]
+    assert rec["load"]["repeats"] == 3 and rec["metrics"]["output_tokens_per_s"]["n"] == 3
+    for extra in (["--nproc", "4"], ["--profile"], ["--device", "cuda"]):
+        proc = moebench("run", str(wl), *extra, "--out", str(tmp_path / "o2"))
+        assert_one_line_error(proc, 2, extra[0], "not for an endpoint workload")
+    assert len(server.log.requests) == 1 + 2 + 3 * 2  # nothing sent for the refused runs
+
+
+def test_validate_refuses_what_run_refuses(tmp_path):
+    url = "http://127.0.0.1:9/v1"  # nothing listens: validate needs no server
+    cases = [
+        ({"deployment": "{hardware: h100_sxmm}"}, "deployment.hardware"),
+        ({"dataset": f"{{kind: jsonl, path: {tmp_path / 'missing.jsonl'}}}"}, "dataset.path"),
+        ({"tokenizer": str(tmp_path / "no-tokenizer")}, "tokenizer"),
+    ]
+    for extra, field in cases:
+        wl = workload(tmp_path, url, **extra)
+        assert_one_line_error(moebench("validate", str(wl)), 3, field)
+        assert_one_line_error(moebench("run", str(wl), "--out", str(tmp_path / "o")), 3, field)
+    proc = moebench("validate", str(workload(tmp_path, url)))
+    assert proc.returncode == 0 and "endpoint workload" in proc.stdout, proc.stderr

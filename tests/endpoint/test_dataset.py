@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from moebench.endpoint.dataset import build_prompts
+from moebench.endpoint.dataset import PromptSource, build_prompts
 from moebench.endpoint.tokens import Tokenizer
 from moebench.endpoint.workload import JsonlDataset, RandomDataset, SharedPrefixDataset
 from moebench.errors import BadInput
@@ -34,14 +34,23 @@ def test_jsonl_and_sharegpt(tmp_path, word_tokenizer):
     f = tmp_path / "d.jsonl"
     f.write_text(json.dumps({"prompt": "hello", "output_tokens": 7}) + "\n" + json.dumps({"prompt": "world"}) + "\n")
     ps = build_prompts(JsonlDataset(kind="jsonl", path=str(f), shuffle=False, output_tokens=9), 3, None)
-    assert [(p.text, p.max_tokens) for p in ps] == [("hello", 7), ("world", 9), ("hello", 7)]
+    # once every entry was sent, an entry goes again under a distinct prefix: no prompt is sent twice
+    assert [(p.text, p.max_tokens) for p in ps] == [("hello", 7), ("world", 9), ("[request 3] hello", 7)]
     g = tmp_path / "sharegpt.json"
     g.write_text(json.dumps([
         {"conversations": [{"from": "human", "value": "hello world"}, {"from": "gpt", "value": "tok tok tok"}]},
         {"conversations": [{"from": "human", "value": "alone"}]},
     ]))
-    ps = build_prompts(JsonlDataset(kind="jsonl", path=str(g)), 2, Tokenizer(word_tokenizer))
-    assert {(p.text, p.max_tokens, p.prompt_tokens) for p in ps} == {("hello world", 3, 2)}
+    [p] = build_prompts(JsonlDataset(kind="jsonl", path=str(g)), 1, Tokenizer(word_tokenizer))
+    assert (p.text, p.max_tokens, p.prompt_tokens) == ("hello world", 3, 2)
+
+
+def test_prompts_drawn_in_parts_never_repeat():
+    src = PromptSource(RandomDataset(kind="random", prompt_tokens=4, output_tokens=4, seed=1), None)
+    parts = [src.take(20) for _ in range(5)]
+    texts = [p.text for part in parts for p in part]
+    assert len(set(texts)) == len(texts) == 100
+    assert [p.text for p in build_prompts(src.ds, 40, None)] == texts[:40]  # the same seeded stream
 
 
 def test_unreadable_dataset_is_one_bad_input_line(tmp_path):

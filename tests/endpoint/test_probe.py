@@ -43,3 +43,16 @@ def test_unreachable_server_is_an_environment_problem():
 
 def test_metrics_live_at_the_root():
     assert metrics_url(EndpointSpec(base_url="http://h:8000/v1")) == "http://h:8000/metrics"
+
+
+def test_transient_5xx_at_the_probe_is_retried_within_bounds(stub, monkeypatch):
+    from moebench.endpoint import probe as probe_mod
+
+    monkeypatch.setattr(probe_mod, "RETRY_DELAYS_S", (0.01, 0.01, 0.01))
+    server = stub(http_500_first=2)
+    assert caps_of(server.base_url).model == "stub-model"
+    assert len(server.log.bodies) == 3  # two 503s, then the answer
+    dead = stub(http_500_first=100)
+    with pytest.raises(EnvironmentProblem, match="HTTP 503"):
+        caps_of(dead.base_url)
+    assert len(dead.log.bodies) == 4  # the first try and three retries: bounded

@@ -53,7 +53,8 @@ def served(tmp_path_factory):
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                pytest.skip(f"transformers serve exited ({proc.returncode}): {log.read_text()[-500:]}")
+                # installed but broken is a failure to see, not a skip to overlook
+                pytest.fail(f"transformers serve exited ({proc.returncode}): {log.read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:
                     if resp.status == 200:
@@ -61,7 +62,7 @@ def served(tmp_path_factory):
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.skip(f"transformers serve not ready in {START_TIMEOUT_S} s: {log.read_text()[-500:]}")
+                pytest.fail(f"transformers serve not ready in {START_TIMEOUT_S} s: {log.read_text()[-2000:]}")
             time.sleep(0.5)
         yield {"base_url": f"{base}/v1", "model": str(folder), "folder": folder}
     finally:

@@ -6,6 +6,7 @@ from moebench.endpoint.cost import DeploymentCost
 from moebench.endpoint.load import LevelRun
 from moebench.endpoint.stats import is_good, itl_per_token_ms, level_metrics, request_summary, tpot_ms
 from moebench.endpoint.workload import Slo
+from moebench.results import stat
 
 
 def req(ttft_s=0.1, chunks=(0.1, 0.2, 0.4), tokens=(1, 2, 2), out=5, prompt=10, error=None):
@@ -63,3 +64,38 @@ def test_without_a_counter_energy_is_a_labelled_catalog_estimate():
     # 1.5 kW × 2 GPUs × 2 s over 15 tokens
     assert m["joules_per_token"]["median"] == pytest.approx(1500 * 2 * 2 / 15)
     assert m["joules_per_token"]["basis"] == "estimated"
+
+
+def test_failure_ratio_counts_cut_requests_per_repeat_and_the_gate_reads_it():
+    from moebench.gate import gate
+
+    runs = [LevelRun(records=[req(), req(), req(error="HTTP 500: x")], started=0.0, ended=2.0, cut=1),
+            LevelRun(records=[req(), req()], started=0.0, ended=1.0)]
+    cost = DeploymentCost(None, None, None, 1, None, None)
+    m = level_metrics(runs, Slo(), cost)
+    assert m["failure_ratio"]["samples"] == [2 / 4, 0.0]  # (1 failed + 1 cut) / 4 sent, then none
+    assert request_summary(runs, Slo())["failure_ratio"] == pytest.approx(2 / 6)
+
+    def doc(ratios):
+        rec = {"model": "m", "kind": None, "basis": "measured", "batch_size": 4, "prompt_tokens": 8,
+               "output_tokens": 4, "metrics": {"failure_ratio": stat(ratios, "measured", "fraction")}}
+        return {"schema_version": 2, "complete": True, "kind": "endpoint", "run_id": "r", "workload": {"name": "t"},
+                "hardware": {"id": "h100_sxm", "device": "endpoint"}, "environment": {}, "world_size": 1,
+                "records": [rec]}
+
+    res = gate([doc([0.01, 0.02] * 6)], [doc([0.3, 0.4] * 6)], metrics=["failure_ratio"])
+    assert res.regressed and [r.status for r in res.rows] == ["regressed"]
+
+
+def test_per_token_samples_are_capped_but_the_statistics_use_all():
+    from moebench.endpoint.stats import MAX_STORED_SAMPLES
+
+    chunks = tuple(0.1 + 0.001 * i * (1 + i % 7) for i in range(3000))  # 2,999 uneven gaps in one request
+    runs = [LevelRun(records=[req(chunks=chunks, tokens=(1,) * 3000, out=3000)], started=0.0, ended=10.0)]
+    m = level_metrics(runs, Slo(), DeploymentCost(None, None, None, 1, None, None))
+    itl = m["itl_ms"]
+    assert itl["n"] == 2999 and len(itl["samples"]) == MAX_STORED_SAMPLES and "of 2999" in itl["samples_stored"]
+    gaps = sorted((b - a) * 1e3 for a, b in zip(chunks, chunks[1:]))
+    assert itl["samples"][0] == gaps[0] and itl["samples"][-1] == gaps[-1]
+    assert stat(itl["samples"])["median"] == pytest.approx(itl["median"], rel=0.01)
+    assert "samples_stored" not in m["ttft_ms"]  # one sample per request: under the cap, all kept

@@ -1,7 +1,7 @@
 import asyncio
 
 from moebench.endpoint.client import open_session
-from moebench.endpoint.telemetry import MIN_INTERVAL_S, next_wait_s, parse, sample, summarize
+from moebench.endpoint.telemetry import MIN_INTERVAL_S, next_wait_s, parse, sample, summarize, wanted_lines
 
 from .conftest import run
 
@@ -58,3 +58,59 @@ def test_a_level_shorter_than_the_interval_is_scraped_while_it_runs(stub):
             return await task
 
     assert len(run(go())) >= 4  # ~8 expected (every 50 ms, then the end); 4 leaves room for a loaded machine
+
+
+def vllm_page(engines: int = 8) -> str:
+    """A vLLM-shaped page: the gauges and counters we map among histograms with many buckets, per engine."""
+    lines = []
+    for family, kind in (("vllm:num_requests_running", "gauge"), ("vllm:kv_cache_usage_perc", "gauge"),
+                         ("vllm:num_preemptions", "counter"), ("vllm:e2e_request_latency_seconds", "histogram"),
+                         ("vllm:iteration_tokens_total", "histogram")):
+        lines += [f"# HELP {family} x", f"# TYPE {family} {kind}"]
+        for e in range(engines):
+            lab = f'engine="{e}",model_name="m"'
+            if kind == "gauge":
+                lines.append(f"{family}{{{lab}}} {e / 10}")
+            elif kind == "counter":
+                lines += [f"{family}_total{{{lab}}} {e}.0", f"{family}_created{{{lab}}} 1.7e9"]
+            else:
+                lines += [f'{family}_bucket{{{lab},le="{b}"}} {i}.0' for i, b in enumerate((1, 2, 4, 8, 16, "+Inf"))]
+                lines += [f"{family}_sum{{{lab}}} {100 + e}.0", f"{family}_count{{{lab}}} {10 + e}.0"]
+    return "\n".join(lines) + "\n"
+
+
+def test_parsing_only_the_wanted_lines_gives_what_the_whole_page_gives():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    page = vllm_page()
+    whole: dict[str, list[float]] = {}
+    for fam in text_string_to_metric_families(page):
+        for smp in fam.samples:
+            whole.setdefault(smp.name, []).append(smp.value)
+    got = parse(page)
+    assert got["running_requests"] == sum(whole["vllm:num_requests_running"])
+    assert got["preemptions"] == sum(whole["vllm:num_preemptions_total"])
+    assert got["iteration_tokens_sum"] == sum(whole["vllm:iteration_tokens_total_sum"])
+    assert got["iteration_tokens_count"] == sum(whole["vllm:iteration_tokens_total_count"])
+    assert abs(got["kv_cache_usage"] - 0.35) < 1e-9
+    assert len(wanted_lines(page).splitlines()) == 5 * 8  # of ~250 lines
+
+
+def test_scrapes_are_parsed_off_the_event_loop(stub, monkeypatch):
+    import threading
+
+    from moebench.endpoint import telemetry
+
+    server = stub(metrics=True)
+    threads = []
+    real = telemetry.parse
+    monkeypatch.setattr(telemetry, "parse", lambda text: threads.append(threading.get_ident()) or real(text))
+
+    async def go():
+        done = asyncio.Event()
+        done.set()  # one scrape, then the end
+        async with open_session(1) as s:
+            return await sample(s, f"http://127.0.0.1:{server.port}/metrics", {}, done, 1.0), threading.get_ident()
+
+    scrapes, loop_thread = run(go())
+    assert scrapes and threads and loop_thread not in threads

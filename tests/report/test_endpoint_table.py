@@ -33,3 +33,23 @@ def test_an_endpoint_levels_expert_load_is_a_heatmap_and_its_saved_prices_are_re
         {"target_tokens_per_s_per_user": 45.0, "usd_per_mtok_blended": 0.75, "levels": ["concurrency 8", "concurrency 4"]},
         {"target_tokens_per_s_per_user": 99.0, "usd_per_mtok_blended": None, "levels": None}]}
     assert at_interactivity(saved) == [(45.0, (0.75, "concurrency 8", "concurrency 4")), (99.0, None)]
+
+
+def test_the_levels_table_reads_its_heads_from_the_metric_table_and_survives_missing_keys():
+    from rich.console import Console
+
+    from moebench import metrics as mt
+    from moebench.report.endpoint_table import COLUMNS, levels_table
+
+    doc = {"hardware": {"id": "h100_sxm", "endpoint": {"base_url": "http://x/v1"}}, "world_size": 1,
+           "complete": True,
+           "records": [{"load": {"label": "concurrency 2"}, "requests": {"ok": 3, "failed": 1, "cut": 0},
+                        "metrics": {"ttft_ms": {"median": 12.0, "p99": 30.0}}},  # an older or partial record
+                       {"load": {"label": "concurrency 4"}, "metrics": {}}]}
+    t = levels_table(doc)
+    heads = [c.header for c in t.columns]
+    assert heads[2:-2] == [mt.BY_PATH[p].label for p in COLUMNS] and all(heads)
+    console = Console(width=250, record=True)
+    console.print(t)
+    text = console.export_text()
+    assert "3 / 1 / 0" in text and "12" in text and "? / ? / ?" in text

@@ -1,0 +1,102 @@
+"""The endpoint runner in-process: what it writes, sends and saves when things go wrong."""
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from moebench import outdir
+from moebench.endpoint.runner import run_endpoint_workload
+from moebench.endpoint.workload import EndpointWorkload
+from moebench.errors import ExitCode
+from moebench.results import load_result
+from moebench.results import schema
+
+
+def endpoint_workload(base_url: str, **extra) -> EndpointWorkload:
+    fields = {
+        "kind": "endpoint", "name": "stub", "endpoint": {"base_url": base_url},
+        "deployment": {"hardware": "h100_sxm", "gpus": 1, "price": {"usd_per_gpu_hour": 2.0}},
+        "dataset": {"kind": "random", "prompt_tokens": 8, "output_tokens": 4},
+        "load": {"concurrency": [1, 2], "requests_per_level": 4},
+        "timing": {"warmup_requests": 1, "repeats": 2},
+        **extra,
+    }
+    return EndpointWorkload.model_validate(yaml.safe_load(yaml.safe_dump(fields)))
+
+
+def test_a_full_disk_at_the_second_write_saves_the_levels_done_elsewhere(stub, tmp_path, monkeypatch):
+    server = stub()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "spare"))
+    (tmp_path / "spare").mkdir()
+    monkeypatch.setattr(outdir.tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    real, writes = schema.write_atomic, []
+
+    def full_after_one(path, doc):
+        if Path(path).parent == tmp_path / "out":
+            writes.append(path)
+            if len(writes) >= 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(path, doc)
+
+    monkeypatch.setattr(schema, "write_atomic", full_after_one)
+    with pytest.raises(outdir.ResultNotSaved) as err:
+        run_endpoint_workload(endpoint_workload(server.base_url), out_dir=tmp_path / "out")
+    assert err.value.code == ExitCode.RUN_FAILED and "No space left on device" in str(err.value)
+    [spare] = (tmp_path / "spare").glob("moebench-unsaved-*.json")
+    assert str(spare) in str(err.value)
+    doc = load_result(spare)
+    assert not doc["complete"] and [r["load"]["label"] for r in doc["records"]] == ["concurrency 1", "concurrency 2"]
+
+
+def sent_prompts(server) -> list[str]:
+    """Every prompt the runner sent after the probe (chat: the user message)."""
+    return [b["messages"][-1]["content"] for b in server.log.bodies[1:]]
+
+
+@pytest.mark.parametrize("dataset", ["random", "jsonl", "shared_prefix"])
+def test_no_prompt_is_sent_twice_across_levels_repeats_and_warm_ups(stub, tmp_path, dataset):
+    server = stub()
+    f = tmp_path / "d.jsonl"
+    f.write_text("".join(f'{{"prompt": "question {i}", "output_tokens": 4}}\n' for i in range(5)))
+    ds = {"random": {"kind": "random", "prompt_tokens": 16, "output_tokens": 4},
+          "jsonl": {"kind": "jsonl", "path": str(f)},  # 5 entries for 2 × (1 + 2 × 4) requests: cycled
+          "shared_prefix": {"kind": "shared_prefix", "groups": 2, "prefix_tokens": 8, "prompt_tokens": 8,
+                            "output_tokens": 4}}[dataset]
+    run_endpoint_workload(endpoint_workload(server.base_url, dataset=ds), out_dir=tmp_path / "out")
+    sent = sent_prompts(server)
+    assert len(sent) == 2 * (1 + 2 * 4) and len(set(sent)) == len(sent)
+    if dataset == "shared_prefix":  # the prefixes are shared on purpose; the questions after them differ
+        assert len({" ".join(p.split()[:8]) for p in sent}) == 2
+    if dataset == "jsonl":
+        assert sorted(sent[:5]) == [f"question {i}" for i in range(5)]  # each entry as written, first
+        assert sum(p.startswith("[request ") for p in sent) == len(sent) - 5
+
+
+def test_the_callers_signal_handlers_are_put_back(stub, tmp_path):
+    import signal
+
+    server = stub()
+    mine = lambda *_: None  # noqa: E731 - the CLI's handler, as far as the runner can tell
+    old = signal.signal(signal.SIGTERM, mine)
+    try:
+        run_endpoint_workload(endpoint_workload(server.base_url, load={"concurrency": [1], "requests_per_level": 1}),
+                              out_dir=tmp_path / "out")
+        assert signal.getsignal(signal.SIGTERM) is mine
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def test_records_carry_the_deployments_catalog_model_and_the_served_name(stub, tmp_path):
+    server = stub()
+    one_level = {"concurrency": [1], "requests_per_level": 1}
+    dep = {"hardware": "h100_sxm", "gpus": 1, "price": {"usd_per_gpu_hour": 2.0}, "model": "llama3:8b"}
+    doc, _ = run_endpoint_workload(endpoint_workload(server.base_url, load=one_level, deployment=dep),
+                                   out_dir=tmp_path / "a")
+    [rec] = doc["records"]
+    assert (rec["model"], rec["served_model"], rec["kind"]) == ("llama3:8b", "stub-model", "dense")
+    doc, _ = run_endpoint_workload(endpoint_workload(server.base_url, load=one_level), out_dir=tmp_path / "b")
+    assert doc["records"][0]["model"] == doc["records"][0]["served_model"] == "stub-model"  # no catalog name given
