@@ -112,6 +112,17 @@ def provenance(sources: list[tuple[str, dict[str, Any]]]) -> str:
     return _table(head, body)
 
 
+_ENERGY = ("joules_per_token", "tokens_per_joule")
+
+
+def _energy(r: dict[str, Any], name: str) -> str:
+    """An energy figure with how it was obtained beside it: never an estimate that reads as a reading."""
+    v, source = value(r, name), r.get("energy_source")
+    if v is None:
+        return esc(source) if source else "—"
+    return f"{esc(fmt(v))} <span class='dim'>({esc(source or r.get('energy_basis') or '?')})</span>"
+
+
 def dense_vs_moe(rs: list[dict[str, Any]]) -> str:
     """The run table, per hardware: every model side by side at each batch size, basis badged."""
     parts = []
@@ -131,7 +142,8 @@ def dense_vs_moe(rs: list[dict[str, Any]]) -> str:
             body.append((f"basis-{r['basis']}", [
                 esc(r["model"]), esc(r["kind"]), _badge(r["basis"], detail), esc(r["batch_size"]),
                 f"{esc(fmt_params(r['params_active']))}/{esc(fmt_params(r['params_total']))}", score,
-            ] + [_spread(r, m.name) if m.spread else esc(fmt(value(r, m.name))) for m in shown]))
+            ] + [_spread(r, m.name) if m.spread else _energy(r, m.name) if m.name in _ENERGY
+                 else esc(fmt(value(r, m.name))) for m in shown]))
         parts.append(f"<h3>{esc(wl)} on {esc(hw)} <span class='dim'>({esc(src)})</span></h3>" + _table(head, body))
     return "".join(parts)
 

@@ -24,6 +24,7 @@ IDENTITY: tuple[str, ...] = (
     "model", "kind", "basis", "serving", "layers_run", "layers_total", "batch_size", "prompt_tokens", "output_tokens",
     "params_total", "params_active", "active_ratio",
     "intelligence_score", "intelligence_index", "intelligence_version",
+    "energy_source", "energy_basis", "contended",
 )
 
 COLUMNS: tuple[str, ...] = (
@@ -77,6 +78,10 @@ def record_row(doc: dict[str, Any], rec: dict[str, Any], source: str = "") -> di
         "intelligence_score": intel.get("score"),
         "intelligence_index": intel.get("index"),
         "intelligence_version": intel.get("version"),
+        # how J/token was obtained: a counter (nvml, rapl, dcgm), the catalog's power (estimated), or not at all
+        "energy_source": rec.get("energy_source"),
+        "energy_basis": (m.get("joules_per_token") or {}).get("basis"),
+        "contended": (rec.get("contention") or {}).get("contended"),
     }
     for metric in metrics.stats():
         st = metrics.at(m, metric.path)
