@@ -21,7 +21,7 @@ IDENTITY: tuple[str, ...] = (
     "source_file", "run_id", "created_utc", "git_sha", "moebench_version", "workload", "complete",
     "hardware_id", "hardware_name", "device", "dtype", "kernels", "world_size",
     "usd_per_gpu_hour", "price_tier",
-    "model", "kind", "basis", "serving", "layers_run", "layers_total", "batch_size", "prompt_tokens", "output_tokens",
+    "model", "kind", "basis", "error_band", "serving", "layers_run", "layers_total", "batch_size", "prompt_tokens", "output_tokens",
     "params_total", "params_active", "active_ratio",
     "intelligence_score", "intelligence_index", "intelligence_version",
 )
@@ -65,6 +65,7 @@ def record_row(doc: dict[str, Any], rec: dict[str, Any], source: str = "") -> di
         "model": rec.get("model"),
         "kind": rec.get("kind"),
         "basis": rec.get("basis"),
+        "error_band": ((doc.get("projection") or {}).get("error_band") or {}).get("text"),
         "serving": rec.get("serving"),
         "layers_run": rec.get("layers_run"),
         "layers_total": rec.get("layers_total"),
