@@ -242,7 +242,9 @@ def _optimism_range(v: Validation, model: str, hardware: str, precision: Optiona
                 and (precision is None or groups(s)["precision"] == precision))
     if not xs:
         return "no published point"
-    return f"{xs[0]:.2f}–{xs[-1]:.2f}× on {len(xs)} published point{'s' if len(xs) > 1 else ''}"
+    if len(xs) == 1:
+        return f"{xs[0]:.2f}× on 1 published point"
+    return f"{xs[0]:.2f}–{xs[-1]:.2f}× on {len(xs)} published points"
 
 
 def _ratio_band(ratio: float, a: Band, b: Band) -> tuple[tuple[float, float], tuple[float, float]]:

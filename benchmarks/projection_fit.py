@@ -113,7 +113,8 @@ def main() -> int:
         presets = builtin()
     else:
         params = fit(fit_pts, resolve_config, PARAMS, log=lambda s: print(s, file=sys.stderr))
-        presets = Presets(params)
+        # scored as written: the band every projection prints is what the rounded factors score
+        presets = Presets({k: float(f"{v:.4g}") for k, v in params.items()})
     scored, lines = report(presets, pts, skipped)
     print("\n".join(lines))
     if args.table:
@@ -124,7 +125,7 @@ def main() -> int:
     doc = {
         "fitted": datetime.date.today().isoformat(),
         "data": "tests/projection/data/published.yaml",
-        "params": {k: float(f"{v:.4g}") for k, v in presets.params.items()},
+        "params": dict(presets.params),
         "fitted_on": sorted({m.id.split("/")[0] for m in fit_pts}),
         "held_out": [{**h.__dict__, "ratio": float(f"{h.ratio:.4g}")} for h in held],
     }
