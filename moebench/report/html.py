@@ -75,9 +75,11 @@ def _host(doc: dict[str, Any]) -> str:
         overlap = proj.get("comm_overlap")
         overlap_s = {0: "none", 1: "full"}.get(overlap, fmt(overlap)) if overlap is not None else "—"
         calib = f"calibrated from {esc(proj['calibration'])}" if proj.get("calibration") else \
-            "uncalibrated (catalog peaks × default efficiencies)"
+            "uncalibrated (catalog peaks × the presets' efficiencies)"
+        band = proj.get("error_band") or {}
+        trust = f"<br>how far to trust it: {esc(band['text'])}" if band.get("text") else ""
         return (f"analytic projection <span class='dim'>{esc(proj.get('serving'))} serving, "
-                f"communication overlap {esc(overlap_s)}, {calib}</span>")
+                f"communication overlap {esc(overlap_s)}, {calib}{trust}</span>")
     env = doc.get("environment") or {}
     return (f"{esc(env.get('hostname'))} <span class='dim'>{esc(env.get('platform'))}, "
             f"{esc(env.get('cpu_count'))} CPUs</span>")
