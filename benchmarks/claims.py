@@ -8,7 +8,7 @@ Prints the markdown tables of docs/claims.md; --write-doc rewrites them in place
 Every projection is a `moebench project ... --json` command, run in-process (the commands are printed), so the
 tables regenerate after the model changes. Each projection
 carries the error band of its group (vendor, dense/MoE, weight precision) from the published validation set
-(benchmarks/projection_validation.py): over the held-out points, and over the fit points, since a group's
+(benchmarks/projection_validation.py, with the fitted presets `moebench project` uses): over the held-out points, and over the fit points, since a group's
 held-out points can be far from a claim's conditions; the published points of the same model on the same
 hardware are listed with their predicted/published.
 
@@ -52,6 +52,10 @@ SOURCE_RATIOS = (
     ("BlockBeats summary", "GB300 $/M tokens without MTP / with MTP (FP4)", 2.35, 0.12, "$"),
     ("InferenceX DeepSeek-R1 table, 8k/1k", "tokens/s per GPU, GB200 FP4 / H200 FP8", 14952.0, 2453.9, "tokens/s"),
     ("InferenceX DeepSeek-R1 table, 8k/1k", "$/M tokens, H200 FP8 / GB200 FP4", 0.16, 0.04, "$"),
+    # blended 3:1 input:output; gpt-oss-120B at $0.15 / $0.60 per M input / output tokens: (3 × 0.15 + 0.60) / 4
+    ("Artificial Analysis providers, blended", "$/M tokens, Llama-3.1-405B (Bedrock Standard) / gpt-oss-120B",
+     2.40, 0.2625, "$"),
+    ("Artificial Analysis providers, blended", "$/M tokens, Llama-3.1-405B (Azure) / gpt-oss-120B", 8.00, 0.2625, "$"),
 )
 # InferenceX's highest-throughput DeepSeek-R1 rows on the two systems (tests/projection/data/published.yaml)
 PUBLISHED_DSR1 = ("ix-dsr1-h200_sxm-fp8-trt-8k1k", "ix-dsr1-gb200_nvl72-fp4-dynamo-trt-8k1k",
@@ -100,7 +104,7 @@ class Band:
 
 
 class Validation:
-    """benchmarks/projection_validation.py's results, grouped as the bands need them."""
+    """benchmarks/projection_validation.py's scored headlines (fitted presets), grouped as the bands need them."""
 
     def __init__(self, points=None, enabled: bool = True):
         self.results: list = []
@@ -111,17 +115,19 @@ class Validation:
             self.results, self.skipped = run(points=points)
 
     def band(self, split: str, group: tuple[str, str, str]) -> Band:
-        rs = [r for r in self.results if r.groups["split"] == split
-              and (r.groups["vendor"], r.groups["arch"], r.groups["precision"]) == group]
+        from benchmarks.projection_validation import groups
+
+        rs = [s for s in self.results if s.m.split == split
+              and tuple(groups(s)[k] for k in ("vendor", "arch", "precision")) == group]
         if not rs:
             return Band(0)
-        return Band(len(rs), statistics.median(r.error for r in rs), max(r.error for r in rs),
-                    statistics.median(r.ratio for r in rs))
+        return Band(len(rs), statistics.median(s.error for s in rs), max(s.error for s in rs),
+                    statistics.median(s.optimism for s in rs))
 
     def same(self, spec: Spec) -> list[str]:
         """The published points of this model on this hardware: pred/pub, or why they cannot be projected."""
-        out = [f"{r.point.id} {r.ratio:.2f}" for r in self.results
-               if r.point.model == spec.model and r.point.hardware == spec.hardware]
+        out = [f"{s.m.id.split('/')[0]} {s.optimism:.2f}" for s in self.results
+               if s.m.model == spec.model and s.m.device.id == spec.hardware]
         out += [f"{p.id} n/e" for p, _ in self.skipped if p.model == spec.model and p.hardware == spec.hardware]
         return out
 
@@ -206,6 +212,7 @@ class Check:
     verdict: str
     tables: list[str] = field(default_factory=list)  # markdown, as docs/claims.md shows them
     commands: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)  # the numeric sentences of "where moebench agrees"
 
 
 def project(spec: Spec, v: Validation) -> Projected:
@@ -224,6 +231,20 @@ def project(spec: Spec, v: Validation) -> Projected:
              spec.dtype)
     return Projected(spec, group, hw["price"]["usd_per_gpu_hour"], hw["price"]["tier"], hw["frontier"],
                      (hw["records"] or [None])[0], v.band("holdout", group), v.band("fit", group), v.same(spec))
+
+
+def _optimism_range(v: Validation, model: str, hardware: str, precision: Optional[str] = None) -> str:
+    """"0.90–1.30× on 13 published points" over the scored points of a model on a hardware (projected/published
+    for a throughput; > 1 too fast)."""
+    from benchmarks.projection_validation import groups
+
+    xs = sorted(s.optimism for s in v.results if s.m.model == model and s.m.device.id == hardware
+                and (precision is None or groups(s)["precision"] == precision))
+    if not xs:
+        return "no published point"
+    if len(xs) == 1:
+        return f"{xs[0]:.2f}× on 1 published point"
+    return f"{xs[0]:.2f}–{xs[-1]:.2f}× on {len(xs)} published points"
 
 
 def _ratio_band(ratio: float, a: Band, b: Band) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -329,6 +350,28 @@ def check_dense_vs_moe(v: Validation) -> Check:
                f"per token the MoE is {ratio:.0f}× cheaper on H200 at ≥{head:g} tok/s/user (typical {_num(typ[0], 2)}–"
                f"{_num(typ[1], 2)}×), against the claimed {claimed:.2f}× per index run: consistent only if gpt-oss-120b "
                f"spent ~{ratio / claimed:.0f}× the tokens (not checkable here)")
+    d10, m10 = dense.at(10.0), moe.at(10.0)
+    bd, bm = (projs[(k, "b200")].at(head) for k in CLAIMED_SCORES)
+    dc, mc = dense.at_batch(), moe.at_batch()
+    reach = {k: max((x for x in TARGETS if projs[(k, "h200_sxm")].at(x).tok_s_per_gpu), default=None)
+             for k in CLAIMED_SCORES}
+    findings = [
+        f"Per token, at ≥ {head:g} tokens/s/user on one H200 node: Llama-405B ${_num(d.usd_per_mtok)} and gpt-oss-120b "
+        f"${_num(m.usd_per_mtok)} per million tokens, **{_num(ratio)}×** (typical band {_num(typ[0])}–{_num(typ[1])}×, "
+        f"worst {_num(worst[0])}–{_num(worst[1])}×); {_num(_div(d10.usd_per_mtok, m10.usd_per_mtok))}× at ≥ 10 "
+        f"tokens/s/user, {_num(_div(bd.usd_per_mtok, bm.usd_per_mtok))}× on B200 at ≥ {head:g}.",
+        f"The claimed {claimed:.2f}× per index run then needs gpt-oss to spend about **{_num(ratio / claimed)}×** as "
+        f"many tokens as Llama.",
+        f"gpt-oss's side at ≥ {head:g}: {m.layout} at batch {_num(m.batch)}, {_num(m.tok_s_per_gpu)} output tokens/s "
+        f"per GPU; the published gpt-oss points on H200: {_optimism_range(v, 'gpt-oss:120b', 'h200_sxm')} "
+        f"(projected/published throughput).",
+        f"At **concurrency {dense.spec.batch}** on both sides the ratio is "
+        f"**{_num(_div(dc.usd_per_mtok, mc.usd_per_mtok))}×** (Llama {dc.layout} at {_num(dc.interactivity)} "
+        f"tokens/s/user, gpt-oss {mc.layout} at {_num(mc.interactivity)}: the same load, not the same speed).",
+        f"Llama-405B on H200: {_optimism_range(v, 'llama3:405b', 'h200_sxm')}.",
+        f"The fastest default target each reaches on H200: Llama-405B ≥ {_num(reach['llama3:405b'])}, gpt-oss-120b ≥ "
+        f"{_num(reach['gpt-oss:120b'])} tokens/s/user.",
+    ]
     return Check(
         "dense-vs-moe", "Llama-3.1-405B vs gpt-oss-120b: AA index 28 vs 61; ~$200 vs ~$75 to run the whole index",
         {"score_dense": CLAIMED_SCORES["llama3:405b"], "score_moe": CLAIMED_SCORES["gpt-oss:120b"],
@@ -337,7 +380,7 @@ def check_dense_vs_moe(v: Validation) -> Check:
          "interactivity": head, "usd_per_mtok_dense": d.usd_per_mtok, "usd_per_mtok_moe": m.usd_per_mtok,
          "token_cost_ratio": ratio, "implied_token_ratio": ratio / claimed},
         typ, worst, verdict, [per_x, operating_table(list(projs.values())), band_table(list(projs.values()))],
-        [p.spec.command for p in projs.values()])
+        [p.spec.command for p in projs.values()], findings)
 
 
 def check_gb200_vs_h200(v: Validation) -> Check:
@@ -381,6 +424,27 @@ def check_gb200_vs_h200(v: Validation) -> Check:
                f"({_num(typ[0], 2)}–{_num(typ[1], 2)}×) and {_where(CLAIMED_SPEEDUP, worst)} the worst ({_num(worst[0], 2)}–"
                f"{_num(worst[1], 2)}×); over {min(curve):g}–{max(curve):g} tok/s/user the ratio runs from "
                f"{_num(curve[lo])}× (at ≥{lo:g}) to {_num(curve[hi])}× (at ≥{hi:g})")
+    findings = [f"Price per GPU-hour: GB200 NVL72 / H200 = **{price_ratio:.2f}×** (catalog, {hop.price_tier} tier)."]
+    for isl, (hp, f4, x_usd, crossing, ratios) in heads.items():
+        lo_x, hi_x = min(ratios, key=ratios.get), max(ratios, key=ratios.get)
+        cross = (f"it reaches the claimed {CLAIMED_SPEEDUP:g}× from ≥ {crossing:g} tokens/s/user" if crossing else
+                 f"it never reaches the claimed {CLAIMED_SPEEDUP:g}× on the grid")
+        findings.append(f"{isl}/1024: GB200 fp4 / H200 output tokens/s per GPU runs from {_num(ratios[lo_x])}× (at ≥ "
+                        f"{lo_x:g} tokens/s/user) to {_num(ratios[hi_x])}× (at ≥ {hi_x:g}); {cross}.")
+        if x_usd is not None:
+            h1, b1 = hp.at(x_usd), f4.at(x_usd)
+            findings.append(f"{isl}/1024: moebench's H200 node costs at most ${CLAIMED_USD_FROM:g} per million tokens up to "
+                            f"{x_usd:g} tokens/s/user (${_num(h1.usd_per_mtok)} there, {h1.layout} at batch "
+                            f"{_num(h1.batch)}); GB200 fp4 there: ${_num(b1.usd_per_mtok)}, "
+                            f"{_num(_div(h1.usd_per_mtok, b1.usd_per_mtok))}× cheaper, "
+                            f"{_num(_div(b1.tok_s_per_gpu, h1.tok_s_per_gpu))}× the throughput per GPU.")
+    findings.append(f"The projected ratio at the 1k/1k $1 anchor, {_num(speedup)}×, has a typical band "
+                    f"{_num(typ[0])}–{_num(typ[1])}× and a worst band {_num(worst[0])}–{_num(worst[1])}×.")
+    findings += _published_dsr1(v, heads)
+    findings.append("Held-out bands of the groups the projections fall in: NVIDIA MoE fp8 "
+                    f"{v.band('holdout', ('NVIDIA', 'MoE', 'fp8')).text()}; NVIDIA MoE fp4 "
+                    f"{v.band('holdout', ('NVIDIA', 'MoE', 'fp4')).text()}. The LMSYS DeepSeek-V3 decode pool on "
+                    f"GB200 (fit split): {_optimism_range(v, 'deepseek-v3:671b', 'gb200_nvl72')}.")
     return Check(
         "gb200-vs-h200", "DeepSeek-R1, GB200 NVL72 vs H200 8-GPU: ~15× throughput for ~1.5× cost per GPU, ~$1 → ~$0.10 per M tokens",
         {"speedup": CLAIMED_SPEEDUP, "price_ratio": CLAIMED_PRICE_RATIO, "usd_per_mtok_from": CLAIMED_USD_FROM,
@@ -389,7 +453,33 @@ def check_gb200_vs_h200(v: Validation) -> Check:
          "usd_per_mtok_to": b.usd_per_mtok, "tok_s_per_gpu_from": h.tok_s_per_gpu, "tok_s_per_gpu_to": b.tok_s_per_gpu,
          # the lowest tok/s/user of CURVE from which GB200 fp4 is at least the claimed 15× (NaN: never)
          "interactivity_15x_1k1k": heads[1024][3] or math.nan, "interactivity_15x_8k1k": heads[8192][3] or math.nan},
-        typ, worst, verdict, tables, commands)
+        typ, worst, verdict, tables, commands, findings)
+
+
+def _published_dsr1(v: Validation, heads: dict) -> list[str]:
+    """InferenceX's DeepSeek-R1 rows (PUBLISHED_DSR1) against moebench at their tokens/s/user."""
+    from tests.projection.published_set import load_published
+
+    pts = {p.id: p for p in load_published().points}
+    out = []
+    h8 = pts[PUBLISHED_DSR1[0]]
+    hop8 = heads[h8.input_tokens][0]
+    o = hop8.at(1000 / h8.metric("tpot_ms"))
+    mine = _div(o.tok_s_per_gpu * (h8.input_tokens + h8.output_tokens) / h8.output_tokens if o.tok_s_per_gpu else None,
+                h8.metric("total_tok_s_per_gpu"))
+    recorded = next((s.optimism for s in v.results if s.m.id.startswith(h8.id + "/")), None)
+    out.append(f"InferenceX's H200 {h8.input_tokens}/{h8.output_tokens} row: moebench's own best layout ({o.layout}) is "
+               f"**{_num(mine)}×** the published throughput at the same tokens/s/user; the layout the validation set "
+               f"records for it (TP{h8.layout.tp}) projects {_num(recorded)}×.")
+    h1 = pts[PUBLISHED_DSR1[2]]
+    x1 = 1000 / h1.metric("tpot_ms")
+    o1 = heads[h1.input_tokens][0].at(x1)
+    pub = h1.metric("total_tok_s_per_gpu")
+    proj = o1.tok_s_per_gpu * (h1.input_tokens + h1.output_tokens) / h1.output_tokens if o1.tok_s_per_gpu else None
+    out.append(f"InferenceX's H200 {h1.input_tokens}/{h1.output_tokens} row ran {h1.n_gpus} GPUs with disaggregated "
+               f"prefill/decode: {_num(pub)} tokens/s per GPU at {_num(x1)} tokens/s/user; moebench's single node "
+               f"reaches {_num(proj)} there ({_num(_div(proj, pub))}×).")
+    return out
 
 
 def check_claims(points=None, with_bands: bool = True) -> list[Check]:
@@ -434,6 +524,7 @@ def doc_blocks(checks: list[Check]) -> dict[str, str]:
         for i, t in enumerate(c.tables):
             blocks[f"{c.slug}:table{i}"] = t
         blocks[f"{c.slug}:commands"] = "```bash\n" + "\n".join(c.commands) + "\n```"
+        blocks[f"{c.slug}:findings"] = "\n".join(f"- {f}" for f in c.findings)
     return blocks
 
 

@@ -1,22 +1,16 @@
-"""The projection against the published validation set (tests/projection/data/published.yaml, issue #18).
+"""The projection against the published validation set (tests/projection/data/published.yaml, issue #18), by any
+grouping: a report over the same measurements benchmarks/projection_fit.py fits and tables.
 
-    PYTHONPATH=$PWD:$PWD/kernels python benchmarks/projection_validation.py [--points | --json]
+    PYTHONPATH=$PWD:$PWD/kernels python benchmarks/projection_validation.py [--points | --json] [--preset defaults]
 
-Projects every point the current model can express under the point's published (or recorded) conditions and
-prints predicted/published per point (--points), then the error max(pred/pub, pub/pred) of each point's headline
-throughput (a latency where only that is published), median and worst, overall and by split (fit/holdout), source, vendor, dense/MoE and precision, with
-how many predictions were too optimistic; TPOT and TTFT where published. Points it cannot express are listed
-with the reason (the list is what the model still lacks).
-
-How each load is expressed with today's API (moebench.projection):
-- concurrency C: continuous serving at batch C on the published layout (evaluate(serving="continuous"));
-- batch B (a static latency benchmark): one batch prefilled, then decoded (serving="static");
-- offline (max throughput): the best of the power-of-two batches whose weights + KV fit (project(only=layout));
-  there is no max-throughput mode, so this is what the model says a saturated instance does;
-- a decode pool at B per GPU, or at an interactivity target: published.py's anchors do the same.
-Every point uses the default Assumptions (one efficiency pair for all vendors, no overlap, bf16 KV where the
-source does not say); `evaluate_point(point, assumptions)` and `run(assumptions, points)` take others, for
-fitting; `summary(results, key)` gives the bands by any grouping (leave-one-source-out: key = the source group).
+Each published point is turned into measurements by tests/projection/validation_set.py (its conditions, load and
+headline metric; or why the model cannot express it) and projected by moebench.projection.fit.score with the
+fitted presets (`--preset defaults`: the literature defaults, as before the fit). Prints the error
+max(projected/published, published/projected) of each point's headline (its throughput; a latency where only
+that is published), median and worst, overall and by split (fit/holdout), source, vendor, dense/MoE and precision,
+with how many projections were too optimistic; TPOT and TTFT where published; and the points it cannot express
+with the reason. `run(presets, points)` and `summary(scored, key)` are the Python side (leave-one-source-out:
+key = the source group).
 """
 
 from __future__ import annotations
@@ -25,205 +19,91 @@ import argparse
 import json
 import statistics
 import sys
-from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
-from moebench.errors import MoebenchError
-from moebench.projection import (Assumptions, Layout, ServingScenario, device_for, evaluate, project, resolve_config,
-                                 step)
-from moebench.projection.device import Device
-from tests.projection.published import H800
+from moebench.projection import resolve_config
+from moebench.projection.fit import Scored, score
+from moebench.projection.presets import Presets, builtin
 from tests.projection.published_set import PublishedPoint, load_published
+from tests.projection.validation_set import measurements
 
-# the metric that decides a point's error, in order of preference; the others are compared where published
-HEADLINE = ("total_tok_s_per_gpu", "output_tok_s", "decode_tok_s_per_gpu", "output_tok_s_per_gpu", "request_latency_s")
-SECONDARY = ("tpot_ms", "ttft_ms", "request_latency_s")
-TIMES = ("tpot_ms", "ttft_ms", "request_latency_s")  # lower is better: a prediction below the published is optimistic
-AMD = ("mi300x", "mi325x", "mi355x")
-OVERFLOW = "KV overflow: weights + KV of the batch exceed the memory share"
+DEFAULTS = Presets({})  # no vendor named: every device keeps the literature defaults of Assumptions
 
 
-class NotExpressible(Exception):
-    """The current projection cannot express this point's conditions (the message says which)."""
+def groups(s: Scored) -> dict[str, str]:
+    """The labels a scored measurement is grouped by."""
+    m = s.m
+    return {"split": m.split, "source": m.source_group, "vendor": {"amd": "AMD"}.get(m.device.vendor, "NVIDIA"),
+            "arch": "MoE" if m.kind == "moe" else "dense", "precision": m.precision, "engine": m.engine}
 
 
-@dataclass(frozen=True)
-class Result:
-    point: PublishedPoint
-    predicted: dict[str, float]  # metric -> projected, for the metrics the point publishes
-    headline: str
-    how: str  # how the load was expressed
-    groups: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ratio(self) -> float:
-        """How optimistic the headline is: predicted/published for a throughput, published/predicted for a time."""
-        r = self.predicted[self.headline] / self.point.metric(self.headline)
-        return 1 / r if self.headline in TIMES else r
-
-    @property
-    def error(self) -> float:
-        return max(self.ratio, 1 / self.ratio)
-
-
-def _device(hid: str) -> Device:
-    return H800 if hid == H800.id else device_for(hid)
-
-
-def _layout(p: PublishedPoint, moe: bool) -> Layout:
-    n, lay = p.n_gpus, p.layout
-    if lay.pp > 1:
-        return Layout(n, n // lay.pp, 1, lay.pp)
-    if moe and lay.ep > 1:
-        return Layout(n, lay.tp, n)
-    if lay.tp != n:
-        raise NotExpressible(f"layout tp{lay.tp} on {n} GPUs without expert parallelism (only TP over all GPUs)")
-    return Layout(n, n, 1)
-
-
-def evaluate_point(p: PublishedPoint, base: Assumptions = Assumptions()) -> Result:
-    """Project one published point; NotExpressible says why the current model cannot."""
-    if p.unsupported and p.hardware != H800.id:  # H800: published.py's device stands in for the catalog entry
-        raise NotExpressible(p.unsupported)
-    if p.input_tokens is None or p.output_tokens is None:
-        raise NotExpressible("input/output lengths not published")
-    if p.precision.weights == "not published":
-        raise NotExpressible("weight precision not published")
-    headline = next((m for m in HEADLINE if p.metric(m) is not None), None)
-    if headline is None:
-        raise NotExpressible("no throughput metric published")
-    if p.layout.disaggregated and headline != "decode_tok_s_per_gpu":
-        raise NotExpressible("disaggregated prefill/decode pools (their split is not published; no pool model)")
-    cfg, dev = resolve_config(p.model), _device(p.hardware)
-    try:
-        lay = _layout(p, cfg.is_moe)
-        kv = p.precision.kv.split()[0]  # "fp8 (…)" where published; else moebench's default (bf16)
-        sc = ServingScenario(p.input_tokens, p.output_tokens, weight_dtype=p.precision.weights,
-                      **({"kv_dtype": kv} if kv in ("bf16", "fp8") else {}))
-    except MoebenchError as e:
-        raise NotExpressible(str(e)) from e
-    kind, value, n = p.load.kind, p.load.value, lay.n_gpus
-
-    if headline == "decode_tok_s_per_gpu":  # a decode pool, prefill elsewhere: its step is the TPOT
-        a = base.replace(serving="static")
-        if kind == "batch" and p.load.per == "gpu":
-            per_gpu = int(value)
-        elif kind == "interactivity":  # the largest batch whose step still meets the interactivity
-            lo, hi = 1, 4096
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if step(cfg, lay, dev, sc, a, "decode", mid * n).time_ms <= 1000 / value:
-                    lo = mid
-                else:
-                    hi = mid - 1
-            per_gpu = lo
-        else:
-            raise NotExpressible(f"decode pool under a {kind} load")
-        pt = evaluate(cfg, lay, dev, sc, a, per_gpu * n)
-        pred = {"decode_tok_s_per_gpu": pt.decode_tokens_per_s_per_gpu, "tpot_ms": pt.decode.time_ms}
-        how = f"decode pool, static, {per_gpu}/GPU"
-    elif kind == "concurrency" or (kind == "batch" and p.load.per == "instance"):
-        b = int(value)
-        serving = "continuous" if kind == "concurrency" else "static"
-        pt = evaluate(cfg, lay, dev, sc, base.replace(serving=serving), b)
-        pred = _rates(pt, p)
-        # projected anyway, as docs/projection.md's anchors are: the deployment ran it (fp8 KV, queueing)
-        how = f"{serving}, batch {b}" + ("" if pt.memory.fits else f"; {OVERFLOW}")
-    elif kind == "offline":
-        proj = project(cfg, dev, sc, base.replace(serving="continuous"), only=[lay])
-        if not proj.points:
-            raise NotExpressible(f"does not fit {n}×{dev.id} at any batch")
-        pt = max(proj.points, key=lambda q: q.rates["output"])
-        pred = _rates(pt, p)
-        how = f"offline ≈ best fitting batch ({pt.batch})"
-    else:
-        raise NotExpressible(f"{kind} load (no request-rate model)")
-    pred = {k: v for k, v in pred.items() if p.metric(k) is not None}
-    groups = {"split": p.split, "source": p.source_group,
-              "vendor": "AMD" if p.hardware in AMD else "NVIDIA", "arch": "MoE" if cfg.is_moe else "dense",
-              "precision": p.precision.weights}
-    return Result(p, pred, headline, how, groups)
-
-
-def _rates(pt, p: PublishedPoint) -> dict[str, float]:
-    o = p.output_tokens
-    return {"total_tok_s_per_gpu": pt.per_gpu("total"), "output_tok_s_per_gpu": pt.per_gpu("output"),
-            "output_tok_s": pt.rates["output"], "tpot_ms": pt.tpot_ms, "ttft_ms": pt.ttft_ms,
-            "request_latency_s": (pt.ttft_ms + (o - 1) * pt.tpot_ms) / 1e3}
-
-
-def run(base: Assumptions = Assumptions(), points=None) -> tuple[list[Result], list[tuple[PublishedPoint, str]]]:
-    results, skipped = [], []
+def run(presets: Optional[Presets] = None, points: Optional[Iterable[PublishedPoint]] = None, *,
+        headline_only: bool = True) -> tuple[list[Scored], list[tuple[PublishedPoint, str]]]:
+    """Every expressible point's measurements scored with `presets` (default: the fitted ones), and (point, why)
+    for the others. `headline_only`: only each point's headline number (its TPOT and TTFT left out)."""
+    ms, skipped, by_id = [], [], {}
     for p in points if points is not None else load_published().points:
-        try:
-            results.append(evaluate_point(p, base))
-        except NotExpressible as e:
-            skipped.append((p, str(e)))
-    return results, skipped
+        got, why = measurements(p)
+        if why:
+            skipped.append((p, why))
+        ms += [m for m in got if m.headline or not headline_only]
+        by_id[p.id] = p
+    scored = score(ms, resolve_config, presets if presets is not None else builtin())
+    skipped += [(by_id[s.m.id.split("/")[0]], "the deployment does not fit its GPUs in the model")
+                for s in scored if s.ratio is None and s.m.headline]
+    return [s for s in scored if s.ratio is not None], skipped
 
 
-def _band(errs: list[float], ratios: list[float]) -> str:
-    over = sum(r > 1 for r in ratios)
+def _band(scored: list[Scored]) -> str:
+    errs = [s.error for s in scored]
     return (f"n {len(errs):3d}  median {statistics.median(errs):5.2f}×  worst {max(errs):5.2f}×  "
-            f"too optimistic {over}/{len(errs)}")
+            f"too optimistic {sum(s.optimistic for s in scored)}/{len(errs)}")
 
 
-def summary(results: list[Result], key: Callable[[Result], str] = lambda r: "all") -> dict[str, str]:
-    by: dict[str, list[Result]] = {}
-    for r in results:
-        by.setdefault(key(r), []).append(r)
-    return {g: _band([r.error for r in rs], [r.ratio for r in rs]) for g, rs in sorted(by.items())}
-
-
-def _secondary(results: list[Result], metric: str) -> Optional[str]:
-    pairs = [(r.predicted[metric], r.point.metric(metric)) for r in results if metric in r.predicted]
-    if not pairs:
-        return None
-    ratios = [a / b for a, b in pairs]
-    errs = [max(x, 1 / x) for x in ratios]
-    return f"{metric:18s} " + _band(errs, ratios).replace("too optimistic", "predicted above published")
+def summary(scored: list[Scored], key: Callable[[Scored], str] = lambda s: "all") -> dict[str, str]:
+    by: dict[str, list[Scored]] = {}
+    for s in scored:
+        by.setdefault(key(s), []).append(s)
+    return {g: _band(ss) for g, ss in sorted(by.items())}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--points", action="store_true", help="print every point's predicted/published")
+    ap.add_argument("--points", action="store_true", help="print every point's projected/published")
     ap.add_argument("--json", action="store_true", help="print one JSON document (per point, and the reasons) instead")
+    ap.add_argument("--preset", choices=("fitted", "defaults"), default="fitted",
+                    help="the fitted presets (moebench/projection/presets.yaml) or the literature defaults")
     args = ap.parse_args(argv)
-    results, skipped = run()
+    scored, skipped = run(builtin() if args.preset == "fitted" else DEFAULTS, headline_only=False)
+    head = [s for s in scored if s.m.headline]
     if args.json:
         print(json.dumps({
-            "projected": [{"id": r.point.id, "headline": r.headline, "how": r.how, "groups": r.groups,
-                           "error": r.error, "optimism": r.ratio,
-                           "metrics": {m: {"published": r.point.metric(m), "predicted": v} for m, v in r.predicted.items()}}
-                          for r in results],
+            "projected": [{"id": s.m.id, "metric": s.m.metric, "headline": s.m.headline, "groups": groups(s),
+                           "published": s.m.value, "projected": s.projected, "error": s.error,
+                           "too_optimistic": s.optimistic} for s in scored],
             "not_expressible": [{"id": p.id, "reason": why} for p, why in skipped]}, indent=1))
         return 0
     if args.points:
-        print(f"{'point':52s} {'metric':20s} {'published':>10s} {'predicted':>10s} {'pred/pub':>8s}  how")
-        for r in results:
-            for m, v in r.predicted.items():
-                pub = r.point.metric(m)
-                mark = "*" if m == r.headline else " "
-                print(f"{r.point.id:52s} {m:20s} {pub:10.1f} {v:10.1f} {v / pub:7.2f}{mark}  {r.how}")
-        print("(* the headline metric whose error is summarised)\n")
-    print(f"published points {len(results) + len(skipped)}, projected {len(results)}, not expressible {len(skipped)}")
-    print("error = max(pred/pub, pub/pred) of each point's headline metric (its throughput; a latency where only that is published)")
-    over = [r.point.id for r in results if OVERFLOW in r.how]
-    if over:
-        print(f"projected although the batch does not fit ({OVERFLOW}): {', '.join(over)}")
-    for title, key in (("all", lambda r: "all"), ("split", lambda r: r.groups["split"]),
-                       ("source", lambda r: r.groups["source"]), ("vendor", lambda r: r.groups["vendor"]),
-                       ("dense/MoE", lambda r: r.groups["arch"]), ("precision", lambda r: r.groups["precision"]),
-                       ("split × vendor", lambda r: f"{r.groups['split']} {r.groups['vendor']}"),
-                       ("split × dense/MoE", lambda r: f"{r.groups['split']} {r.groups['arch']}")):
+        print(f"{'measurement':72s} {'published':>10s} {'projected':>10s} {'proj/pub':>8s}")
+        for s in scored:
+            print(f"{s.m.id:72s} {s.m.value:10.1f} {s.projected:10.1f} {s.ratio:7.2f}{'*' if s.m.headline else ' '}")
+        print("(* a point's headline number, whose error is summarised)\n")
+    print(f"presets: {args.preset}; published points {len({s.m.id.split('/')[0] for s in head}) + len(skipped)}, "
+          f"projected {len(head)}, not expressible {len(skipped)}")
+    print("error = max(proj/pub, pub/proj) of each point's headline (its throughput; a latency where only that is "
+          "published)")
+    for title, key in (("all", lambda s: "all"), ("split", lambda s: groups(s)["split"]),
+                       ("source", lambda s: groups(s)["source"]), ("vendor", lambda s: groups(s)["vendor"]),
+                       ("dense/MoE", lambda s: groups(s)["arch"]), ("precision", lambda s: groups(s)["precision"]),
+                       ("split × vendor", lambda s: f"{groups(s)['split']} {groups(s)['vendor']}"),
+                       ("split × dense/MoE", lambda s: f"{groups(s)['split']} {groups(s)['arch']}")):
         print(f"\nby {title}:")
-        for g, line in summary(results, key).items():
+        for g, line in summary(head, key).items():
             print(f"  {g:18s} {line}")
-    print("\nsecondary metrics (where published):")
-    for m in SECONDARY:
-        line = _secondary(results, m)
-        if line:
-            print("  " + line)
+    print("\nsecondary metrics (where published, every split):")
+    for metric in ("tpot_ms", "ttft_ms"):
+        for g, line in summary([s for s in scored if s.m.metric == metric and not s.m.headline]).items():
+            print(f"  {metric:18s} {line}")
     print("\nnot expressible:")
     reasons: dict[str, list[str]] = {}
     for p, why in skipped:

@@ -226,9 +226,15 @@ class Workload(Strict):
         return list(self.models)  # type: ignore[arg-type]
 
 
+def _key(part: Any) -> str:
+    """A key as it can be read on one line: a hostile key (a newline, a tab, spaces) is quoted."""
+    s = str(part)
+    return s if s.isprintable() and s == s.strip() and s else repr(s)
+
+
 def _format_validation(path: str, exc: ValidationError) -> str:
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in ("ModelEntry", "str")))
+    loc = ".".join(_key(p) for p in err["loc"] if not (isinstance(p, str) and p in ("ModelEntry", "str")))
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"

@@ -75,7 +75,7 @@ def _main(argv: Optional[list[str]]) -> None:
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="moebench")
     except MoebenchError as exc:
-        _fail(f"error: {exc}", int(exc.code))
+        _fail("error: " + " ".join(str(exc).split()), int(exc.code))  # one line, whatever the message carries
     except typer.Abort as exc:  # click's wrapping of a KeyboardInterrupt (or Terminated) outside our handlers
         _fail("interrupted by SIGTERM" if isinstance(exc.__cause__, Terminated) else "interrupted",
               int(ExitCode.INTERRUPTED))

@@ -23,9 +23,12 @@ class CommModel:
 
 def _links(dev: Device, group: int, cm: CommModel) -> tuple[float, float, int]:
     """(scale-up B/s, scale-out B/s, GPUs of the group inside one domain), after efficiency."""
+    d = min(group, max(dev.domain_size, 1))
     up = (dev.scale_up_bytes_per_s or dev.scale_out_bytes_per_s or dev.hbm_bytes_per_s) * cm.link_eff
     out = (dev.scale_out_bytes_per_s or up / cm.link_eff) * cm.link_eff
-    return up, out, min(group, max(dev.domain_size, 1))
+    if dev.scale_up_mesh and dev.scale_up_bytes_per_s and dev.domain_size > 1:
+        up *= (d - 1) / (dev.domain_size - 1)  # a mesh: only the links to the group's other members carry its bytes
+    return up, out, d
 
 
 def all_to_all_ms(buffer_bytes: float, group: int, dev: Device, cm: CommModel) -> float:

@@ -196,10 +196,22 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Serving
         ops.append(Op("experts", 2 * rows * p_exp, w_bytes + rows * (2 * h + 3 * f) * ab, sc.ffn_dtype,
                       expert_runs=local * touched, gemms=_expert_gemms(h, f, round(t_all * a.imbalance(lay.ep)), k / e, local, 1)))
         ops.append(Op("combine", comm_ms=comm.all_to_all_ms(sent * ab, lay.ep, dev, a.comm)))
+        arrived = sent / h
     else:
-        rows = t_all * k
+        arrived, rows = t_all, t_all * k
         ops.append(Op("experts", 2 * rows * p_exp / n, e * touched * p_exp * wf / n + rows * (2 * h + 3 * f / n) * ab,
                       sc.ffn_dtype, expert_runs=e * touched, gemms=_expert_gemms(h, f, t_all, k / e, e, n)))
+    # the local permutation around the expert GEMMs: each token's hidden state copied to its k rows in expert order,
+    # the k results gathered back and summed; ∝ k·hidden per token whatever the expert width, so it weighs most on
+    # small-expert MoEs (Qwen3-30B-A3B: 8 × 2,048 per token against 3 B active). Fused-MoE servers run it as kernels
+    # of their own, a pass over HBM with no FLOPs to hide behind (TensorRT-LLM's expand / finalize routing, vLLM's
+    # moe_sum); an eager per-expert loop slices and adds inside each expert's launch group, beside its GEMMs
+    permute = 2 * (arrived + rows) * h * ab
+    if a.expert_gemms == "per_expert":
+        i = max(j for j, o in enumerate(ops) if o.phase == "experts")  # the routed experts' op
+        ops[i] = dataclasses.replace(ops[i], bytes=ops[i].bytes + permute)
+    else:
+        ops.append(Op("experts", 0.0, permute, "bf16"))
     if cfg.n_shared_experts:
         p_sh = cfg.shared_expert_params()
         ops.append(Op("experts", 2 * p_sh * t_g / tp, p_sh * wf / tp + t_g * 2 * h * ab, sc.ffn_dtype,

@@ -47,6 +47,10 @@ class Device:
     sm_count: Optional[int] = None  # SMs (NVIDIA) / CUs (AMD) that run GEMM tiles; None: no tile/wave quantization
     vendor: str = "generic"  # nvidia | amd | generic: picks the fitted efficiency preset (presets.yaml)
     arch: str = ""  # hopper, blackwell, cdna3, …: low-precision efficiencies are per architecture
+    # A switchless scale-up mesh (AMD's Infinity Fabric: each GPU has one link to each of its domain − 1 peers,
+    # `scale_up_bytes_per_s` being their sum): a group of g GPUs inside it can use only its g − 1 links per GPU.
+    # False: a switched fabric (NVLink through NVSwitch), where any group reaches the whole per-GPU rate.
+    scale_up_mesh: bool = False
 
     def compute_dtype(self, weight_dtype: str) -> str:
         """The tensor-core format a matmul with `weight_dtype` weights runs in on this device."""
@@ -114,6 +118,7 @@ def device_from_hardware(
         sm_count=hw.sm_count,
         vendor=hw.vendor,
         arch=hw.arch,
+        scale_up_mesh=bool(su) and "xgmi" in su.tech.lower(),
     )
 
 

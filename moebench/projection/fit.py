@@ -134,9 +134,21 @@ class Scored:
         return None if self.projected is None else self.projected / self.m.value
 
     @property
+    def error(self) -> float:
+        """max(projected / published, published / projected) ≥ 1 (NaN where the deployment does not fit)."""
+        r = self.ratio
+        return math.nan if r is None else max(r, 1 / r)
+
+    @property
+    def optimism(self) -> Optional[float]:
+        """How much more the projection promises: projected/published for a throughput, published/projected for a
+        time (> 1: too optimistic)."""
+        r = self.ratio
+        return None if r is None else (r if METRICS[self.m.metric] else 1 / r)
+
+    @property
     def optimistic(self) -> bool:
-        r = self.ratio or 1.0
-        return r > 1 if METRICS[self.m.metric] else r < 1
+        return (self.optimism or 1.0) > 1
 
     def held_out(self) -> HeldOut:
         m = self.m

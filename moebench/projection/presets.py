@@ -6,6 +6,8 @@ The presets are one flat table of named factors, so that the fit and the YAML se
 
     {vendor}.compute, {vendor}.memory     fractions of the catalog's FLOP and HBM roofs (nvidia, amd)
     {vendor}.alpha, {vendor}.launch       factors on the collectives' latency α and on the launch latency per op
+    {vendor}.link                         factor on the link efficiency of the collectives' bandwidth term
+                                          (NCCL over NVSwitch vs RCCL over the Infinity Fabric mesh)
     {engine}.memory                       the engine's factor on the vendor's memory efficiency (vllm, sglang, trt-llm)
     {engine}.step_ms                      scheduler / host time per forward the engine adds (decode and prefill)
     {engine}.seq_us                       host time per sequence per forward (scheduling, sampling, detokenising)
@@ -108,7 +110,8 @@ class Presets:
         step_ms = self.engine_value(engine, "step_ms", 0.0)
         alpha = p.get(f"{v}.alpha", 1.0)
         comm = dataclasses.replace(base.comm, alpha_scale_up_us=base.comm.alpha_scale_up_us * alpha,
-                                   alpha_scale_out_us=base.comm.alpha_scale_out_us * alpha)
+                                   alpha_scale_out_us=base.comm.alpha_scale_out_us * alpha,
+                                   link_eff=min(1.0, base.comm.link_eff * p.get(f"{v}.link", 1.0)))
         dt = {k: p[f"{dev.arch}.{k}"] for k in ("fp8", "fp4", "weight_only") if f"{dev.arch}.{k}" in p}
         return base.replace(efficiency=eff, step_overhead_ms={"prefill": step_ms, "decode": step_ms}, comm=comm,
                             launch_us=base.launch_us * p.get(f"{v}.launch", 1.0),

@@ -76,9 +76,11 @@ def _host(doc: dict[str, Any]) -> str:
         overlap = proj.get("comm_overlap")
         overlap_s = {0: "none", 1: "full"}.get(overlap, fmt(overlap)) if overlap is not None else "—"
         calib = f"calibrated from {esc(proj['calibration'])}" if proj.get("calibration") else \
-            "uncalibrated (catalog peaks × default efficiencies)"
+            "uncalibrated (catalog peaks × the presets' efficiencies)"
+        band = proj.get("error_band") or {}
+        trust = f"<br>how far to trust it: {esc(band['text'])}" if band.get("text") else ""
         return (f"analytic projection <span class='dim'>{esc(proj.get('serving'))} serving, "
-                f"communication overlap {esc(overlap_s)}, {calib}</span>")
+                f"communication overlap {esc(overlap_s)}, {calib}{trust}</span>")
     env = doc.get("environment") or {}
     return (f"{esc(env.get('hostname'))} <span class='dim'>{esc(env.get('platform'))}, "
             f"{esc(env.get('cpu_count'))} CPUs</span>")
@@ -113,6 +115,17 @@ def provenance(sources: list[tuple[str, dict[str, Any]]]) -> str:
     return _table(head, body)
 
 
+_ENERGY = ("joules_per_token", "tokens_per_joule")
+
+
+def _energy(r: dict[str, Any], name: str) -> str:
+    """An energy figure with how it was obtained beside it: never an estimate that reads as a reading."""
+    v, source = value(r, name), r.get("energy_source")
+    if v is None:
+        return esc(source) if source else "—"
+    return f"{esc(fmt(v))} <span class='dim'>({esc(source or r.get('energy_basis') or '?')})</span>"
+
+
 def dense_vs_moe(rs: list[dict[str, Any]]) -> str:
     """The run table, per hardware: every model side by side at each batch size, basis badged."""
     parts = []
@@ -132,7 +145,8 @@ def dense_vs_moe(rs: list[dict[str, Any]]) -> str:
             body.append((f"basis-{r['basis']}", [
                 esc(r["model"]), esc(r["kind"]), _badge(r["basis"], detail), esc(r["batch_size"]),
                 f"{esc(fmt_params(r['params_active']))}/{esc(fmt_params(r['params_total']))}", score,
-            ] + [_spread(r, m.name) if m.spread else esc(fmt(value(r, m.name))) for m in shown]))
+            ] + [_spread(r, m.name) if m.spread else _energy(r, m.name) if m.name in _ENERGY
+                 else esc(fmt(value(r, m.name))) for m in shown]))
         parts.append(f"<h3>{esc(wl)} on {esc(hw)} <span class='dim'>({esc(src)})</span></h3>" + _table(head, body))
     return "".join(parts)
 

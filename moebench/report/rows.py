@@ -21,9 +21,10 @@ IDENTITY: tuple[str, ...] = (
     "source_file", "run_id", "created_utc", "git_sha", "moebench_version", "workload", "complete",
     "hardware_id", "hardware_name", "device", "dtype", "kernels", "world_size",
     "usd_per_gpu_hour", "price_tier",
-    "model", "kind", "basis", "serving", "layers_run", "layers_total", "batch_size", "prompt_tokens", "output_tokens",
+    "model", "kind", "basis", "error_band", "serving", "layers_run", "layers_total", "batch_size", "prompt_tokens", "output_tokens",
     "params_total", "params_active", "active_ratio",
     "intelligence_score", "intelligence_index", "intelligence_version",
+    "energy_source", "energy_basis", "contended",
 )
 
 COLUMNS: tuple[str, ...] = (
@@ -65,6 +66,7 @@ def record_row(doc: dict[str, Any], rec: dict[str, Any], source: str = "") -> di
         "model": rec.get("model"),
         "kind": rec.get("kind"),
         "basis": rec.get("basis"),
+        "error_band": ((doc.get("projection") or {}).get("error_band") or {}).get("text"),
         "serving": rec.get("serving"),
         "layers_run": rec.get("layers_run"),
         "layers_total": rec.get("layers_total"),
@@ -77,6 +79,10 @@ def record_row(doc: dict[str, Any], rec: dict[str, Any], source: str = "") -> di
         "intelligence_score": intel.get("score"),
         "intelligence_index": intel.get("index"),
         "intelligence_version": intel.get("version"),
+        # how J/token was obtained: a counter (nvml, rapl, dcgm), the catalog's power (estimated), or not at all
+        "energy_source": rec.get("energy_source"),
+        "energy_basis": (m.get("joules_per_token") or {}).get("basis"),
+        "contended": (rec.get("contention") or {}).get("contended"),
     }
     for metric in metrics.stats():
         st = metrics.at(m, metric.path)

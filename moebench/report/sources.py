@@ -119,7 +119,9 @@ def from_projection(doc: dict[str, Any], source: str, file: Optional[str] = None
             world_size=None, records=records,
             projection={"source": source, "file": file or source,
                         "calibration": (doc.get("calibration") or {}).get("source"),
-                        "serving": serving, "comm_overlap": assumptions.get("comm_overlap")},
+                        "serving": serving, "comm_overlap": assumptions.get("comm_overlap"),
+                        # the held-out error of the fitted presets for this hardware (None when calibrated)
+                        "error_band": hw.get("error_band")},
         ))
     return out
 
@@ -137,8 +139,9 @@ def _projection_problem(doc: dict[str, Any]) -> Optional[str]:
     for i, hw in enumerate(hardware):
         if not isinstance(hw, dict):
             return f"hardware[{i}] is {hw!r}, not an object"
-        if hw.get("price") is not None and not isinstance(hw["price"], dict):
-            return f"hardware[{i}].price is {hw['price']!r}, not an object"
+        for key in ("price", "error_band"):
+            if hw.get(key) is not None and not isinstance(hw[key], dict):
+                return f"hardware[{i}].{key} is {hw[key]!r}, not an object"
         problem = records_problem(hw.get("records", []))
         if problem:
             return f"hardware[{i}].{problem}"

@@ -86,6 +86,22 @@ def test_repeats_too_short_for_the_counter_are_pooled_into_one_sample():
     assert rec["metrics"]["joules_per_token"]["n"] == 1 and "coarse: 0.007 s metered in all" in rec["energy_scope"]
 
 
+def test_the_report_labels_how_energy_was_obtained():
+    """An estimate never reads as a reading: the CSV carries the source and basis, the HTML prints them beside
+    the figure, and a CPU without a counter says "not measured" where the figure would be."""
+    from moebench.report.html import dense_vs_moe
+    from moebench.report.rows import record_row
+
+    doc = {"hardware": {"name": "CPU host", "device": "cpu"}, "workload": {"name": "w"}}
+    estimated = record_row(doc, record_of(samples(), batch=2, prompt=8, output=4, allin_kw=1.5), "a.json")
+    unmeasured = record_row(doc, record_of(samples(), batch=4, prompt=8, output=4), "a.json")
+    assert (estimated["energy_source"], estimated["energy_basis"]) == ("estimated", "estimated")
+    assert estimated["joules_per_token_median"] is not None
+    assert (unmeasured["energy_source"], unmeasured["joules_per_token_median"]) == ("not measured", None)
+    html = dense_vs_moe([estimated, unmeasured])
+    assert "(estimated)</span>" in html and ">not measured<" in html
+
+
 # ------------------------------------------------------------------------------------ phase-attributed $/M
 REAL_RUN = Path(__file__).parents[1] / "report" / "data" / "runs" / "tiny-extrapolated.json"
 

@@ -59,8 +59,8 @@ def test_the_existing_anchors_are_points_with_the_same_numbers():
 def test_the_validation_script_projects_each_point_or_says_why_not():
     from benchmarks.projection_validation import run, summary
 
-    results, skipped = run()
-    assert len(results) + len(skipped) == len(load_published().points)
-    assert len(results) >= 40 and all(why for _, why in skipped)
-    assert all(r.error >= 1 for r in results)
-    assert set(summary(results, lambda r: r.groups["split"])) == {"fit", "holdout"}
+    scored, skipped = run()
+    assert len({s.m.id.split("/")[0] for s in scored}) + len(skipped) == len(load_published().points)
+    assert len(scored) >= 40 and all(why for _, why in skipped)
+    assert all(s.m.headline and s.error >= 1 for s in scored)
+    assert set(summary(scored, lambda s: s.m.split)) == {"fit", "holdout"}

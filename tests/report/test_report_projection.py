@@ -186,3 +186,17 @@ def test_a_hand_edited_projection_loads_or_is_one_line(edit, needle, tmp_path, r
         assert code == 0, err
     else:
         assert code == 3 and needle in err and err.count("\n") == 1 and "internal error" not in err
+
+
+def test_a_projection_s_error_band_shows_in_the_html_and_the_csv(projection, docs, run_cli, tmp_path):
+    bands = {h["id"]: h["error_band"]["text"] for h in json.loads(projection.read_text())["hardware"]}
+    assert all(t.startswith("NVIDIA, MoE") for t in bands.values())
+    code, _, _ = run_cli(["report", str(docs["h100.json"]), str(projection), "--out", str(tmp_path / "r")])
+    assert code == 0
+    df = pd.read_csv(tmp_path / "r" / "report.csv", dtype=CSV_DTYPES)
+    proj = df[df.basis == "projected"]
+    assert {h: set(g.error_band) for h, g in proj.groupby("hardware_id")} == {h: {t} for h, t in bands.items()}
+    assert df[df.basis != "projected"].error_band.isna().all()  # a measured run has no band
+    html = (tmp_path / "r" / "report.html").read_text()
+    for t in bands.values():
+        assert f"how far to trust it: {t}" in html.replace("&#x27;", "'")
