@@ -59,7 +59,11 @@ DEFAULT_METRICS = mt.gated()
 
 Better = mt.Better
 Status = Literal["regressed", "improved", "inconclusive", "ok", "missing", "new", "skipped"]
-RecordKey = tuple[str, int, int, int]  # model, batch_size, prompt_tokens, output_tokens
+RecordKey = tuple[str, int, int, int, str]  # model, batch_size, prompt_tokens, output_tokens, serving
+
+# A share of requests (failed / sent) has no ratio to a healthy baseline's 0: it regresses when it rose by more than
+# this many points, significantly. One request in a hundred failing more is a change a release must not hide.
+SHARE_TOLERANCE = 0.01
 
 def better(metric: str) -> Better:
     """Which way is good for a metric (its path in the record, dotted for nested ones: `usd_per_mtok.blended`), as
@@ -173,6 +177,7 @@ class Row:
     metric: str
     better: Better
     status: Status
+    serving: str = "static"
     unit: str = ""
     baseline_median: Optional[float] = None
     baseline_p20: Optional[float] = None
@@ -246,8 +251,53 @@ def judge(
     return {**out, "status": "ok", "reason": why}
 
 
+def judge_share(base: list[float], cur: list[float], *, better: Better, factor: float = DEFAULT_FACTOR,
+                alpha: float = DEFAULT_ALPHA, base_runs: Optional[list[list[float]]] = None,
+                cur_runs: Optional[list[list[float]]] = None) -> dict[str, Any]:
+    """A lower-is-better share in [0, 1] (failed requests / sent): judged by how many points it rose, since a
+    healthy baseline's 0 has no ratio. Regressed when it rose by more than SHARE_TOLERANCE and significantly."""
+    bm, cm = percentile(base, 50), percentile(cur, 50)
+    out: dict[str, Any] = {
+        "baseline_median": bm, "baseline_p20": percentile(base, 20), "baseline_p80": percentile(base, 80),
+        "baseline_n": len(base), "current_median": cm, "current_p20": percentile(cur, 20),
+        "current_p80": percentile(cur, 80), "current_n": len(cur),
+        "baseline_runs": len(base_runs or [base]), "current_runs": len(cur_runs or [cur]),
+    }
+    if any(not 0 <= x <= 1 for x in (*base, *cur)):  # NaN fails both comparisons
+        return {**out, "status": "missing", "reason": "a share outside [0, 1] or NaN"}
+    rise = cm - bm
+    sig = significance(base, cur, alpha) if set(base) != set(cur) else None  # identical samples: nothing to test
+    significant = bool(sig and sig.significant)
+    if sig is not None:
+        out.update(test=sig.test, p_value=sig.p_value, significant=sig.significant)
+    if rise > SHARE_TOLERANCE and significant:
+        return {**out, "status": "regressed", "reason": f"rose by {rise:.1%} points > {SHARE_TOLERANCE:.0%}, significant"}
+    if rise < -SHARE_TOLERANCE and significant:
+        return {**out, "status": "improved", "reason": f"fell by {-rise:.1%} points, significant"}
+    return {**out, "status": "ok", "reason": f"{rise:+.1%} points"}
+
+
+def carried(docs: Iterable[dict[str, Any]], key: RecordKey, name: str) -> bool:
+    """Whether any record `key` of `docs` has the metric at all, even null (a null is a gap worth a row)."""
+    for doc in docs:
+        for rec in doc.get("records") or []:
+            node: Any = rec.get("metrics") or {}
+            for part in name.split("."):  # a null on the way (`usd_per_mtok: null`) holds its leaves as null
+                if node is None:
+                    break
+                node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
+            if node is not _ABSENT and record_key(rec) == key:
+                return True
+    return False
+
+
+_ABSENT = object()
+
+
 def record_key(rec: dict[str, Any]) -> RecordKey:
-    return (str(rec["model"]), int(rec["batch_size"]), int(rec.get("prompt_tokens") or 0), int(rec.get("output_tokens") or 0))
+    """One record of a workload: two open-loop rate levels of one model and concurrency differ in `serving`."""
+    return (str(rec["model"]), int(rec["batch_size"]), int(rec.get("prompt_tokens") or 0),
+            int(rec.get("output_tokens") or 0), str(rec.get("serving") or "static"))
 
 
 Pooled = dict[RecordKey, dict[str, tuple[list[list[float]], str]]]
@@ -426,11 +476,14 @@ def gate(
             notes.append(f"{side}: {len(why)} record(s) timed on a contended machine (first: {next(iter(why.values()))});"
                          f" {held} — measure again on a quiet machine")
     rows: list[Row] = []
-    for key in sorted(set(base) | set(cur), key=lambda k: (k[0], k[1], k[2], k[3])):
-        model, b, p, o = key
+    for key in sorted(set(base) | set(cur)):
+        model, b, p, o, serving = key
         for name in metrics:
             bs, cs = base.get(key, {}).get(name), cur.get(key, {}).get(name)
-            common = dict(model=model, batch_size=b, prompt_tokens=p, output_tokens=o, metric=name, better=direction[name])
+            if bs is None and cs is None and not (carried(base_docs, key, name) or carried(cur_docs, key, name)):
+                continue  # a default metric this kind of record does not carry at all (an engine run's failure_ratio)
+            common = dict(model=model, batch_size=b, prompt_tokens=p, output_tokens=o, serving=serving, metric=name,
+                          better=direction[name])
             if key not in cur:
                 rows.append(Row(**common, status="missing", reason="in the baseline, not in the current run"))
             elif key not in base:
@@ -439,12 +492,13 @@ def gate(
                 # one current run without it is enough: the others must not paper over a broken measurement
                 n = cur_lacking.get((key, name), 0)
                 rows.append(Row(**common, status="missing",
-                                reason=f"in the baseline, absent or null in {n} of the current run(s)"))
+                                reason=f"in the baseline, but absent or null in {n} of the current run(s)"))
             elif bs is None:
                 rows.append(Row(**common, status="skipped", reason="absent or null in the baseline: nothing to hold it to"))
             else:
-                v = judge([x for r in bs[0] for x in r], [x for r in cs[0] for x in r], better=common["better"],
-                          factor=factor, alpha=alpha, base_runs=bs[0], cur_runs=cs[0])
+                judged = judge_share if bs[1] == "fraction" and common["better"] == "lower" else judge
+                v = judged([x for r in bs[0] for x in r], [x for r in cs[0] for x in r], better=common["better"],
+                           factor=factor, alpha=alpha, base_runs=bs[0], cur_runs=cs[0])
                 why = unsettled(v["status"], busy[0].get(key), busy[1].get(key))
                 if why:
                     v.update(status="inconclusive", reason=f"{v['status']} ({v['reason']}), but {why}", contended=why)

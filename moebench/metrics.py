@@ -123,7 +123,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("usd_per_mtok_good_blended", "usd_per_mtok_good.blended", "USD/Mtok", "lower", ("measured",),
            "(3 × input + output) / 4 over requests meeting every SLO, USD per million tokens (endpoint)"),
     Metric("failure_ratio", "failure_ratio", "fraction", "lower", ("measured",),
-           "(failed + cut by the time limit) / sent requests, one sample per repeat (endpoint)", "failed"),
+           "(failed + cut by the time limit) / sent requests, one sample per repeat (endpoint); gated by the points "
+           "it rose, not a ratio", "failed", gated=True),
     # efficiency: one value per record, in `metrics.efficiency`
     Metric("mbu_decode_fraction", "efficiency.mbu_decode", "fraction", "higher", TIMED,
            "decode bytes moved per step / TPOT / catalog peak HBM bandwidth", "MBU", ("wide", "compare"), shape="scalar"),

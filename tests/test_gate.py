@@ -144,8 +144,9 @@ def test_a_metric_lost_or_broken_in_the_current_run_fails_the_gate():
 
 
 def test_the_table_shows_prompt_and_output_when_the_scenario_changed(tmp_path, capsys):
-    base = _doc(noisy(15, 10, 0.03, 1), noisy(15, 50, 0.03, 2))
-    longer = _doc(noisy(15, 10, 0.03, 3), noisy(15, 50, 0.03, 4))
+    two = ("llama3:debug", "mixtral:debug")  # one record keeps its sizes: a changed scenario, not another workload
+    base = _doc(noisy(15, 10, 0.03, 1), noisy(15, 50, 0.03, 2), models=two)
+    longer = _doc(noisy(15, 10, 0.03, 3), noisy(15, 50, 0.03, 4), models=two)
     longer["records"][0]["prompt_tokens"] = 128
     code, out, _ = run_cli(["gate", "--baseline", _write(tmp_path, "b.json", base), _write(tmp_path, "c.json", longer)],
                            capsys)
@@ -303,3 +304,37 @@ def test_cli_pools_folders_on_both_sides(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code, _, err = run_cli(["gate", "--baseline", str(tmp_path / "empty"), str(tmp_path / "cur")], capsys)
     assert code == 3 and "no result files" in err
+
+
+def _endpoint_doc(failures: list[list[float]], rates=("continuous",)) -> dict:
+    """An endpoint run: one record per load level (`serving` tells rate levels apart), failure_ratio per repeat."""
+    doc = _doc(noisy(6, 10, 0.03, 1), noisy(6, 50, 0.03, 2))
+    doc["kind"] = "endpoint"
+    proto = doc["records"][0]
+    doc["records"] = []
+    for serving, share in zip(rates, failures):
+        rec = copy.deepcopy(proto)
+        rec.update(serving=serving)
+        rec["metrics"]["failure_ratio"] = stat(share, unit="fraction")
+        doc["records"].append(rec)
+    return doc
+
+
+def test_failures_against_a_healthy_baseline_regress_by_the_points_they_rose():
+    """A healthy baseline's failure ratio is 0, which no ratio can be taken of: it is judged by points."""
+    base = _endpoint_doc([[0.0] * 6])
+    rows = {r.metric: r for r in gate([base], [_endpoint_doc([[0.25] * 6])]).rows}
+    assert rows["failure_ratio"].status == "regressed" and "points" in rows["failure_ratio"].reason
+    rows = {r.metric: r for r in gate([base], [_endpoint_doc([[0.0] * 5 + [0.005]])]).rows}
+    assert rows["failure_ratio"].status == "ok"  # half a point: within the tolerance
+    engine = {r.metric for r in gate([_doc(noisy(6, 10, 0.03, 1), noisy(6, 50, 0.03, 2))],
+                                     [_doc(noisy(6, 10, 0.03, 3), noisy(6, 50, 0.03, 4))]).rows}
+    assert "failure_ratio" not in engine  # a metric engine records never carry gives no row
+
+
+def test_two_rate_levels_of_one_concurrency_are_two_records():
+    rates = ("continuous, rate 2/s", "continuous, rate 8/s")
+    base = _endpoint_doc([[0.0] * 6, [0.0] * 6], rates)
+    cur = _endpoint_doc([[0.0] * 6, [0.5] * 6], rates)
+    verdicts = {(r.serving, r.metric): r.status for r in gate([base], [cur]).rows}
+    assert verdicts[(rates[0], "failure_ratio")] == "ok" and verdicts[(rates[1], "failure_ratio")] == "regressed"

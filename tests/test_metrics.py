@@ -40,7 +40,8 @@ def test_docs_metric_tables_are_the_declared_ones(shape):
 
 
 def test_directions_and_defaults_come_from_the_table():
-    assert DEFAULT_METRICS == ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu", "usd_per_mtok.blended")
+    assert DEFAULT_METRICS == ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu", "usd_per_mtok.blended",
+                               "failure_ratio")
     assert better("tokens_per_joule") == "higher"  # a name-guess would call it lower (no "tokens_per_s" in it)
     assert better("joules_per_token") == "lower"
     for m in mt.stats():

@@ -73,15 +73,18 @@ def check_same_workload(base_docs: list[dict], cur_docs: list[dict]) -> None:
     def names(docs: list[dict]) -> set[str]:
         return {str((d.get("workload") or {}).get("name")) for d in docs}
 
+    from moebench.gate import record_key
+
     def keys(docs: list[dict]) -> set[tuple]:
-        return {(r.get("model"), r.get("batch_size")) for d in docs for r in d.get("records") or []}
+        return {record_key(r) for d in docs for r in d.get("records") or []}
 
     base, cur = names(base_docs), names(cur_docs)
     if base != cur or len(base) > 1:
         raise BadInput(f"baseline ran workload {', '.join(sorted(base))} and current {', '.join(sorted(cur))}: the "
                        "gate compares runs of one workload (use `moebench compare` for different ones)")
     if keys(base_docs) and keys(cur_docs) and not keys(base_docs) & keys(cur_docs):
-        raise BadInput("baseline and current share no model × batch size: nothing to gate")
+        raise BadInput("baseline and current share no model × batch size × scenario (prompt, output, serving): "
+                       "nothing to gate — the same workload name with other sizes is another workload")
 
 
 def register(app: typer.Typer) -> None:

@@ -31,3 +31,12 @@ def test_the_same_workload_with_a_record_dropped_still_fails_the_gate(cli, tmp_p
     cur = _doc(noisy(15, 10, 0.03, 3), noisy(15, 50, 0.03, 4))
     proc = cli("gate", _write(tmp_path / "cur.json", cur), "--baseline", _write(tmp_path / "base.json", base))
     assert proc.returncode == 1 and "missing" in proc.stdout, proc.stderr
+
+
+def test_the_same_workload_name_with_other_sizes_is_bad_input(cli, tmp_path):
+    """Same name, prompt edited: every record would read as missing (exit 1) for what is another workload."""
+    base = _doc(noisy(15, 10, 0.03, 1), noisy(15, 50, 0.03, 2))
+    cur = _doc(noisy(15, 10, 0.03, 3), noisy(15, 50, 0.03, 4))
+    cur["records"][0]["prompt_tokens"] = 512
+    proc = cli("gate", _write(tmp_path / "cur.json", cur), "--baseline", _write(tmp_path / "base.json", base))
+    assert_one_line_error(proc, 3, "share no model × batch size × scenario")
