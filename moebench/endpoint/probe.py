@@ -77,11 +77,15 @@ async def probe(client: "aiohttp.ClientSession", spec: EndpointSpec) -> Capabili
         model = _first_model(status, body, spec.base_url)
     opts = RequestOptions(url=request_url(spec), model=model, api=spec.api, stream_usage=True,
                           continuous_usage=True, ignore_eos=spec.ignore_eos, headers=hdrs, timeout_s=_PROBE_TIMEOUT_S)
-    # drop one optional field at a time, most exotic first, until the server accepts the request
-    fallbacks = [{}, {"continuous_usage": False}, {"ignore_eos": False}, {"stream_usage": False}]
-    rec = None
+    # without what the server refuses, keeping as much as it takes: ignore_eos alone first (the field servers
+    # without vLLM's extensions refuse most), so a server taking continuous usage but not ignore_eos keeps
+    # per-token ITL
+    fallbacks = [{}, {"ignore_eos": False}, {"continuous_usage": False},
+                 {"continuous_usage": False, "ignore_eos": False},
+                 {"continuous_usage": False, "ignore_eos": False, "stream_usage": False}]
+    base, rec = opts, None
     for change in fallbacks:
-        opts = replace(opts, **change)
+        opts = replace(base, **change)
         rec = await send(client, opts, _PROBE)
         for delay in RETRY_DELAYS_S:
             if rec.ok or (rec.status or 0) < 500 or time.monotonic() + delay > deadline:

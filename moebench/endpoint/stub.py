@@ -35,6 +35,7 @@ class Faults:
     http_500_first: int = 0  # the first n completion requests answer HTTP 503 (a server warming up)
     silent_after: Optional[int] = None  # completion requests after the n-th get no answer (for SILENT_S seconds)
     reject_unknown: bool = False  # HTTP 422 for fields beyond KNOWN_FIELDS (ignore_eos, continuous_usage_stats)
+    reject_fields: tuple[str, ...] = ()  # HTTP 422 for only these (a server with some of the extensions)
     metrics: bool = False  # serve a Prometheus /metrics
     # serve SGLang's expert-distribution endpoints, dumping `stat`-mode records (.pt) into this folder
     expert_distribution_dir: Optional[str] = None
@@ -136,7 +137,7 @@ class StubServer:
         if self.log.keep_bodies:
             self.log.bodies.append(req)
         unknown = (set(req) - KNOWN_FIELDS) | set(req.get("stream_options") or {}) - {"include_usage"}
-        if f.reject_unknown and unknown:
+        if (f.reject_unknown and unknown) or unknown & set(f.reject_fields):
             return await _send(w, 422, json.dumps({"detail": f"Unexpected fields in the request: {sorted(unknown)}"}))
         self._n += 1
         if self._n <= f.http_500_first:

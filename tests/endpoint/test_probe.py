@@ -36,6 +36,14 @@ def test_a_server_rejecting_unknown_fields_is_asked_without_them(stub):
     assert "ignore_eos" not in last and last["stream_options"] == {"include_usage": True}
 
 
+def test_a_server_refusing_only_ignore_eos_keeps_continuous_usage(stub):
+    """Dropping continuous usage before ignore_eos would lose per-token ITL on such a server."""
+    server = stub(reject_fields=("ignore_eos",), usage="continuous")
+    caps = caps_of(server.base_url)
+    assert caps.continuous_usage and not caps.ignore_eos
+    assert server.log.bodies[-1]["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
+
+
 def test_unreachable_server_is_an_environment_problem():
     with pytest.raises(EnvironmentProblem, match="unreachable"):
         caps_of("http://127.0.0.1:9/v1")
