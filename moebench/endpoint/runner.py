@@ -272,7 +272,9 @@ def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, ru
         output_tokens=declared_tokens(wl)[1],
         metrics=level_metrics(runs, wl.slo, cost, joules),
         load={"mode": level.mode, "value": level.value, "label": level.label,
-              "requests_per_level": wl.load.requests_per_level, "repeats": len(runs)},
+              "requests_per_level": wl.load.requests_per_level, "repeats": len(runs),
+              # an interrupt stops a level between repeats: the ones done are kept, and the level says it is short
+              "repeats_planned": wl.timing.repeats, "level_complete": len(runs) == wl.timing.repeats},
         intelligence=cost.intelligence,
         cost=cost.as_dict(),
         requests={**request_summary(runs, wl.slo),

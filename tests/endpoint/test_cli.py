@@ -137,6 +137,7 @@ def test_sigterm_saves_partial_results(stub, tmp_path):
     doc = load_result(results(out)[0])
     assert not doc["complete"] and doc["error"] == "interrupted"
     assert [r["load"]["label"] for r in doc["records"]] == ["concurrency 4"]
+    assert doc["records"][0]["load"]["level_complete"] is True  # its one repeat ran; a level cut short says so
 
 
 def test_bad_workload_fields_exit_3_naming_them(tmp_path):
