@@ -38,7 +38,10 @@ class ScaleOut(_Frozen):
 
 
 class MeasuredMatmul(_Frozen):
+    """The fastest matmul a microbenchmark reached (TFLOP/s): the ceiling real GEMMs meet before the peak."""
+
     bf16: float
+    fp8: Optional[float] = None
     source: str
 
 
@@ -74,6 +77,17 @@ class Hardware(_Frozen):
     def peak_flops(self, dtype: str) -> float | None:
         tf = self.peak_tflops.get({"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(dtype, dtype))
         return tf * 1e12 if tf else None
+
+    def matmul_ceiling(self) -> dict[str, float]:
+        """dtype -> measured matmul TFLOP/s / peak, for the formats with a peak: the dtype's own measurement, else
+        the bf16 one's share (a format without a row is taken to reach the same share of its peak). {} when the
+        catalog has no measurement."""
+        mm = self.measured_matmul_tflops
+        if mm is None or not self.peak_tflops.get("bf16"):
+            return {}
+        base = mm.bf16 / self.peak_tflops["bf16"]
+        own = {"bf16": mm.bf16, "fp8": mm.fp8}
+        return {d: min(1.0, own[d] / peak if own.get(d) else base) for d, peak in self.peak_tflops.items() if peak}
 
     @property
     def hbm_bytes_per_s(self) -> float | None:

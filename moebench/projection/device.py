@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from moebench.arith import BYTES_PER_ELEM, dtype_key
@@ -51,6 +52,14 @@ class Device:
     # `scale_up_bytes_per_s` being their sum): a group of g GPUs inside it can use only its g − 1 links per GPU.
     # False: a switched fabric (NVLink through NVSwitch), where any group reaches the whole per-GPU rate.
     scale_up_mesh: bool = False
+    # compute dtype -> the share of its peak the fastest measured matmul reached (catalog measured_matmul_tflops):
+    # the fitted presets count compute efficiency from this ceiling, so a GPU whose GEMMs reach half their peak
+    # (MI300X) is not credited with NVIDIA's three quarters. Empty: unknown (measured roofs, a bare device).
+    matmul_ceiling: Mapping[str, float] = field(default_factory=dict)
+
+    def ceiling(self, weight_dtype: str) -> float:
+        """The measured matmul ceiling (fraction of peak) of the format `weight_dtype` matmuls run in; 1 if unknown."""
+        return self.matmul_ceiling.get(self.compute_dtype(weight_dtype), 1.0)
 
     def compute_dtype(self, weight_dtype: str) -> str:
         """The tensor-core format a matmul with `weight_dtype` weights runs in on this device."""
@@ -119,7 +128,20 @@ def device_from_hardware(
         vendor=hw.vendor,
         arch=hw.arch,
         scale_up_mesh=bool(su) and "xgmi" in su.tech.lower(),
+        matmul_ceiling={} if basis == "measured" else (hw.matmul_ceiling() or _arch_ceiling(hw)),
     )
+
+
+def _arch_ceiling(hw: Any) -> dict[str, float]:
+    """A GPU without its own matmul measurement takes the median share its architecture's measured GPUs reach."""
+    from moebench.catalog import hardware_catalog
+
+    shares: dict[str, list[float]] = {}
+    for other in hardware_catalog().values():
+        if other.arch == hw.arch and other.vendor == hw.vendor and other.id != hw.id:
+            for d, x in other.matmul_ceiling().items():
+                shares.setdefault(d, []).append(x)
+    return {d: statistics.median(xs) for d, xs in shares.items() if (hw.peak_tflops or {}).get(d)}
 
 
 def _roofs(hid: str, roofs: Mapping[str, Any]) -> tuple[dict[str, float], float, str]:

@@ -4,7 +4,8 @@ validation set, errors measured on its `holdout` points).
 
 The presets are one flat table of named factors, so that the fit and the YAML see the same numbers:
 
-    {vendor}.compute, {vendor}.memory     fractions of the catalog's FLOP and HBM roofs (nvidia, amd)
+    {vendor}.compute, {vendor}.memory     fractions of the measured matmul ceiling (the catalog's measured_matmul share
+                                          of the FLOP peak) and of the HBM roof (nvidia, amd)
     {vendor}.alpha, {vendor}.launch       factors on the collectives' latency α and on the launch latency per op
     {vendor}.link                         factor on the link efficiency of the collectives' bandwidth term
                                           (NCCL over NVSwitch vs RCCL over the Infinity Fabric mesh)
@@ -105,14 +106,20 @@ class Presets:
         moe, attn = p.get("moe.experts", 1.0), p.get("prefill.attn", 1.0)
         by_phase = {**base.efficiency.by_phase, "decode/experts": moe, "prefill/experts": moe, "prefill/attn": attn,
                     "decode/attn": p.get("decode.attn", 1.0)}
-        eff = Efficiency(compute=p[f"{v}.compute"], memory=p[f"{v}.memory"] * self.engine_value(engine, "memory", 1.0),
-                         by_phase=by_phase)
+        # compute factors count from the device's measured matmul ceiling (bf16 here, each other format's own share
+        # through dtype_efficiency), not from the datasheet peak
+        base_share = dev.matmul_ceiling.get("bf16", 1.0)
+        eff = Efficiency(compute=p[f"{v}.compute"] * base_share,
+                         memory=p[f"{v}.memory"] * self.engine_value(engine, "memory", 1.0), by_phase=by_phase)
         step_ms = self.engine_value(engine, "step_ms", 0.0)
         alpha = p.get(f"{v}.alpha", 1.0)
         comm = dataclasses.replace(base.comm, alpha_scale_up_us=base.comm.alpha_scale_up_us * alpha,
                                    alpha_scale_out_us=base.comm.alpha_scale_out_us * alpha,
                                    link_eff=min(1.0, base.comm.link_eff * p.get(f"{v}.link", 1.0)))
-        dt = {k: p[f"{dev.arch}.{k}"] for k in ("fp8", "fp4", "weight_only") if f"{dev.arch}.{k}" in p}
+        dt = {k: p.get(f"{dev.arch}.{k}", 1.0) * dev.matmul_ceiling.get(k, base_share) / base_share
+              for k in ("fp8", "fp4") if dev.flops_per_s.get(k)}
+        if f"{dev.arch}.weight_only" in p:
+            dt["weight_only"] = p[f"{dev.arch}.weight_only"]
         return base.replace(efficiency=eff, step_overhead_ms={"prefill": step_ms, "decode": step_ms}, comm=comm,
                             launch_us=base.launch_us * p.get(f"{v}.launch", 1.0),
                             seq_overhead_us=self.engine_value(engine, "seq_us", 0.0),

@@ -16,9 +16,9 @@ from tests.projection.validation_set import load_set
 # docs/projection.md, "Against published measurements, held out": the band over every held-out point, and every
 # group's median; the groups that miss the 1.3× target are named with the band they are held to (the docs say why)
 MEDIAN_BAND = 1.20
-WORST_BAND = 2.40
+WORST_BAND = 2.10
 GROUP_MEDIAN_BAND = 1.30
-KNOWN_MISSES = {"AMD": 1.60, "engine vllm": 1.60,  # the same 14 points: vLLM TP8 on MI300X, AMD's and Oracle's
+KNOWN_MISSES = {"AMD": 1.45, "engine vllm": 1.45,  # the same 14 points: vLLM TP8 on MI300X, AMD's and Oracle's
                 "MoE": 1.40}  # Qwen3 on TensorRT-LLM: the 235B too slow at TP8, the 30B-A3B too fast on one GPU
 
 
