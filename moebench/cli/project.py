@@ -122,6 +122,8 @@ def _print(doc: dict[str, Any]) -> None:
                            str(row["kv_capacity_sequences"]), "overloaded" if row["overloaded"] else fmt(row["queue_ms"]),
                            fmt(row["ttft_under_load_ms"]), fmt(p["tpot_ms"]), fmt(p["output_tokens_per_s_per_gpu"]))
             out.print(t3)
+        if h["disaggregated"]:
+            _print_pools(h["disaggregated"], doc["scenario"]["disaggregated"])
         for note in h["notes"]:
             out.print(f"note: {note}", highlight=False)
         if h["error_band"]:
@@ -129,6 +131,25 @@ def _print(doc: dict[str, Any]) -> None:
         elif doc["calibration"] is None:
             out.print("how far to trust it: these efficiencies were not validated against published measurements",
                       highlight=False)
+
+
+def _print_pools(rows: list[dict[str, Any]], spec: dict[str, Any]) -> None:
+    t = Table(title=f"disaggregated: prefill pool {spec['prefill_layout']} ({spec['prefill_batch']} prompt(s) per "
+                    f"forward), decode instance {spec['decode_layout']}; prefill instances to keep it busy",
+              title_justify="left")
+    for col in ("decode batch", "prefill inst.", "GPUs", "TTFT ms", "TPOT ms", "tok/s/user", "out tok/s/GPU",
+                "total tok/s/GPU", "$/Mtok in", "$/Mtok out", "$/Mtok blended"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        if not r["fits"]:
+            t.add_row(str(r["decode_batch"]), f"does not fit: {r['why']}", *["—"] * 9)
+            continue
+        c = r["usd_per_mtok"] or {}
+        t.add_row(str(r["decode_batch"]), str(r["prefill"]["instances"]), str(r["n_gpus"]), fmt(r["ttft_ms"]),
+                  fmt(r["tpot_ms"]), fmt(r["interactivity_tokens_per_s_per_user"]),
+                  fmt(r["output_tokens_per_s_per_gpu"]), fmt(r["total_tokens_per_s_per_gpu"]),
+                  fmt(c.get("input")), fmt(c.get("output")), fmt(c.get("blended")))
+    out.print(t)
 
 
 def register(app: typer.Typer) -> None:
@@ -159,6 +180,8 @@ def register(app: typer.Typer) -> None:
         spec_accept: float = typer.Option(0.0, "--spec-accept", callback=at_least(0.0), help="Probability each drafted token is accepted (given the previous one was)."),
         rate: Optional[str] = typer.Option(None, "--rate", help="Comma-separated request rates (req/s per instance): open-loop loads."),
         offline: bool = typer.Option(False, "--offline", help="Also report the offline maximum throughput (every request queued at once)."),
+        disagg: Optional[str] = typer.Option(None, "--disagg", help="Also project disaggregated prefill/decode pools: PREFILL/DECODE layouts, e.g. tp=8/tp=1,ep=48 (each --batch is one decode instance's sequences)."),
+        prefill_batch: int = typer.Option(1, "--prefill-batch", callback=at_least(1), help="With --disagg: prompts per prefill forward."),
         keep_host: bool = typer.Option(False, "--keep-host-time", help="With --calibrate: carry the fitted host time per op to every target (same eager stack), not only back to the measured hardware."),
         json_: bool = typer.Option(False, "--json", help="Print one JSON document."),
     ) -> None:
@@ -174,6 +197,7 @@ def register(app: typer.Typer) -> None:
             mem_util=mem_util, engine=engine.value, preset=preset.value, expert_imbalance=expert_imbalance,
             spec_tokens=spec_tokens, spec_accept=spec_accept,
             rates=tuple(_numbers(rate, "--rate", float)) if rate else (), offline=offline, expert_load_path=expert_load,
+            disagg=disagg, prefill_batch=prefill_batch,
         )
         if json_:
             emit_json(doc)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
+from moebench import tokenomics as tk
 from moebench.models.config import ArchConfig
 from moebench.projection import comm
 from moebench.projection.assumptions import Assumptions
@@ -71,6 +72,20 @@ class Pools:
         tokens = {"input": self.prompt_tokens, "output": self.output_tokens,
                   "total": self.prompt_tokens + self.output_tokens}[kind]
         return self.requests_per_s * tokens / self.n_gpus
+
+    def usd_per_mtok(self, usd_per_gpu_hour: Optional[float]) -> Optional[dict[str, float]]:
+        """Each pool priced into its own tokens: the prefill pool's GPU-hours into the prompt tokens, the decode
+        pool's into the output tokens; `total` prices every GPU into every token."""
+        if usd_per_gpu_hour is None or self.requests_per_s <= 0:
+            return None
+        r = self.requests_per_s
+        cost = {"input": tk.usd_per_mtok(usd_per_gpu_hour, self.prefill_instances * self.prefill_layout.n_gpus,
+                                         r * self.prompt_tokens),
+                "output": tk.usd_per_mtok(usd_per_gpu_hour, self.decode_instances * self.decode_layout.n_gpus,
+                                          r * self.output_tokens),
+                "total": tk.usd_per_mtok(usd_per_gpu_hour, self.n_gpus, r * (self.prompt_tokens + self.output_tokens))}
+        cost["blended"] = tk.blended_usd_per_mtok(cost["input"], cost["output"])
+        return cost
 
     def to_json(self) -> dict[str, Any]:
         return {"prefill": {"layout": dataclasses.asdict(self.prefill_layout), "instances": self.prefill_instances,

@@ -51,13 +51,16 @@ def projection_document(
     gpus: Optional[int] = None, layout: Optional[str] = None, mem_util: float = 0.9, engine: str = "any",
     preset: str = "fitted", expert_imbalance: Optional[float] = None, spec_tokens: int = 0, spec_accept: float = 0.0,
     rates: tuple[float, ...] = (), offline: bool = False, expert_load_path: Optional[Path] = None,
+    disagg: Optional[str] = None, prefill_batch: int = 1,
 ) -> dict[str, Any]:
     """The `moebench project` document: per hardware, the projected records (shaped like measured ones, basis
     `projected`), the best point at each interactivity target, the frontier, the loads asked for (`under_load`) and
     the held-out error band of the fitted presets that applies (`error_band`). `log` gets progress lines.
 
     `gpus` / `layout` fix the instance (`tp=8,ep=8,dp=1,pp=1`); `preset` "fitted" applies presets.yaml's factors
-    for each device's vendor and architecture and `engine` (unless calibrated), "defaults" the literature defaults."""
+    for each device's vendor and architecture and `engine` (unless calibrated), "defaults" the literature defaults.
+    `disagg` ("PREFILL/DECODE" layouts) adds disaggregated pools: for each batch, one decode instance of that many
+    sequences and the fewest prefill instances (of `prefill_batch` prompts per forward) that keep it busy."""
     hardware = list(dict.fromkeys(hardware))  # a repeated id would only repeat its section
     if not hardware:
         raise BadInput("--hardware: give at least one catalog id")
@@ -79,6 +82,7 @@ def projection_document(
     from moebench.projection.load import under_load
 
     fixed = parse_layout(layout) if layout else None
+    split = _pool_layouts(disagg) if disagg else None
     if fixed is not None and gpus is not None and fixed.n_gpus != gpus:
         raise BadInput(f"--gpus {gpus} and --layout {layout} ({fixed.n_gpus} GPUs) disagree")
     cfg = resolve_config(model)
@@ -113,7 +117,10 @@ def projection_document(
         "scenario": {"prompt_tokens": prompt, "output_tokens": output, "weight_dtype": sc.weight_dtype,
                      "kv_dtype": sc.kv_dtype, "batch_sizes": batches, "interactivity_targets": interactivity,
                      "gpus": fixed.n_gpus if fixed else gpus, "layout": layout, "engine": engine,
-                     "request_rates": list(rates), "offline": offline},
+                     "request_rates": list(rates), "offline": offline,
+                     "disaggregated": None if split is None else {
+                         "prefill_layout": disagg.split("/")[0].strip(), "decode_layout": disagg.split("/")[1].strip(),
+                         "prefill_batch": prefill_batch}},
         "assumptions": base.to_json(),
         "efficiency_preset": None if table is None else {"name": preset, "source": table.source,
                                                          "fitted_on_points": len(table.fitted_on)},
@@ -138,7 +145,8 @@ def projection_document(
         doc["hardware"].append({
             "id": dev.id,
             "name": dev.name,
-            "roofs": {"flops_per_s": dict(dev.flops_per_s), "hbm_bytes_per_s": dev.hbm_bytes_per_s,
+            "roofs": {"flops_per_s": dict(dev.flops_per_s), "matmul_ceiling": dict(dev.matmul_ceiling),
+                      "hbm_bytes_per_s": dev.hbm_bytes_per_s,
                       "hbm_capacity_bytes": dev.hbm_capacity_bytes, "scale_up_bytes_per_s": dev.scale_up_bytes_per_s,
                       "domain_size": dev.domain_size, "scale_out_bytes_per_s": dev.scale_out_bytes_per_s},
             "price": {"usd_per_gpu_hour": dev.usd_per_gpu_hour, "tier": dev.price_tier, "source": dev.price_source},
@@ -154,8 +162,41 @@ def projection_document(
             "frontier": [point_json(p, dev) for p in proj.frontier()],
             "under_load": [lp.to_json() | {"point": point_json(lp.point, dev)}
                            for lp in under_load(cfg, dev, sc, a, proj, batches=batches, rates=rates, offline_max=offline)],
+            "disaggregated": [] if split is None else _disaggregated(cfg, dev, sc, a, split, batches, prefill_batch),
             "error_band": None if band is None else band.to_json(),
         })
     return doc
+
+
+def _pool_layouts(text: str) -> tuple[Any, Any]:
+    """`--disagg PREFILL/DECODE`: two layouts, e.g. `tp=8/tp=1,ep=48`."""
+    from moebench.projection.layout import parse_layout
+
+    parts = text.split("/")
+    if len(parts) != 2 or not all(p.strip() for p in parts):
+        raise BadInput(f"--disagg: {text!r} is not PREFILL/DECODE layouts, e.g. tp=8/tp=1,ep=48")
+    return parse_layout(parts[0], "--disagg"), parse_layout(parts[1], "--disagg")
+
+
+def _disaggregated(cfg, dev, sc, a, split, batches: list[int], prefill_batch: int) -> list[dict[str, Any]]:
+    """Per decode batch: balanced pools (disagg.balanced), or why they do not fit."""
+    from moebench.projection.disagg import balanced
+    from moebench.projection.load import kv_capacity
+
+    pre_lay, dec_lay = split
+    pre_cap, dec_cap = kv_capacity(cfg, pre_lay, dev, sc, a), kv_capacity(cfg, dec_lay, dev, sc, a)
+    rows: list[dict[str, Any]] = []
+    for b in batches:
+        if pre_cap < prefill_batch or dec_cap < b:
+            why = (f"the prefill instance holds {pre_cap} prompts" if pre_cap < prefill_batch else
+                   f"the decode instance holds {dec_cap} sequences")
+            rows.append({"decode_batch": b, "fits": False, "why": why})
+            continue
+        pools = balanced(cfg, dev, sc, a, prefill_layout=pre_lay, decode_layout=dec_lay, decode_batch=b,
+                         prefill_batch=prefill_batch)
+        rows.append({"decode_batch": b, "fits": True, "basis": "projected", **pools.to_json(),
+                     "interactivity_tokens_per_s_per_user": 1000 / pools.tpot_ms,
+                     "usd_per_mtok": pools.usd_per_mtok(dev.usd_per_gpu_hour)})
+    return rows
 
 

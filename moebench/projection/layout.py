@@ -193,30 +193,30 @@ def instance_layouts(cfg: ArchConfig, dev: Device, n: int) -> Iterator[Layout]:
 _LAYOUT_KEYS = ("tp", "dp", "ep", "pp")
 
 
-def parse_layout(text: str) -> Layout:
+def parse_layout(text: str, option: str = "--layout") -> Layout:
     """`tp=8,ep=8,dp=1,pp=1` (attention TP, attention DP groups, expert parallelism, pipeline stages; any omitted
     key is 1, except that `ep` alone sets `dp` to ep/tp) as a `Layout` of tp·dp·pp GPUs. BadInput when the
-    combination is not one this module models (ep must be 1 or tp·dp)."""
+    combination is not one this module models (ep must be 1 or tp·dp); its message names `option`."""
     vals: dict[str, int] = {}
     for part in text.split(","):
         key, sep, val = part.strip().partition("=")
         key = key.strip().lower()
         if not sep or key not in _LAYOUT_KEYS:
-            raise BadInput(f"--layout: {part.strip()!r} is not one of {', '.join(k + '=N' for k in _LAYOUT_KEYS)}")
+            raise BadInput(f"{option}: {part.strip()!r} is not one of {', '.join(k + '=N' for k in _LAYOUT_KEYS)}")
         if key in vals:
-            raise BadInput(f"--layout: {key} given twice")
+            raise BadInput(f"{option}: {key} given twice")
         try:
             vals[key] = int(val)
         except ValueError:
-            raise BadInput(f"--layout: {key}={val.strip()!r} is not a whole number") from None
+            raise BadInput(f"{option}: {key}={val.strip()!r} is not a whole number") from None
         if vals[key] < 1:
-            raise BadInput(f"--layout: {key} must be ≥ 1 (got {vals[key]})")
+            raise BadInput(f"{option}: {key} must be ≥ 1 (got {vals[key]})")
     tp, ep, pp = vals.get("tp", 1), vals.get("ep", 1), vals.get("pp", 1)
     dp = vals.get("dp", ep // tp if ep > 1 and ep % tp == 0 else 1)
     try:
         return Layout(tp * dp * pp, tp, ep, pp)
     except BadInput as e:
-        raise BadInput(f"--layout {text}: {str(e).removeprefix('layout: ')}") from None
+        raise BadInput(f"{option} {text}: {str(e).removeprefix('layout: ')}") from None
 
 
 def layout_text(lay: Layout) -> str:

@@ -56,13 +56,14 @@ class LoadPoint:
 
 def kv_capacity(cfg: ArchConfig, lay: Layout, dev: Device, sc: ServingScenario, a: Assumptions) -> int:
     """Most sequences of prompt + output tokens the instance holds at once (0: the weights alone do not fit): what
-    its KV cache holds, at most the engine's `max_seqs`."""
+    its KV cache holds, at most the engine's `max_seqs` per attention group (with DP attention each group runs its
+    own scheduler and batch, as TensorRT-LLM's and SGLang's attention-DP ranks do)."""
     mem = memory(cfg, lay, sc, dev, lay.dp, a.mem_util)
     limit = _UNBOUNDED if a.max_seqs is None else a.max_seqs
     if mem.capacity_bytes is None:
-        return limit
+        return limit * lay.dp
     per_group = math.floor((mem.capacity_bytes - mem.weights_bytes) / kv_bytes_per_seq(cfg, lay, sc))
-    return min(limit, max(0, per_group) * lay.dp)
+    return min(limit, max(0, per_group)) * lay.dp
 
 
 def service_ms(p: Point, sc: ServingScenario) -> float:

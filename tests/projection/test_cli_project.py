@@ -178,3 +178,44 @@ def test_defaults_preset_prints_no_band(app):
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["efficiency_preset"] is None and doc["hardware"][0]["error_band"] is None
+
+
+def test_disaggregated_pools_are_balanced_and_priced_per_pool(app):
+    r = _invoke(app, "--model", "deepseek-v3:671b", "--hardware", "h200_sxm", "--dtype", "fp8", "--kv-dtype", "fp8",
+                "--prompt", "4096", "--output", "512", "--batch", "64,256,100000", "--disagg", "tp=8/tp=1,ep=16",
+                "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["scenario"]["disaggregated"] == {"prefill_layout": "tp=8", "decode_layout": "tp=1,ep=16",
+                                                "prefill_batch": 1}
+    rows = doc["hardware"][0]["disaggregated"]
+    assert [x["decode_batch"] for x in rows] == [64, 256, 100000]
+    small, big, too_many = rows
+    assert not too_many["fits"] and "decode instance holds" in too_many["why"]
+    for x in (small, big):
+        assert x["fits"] and x["decode"]["layout"]["n_gpus"] == 16 and x["prefill"]["layout"]["n_gpus"] == 8
+        assert x["n_gpus"] == 8 * x["prefill"]["instances"] + 16
+        # balanced: the prefill pool keeps up with the decode pool, one instance fewer would not
+        assert x["prefill"]["requests_per_s"] >= x["decode"]["requests_per_s"]
+        assert x["requests_per_s"] == pytest.approx(x["decode"]["requests_per_s"])
+        c = x["usd_per_mtok"]
+        # each pool priced into its own tokens: prompt tokens carry the prefill GPUs, output tokens the decode GPUs
+        price = doc["hardware"][0]["price"]["usd_per_gpu_hour"]
+        pre_gpus = 8 * x["prefill"]["instances"]
+        assert c["input"] == pytest.approx(price * pre_gpus / (x["requests_per_s"] * 4096 * 3600) * 1e6)
+        assert c["output"] == pytest.approx(price * 16 / (x["requests_per_s"] * 512 * 3600) * 1e6)
+    # a larger decode batch: more sequences per decode step, more prefill instances to feed them, cheaper tokens
+    assert big["prefill"]["instances"] >= small["prefill"]["instances"]
+    assert big["output_tokens_per_s_per_gpu"] > small["output_tokens_per_s_per_gpu"]
+    assert big["tpot_ms"] > small["tpot_ms"]
+
+
+def test_disaggregated_table_and_bad_pool_spec(app):
+    r = _invoke(app, "--model", "llama3:70b", "--hardware", "h100_sxm", "--dtype", "fp8", "--batch", "32",
+                "--disagg", "tp=2/tp=4", "--prefill-batch", "2")
+    assert r.exit_code == 0, r.output
+    assert "disaggregated: prefill pool tp=2 (2 prompt(s) per forward), decode instance tp=4" in r.stdout
+    for bad, said in (("tp=8", "PREFILL/DECODE"), ("tp=8/tq=2", "--disagg: 'tq=2'"), ("tp=8/tp=8,ep=4", "--disagg")):
+        r = _invoke(app, "--model", "llama3:70b", "--hardware", "h100_sxm", "--batch", "8", "--disagg", bad)
+        assert r.exit_code != 0
+        assert isinstance(r.exception, BadInput) and said in str(r.exception), (bad, r.exception)

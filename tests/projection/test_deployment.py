@@ -62,6 +62,17 @@ def test_concurrency_beyond_the_kv_cache_queues(cfgs):
     assert far.point.rates["output"] == pytest.approx(inside.point.rates["output"])  # throughput saturates
 
 
+def test_the_engines_sequence_cap_applies_per_attention_group(cfgs):
+    """With DP attention each group schedules its own batch (TensorRT-LLM's and SGLang's attention-DP ranks), so an
+    engine's max sequences multiply by the groups; a TP instance is one group."""
+    cfg, dev = cfgs["deepseek-v3:671b"], device_for("h200_sxm")
+    sc, a = ServingScenario(1024, 1024, weight_dtype="fp8", kv_dtype="fp8"), Assumptions(max_seqs=64)
+    assert kv_capacity(cfg, Layout(16, 1, 16), dev, sc, a) == 16 * 64
+    assert kv_capacity(cfg, Layout(16, 16, 1), dev, sc, a) == 64
+    uncapped = kv_capacity(cfg, Layout(16, 1, 16), dev, sc, Assumptions())
+    assert 16 * 64 < uncapped and uncapped % 16 == 0  # memory alone: each group's KV, times the groups
+
+
 def test_request_rate_settles_below_capacity_and_overloads_above(cfgs):
     cfg, dev, lay = cfgs["llama3:70b"], device_for("h100_sxm"), Layout(2, 2, 1)
     sc, a = ServingScenario(1024, 256, weight_dtype="fp8"), Assumptions()
