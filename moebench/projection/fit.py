@@ -18,7 +18,7 @@ from moebench.models.config import ArchConfig
 from moebench.projection.assumptions import Assumptions
 from moebench.projection.device import Device
 from moebench.projection.layout import Layout
-from moebench.projection.load import LoadPoint, at_concurrency, at_rate, offline
+from moebench.projection.load import LoadPoint, at_concurrency, at_rate, kv_capacity, offline
 from moebench.projection.presets import HeldOut, Presets, band_of
 from moebench.projection.scenario import ServingScenario
 from moebench.projection.cost import step
@@ -55,6 +55,7 @@ class Measurement:
     spec_accept: float = 0.0
     mem_util: float = 0.9
     kind: str = "dense"  # dense | moe
+    eager: bool = False  # run without CUDA/HIP graphs: the host issues every op (presets' eager.host_us)
     headline: bool = True  # the point's main number (its throughput); False: a secondary one (TPOT)
 
     @property
@@ -75,8 +76,16 @@ def base_assumptions(m: Measurement) -> Assumptions:
 
 
 def predict(m: Measurement, cfg: ArchConfig, presets: Presets) -> Optional[float]:
-    """The projected value of `m.metric` under `m`'s conditions; None where the deployment does not fit."""
+    """The projected value of `m.metric` under `m`'s conditions; None where the deployment does not fit. A fit
+    source's own factor (`source.<group>` in the table) applies to its points; held-out sources have none."""
+    return _with_source(m, _projected(m, cfg, presets), presets)
+
+
+def _projected(m: Measurement, cfg: ArchConfig, presets: Presets) -> Optional[float]:
     a = presets.assumptions(m.device, m.engine, base_assumptions(m))
+    if m.eager:
+        host = presets.params.get("eager.host_us", 0.0)
+        a = a.replace(host_us={"prefill": host, "decode": host})
     sc = ServingScenario(m.prompt, m.output, weight_dtype=m.weight_dtype, kv_dtype=m.kv_dtype)
     lay = m.layout
     lp: Optional[LoadPoint]
@@ -87,8 +96,13 @@ def predict(m: Measurement, cfg: ArchConfig, presets: Presets) -> Optional[float
     elif m.load == "offline":
         lp = offline(cfg, lay, m.device, sc, a)
     elif m.load == "static_batch":
-        p = evaluate(cfg, lay, m.device, sc, a.replace(serving="static"), int(m.load_value or 1))
-        return _metric(m.metric, p, None, sc)
+        # a batch the KV cache cannot hold runs in waves of what it holds (the engine admits the rest as slots free)
+        want, cap = int(m.load_value or 1), kv_capacity(cfg, lay, m.device, sc, a)
+        if cap < 1:
+            return None
+        p = evaluate(cfg, lay, m.device, sc, a.replace(serving="static"), min(want, cap))
+        waves = math.ceil(want / min(want, cap))
+        return _metric(m.metric, p, None, sc) * (waves if m.metric == "request_latency_s" else 1)
     else:  # a decode pool (prefill runs elsewhere): its TPOT is the decode step
         a = a.replace(serving="static")
         if m.load == "decode_batch_per_gpu":
@@ -108,6 +122,14 @@ def predict(m: Measurement, cfg: ArchConfig, presets: Presets) -> Optional[float
     if lp is None:
         return None
     return _metric(m.metric, lp.point, lp, sc)
+
+
+def _with_source(m: Measurement, value: Optional[float], presets: Presets) -> Optional[float]:
+    """`value` under the source's own factor (fit sources only: a speed × it, a time ÷ it)."""
+    s = presets.params.get(SOURCE + m.source_group)
+    if value is None or s is None:
+        return value
+    return value * s if METRICS[m.metric] else value / s
 
 
 def _metric(metric: str, p, lp: Optional[LoadPoint], sc: ServingScenario) -> Optional[float]:
@@ -167,13 +189,24 @@ def tags(m: Measurement) -> set[str]:
         t.add("moe")
     if m.layout.ep > 1:
         t.add("ep")
+    if m.eager:
+        t.add("eager")
     return t
+
+
+SOURCE = "source."  # a fit source's own factor on every speed it published (nuisance: projections never use it)
+
+
+def depends(k: str, m: Measurement) -> bool:
+    """Whether the factor `k` changes `m`'s projection."""
+    if k.startswith(SOURCE):
+        return m.source_group == k[len(SOURCE):]
+    return k.split(".")[0] in tags(m)
 
 
 def relevant(params: Mapping[str, Param], points: Sequence[Measurement]) -> list[str]:
     """The factors some point depends on (a vendor, engine or architecture no point has cannot be fitted)."""
-    every = set().union(*(tags(m) for m in points)) if points else set()
-    return [k for k in params if k.split(".")[0] in every]
+    return [k for k in params if any(depends(k, m) for m in points)]
 
 
 _MISS = math.log(5.0)  # the residual of a point that no longer fits: a 5× miss
@@ -188,14 +221,19 @@ def _residual(m: Measurement, cfg: ArchConfig, presets: Presets) -> float:
 
 
 def fit(points: Sequence[Measurement], cfgs: Callable[[str], ArchConfig], params: Mapping[str, Param], *,
-        prior_weight: float = 0.1, iterations: int = 8, log: Callable[[str], None] = lambda s: None) -> dict[str, float]:
+        prior_weight: float = 0.1, source_anchor: float = 10.0, iterations: int = 8,
+        log: Callable[[str], None] = lambda s: None) -> dict[str, float]:
     """Levenberg–Marquardt in log-factor space over the factors the points depend on, each kept in its bounds;
     the Jacobian by forward differences, re-projecting only the points that depend on the factor moved."""
     import numpy as np
 
     free = relevant(params, points)
     pts = list(points)
-    deps = {k: [i for i, m in enumerate(pts) if k.split(".")[0] in tags(m)] for k in free}
+    deps = {k: [i for i, m in enumerate(pts) if depends(k, m)] for k in free}
+    # the sources' own factors are anchored to a point-weighted mean of 1 (one stiff residual), so that they take
+    # each source's departure from the others and the shared factors keep the level all the points agree on
+    src = [(j, len(deps[k])) for j, k in enumerate(free) if k.startswith(SOURCE)]
+    n_src = sum(n for _, n in src)
     lo = np.log([params[k].lo for k in free])
     hi = np.log([params[k].hi for k in free])
     prior = np.log([params[k].prior for k in free])
@@ -209,7 +247,8 @@ def fit(points: Sequence[Measurement], cfgs: Callable[[str], ArchConfig], params
         r = np.array(base[: len(pts)]) if base is not None else np.zeros(len(pts))
         for i in (range(len(pts)) if only is None else only):
             r[i] = _residual(pts[i], cfgs(pts[i].model), pr)
-        return np.concatenate([r, w * (x - prior)])
+        anchor = [source_anchor * sum(n * x[j] for j, n in src) / n_src] if src else []
+        return np.concatenate([r, w * (x - prior), anchor])
 
     x = np.clip(prior, lo, hi)
     r = residuals(x)

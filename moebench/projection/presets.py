@@ -20,6 +20,9 @@ The presets are one flat table of named factors, so that the fit and the YAML se
     decode.attn                           factor on decode attention (KV reads of many short-lived sequences)
     ep.imbalance                          routed rows on the busiest expert-parallel rank / the mean
     ep.overlap                            share of the communication a deployment that overlaps it actually hides
+    eager.host_us                         host time per op of a run without CUDA/HIP graphs (the fit's eager points)
+    source.<group>                        a fit source's own factor on every speed it published: a nuisance of the
+                                          fit (fit.py), never applied to a projection or a held-out point
 
 A factor missing from the table is 1 (0 for `step_ms`); an engine the table does not name (`any`) takes the
 median of the named engines' factors.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import statistics
 from dataclasses import dataclass
 from importlib import resources
@@ -62,6 +66,11 @@ class HeldOut:
         """The symmetric error factor max(p/m, m/p) ≥ 1."""
         return max(self.ratio, 1 / self.ratio)
 
+    @property
+    def speed(self) -> float:
+        """Projected / published speed (a throughput's ratio, a time's inverse): > 1 too optimistic."""
+        return 1 / self.ratio if self.metric.endswith(("_ms", "latency_s")) else self.ratio
+
 
 @dataclass(frozen=True)
 class Band:
@@ -72,14 +81,16 @@ class Band:
     worst: float
     n: int
     optimistic: int  # how many of the n were too optimistic
+    speed: float = 1.0  # median projected / published speed (geometric): < 1, projections read slower
 
     def text(self) -> str:
         return (f"{self.label}: held-out median {self.median:.2f}×, worst {self.worst:.2f}× over {self.n} published "
-                f"point{'s' if self.n != 1 else ''} ({self.optimistic} too optimistic)")
+                f"point{'s' if self.n != 1 else ''} ({self.optimistic} too optimistic; projected speed "
+                f"{self.speed:.2f}× the published at the median)")
 
     def to_json(self) -> dict[str, Any]:
         return {"group": self.label, "median_error": self.median, "worst_error": self.worst, "n": self.n,
-                "too_optimistic": self.optimistic, "text": self.text()}
+                "too_optimistic": self.optimistic, "median_speed_ratio": self.speed, "text": self.text()}
 
 
 @dataclass(frozen=True)
@@ -158,7 +169,8 @@ def _label(vendor: Optional[str], kind: Optional[str], precision: Optional[str])
 def band_of(points: Iterable[HeldOut], label: str) -> Band:
     pts = list(points)
     errs = [h.error for h in pts]
-    return Band(label, statistics.median(errs), max(errs), len(pts), sum(h.optimistic for h in pts))
+    speed = math.exp(statistics.median(math.log(h.speed) for h in pts))
+    return Band(label, statistics.median(errs), max(errs), len(pts), sum(h.optimistic for h in pts), speed)
 
 
 def from_mapping(doc: Mapping[str, Any], source: str = "") -> Presets:

@@ -53,6 +53,7 @@ class Precision(_Frozen):
 class Engine(_Frozen):
     name: str = Field(min_length=1)
     version: str = Field(min_length=1)
+    graphs: bool = True  # CUDA/HIP graphs; false where the run was eager (vLLM's --enforce-eager)
 
 
 class Load(_Frozen):

@@ -51,8 +51,9 @@ def test_costs_follow_the_catalog_prices(checks):
 def test_the_verdict_s_range_is_read_off_the_1k1k_table(checks):
     gb = checks[1]
     rows = [r.split(" | ") for r in gb.tables[0].splitlines() if r.startswith("| ") and r[2].isdigit()]
-    fp4 = {float(r[0].strip("| ")): float(r[5]) for r in rows if "(" not in r[0]}
-    assert set(fp4) == set(CURVE)
+    # the targets both projections reach (H200 may top out below the highest: its row reads "—")
+    fp4 = {float(r[0].strip("| ")): float(r[5]) for r in rows if "(" not in r[0] and r[5] != "—"}
+    assert set(fp4) <= set(CURVE) and len(fp4) >= len(CURVE) - 2
     lo, hi = min(fp4, key=fp4.get), max(fp4, key=fp4.get)
     assert f"from {fp4[lo]:.3g}× (at ≥{lo:g}) to {fp4[hi]:.3g}× (at ≥{hi:g})" in gb.verdict
 

@@ -95,7 +95,7 @@ def measurements(p: PublishedPoint) -> tuple[list[Measurement], Optional[str]]:
                                                                                          p.precision.weights),
             kv_dtype=kv, load=load, load_value=value, metric=metric,
             value=v / p.n_gpus if name == "output_tok_s" else v, split=p.split, source_group=p.source_group,
-            comm_overlap=overlap, mem_util=MEM_UTIL[engine], kind="moe" if cfg.is_moe else "dense",
+            comm_overlap=overlap, mem_util=MEM_UTIL[engine], kind="moe" if cfg.is_moe else "dense", eager=not p.engine.graphs,
             headline=name == headline))
     return out, None
 

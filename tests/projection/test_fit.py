@@ -1,0 +1,67 @@
+"""The fit of the efficiency presets (projection/fit.py): what a published point's conditions do to its projection
+(static batches beyond the KV cache, eager runs) and how a source that is slower as a whole is kept out of the
+shared factors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from moebench.projection import Layout, device_for, resolve_config
+from moebench.projection.fit import Measurement, Param, fit, predict
+from moebench.projection.presets import Presets
+
+FLAT = {"nvidia.compute": 0.8, "nvidia.memory": 0.8}
+
+
+def _point(**kw) -> Measurement:
+    base = dict(id="p", model="llama3:8b", device=device_for("h100_sxm"), engine="vllm", layout=Layout(1, 1, 1),
+                prompt=1024, output=256, weight_dtype="fp8", kv_dtype="bf16", load="static_batch", load_value=8,
+                metric="total_tokens_per_s_per_gpu", value=1000.0, split="fit", source_group="a")
+    return Measurement(**{**base, **kw})
+
+
+def test_a_static_batch_beyond_the_kv_cache_runs_in_waves():
+    cfg, p = resolve_config("llama3:70b"), Presets(FLAT)
+    lay = Layout(2, 2, 1)
+    inside = _point(model="llama3:70b", layout=lay, prompt=32768, output=2048, load_value=1)
+    huge = dataclasses.replace(inside, load_value=100_000)
+    one_wave = dataclasses.replace(inside, load_value=1000)
+    # throughput: what the cache holds at once, however many are queued
+    assert predict(huge, cfg, p) == pytest.approx(predict(one_wave, cfg, p))
+    lat = [predict(dataclasses.replace(m, metric="request_latency_s"), cfg, p) for m in (one_wave, huge)]
+    assert lat[1] > 50 * lat[0]  # ~100× the waves, each as long
+
+
+def test_an_eager_run_pays_the_host_time_of_every_op():
+    cfg = resolve_config("llama3:8b")
+    graphed = _point(load_value=1, metric="tpot_ms", output=64)
+    eager = dataclasses.replace(graphed, eager=True)
+    p = Presets({**FLAT, "eager.host_us": 100.0})
+    assert predict(eager, cfg, p) > 1.5 * predict(graphed, cfg, p)  # batch 1: the host issues ops slower than they run
+    assert predict(eager, cfg, Presets(FLAT)) == predict(graphed, cfg, Presets(FLAT))  # no fitted host time: none
+
+
+def test_a_source_slower_as_a_whole_gets_its_own_factor_not_the_shared_ones():
+    """Two sources measure the same GPU; b's stack is half as fast on everything. The fit gives b a factor ~0.5 and
+    keeps the shared memory efficiency where a's points put it."""
+    cfg = resolve_config("llama3:8b")
+    truth = Presets(FLAT)
+    pts = []
+    for src, speed in (("a", 1.0), ("b", 0.5)):
+        for b in (1, 4, 16, 64):
+            m = _point(id=f"{src}{b}", load_value=b, source_group=src, output=512)
+            pts.append(dataclasses.replace(m, value=predict(m, cfg, truth) * speed))
+    shared = {"nvidia.compute": Param(0.8, 0.799, 0.801), "nvidia.memory": Param(0.5, 0.1, 1.0)}
+    params = {**shared, "source.a": Param(1.0, 0.2, 5.0), "source.b": Param(1.0, 0.2, 5.0)}
+    got = fit(pts, lambda _: cfg, params)
+    assert got["source.b"] / got["source.a"] == pytest.approx(0.5, rel=0.1)
+    # anchored: the point-weighted mean of the sources' factors is 1, the shared level between the two stacks
+    assert got["source.a"] * got["source.b"] == pytest.approx(1.0, rel=0.05)
+    with_sources = [predict(m, cfg, Presets(got)) / m.value for m in pts]
+    assert all(r == pytest.approx(1.0, rel=0.05) for r in with_sources)
+    # without a factor of its own, neither source is fitted: the shared factor sits between them
+    alone = Presets(fit(pts, lambda _: cfg, shared))
+    ratios = {m.source_group: predict(m, cfg, alone) / m.value for m in pts if m.load_value == 64}
+    assert ratios["a"] < 0.85 and ratios["b"] > 1.2
