@@ -128,6 +128,9 @@ def _print(doc: dict[str, Any]) -> None:
             out.print(f"note: {note}", highlight=False)
         if h["error_band"]:
             out.print(f"how far to trust it: {h['error_band']['text']}", highlight=False)
+            stacks = (doc["efficiency_preset"] or {}).get("published_stacks")
+            if stacks:
+                out.print(f"  and {stacks['text']}", highlight=False)
         elif doc["calibration"] is None:
             out.print("how far to trust it: these efficiencies were not validated against published measurements",
                       highlight=False)

@@ -123,7 +123,8 @@ def projection_document(
                          "prefill_batch": prefill_batch}},
         "assumptions": base.to_json(),
         "efficiency_preset": None if table is None else {"name": preset, "source": table.source,
-                                                         "fitted_on_points": len(table.fitted_on)},
+                                                         "fitted_on_points": len(table.fitted_on),
+                                                         "published_stacks": table.stack_spread()},
         "calibration": None if calib is None else calib.to_json() | {"moved": moved},
         "hardware": [],
     }

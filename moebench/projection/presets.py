@@ -139,6 +139,16 @@ class Presets:
                             expert_imbalance=base.expert_imbalance * p.get("ep.imbalance", 1.0),
                             comm_overlap=base.comm_overlap * p.get("ep.overlap", 1.0))
 
+    def stack_spread(self) -> Optional[dict[str, Any]]:
+        """How fast the fit's published stacks ran against the shared factors (their `source.<group>` factors):
+        the spread a projection for an unknown stack sits inside. None without source factors."""
+        f = sorted(v for k, v in self.params.items() if k.startswith("source."))
+        if not f:
+            return None
+        return {"sources": len(f), "min": f[0], "median": statistics.median(f), "max": f[-1],
+                "text": f"the fit's {len(f)} published stacks ran {f[0]:.2f}–{f[-1]:.2f}× a projection like this "
+                        f"(median {statistics.median(f):.2f}×)"}
+
     def band(self, vendor: str, kind: str, precision: str, *, min_points: int = 3) -> Optional[Band]:
         """The held-out error of the narrowest group holding ≥ `min_points` points: vendor × dense/MoE × precision,
         then vendor × dense/MoE, then vendor, then every held-out point."""

@@ -154,13 +154,18 @@ def test_a_fixed_deployment_with_its_memory_share_loads_and_trust_band(app):
     band = h["error_band"]
     assert band["n"] >= 3 and 1.0 <= band["median_error"] <= band["worst_error"]
     assert band["group"].startswith("NVIDIA")
-    assert json.loads(r.stdout)["efficiency_preset"]["name"] == "fitted"
+    assert band["median_speed_ratio"] > 0 and "projected speed" in band["text"]
+    preset = json.loads(r.stdout)["efficiency_preset"]
+    assert preset["name"] == "fitted"
+    stacks = preset["published_stacks"]  # the fit's per-source factors: where an unknown stack may sit
+    assert stacks["sources"] >= 4 and stacks["min"] <= stacks["median"] <= stacks["max"]
 
     low = json.loads(_invoke(app, *args, "--mem-util", "0.8", "--json").stdout)["hardware"][0]
     assert low["records"] == [] and "does not fit" in " ".join(low["notes"])
 
     table = _invoke(app, *args, "--mem-util", "0.95")
     assert "how far to trust it: NVIDIA" in table.stdout and "held-out median" in table.stdout
+    assert "published stacks ran" in table.stdout
 
 
 def test_an_explicit_layout_is_the_one_projected(app):
