@@ -59,8 +59,8 @@ PARAMS = {
 def params_for(fit_pts: list[Measurement], source_offsets: bool = True) -> dict[str, Param]:
     """PARAMS, and with `source_offsets` one factor per fit source on every speed it published (prior 1, within
     0.2–5×): sources differ as wholes (engine versions, tuning, how they measured), and a factor of their own keeps
-    one source's departure out of the shared factors. Anchored to a point-weighted mean of 1 (fit.fit); projections
-    and held-out points never use them."""
+    one source's departure out of the shared factors. Anchored to a point-weighted geometric mean of 1 (fit.fit);
+    projections and held-out points never use them."""
     if not source_offsets:
         return dict(PARAMS)
     return {**PARAMS, **{f"{SOURCE}{g}": Param(1.0, 0.2, 5.0) for g in sorted({m.source_group for m in fit_pts})}}
@@ -166,7 +166,7 @@ def main() -> int:
         "data": "tests/projection/data/published.yaml",
         "params": dict(presets.params),
         "fitted_on": sorted({m.id.split("/")[0] for m in fit_pts}),
-        "held_out": [{**h.__dict__, "ratio": float(f"{h.ratio:.4g}")} for h in held],
+        "held_out": [{**h.__dict__, "ratio": float(f"{h.ratio:.4g}"), "speed": float(f"{h.speed:.4g}")} for h in held],
     }
     header = ("# Fitted efficiency presets of the projection (moebench/projection/presets.py). Written by\n"
               "# `python benchmarks/projection_fit.py` from the fit points of the published validation set; the\n"

@@ -75,8 +75,9 @@ class Assumptions:
     # Host time per sequence per forward that a serving engine's scheduler, sampler and detokeniser add (grows with
     # the batch, so it shows at the thousands of sequences an offline run keeps in flight)
     seq_overhead_us: float = 0.0
-    # The most sequences the engine keeps in flight per instance (vLLM's max_num_seqs, TensorRT-LLM's
-    # max_batch_size); None = only the KV cache limits it. More requests wait for a slot (load.py).
+    # The most sequences the engine keeps in flight per attention-DP group, the whole instance without DP attention
+    # (vLLM's max_num_seqs, TensorRT-LLM's max_batch_size); None = only the KV cache limits it. More requests wait
+    # for a slot (load.py).
     max_seqs: Optional[int] = None
     # Low-precision matmuls: tensor-core format ("fp8", "fp4") -> factor on the compute efficiency (their kernels
     # reach less of a higher peak), and "weight_only" -> factor on both roofs of a matmul whose weights the tensor

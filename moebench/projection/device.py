@@ -57,10 +57,6 @@ class Device:
     # (MI300X) is not credited with NVIDIA's three quarters. Empty: unknown (measured roofs, a bare device).
     matmul_ceiling: Mapping[str, float] = field(default_factory=dict)
 
-    def ceiling(self, weight_dtype: str) -> float:
-        """The measured matmul ceiling (fraction of peak) of the format `weight_dtype` matmuls run in; 1 if unknown."""
-        return self.matmul_ceiling.get(self.compute_dtype(weight_dtype), 1.0)
-
     def compute_dtype(self, weight_dtype: str) -> str:
         """The tensor-core format a matmul with `weight_dtype` weights runs in on this device."""
         for d in _COMPUTE_FALLBACK[weight_dtype]:

@@ -100,9 +100,15 @@ def _projected(m: Measurement, cfg: ArchConfig, presets: Presets) -> Optional[fl
         want, cap = int(m.load_value or 1), kv_capacity(cfg, lay, m.device, sc, a)
         if cap < 1:
             return None
-        p = evaluate(cfg, lay, m.device, sc, a.replace(serving="static"), min(want, cap))
-        waves = math.ceil(want / min(want, cap))
-        return _metric(m.metric, p, None, sc) * (waves if m.metric == "request_latency_s" else 1)
+        run = min(want, cap)
+        p = evaluate(cfg, lay, m.device, sc, a.replace(serving="static"), run)
+        waves = math.ceil(want / run)
+        # the batch takes `waves` waves of `run` (the last one no shorter: its step time barely falls with the batch),
+        # so a throughput is `want` sequences over that time, a latency the whole of it
+        v = _metric(m.metric, p, None, sc)
+        if v is None or waves == 1:
+            return v
+        return v * waves if m.metric == "request_latency_s" else v * want / (waves * run)
     else:  # a decode pool (prefill runs elsewhere): its TPOT is the decode step
         a = a.replace(serving="static")
         if m.load == "decode_batch_per_gpu":
@@ -175,7 +181,7 @@ class Scored:
     def held_out(self) -> HeldOut:
         m = self.m
         return HeldOut(m.id, m.device.vendor, m.kind, m.precision, m.engine, m.metric, float(self.ratio or 0),
-                       self.optimistic)
+                       self.optimistic, float(self.optimism or 0))
 
 
 def score(points: Iterable[Measurement], cfgs: Callable[[str], ArchConfig], presets: Presets) -> list[Scored]:
@@ -230,8 +236,8 @@ def fit(points: Sequence[Measurement], cfgs: Callable[[str], ArchConfig], params
     free = relevant(params, points)
     pts = list(points)
     deps = {k: [i for i, m in enumerate(pts) if depends(k, m)] for k in free}
-    # the sources' own factors are anchored to a point-weighted mean of 1 (one stiff residual), so that they take
-    # each source's departure from the others and the shared factors keep the level all the points agree on
+    # the sources' own factors are anchored to a point-weighted geometric mean of 1 (one stiff residual), so that
+    # they take each source's departure from the others and the shared factors keep the level the points agree on
     src = [(j, len(deps[k])) for j, k in enumerate(free) if k.startswith(SOURCE)]
     n_src = sum(n for _, n in src)
     lo = np.log([params[k].lo for k in free])

@@ -12,7 +12,7 @@ The presets are one flat table of named factors, so that the fit and the YAML se
     {engine}.memory                       the engine's factor on the vendor's memory efficiency (vllm, sglang, trt-llm)
     {engine}.step_ms                      scheduler / host time per forward the engine adds (decode and prefill)
     {engine}.seq_us                       host time per sequence per forward (scheduling, sampling, detokenising)
-    {engine}.max_seqs                     the most sequences the engine keeps in flight per instance
+    {engine}.max_seqs                     the most sequences the engine keeps in flight per attention-DP group
     {arch}.fp8, {arch}.fp4                factor on the compute efficiency of fp8 / fp4 matmuls on that architecture
     {arch}.weight_only                    factor on both roofs where the weights' format is dequantised in the kernel
     moe.experts                           factor on routed-expert efficiency (small grouped GEMMs, imbalance)
@@ -60,16 +60,12 @@ class HeldOut:
     metric: str
     ratio: float  # projected / measured
     optimistic: bool  # the projection promises more than was measured (faster, cheaper)
+    speed: float  # projected / published speed (a throughput's ratio, a time's inverse; fit.Scored.optimism)
 
     @property
     def error(self) -> float:
         """The symmetric error factor max(p/m, m/p) ≥ 1."""
         return max(self.ratio, 1 / self.ratio)
-
-    @property
-    def speed(self) -> float:
-        """Projected / published speed (a throughput's ratio, a time's inverse): > 1 too optimistic."""
-        return 1 / self.ratio if self.metric.endswith(("_ms", "latency_s")) else self.ratio
 
 
 @dataclass(frozen=True)
@@ -81,7 +77,7 @@ class Band:
     worst: float
     n: int
     optimistic: int  # how many of the n were too optimistic
-    speed: float = 1.0  # median projected / published speed (geometric): < 1, projections read slower
+    speed: float  # median projected / published speed (geometric): < 1, projections read slower
 
     def text(self) -> str:
         return (f"{self.label}: held-out median {self.median:.2f}×, worst {self.worst:.2f}× over {self.n} published "

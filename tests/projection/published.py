@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
+from moebench.catalog import get_hardware
 from moebench.projection import Assumptions, Layout, ServingScenario, device_for, evaluate, resolve_config, step
 from moebench.projection.device import Device
 
@@ -50,8 +51,7 @@ H800 = Device(  # shared/reference/catalog.yaml reference_gpus.h800_sxm: H100 co
     hbm_capacity_bytes=80e9, scale_up_bytes_per_s=160e9, domain_size=8, scale_out_bytes_per_s=50e9,
     usd_per_gpu_hour=2.0, price_tier="lease assumption by DeepSeek", price_source=DS_OVERVIEW, vendor="nvidia",
     arch="hopper", sm_count=132,
-    # the H100's chip: its measured matmul shares (moebench/catalog/hardware.yaml h100_sxm)
-    matmul_ceiling={"bf16": 794.5 / 989, "fp8": 1402.6 / 1979},
+    matmul_ceiling=get_hardware("h100_sxm").matmul_ceiling(),  # the H100's chip
 )
 
 ANCHORS = (

@@ -23,15 +23,25 @@ def _point(**kw) -> Measurement:
 
 
 def test_a_static_batch_beyond_the_kv_cache_runs_in_waves():
+    """A batch the KV cache cannot hold runs in waves of what it holds: the whole batch's time is the waves', and
+    its throughput is the batch's tokens over that time (the two metrics of one run agree)."""
+    from moebench.projection.load import kv_capacity
+
     cfg, p = resolve_config("llama3:70b"), Presets(FLAT)
-    lay = Layout(2, 2, 1)
-    inside = _point(model="llama3:70b", layout=lay, prompt=32768, output=2048, load_value=1)
-    huge = dataclasses.replace(inside, load_value=100_000)
-    one_wave = dataclasses.replace(inside, load_value=1000)
-    # throughput: what the cache holds at once, however many are queued
-    assert predict(huge, cfg, p) == pytest.approx(predict(one_wave, cfg, p))
-    lat = [predict(dataclasses.replace(m, metric="request_latency_s"), cfg, p) for m in (one_wave, huge)]
-    assert lat[1] > 50 * lat[0]  # ~100× the waves, each as long
+    one = _point(model="llama3:70b", layout=Layout(2, 2, 1), prompt=32768, output=2048, load_value=1)
+    a = p.assumptions(one.device, one.engine)
+    from moebench.projection import ServingScenario
+
+    cap = kv_capacity(cfg, one.layout, one.device, ServingScenario(32768, 2048, weight_dtype="fp8"), a)
+    assert 2 < cap < 1000
+    for want in (cap, cap + 1, 3 * cap):  # one full wave; a second wave of one; three full waves
+        m = dataclasses.replace(one, load_value=want)
+        tput = predict(m, cfg, p)
+        latency = predict(dataclasses.replace(m, metric="request_latency_s"), cfg, p)
+        assert tput * 2 * latency == pytest.approx(want * (32768 + 2048), rel=1e-6)  # tokens/s/GPU × GPUs × s
+    full = predict(dataclasses.replace(one, load_value=cap), cfg, p)
+    assert predict(dataclasses.replace(one, load_value=3 * cap), cfg, p) == pytest.approx(full)  # full waves
+    assert predict(dataclasses.replace(one, load_value=cap + 1), cfg, p) < 0.6 * full  # a near-empty second wave
 
 
 def test_an_eager_run_pays_the_host_time_of_every_op():

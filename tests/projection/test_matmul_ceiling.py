@@ -19,7 +19,6 @@ def test_ceiling_is_the_measured_share_of_each_formats_peak():
     h100 = get_hardware("h100_sxm").matmul_ceiling()
     assert h100["bf16"] == pytest.approx(794.5 / 989)
     assert h100["fp8"] == pytest.approx(1402.6 / 1979)  # its own measurement
-    assert all(0 < x <= 1 for x in h100.values())
 
 
 def test_a_gpu_without_a_measurement_takes_its_architectures_share():

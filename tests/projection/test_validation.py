@@ -16,7 +16,7 @@ from tests.projection.validation_set import load_set
 # docs/projection.md, "Against published measurements, held out": the band over every held-out point, and every
 # group's median (the targets are 1.2×, 1.6× and 1.3×; the docs say by how much and why they are missed)
 MEDIAN_BAND = 1.40
-WORST_BAND = 2.00
+WORST_BAND = 2.10
 GROUP_MEDIAN_BAND = 1.45
 
 
