@@ -71,6 +71,8 @@ def projection_document(
         raise BadInput(f"--price: {price} is not a finite number")
     if keep_host and calibrate_path is None:
         raise BadInput("--keep-host-time carries a calibration's host times: it needs --calibrate")
+    if prefill_batch != 1 and not disagg:
+        raise BadInput("--prefill-batch sizes the prefill pool of --disagg: it needs --disagg")
     if not 0.0 < mem_util <= 1.0:
         raise BadInput(f"--mem-util: {mem_util} is not a fraction in (0, 1]")
     if spec_tokens and not 0.0 <= spec_accept <= 1.0:

@@ -224,3 +224,5 @@ def test_disaggregated_table_and_bad_pool_spec(app):
         r = _invoke(app, "--model", "llama3:70b", "--hardware", "h100_sxm", "--batch", "8", "--disagg", bad)
         assert r.exit_code != 0
         assert isinstance(r.exception, BadInput) and said in str(r.exception), (bad, r.exception)
+    r = _invoke(app, "--model", "llama3:70b", "--hardware", "h100_sxm", "--batch", "8", "--prefill-batch", "4")
+    assert isinstance(r.exception, BadInput) and "needs --disagg" in str(r.exception)
