@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
 from rich.markup import escape
@@ -28,6 +28,16 @@ def default_workload() -> Path:
         if p.is_file():
             return p
     raise BadInput("no WORKLOAD given and workloads/quickstart.yaml not found (run from the repository root)")
+
+
+
+def _show(doc: dict, dest: Any, json_: bool, table: Callable[[dict], Any]) -> None:
+    """One JSON document on stdout, or the result's table; then where the results went."""
+    if json_:
+        emit_json(doc)
+    else:
+        out.print(table(doc))
+    log(f"results: {dest}")
 
 
 def register(app: typer.Typer) -> None:
@@ -71,11 +81,7 @@ def register(app: typer.Typer) -> None:
                 wl = wl.model_copy(update={"timing": wl.timing.model_copy(update={"repeats": repeats})})
 
             doc, dest = run_endpoint_workload(wl, out_dir=out_dir, workload_path=str(path), log=log)
-            if json_:
-                emit_json(doc)
-            else:
-                out.print(levels_table(doc))
-            log(f"results: {dest}")
+            _show(doc, dest, json_, levels_table)
             return
         if not isinstance(wl, Workload):  # kind: kernel
             from moebench.bench.runner import render_table, run_kernel_workload
@@ -85,11 +91,7 @@ def register(app: typer.Typer) -> None:
             doc = run_kernel_workload(wl, device=device.value if device else None, console_err=log,
                                       progress=progress_for(err, json_=json_, rank0=is_rank0()))
             dest = save_result(out_dir / f"{new_run_id(wl.name)}.json", doc)
-            if json_:
-                emit_json(doc)
-            else:
-                out.print(render_table(doc))
-            log(f"results: {dest}")
+            _show(doc, dest, json_, render_table)
             return
         updates: dict = {}
         if repeats is not None:
