@@ -66,18 +66,24 @@ class Calibration:
     method: str  # "ttft_tpot" | "profile"
     fit: tuple[dict[str, Any], ...]
 
-    def assumptions(self, base: Assumptions, target_id: str, *, keep_host: bool = False) -> Assumptions:
-        """`base` with the fitted efficiencies. The fitted host times (per op, per expert run) belong to the
-        measured machine's CPU and software stack: they are kept when projecting back onto the same hardware id,
-        or everywhere with `keep_host` (projecting the same eager stack onto another GPU); otherwise the target
-        gets `base`'s. The way the experts' GEMMs launch (one per expert, or grouped) goes with the host model: it
-        is the same eager stack."""
+    def assumptions(self, base: Assumptions, target: Device, *, keep_host: bool = False) -> Assumptions:
+        """`base` with the fitted efficiencies for `target`. Onto other hardware, the compute efficiency carries as
+        a share of the measured matmul ceiling, where both GPUs have one: a kernel at 0.7 of an H100's peak (0.88
+        of what its fastest GEMM reaches) is taken to reach 0.88 of an MI300X's ceiling, not 0.7 of its peak. The
+        fitted host times (per op, per expert run) belong to the measured machine's CPU and software stack: they
+        are kept when projecting back onto the same hardware id, or everywhere with `keep_host` (projecting the
+        same eager stack onto another GPU); otherwise the target gets `base`'s. The way the experts' GEMMs launch
+        (one per expert, or grouped) goes with the host model: it is the same eager stack."""
         comm = base.comm if self.link_eff is None else dataclasses.replace(base.comm, link_eff=self.link_eff)
-        if keep_host or target_id == self.hardware_id:
-            return base.replace(efficiency=self.efficiency, comm=comm, host_us=dict(self.host_us),
+        eff = self.efficiency
+        src, tgt = self.device.matmul_ceiling.get("bf16"), target.matmul_ceiling.get("bf16")
+        if target.id != self.hardware_id and src and tgt:
+            eff = dataclasses.replace(eff, compute=min(1.0, eff.compute * tgt / src))
+        if keep_host or target.id == self.hardware_id:
+            return base.replace(efficiency=eff, comm=comm, host_us=dict(self.host_us),
                                 host_expert_us=dict(self.host_expert_us), moe_host_sync=self.moe_host_sync,
                                 expert_gemms=self.expert_gemms)
-        return base.replace(efficiency=self.efficiency, comm=comm)
+        return base.replace(efficiency=eff, comm=comm)
 
     def moved(self, before: Assumptions) -> dict[str, dict[str, float]]:
         """How far the fit moved each efficiency from `before` (what the projection would have used without the

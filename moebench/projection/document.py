@@ -80,7 +80,7 @@ def projection_document(
     from moebench.catalog import get_hardware
     from moebench.projection import Assumptions, ServingScenario, calibrate, device_from_hardware, project, resolve_config
     from moebench.projection import presets as presets_
-    from moebench.projection.layout import parse_layout
+    from moebench.projection.layout import check_runs, parse_layout
     from moebench.projection.load import under_load
 
     fixed = parse_layout(layout) if layout else None
@@ -88,6 +88,10 @@ def projection_document(
     if fixed is not None and gpus is not None and fixed.n_gpus != gpus:
         raise BadInput(f"--gpus {gpus} and --layout {layout} ({fixed.n_gpus} GPUs) disagree")
     cfg = resolve_config(model)
+    if fixed is not None:
+        check_runs(cfg, model, fixed, "--layout", layout)
+    for pool, text in zip(split or (), (disagg or "").split("/")):
+        check_runs(cfg, model, pool, "--disagg", text.strip())
     sc = ServingScenario(prompt, output, weight_dtype=dtype, kv_dtype=kv_dtype)
     base = Assumptions(comm_overlap=overlap, serving=serving, mem_util=mem_util,  # type: ignore[arg-type]
                        spec_tokens=spec_tokens, spec_accept=spec_accept)
@@ -126,7 +130,7 @@ def projection_document(
         "assumptions": base.to_json(),
         "efficiency_preset": None if table is None else {"name": preset, "source": table.source,
                                                          "fitted_on_points": len(table.fitted_on),
-                                                         "published_stacks": table.stack_spread()},
+                                                         "published_stacks": table.stack_spread(engine)},
         "calibration": None if calib is None else calib.to_json() | {"moved": moved},
         "hardware": [],
     }
@@ -135,7 +139,7 @@ def projection_document(
         # back onto the machine it was measured on (a CPU has no catalog peaks): the roofs measured there
         roofs = calib_roofs if calib is not None and hid == calib.hardware_id else None
         dev = device_from_hardware(hw, price_tier=price_tier, usd_per_gpu_hour=price, measured_roofs=roofs)
-        a = base if calib is None else calib.assumptions(base, dev.id, keep_host=keep_host)
+        a = base if calib is None else calib.assumptions(base, dev, keep_host=keep_host)
         if table is not None:
             a = table.assumptions(dev, engine, a)
         if expert_imbalance is not None:

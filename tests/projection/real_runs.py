@@ -29,8 +29,8 @@ def errors(doc, hw: str, *, keep_host: bool = False, calibration=None) -> dict:
     """{(model, batch): (TTFT, TPOT, token-rate) relative errors} of `doc` projected with `calibration` (default:
     calibrated on `doc` itself) onto the catalog entry `hw`."""
     calib = calibration or calibrate(doc)
-    a = calib.assumptions(Assumptions(serving="static"), hw, keep_host=keep_host)
     dev = device_for(hw)
+    a = calib.assumptions(Assumptions(serving="static"), dev, keep_host=keep_host)
     return {(r["model"], r["batch_size"]): measured_vs_projected(r, dev, a) for r in doc["records"]}
 
 

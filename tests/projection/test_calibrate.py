@@ -17,7 +17,7 @@ CPU_ROOFS = {"mem_gbps": 11.5, "matmul_gflops": 95.0, "matmul_dtype": "float32",
 
 
 def _reproduces(doc, calib, cfg, dev, lay, within=0.10):
-    a = calib.assumptions(Assumptions(serving="static"), dev.id)
+    a = calib.assumptions(Assumptions(serving="static"), dev)
     for rec in doc["records"]:
         d = _dtype(doc)
         sc = ServingScenario(rec["prompt_tokens"], rec["output_tokens"], weight_dtype=d, kv_dtype=d, act_dtype=d)
@@ -57,8 +57,8 @@ def test_self_consistency_on_cpu_with_measured_roofs(cfgs):
     assert calib.device.roofs_basis == "measured"
     _reproduces(doc, calib, cfg, dev, Layout(1, 1, 1))
     # the host cost per op belongs to the machine it was measured on
-    assert calib.assumptions(Assumptions(), "b200").host_us == {}
-    assert calib.assumptions(Assumptions(), "cpu").host_us == calib.host_us
+    assert calib.assumptions(Assumptions(), device_for("b200")).host_us == {}
+    assert calib.assumptions(Assumptions(), dev).host_us == calib.host_us
 
 
 def test_self_consistency_with_per_phase_profile_and_expert_parallel(cfgs):
@@ -101,9 +101,9 @@ def test_calibration_reads_the_engines_moe_path():
     assert calib.moe_host_sync and calib.host_expert_us["decode"] > 0 and calib.expert_gemms == "per_expert"
     triton = calibrate({**doc, "hardware": {**doc["hardware"], "kernels": "triton"}})
     assert not triton.moe_host_sync and triton.expert_gemms == "grouped"
-    back = calib.assumptions(Assumptions(), "h100_sxm")
+    back = calib.assumptions(Assumptions(), device_for("h100_sxm"))
     assert back.moe_host_sync and back.host_expert_us == calib.host_expert_us and back.expert_gemms == "per_expert"
-    away = calib.assumptions(Assumptions(), "b200")
+    away = calib.assumptions(Assumptions(), device_for("b200"))
     assert not away.moe_host_sync and away.host_expert_us == {} and away.host_us == {}
     assert away.expert_gemms == "grouped"  # a CUDA-graphed server with fused MoE kernels
     assert calib.to_json()["host_expert_us"] == calib.host_expert_us
@@ -137,7 +137,7 @@ def test_calibrated_on_h100_projects_onto_a_measured_h200():
         if model == "mixtral:8x7b":
             rates = sorted(abs(rate_err) for _, _, rate_err in errs.values())
             assert rates[len(rates) // 2] <= 0.10
-        assert calib.assumptions(Assumptions(), "h200_sxm").host_us == {}  # not carried unless asked
+        assert calib.assumptions(Assumptions(), device_for("h200_sxm")).host_us == {}  # not carried unless asked
 
 
 def test_projected_rows_name_their_calibration_source(cfgs):
@@ -148,7 +148,7 @@ def test_projected_rows_name_their_calibration_source(cfgs):
     doc = synthetic_result("mixtral:8x7b", cfg, dev, TRUTH, hardware={"id": "h100_sxm"})
     calib = calibrate(doc, source="runs/x.json", resolve=lambda name: cfgs[name])
     sc = ServingScenario(256, 32)
-    rec = _record("mixtral:8x7b", evaluate(cfg, Layout(1, 1, 1), dev, sc, calib.assumptions(Assumptions(), "b200"), 4),
+    rec = _record("mixtral:8x7b", evaluate(cfg, Layout(1, 1, 1), dev, sc, calib.assumptions(Assumptions(), device_for("b200")), 4),
                   dev, sc, calib.source)
     assert rec["basis"] == "projected" and rec["calibration_source"] == "runs/x.json (h100_sxm)"
     assert rec["metrics"]["tpot_ms"]["basis"] == "projected"
@@ -193,3 +193,16 @@ def test_an_endpoint_result_calibrates_under_continuous_serving_and_says_what_mo
     assert moved["decode/memory"]["factor"] == pytest.approx(moved["decode/memory"]["after"] / moved["decode/memory"]["before"])
     with pytest.raises(BadInput, match="deployment.model"):
         calibrate({**doc, "workload": {"deployment": {}}})
+
+
+def test_compute_efficiency_carries_as_a_share_of_the_matmul_ceiling():
+    """A compute efficiency calibrated on an H100 is a share of what its fastest GEMM reaches (~0.80 of peak);
+    onto an MI300X, whose GEMMs reach ~0.51 of its peak, it carries as the same share of that ceiling, not of
+    the datasheet peak. Back onto the H100 it is the fitted value."""
+    calib = calibrate(json.loads((DATA / "h100_calibration.json").read_text()))
+    h100, mi300x = device_for("h100_sxm"), device_for("mi300x")
+    back = calib.assumptions(Assumptions(), h100).efficiency.compute
+    away = calib.assumptions(Assumptions(), mi300x).efficiency.compute
+    assert back == calib.efficiency.compute
+    assert away == pytest.approx(back * mi300x.matmul_ceiling["bf16"] / h100.matmul_ceiling["bf16"])
+    assert away < 0.7 * back

@@ -226,3 +226,18 @@ def test_disaggregated_table_and_bad_pool_spec(app):
         assert isinstance(r.exception, BadInput) and said in str(r.exception), (bad, r.exception)
     r = _invoke(app, "--model", "llama3:70b", "--hardware", "h100_sxm", "--batch", "8", "--prefill-batch", "4")
     assert isinstance(r.exception, BadInput) and "needs --disagg" in str(r.exception)
+
+
+def test_a_layout_the_model_cannot_run_is_a_one_line_error(app):
+    """Engines assert that TP splits the heads and that EP runs over experts: a layout no engine could start is
+    bad input, not a projection."""
+    for model, flag, spec, said in (
+            ("llama3:70b", "--layout", "tp=3", "attention TP 3 does not split llama3:70b's 64 query / 8 KV heads"),
+            ("llama3:70b", "--layout", "tp=2,dp=1,ep=2", "needs an MoE model"),
+            ("llama3:70b", "--layout", "tp=1,pp=100", "100 pipeline stages for 80 layers"),
+            ("deepseek-v3:671b", "--disagg", "tp=8/tp=1,ep=512", "ep=512 is more ranks than deepseek-v3:671b's 256")):
+        r = _invoke(app, "--model", model, "--hardware", "h200_sxm", "--batch", "8", flag, spec)
+        assert r.exit_code != 0
+        assert isinstance(r.exception, BadInput) and said in str(r.exception), (spec, r.exception)
+    r = _invoke(app, "--model", "deepseek-v3:671b", "--hardware", "h200_sxm", "--batch", "8", "--layout", "tp=1,ep=8")
+    assert r.exit_code == 0, r.output  # DP attention over 8 ranks, 32 experts each: what SGLang runs
