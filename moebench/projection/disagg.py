@@ -105,13 +105,19 @@ def pools(cfg: ArchConfig, dev: Device, sc: ServingScenario, a: Assumptions, *, 
     a = a.replace(serving="static")
     pre = step(cfg, prefill_layout, dev, sc, a, "prefill", prefill_batch)
     dec = step(cfg, decode_layout, dev, sc, a, "decode", decode_batch)
-    # every decode GPU of the sequence's attention group receives its share of the prompt's KV cache
-    prompt_only = ServingScenario(sc.prompt_tokens, 2, weight_dtype=sc.weight_dtype, kv_dtype=sc.kv_dtype)
-    kv = kv_bytes_per_seq(cfg, decode_layout, prompt_only)
-    cross = prefill_layout.n_gpus + decode_layout.n_gpus > max(dev.domain_size, 1)
+    # every decode GPU of the sequence's attention group receives its share of the prompt's KV cache, over the NIC
+    # once both pools no longer fit one scale-up domain
+    kv = kv_bytes_per_seq(cfg, decode_layout, prompt_only(sc))
+    cross = (prefill_instances * prefill_layout.n_gpus + decode_instances * decode_layout.n_gpus
+             > max(dev.domain_size, 1))
     return Pools(prefill_layout, prefill_instances, prefill_batch, decode_layout, decode_instances, decode_batch,
                  pre, dec, comm.p2p_ms(kv, cross, dev, a.comm), a.tokens_per_step, sc.prompt_tokens,
                  sc.output_tokens)
+
+
+def prompt_only(sc: ServingScenario) -> ServingScenario:
+    """`sc` as a prefill instance holds it: the prompt's KV cache, none of the output's (decoded elsewhere)."""
+    return dataclasses.replace(sc, output_tokens=2)
 
 
 def balanced(cfg: ArchConfig, dev: Device, sc: ServingScenario, a: Assumptions, *, prefill_layout: Layout,

@@ -187,11 +187,11 @@ def _pool_layouts(text: str) -> tuple[Any, Any]:
 
 def _disaggregated(cfg, dev, sc, a, split, batches: list[int], prefill_batch: int) -> list[dict[str, Any]]:
     """Per decode batch: balanced pools (disagg.balanced), or why they do not fit."""
-    from moebench.projection.disagg import balanced
+    from moebench.projection.disagg import balanced, prompt_only
     from moebench.projection.load import kv_capacity
 
     pre_lay, dec_lay = split
-    pre_cap, dec_cap = kv_capacity(cfg, pre_lay, dev, sc, a), kv_capacity(cfg, dec_lay, dev, sc, a)
+    pre_cap, dec_cap = kv_capacity(cfg, pre_lay, dev, prompt_only(sc), a), kv_capacity(cfg, dec_lay, dev, sc, a)
     rows: list[dict[str, Any]] = []
     for b in batches:
         if pre_cap < prefill_batch or dec_cap < b:

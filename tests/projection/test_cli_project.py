@@ -241,3 +241,13 @@ def test_a_layout_the_model_cannot_run_is_a_one_line_error(app):
         assert isinstance(r.exception, BadInput) and said in str(r.exception), (spec, r.exception)
     r = _invoke(app, "--model", "deepseek-v3:671b", "--hardware", "h200_sxm", "--batch", "8", "--layout", "tp=1,ep=8")
     assert r.exit_code == 0, r.output  # DP attention over 8 ranks, 32 experts each: what SGLang runs
+
+
+def test_a_prefill_instance_holds_prompts_not_outputs(app):
+    """A prefill instance keeps a prompt's KV cache until the hand-off, never the output's: a long generation does
+    not shrink the prompts it can prefill at once."""
+    r = _invoke(app, "--model", "llama3:70b", "--hardware", "h100_sxm", "--dtype", "fp8", "--prompt", "2048",
+                "--output", "65536", "--batch", "1", "--disagg", "tp=2/tp=8", "--prefill-batch", "12", "--json")
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout)["hardware"][0]["disaggregated"][0]
+    assert row["fits"], row  # 12 prompts of 2k fit beside 70B fp8 on 2 GPUs; 12 × (2k + 64k) tokens would not

@@ -40,3 +40,9 @@ def test_the_kv_hand_off_crosses_the_nic_between_domains(cfgs):
     across = pools(cfg, dev, sc, Assumptions(), prefill_layout=Layout(8, 8, 1), decode_layout=Layout(8, 8, 1),
                    decode_batch=8)
     assert across.transfer_ms > inside.transfer_ms
+    # two 4-GPU prefill instances and a 4-GPU decode instance no longer fit one 8-GPU domain: the NIC again
+    three = pools(cfg, dev, sc, Assumptions(), prefill_layout=Layout(4, 4, 1), decode_layout=Layout(4, 4, 1),
+                  decode_batch=8, prefill_instances=2)
+    # (each of the 4 decode GPUs receives twice the share an 8-GPU decode instance's do)
+    assert three.transfer_ms == pytest.approx(2 * across.transfer_ms, rel=0.05)
+
