@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "kernels")]
 
 from moebench.projection import resolve_config  # noqa: E402
-from moebench.projection.fit import SOURCE, Measurement, Param, Scored, fit, score, summaries  # noqa: E402
+from moebench.projection.fit import SOURCE, Measurement, Param, Scored, fit, score, stack, summaries  # noqa: E402
 from moebench.projection.presets import Presets, builtin, from_mapping  # noqa: E402
 from tests.projection.validation_set import load_set  # noqa: E402
 
@@ -41,6 +42,8 @@ PARAMS = {
     # the collectives' bandwidth per vendor (the link efficiency 0.8 times this, at most 1): NCCL over NVSwitch and
     # RCCL over the xGMI mesh reach different shares of the links at the per-layer messages of serving
     "nvidia.link": Param(1.0, 0.1, 1.25), "amd.link": Param(1.0, 0.1, 1.25),
+    # the engines' own kernels (GEMM, attention, MoE) on the vendor's compute share; the product stays ≤ the ceiling
+    "vllm.compute": Param(1.0, 0.3, 1.5), "sglang.compute": Param(1.0, 0.3, 1.5), "trt-llm.compute": Param(1.0, 0.3, 1.5),
     "vllm.memory": Param(1.0, 0.3, 1.25), "sglang.memory": Param(1.0, 0.3, 1.25), "trt-llm.memory": Param(1.0, 0.3, 1.25),
     "vllm.step_ms": Param(1.0, 0.01, 30.0), "sglang.step_ms": Param(1.0, 0.01, 30.0), "trt-llm.step_ms": Param(1.0, 0.01, 30.0),
     "hopper.fp8": Param(1.0, 0.3, 1.0), "blackwell.fp4": Param(1.0, 0.2, 1.0), "cdna3.fp8": Param(1.0, 0.2, 1.0),
@@ -56,14 +59,19 @@ PARAMS = {
     "vllm.seq_us": Param(1.0, 0.01, 100.0), "sglang.seq_us": Param(1.0, 0.01, 100.0), "trt-llm.seq_us": Param(1.0, 0.01, 100.0),
 }
 
-def params_for(fit_pts: list[Measurement], source_offsets: bool = True) -> dict[str, Param]:
-    """PARAMS, and with `source_offsets` one factor per fit source on every speed it published (prior 1, within
-    0.2–5×): sources differ as wholes (engine versions, tuning, how they measured), and a factor of their own keeps
-    one source's departure out of the shared factors. Anchored to a point-weighted geometric mean of 1 (fit.fit);
-    projections and held-out points never use them."""
-    if not source_offsets:
+OFFSETS = ("stack", "source", "none")
+
+
+def params_for(fit_pts: list[Measurement], offsets: str = "stack") -> dict[str, Param]:
+    """PARAMS, and a factor of its own (prior 1, within 0.2–5×) on every speed each fit stack published
+    (`offsets="stack"`: who ran it with which engine, anchored among the stacks of each engine) or each fit source
+    (`"source"`: anchored among all sources), or none. Stacks differ as wholes (engine versions, tuning, how they
+    measured), and a factor of their own keeps one stack's departure out of the shared factors; anchored to a
+    point-weighted geometric mean of 1 (fit.fit); projections and held-out points never use them."""
+    key = {"stack": stack, "source": lambda m: m.source_group}.get(offsets)
+    if key is None:
         return dict(PARAMS)
-    return {**PARAMS, **{f"{SOURCE}{g}": Param(1.0, 0.2, 5.0) for g in sorted({m.source_group for m in fit_pts})}}
+    return {**PARAMS, **{f"{SOURCE}{g}": Param(1.0, 0.2, 5.0) for g in sorted({key(m) for m in fit_pts})}}
 
 
 def _is_headline(s: Scored) -> bool:
@@ -105,19 +113,25 @@ def report(presets: Presets, pts: list[Measurement], skipped: list[tuple[str, st
     return scored, lines
 
 
-def cross_validate(fit_pts: list[Measurement], source_offsets: bool = True) -> list[str]:
+def cross_validate(fit_pts: list[Measurement], offsets: str = "stack") -> list[str]:
     """Leave-one-source-out over the fit split (what chooses between model variants without the held-out points):
     fit on the other sources, score the left-out source's headline points; a point that no longer fits counts 5×."""
-    rows = ["| left-out fit source | points | median error | worst error |", "|---|---:|---:|---:|"]
+    rows = ["| left-out fit source | points | median error | worst error | median ratio |", "|---|---:|---:|---:|---:|"]
     every: list[float] = []
+    logs: list[float] = []
     for g in sorted({m.source_group for m in fit_pts}):
         train = [m for m in fit_pts if m.source_group != g]
-        presets = Presets(fit(train, resolve_config, params_for(train, source_offsets)))
+        presets = Presets(fit(train, resolve_config, params_for(train, offsets)))
         scored = score([m for m in fit_pts if m.source_group == g and m.headline], resolve_config, presets)
         errs = [5.0 if s.ratio is None else s.error for s in scored]
         every += errs
-        rows.append(f"| {g} | {len(errs)} | {statistics.median(errs):.2f}× | {max(errs):.2f}× |")
-    rows.append(f"| all | {len(every)} | {statistics.median(every):.2f}× | {max(every):.2f}× |")
+        lg = [math.log(s.ratio) if s.ratio else math.log(5.0) for s in scored]
+        logs += lg
+        rows.append(f"| {g} | {len(errs)} | {statistics.median(errs):.2f}× | {max(errs):.2f}× | "
+                    f"{math.exp(statistics.median(lg)):.2f} |")
+    rows.append(f"| all | {len(every)} | {statistics.median(every):.2f}× | {max(every):.2f}× | "
+                f"{math.exp(statistics.median(logs)):.2f} |")
+    rows.append(f"\nmean |log error| {statistics.fmean(abs(x) for x in logs):.3f} over {len(logs)} points")
     return rows
 
 
@@ -138,19 +152,19 @@ def main() -> int:
     ap.add_argument("--table", action="store_true", help="score the committed presets; rewrite only the docs table")
     ap.add_argument("--cv", action="store_true", help="leave-one-source-out cross-validation on the fit split; "
                     "write nothing (one fit per fit source)")
-    ap.add_argument("--no-source-offsets", action="store_true", help="fit without a factor per fit source "
-                    "(what --cv compares against)")
+    ap.add_argument("--offsets", choices=OFFSETS, default="stack", help="a nuisance factor per fit stack (source and "
+                    "engine; the model), per fit source, or none (what --cv compares)")
     args = ap.parse_args()
     pts, skipped = load_set()
     fit_pts = [m for m in pts if m.split == "fit" and m.metric != "ttft_ms"]  # TTFT is reported, not fitted
     print(f"{len(pts)} published numbers ({len(fit_pts)} fit), {len(skipped)} points not expressible", file=sys.stderr)
     if args.cv:
-        print("\n".join(cross_validate(fit_pts, not args.no_source_offsets)))
+        print("\n".join(cross_validate(fit_pts, args.offsets)))
         return 0
     if args.check or args.table:
         presets = builtin()
     else:
-        params = fit(fit_pts, resolve_config, params_for(fit_pts, not args.no_source_offsets),
+        params = fit(fit_pts, resolve_config, params_for(fit_pts, args.offsets),
                      log=lambda s: print(s, file=sys.stderr))
         # scored as written: the band every projection prints is what the rounded factors score
         presets = Presets({k: float(f"{v:.4g}") for k, v in params.items()})

@@ -77,7 +77,7 @@ def base_assumptions(m: Measurement) -> Assumptions:
 
 def predict(m: Measurement, cfg: ArchConfig, presets: Presets) -> Optional[float]:
     """The projected value of `m.metric` under `m`'s conditions; None where the deployment does not fit. A fit
-    source's own factor (`source.<group>` in the table) applies to its points; held-out sources have none."""
+    stack's own factor (`source.<group>/<engine>` in the table) applies to its points; held-out sources have none."""
     return _with_source(m, _projected(m, cfg, presets), presets)
 
 
@@ -131,8 +131,8 @@ def _projected(m: Measurement, cfg: ArchConfig, presets: Presets) -> Optional[fl
 
 
 def _with_source(m: Measurement, value: Optional[float], presets: Presets) -> Optional[float]:
-    """`value` under the source's own factor (fit sources only: a speed × it, a time ÷ it)."""
-    s = presets.params.get(SOURCE + m.source_group)
+    """`value` under its stack's (or source's) own factor (fit sources only: a speed × it, a time ÷ it)."""
+    s = presets.params.get(SOURCE + stack(m), presets.params.get(SOURCE + m.source_group))
     if value is None or s is None:
         return value
     return value * s if METRICS[m.metric] else value / s
@@ -200,13 +200,26 @@ def tags(m: Measurement) -> set[str]:
     return t
 
 
-SOURCE = "source."  # a fit source's own factor on every speed it published (nuisance: projections never use it)
+# a published stack's own factor on every speed it published (nuisance: projections never use it): keyed by stack,
+# `source.<group>/<engine>`, or by the whole source, `source.<group>`
+SOURCE = "source."
+
+
+def stack(m: Measurement) -> str:
+    """The published stack `m` came from: who ran it and with which engine ("inferencex/vllm")."""
+    return f"{m.source_group}/{m.engine}"
+
+
+def anchor_group(k: str) -> str:
+    """The engine whose stacks a source factor is anchored among ("" for a whole source's factor: all of them)."""
+    return k[len(SOURCE):].partition("/")[2]
 
 
 def depends(k: str, m: Measurement) -> bool:
     """Whether the factor `k` changes `m`'s projection."""
     if k.startswith(SOURCE):
-        return m.source_group == k[len(SOURCE):]
+        name = k[len(SOURCE):]
+        return name == (stack(m) if "/" in name else m.source_group)
     return k.split(".")[0] in tags(m)
 
 
@@ -236,10 +249,14 @@ def fit(points: Sequence[Measurement], cfgs: Callable[[str], ArchConfig], params
     free = relevant(params, points)
     pts = list(points)
     deps = {k: [i for i, m in enumerate(pts) if depends(k, m)] for k in free}
-    # the sources' own factors are anchored to a point-weighted geometric mean of 1 (one stiff residual), so that
-    # they take each source's departure from the others and the shared factors keep the level the points agree on
-    src = [(j, len(deps[k])) for j, k in enumerate(free) if k.startswith(SOURCE)]
-    n_src = sum(n for _, n in src)
+    # the stacks' own factors are anchored to a point-weighted geometric mean of 1 among the stacks of each engine
+    # (one stiff residual per engine), so that they take each stack's departure from the others of its engine, and
+    # the shared and engine factors keep the level the points agree on: an engine is a stated attribute of every
+    # deployment, who published a run is not
+    anchors: dict[str, list[tuple[int, int]]] = {}
+    for j, k in enumerate(free):
+        if k.startswith(SOURCE):
+            anchors.setdefault(anchor_group(k), []).append((j, len(deps[k])))
     lo = np.log([params[k].lo for k in free])
     hi = np.log([params[k].hi for k in free])
     prior = np.log([params[k].prior for k in free])
@@ -253,7 +270,7 @@ def fit(points: Sequence[Measurement], cfgs: Callable[[str], ArchConfig], params
         r = np.array(base[: len(pts)]) if base is not None else np.zeros(len(pts))
         for i in (range(len(pts)) if only is None else only):
             r[i] = _residual(pts[i], cfgs(pts[i].model), pr)
-        anchor = [source_anchor * sum(n * x[j] for j, n in src) / n_src] if src else []
+        anchor = [source_anchor * sum(n * x[j] for j, n in grp) / sum(n for _, n in grp) for grp in anchors.values()]
         return np.concatenate([r, w * (x - prior), anchor])
 
     x = np.clip(prior, lo, hi)

@@ -9,7 +9,8 @@ The presets are one flat table of named factors, so that the fit and the YAML se
     {vendor}.alpha, {vendor}.launch       factors on the collectives' latency α and on the launch latency per op
     {vendor}.link                         factor on the link efficiency of the collectives' bandwidth term
                                           (NCCL over NVSwitch vs RCCL over the Infinity Fabric mesh)
-    {engine}.memory                       the engine's factor on the vendor's memory efficiency (vllm, sglang, trt-llm)
+    {engine}.compute, {engine}.memory     the engine's factors on the vendor's compute and memory efficiencies (vllm,
+                                          sglang, trt-llm: their own GEMM, attention and MoE kernels)
     {engine}.step_ms                      scheduler / host time per forward the engine adds (decode and prefill)
     {engine}.seq_us                       host time per sequence per forward (scheduling, sampling, detokenising)
     {engine}.max_seqs                     the most sequences the engine keeps in flight per attention-DP group
@@ -21,7 +22,7 @@ The presets are one flat table of named factors, so that the fit and the YAML se
     ep.imbalance                          routed rows on the busiest expert-parallel rank / the mean
     ep.overlap                            share of the communication a deployment that overlaps it actually hides
     eager.host_us                         host time per op of a run without CUDA/HIP graphs (the fit's eager points)
-    source.<group>                        a fit source's own factor on every speed it published: a nuisance of the
+    source.<group>/<engine>               a fit stack's own factor on every speed it published: a nuisance of the
                                           fit (fit.py), never applied to a projection or a held-out point
 
 A factor missing from the table is 1 (0 for `step_ms`); an engine the table does not name (`any`) takes the
@@ -116,7 +117,9 @@ class Presets:
         # compute factors count from the device's measured matmul ceiling (bf16 here, each other format's own share
         # through dtype_efficiency), not from the datasheet peak
         base_share = dev.matmul_ceiling.get("bf16", 1.0)
-        eff = Efficiency(compute=p[f"{v}.compute"] * base_share,
+        # never above the ceiling: the engine's kernels scale the vendor's share of it, they do not pass it
+        compute = min(1.0, p[f"{v}.compute"] * self.engine_value(engine, "compute", 1.0))
+        eff = Efficiency(compute=compute * base_share,
                          memory=p[f"{v}.memory"] * self.engine_value(engine, "memory", 1.0), by_phase=by_phase)
         step_ms = self.engine_value(engine, "step_ms", 0.0)
         alpha = p.get(f"{v}.alpha", 1.0)
@@ -135,15 +138,20 @@ class Presets:
                             expert_imbalance=base.expert_imbalance * p.get("ep.imbalance", 1.0),
                             comm_overlap=base.comm_overlap * p.get("ep.overlap", 1.0))
 
-    def stack_spread(self) -> Optional[dict[str, Any]]:
-        """How fast the fit's published stacks ran against the shared factors (their `source.<group>` factors):
-        the spread a projection for an unknown stack sits inside. None without source factors."""
-        f = sorted(v for k, v in self.params.items() if k.startswith("source."))
+    def stack_spread(self, engine: str = ANY_ENGINE) -> Optional[dict[str, Any]]:
+        """How fast the fit's published stacks of `engine` (all of them for `any`) ran against the shared and engine
+        factors (their `source.<group>/<engine>` factors): the spread a projection for an unknown stack of that
+        engine sits inside. None without such factors."""
+        keys = [k for k in self.params if k.startswith("source.")]
+        mine = [k for k in keys if k.endswith(f"/{engine}")]
+        f = sorted(self.params[k] for k in (mine or keys))
         if not f:
             return None
-        return {"sources": len(f), "min": f[0], "median": statistics.median(f), "max": f[-1],
-                "text": f"the fit's {len(f)} published stacks ran {f[0]:.2f}–{f[-1]:.2f}× a projection like this "
-                        f"(median {statistics.median(f):.2f}×)"}
+        who = f"{engine} " if mine else ""
+        return {"stacks": len(f), "engine": engine if mine else ANY_ENGINE, "min": f[0],
+                "median": statistics.median(f), "max": f[-1],
+                "text": f"the fit's {len(f)} published {who}stacks ran {f[0]:.2f}–{f[-1]:.2f}× a projection like "
+                        f"this (median {statistics.median(f):.2f}×)"}
 
     def band(self, vendor: str, kind: str, precision: str, *, min_points: int = 3) -> Optional[Band]:
         """The held-out error of the narrowest group holding ≥ `min_points` points: vendor × dense/MoE × precision,

@@ -157,15 +157,17 @@ def test_a_fixed_deployment_with_its_memory_share_loads_and_trust_band(app):
     assert band["median_speed_ratio"] > 0 and "projected speed" in band["text"]
     preset = json.loads(r.stdout)["efficiency_preset"]
     assert preset["name"] == "fitted"
-    stacks = preset["published_stacks"]  # the fit's per-source factors: where an unknown stack may sit
-    assert stacks["sources"] >= 4 and stacks["min"] <= stacks["median"] <= stacks["max"]
+    stacks = preset["published_stacks"]  # the fit's factors of trt-llm's stacks: where an unknown one may sit
+    assert stacks["engine"] == "trt-llm" and stacks["stacks"] >= 2
+    every = json.loads(_invoke(app, *args[:-2], "--json").stdout)["efficiency_preset"]["published_stacks"]
+    assert every["engine"] == "any" and every["stacks"] > stacks["stacks"]  # --engine any: every engine's stacks
 
     low = json.loads(_invoke(app, *args, "--mem-util", "0.8", "--json").stdout)["hardware"][0]
     assert low["records"] == [] and "does not fit" in " ".join(low["notes"])
 
     table = _invoke(app, *args, "--mem-util", "0.95")
     assert "how far to trust it: NVIDIA" in table.stdout and "held-out median" in table.stdout
-    assert "published stacks ran" in table.stdout
+    assert "the fit's 2 published trt-llm stacks ran" in table.stdout
 
 
 def test_an_explicit_layout_is_the_one_projected(app):

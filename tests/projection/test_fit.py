@@ -75,3 +75,32 @@ def test_a_source_slower_as_a_whole_gets_its_own_factor_not_the_shared_ones():
     alone = Presets(fit(pts, lambda _: cfg, shared))
     ratios = {m.source_group: predict(m, cfg, alone) / m.value for m in pts if m.load_value == 64}
     assert ratios["a"] < 0.85 and ratios["b"] > 1.2
+
+
+def test_an_engines_level_is_what_its_stacks_agree_on():
+    """Stacks are anchored among those of their engine: when both published stacks of one engine ran 1.3× the
+    shared model and the other engine's 0.7×, the engines' own factors take the levels (a projection names its
+    engine) and the stacks' factors stay near 1. Anchored among all stacks at once, the stacks' factors would
+    take part of it and a projection for either engine would read nearer the other's."""
+    cfg = resolve_config("llama3:8b")
+    truth = Presets(FLAT)
+    pts = []
+    for src, engine, speed in (("a", "trt-llm", 1.3), ("b", "trt-llm", 1.3), ("c", "vllm", 0.7), ("d", "vllm", 0.7)):
+        for b in (1, 8, 64):
+            m = _point(id=f"{src}{b}", load_value=b, source_group=src, engine=engine, output=512)
+            pts.append(dataclasses.replace(m, value=predict(m, cfg, truth) * speed))
+    shared = {"nvidia.compute": Param(0.8, 0.799, 0.801), "nvidia.memory": Param(0.8, 0.799, 0.801),
+              **{f"{e}.{r}": Param(1.0, 0.3, 2.0) for e in ("trt-llm", "vllm") for r in ("compute", "memory")}}
+    stacks = {f"source.{s}/{e}": Param(1.0, 0.2, 5.0) for s, e in (("a", "trt-llm"), ("b", "trt-llm"),
+                                                                   ("c", "vllm"), ("d", "vllm"))}
+    got = Presets(fit(pts, lambda _: cfg, {**shared, **stacks}))
+    assert all(v == pytest.approx(1.0, rel=0.05) for k, v in got.params.items() if k.startswith("source."))
+    unknown = [dataclasses.replace(m, source_group="new") for m in pts if m.load_value == 8]
+    ratios = {m.engine: predict(m, cfg, got) / m.value for m in unknown}
+    assert ratios["trt-llm"] == pytest.approx(1.0, rel=0.1) and ratios["vllm"] == pytest.approx(1.0, rel=0.1)
+    by_source = {f"source.{s}": Param(1.0, 0.2, 5.0) for s in "abcd"}
+    flat = Presets(fit(pts, lambda _: cfg, {**shared, **by_source}))
+    # the sources' factors took part of the engines' levels (the priors split it): an unknown stack reads too slow
+    # on the faster engine and too fast on the slower one
+    flat_ratios = {m.engine: predict(m, cfg, flat) / m.value for m in unknown}
+    assert flat_ratios["trt-llm"] < 0.95 and flat_ratios["vllm"] > 1.05

@@ -9,15 +9,16 @@ import statistics
 import pytest
 
 from moebench.projection import resolve_config
-from moebench.projection.fit import score, summaries
+from moebench.projection.fit import score, stack, summaries
 from moebench.projection.presets import builtin
 from tests.projection.validation_set import load_set
 
 # docs/projection.md, "Against published measurements, held out": the band over every held-out point, and every
-# group's median (the issue's targets are 1.2×, 1.6× and 1.3×; the docs say by how much and why they are missed)
-MEDIAN_BAND = 1.40
-WORST_BAND = 2.10
-GROUP_MEDIAN_BAND = 1.45
+# group's median (the issue's targets are 1.2×, 1.6× and 1.3×; the docs say by how much and why the last two are
+# missed: Qwen3-30B-A3B on TensorRT-LLM)
+MEDIAN_BAND = 1.20
+WORST_BAND = 2.20
+GROUP_MEDIAN_BAND = 1.40
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +52,11 @@ def test_held_out_error_within_the_documented_band(held_out):
 
 
 def test_held_out_sources_are_scored_without_a_factor_of_their_own(held_out):
-    """The fit's per-source factors (`source.<group>`) are nuisance: a held-out source is an unknown new one, and
-    no projection a user asks for carries any of them."""
+    """The fit's per-stack factors (`source.<group>/<engine>`) are nuisance: a held-out source is an unknown new one,
+    and no projection a user asks for carries any of them."""
     p = builtin()
     sources = {k for k in p.params if k.startswith("source.")}
-    assert sources and not sources & {f"source.{s.m.source_group}" for s in held_out}
+    assert sources and not sources & {f"source.{k}" for s in held_out for k in (stack(s.m), s.m.source_group)}
     from moebench.projection import device_for
 
     dev = device_for("h100_sxm")
