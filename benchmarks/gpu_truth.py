@@ -406,7 +406,7 @@ def projection_errors(doc: dict[str, Any], calibrated: bool) -> tuple[list[dict[
     dev = device_from_hardware(hw, measured_roofs=hw_doc.get("measured_roofs"))
     base = Assumptions(serving="static")  # `moebench run` prefills one batch, then decodes it
     calib = calibrate(doc, source=doc.get("run_id"), base=base) if calibrated else None
-    a = base if calib is None else calib.assumptions(base, hw.id)
+    a = base if calib is None else calib.assumptions(base, dev)
     dt = norm_dtype(hw_doc["dtype"])
     rows = []
     for rec in doc["records"]:

@@ -65,20 +65,22 @@ class Calibration:
     expert_gemms: str  # "per_expert" (the plain-torch loop: one GEMM per expert) or "grouped" (fused kernels)
     method: str  # "ttft_tpot" | "profile"
     fit: tuple[dict[str, Any], ...]
+    dtype: str = "bf16"  # the measured run's weight format (its matmuls ran in the device's compute format for it)
 
     def assumptions(self, base: Assumptions, target: Device, *, keep_host: bool = False) -> Assumptions:
         """`base` with the fitted efficiencies for `target`. Onto other hardware, the compute efficiency carries as
-        a share of the measured matmul ceiling, where both GPUs have one: a kernel at 0.7 of an H100's peak (0.88
-        of what its fastest GEMM reaches) is taken to reach 0.88 of an MI300X's ceiling, not 0.7 of its peak. The
+        a share of the measured matmul ceiling in the run's format, never above it: a kernel at 0.7 of an H100's
+        bf16 peak (0.87 of what its fastest GEMM reaches) is taken to reach 0.87 of an MI300X's ceiling, not 0.7 of
+        its peak; measured roofs (a CPU) are their own ceiling; a GPU without a ceiling keeps the share. The
         fitted host times (per op, per expert run) belong to the measured machine's CPU and software stack: they
         are kept when projecting back onto the same hardware id, or everywhere with `keep_host` (projecting the
         same eager stack onto another GPU); otherwise the target gets `base`'s. The way the experts' GEMMs launch
         (one per expert, or grouped) goes with the host model: it is the same eager stack."""
         comm = base.comm if self.link_eff is None else dataclasses.replace(base.comm, link_eff=self.link_eff)
         eff = self.efficiency
-        src, tgt = self.device.matmul_ceiling.get("bf16"), target.matmul_ceiling.get("bf16")
+        src, tgt = _ceiling(self.device, self.dtype), _ceiling(target, self.dtype)
         if target.id != self.hardware_id and src and tgt:
-            eff = dataclasses.replace(eff, compute=min(1.0, eff.compute * tgt / src))
+            eff = dataclasses.replace(eff, compute=min(1.0, eff.compute / src) * tgt)
         if keep_host or target.id == self.hardware_id:
             return base.replace(efficiency=eff, comm=comm, host_us=dict(self.host_us),
                                 host_expert_us=dict(self.host_expert_us), moe_host_sync=self.moe_host_sync,
@@ -161,7 +163,16 @@ def calibrate(doc: Mapping[str, Any], *, source: Optional[str] = None, base: Ass
                  "tpot_ms": {"measured": s.tpot_ms, "fitted": _predict(s, lay, dev, af, "decode")}} for s in samples)
     name = source or str(doc.get("run_id") or "result")
     return Calibration(f"{name} ({hw.get('id', '?')})", str(hw.get("id", "?")), dev, lay, af.efficiency, link_eff,
-                       dict(af.host_us), dict(af.host_expert_us), af.moe_host_sync, af.expert_gemms, method, fit)
+                       dict(af.host_us), dict(af.host_expert_us), af.moe_host_sync, af.expert_gemms, method, fit,
+                       dtype)
+
+
+def _ceiling(dev: Device, dtype: str) -> Optional[float]:
+    """The share of its peak `dev`'s fastest matmul reaches in the format `dtype` weights compute in (1 for
+    measured roofs, which are that matmul; None where unknown)."""
+    if dev.roofs_basis == "measured":
+        return 1.0
+    return dev.matmul_ceiling.get(dev.compute_dtype(dtype)) if dev.matmul_ceiling else None
 
 
 # ---- reading the document ------------------------------------------------------------------------------------

@@ -163,15 +163,13 @@ def splits_heads(cfg: ArchConfig, tp: int) -> bool:
 
 def check_runs(cfg: ArchConfig, name: str, lay: Layout, option: str, text: str) -> None:
     """BadInput (naming `option` and its `text`) when a serving engine could not run `name` in `lay`: attention TP
-    that splits the heads unevenly, expert parallelism on a dense model or wider than the experts, more pipeline
-    stages than layers."""
+    that splits the heads unevenly, expert parallelism on a dense model, more pipeline stages than layers. (More EP
+    ranks than experts is allowed: redundant experts, as DeepSeek's 320-GPU decode unit runs 256.)"""
     if not splits_heads(cfg, lay.attn_tp):
         raise BadInput(f"{option} {text}: attention TP {lay.attn_tp} does not split {name}'s "
                        f"{cfg.num_attention_heads} query / {cfg.num_key_value_heads} KV heads evenly")
     if lay.ep > 1 and not cfg.is_moe:
         raise BadInput(f"{option} {text}: expert parallelism needs an MoE model; {name} is dense")
-    if lay.ep > max(cfg.n_routed_experts, 1):
-        raise BadInput(f"{option} {text}: ep={lay.ep} is more ranks than {name}'s {cfg.n_routed_experts} experts")
     if lay.pp > cfg.num_hidden_layers:
         raise BadInput(f"{option} {text}: {lay.pp} pipeline stages for {cfg.num_hidden_layers} layers")
 

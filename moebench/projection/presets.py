@@ -120,7 +120,7 @@ class Presets:
         # never above the ceiling: the engine's kernels scale the vendor's share of it, they do not pass it
         compute = min(1.0, p[f"{v}.compute"] * self.engine_value(engine, "compute", 1.0))
         eff = Efficiency(compute=compute * base_share,
-                         memory=p[f"{v}.memory"] * self.engine_value(engine, "memory", 1.0), by_phase=by_phase)
+                         memory=min(1.0, p[f"{v}.memory"] * self.engine_value(engine, "memory", 1.0)), by_phase=by_phase)
         step_ms = self.engine_value(engine, "step_ms", 0.0)
         alpha = p.get(f"{v}.alpha", 1.0)
         comm = dataclasses.replace(base.comm, alpha_scale_up_us=base.comm.alpha_scale_up_us * alpha,
@@ -147,11 +147,12 @@ class Presets:
         f = sorted(self.params[k] for k in (mine or keys))
         if not f:
             return None
-        who = f"{engine} " if mine else ""
+        # each stack's factor is relative to its own engine's level: with no engine named, that is not this one
+        who, like = (f"{engine} ", "a projection like this") if mine else ("", "a projection for their own engine")
         return {"stacks": len(f), "engine": engine if mine else ANY_ENGINE, "min": f[0],
                 "median": statistics.median(f), "max": f[-1],
-                "text": f"the fit's {len(f)} published {who}stacks ran {f[0]:.2f}–{f[-1]:.2f}× a projection like "
-                        f"this (median {statistics.median(f):.2f}×)"}
+                "text": f"the fit's {len(f)} published {who}stacks ran {f[0]:.2f}–{f[-1]:.2f}× {like} "
+                        f"(median {statistics.median(f):.2f}×)"}
 
     def band(self, vendor: str, kind: str, precision: str, *, min_points: int = 3) -> Optional[Band]:
         """The held-out error of the narrowest group holding ≥ `min_points` points: vendor × dense/MoE × precision,

@@ -206,3 +206,21 @@ def test_compute_efficiency_carries_as_a_share_of_the_matmul_ceiling():
     assert back == calib.efficiency.compute
     assert away == pytest.approx(back * mi300x.matmul_ceiling["bf16"] / h100.matmul_ceiling["bf16"])
     assert away < 0.7 * back
+
+
+def test_the_carried_share_stays_under_the_targets_ceiling_in_the_runs_format():
+    """A calibration above the source's measured ceiling carries as the whole of the target's ceiling, not past
+    it; an fp8 run carries by the fp8 ceilings; measured roofs (a CPU) are their own ceiling."""
+    import dataclasses
+
+    calib = calibrate(json.loads((DATA / "h100_calibration.json").read_text()))
+    h100, b200, mi300x = device_for("h100_sxm"), device_for("b200"), device_for("mi300x")
+    hot = dataclasses.replace(calib, efficiency=dataclasses.replace(calib.efficiency, compute=0.95))
+    assert hot.assumptions(Assumptions(), mi300x).efficiency.compute == pytest.approx(mi300x.matmul_ceiling["bf16"])
+    fp8 = dataclasses.replace(calib, dtype="fp8")
+    assert fp8.assumptions(Assumptions(), b200).efficiency.compute == pytest.approx(
+        calib.efficiency.compute * b200.matmul_ceiling["fp8"] / h100.matmul_ceiling["fp8"])
+    cpu = dataclasses.replace(calib, hardware_id="cpu", device=device_from_hardware(get_hardware("cpu"),
+                                                                                      measured_roofs=CPU_ROOFS))
+    assert cpu.assumptions(Assumptions(), h100).efficiency.compute == pytest.approx(
+        calib.efficiency.compute * h100.matmul_ceiling["bf16"])

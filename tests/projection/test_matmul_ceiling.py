@@ -49,3 +49,14 @@ def test_a_compute_bound_prefill_slows_by_the_ceiling():
     mlp = with_ceiling.phases["mlp"].compute_ms / without.phases["mlp"].compute_ms
     assert mlp == pytest.approx(1307.4 / 668.4, rel=1e-6)
     assert with_ceiling.time_ms > 1.5 * without.time_ms
+
+
+def test_vendor_and_engine_factors_never_pass_the_ceiling_or_the_hbm_roof():
+    """An engine's factors scale the vendor's shares; however large the two, a projection runs at most at the
+    measured matmul ceiling and the HBM peak (never faster than a roofline)."""
+    h100 = device_for("h100_sxm")
+    p = Presets({"nvidia.compute": 0.9, "nvidia.memory": 0.95, "trt-llm.compute": 1.5, "trt-llm.memory": 1.25})
+    a = p.assumptions(h100, "trt-llm")
+    assert a.efficiency.compute == pytest.approx(h100.matmul_ceiling["bf16"])
+    assert a.efficiency.memory == 1.0
+    assert p.assumptions(h100, "vllm").efficiency.compute == pytest.approx(0.9 * h100.matmul_ceiling["bf16"])
