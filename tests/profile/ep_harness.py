@@ -105,6 +105,9 @@ def worker(rank: int, world: int, port: int, spec_path: str) -> None:
                 results[run["name"]] = section
         if rank == 0:
             Path(spec["out"], "results.json").write_text(json.dumps(results))
+        # no rank tears down its gloo pairs while a peer may still be reading from them (a peer's closed socket
+        # aborts gloo's reader thread: "terminate called without an active exception", seen once in a CI run)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
