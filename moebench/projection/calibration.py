@@ -78,7 +78,7 @@ class Calibration:
         (one per expert, or grouped) goes with the host model: it is the same eager stack."""
         comm = base.comm if self.link_eff is None else dataclasses.replace(base.comm, link_eff=self.link_eff)
         eff = self.efficiency
-        src, tgt = _ceiling(self.device, self.dtype), _ceiling(target, self.dtype)
+        src, tgt = self.device.ceiling(self.dtype), target.ceiling(self.dtype)
         if target.id != self.hardware_id and src and tgt:
             eff = dataclasses.replace(eff, compute=min(1.0, eff.compute / src) * tgt)
         if keep_host or target.id == self.hardware_id:
@@ -165,14 +165,6 @@ def calibrate(doc: Mapping[str, Any], *, source: Optional[str] = None, base: Ass
     return Calibration(f"{name} ({hw.get('id', '?')})", str(hw.get("id", "?")), dev, lay, af.efficiency, link_eff,
                        dict(af.host_us), dict(af.host_expert_us), af.moe_host_sync, af.expert_gemms, method, fit,
                        dtype)
-
-
-def _ceiling(dev: Device, dtype: str) -> Optional[float]:
-    """The share of its peak `dev`'s fastest matmul reaches in the format `dtype` weights compute in (1 for
-    measured roofs, which are that matmul; None where unknown)."""
-    if dev.roofs_basis == "measured":
-        return 1.0
-    return dev.matmul_ceiling.get(dev.compute_dtype(dtype)) if dev.matmul_ceiling else None
 
 
 # ---- reading the document ------------------------------------------------------------------------------------

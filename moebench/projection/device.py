@@ -65,6 +65,13 @@ class Device:
         # measured roofs cover every dtype through one number; a catalog GPU always has bf16
         return next(iter(self.flops_per_s))
 
+    def ceiling(self, weight_dtype: str) -> Optional[float]:
+        """The share of its peak this device's fastest matmul reaches in the format `weight_dtype` matmuls run in:
+        1 for measured roofs (they are that matmul), None where unknown."""
+        if self.roofs_basis == "measured":
+            return 1.0
+        return self.matmul_ceiling.get(self.compute_dtype(weight_dtype)) if self.matmul_ceiling else None
+
     def peak_flops(self, dtype: str) -> float:
         return self.flops_per_s[self.compute_dtype(dtype)]
 

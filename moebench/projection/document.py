@@ -84,14 +84,15 @@ def projection_document(
     from moebench.projection.load import under_load
 
     fixed = parse_layout(layout) if layout else None
-    split = _pool_layouts(disagg) if disagg else None
+    pool_texts = _pool_texts(disagg) if disagg else None
+    split = tuple(parse_layout(t, "--disagg") for t in pool_texts) if pool_texts else None
     if fixed is not None and gpus is not None and fixed.n_gpus != gpus:
         raise BadInput(f"--gpus {gpus} and --layout {layout} ({fixed.n_gpus} GPUs) disagree")
     cfg = resolve_config(model)
     if fixed is not None:
         check_runs(cfg, model, fixed, "--layout", layout)
-    for pool, text in zip(split or (), (disagg or "").split("/")):
-        check_runs(cfg, model, pool, "--disagg", text.strip())
+    for pool, text in zip(split or (), pool_texts or ()):
+        check_runs(cfg, model, pool, "--disagg", text)
     sc = ServingScenario(prompt, output, weight_dtype=dtype, kv_dtype=kv_dtype)
     base = Assumptions(comm_overlap=overlap, serving=serving, mem_util=mem_util,  # type: ignore[arg-type]
                        spec_tokens=spec_tokens, spec_accept=spec_accept)
@@ -124,8 +125,8 @@ def projection_document(
                      "kv_dtype": sc.kv_dtype, "batch_sizes": batches, "interactivity_targets": interactivity,
                      "gpus": fixed.n_gpus if fixed else gpus, "layout": layout, "engine": engine,
                      "request_rates": list(rates), "offline": offline,
-                     "disaggregated": None if split is None else {
-                         "prefill_layout": disagg.split("/")[0].strip(), "decode_layout": disagg.split("/")[1].strip(),
+                     "disaggregated": None if pool_texts is None else {
+                         "prefill_layout": pool_texts[0], "decode_layout": pool_texts[1],
                          "prefill_batch": prefill_batch}},
         "assumptions": base.to_json(),
         "efficiency_preset": None if table is None else {"name": preset, "source": table.source,
@@ -175,14 +176,12 @@ def projection_document(
     return doc
 
 
-def _pool_layouts(text: str) -> tuple[Any, Any]:
-    """`--disagg PREFILL/DECODE`: two layouts, e.g. `tp=8/tp=1,ep=48`."""
-    from moebench.projection.layout import parse_layout
-
-    parts = text.split("/")
-    if len(parts) != 2 or not all(p.strip() for p in parts):
+def _pool_texts(text: str) -> tuple[str, str]:
+    """`--disagg PREFILL/DECODE`: the two layouts' texts, e.g. `tp=8` and `tp=1,ep=48`."""
+    parts = [p.strip() for p in text.split("/")]
+    if len(parts) != 2 or not all(parts):
         raise BadInput(f"--disagg: {text!r} is not PREFILL/DECODE layouts, e.g. tp=8/tp=1,ep=48")
-    return parse_layout(parts[0], "--disagg"), parse_layout(parts[1], "--disagg")
+    return parts[0], parts[1]
 
 
 def _disaggregated(cfg, dev, sc, a, split, batches: list[int], prefill_batch: int) -> list[dict[str, Any]]:
