@@ -45,4 +45,3 @@ def test_the_kv_hand_off_crosses_the_nic_between_domains(cfgs):
                   decode_batch=8, prefill_instances=2)
     # (each of the 4 decode GPUs receives twice the share an 8-GPU decode instance's do)
     assert three.transfer_ms == pytest.approx(2 * across.transfer_ms, rel=0.05)
-
