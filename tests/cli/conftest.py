@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,8 +35,11 @@ def start_moebench(*args: str, env: dict | None = None) -> subprocess.Popen:
     """The real CLI in a background process, for a test that signals it or changes its disk mid-run."""
     e = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     e.pop("MOEBENCH_DEBUG", None)
+    # a shell without job control starts background jobs with SIGINT ignored, and a child inherits that (Python
+    # then installs no Ctrl-C handler): give the CLI the default disposition a terminal would
     return subprocess.Popen([sys.executable, "-m", "moebench", *args], cwd=REPO, env=e, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def read_stderr_until(p: subprocess.Popen, needle: str, timeout: float = 180) -> str:
