@@ -131,6 +131,9 @@ def _print(doc: dict[str, Any]) -> None:
             stacks = (doc["efficiency_preset"] or {}).get("published_stacks")
             if stacks:
                 out.print(f"  and {stacks['text']}", highlight=False)
+            ttft = h["error_band"].get("ttft_under_load")
+            if ttft:
+                out.print(f"  {ttft['text']}", highlight=False)
         elif doc["calibration"] is None:
             out.print("how far to trust it: these efficiencies were not validated against published measurements",
                       highlight=False)

@@ -148,7 +148,9 @@ def projection_document(
         log(f"projecting {model} onto {dev.id} …")
         proj = project(cfg, dev, sc, a, batches=sorted(set(DEFAULT_BATCHES) | set(batches)), max_gpus=max_gpus,
                        only=None if fixed is None else [fixed], gpus=gpus)
-        band = None if table is None else table.band(dev.vendor, "moe" if cfg.is_moe else "dense", sc.weight_dtype)
+        group = (dev.vendor, "moe" if cfg.is_moe else "dense", sc.weight_dtype)
+        band = None if table is None else table.band(*group)
+        ttft_band = None if table is None else table.band(*group, ttft=True)
         src = None if calib is None else calib.source
         doc["hardware"].append({
             "id": dev.id,
@@ -171,7 +173,8 @@ def projection_document(
             "under_load": [lp.to_json() | {"point": point_json(lp.point, dev)}
                            for lp in under_load(cfg, dev, sc, a, proj, batches=batches, rates=rates, offline_max=offline)],
             "disaggregated": [] if split is None else _disaggregated(cfg, dev, sc, a, split, batches, prefill_batch),
-            "error_band": None if band is None else band.to_json(),
+            "error_band": None if band is None else band.to_json() | {
+                "ttft_under_load": None if ttft_band is None else ttft_band.to_json()},
         })
     return doc
 

@@ -1,6 +1,7 @@
 """Fitted efficiency presets per vendor, engine and architecture, and the held-out error band each projection
 carries (presets.yaml, written by `python benchmarks/projection_fit.py`: fitted on the `fit` points of the published
-validation set, errors measured on its `holdout` points).
+validation set, errors measured on its `holdout` points; TTFT under a concurrency, never fitted, on every published
+one).
 
 The presets are one flat table of named factors, so that the fit and the YAML see the same numbers:
 
@@ -71,23 +72,31 @@ class HeldOut:
 
 @dataclass(frozen=True)
 class Band:
-    """The held-out error that applies to a projection: over the held-out points of its group."""
+    """The out-of-sample error that applies to a projection: over the held-out points of its group (throughput), or
+    over every published TTFT under a concurrency of its group (`metric="ttft"`: never fitted, so all are out of
+    sample)."""
 
     label: str  # e.g. "NVIDIA, MoE, FP8"
     median: float
     worst: float
     n: int
-    optimistic: int  # how many of the n were too optimistic
-    speed: float  # median projected / published speed (geometric): < 1, projections read slower
+    optimistic: int  # how many of the n were too optimistic (a TTFT: projected too short)
+    speed: float  # median projected / published speed (geometric; a time's inverse): < 1, projections read slower
+    metric: str = "throughput"  # throughput | ttft
 
     def text(self) -> str:
+        s = "s" if self.n != 1 else ""
+        if self.metric == "ttft":
+            return (f"TTFT under load, {self.label}: never fitted; median {self.median:.2f}×, worst {self.worst:.2f}× "
+                    f"over {self.n} published TTFT{s} ({self.optimistic} projected too short; projected TTFT "
+                    f"{1 / self.speed:.2f}× the published at the median)")
         return (f"{self.label}: held-out median {self.median:.2f}×, worst {self.worst:.2f}× over {self.n} published "
-                f"point{'s' if self.n != 1 else ''} ({self.optimistic} too optimistic; projected speed "
+                f"point{s} ({self.optimistic} too optimistic; projected speed "
                 f"{self.speed:.2f}× the published at the median)")
 
     def to_json(self) -> dict[str, Any]:
-        return {"group": self.label, "median_error": self.median, "worst_error": self.worst, "n": self.n,
-                "too_optimistic": self.optimistic, "median_speed_ratio": self.speed, "text": self.text()}
+        return {"group": self.label, "metric": self.metric, "median_error": self.median, "worst_error": self.worst,
+                "n": self.n, "too_optimistic": self.optimistic, "median_speed_ratio": self.speed, "text": self.text()}
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,8 @@ class Presets:
     fitted_on: tuple[str, ...] = ()  # ids of the published points the factors were fitted on
     held_out: tuple[HeldOut, ...] = ()
     source: str = ""
+    # every published TTFT under a concurrency as these factors project it (TTFT is never fitted)
+    ttft: tuple[HeldOut, ...] = ()
 
     def engine_value(self, engine: str, name: str, default: float) -> float:
         """`{engine}.{name}`; for `any`, the median over the engines the table names."""
@@ -154,14 +165,16 @@ class Presets:
                 "text": f"the fit's {len(f)} published {who}stacks ran {f[0]:.2f}–{f[-1]:.2f}× {like} "
                         f"(median {statistics.median(f):.2f}×)"}
 
-    def band(self, vendor: str, kind: str, precision: str, *, min_points: int = 3) -> Optional[Band]:
+    def band(self, vendor: str, kind: str, precision: str, *, min_points: int = 3, ttft: bool = False) -> Optional[Band]:
         """The held-out error of the narrowest group holding ≥ `min_points` points: vendor × dense/MoE × precision,
-        then vendor × dense/MoE, then vendor, then every held-out point."""
+        then vendor × dense/MoE, then vendor, then every held-out point. `ttft`: the same over the published TTFTs
+        under a concurrency."""
+        pool = self.ttft if ttft else self.held_out
         tiers = ((vendor, kind, precision), (vendor, kind, None), (vendor, None, None), (None, None, None))
         for tier in tiers:
-            pts = [h for h in self.held_out if _matches(h, *tier)]
+            pts = [h for h in pool if _matches(h, *tier)]
             if len(pts) >= min_points or tier == tiers[-1]:
-                return band_of(pts, _label(*tier)) if pts else None
+                return band_of(pts, _label(*tier), "ttft" if ttft else "throughput") if pts else None
         return None
 
 
@@ -181,21 +194,22 @@ def _label(vendor: Optional[str], kind: Optional[str], precision: Optional[str])
     return ", ".join(x for x in parts if x) or "all hardware and models"
 
 
-def band_of(points: Iterable[HeldOut], label: str) -> Band:
+def band_of(points: Iterable[HeldOut], label: str, metric: str = "throughput") -> Band:
     pts = list(points)
     errs = [h.error for h in pts]
     speed = math.exp(statistics.median(math.log(h.speed) for h in pts))
-    return Band(label, statistics.median(errs), max(errs), len(pts), sum(h.optimistic for h in pts), speed)
+    return Band(label, statistics.median(errs), max(errs), len(pts), sum(h.optimistic for h in pts), speed, metric)
 
 
 def from_mapping(doc: Mapping[str, Any], source: str = "") -> Presets:
     try:
         params = {str(k): float(v) for k, v in (doc.get("params") or {}).items()}
         held = tuple(HeldOut(**h) for h in doc.get("held_out") or ())
+        ttft = tuple(HeldOut(**h) for h in doc.get("ttft_under_load") or ())
         fitted = tuple(str(x) for x in doc.get("fitted_on") or ())
     except (TypeError, ValueError) as e:
         raise BadInput(f"{source or 'presets'}: {e}") from None
-    return Presets(params, fitted, held, source)
+    return Presets(params, fitted, held, source, ttft)
 
 
 @functools.cache

@@ -79,6 +79,8 @@ def _host(doc: dict[str, Any]) -> str:
             "uncalibrated (catalog peaks × the presets' efficiencies)"
         band = proj.get("error_band") or {}
         trust = f"<br>how far to trust it: {esc(band['text'])}" if band.get("text") else ""
+        if (band.get("ttft_under_load") or {}).get("text"):
+            trust += f"<br>{esc(band['ttft_under_load']['text'])}"
         return (f"analytic projection <span class='dim'>{esc(proj.get('serving'))} serving, "
                 f"communication overlap {esc(overlap_s)}, {calib}{trust}</span>")
     env = doc.get("environment") or {}

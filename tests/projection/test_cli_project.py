@@ -155,6 +155,9 @@ def test_a_fixed_deployment_with_its_memory_share_loads_and_trust_band(app):
     assert band["n"] >= 3 and 1.0 <= band["median_error"] <= band["worst_error"]
     assert band["group"].startswith("NVIDIA")
     assert band["median_speed_ratio"] > 0 and "projected speed" in band["text"]
+    ttft = band["ttft_under_load"]  # beside the throughput band: TTFT is never fitted, so every published one counts
+    assert ttft["metric"] == "ttft" and ttft["n"] >= 3 and 1.0 <= ttft["median_error"] <= ttft["worst_error"]
+    assert ttft["group"].startswith("NVIDIA") and "never fitted" in ttft["text"]
     preset = json.loads(r.stdout)["efficiency_preset"]
     assert preset["name"] == "fitted"
     stacks = preset["published_stacks"]  # the fit's factors of trt-llm's stacks: where an unknown one may sit
@@ -167,6 +170,7 @@ def test_a_fixed_deployment_with_its_memory_share_loads_and_trust_band(app):
 
     table = _invoke(app, *args, "--mem-util", "0.95")
     assert "how far to trust it: NVIDIA" in table.stdout and "held-out median" in table.stdout
+    assert f"  {ttft['text']}" in table.stdout
     assert f"the fit's {stacks['stacks']} published trt-llm stacks ran" in table.stdout
 
 

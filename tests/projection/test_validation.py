@@ -41,6 +41,20 @@ def test_the_committed_band_is_what_the_presets_score_today(held_out):
             assert s.ratio == pytest.approx(stored[s.m.id], rel=0.01), f"{s.m.id}: rerun benchmarks/projection_fit.py"
 
 
+def test_the_committed_ttft_band_is_what_the_presets_score_today():
+    """TTFT under a concurrency is never fitted, so every published one is out of sample: presets.yaml keeps them all,
+    as the fitted factors project them, for the TTFT band each projection prints beside its throughput band."""
+    pts, _ = load_set()
+    scored = [s for s in score([m for m in pts if m.metric == "ttft_ms"], resolve_config, builtin()) if s.ratio]
+    stored = {h.id: h for h in builtin().ttft}
+    assert len(scored) >= 40 and set(stored) == {s.m.id for s in scored}
+    for s in scored:
+        assert s.ratio == pytest.approx(stored[s.m.id].ratio, rel=0.01), f"{s.m.id}: rerun benchmarks/projection_fit.py"
+        assert stored[s.m.id].optimistic == (s.ratio < 1)  # a TTFT projected too short promises more
+    band = builtin().band("nvidia", "moe", "fp4", ttft=True)
+    assert band.metric == "ttft" and band.n >= 3 and band.text().startswith("TTFT under load, NVIDIA")
+
+
 def test_held_out_error_within_the_documented_band(held_out):
     scored = [s for s in held_out if s.ratio is not None]
     assert len(scored) >= 40

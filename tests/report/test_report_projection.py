@@ -197,6 +197,8 @@ def test_a_projection_s_error_band_shows_in_the_html_and_the_csv(projection, doc
     proj = df[df.basis == "projected"]
     assert {h: set(g.error_band) for h, g in proj.groupby("hardware_id")} == {h: {t} for h, t in bands.items()}
     assert df[df.basis != "projected"].error_band.isna().all()  # a measured run has no band
-    html = (tmp_path / "r" / "report.html").read_text()
+    html = (tmp_path / "r" / "report.html").read_text().replace("&#x27;", "'")
     for t in bands.values():
-        assert f"how far to trust it: {t}" in html.replace("&#x27;", "'")
+        assert f"how far to trust it: {t}" in html
+    ttft = {h["error_band"]["ttft_under_load"]["text"] for h in json.loads(projection.read_text())["hardware"]}
+    assert ttft and all(t.startswith("TTFT under load, NVIDIA") and t in html for t in ttft)
