@@ -150,7 +150,7 @@ def projection_document(
                        only=None if fixed is None else [fixed], gpus=gpus)
         group = (dev.vendor, "moe" if cfg.is_moe else "dense", sc.weight_dtype)
         band = None if table is None else table.band(*group)
-        ttft_band = None if table is None else table.band(*group, ttft=True)
+        ttft_band = None if table is None else table.band(*group, metric="ttft")
         src = None if calib is None else calib.source
         doc["hardware"].append({
             "id": dev.id,

@@ -165,16 +165,17 @@ class Presets:
                 "text": f"the fit's {len(f)} published {who}stacks ran {f[0]:.2f}–{f[-1]:.2f}× {like} "
                         f"(median {statistics.median(f):.2f}×)"}
 
-    def band(self, vendor: str, kind: str, precision: str, *, min_points: int = 3, ttft: bool = False) -> Optional[Band]:
+    def band(self, vendor: str, kind: str, precision: str, *, min_points: int = 3,
+             metric: str = "throughput") -> Optional[Band]:
         """The held-out error of the narrowest group holding ≥ `min_points` points: vendor × dense/MoE × precision,
-        then vendor × dense/MoE, then vendor, then every held-out point. `ttft`: the same over the published TTFTs
-        under a concurrency."""
-        pool = self.ttft if ttft else self.held_out
+        then vendor × dense/MoE, then vendor, then every held-out point. `metric="ttft"`: the same over the published
+        TTFTs under a concurrency."""
+        pool = self.ttft if metric == "ttft" else self.held_out
         tiers = ((vendor, kind, precision), (vendor, kind, None), (vendor, None, None), (None, None, None))
         for tier in tiers:
             pts = [h for h in pool if _matches(h, *tier)]
             if len(pts) >= min_points or tier == tiers[-1]:
-                return band_of(pts, _label(*tier), "ttft" if ttft else "throughput") if pts else None
+                return band_of(pts, _label(*tier), metric) if pts else None
         return None
 
 

@@ -51,7 +51,7 @@ def test_the_committed_ttft_band_is_what_the_presets_score_today():
     for s in scored:
         assert s.ratio == pytest.approx(stored[s.m.id].ratio, rel=0.01), f"{s.m.id}: rerun benchmarks/projection_fit.py"
         assert stored[s.m.id].optimistic == (s.ratio < 1)  # a TTFT projected too short promises more
-    band = builtin().band("nvidia", "moe", "fp4", ttft=True)
+    band = builtin().band("nvidia", "moe", "fp4", metric="ttft")
     assert band.metric == "ttft" and band.n >= 3 and band.text().startswith("TTFT under load, NVIDIA")
 
 
