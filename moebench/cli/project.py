@@ -176,7 +176,7 @@ def register(app: typer.Typer) -> None:
         serving: Serving = typer.Option(Serving.continuous, "--serving", help="continuous (vLLM/SGLang-style) or static (moebench run)."),
         max_gpus: int = typer.Option(128, "--max-gpus", callback=at_least(1), help="Largest model instance to consider."),
         gpus: Optional[int] = typer.Option(None, "--gpus", callback=at_least(1), help="GPUs per model instance (any count the hardware allows); default: the fewest that fit."),
-        layout: Optional[str] = typer.Option(None, "--layout", help="Explicit layout, e.g. tp=8,ep=8,dp=1,pp=1 (GPUs = tp·dp·pp; ep is 1 or tp·dp)."),
+        layout: Optional[str] = typer.Option(None, "--layout", help="Explicit layout, e.g. tp=8,ep=8,dp=1,pp=1 (GPUs = tp·dp·pp; ep is 1, experts tensor-parallel, or tp·dp)."),
         mem_util: float = typer.Option(0.9, "--mem-util", callback=at_least(0.0, above=True), help="Share of HBM that weights + KV cache may use."),
         engine: Engine = typer.Option(Engine.any, "--engine", help="Serving engine whose fitted efficiencies apply (any: the median engine)."),
         preset: Preset = typer.Option(Preset.fitted, "--preset", help="fitted: efficiencies fitted on published measurements; defaults: the literature defaults."),

@@ -217,7 +217,9 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Serving
         ops.append(Op("experts", 2 * p_sh * t_g / tp, p_sh * wf / tp + t_g * 2 * h * ab, sc.ffn_dtype,
                       gemms=_glu_gemms(h, cfg.n_shared_experts * f, t_g, tp)))
     if lay.ep == 1 and n > 1:
-        ops.append(Op("allreduce", comm_ms=comm.all_reduce_ms(t_g * h * ab, n, dev, a.comm)))
+        # TP attention: the partial sums of the instance's tokens all-reduced; DP attention: the groups' tokens
+        # gathered onto every GPU and the partial sums reduce-scattered back, the same bytes over the whole batch
+        ops.append(Op("allreduce", comm_ms=comm.all_reduce_ms(t_all * h * ab, n, dev, a.comm)))
     elif lay.ep > 1 and tp > 1:  # the combined tokens are re-assembled across the TP group
         ops.append(Op("allreduce", comm_ms=comm.all_gather_ms(t_g * h * ab, tp, dev, a.comm)))
     return ops

@@ -5,9 +5,12 @@ holding ⌈L/pp⌉ consecutive layers (pp = 1: one stage). Within a stage:
 - attention (and dense FFN layers, shared experts, LM head) runs tensor-parallel over `attn_tp` GPUs, with
   `stage_gpus / attn_tp` data-parallel attention groups (DP attention) sharing the batch;
 - routed experts run either expert-parallel over all the stage's GPUs (`ep = stage_gpus`: each holds ⌈E/ep⌉
-  experts and tokens travel by all-to-all), or tensor-parallel (`ep = 1`, then `attn_tp = stage_gpus`: the
-  vLLM/TRT-LLM TP layout). Pipeline stages are TP-only (TP within a domain × PP across domains, as vLLM serves
-  Llama-3.1-405B or DeepSeek-V3 on two 8-GPU nodes); expert parallelism spans one stage.
+  experts and tokens travel by all-to-all), or tensor-parallel over them (`ep = 1`: each holds 1/stage_gpus of
+  every expert). With `attn_tp = stage_gpus` that is the vLLM/TRT-LLM TP layout; with fewer, the DP attention
+  groups' tokens are gathered onto every GPU for the experts and their partial sums reduce-scattered back (SGLang's
+  `--enable-dp-attention` without EP, vLLM's `--data-parallel-size` without `--enable-expert-parallel`, TRT-LLM's
+  `enable_attention_dp` without an EP size). Pipeline stages are TP-only (TP within a domain × PP across domains, as
+  vLLM serves Llama-3.1-405B or DeepSeek-V3 on two 8-GPU nodes); expert parallelism spans one stage.
 Replicas of an instance (plain DP) do not change per-GPU throughput, so they are not modelled.
 """
 
@@ -44,10 +47,9 @@ class Layout:
             raise BadInput(f"layout: attention TP {tp} must divide the GPUs of a stage ({g})")
         if ep not in (1, g):
             raise BadInput(f"layout: expert parallelism must be 1 or the GPUs of a stage ({g}; got {ep})")
-        if ep == 1 and tp != g:
-            raise BadInput(f"layout: without expert parallelism, attention TP must span all {g} GPUs of a stage (got {tp})")
-        if pp > 1 and ep > 1:
-            raise BadInput("layout: pipeline stages are tensor-parallel only (expert parallelism spans one stage)")
+        if pp > 1 and (ep > 1 or tp != g):
+            raise BadInput("layout: pipeline stages are tensor-parallel only (expert parallelism and DP attention span one "
+                           "stage)")
 
     @property
     def stage_gpus(self) -> int:
@@ -69,9 +71,10 @@ class Layout:
     def describe(self, domain_size: int) -> str:
         nodes = math.ceil(self.n_gpus / max(domain_size, 1))
         span = f"{nodes} domains" if nodes > 1 else "1 domain"
-        if self.ep > 1:
+        if self.ep > 1 or self.dp > 1:
             attn = f"DP{self.dp} attention" if self.attn_tp == 1 else f"TP{self.attn_tp}×DP{self.dp} attention"
-            return f"{gpus_text(self.n_gpus)} ({span}): EP{self.ep} experts, {attn}"
+            experts = f"EP{self.ep}" if self.ep > 1 else f"TP{self.stage_gpus}"
+            return f"{gpus_text(self.n_gpus)} ({span}): {experts} experts, {attn}"
         return f"{gpus_text(self.n_gpus)} ({span}): TP{self.attn_tp}" + (f"×PP{self.pp}" if self.pp > 1 else "")
 
     def to_json(self, domain_size: int) -> dict[str, Any]:
@@ -163,13 +166,15 @@ def splits_heads(cfg: ArchConfig, tp: int) -> bool:
 
 def check_runs(cfg: ArchConfig, name: str, lay: Layout, option: str, text: str) -> None:
     """BadInput (naming `option` and its `text`) when a serving engine could not run `name` in `lay`: attention TP
-    that splits the heads unevenly, expert parallelism on a dense model, more pipeline stages than layers. (More EP
-    ranks than experts is allowed: redundant experts, as DeepSeek's 320-GPU decode unit runs 256.)"""
+    that splits the heads unevenly, expert parallelism or DP attention on a dense model, more pipeline stages than
+    layers. (More EP ranks than experts is allowed: redundant experts, as DeepSeek's 320-GPU decode unit runs 256.)"""
     if not splits_heads(cfg, lay.attn_tp):
         raise BadInput(f"{option} {text}: attention TP {lay.attn_tp} does not split {name}'s "
                        f"{cfg.num_attention_heads} query / {cfg.num_key_value_heads} KV heads evenly")
     if lay.ep > 1 and not cfg.is_moe:
         raise BadInput(f"{option} {text}: expert parallelism needs an MoE model; {name} is dense")
+    if lay.dp > 1 and not cfg.is_moe:  # its attention groups would be whole replicas: serve them as instances
+        raise BadInput(f"{option} {text}: DP attention needs an MoE model; {name} is dense (give one replica's layout)")
     if lay.pp > cfg.num_hidden_layers:
         raise BadInput(f"{option} {text}: {lay.pp} pipeline stages for {cfg.num_hidden_layers} layers")
 
@@ -181,8 +186,9 @@ def layouts(cfg: ArchConfig, dev: Device, max_gpus: int) -> Iterator[Layout]:
     """Every layout this module models that a serving engine can run, up to `max_gpus` GPUs per instance.
 
     Attention TP stays inside one scale-up domain (its all-reduce runs twice a layer and is latency-bound; no
-    engine stretches it over the NIC) and splits the heads evenly (`splits_heads`). Beyond one domain: expert
-    parallelism with DP attention (MoE), or pipeline stages of one domain's TP each (TP×PP, any model)."""
+    engine stretches it over the NIC) and splits the heads evenly (`splits_heads`); so do tensor-parallel experts
+    under DP attention. Beyond one domain: expert parallelism with DP attention (MoE), or pipeline stages of one
+    domain's TP each (TP×PP, any model)."""
     for n in gpu_counts(dev, max_gpus):
         yield from instance_layouts(cfg, dev, n)
 
@@ -196,6 +202,8 @@ def instance_layouts(cfg: ArchConfig, dev: Device, n: int) -> Iterator[Layout]:
         for tp in (1, 2, 4, 8):
             if tp <= min(n, domain) and n % tp == 0 and splits_heads(cfg, tp):
                 yield Layout(n, tp, n)
+                if tp < n <= domain:  # tensor-parallel experts: their gathers run twice a layer, inside one domain
+                    yield Layout(n, tp, 1)
     if n > domain:  # pipeline stages only across domains: inside one, TP is faster per token
         for pp in PIPELINE_STAGES:
             tp = n // pp
@@ -208,8 +216,9 @@ _LAYOUT_KEYS = ("tp", "dp", "ep", "pp")
 
 def parse_layout(text: str, option: str = "--layout") -> Layout:
     """`tp=8,ep=8,dp=1,pp=1` (attention TP, attention DP groups, expert parallelism, pipeline stages; any omitted
-    key is 1, except that `ep` alone sets `dp` to ep/tp) as a `Layout` of tp·dp·pp GPUs. BadInput when the
-    combination is not one this module models (ep must be 1 or tp·dp); its message names `option`."""
+    key is 1, except that `ep` alone sets `dp` to ep/tp) as a `Layout` of tp·dp·pp GPUs: `tp=1,dp=8` is DP attention
+    with tensor-parallel experts. BadInput when the combination is not one this module models (ep must be 1 or
+    tp·dp); its message names `option`."""
     vals: dict[str, int] = {}
     for part in text.split(","):
         key, sep, val = part.strip().partition("=")

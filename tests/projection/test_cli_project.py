@@ -241,12 +241,19 @@ def test_a_layout_the_model_cannot_run_is_a_one_line_error(app):
             ("llama3:70b", "--layout", "tp=3", "attention TP 3 does not split llama3:70b's 64 query / 8 KV heads"),
             ("llama3:70b", "--layout", "tp=2,dp=1,ep=2", "needs an MoE model"),
             ("llama3:70b", "--layout", "tp=1,pp=100", "100 pipeline stages for 80 layers"),
+            ("llama3:70b", "--layout", "tp=1,dp=8", "DP attention needs an MoE model"),
             ("deepseek-v3:671b", "--disagg", "tp=8/tp=3,dp=2,ep=6", "attention TP 3 does not split deepseek-v3:671b's")):
         r = _invoke(app, "--model", model, "--hardware", "h200_sxm", "--batch", "8", flag, spec)
         assert r.exit_code != 0
         assert isinstance(r.exception, BadInput) and said in str(r.exception), (spec, r.exception)
     r = _invoke(app, "--model", "deepseek-v3:671b", "--hardware", "h200_sxm", "--batch", "8", "--layout", "tp=1,ep=8")
     assert r.exit_code == 0, r.output  # DP attention over 8 ranks, 32 experts each: what SGLang runs
+    r = _invoke(app, "--model", "deepseek-v3:671b", "--hardware", "h200_sxm", "--dtype", "fp8", "--batch", "8",
+                "--layout", "tp=1,dp=8", "--json")
+    assert r.exit_code == 0, r.output  # SGLang 0.4's --tp 8 --enable-dp-attention: experts tensor-parallel
+    lay = json.loads(r.stdout)["hardware"][0]["records"][0]["layout"]
+    assert (lay["dp_attention"], lay["ep"], lay["expert_tp"]) == (8, 1, 8)
+    assert lay["text"] == "8 GPUs (1 domain): TP8 experts, DP8 attention"
     r = _invoke(app, "--model", "deepseek-v3:671b", "--hardware", "h200_sxm", "--batch", "8", "--disagg",
                 "tp=8/tp=1,ep=320")
     assert r.exit_code == 0, r.output  # DeepSeek's decode unit: 320 GPUs, 256 experts and redundant copies

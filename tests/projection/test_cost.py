@@ -68,7 +68,7 @@ def test_moe_decode_layer_never_beats_hbm_roofline_of_touched_experts(cfgs, hw, 
     for a in (IDEAL, IDEAL.replace(expert_gemms="per_expert"),
               Assumptions(efficiency=Efficiency(compute=5.0, memory=5.0, by_phase={"decode/experts": 9.0})),
               IDEAL.replace(dtype_efficiency={"fp8": 5.0, "fp4": 5.0, "weight_only": 5.0}, spec_tokens=2)):
-        for lay in (Layout(8, 8, 1), Layout(8, 1, 8), Layout(16, 2, 16)):
+        for lay in (Layout(8, 8, 1), Layout(8, 1, 8), Layout(16, 2, 16), Layout(8, 1, 1)):
             ops = layer_ops(cfg, layer, lay, dev, sc, a, "decode", batch)
             layer_ms = sum(op_time_ms(o, dev, a, "decode")[0] for o in ops)
             touched = cfg.experts_touched(batch) / cfg.n_routed_experts
@@ -116,7 +116,7 @@ def test_bad_layouts_are_bad_input():
     with pytest.raises(BadInput):
         Layout(8, 3, 8)
     with pytest.raises(BadInput):
-        Layout(8, 2, 1)
+        Layout(16, 2, 1, 2)  # DP attention inside a pipeline stage
     with pytest.raises(BadInput):
         ServingScenario(0, 16)
 
@@ -139,3 +139,38 @@ def test_an_eager_per_expert_loop_pays_host_time_per_expert_touched(cfgs):
     pre, pre_sync = (step(cfg, Layout(1, 1, 1), dev, sc, eager.replace(moe_host_sync=s), "prefill", 64) for s in (False, True))
     assert pre_sync.host_syncs == 4 and pre.host_syncs == 0
     assert pre_sync.time_ms - pre.time_ms == pytest.approx(4 * 0.5)
+
+
+def test_dp_attention_with_tensor_parallel_experts(cfgs):
+    """DeepSeek-V3 on 8×H200 as SGLang's `--tp 8 --enable-dp-attention` ran it: each GPU attends for 1/8 of the
+    sequences and holds the whole MLA latent of only those, instead of a copy of every sequence's (TP8); the experts
+    are the same 1/8 slices of every expert over every token; one gather / reduce-scatter a layer replaces TP's two
+    all-reduces."""
+    cfg, dev = cfgs["deepseek-v3:671b"], device_for("h200_sxm")
+    sc = ServingScenario(3200, 800, weight_dtype="fp8")
+    dp, tp = Layout(8, 1, 1), Layout(8, 8, 1)
+    assert dp.dp == 8 and dp.expert_tp == 8
+    assert dp.describe(8) == "8 GPUs (1 domain): TP8 experts, DP8 attention"
+    m_dp, m_tp = (memory(cfg, lay, sc, dev, 64, 0.9) for lay in (dp, tp))
+    assert m_dp.kv_bytes == pytest.approx(m_tp.kv_bytes / 8)
+    # attention, dense layers and vocabulary are replicated instead of split: ~16 GB more weights, for 8× the KV room
+    assert m_tp.weights_bytes + 10e9 < m_dp.weights_bytes < m_tp.weights_bytes + 20e9
+    s_dp, s_tp = (step(cfg, lay, dev, sc, IDEAL, "decode", 512) for lay in (dp, tp))
+    assert s_dp.phases["experts"].flops == pytest.approx(s_tp.phases["experts"].flops)
+    # each GPU reads the latent of its 64 sequences, not of all 512 (it streams all attention weights, though)
+    assert s_dp.phases["attn"].bytes < s_tp.phases["attn"].bytes / 2
+    moe_layers = cfg.num_hidden_layers - cfg.first_k_dense
+    one = comm.all_reduce_ms(512 * cfg.hidden_size * sc.act_bytes, 8, dev, IDEAL.comm)
+    assert s_dp.comm_ms == pytest.approx(moe_layers * one)
+    assert s_tp.comm_ms > 1.9 * s_dp.comm_ms
+
+
+def test_dp_attention_needs_an_moe_model(cfgs):
+    from moebench.projection.layout import check_runs, instance_layouts
+
+    with pytest.raises(BadInput, match="DP attention needs an MoE model"):
+        check_runs(cfgs["llama3:70b"], "llama3:70b", Layout(8, 1, 1), "--layout", "tp=1,dp=8")
+    dev = device_for("h200_sxm")
+    assert Layout(8, 1, 1) in set(instance_layouts(cfgs["deepseek-v3:671b"], dev, 8))
+    assert Layout(8, 1, 1) not in set(instance_layouts(cfgs["llama3:70b"], dev, 8))
+    assert Layout(16, 1, 1) not in set(instance_layouts(cfgs["deepseek-v3:671b"], dev, 16))  # gathers over the NIC

@@ -17,6 +17,7 @@ from moebench.projection.load import at_concurrency, at_rate, kv_capacity, offli
     ("tp=1,ep=48,dp=48", Layout(48, 1, 48)),
     ("tp=1,ep=48", Layout(48, 1, 48)),  # dp follows from ep
     ("tp=8, pp=2", Layout(16, 8, 1, 2)),
+    ("tp=1,dp=8", Layout(8, 1, 1)),  # DP attention, experts tensor-parallel (SGLang --enable-dp-attention, no EP)
 ])
 def test_layout_text_reads_as_deployed(text, expected):
     lay = parse_layout(text)
@@ -24,7 +25,7 @@ def test_layout_text_reads_as_deployed(text, expected):
     assert parse_layout(layout_text(lay)) == lay
 
 
-@pytest.mark.parametrize("text", ["tp=8,ep=4", "tp=0", "tp=8,tp=4", "tq=8", "tp=two", "tp=2,dp=2"])
+@pytest.mark.parametrize("text", ["tp=8,ep=4", "tp=0", "tp=8,tp=4", "tq=8", "tp=two", "tp=2,dp=2,pp=2"])
 def test_layouts_no_engine_runs_are_one_line_errors(text):
     with pytest.raises(BadInput, match="--layout"):
         parse_layout(text)

@@ -30,8 +30,9 @@ def test_every_layout_splits_heads_and_keeps_tp_inside_a_domain(cfgs, hid):
             assert cfg.num_attention_heads % tp == 0, (name, lay)
             assert kv % tp == 0 or tp % kv == 0, (name, lay)  # KV heads split, or replicated beyond them
             assert tp <= domain, (name, lay)
-            if lay.ep == 1:  # pure TP: each pipeline stage is one TP group
-                assert lay.stage_gpus <= domain and lay.attn_tp == lay.stage_gpus, (name, lay)
+            if lay.ep == 1:  # tensor-parallel experts: inside one domain, a pipeline stage one TP group
+                assert lay.stage_gpus <= domain, (name, lay)
+                assert lay.attn_tp == lay.stage_gpus or (cfg.is_moe and lay.pp == 1), (name, lay)
             if lay.pp > 1:  # pipeline stages only where one domain is not enough
                 assert lay.n_gpus > domain and lay.pp <= cfg.num_hidden_layers, (name, lay)
 

@@ -8,6 +8,7 @@ from typing import Optional
 
 from moebench.errors import MoebenchError
 from moebench.projection import Layout, device_for, resolve_config
+from moebench.projection.layout import check_runs
 from moebench.projection.fit import Measurement
 from tests.projection.published import H800
 from tests.projection.published_set import PublishedPoint, load_published
@@ -59,7 +60,8 @@ def measurements(p: PublishedPoint) -> tuple[list[Measurement], Optional[str]]:
     cfg = resolve_config(p.model)
     ep = p.n_gpus // lo.pp if lo.ep > 1 and cfg.is_moe else 1
     try:
-        lay = Layout(p.n_gpus, lo.tp if ep > 1 else p.n_gpus // lo.pp, ep, lo.pp)
+        lay = Layout(p.n_gpus, lo.tp, ep, lo.pp)
+        check_runs(cfg, p.model, lay, "layout", f"tp={lo.tp},dp={lo.dp},ep={lo.ep},pp={lo.pp}")
     except MoebenchError as e:
         return [], str(e)
     dev = H800 if p.hardware == "h800_sxm" else device_for(p.hardware)
