@@ -77,7 +77,11 @@ def _print(doc: dict[str, Any]) -> None:
     from moebench.projection.layout import gpus_text
 
     sc = doc["scenario"]
-    out.print(f"[bold]{doc['model']}[/bold] projected: {sc['prompt_tokens']} in / {sc['output_tokens']} out, "
+    ln = sc.get("lengths")
+    sizes = (f"{sc['prompt_tokens']} in / {sc['output_tokens']} out" if ln is None else
+             f"{ln['requests']} requests' lengths from {ln['source']} (mean {sc['prompt_tokens']} in / "
+             f"{sc['output_tokens']} out, decode context {ln['decode_context_tokens']:.0f})")
+    out.print(f"[bold]{doc['model']}[/bold] projected: {sizes}, "
               f"{sc['weight_dtype']} weights, {sc['kv_dtype']} KV; "
               + (f"calibrated from {doc['calibration']['source']}" if doc["calibration"] else
                  f"catalog peaks × efficiencies fitted on {doc['efficiency_preset']['fitted_on_points']} published "
@@ -166,6 +170,7 @@ def register(app: typer.Typer) -> None:
         batch: str = typer.Option("1,8,64,256", "--batch", help="Comma-separated concurrent sequences per model instance."),
         prompt: int = typer.Option(1024, "--prompt", callback=at_least(1), help="Prompt tokens per request."),
         output: int = typer.Option(256, "--output", callback=at_least(2), help="Output tokens per request."),
+        lengths: Optional[Path] = typer.Option(None, "--lengths", help="A CSV of per-request token counts (columns input_length and output_length): project that length distribution instead of --prompt/--output."),
         dtype: WeightDtype = typer.Option(WeightDtype.bf16, "--dtype", help="Weight format (fp4/fp8 run weight-only where the tensor cores lack them)."),
         kv_dtype: KvDtype = typer.Option(KvDtype.bf16, "--kv-dtype", help="KV-cache format."),
         calibrate_: Optional[Path] = typer.Option(None, "--calibrate", help="A result JSON to fit efficiencies from."),
@@ -203,7 +208,7 @@ def register(app: typer.Typer) -> None:
             mem_util=mem_util, engine=engine.value, preset=preset.value, expert_imbalance=expert_imbalance,
             spec_tokens=spec_tokens, spec_accept=spec_accept,
             rates=tuple(_numbers(rate, "--rate", float)) if rate else (), offline=offline, expert_load_path=expert_load,
-            disagg=disagg, prefill_batch=prefill_batch,
+            disagg=disagg, prefill_batch=prefill_batch, lengths_path=lengths,
         )
         if json_:
             emit_json(doc)

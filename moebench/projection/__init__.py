@@ -17,7 +17,7 @@ from moebench.projection.comm import CommModel
 from moebench.projection.cost import StepEstimate, step
 from moebench.projection.device import Device, device_from_hardware
 from moebench.projection.layout import Layout, layouts, memory
-from moebench.projection.scenario import ServingScenario
+from moebench.projection.scenario import LengthMoments, ServingScenario
 from moebench.projection.sweep import DEFAULT_BATCHES, DEFAULT_INTERACTIVITY, Point, Projection, evaluate, project
 
 
@@ -47,6 +47,6 @@ def resolve_config(name: str):
 
 __all__ = [
     "PHASES", "Assumptions", "Calibration", "CommModel", "Device", "Efficiency", "Layout", "Point", "Projection",
-    "ServingScenario", "StepEstimate", "DEFAULT_BATCHES", "DEFAULT_INTERACTIVITY", "calibrate", "device_for",
+    "LengthMoments", "ServingScenario", "StepEstimate", "DEFAULT_BATCHES", "DEFAULT_INTERACTIVITY", "calibrate", "device_for",
     "device_from_hardware", "evaluate", "layouts", "memory", "project", "resolve_config", "step",
 ]

@@ -104,7 +104,7 @@ def precision_efficiency(eff_c: float, eff_m: float, weight_dtype: str, dev: Dev
     return min(1.0, eff_c), min(1.0, eff_m)
 
 
-def _sum_attended(cfg: ArchConfig, layer: int, seq: int) -> float:
+def _sum_attended(cfg: ArchConfig, layer: int, seq: float) -> float:
     """Σ over query positions 1..seq of the tokens each attends (causal, sliding window respected)."""
     w = cfg.sliding_window if cfg.is_sliding_layer(layer) else None
     if w is None or seq <= w:
@@ -166,7 +166,7 @@ def layer_ops(cfg: ArchConfig, layer: int, lay: Layout, dev: Device, sc: Serving
         core_flops = seqs_g * q * per_ctx * ctx / heads_tp
         core_bytes = seqs_g * (ctx + 1) * kv_elems * kvb / shard
     else:
-        core_flops = seqs_g * per_ctx * _sum_attended(cfg, layer, sc.prompt_tokens) / heads_tp
+        core_flops = seqs_g * per_ctx * _sum_attended(cfg, layer, sc.prefill_attention_tokens) / heads_tp
         core_bytes = t_g * kv_elems * kvb / shard + 4 * t_g * h * ab / tp  # flash attention: KV written, Q/K/V/O once
     ops.append(Op("attn", core_flops, core_bytes, "bf16"))
     if tp > 1:

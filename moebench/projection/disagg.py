@@ -22,7 +22,7 @@ from moebench.projection.assumptions import Assumptions
 from moebench.projection.cost import StepEstimate, step
 from moebench.projection.device import Device
 from moebench.projection.layout import Layout, kv_bytes_per_seq
-from moebench.projection.scenario import ServingScenario
+from moebench.projection.scenario import LengthMoments, ServingScenario
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,9 @@ def pools(cfg: ArchConfig, dev: Device, sc: ServingScenario, a: Assumptions, *, 
 
 def prompt_only(sc: ServingScenario) -> ServingScenario:
     """`sc` as a prefill instance holds it: the prompt's KV cache, none of the output's (decoded elsewhere)."""
-    return dataclasses.replace(sc, output_tokens=2)
+    m = sc.lengths
+    two = None if m is None else LengthMoments(m.prompt, 2.0, m.prompt_sq, 2 * m.prompt, 4.0)  # the prompts' spread
+    return dataclasses.replace(sc, output_tokens=2, lengths=two)
 
 
 def balanced(cfg: ArchConfig, dev: Device, sc: ServingScenario, a: Assumptions, *, prefill_layout: Layout,

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from moebench import __version__
 from moebench.errors import BadInput
 from moebench.projection.sweep import DEFAULT_BATCHES, point_json
 from moebench.results import load_result, make_record, stat
+
+if TYPE_CHECKING:
+    from moebench.projection.scenario import LengthMoments
 
 
 def _stat(value: Optional[float], unit: str) -> Optional[dict[str, Any]]:
@@ -51,7 +54,7 @@ def projection_document(
     gpus: Optional[int] = None, layout: Optional[str] = None, mem_util: float = 0.9, engine: str = "any",
     preset: str = "fitted", expert_imbalance: Optional[float] = None, spec_tokens: int = 0, spec_accept: float = 0.0,
     rates: tuple[float, ...] = (), offline: bool = False, expert_load_path: Optional[Path] = None,
-    disagg: Optional[str] = None, prefill_batch: int = 1,
+    disagg: Optional[str] = None, prefill_batch: int = 1, lengths_path: Optional[Path] = None,
 ) -> dict[str, Any]:
     """The `moebench project` document: per hardware, the projected records (shaped like measured ones, basis
     `projected`), the best point at each interactivity target, the frontier, the loads asked for (`under_load`) and
@@ -60,7 +63,8 @@ def projection_document(
     `gpus` / `layout` fix the instance (`tp=8,ep=8,dp=1,pp=1`); `preset` "fitted" applies presets.yaml's factors
     for each device's vendor and architecture and `engine` (unless calibrated), "defaults" the literature defaults.
     `disagg` ("PREFILL/DECODE" layouts) adds disaggregated pools: for each batch, one decode instance of that many
-    sequences and the fewest prefill instances (of `prefill_batch` prompts per forward) that keep it busy."""
+    sequences and the fewest prefill instances (of `prefill_batch` prompts per forward) that keep it busy.
+    `lengths_path` (a CSV of per-request token counts) replaces the fixed `prompt` / `output` by that distribution."""
     hardware = list(dict.fromkeys(hardware))  # a repeated id would only repeat its section
     if not hardware:
         raise BadInput("--hardware: give at least one catalog id")
@@ -93,7 +97,12 @@ def projection_document(
         check_runs(cfg, model, fixed, "--layout", layout)
     for pool, text in zip(split or (), pool_texts or ()):
         check_runs(cfg, model, pool, "--disagg", text)
-    sc = ServingScenario(prompt, output, weight_dtype=dtype, kv_dtype=kv_dtype)
+    lengths = None if lengths_path is None else read_lengths(lengths_path)
+    if lengths is None:
+        sc = ServingScenario(prompt, output, weight_dtype=dtype, kv_dtype=kv_dtype)
+    else:
+        sc = ServingScenario.of_lengths(lengths[0], weight_dtype=dtype, kv_dtype=kv_dtype)
+        prompt, output = sc.prompt_tokens, sc.output_tokens
     base = Assumptions(comm_overlap=overlap, serving=serving, mem_util=mem_util,  # type: ignore[arg-type]
                        spec_tokens=spec_tokens, spec_accept=spec_accept)
     if expert_load_path is not None:
@@ -125,6 +134,11 @@ def projection_document(
                      "kv_dtype": sc.kv_dtype, "batch_sizes": batches, "interactivity_targets": interactivity,
                      "gpus": fixed.n_gpus if fixed else gpus, "layout": layout, "engine": engine,
                      "request_rates": list(rates), "offline": offline,
+                     "lengths": None if lengths is None else {
+                         "source": str(lengths_path), "requests": lengths[1], "mean_prompt_tokens": lengths[0].prompt,
+                         "mean_output_tokens": lengths[0].output, "decode_context_tokens": sc.decode_context,
+                         "prefill_attention_tokens": sc.prefill_attention_tokens,
+                         "kv_tokens_per_sequence": sc.kv_tokens_per_seq},
                      "disaggregated": None if pool_texts is None else {
                          "prefill_layout": pool_texts[0], "decode_layout": pool_texts[1],
                          "prefill_batch": prefill_batch}},
@@ -177,6 +191,38 @@ def projection_document(
                 "ttft_under_load": None if ttft_band is None else ttft_band.to_json()},
         })
     return doc
+
+
+_PROMPT_COLUMNS = ("input_length", "prompt_tokens", "input_tokens")
+_OUTPUT_COLUMNS = ("output_length", "output_tokens", "completion_tokens")
+
+
+def read_lengths(path: Path) -> tuple[LengthMoments, int]:
+    """A CSV of per-request token counts, one row per request, as the moments the projection uses, and the count.
+    Its header names the prompt column (input_length, prompt_tokens or input_tokens) and the output column
+    (output_length, output_tokens or completion_tokens)."""
+    import pandas as pd
+
+    from moebench.projection.scenario import LengthMoments
+
+    try:
+        df = pd.read_csv(path)
+    except FileNotFoundError:
+        raise BadInput(f"--lengths: {path} does not exist") from None
+    except (OSError, ValueError, UnicodeDecodeError) as e:  # pandas' parser and empty-file errors are ValueErrors
+        raise BadInput(f"--lengths: {path} is not a readable CSV ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    cols = {str(c).strip().lower(): c for c in df.columns}
+    pc = next((cols[c] for c in _PROMPT_COLUMNS if c in cols), None)
+    oc = next((cols[c] for c in _OUTPUT_COLUMNS if c in cols), None)
+    if pc is None or oc is None:
+        raise BadInput(f"--lengths: {path} needs a prompt column ({', '.join(_PROMPT_COLUMNS)}) and an output column "
+                       f"({', '.join(_OUTPUT_COLUMNS)}); its header has {', '.join(map(str, df.columns)) or 'nothing'}")
+    pr, out = pd.to_numeric(df[pc], errors="coerce"), pd.to_numeric(df[oc], errors="coerce")
+    bad = pr.isna() | out.isna() | (pr < 1) | (out < 1)
+    if len(df) == 0 or bad.any():
+        where = "no rows" if len(df) == 0 else f"row {int(bad.idxmax()) + 2} is not a count ≥ 1 of each"
+        raise BadInput(f"--lengths: {path}: {where}")
+    return LengthMoments.of(zip(pr.astype(float), out.astype(float))), len(df)
 
 
 def _pool_texts(text: str) -> tuple[str, str]:

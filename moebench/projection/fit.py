@@ -20,7 +20,7 @@ from moebench.projection.device import Device
 from moebench.projection.layout import Layout
 from moebench.projection.load import LoadPoint, at_concurrency, at_rate, kv_capacity, offline
 from moebench.projection.presets import HeldOut, Presets, band_of
-from moebench.projection.scenario import ServingScenario
+from moebench.projection.scenario import LengthMoments, ServingScenario
 from moebench.projection.cost import step
 from moebench.projection.sweep import evaluate
 
@@ -57,6 +57,8 @@ class Measurement:
     kind: str = "dense"  # dense | moe
     eager: bool = False  # run without CUDA/HIP graphs: the host issues every op (presets' eager.host_us)
     headline: bool = True  # the point's main number (its throughput); False: a secondary one (TPOT)
+    lengths: Optional[LengthMoments] = None  # a length distribution (prompt/output are then its means)
+    max_seqs: Optional[int] = None  # the engine's published cap on sequences in flight (else its preset's)
 
     @property
     def precision(self) -> str:
@@ -83,10 +85,12 @@ def predict(m: Measurement, cfg: ArchConfig, presets: Presets) -> Optional[float
 
 def _projected(m: Measurement, cfg: ArchConfig, presets: Presets) -> Optional[float]:
     a = presets.assumptions(m.device, m.engine, base_assumptions(m))
+    if m.max_seqs is not None:
+        a = a.replace(max_seqs=m.max_seqs)
     if m.eager:
         host = presets.params.get("eager.host_us", 0.0)
         a = a.replace(host_us={"prefill": host, "decode": host})
-    sc = ServingScenario(m.prompt, m.output, weight_dtype=m.weight_dtype, kv_dtype=m.kv_dtype)
+    sc = ServingScenario(m.prompt, m.output, weight_dtype=m.weight_dtype, kv_dtype=m.kv_dtype, lengths=m.lengths)
     lay = m.layout
     lp: Optional[LoadPoint]
     if m.load == "concurrency":

@@ -122,7 +122,7 @@ def weight_bytes_per_gpu(cfg: ArchConfig, lay: Layout, sc: ServingScenario) -> f
 def kv_bytes_per_seq(cfg: ArchConfig, lay: Layout, sc: ServingScenario) -> float:
     """KV-cache bytes one sequence of prompt + output tokens keeps on each GPU of its attention group (of the
     busiest pipeline stage)."""
-    seq = sc.prompt_tokens + sc.output_tokens
+    seq = round(sc.kv_tokens_per_seq)
     per_seq = _busiest_stage(cfg, lay.pp, lambda i: cfg.attended(i, seq) * cfg.kv_elems_per_token(i))
     return per_seq * sc.kv_bytes / kv_shard(cfg, lay.attn_tp)
 

@@ -22,7 +22,7 @@ Split = Literal["fit", "holdout"]
 MetricName = Literal[
     "total_tok_s_per_gpu",  # (input + output) tokens/s per GPU
     "output_tok_s_per_gpu",
-    "output_tok_s",  # output tokens/s of the whole instance (n_gpus GPUs)
+    "output_tok_s",  # output tokens/s of everything measured (instances × n_gpus GPUs)
     "input_tok_s_per_gpu",  # prefill throughput of a prefill pool
     "decode_tok_s_per_gpu",  # output tokens/s per GPU of a decode pool
     "tpot_ms",
@@ -54,6 +54,10 @@ class Engine(_Frozen):
     name: str = Field(min_length=1)
     version: str = Field(min_length=1)
     graphs: bool = True  # CUDA/HIP graphs; false where the run was eager (vLLM's --enforce-eager)
+    mem_util: Optional[float] = Field(None, gt=0, le=1)  # HBM share given to weights + KV, where published
+    # the most sequences in flight per attention group, where published (vLLM's max_num_seqs, TensorRT-LLM's
+    # max_batch_size); else the engine preset's fitted value applies
+    max_seqs: Optional[int] = Field(None, ge=1)
 
 
 class Load(_Frozen):
@@ -70,6 +74,19 @@ class Load(_Frozen):
         return self
 
 
+class Lengths(_Frozen):
+    """A dataset's per-request lengths, summarised as the moments the projection uses (mean prompt and output
+    tokens, E[P²], E[P·O], E[O²]), and where the per-request lengths were read."""
+
+    source: str = Field(min_length=10)
+    requests: int = Field(ge=1)
+    prompt: float = Field(ge=1)
+    output: float = Field(ge=1)
+    prompt_sq: float = Field(gt=0)
+    prompt_output: float = Field(gt=0)
+    output_sq: float = Field(gt=0)
+
+
 class Metric(_Frozen):
     name: MetricName
     value: float = Field(gt=0)
@@ -82,12 +99,14 @@ class PublishedPoint(_Frozen):
     model_published: str  # the name the source uses
     hardware: str  # catalog id
     unsupported: Optional[str] = None  # why model or hardware is not in the catalog (then it is not projected)
-    n_gpus: int = Field(ge=1)
+    n_gpus: int = Field(ge=1)  # GPUs of one model instance
+    instances: int = Field(1, ge=1)  # identical instances measured together (MLPerf's systems run several)
     layout: Layout
     precision: Precision
     engine: Engine
     input_tokens: Optional[int] = Field(ge=1)  # null: not published (the point then cannot be projected)
     output_tokens: Optional[int] = Field(ge=1)
+    lengths: Optional[Lengths] = None  # the lengths vary (a dataset's): input/output_tokens are their means
     load: Load
     metrics: tuple[Metric, ...] = Field(min_length=1)
     date: str = Field(min_length=4)
@@ -96,6 +115,13 @@ class PublishedPoint(_Frozen):
     quote: str = Field(min_length=5)  # the table row or sentence the numbers come from
     split: Split
     notes: str
+
+    @model_validator(mode="after")
+    def _means_match(self):
+        ln = self.lengths
+        if ln is not None and (self.input_tokens != round(ln.prompt) or self.output_tokens != round(ln.output)):
+            raise ValueError(f"{self.id}: input/output_tokens must be the lengths' means, rounded")
+        return self
 
     def metric(self, name: str) -> Optional[float]:
         return next((m.value for m in self.metrics if m.name == name), None)

@@ -267,3 +267,43 @@ def test_a_prefill_instance_holds_prompts_not_outputs(app):
     assert r.exit_code == 0, r.output
     row = json.loads(r.stdout)["hardware"][0]["disaggregated"][0]
     assert row["fits"], row  # 12 prompts of 2k fit beside 70B fp8 on 2 GPUs; 12 × (2k + 64k) tokens would not
+
+
+def test_lengths_csv_projects_that_distribution(app, tmp_path):
+    csv = tmp_path / "lengths.csv"
+    csv.write_text("input_length,output_length\n" + "".join(f"{p},{o}\n" for p, o in
+                                                           [(400, 50), (600, 3000), (500, 100), (500, 250)]))
+    r = _invoke(app, "--model", "mixtral:8x7b", "--hardware", "h100_sxm", "--batch", "64", "--dtype", "fp8",
+                "--lengths", str(csv), "--json")
+    assert r.exit_code == 0, r.output
+    sc = json.loads(r.stdout)["scenario"]
+    assert (sc["prompt_tokens"], sc["output_tokens"]) == (500, 850)
+    ln = sc["lengths"]
+    assert ln["requests"] == 4 and ln["source"] == str(csv)
+    # the 3000-token output dominates the decode steps: far beyond the means' 500 + 850/2
+    assert ln["decode_context_tokens"] == pytest.approx((400 * 50 + 600 * 3000 + 500 * 100 + 500 * 250 + (
+        50**2 + 3000**2 + 100**2 + 250**2) / 2) / 3400)
+    fixed = _invoke(app, "--model", "mixtral:8x7b", "--hardware", "h100_sxm", "--batch", "64", "--dtype", "fp8",
+                    "--prompt", "500", "--output", "850", "--json")
+    rec = json.loads(r.stdout)["hardware"][0]["records"][0]
+    rec_fixed = json.loads(fixed.stdout)["hardware"][0]["records"][0]
+    assert json.loads(fixed.stdout)["scenario"]["lengths"] is None
+    assert rec["metrics"]["tpot_ms"]["median"] > rec_fixed["metrics"]["tpot_ms"]["median"]
+    text = _invoke(app, "--model", "mixtral:8x7b", "--hardware", "h100_sxm", "--batch", "64", "--lengths", str(csv))
+    assert text.exit_code == 0 and "4 requests' lengths" in text.stdout
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("prompt,answer\n10,20\n", "needs a prompt column"),
+    ("input_length,output_length\n100,20\n100,x\n", "row 3"),
+    ("input_length,output_length\n", "no rows"),
+    ("", "not a readable CSV"),
+])
+def test_bad_lengths_file_is_one_line(app, tmp_path, content, needle):
+    f = tmp_path / "l.csv"
+    f.write_text(content)
+    r = _invoke(app, "--model", "mixtral:8x7b", "--hardware", "h100_sxm", "--lengths", str(f))
+    assert isinstance(r.exception, BadInput), r.output
+    assert needle in str(r.exception) and "\n" not in str(r.exception)
+    r = _invoke(app, "--model", "mixtral:8x7b", "--hardware", "h100_sxm", "--lengths", str(tmp_path / "none.csv"))
+    assert isinstance(r.exception, BadInput) and "does not exist" in str(r.exception)

@@ -53,6 +53,16 @@ def test_an_eager_run_pays_the_host_time_of_every_op():
     assert predict(eager, cfg, Presets(FLAT)) == predict(graphed, cfg, Presets(FLAT))  # no fitted host time: none
 
 
+def test_a_published_batch_cap_replaces_the_engines_fitted_one():
+    """Offline, the batch grows to what the KV cache and the engine's cap allow; a point whose config publishes the
+    cap (vLLM's max_num_seqs) is projected with it, the others with the preset's fitted `{engine}.max_seqs`."""
+    cfg = resolve_config("llama3:8b")
+    p = Presets({**FLAT, "vllm.max_seqs": 64.0})
+    off = _point(load="offline", load_value=None, metric="output_tokens_per_s_per_gpu", prompt=128, output=512)
+    fitted, capped, wide = (predict(dataclasses.replace(off, max_seqs=c), cfg, p) for c in (None, 16, 512))
+    assert capped < 0.7 * fitted < 0.7 * 0.7 * wide
+
+
 def test_a_source_slower_as_a_whole_gets_its_own_factor_not_the_shared_ones():
     """Two sources measure the same GPU; b's stack is half as fast on everything. The fit gives b a factor ~0.5 and
     keeps the shared memory efficiency where a's points put it."""

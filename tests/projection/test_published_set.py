@@ -64,3 +64,22 @@ def test_the_validation_script_projects_each_point_or_says_why_not():
     assert len(scored) >= 40 and all(why for _, why in skipped)
     assert all(s.m.headline and s.error >= 1 for s in scored)
     assert set(summary(scored, lambda s: s.m.split)) == {"fit", "holdout"}
+
+
+def test_a_length_distribution_must_agree_with_the_points_mean_lengths():
+    raw = yaml.safe_load(DATA.read_text())
+    pt = next(p for p in raw["points"] if p.get("lengths"))
+    assert pt["input_tokens"] == round(pt["lengths"]["prompt"])
+    pt["input_tokens"] += 5
+    with pytest.raises(ValueError, match="means"):
+        PublishedSet.model_validate(raw)
+
+
+def test_a_system_of_several_instances_is_scored_per_gpu_of_all_of_them():
+    from tests.projection.validation_set import measurements
+
+    p = next(p for p in load_published().points if p.id == "mlperf51-deepseek-r1-gb200_nvl72x72-offline")
+    assert (p.n_gpus, p.instances) == (8, 9)  # 72 GPUs, 9 instances of DP8-attention/EP8
+    (m,), why = measurements(p)
+    assert why is None and m.layout.n_gpus == 8 and m.lengths is not None and m.max_seqs == 512
+    assert m.value == pytest.approx(p.metric("output_tok_s") / 72)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Optional
 
 from moebench.errors import MoebenchError
-from moebench.projection import Layout, device_for, resolve_config
+from moebench.projection import LengthMoments, Layout, device_for, resolve_config
 from moebench.projection.layout import check_runs
 from moebench.projection.fit import Measurement
 from tests.projection.published import H800
@@ -83,6 +83,8 @@ def measurements(p: PublishedPoint) -> tuple[list[Measurement], Optional[str]]:
     else:
         load = {"request_rate": "rate", "offline": "offline"}[p.load.kind]
     overlap = 1.0 if lo.disaggregated and ep > 1 else 0.0  # wide-EP decode pools run two-batch overlap
+    ln = p.lengths
+    lengths = None if ln is None else LengthMoments(ln.prompt, ln.output, ln.prompt_sq, ln.prompt_output, ln.output_sq)
     out = []
     for name in (headline, "tpot_ms", "ttft_ms"):
         v = p.metric(name)
@@ -96,8 +98,9 @@ def measurements(p: PublishedPoint) -> tuple[list[Measurement], Optional[str]]:
             output=max(2, p.output_tokens), weight_dtype={"int4": "fp4", "fp16": "bf16"}.get(p.precision.weights,
                                                                                          p.precision.weights),
             kv_dtype=kv, load=load, load_value=value, metric=metric,
-            value=v / p.n_gpus if name == "output_tok_s" else v, split=p.split, source_group=p.source_group,
-            comm_overlap=overlap, mem_util=MEM_UTIL[engine], kind="moe" if cfg.is_moe else "dense", eager=not p.engine.graphs,
+            value=v / (p.n_gpus * p.instances) if name == "output_tok_s" else v, split=p.split,
+            source_group=p.source_group, lengths=lengths,
+            comm_overlap=overlap, mem_util=p.engine.mem_util or MEM_UTIL[engine], max_seqs=p.engine.max_seqs, kind="moe" if cfg.is_moe else "dense", eager=not p.engine.graphs,
             headline=name == headline))
     return out, None
 
