@@ -288,16 +288,17 @@ def _pipelined(cfg: ArchConfig, lay: Layout, dev: Device, sc: ServingScenario, a
 
     The slowest stage sets the pace. Decode: each micro-batch passes every stage once per token, so one step
     (every sequence one token further) takes pp stage times, while the other micro-batches fill the other
-    stages; prefill: the micro-batches fill and drain the pipe, (m + pp − 1) stage times. Each stage time ends
-    with the hand-off of the micro-batch's hidden states to the next stage (p2p, over the NIC across domains).
-    Every stage is charged the LM head (only the last runs it: a small overestimate)."""
+    stages. Prefill under continuous serving the same: newcomers' prompts ride a pipe the running sequences keep
+    full; a static batch's prefill (nothing else in flight) fills and drains it, (m + pp − 1) stage times. Each
+    stage time ends with the hand-off of the micro-batch's hidden states to the next stage (p2p, over the NIC
+    across domains). Every stage is charged the LM head (only the last runs it: a small overestimate)."""
     m = min(batch, lay.pp)
     mb = math.ceil(batch / m)
     s = max((step(_stage_cfg(cfg, layers), lay.stage(), dev, sc, a, stage, mb)
              for layers in stage_layers(cfg, lay.pp) if len(layers)), key=lambda e: e.time_ms)
     q = 1 + a.spec_tokens if stage == "decode" else sc.prompt_tokens  # decode verifies the drafted tokens too
     hand = comm.p2p_ms(mb * q * cfg.hidden_size * sc.act_bytes, lay.n_gpus > max(dev.domain_size, 1), dev, a.comm)
-    k = lay.pp if stage == "decode" else m + lay.pp - 1
+    k = lay.pp if stage == "decode" or a.serving == "continuous" else m + lay.pp - 1
     phases = {p: PhaseTime(**{f: v * k for f, v in t.to_json().items()}) for p, t in s.phases.items()}
     phases["p2p"] = PhaseTime(comm_ms=k * hand, time_ms=k * hand)
     return StepEstimate(stage, k * (s.time_ms + hand), k * s.compute_side_ms, k * (s.comm_ms + hand),

@@ -210,7 +210,8 @@ def read_lengths(path: Path) -> tuple[LengthMoments, int]:
     except FileNotFoundError:
         raise BadInput(f"--lengths: {path} does not exist") from None
     except (OSError, ValueError, UnicodeDecodeError) as e:  # pandas' parser and empty-file errors are ValueErrors
-        raise BadInput(f"--lengths: {path} is not a readable CSV ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise BadInput(f"--lengths: {path} is not a readable CSV ({why})") from None
     cols = {str(c).strip().lower(): c for c in df.columns}
     pc = next((cols[c] for c in _PROMPT_COLUMNS if c in cols), None)
     oc = next((cols[c] for c in _OUTPUT_COLUMNS if c in cols), None)

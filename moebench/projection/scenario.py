@@ -30,7 +30,8 @@ class LengthMoments:
 
     def __post_init__(self) -> None:
         if self.prompt < 1 or self.output < 2:
-            raise BadInput(f"mean lengths must be ≥ 1 prompt and ≥ 2 output tokens (got {self.prompt:g}, {self.output:g})")
+            raise BadInput(f"mean lengths must be ≥ 1 prompt and ≥ 2 output tokens "
+                           f"(got {self.prompt:g}, {self.output:g})")
         # a variance cannot be negative; rounding in a recorded summary may leave a hair below
         if self.prompt_sq < self.prompt**2 * (1 - 1e-9) or self.output_sq < self.output**2 * (1 - 1e-9):
             raise BadInput("length moments are inconsistent: E[X²] must be ≥ E[X]²")

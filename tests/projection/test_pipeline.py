@@ -34,14 +34,27 @@ def test_decode_a_token_still_passes_every_layer(cfg):
     assert step(cfg, Layout(16, 8, 1, 2), DEV, SC, A, "decode", 2).time_ms == pytest.approx(piped.time_ms)
 
 
-def test_prefill_fills_and_drains_the_pipe(cfg):
-    """m micro-batches through pp stages take (m + pp − 1) stage times: one prompt, 2 stage times (the whole
-    model once); 8 prompts as two micro-batches of 4, 3 stage times."""
-    flat1 = step(cfg, Layout(8, 8, 1), DEV, SC, A, "prefill", 1).time_ms
-    assert 1.0 < step(cfg, Layout(16, 8, 1, 2), DEV, SC, A, "prefill", 1).time_ms / flat1 < 1.03
-    stage4 = step(cfg, Layout(16, 8, 1, 2), DEV, SC, A, "prefill", 8).time_ms / 3  # one stage, 4 prompts
-    flat4 = step(cfg, Layout(8, 8, 1), DEV, SC, A, "prefill", 4).time_ms
+def test_a_static_prefill_fills_and_drains_the_pipe(cfg):
+    """A static batch (nothing else in flight): m micro-batches through pp stages take (m + pp − 1) stage times:
+    one prompt, 2 stage times (the whole model once); 8 prompts as two micro-batches of 4, 3 stage times."""
+    a = A.replace(serving="static")
+    flat1 = step(cfg, Layout(8, 8, 1), DEV, SC, a, "prefill", 1).time_ms
+    assert 1.0 < step(cfg, Layout(16, 8, 1, 2), DEV, SC, a, "prefill", 1).time_ms / flat1 < 1.03
+    stage4 = step(cfg, Layout(16, 8, 1, 2), DEV, SC, a, "prefill", 8).time_ms / 3  # one stage, 4 prompts
+    flat4 = step(cfg, Layout(8, 8, 1), DEV, SC, a, "prefill", 4).time_ms
     assert 0.49 < stage4 / flat4 < 0.53  # a stage holds half the layers
+
+
+def test_a_continuous_prefill_rides_a_full_pipe(cfg):
+    """Under continuous serving the running sequences keep every stage busy, so newcomers' prompts cost what
+    decode's micro-batches do, pp stage times for pp micro-batches, without the fill and drain: 8 prompts take
+    2 stage times, not 3; one prompt still passes every stage (its TTFT is the whole model once)."""
+    assert A.serving == "continuous"
+    piped = Layout(16, 8, 1, 2)
+    static = step(cfg, piped, DEV, SC, A.replace(serving="static"), "prefill", 8).time_ms
+    assert step(cfg, piped, DEV, SC, A, "prefill", 8).time_ms == pytest.approx(static * 2 / 3)
+    assert step(cfg, piped, DEV, SC, A, "prefill", 1).time_ms == pytest.approx(
+        step(cfg, piped, DEV, SC, A.replace(serving="static"), "prefill", 1).time_ms)
 
 
 def test_a_pipeline_stage_is_tensor_parallel_only():
