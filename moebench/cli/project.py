@@ -191,6 +191,7 @@ def register(app: typer.Typer) -> None:
         spec_accept: float = typer.Option(0.0, "--spec-accept", callback=at_least(0.0), help="Probability each drafted token is accepted (given the previous one was)."),
         rate: Optional[str] = typer.Option(None, "--rate", help="Comma-separated request rates (req/s per instance): open-loop loads."),
         offline: bool = typer.Option(False, "--offline", help="Also report the offline maximum throughput (every request queued at once)."),
+        max_seqs: Optional[int] = typer.Option(None, "--max-seqs", callback=at_least(1), help="The engine's cap on sequences in flight per attention group (vLLM --max-num-seqs, SGLang --max-running-requests, TensorRT-LLM max_batch_size); default: the engine preset's fitted cap."),
         disagg: Optional[str] = typer.Option(None, "--disagg", help="Also project disaggregated prefill/decode pools: PREFILL/DECODE layouts, e.g. tp=8/tp=1,ep=48 (each --batch is one decode instance's sequences)."),
         prefill_batch: int = typer.Option(1, "--prefill-batch", callback=at_least(1), help="With --disagg: prompts per prefill forward."),
         keep_host: bool = typer.Option(False, "--keep-host-time", help="With --calibrate: carry the fitted host time per op to every target (same eager stack), not only back to the measured hardware."),
@@ -208,7 +209,7 @@ def register(app: typer.Typer) -> None:
             mem_util=mem_util, engine=engine.value, preset=preset.value, expert_imbalance=expert_imbalance,
             spec_tokens=spec_tokens, spec_accept=spec_accept,
             rates=tuple(_numbers(rate, "--rate", float)) if rate else (), offline=offline, expert_load_path=expert_load,
-            disagg=disagg, prefill_batch=prefill_batch, lengths_path=lengths,
+            disagg=disagg, prefill_batch=prefill_batch, lengths_path=lengths, max_seqs=max_seqs,
         )
         if json_:
             emit_json(doc)

@@ -55,6 +55,7 @@ def projection_document(
     preset: str = "fitted", expert_imbalance: Optional[float] = None, spec_tokens: int = 0, spec_accept: float = 0.0,
     rates: tuple[float, ...] = (), offline: bool = False, expert_load_path: Optional[Path] = None,
     disagg: Optional[str] = None, prefill_batch: int = 1, lengths_path: Optional[Path] = None,
+    max_seqs: Optional[int] = None,
 ) -> dict[str, Any]:
     """The `moebench project` document: per hardware, the projected records (shaped like measured ones, basis
     `projected`), the best point at each interactivity target, the frontier, the loads asked for (`under_load`) and
@@ -64,7 +65,8 @@ def projection_document(
     for each device's vendor and architecture and `engine` (unless calibrated), "defaults" the literature defaults.
     `disagg` ("PREFILL/DECODE" layouts) adds disaggregated pools: for each batch, one decode instance of that many
     sequences and the fewest prefill instances (of `prefill_batch` prompts per forward) that keep it busy.
-    `lengths_path` (a CSV of per-request token counts) replaces the fixed `prompt` / `output` by that distribution."""
+    `lengths_path` (a CSV of per-request token counts) replaces the fixed `prompt` / `output` by that distribution;
+    `max_seqs` the engine's cap on sequences in flight per attention group (else the preset's, or none)."""
     hardware = list(dict.fromkeys(hardware))  # a repeated id would only repeat its section
     if not hardware:
         raise BadInput("--hardware: give at least one catalog id")
@@ -133,7 +135,7 @@ def projection_document(
         "scenario": {"prompt_tokens": prompt, "output_tokens": output, "weight_dtype": sc.weight_dtype,
                      "kv_dtype": sc.kv_dtype, "batch_sizes": batches, "interactivity_targets": interactivity,
                      "gpus": fixed.n_gpus if fixed else gpus, "layout": layout, "engine": engine,
-                     "request_rates": list(rates), "offline": offline,
+                     "request_rates": list(rates), "offline": offline, "max_seqs": max_seqs,
                      "lengths": None if lengths is None else {
                          "source": str(lengths_path), "requests": lengths[1], "mean_prompt_tokens": lengths[0].prompt,
                          "mean_output_tokens": lengths[0].output, "decode_context_tokens": sc.decode_context,
@@ -159,6 +161,8 @@ def projection_document(
             a = table.assumptions(dev, engine, a)
         if expert_imbalance is not None:
             a = a.replace(expert_imbalance=expert_imbalance)
+        if max_seqs is not None:
+            a = a.replace(max_seqs=max_seqs)
         log(f"projecting {model} onto {dev.id} …")
         proj = project(cfg, dev, sc, a, batches=sorted(set(DEFAULT_BATCHES) | set(batches)), max_gpus=max_gpus,
                        only=None if fixed is None else [fixed], gpus=gpus)

@@ -121,8 +121,8 @@ def offline(cfg: ArchConfig, lay: Layout, dev: Device, sc: ServingScenario, a: A
 def under_load(cfg: ArchConfig, dev: Device, sc: ServingScenario, a: Assumptions, proj: Projection, *,
                batches: Iterable[int] = (), rates: Iterable[float] = (), offline_max: bool = False) -> list[LoadPoint]:
     """The loads a report shows for the instance `proj` settles on (its fewest GPUs): each concurrency in
-    `batches` its KV cache cannot hold at once (queued), each request rate, and the offline maximum. Each on the
-    layout of that size that serves it best (most output tokens/s)."""
+    `batches` that its KV cache or the engine's cap cannot hold at once (queued), each request rate, and the offline
+    maximum. Each on the layout of that size that serves it best (most output tokens/s)."""
     n = proj.min_gpus
     if n is None:
         return []
@@ -132,7 +132,9 @@ def under_load(cfg: ArchConfig, dev: Device, sc: ServingScenario, a: Assumptions
         got = [lp for lay in lays if (lp := f(lay)) is not None]
         return max(got, key=lambda lp: (not lp.overloaded, lp.point.rates["output"]), default=None)
 
-    rows = [best(lambda lay: at_concurrency(cfg, lay, dev, sc, a, b)) for b in batches if proj.for_batch(b) is None]
+    # a concurrency queues where no layout holds it at once: beyond the KV cache, or beyond the engine's cap
+    held = [(b, best(lambda lay: at_concurrency(cfg, lay, dev, sc, a, b))) for b in batches]
+    rows = [lp for b, lp in held if proj.for_batch(b) is None or (lp is not None and lp.capacity < b)]
     rows += [best(lambda lay: at_rate(cfg, lay, dev, sc, a, r)) for r in rates]
     if offline_max:
         rows.append(best(lambda lay: offline(cfg, lay, dev, sc, a)))

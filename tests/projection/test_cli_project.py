@@ -103,6 +103,7 @@ def test_calibrated_projection_carries_its_source(app, tmp_path, cfgs):
     (("--model", "mixtral:8x7b", "--mem-util", "1.5"), "--mem-util"),
     (("--model", "mixtral:8x7b", "--overlap", "half"), "--overlap"),
     (("--model", "mixtral:8x7b", "--rate", "0"), "--rate"),
+    (("--model", "mixtral:8x7b", "--max-seqs", "0"), "--max-seqs"),
 ])
 def test_bad_input_raises_one_line_error(app, args, needle):
     r = _invoke(app, *args)
@@ -267,6 +268,22 @@ def test_a_prefill_instance_holds_prompts_not_outputs(app):
     assert r.exit_code == 0, r.output
     row = json.loads(r.stdout)["hardware"][0]["disaggregated"][0]
     assert row["fits"], row  # 12 prompts of 2k fit beside 70B fp8 on 2 GPUs; 12 × (2k + 64k) tokens would not
+
+
+def test_the_engines_published_cap_bounds_the_sequences_in_flight(app):
+    """vLLM's --max-num-seqs as deployed: offline, the batch in flight stops at the cap where the KV cache holds
+    more, and a concurrency beyond the cap queues."""
+    args = ("--model", "llama3:8b", "--hardware", "h100_sxm", "--dtype", "fp8", "--prompt", "512", "--output", "256",
+            "--gpus", "1", "--batch", "8,100", "--engine", "vllm", "--offline", "--json")
+    free = json.loads(_invoke(app, *args).stdout)
+    capped = json.loads(_invoke(app, *args, "--max-seqs", "32").stdout)
+    assert free["scenario"]["max_seqs"] is None and capped["scenario"]["max_seqs"] == 32
+    off = lambda doc: next(r for r in doc["hardware"][0]["under_load"] if r["load"] == "offline")  # noqa: E731
+    assert off(capped)["kv_capacity_sequences"] == 32 < off(free)["kv_capacity_sequences"]
+    assert off(capped)["point"]["output_tokens_per_s_per_gpu"] < off(free)["point"]["output_tokens_per_s_per_gpu"]
+    queued = [r for r in capped["hardware"][0]["under_load"] if r["load"] == "concurrency"]
+    assert [(r["requested"], r["batch_in_flight"]) for r in queued] == [(100, 32)] and queued[0]["queue_ms"] > 0
+    assert not [r for r in free["hardware"][0]["under_load"] if r["load"] == "concurrency"]  # the cache holds 100
 
 
 def test_lengths_csv_projects_that_distribution(app, tmp_path):
