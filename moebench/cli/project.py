@@ -116,8 +116,8 @@ def _print(doc: dict[str, Any]) -> None:
                        fmt(p["output_tokens_per_s_per_gpu"]), fmt(c.get("input")), fmt(c.get("output")), fmt(c.get("blended")))
         out.print(t2)
         if h["under_load"]:
-            t3 = Table(title="under load (requests beyond the KV capacity wait for a slot)", title_justify="left")
-            for col in ("load", "layout", "in flight", "KV holds", "queue ms", "TTFT ms", "TPOT ms", "out tok/s/GPU"):
+            t3 = Table(title="under load (requests beyond what the KV cache and the engine's cap hold wait for a slot)", title_justify="left")
+            for col in ("load", "layout", "in flight", "holds", "queue ms", "TTFT ms", "TPOT ms", "out tok/s/GPU"):
                 t3.add_column(col, justify="left" if col in ("load", "layout") else "right")
             for row in h["under_load"]:
                 p = row["point"]
