@@ -133,8 +133,9 @@ def under_load(cfg: ArchConfig, dev: Device, sc: ServingScenario, a: Assumptions
         return max(got, key=lambda lp: (not lp.overloaded, lp.point.rates["output"]), default=None)
 
     # a concurrency queues where no layout holds it at once: beyond the KV cache, or beyond the engine's cap
-    held = [(b, best(lambda lay: at_concurrency(cfg, lay, dev, sc, a, b))) for b in batches]
-    rows = [lp for b, lp in held if proj.for_batch(b) is None or (lp is not None and lp.capacity < b)]
+    caps = [kv_capacity(cfg, lay, dev, sc, a) for lay in lays]
+    rows = [best(lambda lay: at_concurrency(cfg, lay, dev, sc, a, b)) for b in batches
+            if proj.for_batch(b) is None or all(c < b for c in caps)]
     rows += [best(lambda lay: at_rate(cfg, lay, dev, sc, a, r)) for r in rates]
     if offline_max:
         rows.append(best(lambda lay: offline(cfg, lay, dev, sc, a)))
