@@ -105,8 +105,9 @@ def worker(rank: int, world: int, port: int, spec_path: str) -> None:
                 results[run["name"]] = section
         if rank == 0:
             Path(spec["out"], "results.json").write_text(json.dumps(results))
+        Path(spec["out"], f"rank{rank}.done").touch()  # this rank's work is whole; only the teardown is left
         # no rank tears down its gloo pairs while a peer may still be reading from them (a peer's closed socket
-        # aborts gloo's reader thread: "terminate called without an active exception", seen once in a CI run)
+        # aborts gloo's reader thread: "terminate called without an active exception", seen in CI runs)
         dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -123,13 +124,20 @@ def free_port() -> int:
 def run(spec: dict, out: Path, world: int = 4, port: int | None = None) -> dict:
     """Spawn `world` gloo ranks over `spec` (model, scenario, runs); returns {run name: profile section}."""
     import torch.multiprocessing as mp
+    from torch.multiprocessing.spawn import ProcessExitedException
 
     port = port or free_port()
     out.mkdir(parents=True, exist_ok=True)
     spec = {**spec, "out": str(out)}
     p = out / "spec.json"
     p.write_text(json.dumps(spec))
-    mp.start_processes(worker, args=(world, port, str(p)), nprocs=world, start_method="spawn")
+    try:
+        mp.start_processes(worker, args=(world, port, str(p)), nprocs=world, start_method="spawn")
+    except ProcessExitedException:
+        # the barrier narrows gloo's teardown race but does not close it (seen twice in CI): a rank that aborted
+        # after every rank had finished its work leaves a whole run; any other failure is the test's
+        if not all((out / f"rank{r}.done").exists() for r in range(world)):
+            raise
     return json.loads((out / "results.json").read_text())
 
 
