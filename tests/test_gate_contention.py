@@ -106,21 +106,26 @@ def test_two_identical_runs_one_beside_a_cpu_hog_gate_inconclusive_not_regressed
 
     wl = parse_workload({**WL, "timing": {"warmup": 1, "repeats": 7}})  # 7 vs 7: Mann-Whitney can reach p < 0.002
     quiet, quiet_path = run_workload(wl, out_dir=tmp_path / "quiet")
-    procs = hogs(os.sched_getaffinity(0))
-    try:
-        assert [p.stdout.readline() for p in procs] == ["go\n"] * len(procs)  # all spinning (EOF if one died)
-        busy, busy_path = run_workload(wl, out_dir=tmp_path / "busy")
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
+    # the scheduler now and then shields a run this small from the hogs (one CI run: busy medians 8 % faster, only
+    # the tail slowed); a regression is what this test needs the hog to cause, so it gets three tries
+    for attempt in range(3):
+        procs = hogs(os.sched_getaffinity(0))
+        try:
+            assert [p.stdout.readline() for p in procs] == ["go\n"] * len(procs)  # all spinning (EOF if one died)
+            busy, busy_path = run_workload(wl, out_dir=tmp_path / f"busy{attempt}")
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+        blind = gate([_without_contention(quiet)], [_without_contention(busy)])  # what the gate said before
+        regressed = {(r.model, r.batch_size, r.metric) for r in blind.rows if r.status == "regressed"}
+        if regressed or contended(quiet):
+            break
 
     why = contended(busy)
     assert why is not None and "other processes kept" in why
     res = gate([quiet], [busy])
     assert "regressed" not in _statuses(res) and res.verdict != "regression"
-    blind = gate([_without_contention(quiet)], [_without_contention(busy)])  # what the gate said before
-    regressed = {(r.model, r.batch_size, r.metric) for r in blind.rows if r.status == "regressed"}
     held = {(r.model, r.batch_size, r.metric) for r in res.rows if r.status == "inconclusive" and r.contended}
     assert regressed <= held  # every regression the hog caused is held back, with the reason
     if contended(quiet):  # someone else's load during the quiet run: nothing against it is settled
