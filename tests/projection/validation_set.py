@@ -99,9 +99,9 @@ def measurements(p: PublishedPoint) -> tuple[list[Measurement], Optional[str]]:
                                                                                          p.precision.weights),
             kv_dtype=kv, load=load, load_value=value, metric=metric,
             value=v / (p.n_gpus * p.instances) if name == "output_tok_s" else v, split=p.split,
-            source_group=p.source_group, lengths=lengths,
-            comm_overlap=overlap, mem_util=p.engine.mem_util or MEM_UTIL[engine], max_seqs=p.engine.max_seqs, kind="moe" if cfg.is_moe else "dense", eager=not p.engine.graphs,
-            headline=name == headline))
+            source_group=p.source_group, lengths=lengths, comm_overlap=overlap,
+            mem_util=p.engine.mem_util or MEM_UTIL[engine], max_seqs=p.engine.max_seqs,
+            kind="moe" if cfg.is_moe else "dense", eager=not p.engine.graphs, headline=name == headline))
     return out, None
 
 
