@@ -57,6 +57,13 @@ class Device:
     # (MI300X) is not credited with NVIDIA's three quarters. Empty: unknown (measured roofs, a bare device).
     matmul_ceiling: Mapping[str, float] = field(default_factory=dict)
 
+    @property
+    def arch_lookup(self) -> tuple[str, ...]:
+        """Where this GPU's per-architecture factors are looked up, nearest first: its architecture, then the family
+        a variant belongs to (blackwell_ultra → blackwell), so a new variant with nothing fitted or measured of its
+        own is costed like its family rather than at its datasheet peak."""
+        return tuple(dict.fromkeys((self.arch, arch_family(self.arch)))) if self.arch else ()
+
     def compute_dtype(self, weight_dtype: str) -> str:
         """The tensor-core format a matmul with `weight_dtype` weights runs in on this device."""
         for d in _COMPUTE_FALLBACK[weight_dtype]:
@@ -135,16 +142,26 @@ def device_from_hardware(
     )
 
 
+def arch_family(arch: str) -> str:
+    """The family of an architecture named `<family>_<variant>` (blackwell_ultra → blackwell); others are their own."""
+    return arch.split("_")[0]
+
+
 def _arch_ceiling(hw: Any) -> dict[str, float]:
-    """A GPU without its own matmul measurement takes the median share its architecture's measured GPUs reach."""
+    """A GPU without its own matmul measurement takes the median share its architecture's measured GPUs reach, or,
+    where none of its architecture is measured, its family's (a Blackwell Ultra takes the Blackwells')."""
     from moebench.catalog import hardware_catalog
 
-    shares: dict[str, list[float]] = {}
-    for other in hardware_catalog().values():
-        if other.arch == hw.arch and other.vendor == hw.vendor and other.id != hw.id:
+    others = [o for o in hardware_catalog().values() if o.vendor == hw.vendor and o.id != hw.id]
+    for same in (lambda o: o.arch == hw.arch, lambda o: arch_family(o.arch) == arch_family(hw.arch)):
+        shares: dict[str, list[float]] = {}
+        for other in filter(same, others):
             for d, x in other.matmul_ceiling().items():
                 shares.setdefault(d, []).append(x)
-    return {d: statistics.median(xs) for d, xs in shares.items() if (hw.peak_tflops or {}).get(d)}
+        got = {d: statistics.median(xs) for d, xs in shares.items() if (hw.peak_tflops or {}).get(d)}
+        if got:
+            return got
+    return {}
 
 
 def _roofs(hid: str, roofs: Mapping[str, Any]) -> tuple[dict[str, float], float, str]:

@@ -194,7 +194,7 @@ def score(points: Iterable[Measurement], cfgs: Callable[[str], ArchConfig], pres
 
 def tags(m: Measurement) -> set[str]:
     """The factor prefixes `m` depends on."""
-    t = {m.device.vendor, m.engine, m.device.arch, "prefill", "decode"}
+    t = {m.device.vendor, m.engine, *m.device.arch_lookup, "prefill", "decode"}
     if m.kind == "moe":
         t.add("moe")
     if m.layout.ep > 1:

@@ -137,10 +137,13 @@ class Presets:
         comm = dataclasses.replace(base.comm, alpha_scale_up_us=base.comm.alpha_scale_up_us * alpha,
                                    alpha_scale_out_us=base.comm.alpha_scale_out_us * alpha,
                                    link_eff=min(1.0, base.comm.link_eff * p.get(f"{v}.link", 1.0)))
-        dt = {k: p.get(f"{dev.arch}.{k}", 1.0) * dev.matmul_ceiling.get(k, base_share) / base_share
+        def arch_factor(k: str, default: Optional[float]) -> Optional[float]:  # the nearest architecture name's
+            return next((p[f"{a}.{k}"] for a in dev.arch_lookup if f"{a}.{k}" in p), default)
+
+        dt = {k: arch_factor(k, 1.0) * dev.matmul_ceiling.get(k, base_share) / base_share
               for k in ("fp8", "fp4") if dev.flops_per_s.get(k)}
-        if f"{dev.arch}.weight_only" in p:
-            dt["weight_only"] = p[f"{dev.arch}.weight_only"]
+        if (wo := arch_factor("weight_only", None)) is not None:
+            dt["weight_only"] = wo
         return base.replace(efficiency=eff, step_overhead_ms={"prefill": step_ms, "decode": step_ms}, comm=comm,
                             launch_us=base.launch_us * p.get(f"{v}.launch", 1.0),
                             seq_overhead_us=self.engine_value(engine, "seq_us", 0.0),

@@ -27,6 +27,19 @@ def test_a_gpu_without_a_measurement_takes_its_architectures_share():
     assert gb300.matmul_ceiling["fp8"] == pytest.approx(b300.matmul_ceiling["fp8"])
 
 
+def test_a_variant_without_its_own_factors_takes_its_familys():
+    """Blackwell Ultra has no fitted fp4 factor of its own: it takes Blackwell's, not the datasheet peak; a factor of
+    its own, where one is fitted, wins."""
+    b300, b200 = device_for("b300"), device_for("b200")
+    assert b300.arch_lookup == ("blackwell_ultra", "blackwell") and b200.arch_lookup == ("blackwell",)
+    fitted = {**FLAT, "blackwell.fp4": 0.5, "blackwell.weight_only": 0.8}
+    a = Presets(fitted).assumptions(b300)
+    assert a.dtype_efficiency["fp4"] == pytest.approx(0.5 * b300.matmul_ceiling["fp4"] / b300.matmul_ceiling["bf16"])
+    assert a.dtype_efficiency["weight_only"] == 0.8
+    own = Presets({**fitted, "blackwell_ultra.fp4": 0.9}).assumptions(b300)
+    assert own.dtype_efficiency["fp4"] == pytest.approx(0.9 * b300.matmul_ceiling["fp4"] / b300.matmul_ceiling["bf16"])
+
+
 def test_presets_scale_compute_by_the_ceiling_and_not_memory():
     mi300x, h100 = device_for("mi300x"), device_for("h100_sxm")
     a_amd, a_nv = Presets(FLAT).assumptions(mi300x), Presets(FLAT).assumptions(h100)
