@@ -58,6 +58,9 @@ class Engine(_Frozen):
     # the most sequences in flight per attention group, where published (vLLM's max_num_seqs, TensorRT-LLM's
     # max_batch_size); else the engine preset's fitted value applies
     max_seqs: Optional[int] = Field(None, ge=1)
+    # speculative decoding the run used (MTP, a draft model), where its acceptance rate is not published: the
+    # tokens per step are then unknown and the point is not projected
+    speculative: Optional[str] = None
 
 
 class Load(_Frozen):

@@ -17,9 +17,9 @@ from tests.projection.validation_set import load_set
 # group's median (the targets are 1.2×, 1.6× and 1.3×; the docs say by how much and why the worst and the
 # MoE median are missed: Qwen3 on TensorRT-LLM), the MoE group held to what it scores
 MEDIAN_BAND = 1.20
-WORST_BAND = 2.10
+WORST_BAND = 1.95
 GROUP_MEDIAN_BAND = 1.30
-MISSED_GROUPS = {"MoE": 1.45}
+MISSED_GROUPS = {"MoE": 1.50}
 
 
 @pytest.fixture(scope="module")

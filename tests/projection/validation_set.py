@@ -44,6 +44,8 @@ def measurements(p: PublishedPoint) -> tuple[list[Measurement], Optional[str]]:
         return [], "input/output lengths not published"
     if p.precision.weights == "not published":
         return [], "weight precision not published"
+    if p.engine.speculative:
+        return [], f"speculative decoding ({p.engine.speculative})"
     headline = next((m for m in HEADLINE if p.metric(m) is not None), None)
     if headline is None:
         return [], "no throughput or request latency published"
