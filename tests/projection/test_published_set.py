@@ -83,3 +83,16 @@ def test_a_system_of_several_instances_is_scored_per_gpu_of_all_of_them():
     (m,), why = measurements(p)
     assert why is None and m.layout.n_gpus == 8 and m.lengths is not None and m.max_seqs == 512
     assert m.value == pytest.approx(p.metric("output_tok_s") / 72)
+
+
+def test_a_speculative_run_without_its_acceptance_is_not_projected():
+    """InferenceX's DeepSeek-R1 H200 row at concurrency 256 ran MTP: its tokens per step are unknown, so no projection
+    is scored against it; the same point without the flag would be."""
+    from tests.projection.validation_set import measurements
+
+    p = next(p for p in load_published().points if p.id == "ix-dsr1-h200_sxm-fp8-trt-8k1k")
+    ms, why = measurements(p)
+    assert ms == [] and why.startswith("speculative decoding (MTP")
+    plain = p.model_copy(update={"engine": p.engine.model_copy(update={"speculative": None})})
+    ms, why = measurements(plain)
+    assert why is None and ms and ms[0].kv_dtype == "fp8" and (ms[0].layout.ep, ms[0].layout.n_gpus) == (8, 8)
