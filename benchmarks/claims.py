@@ -287,17 +287,6 @@ def band_table(projs: list[Projected]) -> str:
                    "published points, same model and hardware, any precision (pred/pub; n/e: not expressible)"], rows)
 
 
-def _same_shape(nominal: int, mean: int) -> bool:
-    """A published row's mean length against the nominal one the projections are run at: InferenceX's client draws
-    each length uniformly from [0.8·L, L] (random range ratio 0.8), so its rows average 0.9·L."""
-    return abs(nominal - mean) <= 0.15 * nominal
-
-
-def _nominal(heads: dict, p) -> int:
-    """The key of `heads` (a nominal prompt length) that `p`'s mean prompt length was drawn under."""
-    return next(k for k in heads if _same_shape(k, p.input_tokens))
-
-
 def published_table(ids: tuple[str, ...], projs: list[Projected]) -> str:
     """Published points as the validation set records them, with $/M tokens at the catalog's first price tier, and
     the projection of the same model, hardware, precision and lengths at ≥ the point's tok/s/user (moebench's
@@ -312,9 +301,8 @@ def published_table(ids: tuple[str, ...], projs: list[Projected]) -> str:
         p = pts[i]
         total, tpot = p.metric("total_tok_s_per_gpu"), p.metric("tpot_ms")
         price = get_hardware(p.hardware).prices[0]
-        same = next((q for q in projs if (q.spec.hardware, q.spec.dtype) == (p.hardware, p.precision.weights)
-                     and _same_shape(q.spec.prompt, p.input_tokens) and _same_shape(q.spec.output, p.output_tokens)),
-                    None)
+        same = next((q for q in projs if (q.spec.hardware, q.spec.dtype, q.spec.prompt, q.spec.output)
+                     == (p.hardware, p.precision.weights, *p.nominal_lengths)), None)
         o = same.at(1000 / tpot) if same else Operating(1000 / tpot)
         pred = o.tok_s_per_gpu * (p.input_tokens + p.output_tokens) / p.output_tokens if o.tok_s_per_gpu else None
         rows.append([i, p.hardware, p.precision.weights, p.engine.name, f"{p.input_tokens}/{p.output_tokens}",
@@ -475,22 +463,22 @@ def _published_dsr1(v: Validation, heads: dict) -> list[str]:
     pts = {p.id: p for p in load_published().points}
     out = []
     h8 = pts[PUBLISHED_DSR1[0]]
-    hop8 = heads[_nominal(heads, h8)][0]
+    hop8 = heads[h8.nominal_lengths[0]][0]
     o = hop8.at(1000 / h8.metric("tpot_ms"))
     mine = _div(o.tok_s_per_gpu * (h8.input_tokens + h8.output_tokens) / h8.output_tokens if o.tok_s_per_gpu else None,
                 h8.metric("total_tok_s_per_gpu"))
     recorded = next((s.optimism for s in v.results if s.m.id.startswith(h8.id + "/")), None)
     lo = h8.layout
-    recorded_text = (f"the layout the validation set records for it (TP{lo.tp}) projects {_num(recorded)}×"
-                     if recorded is not None else
-                     f"the run used speculative decoding ({h8.engine.speculative}) with attention DP{lo.dp} and EP{lo.ep}, "
-                     "which moebench's projection here (no speculation) does not include, so the validation set does "
-                     "not project it")
-    out.append(f"InferenceX's H200 {h8.input_tokens}/{h8.output_tokens} row: moebench's own best layout ({o.layout}) is "
-               f"**{_num(mine)}×** the published throughput at the same tokens/s/user; {recorded_text}.")
+    recorded_text = (f"the run used speculative decoding ({h8.engine.speculative}) with attention DP{lo.dp} and "
+                     f"EP{lo.ep}, which moebench's projection here (no speculation) does not include, so the "
+                     "validation set does not project it" if h8.engine.speculative else
+                     f"the layout the validation set records for it projects {_num(recorded)}×")
+    out.append(f"InferenceX's H200 {'/'.join(map(str, h8.nominal_lengths))} row (mean lengths {h8.input_tokens}/"
+               f"{h8.output_tokens}): moebench's own best layout ({o.layout}) is **{_num(mine)}×** the published "
+               f"throughput at the same tokens/s/user; {recorded_text}.")
     h1 = pts[PUBLISHED_DSR1[2]]
     x1 = 1000 / h1.metric("tpot_ms")
-    o1 = heads[_nominal(heads, h1)][0].at(x1)
+    o1 = heads[h1.nominal_lengths[0]][0].at(x1)
     pub = h1.metric("total_tok_s_per_gpu")
     proj = o1.tok_s_per_gpu * (h1.input_tokens + h1.output_tokens) / h1.output_tokens if o1.tok_s_per_gpu else None
     out.append(f"InferenceX's H200 {h1.input_tokens}/{h1.output_tokens} row ran {h1.n_gpus} GPUs with disaggregated "

@@ -59,9 +59,9 @@ class Device:
 
     @property
     def arch_lookup(self) -> tuple[str, ...]:
-        """Where this GPU's per-architecture factors are looked up, nearest first: its architecture, then the family
-        a variant belongs to (blackwell_ultra → blackwell), so a new variant with nothing fitted or measured of its
-        own is costed like its family rather than at its datasheet peak."""
+        """Where this GPU's fitted per-architecture factors are looked up, nearest first: its architecture, then the
+        family a variant belongs to (blackwell_ultra → blackwell), so a variant with no factor fitted for it is costed
+        like its family rather than at factor 1."""
         return tuple(dict.fromkeys((self.arch, arch_family(self.arch)))) if self.arch else ()
 
     def compute_dtype(self, weight_dtype: str) -> str:
@@ -148,20 +148,15 @@ def arch_family(arch: str) -> str:
 
 
 def _arch_ceiling(hw: Any) -> dict[str, float]:
-    """A GPU without its own matmul measurement takes the median share its architecture's measured GPUs reach, or,
-    where none of its architecture is measured, its family's (a Blackwell Ultra takes the Blackwells')."""
+    """A GPU without its own matmul measurement takes the median share its architecture's measured GPUs reach."""
     from moebench.catalog import hardware_catalog
 
-    others = [o for o in hardware_catalog().values() if o.vendor == hw.vendor and o.id != hw.id]
-    for same in (lambda o: o.arch == hw.arch, lambda o: arch_family(o.arch) == arch_family(hw.arch)):
-        shares: dict[str, list[float]] = {}
-        for other in filter(same, others):
+    shares: dict[str, list[float]] = {}
+    for other in hardware_catalog().values():
+        if other.arch == hw.arch and other.vendor == hw.vendor and other.id != hw.id:
             for d, x in other.matmul_ceiling().items():
                 shares.setdefault(d, []).append(x)
-        got = {d: statistics.median(xs) for d, xs in shares.items() if (hw.peak_tflops or {}).get(d)}
-        if got:
-            return got
-    return {}
+    return {d: statistics.median(xs) for d, xs in shares.items() if (hw.peak_tflops or {}).get(d)}
 
 
 def _roofs(hid: str, roofs: Mapping[str, Any]) -> tuple[dict[str, float], float, str]:

@@ -137,7 +137,9 @@ class Presets:
         comm = dataclasses.replace(base.comm, alpha_scale_up_us=base.comm.alpha_scale_up_us * alpha,
                                    alpha_scale_out_us=base.comm.alpha_scale_out_us * alpha,
                                    link_eff=min(1.0, base.comm.link_eff * p.get(f"{v}.link", 1.0)))
-        def arch_factor(k: str, default: Optional[float]) -> Optional[float]:  # the nearest architecture name's
+
+        def arch_factor(k: str, default: Optional[float]) -> Optional[float]:
+            """`{arch}.{k}` for the first of the device's architecture names (its own, then its family) that has one."""
             return next((p[f"{a}.{k}"] for a in dev.arch_lookup if f"{a}.{k}" in p), default)
 
         dt = {k: arch_factor(k, 1.0) * dev.matmul_ceiling.get(k, base_share) / base_share

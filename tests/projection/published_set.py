@@ -60,7 +60,7 @@ class Engine(_Frozen):
     max_seqs: Optional[int] = Field(None, ge=1)
     # speculative decoding the run used (MTP, a draft model), where its acceptance rate is not published: the
     # tokens per step are then unknown and the point is not projected
-    speculative: Optional[str] = None
+    speculative: Optional[str] = Field(None, min_length=1)
 
 
 class Load(_Frozen):
@@ -88,6 +88,30 @@ class Lengths(_Frozen):
     prompt_sq: float = Field(gt=0)
     prompt_output: float = Field(gt=0)
     output_sq: float = Field(gt=0)
+    # a benchmark client's random lengths (vLLM's and SGLang's --random-range-ratio): each prompt and output drawn
+    # independently and uniformly from [int(range_ratio·L), L] for the nominal L the source names the row by
+    range_ratio: Optional[float] = Field(None, gt=0, le=1)
+    nominal: Optional[tuple[int, int]] = None  # (prompt, output) L
+
+    @model_validator(mode="after")
+    def _uniform(self):
+        if (self.range_ratio is None) != (self.nominal is None):
+            raise ValueError("lengths: range_ratio and nominal go together")
+        if self.range_ratio is not None:
+            p1, p2 = uniform_moments(self.nominal[0], self.range_ratio)
+            o1, o2 = uniform_moments(self.nominal[1], self.range_ratio)
+            want = (p1, o1, p2, p1 * o1, o2)
+            got = (self.prompt, self.output, self.prompt_sq, self.prompt_output, self.output_sq)
+            if any(abs(g - w) > 1e-4 * w for g, w in zip(got, want)):
+                raise ValueError(f"lengths: moments {got} are not those of range ratio {self.range_ratio} on "
+                                 f"{self.nominal}: {tuple(round(w, 1) for w in want)}")
+        return self
+
+
+def uniform_moments(nominal: int, range_ratio: float) -> tuple[float, float]:
+    """E[X] and E[X²] of an integer drawn uniformly from [int(range_ratio·nominal), nominal]."""
+    a, b = int(nominal * range_ratio), nominal
+    return (a + b) / 2, (b * (b + 1) * (2 * b + 1) - (a - 1) * a * (2 * a - 1)) / 6 / (b - a + 1)
 
 
 class Metric(_Frozen):
@@ -125,6 +149,13 @@ class PublishedPoint(_Frozen):
         if ln is not None and (self.input_tokens != round(ln.prompt) or self.output_tokens != round(ln.output)):
             raise ValueError(f"{self.id}: input/output_tokens must be the lengths' means, rounded")
         return self
+
+    @property
+    def nominal_lengths(self) -> tuple[int, int]:
+        """The (prompt, output) lengths the source names the point by: a client's nominal L where lengths were drawn
+        at random around it, else the recorded means."""
+        ln = self.lengths
+        return ln.nominal if ln is not None and ln.nominal is not None else (self.input_tokens, self.output_tokens)
 
     def metric(self, name: str) -> Optional[float]:
         return next((m.value for m in self.metrics if m.name == name), None)

@@ -96,3 +96,18 @@ def test_a_speculative_run_without_its_acceptance_is_not_projected():
     plain = p.model_copy(update={"engine": p.engine.model_copy(update={"speculative": None})})
     ms, why = measurements(plain)
     assert why is None and ms and ms[0].kv_dtype == "fp8" and (ms[0].layout.ep, ms[0].layout.n_gpus) == (8, 8)
+
+
+def test_a_clients_random_lengths_must_be_its_uniform_draws():
+    """InferenceX's client draws each length from [int(0.8·L), L]: a "1k/1k" row averages 921.5/921.5 tokens, and
+    moments that are not that distribution's are rejected."""
+    from tests.projection.published_set import uniform_moments
+
+    assert uniform_moments(1024, 0.8) == (921.5, pytest.approx(sum(x * x for x in range(819, 1025)) / 206))
+    raw = yaml.safe_load(DATA.read_text())
+    pt = next(p for p in raw["points"] if (p.get("lengths") or {}).get("range_ratio"))
+    p = next(q for q in load_published().points if q.id == pt["id"])
+    assert p.nominal_lengths == tuple(pt["lengths"]["nominal"]) != (p.input_tokens, p.output_tokens)
+    pt["lengths"]["prompt_sq"] *= 1.01
+    with pytest.raises(ValueError, match="range ratio"):
+        PublishedSet.model_validate(raw)
