@@ -78,9 +78,11 @@ def _print(doc: dict[str, Any]) -> None:
 
     sc = doc["scenario"]
     ln = sc.get("lengths")
+    where = (None if ln is None else f"{ln['requests']} requests' lengths from {ln['source']}" if ln["requests"]
+             else f"lengths: {ln['source']}")
     sizes = (f"{sc['prompt_tokens']} in / {sc['output_tokens']} out" if ln is None else
-             f"{ln['requests']} requests' lengths from {ln['source']} (mean {sc['prompt_tokens']} in / "
-             f"{sc['output_tokens']} out, decode context {ln['decode_context_tokens']:.0f})")
+             f"{where} (mean {sc['prompt_tokens']} in / {sc['output_tokens']} out, decode context "
+             f"{ln['decode_context_tokens']:.0f})")
     out.print(f"[bold]{doc['model']}[/bold] projected: {sizes}, "
               f"{sc['weight_dtype']} weights, {sc['kv_dtype']} KV; "
               + (f"calibrated from {doc['calibration']['source']}" if doc["calibration"] else
@@ -171,6 +173,7 @@ def register(app: typer.Typer) -> None:
         prompt: int = typer.Option(1024, "--prompt", callback=at_least(1), help="Prompt tokens per request."),
         output: int = typer.Option(256, "--output", callback=at_least(2), help="Output tokens per request."),
         lengths: Optional[Path] = typer.Option(None, "--lengths", help="A CSV of per-request token counts (columns input_length and output_length): project that length distribution instead of --prompt/--output."),
+        range_ratio: Optional[float] = typer.Option(None, "--range-ratio", help="Each request's lengths drawn uniformly from [R × --prompt, --prompt] and [R × --output, --output], as a benchmark client's random dataset does (vLLM/SGLang --random-range-ratio, moebench's range_ratio); R in (0, 1]."),
         dtype: WeightDtype = typer.Option(WeightDtype.bf16, "--dtype", help="Weight format (fp4/fp8 run weight-only where the tensor cores lack them)."),
         kv_dtype: KvDtype = typer.Option(KvDtype.bf16, "--kv-dtype", help="KV-cache format."),
         calibrate_: Optional[Path] = typer.Option(None, "--calibrate", help="A result JSON to fit efficiencies from."),
@@ -210,6 +213,7 @@ def register(app: typer.Typer) -> None:
             spec_tokens=spec_tokens, spec_accept=spec_accept,
             rates=tuple(_numbers(rate, "--rate", float)) if rate else (), offline=offline, expert_load_path=expert_load,
             disagg=disagg, prefill_batch=prefill_batch, lengths_path=lengths, max_seqs=max_seqs,
+            range_ratio=range_ratio,
         )
         if json_:
             emit_json(doc)

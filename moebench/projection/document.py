@@ -55,7 +55,7 @@ def projection_document(
     preset: str = "fitted", expert_imbalance: Optional[float] = None, spec_tokens: int = 0, spec_accept: float = 0.0,
     rates: tuple[float, ...] = (), offline: bool = False, expert_load_path: Optional[Path] = None,
     disagg: Optional[str] = None, prefill_batch: int = 1, lengths_path: Optional[Path] = None,
-    max_seqs: Optional[int] = None,
+    max_seqs: Optional[int] = None, range_ratio: Optional[float] = None,
 ) -> dict[str, Any]:
     """The `moebench project` document: per hardware, the projected records (shaped like measured ones, basis
     `projected`), the best point at each interactivity target, the frontier, the loads asked for (`under_load`) and
@@ -66,6 +66,7 @@ def projection_document(
     `disagg` ("PREFILL/DECODE" layouts) adds disaggregated pools: for each batch, one decode instance of that many
     sequences and the fewest prefill instances (of `prefill_batch` prompts per forward) that keep it busy.
     `lengths_path` (a CSV of per-request token counts) replaces the fixed `prompt` / `output` by that distribution;
+    `range_ratio` by a benchmark client's random one (each length uniform on [range_ratio·n, n], n = prompt, output);
     `max_seqs` the engine's cap on sequences in flight per attention group (else the preset's, or none)."""
     hardware = list(dict.fromkeys(hardware))  # a repeated id would only repeat its section
     if not hardware:
@@ -99,7 +100,17 @@ def projection_document(
         check_runs(cfg, model, fixed, "--layout", layout)
     for pool, text in zip(split or (), pool_texts or ()):
         check_runs(cfg, model, pool, "--disagg", text)
-    lengths = None if lengths_path is None else read_lengths(lengths_path)
+    if lengths_path is not None and range_ratio is not None:
+        raise BadInput("--lengths and --range-ratio: give either, not both")
+    if range_ratio is not None:
+        from moebench.projection.scenario import LengthMoments
+
+        lengths: Optional[tuple[LengthMoments, Optional[int]]] = (LengthMoments.uniform(prompt, output, range_ratio),
+                                                                   None)
+        lengths_source = f"uniform draws, range ratio {range_ratio:g} of {prompt} in / {output} out"
+    else:
+        lengths = None if lengths_path is None else read_lengths(lengths_path)
+        lengths_source = str(lengths_path)
     if lengths is None:
         sc = ServingScenario(prompt, output, weight_dtype=dtype, kv_dtype=kv_dtype)
     else:
@@ -137,7 +148,7 @@ def projection_document(
                      "gpus": fixed.n_gpus if fixed else gpus, "layout": layout, "engine": engine,
                      "request_rates": list(rates), "offline": offline, "max_seqs": max_seqs,
                      "lengths": None if lengths is None else {
-                         "source": str(lengths_path), "requests": lengths[1], "mean_prompt_tokens": lengths[0].prompt,
+                         "source": lengths_source, "requests": lengths[1], "mean_prompt_tokens": lengths[0].prompt,
                          "mean_output_tokens": lengths[0].output, "decode_context_tokens": sc.decode_context,
                          "prefill_attention_tokens": sc.prefill_attention_tokens,
                          "kv_tokens_per_sequence": sc.kv_tokens_per_seq},

@@ -48,6 +48,21 @@ class LengthMoments:
             raise BadInput("no request lengths given")
         return cls(sp / n, so / n, spp / n, spo / n, soo / n)
 
+    @classmethod
+    def uniform(cls, prompt: int, output: int, range_ratio: float) -> "LengthMoments":
+        """What a benchmark client's random dataset sends (moebench's endpoint `random` dataset, vLLM's and SGLang's
+        --random-range-ratio): each request's prompt and output lengths drawn independently and uniformly from the
+        integers in [max(1, int(range_ratio·n)), n] for the nominal n."""
+        if not 0.0 < range_ratio <= 1.0:
+            raise BadInput(f"range ratio {range_ratio:g} is not in (0, 1]")
+
+        def moments(n: int) -> tuple[float, float]:
+            a = max(1, int(n * range_ratio))
+            return (a + n) / 2, (n * (n + 1) * (2 * n + 1) - (a - 1) * a * (2 * a - 1)) / 6 / (n - a + 1)
+
+        (p1, p2), (o1, o2) = moments(prompt), moments(output)
+        return cls(p1, o1, p2, p1 * o1, o2)
+
 
 @dataclass(frozen=True)
 class ServingScenario:

@@ -16,6 +16,8 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from moebench.projection.scenario import LengthMoments
+
 DATA = Path(__file__).parent / "data" / "published.yaml"
 
 Split = Literal["fit", "holdout"]
@@ -98,20 +100,13 @@ class Lengths(_Frozen):
         if (self.range_ratio is None) != (self.nominal is None):
             raise ValueError("lengths: range_ratio and nominal go together")
         if self.range_ratio is not None:
-            p1, p2 = uniform_moments(self.nominal[0], self.range_ratio)
-            o1, o2 = uniform_moments(self.nominal[1], self.range_ratio)
-            want = (p1, o1, p2, p1 * o1, o2)
+            u = LengthMoments.uniform(*self.nominal, self.range_ratio)
+            want = (u.prompt, u.output, u.prompt_sq, u.prompt_output, u.output_sq)
             got = (self.prompt, self.output, self.prompt_sq, self.prompt_output, self.output_sq)
             if any(abs(g - w) > 1e-4 * w for g, w in zip(got, want)):
                 raise ValueError(f"lengths: moments {got} are not those of range ratio {self.range_ratio} on "
                                  f"{self.nominal}: {tuple(round(w, 1) for w in want)}")
         return self
-
-
-def uniform_moments(nominal: int, range_ratio: float) -> tuple[float, float]:
-    """E[X] and E[X²] of an integer drawn uniformly from [int(range_ratio·nominal), nominal]."""
-    a, b = int(nominal * range_ratio), nominal
-    return (a + b) / 2, (b * (b + 1) * (2 * b + 1) - (a - 1) * a * (2 * a - 1)) / 6 / (b - a + 1)
 
 
 class Metric(_Frozen):

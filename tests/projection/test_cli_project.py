@@ -324,3 +324,26 @@ def test_bad_lengths_file_is_one_line(app, tmp_path, content, needle):
     assert needle in str(r.exception) and "\n" not in str(r.exception)
     r = _invoke(app, "--model", "mixtral:8x7b", "--hardware", "h100_sxm", "--lengths", str(tmp_path / "none.csv"))
     assert isinstance(r.exception, BadInput) and "does not exist" in str(r.exception)
+
+
+def test_range_ratio_projects_a_clients_random_lengths(app, tmp_path):
+    """--range-ratio R is the distribution a benchmark client's random dataset sends (each length uniform on
+    [int(R·n), n]): the same projection as a --lengths file listing every pair of that grid once."""
+    grid = tmp_path / "grid.csv"
+    grid.write_text("input_length,output_length\n" + "".join(f"{p},{o}\n" for p in range(100, 201)
+                                                             for o in range(25, 51)))
+    args = ("--model", "mixtral:8x7b", "--hardware", "h100_sxm", "--batch", "8", "--dtype", "fp8", "--json")
+    r = _invoke(app, *args, "--prompt", "200", "--output", "50", "--range-ratio", "0.5")
+    g = _invoke(app, *args, "--lengths", str(grid))
+    assert r.exit_code == 0 and g.exit_code == 0, r.output + g.output
+    sr, sg = json.loads(r.stdout)["scenario"], json.loads(g.stdout)["scenario"]
+    assert (sr["prompt_tokens"], sr["output_tokens"]) == (sg["prompt_tokens"], sg["output_tokens"]) == (150, 38)
+    assert sr["lengths"]["requests"] is None and "range ratio 0.5 of 200 in / 50 out" in sr["lengths"]["source"]
+    for k in ("decode_context_tokens", "kv_tokens_per_sequence", "prefill_attention_tokens"):
+        assert sr["lengths"][k] == pytest.approx(sg["lengths"][k], rel=1e-9), k
+    tpot = [json.loads(x.stdout)["hardware"][0]["records"][0]["metrics"]["tpot_ms"]["median"] for x in (r, g)]
+    assert tpot[0] == pytest.approx(tpot[1], rel=1e-9)
+    for extra, needle in ((("--range-ratio", "0"), "not in (0, 1]"),
+                          (("--range-ratio", "0.8", "--lengths", str(grid)), "give either, not both")):
+        bad = _invoke(app, "--model", "mixtral:8x7b", "--hardware", "h100_sxm", *extra)
+        assert isinstance(bad.exception, BadInput) and needle in str(bad.exception), bad.output

@@ -101,9 +101,10 @@ def test_a_speculative_run_without_its_acceptance_is_not_projected():
 def test_a_clients_random_lengths_must_be_its_uniform_draws():
     """InferenceX's client draws each length from [int(0.8·L), L]: a "1k/1k" row averages 921.5/921.5 tokens, and
     moments that are not that distribution's are rejected."""
-    from tests.projection.published_set import uniform_moments
+    from moebench.projection.scenario import LengthMoments
 
-    assert uniform_moments(1024, 0.8) == (921.5, pytest.approx(sum(x * x for x in range(819, 1025)) / 206))
+    u = LengthMoments.uniform(1024, 1024, 0.8)
+    assert (u.prompt, u.prompt_sq) == (921.5, pytest.approx(sum(x * x for x in range(819, 1025)) / 206))
     raw = yaml.safe_load(DATA.read_text())
     pt = next(p for p in raw["points"] if (p.get("lengths") or {}).get("range_ratio"))
     p = next(q for q in load_published().points if q.id == pt["id"])
