@@ -78,11 +78,11 @@ def _print(doc: dict[str, Any]) -> None:
 
     sc = doc["scenario"]
     ln = sc.get("lengths")
-    where = (None if ln is None else f"{ln['requests']} requests' lengths from {ln['source']}" if ln["requests"]
-             else f"lengths: {ln['source']}")
-    sizes = (f"{sc['prompt_tokens']} in / {sc['output_tokens']} out" if ln is None else
-             f"{where} (mean {sc['prompt_tokens']} in / {sc['output_tokens']} out, decode context "
-             f"{ln['decode_context_tokens']:.0f})")
+    sizes = f"{sc['prompt_tokens']} in / {sc['output_tokens']} out"
+    if ln is not None:
+        where = (f"{ln['requests']} requests' lengths from {ln['source']}" if ln["requests"] else
+                 f"lengths: {ln['source']}")
+        sizes = f"{where} (mean {sizes}, decode context {ln['decode_context_tokens']:.0f})"
     out.print(f"[bold]{doc['model']}[/bold] projected: {sizes}, "
               f"{sc['weight_dtype']} weights, {sc['kv_dtype']} KV; "
               + (f"calibrated from {doc['calibration']['source']}" if doc["calibration"] else

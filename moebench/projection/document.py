@@ -85,7 +85,8 @@ def projection_document(
     if spec_tokens and not 0.0 <= spec_accept <= 1.0:
         raise BadInput(f"--spec-accept: {spec_accept} is not a probability")
     from moebench.catalog import get_hardware
-    from moebench.projection import Assumptions, ServingScenario, calibrate, device_from_hardware, project, resolve_config
+    from moebench.projection import (Assumptions, LengthMoments, ServingScenario, calibrate, device_from_hardware,
+                                     project, resolve_config)
     from moebench.projection import presets as presets_
     from moebench.projection.layout import check_runs, parse_layout
     from moebench.projection.load import under_load
@@ -102,19 +103,17 @@ def projection_document(
         check_runs(cfg, model, pool, "--disagg", text)
     if lengths_path is not None and range_ratio is not None:
         raise BadInput("--lengths and --range-ratio: give either, not both")
+    moments: Optional[LengthMoments] = None
+    requests: Optional[int] = None  # requests the distribution was read from (None: an analytic one)
     if range_ratio is not None:
-        from moebench.projection.scenario import LengthMoments
-
-        lengths: Optional[tuple[LengthMoments, Optional[int]]] = (LengthMoments.uniform(prompt, output, range_ratio),
-                                                                   None)
+        moments = LengthMoments.uniform(prompt, output, range_ratio)
         lengths_source = f"uniform draws, range ratio {range_ratio:g} of {prompt} in / {output} out"
-    else:
-        lengths = None if lengths_path is None else read_lengths(lengths_path)
-        lengths_source = str(lengths_path)
-    if lengths is None:
+    elif lengths_path is not None:
+        (moments, requests), lengths_source = read_lengths(lengths_path), str(lengths_path)
+    if moments is None:
         sc = ServingScenario(prompt, output, weight_dtype=dtype, kv_dtype=kv_dtype)
     else:
-        sc = ServingScenario.of_lengths(lengths[0], weight_dtype=dtype, kv_dtype=kv_dtype)
+        sc = ServingScenario.of_lengths(moments, weight_dtype=dtype, kv_dtype=kv_dtype)
         prompt, output = sc.prompt_tokens, sc.output_tokens
     base = Assumptions(comm_overlap=overlap, serving=serving, mem_util=mem_util,  # type: ignore[arg-type]
                        spec_tokens=spec_tokens, spec_accept=spec_accept)
@@ -147,9 +146,9 @@ def projection_document(
                      "kv_dtype": sc.kv_dtype, "batch_sizes": batches, "interactivity_targets": interactivity,
                      "gpus": fixed.n_gpus if fixed else gpus, "layout": layout, "engine": engine,
                      "request_rates": list(rates), "offline": offline, "max_seqs": max_seqs,
-                     "lengths": None if lengths is None else {
-                         "source": lengths_source, "requests": lengths[1], "mean_prompt_tokens": lengths[0].prompt,
-                         "mean_output_tokens": lengths[0].output, "decode_context_tokens": sc.decode_context,
+                     "lengths": None if moments is None else {
+                         "source": lengths_source, "requests": requests, "mean_prompt_tokens": moments.prompt,
+                         "mean_output_tokens": moments.output, "decode_context_tokens": sc.decode_context,
                          "prefill_attention_tokens": sc.prefill_attention_tokens,
                          "kv_tokens_per_sequence": sc.kv_tokens_per_seq},
                      "disaggregated": None if pool_texts is None else {
