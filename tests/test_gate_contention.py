@@ -107,7 +107,8 @@ def test_two_identical_runs_one_beside_a_cpu_hog_gate_inconclusive_not_regressed
     wl = parse_workload({**WL, "timing": {"warmup": 1, "repeats": 7}})  # 7 vs 7: Mann-Whitney can reach p < 0.002
     quiet, quiet_path = run_workload(wl, out_dir=tmp_path / "quiet")
     # the scheduler now and then shields a run this small from the hogs (one CI run: busy medians 8 % faster, only
-    # the tail slowed); a regression is what this test needs the hog to cause, so it gets three tries
+    # the tail slowed; one README run: the hogs' share of its short timed windows read under the threshold); a
+    # recorded, regression-causing contention is what this test needs the hog to cause, so it gets three tries
     for attempt in range(3):
         procs = hogs(os.sched_getaffinity(0))
         try:
@@ -119,7 +120,7 @@ def test_two_identical_runs_one_beside_a_cpu_hog_gate_inconclusive_not_regressed
                 p.wait()
         blind = gate([_without_contention(quiet)], [_without_contention(busy)])  # what the gate said before
         regressed = {(r.model, r.batch_size, r.metric) for r in blind.rows if r.status == "regressed"}
-        if regressed or contended(quiet):
+        if (regressed or contended(quiet)) and contended(busy):
             break
 
     why = contended(busy)
