@@ -94,11 +94,23 @@ class Lengths(_Frozen):
     # independently and uniformly from [int(range_ratio·L), L] for the nominal L the source names the row by
     range_ratio: Optional[float] = Field(None, gt=0, le=1)
     nominal: Optional[tuple[int, int]] = None  # (prompt, output) L
+    # the run's own mean output tokens per request where its results give it (MLPerf's summary: Tokens per second
+    # ÷ Samples per second): the engine stops at its model's end of sequence, not at the length of the dataset's
+    # reference answer. The requests' output lengths are then the dataset's scaled to that mean.
+    generated: Optional[float] = Field(None, ge=1)
+    generated_from: Optional[str] = Field(None, min_length=10)  # owner/repo@commit:path of the results it is read from
+
+    def moments(self) -> LengthMoments:
+        """What the projection takes: the dataset's moments, its outputs scaled to the run's mean where given."""
+        s = (self.generated or self.output) / self.output
+        return LengthMoments(self.prompt, self.output * s, self.prompt_sq, self.prompt_output * s, self.output_sq * s * s)
 
     @model_validator(mode="after")
     def _uniform(self):
         if (self.range_ratio is None) != (self.nominal is None):
             raise ValueError("lengths: range_ratio and nominal go together")
+        if (self.generated is None) != (self.generated_from is None):
+            raise ValueError("lengths: generated and generated_from go together")
         if self.range_ratio is not None:
             u = LengthMoments.uniform(*self.nominal, self.range_ratio)
             want = (u.prompt, u.output, u.prompt_sq, u.prompt_output, u.output_sq)
@@ -141,8 +153,8 @@ class PublishedPoint(_Frozen):
     @model_validator(mode="after")
     def _means_match(self):
         ln = self.lengths
-        if ln is not None and (self.input_tokens != round(ln.prompt) or self.output_tokens != round(ln.output)):
-            raise ValueError(f"{self.id}: input/output_tokens must be the lengths' means, rounded")
+        if ln is not None and (self.input_tokens != round(ln.prompt) or self.output_tokens != round(ln.moments().output)):
+            raise ValueError(f"{self.id}: input/output_tokens must be the lengths' means (the run's output), rounded")
         return self
 
     @property

@@ -112,3 +112,28 @@ def test_a_clients_random_lengths_must_be_its_uniform_draws():
     pt["lengths"]["prompt_sq"] *= 1.01
     with pytest.raises(ValueError, match="range ratio"):
         PublishedSet.model_validate(raw)
+
+
+def test_a_runs_own_mean_output_scales_the_datasets_outputs():
+    """MLPerf's DeepSeek-R1 runs generate ~3,750 tokens a sample (their summary: Tokens/s ÷ Samples/s), not the
+    dataset's 4,043: the projection takes the run's mean, the dataset's spread scaled to it, prompts untouched; a
+    point whose output_tokens is the dataset's mean is rejected."""
+    from tests.projection.validation_set import measurements
+
+    raw = yaml.safe_load(DATA.read_text())
+    pt = next(p for p in raw["points"] if p["id"] == "mlperf60-deepseek-r1-b200x8-dell-offline")
+    ln = pt["lengths"]
+    assert ln["generated"] == pytest.approx(58235.4 / 15.5349, abs=0.1) and "mlperf_log_summary" in ln["generated_from"]
+    p = next(q for q in load_published().points if q.id == pt["id"])
+    (m,), why = measurements(p)
+    s = ln["generated"] / ln["output"]
+    assert why is None and m.lengths.output == pytest.approx(ln["generated"]) and m.output == round(ln["generated"])
+    assert (m.lengths.prompt, m.lengths.prompt_sq) == (ln["prompt"], ln["prompt_sq"])
+    assert m.lengths.output_sq == pytest.approx(ln["output_sq"] * s * s)
+    assert m.lengths.prompt_output == pytest.approx(ln["prompt_output"] * s)
+    pt["output_tokens"] = round(ln["output"])
+    with pytest.raises(ValueError, match="means"):
+        PublishedSet.model_validate(raw)
+    pt["output_tokens"], ln["generated_from"] = round(ln["generated"]), None
+    with pytest.raises(ValueError, match="go together"):
+        PublishedSet.model_validate(raw)

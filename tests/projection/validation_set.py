@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Optional
 
 from moebench.errors import MoebenchError
-from moebench.projection import LengthMoments, Layout, device_for, resolve_config
+from moebench.projection import Layout, device_for, resolve_config
 from moebench.projection.layout import check_runs
 from moebench.projection.fit import Measurement
 from tests.projection.published import H800
@@ -86,7 +86,7 @@ def measurements(p: PublishedPoint) -> tuple[list[Measurement], Optional[str]]:
         load = {"request_rate": "rate", "offline": "offline"}[p.load.kind]
     overlap = 1.0 if lo.disaggregated and ep > 1 else 0.0  # wide-EP decode pools run two-batch overlap
     ln = p.lengths
-    lengths = None if ln is None else LengthMoments(ln.prompt, ln.output, ln.prompt_sq, ln.prompt_output, ln.output_sq)
+    lengths = None if ln is None else ln.moments()
     out = []
     for name in (headline, "tpot_ms", "ttft_ms"):
         v = p.metric(name)
