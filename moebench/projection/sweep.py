@@ -156,7 +156,7 @@ def project(cfg: ArchConfig, dev: Device, sc: ServingScenario, a: Assumptions, *
                 else "raise --max-gpus or lower the precision" if wider else
                 f"tensor parallelism stays inside one scale-up domain of {dev.domain_size} and a pipeline has at "
                 f"most {PIPELINE_STAGES[-1]} stages: lower the precision")
-        notes.append(f"does not fit in {largest} GPUs at any batch ({hint})")
+        notes.append(f"does not fit in {gpus_text(largest)} at any batch ({hint})")
     return Projection(dev, pts, notes)
 
 

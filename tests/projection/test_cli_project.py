@@ -167,7 +167,7 @@ def test_a_fixed_deployment_with_its_memory_share_loads_and_trust_band(app):
     assert every["engine"] == "any" and every["stacks"] > stacks["stacks"]  # --engine any: every engine's stacks
 
     low = json.loads(_invoke(app, *args, "--mem-util", "0.8", "--json").stdout)["hardware"][0]
-    assert low["records"] == [] and "does not fit" in " ".join(low["notes"])
+    assert low["records"] == [] and "does not fit in 1 GPU at any batch" in " ".join(low["notes"])
 
     table = _invoke(app, *args, "--mem-util", "0.95")
     assert "how far to trust it: NVIDIA" in table.stdout and "held-out median" in table.stdout
