@@ -137,3 +137,28 @@ def test_a_runs_own_mean_output_scales_the_datasets_outputs():
     pt["output_tokens"], ln["generated_from"] = round(ln["generated"]), None
     with pytest.raises(ValueError, match="go together"):
         PublishedSet.model_validate(raw)
+
+
+def test_trtllm_bench_runs_are_bounded_by_their_kv_cache_not_the_presets_cap():
+    """trtllm-bench sizes max_batch_size from its own KV estimate (capped at 4,096): Qwen3-30B-A3B on one B200 at
+    1k/1k runs as many sequences as its KV cache holds, more than the engine preset's fitted cap; the v0.14 page,
+    built another way, keeps the preset's cap."""
+    from moebench.projection import resolve_config
+    from moebench.projection.fit import base_assumptions
+    from moebench.projection.load import kv_capacity, offline
+    from moebench.projection.presets import builtin
+    from moebench.projection.scenario import ServingScenario
+    from tests.projection.validation_set import measurements
+
+    pts = {p.id: p for p in load_published().points}
+    assert pts["trt-qwen3-30b-b200-tp1-fp4-1000-1000"].engine.max_seqs == 4096
+    assert all(p.engine.max_seqs is None for p in pts.values() if p.source_group == "trtllm-perf-v0.14")
+    (m,), why = measurements(pts["trt-qwen3-30b-b200-tp1-fp4-1000-1000"])
+    assert why is None and m.max_seqs == 4096
+    cfg, presets = resolve_config(m.model), builtin()
+    a = presets.assumptions(m.device, m.engine, base_assumptions(m)).replace(max_seqs=m.max_seqs)
+    sc = ServingScenario(m.prompt, m.output, weight_dtype=m.weight_dtype, kv_dtype=m.kv_dtype, lengths=m.lengths)
+    cap = kv_capacity(cfg, m.layout, m.device, sc, a)
+    preset_cap = round(presets.params["trt-llm.max_seqs"])
+    assert preset_cap < cap < 4096  # the KV cache binds, above what the preset would have allowed
+    assert offline(cfg, m.layout, m.device, sc, a).point.batch == cap
