@@ -36,6 +36,15 @@ def _run(slower: float = 1.0, contention: dict | None = None, run_id: str = "r")
     return doc
 
 
+def _pin_process(cpus: set[int]) -> None:
+    """Every thread of this process onto `cpus` (threads started later inherit it from the main thread)."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:  # a thread that ended meanwhile
+            pass
+
+
 def _statuses(res) -> set[str]:
     return {r.status for r in res.rows}
 
@@ -106,15 +115,22 @@ def test_two_identical_runs_one_beside_a_cpu_hog_gate_inconclusive_not_regressed
 
     wl = parse_workload({**WL, "timing": {"warmup": 1, "repeats": 7}})  # 7 vs 7: Mann-Whitney can reach p < 0.002
     quiet, quiet_path = run_workload(wl, out_dir=tmp_path / "quiet")
-    # the scheduler now and then shields a run this small from the hogs (one CI run: busy medians 8 % faster, only
-    # the tail slowed; one README run: the hogs' share of its short timed windows read under the threshold); a
-    # recorded, regression-causing contention is what this test needs the hog to cause, so it gets three tries
+    # One busy loop per core beside a run free to use every core let the scheduler shield a run this small now and
+    # then (CI runs: busy medians 8 % faster, only the tail slowed; a 31 % faster TTFT median, no metric regressed).
+    # So the busy run is pinned, every thread of it (as taskset pins a process: pinning only the main thread leaves
+    # the intra-op threads' CPU on another core, and the record reads the pinned core as quiet), to one core with two
+    # loops on it: a slowdown the gate cannot miss. Three tries all the same: a recorded, regression-causing
+    # contention is what this test needs the hog to cause.
+    cores = os.sched_getaffinity(0)
+    one = {min(cores)}
     for attempt in range(3):
-        procs = hogs(os.sched_getaffinity(0))
+        procs = hogs(one, per_core=2)
         try:
             assert [p.stdout.readline() for p in procs] == ["go\n"] * len(procs)  # all spinning (EOF if one died)
+            _pin_process(one)
             busy, busy_path = run_workload(wl, out_dir=tmp_path / f"busy{attempt}")
         finally:
+            _pin_process(cores)
             for p in procs:
                 p.kill()
                 p.wait()

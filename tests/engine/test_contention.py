@@ -23,13 +23,14 @@ WL = {
 HOG_S = 120  # a hog outlives no run by more than this, even if the test is killed before it kills it
 
 
-def hogs(cores: set[int]) -> list[subprocess.Popen]:
-    """One busy loop per usable core, pinned to our cores, each bounded in time (`go` once it spins)."""
+def hogs(cores: set[int], per_core: int = 1) -> list[subprocess.Popen]:
+    """`per_core` busy loops per usable core, pinned to our cores, each bounded in time (`go` once it spins)."""
     code = ("import os, sys, time\n"
             f"os.sched_setaffinity(0, {sorted(cores)!r})\n"
             "sys.stdout.write('go\\n'); sys.stdout.flush()\n"
             f"t = time.monotonic()\nwhile time.monotonic() - t < {HOG_S}: pass\n")
-    return [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in cores]
+    return [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+            for _ in range(per_core * len(cores))]
 
 
 def test_a_run_beside_a_cpu_hog_says_it_was_contended(tmp_path):
