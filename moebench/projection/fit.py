@@ -83,14 +83,20 @@ def predict(m: Measurement, cfg: ArchConfig, presets: Presets) -> Optional[float
     return _with_source(m, _projected(m, cfg, presets), presets)
 
 
-def _projected(m: Measurement, cfg: ArchConfig, presets: Presets) -> Optional[float]:
+def conditions(m: Measurement, presets: Presets) -> tuple[Assumptions, ServingScenario]:
+    """The assumptions and scenario `m` is projected under: the presets for its device and engine, its published
+    sequence cap and memory share, the eager host time where it ran without graphs, its lengths."""
     a = presets.assumptions(m.device, m.engine, base_assumptions(m))
     if m.max_seqs is not None:
         a = a.replace(max_seqs=m.max_seqs)
     if m.eager:
         host = presets.params.get("eager.host_us", 0.0)
         a = a.replace(host_us={"prefill": host, "decode": host})
-    sc = ServingScenario(m.prompt, m.output, weight_dtype=m.weight_dtype, kv_dtype=m.kv_dtype, lengths=m.lengths)
+    return a, ServingScenario(m.prompt, m.output, weight_dtype=m.weight_dtype, kv_dtype=m.kv_dtype, lengths=m.lengths)
+
+
+def _projected(m: Measurement, cfg: ArchConfig, presets: Presets) -> Optional[float]:
+    a, sc = conditions(m, presets)
     lay = m.layout
     lp: Optional[LoadPoint]
     if m.load == "concurrency":

@@ -106,7 +106,7 @@ class Lengths(_Frozen):
         return LengthMoments(self.prompt, self.output * s, self.prompt_sq, self.prompt_output * s, self.output_sq * s * s)
 
     @model_validator(mode="after")
-    def _uniform(self):
+    def _consistent(self):
         if (self.range_ratio is None) != (self.nominal is None):
             raise ValueError("lengths: range_ratio and nominal go together")
         if (self.generated is None) != (self.generated_from is None):

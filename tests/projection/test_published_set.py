@@ -144,10 +144,9 @@ def test_trtllm_bench_runs_are_bounded_by_their_kv_cache_not_the_presets_cap():
     1k/1k runs as many sequences as its KV cache holds, more than the engine preset's fitted cap; the v0.14 page,
     built another way, keeps the preset's cap."""
     from moebench.projection import resolve_config
-    from moebench.projection.fit import base_assumptions
+    from moebench.projection.fit import conditions
     from moebench.projection.load import kv_capacity, offline
     from moebench.projection.presets import builtin
-    from moebench.projection.scenario import ServingScenario
     from tests.projection.validation_set import measurements
 
     pts = {p.id: p for p in load_published().points}
@@ -156,8 +155,7 @@ def test_trtllm_bench_runs_are_bounded_by_their_kv_cache_not_the_presets_cap():
     (m,), why = measurements(pts["trt-qwen3-30b-b200-tp1-fp4-1000-1000"])
     assert why is None and m.max_seqs == 4096
     cfg, presets = resolve_config(m.model), builtin()
-    a = presets.assumptions(m.device, m.engine, base_assumptions(m)).replace(max_seqs=m.max_seqs)
-    sc = ServingScenario(m.prompt, m.output, weight_dtype=m.weight_dtype, kv_dtype=m.kv_dtype, lengths=m.lengths)
+    a, sc = conditions(m, presets)
     cap = kv_capacity(cfg, m.layout, m.device, sc, a)
     preset_cap = round(presets.params["trt-llm.max_seqs"])
     assert preset_cap < cap < 4096  # the KV cache binds, above what the preset would have allowed
