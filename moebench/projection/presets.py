@@ -165,10 +165,15 @@ class Presets:
             return None
         # each stack's factor is relative to its own engine's level: with no engine named, that is not this one
         who, like = (f"{engine} ", "a projection like this") if mine else ("", "a projection for their own engine")
+        text = (f"the fit's {len(f)} published {who}stacks ran {f[0]:.2f}–{f[-1]:.2f}× {like} "
+                f"(median {statistics.median(f):.2f}×)")
+        # the band comes from the held-out points of the hardware group, whatever their engine: say where none ran it
+        held = sum(h.engine == engine for h in self.held_out)
+        if mine and self.held_out and not held:
+            text += f"; no held-out point ran {engine}, so the band above is other engines' error"
         return {"stacks": len(f), "engine": engine if mine else ANY_ENGINE, "min": f[0],
-                "median": statistics.median(f), "max": f[-1],
-                "text": f"the fit's {len(f)} published {who}stacks ran {f[0]:.2f}–{f[-1]:.2f}× {like} "
-                        f"(median {statistics.median(f):.2f}×)"}
+                "median": statistics.median(f), "max": f[-1], "held_out_points": held if mine else len(self.held_out),
+                "text": text}
 
     def band(self, vendor: str, kind: str, precision: str, *, min_points: int = 3,
              metric: str = "throughput") -> Optional[Band]:

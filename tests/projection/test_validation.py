@@ -10,7 +10,7 @@ import pytest
 
 from moebench.projection import resolve_config
 from moebench.projection.fit import score, stack, summaries
-from moebench.projection.presets import builtin
+from moebench.projection.presets import HeldOut, Presets, builtin
 from tests.projection.validation_set import load_set
 
 # docs/projection.md, "Against published measurements, held out": the band over every held-out point, and every
@@ -86,3 +86,18 @@ def test_the_band_narrows_to_the_projections_group():
     assert nvidia is not None and nvidia.n >= 3 and "NVIDIA" in nvidia.label
     assert nvidia.text().startswith(nvidia.label + ": held-out median")
     assert p.band("nobody", "moe", "fp8").label == "all hardware and models"  # no group of its own: every point
+
+
+
+def test_an_engine_no_held_out_point_ran_is_told_its_band_is_other_engines():
+    vllm = HeldOut("x/output_tokens_per_s_per_gpu", "nvidia", "moe", "fp8", "vllm", "output_tokens_per_s_per_gpu",
+                   0.9, False, 0.9)
+    p = Presets({"source.a/vllm": 0.8, "source.b/sglang": 1.2, "source.c/sglang": 0.9}, held_out=(vllm,))
+    assert p.stack_spread("vllm")["held_out_points"] == 1 and "no held-out" not in p.stack_spread("vllm")["text"]
+    sglang = p.stack_spread("sglang")
+    assert sglang["held_out_points"] == 0 and sglang["text"].endswith("no held-out point ran sglang, so the band above "
+                                                                      "is other engines' error")
+    shipped = builtin()  # the committed presets say it for every engine none of their held-out points ran
+    for engine in ("trt-llm", "vllm", "sglang"):
+        told = "no held-out point ran" in shipped.stack_spread(engine)["text"]
+        assert told == (not any(h.engine == engine for h in shipped.held_out))
