@@ -118,7 +118,7 @@ def _print(doc: dict[str, Any]) -> None:
                        fmt(p["output_tokens_per_s_per_gpu"]), fmt(c.get("input")), fmt(c.get("output")), fmt(c.get("blended")))
         out.print(t2)
         if h["under_load"]:
-            t3 = Table(title="under load (requests beyond what the KV cache and the engine's cap hold wait for a slot)", title_justify="left")
+            t3 = Table(title="under load, on the fewest GPUs that hold the model (requests beyond what its KV cache and the engine's cap hold wait for a slot; --gpus or --layout for another instance)", title_justify="left")
             for col in ("load", "layout", "in flight", "holds", "queue ms", "TTFT ms", "TPOT ms", "out tok/s/GPU"):
                 t3.add_column(col, justify="left" if col in ("load", "layout") else "right")
             for row in h["under_load"]:
@@ -182,7 +182,7 @@ def register(app: typer.Typer) -> None:
         interactivity: str = typer.Option("10,20,50,100", "--interactivity", help="Comma-separated tokens/s/user targets."),
         overlap: str = typer.Option("none", "--overlap", help="Communication hidden behind compute: none, full (two-batch overlap) or a fraction."),
         serving: Serving = typer.Option(Serving.continuous, "--serving", help="continuous (vLLM/SGLang-style) or static (moebench run)."),
-        max_gpus: int = typer.Option(128, "--max-gpus", callback=at_least(1), help="Largest model instance to consider."),
+        max_gpus: Optional[int] = typer.Option(None, "--max-gpus", callback=at_least(1), help="Largest model instance the layout search considers (default 128)."),
         gpus: Optional[int] = typer.Option(None, "--gpus", callback=at_least(1), help="GPUs per model instance (any count the hardware allows); default: the fewest that fit."),
         layout: Optional[str] = typer.Option(None, "--layout", help="Explicit layout, e.g. tp=8,ep=8,dp=1,pp=1 (GPUs = tp·dp·pp; ep is 1, experts tensor-parallel, or tp·dp)."),
         mem_util: float = typer.Option(0.9, "--mem-util", callback=at_least(0.0, above=True), help="Share of HBM that weights + KV cache may use."),

@@ -5,12 +5,13 @@ frontier. moebench.report.sources shows each hardware entry as a result document
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from moebench import __version__
 from moebench.errors import BadInput
-from moebench.projection.sweep import DEFAULT_BATCHES, point_json
+from moebench.projection.sweep import DEFAULT_BATCHES, DEFAULT_MAX_GPUS, point_json
 from moebench.results import load_result, make_record, stat
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def _record(model: str, p, dev, sc, calib_source: Optional[str], serving: str = 
 def projection_document(
     *, model: str, hardware: list[str], batches: list[int], prompt: int, output: int, dtype: str, kv_dtype: str,
     calibrate_path: Optional[Path], price_tier: Optional[str], price: Optional[float], interactivity: list[float],
-    overlap: float, serving: str, max_gpus: int, keep_host: bool = False, log: Callable[[str], None] = lambda _: None,
+    overlap: float, serving: str, max_gpus: Optional[int], keep_host: bool = False, log: Callable[[str], None] = lambda _: None,
     gpus: Optional[int] = None, layout: Optional[str] = None, mem_util: float = 0.9, engine: str = "any",
     preset: str = "fitted", expert_imbalance: Optional[float] = None, spec_tokens: int = 0, spec_accept: float = 0.0,
     rates: tuple[float, ...] = (), offline: bool = False, expert_load_path: Optional[Path] = None,
@@ -82,8 +83,13 @@ def projection_document(
         raise BadInput("--prefill-batch sizes the prefill pool of --disagg: it needs --disagg")
     if not 0.0 < mem_util <= 1.0:
         raise BadInput(f"--mem-util: {mem_util} is not a fraction in (0, 1]")
-    if spec_tokens and not 0.0 <= spec_accept <= 1.0:
+    if not 0.0 <= spec_accept <= 1.0:
         raise BadInput(f"--spec-accept: {spec_accept} is not a probability")
+    if spec_accept and not spec_tokens:
+        raise BadInput("--spec-accept is the drafted tokens' acceptance: it needs --spec-tokens")
+    if max_gpus is not None and gpus is not None and gpus > max_gpus:
+        raise BadInput(f"--gpus {gpus} is more than --max-gpus {max_gpus}")
+    max_gpus = DEFAULT_MAX_GPUS if max_gpus is None else max_gpus
     from moebench.catalog import get_hardware
     from moebench.projection import (Assumptions, LengthMoments, ServingScenario, calibrate, device_from_hardware,
                                      project, resolve_config)
@@ -99,8 +105,20 @@ def projection_document(
     cfg = resolve_config(model)
     if fixed is not None:
         check_runs(cfg, model, fixed, "--layout", layout)
+    if expert_imbalance is not None and not cfg.is_moe:
+        raise BadInput(f"--expert-imbalance: {model} is dense (no routed experts)")
     for pool, text in zip(split or (), pool_texts or ()):
         check_runs(cfg, model, pool, "--disagg", text)
+    if gpus is not None and fixed is None:
+        from moebench.projection.layout import PIPELINE_STAGES, instance_layouts, max_ep
+
+        for hid in hardware:  # the layouts of N GPUs depend on the scale-up domain
+            dev = device_from_hardware(get_hardware(hid))
+            if not any(instance_layouts(cfg, dev, gpus)):
+                ep = f", expert parallelism at most {max_ep(cfg)} ranks" if cfg.is_moe else ""
+                raise BadInput(f"--gpus {gpus}: no layout of that many {dev.id} GPUs is one a serving engine runs for "
+                               f"{model} (attention TP splits its heads inside one scale-up domain of "
+                               f"{dev.domain_size}{ep}, at most {PIPELINE_STAGES[-1]} pipeline stages; --layout fixes one)")
     if lengths_path is not None and range_ratio is not None:
         raise BadInput("--lengths and --range-ratio: give either, not both")
     moments: Optional[LengthMoments] = None
@@ -109,7 +127,13 @@ def projection_document(
         moments = LengthMoments.uniform(prompt, output, range_ratio)
         lengths_source = f"uniform draws, range ratio {range_ratio:g} of {prompt} in / {output} out"
     elif lengths_path is not None:
-        (moments, requests), lengths_source = read_lengths(lengths_path), str(lengths_path)
+        (moments, requests, longest), lengths_source = read_lengths(lengths_path), str(lengths_path)
+    longest = longest if moments is not None and requests is not None else prompt + output
+    if longest > cfg.max_position_embeddings:
+        raise BadInput(f"{'--lengths: a request of' if requests is not None else '--prompt + --output:'} {longest:,} "
+                       f"tokens is beyond {model}'s context of {cfg.max_position_embeddings:,}")
+    if spec_tokens >= output:
+        raise BadInput(f"--spec-tokens {spec_tokens}: a step drafts fewer tokens than a request's {output} output")
     if moments is None:
         sc = ServingScenario(prompt, output, weight_dtype=dtype, kv_dtype=kv_dtype)
     else:
@@ -211,8 +235,9 @@ _PROMPT_COLUMNS = ("input_length", "prompt_tokens", "input_tokens")
 _OUTPUT_COLUMNS = ("output_length", "output_tokens", "completion_tokens")
 
 
-def read_lengths(path: Path) -> tuple[LengthMoments, int]:
-    """A CSV of per-request token counts, one row per request, as the moments the projection uses, and the count.
+def read_lengths(path: Path) -> tuple[LengthMoments, int, int]:
+    """A CSV of per-request token counts, one row per request, as the moments the projection uses, the count and
+    the longest request (prompt + output tokens).
     Its header names the prompt column (input_length, prompt_tokens or input_tokens) and the output column
     (output_length, output_tokens or completion_tokens)."""
     import pandas as pd
@@ -220,10 +245,13 @@ def read_lengths(path: Path) -> tuple[LengthMoments, int]:
     from moebench.projection.scenario import LengthMoments
 
     try:
-        df = pd.read_csv(path)
+        # rows longer than the header would otherwise shift every column (pandas makes the first one the index)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, index_col=False)
     except FileNotFoundError:
         raise BadInput(f"--lengths: {path} does not exist") from None
-    except (OSError, ValueError, UnicodeDecodeError) as e:  # pandas' parser and empty-file errors are ValueErrors
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserWarning) as e:  # parser errors are ValueErrors
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise BadInput(f"--lengths: {path} is not a readable CSV ({why})") from None
     cols = {str(c).strip().lower(): c for c in df.columns}
@@ -233,11 +261,11 @@ def read_lengths(path: Path) -> tuple[LengthMoments, int]:
         raise BadInput(f"--lengths: {path} needs a prompt column ({', '.join(_PROMPT_COLUMNS)}) and an output column "
                        f"({', '.join(_OUTPUT_COLUMNS)}); its header has {', '.join(map(str, df.columns)) or 'nothing'}")
     pr, out = pd.to_numeric(df[pc], errors="coerce"), pd.to_numeric(df[oc], errors="coerce")
-    bad = pr.isna() | out.isna() | (pr < 1) | (out < 1)
+    bad = pr.isna() | out.isna() | (pr < 1) | (out < 1) | (pr % 1 != 0) | (out % 1 != 0)
     if len(df) == 0 or bad.any():
-        where = "no rows" if len(df) == 0 else f"row {int(bad.idxmax()) + 2} is not a count ≥ 1 of each"
+        where = "no rows" if len(df) == 0 else f"row {int(bad.idxmax()) + 2} is not a whole count ≥ 1 of each"
         raise BadInput(f"--lengths: {path}: {where}")
-    return LengthMoments.of(zip(pr.astype(float), out.astype(float))), len(df)
+    return LengthMoments.of(zip(pr.astype(float), out.astype(float))), len(df), int((pr + out).max())
 
 
 def _pool_texts(text: str) -> tuple[str, str]:

@@ -167,7 +167,8 @@ def splits_heads(cfg: ArchConfig, tp: int) -> bool:
 def check_runs(cfg: ArchConfig, name: str, lay: Layout, option: str, text: str) -> None:
     """BadInput (naming `option` and its `text`) when a serving engine could not run `name` in `lay`: attention TP
     that splits the heads unevenly, expert parallelism or DP attention on a dense model, more pipeline stages than
-    layers. (More EP ranks than experts is allowed: redundant experts, as DeepSeek's 320-GPU decode unit runs 256.)"""
+    layers, more expert-parallel ranks than two copies of every routed expert (`max_ep`; a few more ranks than
+    experts is how redundant experts run: DeepSeek's 320-GPU decode unit serves 256)."""
     if not splits_heads(cfg, lay.attn_tp):
         raise BadInput(f"{option} {text}: attention TP {lay.attn_tp} does not split {name}'s "
                        f"{cfg.num_attention_heads} query / {cfg.num_key_value_heads} KV heads evenly")
@@ -177,6 +178,15 @@ def check_runs(cfg: ArchConfig, name: str, lay: Layout, option: str, text: str) 
         raise BadInput(f"{option} {text}: DP attention needs an MoE model; {name} is dense (give one replica's layout)")
     if lay.pp > cfg.num_hidden_layers:
         raise BadInput(f"{option} {text}: {lay.pp} pipeline stages for {cfg.num_hidden_layers} layers")
+    if lay.ep > max_ep(cfg):
+        raise BadInput(f"{option} {text}: expert parallelism {lay.ep} for {name}'s {cfg.n_routed_experts} routed "
+                       f"experts (at most {max_ep(cfg)}: two copies of each)")
+
+
+def max_ep(cfg: ArchConfig) -> int:
+    """The widest expert parallelism modelled: every rank holds at least one routed expert and no expert runs more
+    than two copies (engines place redundant experts on spare ranks; a rank beyond them would hold nothing)."""
+    return 2 * cfg.n_routed_experts if cfg.is_moe else 1
 
 
 PIPELINE_STAGES = (2, 4, 8)
@@ -201,7 +211,8 @@ def instance_layouts(cfg: ArchConfig, dev: Device, n: int) -> Iterator[Layout]:
     if cfg.is_moe and n > 1:
         for tp in (1, 2, 4, 8):
             if tp <= min(n, domain) and n % tp == 0 and splits_heads(cfg, tp):
-                yield Layout(n, tp, n)
+                if n <= max_ep(cfg):
+                    yield Layout(n, tp, n)
                 if tp < n <= domain:  # tensor-parallel experts: their gathers run twice a layer, inside one domain
                     yield Layout(n, tp, 1)
     if n > domain:  # pipeline stages only across domains: inside one, TP is faster per token

@@ -14,7 +14,7 @@ Both do the same work per B requests, so throughput is the same: B·tokens / (pr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from moebench import tokenomics as tk
 from moebench.models.config import ArchConfig
@@ -26,6 +26,7 @@ from moebench.projection.scenario import ServingScenario
 
 DEFAULT_BATCHES = tuple(2**k for k in range(16))  # 1 … 32768 sequences per instance
 DEFAULT_INTERACTIVITY = (10.0, 20.0, 50.0, 100.0)  # tokens/s/user
+DEFAULT_MAX_GPUS = 128  # the widest instance the layout search tries
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,17 @@ class Projection:
         return min((p.layout.n_gpus for p in self.points), default=None)
 
 
+def _largest(fits: Callable[[int], bool], hi: int) -> int:
+    """The largest b in 1 … hi with fits(b), for a `fits` that holds up to some b and not beyond; 0 if none."""
+    lo = 0
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+
 def project(cfg: ArchConfig, dev: Device, sc: ServingScenario, a: Assumptions, *,
-            batches: Iterable[int] = DEFAULT_BATCHES, max_gpus: int = 128,
+            batches: Iterable[int] = DEFAULT_BATCHES, max_gpus: int = DEFAULT_MAX_GPUS,
             only: Optional[Iterable[Layout]] = None, gpus: Optional[int] = None) -> Projection:
     """Evaluate every layout (or `only` these, or those of exactly `gpus` GPUs) × batch whose weights + KV fit;
     notes say what could not."""
@@ -137,12 +147,19 @@ def project(cfg: ArchConfig, dev: Device, sc: ServingScenario, a: Assumptions, *
         cands = list(layouts(cfg, dev, max_gpus))
     pts: list[Point] = []
     notes: list[str] = []
+    asked = sorted(set(batches))
+    # besides the batches asked for: the half steps between powers of two (3·2^k) and each layout's largest batch,
+    # where the best throughput at a low interactivity target sits (KV grows with the batch, so what fits is 1 … it)
+    steps = {3 * 2**k for k in range(16)}
     for lay in cands:
-        for b in sorted(set(batches)):
-            mem = memory(cfg, lay, sc, dev, b, a.mem_util)
-            if not mem.fits:
-                break  # KV grows with the batch: larger batches do not fit either
+        cap = _largest(lambda b: memory(cfg, lay, sc, dev, b, a.mem_util).fits, asked[-1] if asked else 0)
+        for b in sorted(b for b in set(asked) | steps | {cap} if 1 <= b <= cap):
             pts.append(evaluate(cfg, lay, dev, sc, a, b))
+    for lay in cands if only is not None else ():
+        if lay.attn_tp > max(dev.domain_size, 1):
+            notes.append(f"attention TP {lay.attn_tp} spans {-(-lay.attn_tp // dev.domain_size)} scale-up domains of "
+                         f"{dev.domain_size}: its all-reduces cross the NIC (as SGLang's two-node TP16 runs; the "
+                         "layout search keeps TP inside a domain)")
     if dev.compute_dtype(sc.ffn_dtype) != sc.ffn_dtype:
         notes.append(f"{sc.ffn_dtype} weights run weight-only on {dev.id} (no {sc.ffn_dtype} tensor cores): "
                      f"{dev.compute_dtype(sc.ffn_dtype)} matmuls, {sc.ffn_dtype} bytes")

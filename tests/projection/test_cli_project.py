@@ -104,6 +104,15 @@ def test_calibrated_projection_carries_its_source(app, tmp_path, cfgs):
     (("--model", "mixtral:8x7b", "--overlap", "half"), "--overlap"),
     (("--model", "mixtral:8x7b", "--rate", "0"), "--rate"),
     (("--model", "mixtral:8x7b", "--max-seqs", "0"), "--max-seqs"),
+    # options that would otherwise be ignored or print an impossible number
+    (("--model", "mixtral:8x7b", "--gpus", "64", "--max-gpus", "8"), "--gpus 64 is more than --max-gpus 8"),
+    (("--model", "llama3:70b", "--hardware", "b200", "--gpus", "3"), "--gpus 3: no layout of that many b200 GPUs"),
+    (("--model", "deepseek-v3:671b", "--hardware", "gb200_nvl72", "--gpus", "100000"), "expert parallelism at most 512"),
+    (("--model", "mixtral:8x7b", "--spec-accept", "0.5"), "it needs --spec-tokens"),
+    (("--model", "mixtral:8x7b", "--spec-tokens", "2", "--spec-accept", "1.5"), "not a probability"),
+    (("--model", "mixtral:8x7b", "--spec-tokens", "300", "--output", "256"), "fewer tokens than a request's 256"),
+    (("--model", "llama3:8b", "--expert-imbalance", "3"), "llama3:8b is dense"),
+    (("--model", "llama3:8b", "--prompt", "200000"), "beyond llama3:8b's context of 131,072"),
 ])
 def test_bad_input_raises_one_line_error(app, args, needle):
     r = _invoke(app, *args)
@@ -243,6 +252,8 @@ def test_a_layout_the_model_cannot_run_is_a_one_line_error(app):
             ("llama3:70b", "--layout", "tp=2,dp=1,ep=2", "needs an MoE model"),
             ("llama3:70b", "--layout", "tp=1,pp=100", "100 pipeline stages for 80 layers"),
             ("llama3:70b", "--layout", "tp=1,dp=8", "DP attention needs an MoE model"),
+            ("mixtral:8x7b", "--layout", "tp=1,dp=64,ep=64", "expert parallelism 64 for mixtral:8x7b's 8 routed experts"),
+            ("deepseek-v3:671b", "--disagg", "tp=8/tp=1,ep=1000", "(at most 512: two copies of each)"),
             ("deepseek-v3:671b", "--disagg", "tp=8/tp=3,dp=2,ep=6", "attention TP 3 does not split deepseek-v3:671b's")):
         r = _invoke(app, "--model", model, "--hardware", "h200_sxm", "--batch", "8", flag, spec)
         assert r.exit_code != 0
@@ -315,6 +326,9 @@ def test_lengths_csv_projects_that_distribution(app, tmp_path):
     ("input_length,output_length\n100,20\n100,x\n", "row 3"),
     ("input_length,output_length\n", "no rows"),
     ("", "not a readable CSV"),
+    # a field beyond the header on every row: read as written, the first column would become the index
+    ("input_length,output_length\n100,200,9\n300,400,9\n", "not a readable CSV"),
+    ("input_length,output_length\n100,20\n100.5,20\n", "row 3 is not a whole count"),
 ])
 def test_bad_lengths_file_is_one_line(app, tmp_path, content, needle):
     f = tmp_path / "l.csv"
@@ -347,3 +361,28 @@ def test_range_ratio_projects_a_clients_random_lengths(app, tmp_path):
                           (("--range-ratio", "0.8", "--lengths", str(grid)), "give either, not both")):
         bad = _invoke(app, "--model", "mixtral:8x7b", "--hardware", "h100_sxm", *extra)
         assert isinstance(bad.exception, BadInput) and needle in str(bad.exception), bad.output
+
+
+def test_the_best_point_at_an_interactivity_includes_the_largest_batch_that_fits(app):
+    """A low interactivity target is met best by the largest batch the KV cache holds (25 sequences here, between
+    the powers of two the batches are swept at): the interactivity table finds it, as the offline load does."""
+    r = _invoke(app, "--model", "llama3:70b", "--hardware", "h100_sxm", "--dtype", "fp8", "--kv-dtype", "fp8",
+                "--prompt", "128", "--output", "2048", "--gpus", "1", "--mem-util", "0.95", "--engine", "trt-llm",
+                "--batch", "8", "--interactivity", "30", "--offline", "--json")
+    h = json.loads(r.stdout)["hardware"][0]
+    off = next(row for row in h["under_load"] if row["load"] == "offline")
+    best = h["at_interactivity"][0]["point"]
+    assert off["point"]["interactivity_tokens_per_s_per_user"] >= 30 and off["batch_in_flight"] == 25
+    assert best["batch_size"] == 25
+    assert best["output_tokens_per_s_per_gpu"] == pytest.approx(off["point"]["output_tokens_per_s_per_gpu"])
+
+
+def test_an_explicit_tp_across_domains_is_projected_with_a_note(app):
+    """The search keeps attention TP inside one scale-up domain; a deployment that stretches it over the NIC (SGLang's
+    two-node TP16) is projected as given, and says so."""
+    r = _invoke(app, "--model", "llama3:70b", "--hardware", "b200", "--layout", "tp=16", "--batch", "1", "--json")
+    h = json.loads(r.stdout)["hardware"][0]
+    assert h["records"][0]["layout"]["text"] == "16 GPUs (2 domains): TP16"
+    assert any("attention TP 16 spans 2 scale-up domains of 8" in n for n in h["notes"])
+    r = _invoke(app, "--model", "llama3:70b", "--hardware", "b200", "--layout", "tp=8", "--batch", "1", "--json")
+    assert not any("spans" in n for n in json.loads(r.stdout)["hardware"][0]["notes"])

@@ -35,6 +35,8 @@ def test_every_layout_splits_heads_and_keeps_tp_inside_a_domain(cfgs, hid):
                 assert lay.attn_tp == lay.stage_gpus or (cfg.is_moe and lay.pp == 1), (name, lay)
             if lay.pp > 1:  # pipeline stages only where one domain is not enough
                 assert lay.n_gpus > domain and lay.pp <= cfg.num_hidden_layers, (name, lay)
+            if lay.ep > 1:  # every rank holds an expert, none more than two copies (mixtral: at most EP16)
+                assert lay.ep <= 2 * cfg.n_routed_experts, (name, lay)
 
 
 def test_deepseek_beyond_one_domain_is_expert_parallel(cfgs):
