@@ -198,6 +198,17 @@ class Row:
     ci_current: Optional[tuple[float, float]] = None
     reason: str = ""
     contended: Optional[str] = None  # why the verdict could not stand: a side timed on a contended machine
+    # the side that ran contended and the verdict it held back, for the table's short line (not in the JSON, whose
+    # `reason` and `contended` say it in full)
+    held_back: Optional[tuple[Literal["baseline", "current run"], Status]] = None
+
+    def verdict_line(self) -> str:
+        """The row's verdict as one short line: "missing: not in the current run (the baseline has this record)";
+        a verdict a busy machine held back says only that (the reason is said once, under the table)."""
+        if self.held_back:
+            side, status = self.held_back
+            return f"{self.status}: busy {side}, else {status}"
+        return f"{self.status}: {self.reason}" if self.reason else self.status
 
 
 def judge(
@@ -352,7 +363,7 @@ class GateResult:
             "metrics": list(self.metrics),
             "counts": counts,
             "notes": self.notes,
-            "rows": [asdict(r) for r in self.rows],
+            "rows": [{k: v for k, v in asdict(r).items() if k != "held_back"} for r in self.rows],
         }
 
 
@@ -378,13 +389,15 @@ def contention(docs: Iterable[dict[str, Any]]) -> dict[RecordKey, str]:
     return why
 
 
-def unsettled(status: Status, base_why: Optional[str], cur_why: Optional[str]) -> Optional[str]:
-    """Why a verdict cannot stand on a contended side, or None: a contended baseline unsettles every judgement,
-    a contended current run only a regression (other processes add time; a run that passes despite them passes)."""
+def unsettled(status: Status, base_why: Optional[str], cur_why: Optional[str]
+              ) -> Optional[tuple[Literal["baseline", "current run"], str]]:
+    """(the side, why) a verdict cannot stand on a contended side, or None: a contended baseline unsettles every
+    judgement, a contended current run only a regression (other processes add time; a run that passes despite
+    them passes)."""
     if base_why and status in ("regressed", "improved", "ok"):
-        return f"the baseline ran contended ({base_why})"
+        return "baseline", f"the baseline ran contended ({base_why})"
     if cur_why and status == "regressed":
-        return f"the current run ran contended ({cur_why})"
+        return "current run", f"the current run ran contended ({cur_why})"
     return None
 
 
@@ -485,22 +498,26 @@ def gate(
             common = dict(model=model, batch_size=b, prompt_tokens=p, output_tokens=o, serving=serving, metric=name,
                           better=direction[name])
             if key not in cur:
-                rows.append(Row(**common, status="missing", reason="in the baseline, not in the current run"))
+                rows.append(Row(**common, status="missing",
+                                reason="not in the current run (the baseline has this record)"))
             elif key not in base:
-                rows.append(Row(**common, status="new", reason="not in the baseline"))
+                rows.append(Row(**common, status="new",
+                                reason="not in the baseline (only the current run has this record)"))
             elif bs is not None and (cs is None or cur_lacking.get((key, name))):
                 # one current run without it is enough: the others must not paper over a broken measurement
                 n = cur_lacking.get((key, name), 0)
                 rows.append(Row(**common, status="missing",
-                                reason=f"in the baseline, but absent or null in {n} of the current run(s)"))
+                                reason=f"absent or null in {n} of the current run(s) (the baseline has it)"))
             elif bs is None:
                 rows.append(Row(**common, status="skipped", reason="absent or null in the baseline: nothing to hold it to"))
             else:
                 judged = judge_share if bs[1] == "fraction" and common["better"] == "lower" else judge
                 v = judged([x for r in bs[0] for x in r], [x for r in cs[0] for x in r], better=common["better"],
                            factor=factor, alpha=alpha, base_runs=bs[0], cur_runs=cs[0])
-                why = unsettled(v["status"], busy[0].get(key), busy[1].get(key))
-                if why:
-                    v.update(status="inconclusive", reason=f"{v['status']} ({v['reason']}), but {why}", contended=why)
+                held = unsettled(v["status"], busy[0].get(key), busy[1].get(key))
+                if held:
+                    side, why = held
+                    v.update(status="inconclusive", reason=f"{v['status']} ({v['reason']}), but {why}", contended=why,
+                             held_back=(side, v["status"]))
                 rows.append(Row(**common, unit=bs[1], **v))
     return GateResult(rows, factor, alpha, metrics, notes)

@@ -121,6 +121,35 @@ def test_a_record_missing_from_the_current_run_fails_the_gate():
     assert res.regressed and {r.status for r in res.rows if r.model == "mixtral:debug"} == {"missing"}
 
 
+def _verdicts(table: str) -> list[str]:
+    """The verdict cells of a gate table (its last column), one per row."""
+    return [line.split("│")[-2].strip() for line in table.splitlines() if line.startswith("│")]
+
+
+def test_the_table_says_which_side_lacks_a_record(tmp_path, capsys):
+    """A current run that recorded nothing: every row is missing *from the current run*; the other way round,
+    records only the current run has are new, *not in the baseline*."""
+    base = _doc(noisy(15, 10, 0.03, 1), noisy(15, 50, 0.03, 2), models=("llama3:debug", "mixtral:debug"))
+    empty = {**_doc(noisy(15, 10, 0.03, 3), noisy(15, 50, 0.03, 4)), "records": []}
+    code, out, _ = run_cli(["gate", "--baseline", _write(tmp_path, "b.json", base), _write(tmp_path, "e.json", empty)],
+                           capsys)
+    verdicts = _verdicts(out)
+    assert code == 1 and len(verdicts) == 8  # 2 records × 4 metrics
+    assert set(verdicts) == {"missing: not in the current run (the baseline has this record)"}
+    assert "missing in the baseline" not in out
+
+    one = _doc(noisy(15, 10, 0.03, 5), noisy(15, 50, 0.03, 6))
+    code, out, _ = run_cli(["gate", "--baseline", _write(tmp_path, "o.json", one), _write(tmp_path, "b.json", base)],
+                           capsys)
+    new = [v for v in _verdicts(out) if v.startswith("new")]
+    assert code == 0 and len(new) == 4
+    assert set(new) == {"new: not in the baseline (only the current run has this record)"}
+    lost = _doc(noisy(15, 10, 0.03, 7), noisy(15, 50, 0.03, 8))
+    lost["records"][0]["metrics"]["ttft_ms"] = None
+    row = next(r for r in gate([one], [lost]).rows if r.metric == "ttft_ms")
+    assert row.verdict_line() == "missing: absent or null in 1 of the current run(s) (the baseline has it)"
+
+
 def test_a_metric_lost_or_broken_in_the_current_run_fails_the_gate():
     base = _doc(noisy(15, 10, 0.03, 1), noisy(15, 50, 0.03, 2))
     lost = _doc(noisy(15, 10, 0.03, 3), noisy(15, 50, 0.03, 4))

@@ -83,6 +83,31 @@ def test_the_command_exits_0_and_says_why(tmp_path, capsys):
     assert "were timed on a contended machine" in " ".join(err.split())
 
 
+def test_the_table_says_the_busy_reason_once(tmp_path, capsys):
+    """Each held-back row says only "busy" and which side; the reason stands once, under the table; the JSON keeps
+    it on every row."""
+    paths = []
+    for name, d in (("base.json", _run(run_id="base")), ("cur.json", _run(slower=3.0, contention=BUSY, run_id="cur"))):
+        (tmp_path / name).write_text(json.dumps(d))
+        paths.append(str(tmp_path / name))
+    code, out, _ = run_main(["gate", "--baseline", *paths], capsys)
+    assert code == 0
+    held = [line for line in out.splitlines() if line.startswith("│") and "inconclusive" in line]
+    assert len(held) == 9 and all(line.split("│")[-2].strip() == "inconclusive: busy current run, else regressed"
+                                  for line in held)
+    assert out.count("other processes kept") == 1
+    (under,) = [line for line in out.splitlines() if "other processes kept" in line]
+    assert under.startswith("busy machine: 9 verdict(s) held back as inconclusive — the current run ran contended")
+    assert len(out.splitlines()) < 30  # 16 rows, a line each, not five
+    code, out, _ = run_main(["gate", "--baseline", *paths, "--json"], capsys)
+    rows = [r for r in json.loads(out)["rows"] if r["status"] == "inconclusive"]
+    assert len(rows) == 9 and all("other processes kept 1.80" in r["reason"] and r["contended"] for r in rows)
+    assert all("held_back" not in r for r in rows)  # the documented row fields, no more
+    code, out, _ = run_main(["gate", "--baseline", paths[1], paths[0]], capsys)  # the busy run as the baseline
+    assert all(line.split("│")[-2].strip().startswith("inconclusive: busy baseline, else ")
+               for line in out.splitlines() if line.startswith("│"))
+
+
 def test_compare_states_each_sides_contention(tmp_path, capsys):
     paths = []
     for name, d in (("quiet.json", _run(contention=QUIET, run_id="q")), ("busy.json", _run(contention=BUSY, run_id="b")),

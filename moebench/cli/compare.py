@@ -84,9 +84,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Side-by-side tables per model × batch size, with each metric's ratio to the first file."""
         from moebench.report.compare import compare as run_compare
+        from moebench.report.compare import require_records
         from moebench.report.sources import load_sources
 
-        res = run_compare(load_sources(results))
+        sources = load_sources(results)
+        require_records(results, sources)
+        res = run_compare(sources)
         if json_:
             emit_json(res)
             return

@@ -44,9 +44,21 @@ def _verdict_table(res, base_label: str, cur_label: str):
             "—" if r.runs_ratio is None else f"{r.runs_ratio:.3f} [dim]{r.baseline_runs}/{r.current_runs}[/dim]",
             r.test or "—",
             "—" if r.p_value is None else f"{r.p_value:.2g}",
-            f"[{style[r.status]}]{r.status}[/] [dim]{r.reason}[/dim]" if style[r.status] else f"{r.status} [dim]{r.reason}[/dim]",
+            f"[{style[r.status]}]{escape(r.verdict_line())}[/]" if style[r.status] else escape(r.verdict_line()),
         )
     return t
+
+
+def _busy_line(res) -> str | None:
+    """Why verdicts were held back on a busy machine, said once for the table (each row says only which side was
+    busy); the JSON rows carry each record's reason."""
+    held = [r for r in res.rows if r.held_back]
+    if not held:
+        return None
+    whys = sorted({r.contended for r in held}, key=[r.contended for r in held].index)
+    more = f" (and {len(whys) - 1} other record(s) like it: --json gives each)" if len(whys) > 1 else ""
+    return (f"busy machine: {len(held)} verdict(s) held back as inconclusive — {whys[0]}{more}; "
+            "gate runs measured on a quiet machine")
 
 
 def _expand(paths: list[Path]) -> list[Path]:
@@ -63,6 +75,33 @@ def _expand(paths: list[Path]) -> list[Path]:
         else:
             out.append(p)
     return out
+
+
+def _load(path: Path) -> dict:
+    """A result file; a `moebench project --json` document, which load_result reads as no results file at all, is
+    named for what it is."""
+    from moebench.errors import BadInput
+    from moebench.results import load_result
+
+    try:
+        return load_result(path)
+    except BadInput:
+        if _is_projection(path):
+            raise BadInput(f"{path}: a projection (`moebench project --json`), not a measured run: the gate compares "
+                           "measured runs (`moebench compare` sets a projection beside them)") from None
+        raise
+
+
+def _is_projection(path: Path) -> bool:
+    """Whether `path` holds a projection document: no schema_version, kind `projection`, a list of hardware."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return (isinstance(doc, dict) and "schema_version" not in doc and doc.get("kind") == "projection"
+            and isinstance(doc.get("hardware"), list))
 
 
 def check_same_workload(base_docs: list[dict], cur_docs: list[dict]) -> None:
@@ -102,12 +141,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Fail (exit 1) when a metric is worse than the baseline by more than the factor AND significantly so."""
         from moebench.gate import gate as run_gate
-        from moebench.results import load_result
 
         baseline = _expand(baseline)
         current = _expand(current)
-        base_docs = [load_result(p) for p in baseline]
-        cur_docs = [load_result(p) for p in current]
+        base_docs = [_load(p) for p in baseline]
+        cur_docs = [_load(p) for p in current]
         check_same_workload(base_docs, cur_docs)
         res = run_gate(base_docs, cur_docs, metrics=metric or None, factor=factor, alpha=alpha)
         for note in res.notes:
@@ -116,6 +154,9 @@ def register(app: typer.Typer) -> None:
             emit_json({**res.to_json(), "baseline": [str(p) for p in baseline], "current": [str(p) for p in current]})
         else:
             out.print(_verdict_table(res, ", ".join(p.name for p in baseline), ", ".join(p.name for p in current)))
+            busy = _busy_line(res)
+            if busy:
+                out.print(busy, highlight=False, markup=False)
         judged = [r for r in res.rows if r.status not in ("skipped", "new")]  # the checks the verdict rests on
         rest = len(res.rows) - len(judged)
         bad = [r for r in res.rows if r.status in ("regressed", "missing")]

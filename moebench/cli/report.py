@@ -21,12 +21,14 @@ def register(app: typer.Typer) -> None:
         """Write report.csv (one row per model × batch size × hardware) and report.html (plots, self-contained)."""
         from moebench.errors import BadInput
         from moebench.outdir import check_out_dir
+        from moebench.report.compare import require_records
         from moebench.report.html import render
         from moebench.report.rows import rows, write_csv
         from moebench.report.sources import files_text, load_sources
         from moebench.results import write_text_atomic
 
         sources = load_sources(results)
+        require_records(results, sources)  # before the folder is made: nothing written
         check_out_dir(out_dir)
         rs = rows(sources)
         html = render(sources, rs, csv_name="report.csv", title=title)  # both built before either is written

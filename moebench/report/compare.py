@@ -10,6 +10,7 @@ projection's default) one prompt's, so the two never share a ratio.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional
 
 from moebench import metrics as mt
@@ -17,11 +18,22 @@ from moebench.errors import BadInput
 from moebench.machine import contended
 from moebench.report.caveats import above_roof
 from moebench.report.rows import STAT_SUFFIXES, rows, run_labels, stat_of
+from moebench.report.sources import source_labels
 from moebench.results import profiled
 
 
 SERVING_HINT = ("for a like-for-like comparison with measured runs (static batches), project with "
                 "`moebench project --serving static`")
+
+
+def require_records(paths: list[Path], sources: list[tuple[str, dict[str, Any]]]) -> None:
+    """Refuse a file with no records (a run that recorded nothing, a projection onto nothing): a report or a
+    comparison of it would be empty, and exit 0 as if it had worked. BadInput names the file."""
+    where = dict(zip(source_labels(paths), paths))
+    for label, d in sources:
+        if not d.get("records"):
+            path = (d.get("projection") or {}).get("source") or where.get(label, label)
+            raise BadInput(f"{path}: no records")
 
 
 def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
