@@ -24,6 +24,8 @@ MIN_FREE_BYTES = 1 << 20
 
 def check_out_dir(out_dir: str | Path) -> Path:
     """Create `out_dir` if needed and prove a file can be written there; one line otherwise."""
+    if not str(out_dir).strip():  # Path("") is the working folder: results would land wherever the shell stood
+        raise BadInput("--out: empty; give a folder")
     p = Path(out_dir)
     if p.exists() and not p.is_dir():
         raise BadInput(f"--out {p}: exists and is not a folder")

@@ -157,3 +157,15 @@ def test_out_turning_read_only_mid_run_loses_no_measurement_with_two_ranks(tmp_p
     (saved,) = spare.glob("moebench-unsaved-*.json")
     doc = json.loads(saved.read_text())
     assert doc["complete"] is False and [r["batch_size"] for r in doc["records"]] == [2, 4], doc.get("error")
+
+
+def test_an_empty_or_file_out_is_bad_input_and_writes_nothing(tmp_path, monkeypatch):
+    """`--out ''` would be the working folder and a file cannot hold results: both are the argument's fault (exit 3)."""
+    monkeypatch.chdir(tmp_path)
+    for bad in ("", "  "):
+        with pytest.raises(outdir.BadInput, match="--out: empty"):
+            outdir.check_out_dir(bad)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(outdir.BadInput, match="exists and is not a folder"):
+        outdir.check_out_dir(tmp_path / "afile")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
