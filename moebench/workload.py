@@ -232,17 +232,23 @@ def _key(part: Any) -> str:
     return s if s.isprintable() and s == s.strip() and s else repr(s)
 
 
+_SHOWN_ERRORS = 5  # a workload with more mistakes than this is fixed a few at a time; the line stays readable
+
+
 def _format_validation(path: str, exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(_key(p) for p in err["loc"] if not (isinstance(p, str) and p in ("ModelEntry", "str")))
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    elif err["type"] == "missing":
-        msg = "required key missing"
-    where = f"{loc}: " if loc else ""
-    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{path}: {where}{msg}{more}"
+    """Every mistake (up to `_SHOWN_ERRORS`) on one line: `path: loc: msg; loc: msg (+N more)`."""
+    errs = exc.errors()
+    said = []
+    for err in errs[:_SHOWN_ERRORS]:
+        loc = ".".join(_key(p) for p in err["loc"] if not (isinstance(p, str) and p in ("ModelEntry", "str")))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key missing"
+        said.append(f"{loc}: {msg}" if loc else msg)
+    more = f" (+{len(errs) - _SHOWN_ERRORS} more)" if len(errs) > _SHOWN_ERRORS else ""
+    return f"{path}: {'; '.join(said)}{more}"
 
 
 def parse_workload(data: Any, source: str = "<workload>"):

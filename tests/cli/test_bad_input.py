@@ -26,6 +26,8 @@ def write(tmp_path, text):
     [
         ("name: t\nmodels: [llama3:debug\n", ["broken YAML", "line"]),
         (GOOD + "colour: blue\n", ["colour", "unknown key"]),
+        # every mistake on the one line, not the first and a count
+        (GOOD + "colour: blue\nflavour: red\n", ["colour: unknown key; flavour: unknown key"]),
         (GOOD.replace("llama3:debug", "mixtrall:8x7b"), ["models[0]", "unknown model 'mixtrall:8x7b'", "did you mean", "mixtral:8x7b"]),
         (GOOD.replace("llama3:debug", "llama3:7b"), ["models[0]", "did you mean"]),
         (GOOD + "parallel: {world_size: 4, expert: 3}\n", ["parallel", "expert×tensor (3×1) must divide world_size (4)"]),
