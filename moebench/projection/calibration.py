@@ -176,6 +176,9 @@ def _device(hw: Mapping[str, Any]) -> Device:
     roofs = hw.get("measured_roofs")
     if cat is not None:
         return device_from_hardware(cat, measured_roofs=roofs)
+    if not roofs and not hw.get("id"):  # an endpoint run that did not say what its server runs on
+        raise BadInput("the result names no hardware (an endpoint workload's deployment.hardware says what the server "
+                       "runs on) and carries no measured roofs: nothing to calibrate against")
     if not roofs:
         raise BadInput(f"result hardware {hid!r} is not in the catalog and carries no measured_roofs")
     from moebench.catalog import Hardware

@@ -193,6 +193,8 @@ def test_an_endpoint_result_calibrates_under_continuous_serving_and_says_what_mo
     assert moved["decode/memory"]["factor"] == pytest.approx(moved["decode/memory"]["after"] / moved["decode/memory"]["before"])
     with pytest.raises(BadInput, match="deployment.model"):
         calibrate({**doc, "workload": {"deployment": {}}})
+    with pytest.raises(BadInput, match=r"names no hardware \(an endpoint workload's deployment.hardware"):
+        calibrate({**doc, "hardware": {"id": None}})  # a server whose workload did not say what it runs on
 
 
 def test_compute_efficiency_carries_as_a_share_of_the_matmul_ceiling():
