@@ -65,8 +65,12 @@ def _workloads() -> list[dict[str, Any]]:
     from moebench.errors import BadInput
     from moebench.workload import load_workload
 
+    from moebench.cli.run import REPO_WORKLOADS
+
+    # the folder `run` takes its default from: the working directory's workloads/, else the repository's
+    root = Path("workloads") if Path("workloads").is_dir() else REPO_WORKLOADS
     rows = []
-    for p in sorted(Path("workloads").rglob("*.yaml")):
+    for p in sorted(root.rglob("*.yaml")):
         try:
             wl = load_workload(p, resolve=False)
             rows.append({"name": wl.name, "kind": wl.kind, "path": str(p), "valid": True, "error": None})

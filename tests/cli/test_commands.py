@@ -36,12 +36,15 @@ def test_ls_models_json_lists_reference_architectures(cli):
     assert rows["mixtral:8x7b"]["kind"] == "moe" and rows["llama3:405b"]["kind"] == "dense"
 
 
-def test_ls_other_catalogs(cli):
+def test_ls_other_catalogs(cli, tmp_path):
     hw = json.loads(cli("ls", "hardware", "--json").stdout)
     assert {"h100_sxm", "gb200_nvl72", "mi355x", "cpu"} <= {h["id"] for h in hw}
     assert all(h["source"] for h in hw)
     wls = json.loads(cli("ls", "workloads", "--json").stdout)
     assert any(w["path"].endswith("quickstart.yaml") and w["valid"] for w in wls)
+    # outside the repository: the workloads `run` would default to, not an empty table
+    elsewhere = json.loads(cli("ls", "workloads", "--json", cwd=tmp_path).stdout)
+    assert [w["name"] for w in elsewhere] == [w["name"] for w in wls]
     table = cli("ls", "hardware")
     assert table.returncode == 0 and "h200_sxm" in table.stdout
 
