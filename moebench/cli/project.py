@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import math
+import statistics
 from pathlib import Path
 from typing import Any, Optional
 
@@ -143,6 +144,20 @@ def _print(doc: dict[str, Any]) -> None:
         elif doc["calibration"] is None:
             out.print("how far to trust it: these efficiencies were not validated against published measurements",
                       highlight=False)
+        else:
+            out.print(f"how far to trust it: {_calibration_fit(doc['calibration'])}", highlight=False)
+
+
+def _calibration_fit(cal: dict[str, Any]) -> str:
+    """How closely a calibration reproduces its own records: the only error a calibrated projection can state (the
+    published band is the fitted presets', which the calibration replaces)."""
+    errs = [max(r / m, m / r) for row in cal["fit"] for k in ("ttft_ms", "tpot_ms")
+            if (m := (row.get(k) or {}).get("measured")) and (r := (row.get(k) or {}).get("fitted"))]
+    if not errs:
+        return f"calibrated from {cal['source']}, which had no TTFT or TPOT to fit; not validated"
+    return (f"calibrated from {cal['source']}: it reproduces its own {len(errs)} TTFT/TPOT figures within median "
+            f"{statistics.median(errs):.2f}×, worst {max(errs):.2f}× (in sample); the published band is the fitted "
+            "presets', not this")
 
 
 def _print_pools(rows: list[dict[str, Any]], spec: dict[str, Any]) -> None:

@@ -81,6 +81,11 @@ def test_calibrated_projection_carries_its_source(app, tmp_path, cfgs):
     cpu = json.loads(r.stdout)["hardware"][0]
     assert cpu["roofs"]["hbm_bytes_per_s"] == pytest.approx(11.5e9) and cpu["records"]
     assert cpu["price"]["usd_per_gpu_hour"] == 0
+    # no published band applies to a calibration: the table says how well it reproduces its own records instead
+    table = _invoke(app, "--model", "mixtral:8x7b", "--hardware", "h200_sxm", "--calibrate", str(path)).stdout
+    said = next(ln for ln in table.splitlines() if ln.startswith("how far to trust it:"))
+    assert f"calibrated from {out['calibration']['source']}: it reproduces its own 4 TTFT/TPOT figures" in said
+    assert "(in sample)" in said and "held-out" not in table
 
 
 @pytest.mark.parametrize("args, needle", [
