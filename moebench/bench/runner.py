@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
@@ -28,6 +29,7 @@ from moebench.bench.providers import GRAPHABLE, Layer, Unsupported, make_layer, 
 from moebench.bench.schema import KernelWorkload
 from moebench.bench.timing import CpuRoofProbe, CudaTimer, measure_roofs, time_cpu, time_cuda
 from moebench.errors import BadInput, EnvironmentProblem
+from moebench.outdir import save_stopped
 from moebench.progress import QUIET, Progress
 from moebench.results import new_doc, stat
 
@@ -99,9 +101,11 @@ def _hardware(wl: KernelWorkload, dev: str, dtype: torch.dtype) -> dict[str, Any
 
 def run_kernel_workload(wl: KernelWorkload, *, device: Optional[str] = None,
                         console_err: Callable[[str], None] = _stderr, roof_scale: float = 1.0,
-                        progress: Progress = QUIET) -> dict[str, Any]:
+                        progress: Progress = QUIET, partial_path: Optional[Path] = None) -> dict[str, Any]:
     """Run `wl` on `device` (overrides wl.device); returns the JSON-able result document (not written).
-    `roof_scale` < 1 shrinks the roof probes (tests)."""
+    `roof_scale` < 1 shrinks the roof probes (tests). When the run is stopped once the roofs are measured (Ctrl-C,
+    SIGTERM, an error), the points measured so far are saved to `partial_path`, if given, as a model workload
+    saves its records (moebench.outdir.save_stopped): incomplete, with the reason, named in the error."""
     from moebench.device import resolve_device, resolve_dtype
     from moebench_kernels.fused_moe import fused_moe_ref
 
@@ -128,54 +132,61 @@ def run_kernel_workload(wl: KernelWorkload, *, device: Optional[str] = None,
     timer = CudaTimer() if dev == "cuda" else None
     meas = (roofs["mem_gbps"] * 1e9, roofs["matmul_tflops"] * 1e12)
     cat = ((hardware["catalog_hbm_tbps"] or 0) * 1e12, (hardware["catalog_peak_tflops"] or 0) * 1e12)
-    points: list[dict[str, Any]] = []
     started = time.time()
-    for T in progress.track(wl.tokens, "kernel points (tokens)"):
-        w_TK, ids_TK = uniform_routing(T, s.top_k, s.experts, wl.seed + T, dev)
-        x_TD = torch.randn(T, s.hidden, generator=torch.Generator().manual_seed(wl.seed + 7 * T)).to(dev, dtype)
-        touched = int(torch.unique(ids_TK[ids_TK >= 0]).numel())
-        expected = arith.experts_touched(s.experts, s.top_k, T)
-        nbytes, flops = layer_cost(T, s.top_k, s.hidden, s.ffn, touched, elem, s.bias)
-        ref = fused_moe_ref(x_TD, layer.w13_E2FD, layer.w2_EDF, w_TK, ids_TK, s.activation, layer.b13_E2F,
-                            layer.b2_ED)
-        row = [_prepare(prov, layer, x_TD, w_TK, ids_TK, ref, dtype) for prov in wl.providers]
-        # a GPU does not drift like a shared host: the start-of-run roofs serve every point
-        probe = None if dev == "cuda" else CpuRoofProbe(roof_scale * POINT_ROOF_SCALE)
-        point_roofs = _time_row(row, wl, timer, probe)
-        point_meas = meas if point_roofs is None else (point_roofs["mem_gbps"] * 1e9,
-                                                       point_roofs["matmul_tflops"] * 1e12)
-        del probe
-        for p in row:
-            p.pop("_run", None)
-            p.update(tokens=T, experts_touched=touched, experts_expected=expected,
-                     rows_per_expert=T * s.top_k / s.experts, point_roofs=point_roofs)
-            if p["provider"] == "dense-equiv":  # one expert's weights, every row: its own bytes, the same FLOPs
-                nb, fl = layer_cost(T, s.top_k, s.hidden, s.ffn, 1, elem, False)
-            else:
-                nb, fl = nbytes, flops
-            p.update(bytes=nb, flops=fl)
-            if p["status"] == "ok":
-                t = p["time_ms"]
-                p["gbps"] = _derive(t, lambda ms: nb / (ms / 1e3) / 1e9, "GB/s")
-                p["tflops"] = _derive(t, lambda ms: fl / (ms / 1e3) / 1e12, "TFLOP/s")
-                p["pct_roof_measured"] = _pct(_floor_s(nb, fl, *point_meas), t["median"])
-                p["pct_roof_start"] = _pct(_floor_s(nb, fl, *meas), t["median"])
-                p["pct_roof_catalog"] = _pct(_floor_s(nb, fl, *cat), t["median"])
-                if point_roofs and point_roofs.get("fma_peak_tflops"):  # CPU: the stricter compute ceiling
-                    peak = max(point_roofs["matmul_tflops"], point_roofs["fma_peak_tflops"]) * 1e12
-                    p["pct_roof_fma_peak"] = _pct(_floor_s(nb, fl, point_meas[0], peak), t["median"])
-                p["time_us"] = {"median": t["median"] * 1e3, "p20": t["p20"] * 1e3, "p80": t["p80"] * 1e3,
-                                "n": t["n"], "basis": t["basis"], "unit": "us"}
-            console_err(f"  T={T:<5} {p['provider']:<21} {_brief(p)}")
-        for p in row:
-            p["vs"] = {o["provider"]: o["time_ms"]["median"] / p["time_ms"]["median"] for o in row
-                       if o is not p and o["status"] == "ok" and p["status"] == "ok"}
-        points.extend(row)
-        del ref
-        if dev == "cuda":
-            torch.cuda.empty_cache()
-    return new_doc(kind="kernel", complete=True, workload=wl.model_dump(mode="json"), hardware=hardware,
-                   wall_s=time.time() - started, points=points)
+    doc = new_doc(kind="kernel", workload=wl.model_dump(mode="json"), hardware=hardware, points=[])
+    points: list[dict[str, Any]] = doc["points"]
+    try:
+        for T in progress.track(wl.tokens, "kernel points (tokens)"):
+            w_TK, ids_TK = uniform_routing(T, s.top_k, s.experts, wl.seed + T, dev)
+            x_TD = torch.randn(T, s.hidden, generator=torch.Generator().manual_seed(wl.seed + 7 * T)).to(dev, dtype)
+            touched = int(torch.unique(ids_TK[ids_TK >= 0]).numel())
+            expected = arith.experts_touched(s.experts, s.top_k, T)
+            nbytes, flops = layer_cost(T, s.top_k, s.hidden, s.ffn, touched, elem, s.bias)
+            ref = fused_moe_ref(x_TD, layer.w13_E2FD, layer.w2_EDF, w_TK, ids_TK, s.activation, layer.b13_E2F,
+                                layer.b2_ED)
+            row = [_prepare(prov, layer, x_TD, w_TK, ids_TK, ref, dtype) for prov in wl.providers]
+            # a GPU does not drift like a shared host: the start-of-run roofs serve every point
+            probe = None if dev == "cuda" else CpuRoofProbe(roof_scale * POINT_ROOF_SCALE)
+            point_roofs = _time_row(row, wl, timer, probe)
+            point_meas = meas if point_roofs is None else (point_roofs["mem_gbps"] * 1e9,
+                                                           point_roofs["matmul_tflops"] * 1e12)
+            del probe
+            for p in row:
+                p.pop("_run", None)
+                p.update(tokens=T, experts_touched=touched, experts_expected=expected,
+                         rows_per_expert=T * s.top_k / s.experts, point_roofs=point_roofs)
+                if p["provider"] == "dense-equiv":  # one expert's weights, every row: its own bytes, the same FLOPs
+                    nb, fl = layer_cost(T, s.top_k, s.hidden, s.ffn, 1, elem, False)
+                else:
+                    nb, fl = nbytes, flops
+                p.update(bytes=nb, flops=fl)
+                if p["status"] == "ok":
+                    t = p["time_ms"]
+                    p["gbps"] = _derive(t, lambda ms: nb / (ms / 1e3) / 1e9, "GB/s")
+                    p["tflops"] = _derive(t, lambda ms: fl / (ms / 1e3) / 1e12, "TFLOP/s")
+                    p["pct_roof_measured"] = _pct(_floor_s(nb, fl, *point_meas), t["median"])
+                    p["pct_roof_start"] = _pct(_floor_s(nb, fl, *meas), t["median"])
+                    p["pct_roof_catalog"] = _pct(_floor_s(nb, fl, *cat), t["median"])
+                    if point_roofs and point_roofs.get("fma_peak_tflops"):  # CPU: the stricter compute ceiling
+                        peak = max(point_roofs["matmul_tflops"], point_roofs["fma_peak_tflops"]) * 1e12
+                        p["pct_roof_fma_peak"] = _pct(_floor_s(nb, fl, point_meas[0], peak), t["median"])
+                    p["time_us"] = {"median": t["median"] * 1e3, "p20": t["p20"] * 1e3, "p80": t["p80"] * 1e3,
+                                    "n": t["n"], "basis": t["basis"], "unit": "us"}
+                console_err(f"  T={T:<5} {p['provider']:<21} {_brief(p)}")
+            for p in row:
+                p["vs"] = {o["provider"]: o["time_ms"]["median"] / p["time_ms"]["median"] for o in row
+                           if o is not p and o["status"] == "ok" and p["status"] == "ok"}
+            points.extend(row)
+            del ref
+            if dev == "cuda":
+                torch.cuda.empty_cache()
+    except BaseException as exc:  # save the points measured, whatever stopped the run
+        if partial_path is not None:
+            doc["wall_s"] = time.time() - started
+            save_stopped(exc, doc, partial_path)  # raises the one-line error of an interrupt
+        raise
+    doc.update(complete=True, wall_s=time.time() - started)
+    return doc
 
 
 def _derive(t: dict[str, Any], fn: Callable[[float], float], unit: str) -> dict[str, Any]:

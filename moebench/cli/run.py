@@ -40,6 +40,18 @@ def _show(doc: dict, dest: Any, json_: bool, table: Callable[[dict], Any]) -> No
     log(f"results: {dest}")
 
 
+def _with_basis(doc: dict) -> Any:
+    """The narrow run table, its title naming the basis of its numbers (the wide table has a basis column; the
+    narrow one marks only the rows that are not measured, under their model's name)."""
+    from moebench.report.tables import run_table
+
+    t = run_table(doc)
+    bases = list(dict.fromkeys(r["basis"] for r in doc["records"]))
+    if bases:
+        t.title = f"{t.title} · {', '.join(escape(b) for b in bases)}"
+    return t
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(
@@ -88,9 +100,10 @@ def register(app: typer.Typer) -> None:
             from moebench.outdir import save_result
             from moebench.results import new_run_id
 
+            dest = out_dir / f"{new_run_id(wl.name)}.json"
             doc = run_kernel_workload(wl, device=device.value if device else None, console_err=log,
-                                      progress=progress_for(err, json_=json_, rank0=is_rank0()))
-            dest = save_result(out_dir / f"{new_run_id(wl.name)}.json", doc)
+                                      progress=progress_for(err, json_=json_, rank0=is_rank0()), partial_path=dest)
+            dest = save_result(dest, doc)
             _show(doc, dest, json_, render_table)
             return
         updates: dict = {}
@@ -116,15 +129,17 @@ def register(app: typer.Typer) -> None:
                                  progress=progress_for(err, json_=json_, rank0=is_rank0()))
         if not is_rank0():
             return
-        from moebench.report.caveats import above_roof, extrapolated
+        from moebench.report.caveats import caveats
 
         if json_:
             emit_json(doc)
-        else:
+        elif wide:  # its basis column labels every row
             from moebench.report.tables import print_run_table
 
-            print_run_table(out, doc, wide=wide)
-        for line in extrapolated(doc) + above_roof(doc):  # beside the numbers (a busy machine is logged as timed)
+            print_run_table(out, doc, wide=True)
+        else:
+            out.print(_with_basis(doc))
+        for line in caveats(doc):  # under the numbers, once each: the log said "busy" on stderr, maybe unseen
             (err if json_ else out).print(f"[yellow]note:[/yellow] {escape(line)}", highlight=False)
         profiled = [r for r in doc["records"] if r.get("profile")]
         if profiled:

@@ -119,6 +119,12 @@ async def open_meter(spec: EnergySpec, gpus: Sequence[int], session: "aiohttp.Cl
     return None
 
 
+def planned_source(meter: Optional[Meter], allin_kw_per_gpu: Optional[float]) -> str:
+    """The `energy_source` the run's records will carry if the meter reads every repeat, for the run's header:
+    the meter's, else `estimated` (from the catalog's all-in power), else `not measured`."""
+    return energy_record(meter, [0.0], allin_kw_per_gpu, 1)["energy_source"]
+
+
 def energy_record(meter: Optional[Meter], joules: Sequence[Optional[float]], allin_kw_per_gpu: Optional[float],
                   n_gpus: int) -> dict[str, Any]:
     """The record's `energy_source` / `energy_scope`: the meter's when it read every repeat, else the catalog

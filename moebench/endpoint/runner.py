@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 from moebench.endpoint.client import RequestOptions, open_session, send
 from moebench.endpoint.cost import DeploymentCost, hardware_of, resolve_cost
 from moebench.endpoint.dataset import Prompt, PromptSource
-from moebench.endpoint.energy import Meter, energy_record, open_meter
+from moebench.endpoint.energy import Meter, energy_record, open_meter, planned_source
 from moebench.endpoint.experts import ExpertRecorder, not_available, open_recorder
 from moebench.endpoint.load import Level, LevelRun, run_level
 from moebench.endpoint.probe import Capabilities, headers, probe, request_url
@@ -78,7 +78,7 @@ def run_endpoint_workload(wl: EndpointWorkload, *, out_dir: Path, workload_path:
         return doc
 
     try:
-        failure = asyncio.run(_sweep(wl, sweep, prompts, tokenizer, save, log))
+        failure = asyncio.run(_sweep(wl, sweep, prompts, tokenizer, save, log, cost.allin_kw_per_gpu))
     except KeyboardInterrupt:
         failure = "interrupted"
     if failure == "interrupted":
@@ -94,7 +94,7 @@ def run_endpoint_workload(wl: EndpointWorkload, *, out_dir: Path, workload_path:
 
 
 async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: PromptSource, tokenizer: Optional[Tokenizer],
-                 save: Callable[..., Any], log: Log) -> Optional[str]:
+                 save: Callable[..., Any], log: Log, allin_kw_per_gpu: Optional[float]) -> Optional[str]:
     """Returns None when every level ran, "interrupted", or the reason the run failed."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -117,9 +117,10 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: PromptSource, toke
             sweep.caps = caps
             sweep.meter = await open_meter(wl.deployment.energy, wl.deployment.meter_gpus(), side)
             recorder, no_experts = await open_recorder(side, spec, headers(spec), wl.deployment.expert_distribution_dir)
+            energy = planned_source(sweep.meter, allin_kw_per_gpu)  # the word its records will carry
             log(f"endpoint {spec.base_url}: model {caps.model!r}; usage in stream {caps.stream_usage}, continuous "
                 f"{caps.continuous_usage}, ignore_eos {caps.ignore_eos}, /metrics {'yes' if caps.metrics_url else 'no'}, "
-                f"energy {sweep.meter.source if sweep.meter else 'catalog estimate'}, "
+                f"energy {energy}{' (catalog all-in power)' if energy == 'estimated' else ''}, "
                 f"expert load {'yes' if recorder else 'no'}")
             if not caps.stream_usage and tokenizer is None:
                 log("note: the server reports no usage: set tokenizer: (a local tokenizer folder) to count tokens; "

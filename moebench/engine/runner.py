@@ -21,10 +21,10 @@ from moebench.engine.device import compute_roof_flops, measure_roofs
 from moebench.engine.gather import gather_samples, merge_samples, rank_info, rank_timing
 from moebench.engine.generate import GenerationBench, GenerationSamples, prompt_ids, time_generation
 from moebench.engine.records import Peaks, build_record
-from moebench.errors import ExitCode, MoebenchError, RunFailed, Terminated
+from moebench.errors import MoebenchError
 from moebench.machine import contended, contention_summary, cpu_oversubscription, local_ranks, usable_cpus
 from moebench.models import build, entry_arch
-from moebench.outdir import ResultNotSaved, save_result
+from moebench.outdir import save_result, save_stopped
 from moebench.results import file_stem, new_doc, new_run_id, write_result
 from moebench.parallel.faults import Guard, install_test_faults
 from moebench.parallel.mesh import ParallelContext, check_plan, env_rank, init_parallel, shutdown
@@ -136,16 +136,7 @@ def run_workload(
     except BaseException as exc:  # save what was measured, whatever stopped the run
         if guard is not None:
             guard.fail(exc)  # rank 0 saves; every rank exits 5 with the culprit named (never returns)
-        if not doc or isinstance(exc, ResultNotSaved):  # nothing measured, or already saved elsewhere
-            raise
-        how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-        doc["error"] = f"interrupted ({how})" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-        save_result(path, doc)
-        if isinstance(exc, KeyboardInterrupt):
-            by = " by SIGTERM" if isinstance(exc, Terminated) else ""
-            raise MoebenchError(f"interrupted{by}; partial results in {path}", code=ExitCode.INTERRUPTED) from None
-        if isinstance(exc, torch.OutOfMemoryError):
-            raise RunFailed(f"out of memory: {exc}; partial results in {path}", partial_path=str(path)) from exc
+        save_stopped(exc, doc, path)  # raises the one-line error of an interrupt or of running out of memory
         raise
     if guard is not None:
         guard.stop()

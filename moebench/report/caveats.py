@@ -51,5 +51,5 @@ def busy(doc: dict[str, Any]) -> list[str]:
 
 
 def caveats(doc: dict[str, Any]) -> list[str]:
-    """Every caveat of a run (the run table prints these but `busy`, which the run logs as it measures)."""
+    """Every caveat of a run (the run table prints them all under it; the run also logs `busy` as it measures)."""
     return extrapolated(doc) + above_roof(doc) + busy(doc)

@@ -124,3 +124,33 @@ def test_cpu_turns_rotate_so_no_provider_always_follows_the_probe():
     assert calls == list("abc") + list("abc") + list("bca") + list("cab") + list("abc")
     assert all(p["time_ms"]["n"] == 4 for p in row[:3]) and "time_ms" not in row[3]
     assert _time_row([{"provider": "x"}], wl, None) is None  # nothing to time: no error
+
+
+def test_a_stopped_run_saves_the_points_measured_and_names_the_file(tmp_path):
+    """SIGTERM (what the CLI's handler raises) once T=1 was measured: T=1's points saved, marked incomplete as a
+    model workload marks them, and the one-line error names the file."""
+    from moebench.errors import ExitCode, MoebenchError, Terminated
+    from moebench.results import load_result
+
+    wl = parse_workload({
+        "kind": "kernel", "name": "stopped", "shape": {"experts": 4, "top_k": 2, "hidden": 16, "ffn": 8},
+        "tokens": [1, 2, 4], "providers": ["torch-ref", "torch-grouped"], "timing": {"warmup": 0, "repeats": 2}})
+
+    def stop_at_t2(line: str) -> None:
+        if "T=2 " in line:
+            raise Terminated("stopped by SIGTERM")
+
+    path = tmp_path / "out" / "run.json"
+    path.parent.mkdir()
+    with pytest.raises(MoebenchError) as err:
+        run_kernel_workload(wl, device="cpu", console_err=stop_at_t2, roof_scale=0.01, partial_path=path)
+    assert err.value.code == ExitCode.INTERRUPTED
+    assert str(err.value) == f"interrupted by SIGTERM; partial results in {path}"
+    assert [p.name for p in path.parent.iterdir()] == ["run.json"]  # atomic: no temporary file left beside it
+    doc = load_result(path)
+    assert doc["complete"] is False and doc["error"] == "interrupted (SIGTERM)" and doc["wall_s"] > 0
+    assert [(p["tokens"], p["provider"]) for p in doc["points"]] == [(1, "torch-ref"), (1, "torch-grouped")]
+    assert all(p["status"] == "ok" and p["time_us"]["n"] == 2 for p in doc["points"])
+
+    with pytest.raises(Terminated):  # no place given: nothing is written, the interrupt goes on up
+        run_kernel_workload(wl, device="cpu", console_err=stop_at_t2, roof_scale=0.01)

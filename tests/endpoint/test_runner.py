@@ -101,3 +101,18 @@ def test_records_carry_the_deployments_catalog_model_and_the_served_name(stub, t
     assert (rec["model"], rec["served_model"], rec["kind"]) == ("llama3:8b", "stub-model", "dense")
     doc, _ = run_endpoint_workload(endpoint_workload(server.base_url, load=one_level), out_dir=tmp_path / "b")
     assert doc["records"][0]["model"] == doc["records"][0]["served_model"] == "stub-model"  # no catalog name given
+
+
+@pytest.mark.parametrize("deployment, said", [
+    ({"hardware": "h100_sxm", "gpus": 1, "price": {"usd_per_gpu_hour": 2.0}}, "estimated"),  # catalog all-in power
+    ({"gpus": 1, "price": {"usd_per_gpu_hour": 2.0}}, "not measured"),  # no counter, no catalog hardware
+])
+def test_the_header_names_the_energy_source_the_records_carry(stub, tmp_path, deployment, said):
+    server = stub()
+    lines: list[str] = []
+    doc, _ = run_endpoint_workload(
+        endpoint_workload(server.base_url, deployment=deployment, load={"concurrency": [1], "requests_per_level": 1}),
+        out_dir=tmp_path / "out", log=lines.append)
+    [header] = [ln for ln in lines if ln.startswith("endpoint ")]
+    assert f", energy {said}" in header and "catalog estimate" not in header, header
+    assert {r["energy_source"] for r in doc["records"]} == {said}
