@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from moebench.projection.scenario import LengthMoments
 
 
+DEFAULT_PROMPT, DEFAULT_OUTPUT = 1024, 256  # tokens per request where neither the lengths nor a distribution is given
+
+
 def _stat(value: Optional[float], unit: str) -> Optional[dict[str, Any]]:
     return None if value is None else stat([value], "projected", unit)
 
@@ -49,7 +52,8 @@ def _record(model: str, p, dev, sc, calib_source: Optional[str], serving: str = 
 
 
 def projection_document(
-    *, model: str, hardware: list[str], batches: list[int], prompt: int, output: int, dtype: str, kv_dtype: str,
+    *, model: str, hardware: list[str], batches: list[int], prompt: Optional[int], output: Optional[int], dtype: str,
+    kv_dtype: str,
     calibrate_path: Optional[Path], price_tier: Optional[str], price: Optional[float], interactivity: list[float],
     overlap: float, serving: str, max_gpus: Optional[int], keep_host: bool = False, log: Callable[[str], None] = lambda _: None,
     gpus: Optional[int] = None, layout: Optional[str] = None, mem_util: float = 0.9, engine: str = "any",
@@ -121,6 +125,10 @@ def projection_document(
                                f"{dev.domain_size}{ep}, at most {PIPELINE_STAGES[-1]} pipeline stages; --layout fixes one)")
     if lengths_path is not None and range_ratio is not None:
         raise BadInput("--lengths and --range-ratio: give either, not both")
+    if lengths_path is not None and (prompt is not None or output is not None):
+        raise BadInput("--lengths replaces --prompt and --output: give either, not both")
+    prompt = DEFAULT_PROMPT if prompt is None else prompt
+    output = DEFAULT_OUTPUT if output is None else output
     moments: Optional[LengthMoments] = None
     requests: Optional[int] = None  # requests the distribution was read from (None: an analytic one)
     if range_ratio is not None:
@@ -132,13 +140,13 @@ def projection_document(
     if longest > cfg.max_position_embeddings:
         raise BadInput(f"{'--lengths: a request of' if requests is not None else '--prompt + --output:'} {longest:,} "
                        f"tokens is beyond {model}'s context of {cfg.max_position_embeddings:,}")
-    if spec_tokens >= output:
-        raise BadInput(f"--spec-tokens {spec_tokens}: a step drafts fewer tokens than a request's {output} output")
     if moments is None:
         sc = ServingScenario(prompt, output, weight_dtype=dtype, kv_dtype=kv_dtype)
     else:
         sc = ServingScenario.of_lengths(moments, weight_dtype=dtype, kv_dtype=kv_dtype)
         prompt, output = sc.prompt_tokens, sc.output_tokens
+    if spec_tokens >= output:
+        raise BadInput(f"--spec-tokens {spec_tokens}: a step drafts fewer tokens than a request's {output} output")
     base = Assumptions(comm_overlap=overlap, serving=serving, mem_util=mem_util,  # type: ignore[arg-type]
                        spec_tokens=spec_tokens, spec_accept=spec_accept)
     if expert_load_path is not None:

@@ -118,6 +118,7 @@ def test_calibrated_projection_carries_its_source(app, tmp_path, cfgs):
     (("--model", "mixtral:8x7b", "--spec-tokens", "300", "--output", "256"), "fewer tokens than a request's 256"),
     (("--model", "llama3:8b", "--expert-imbalance", "3"), "llama3:8b is dense"),
     (("--model", "llama3:8b", "--prompt", "200000"), "beyond llama3:8b's context of 131,072"),
+    (("--model", "llama3:8b", "--prompt", "5", "--lengths", "l.csv"), "--lengths replaces --prompt and --output"),
 ])
 def test_bad_input_raises_one_line_error(app, args, needle):
     r = _invoke(app, *args)
