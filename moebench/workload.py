@@ -347,4 +347,6 @@ def _resolve(wl: Workload, p: Path) -> Workload:
                 hw.price(wl.price.tier)
         except BadInput as exc:
             raise BadInput(f"{p}: hardware: {exc}") from None
+        if wl.device == "cpu" and hw.id != "cpu":  # its price, bandwidth and power would be charged to a CPU run
+            raise BadInput(f"{p}: hardware: {hw.id} is a GPU but device is cpu (hardware: cpu, or auto)")
     return wl

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import os
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, get_args
 
 import typer
 from rich.markup import escape
@@ -13,6 +13,7 @@ from rich.markup import escape
 from moebench.cli._options import at_least
 from moebench.cli._output import emit_json, err, is_rank0, log, out
 from moebench.errors import BadInput
+from moebench.results.stats import Basis
 
 REPO_WORKLOADS = Path(__file__).resolve().parents[2] / "workloads"
 
@@ -46,7 +47,8 @@ def _with_basis(doc: dict) -> Any:
     from moebench.report.tables import run_table
 
     t = run_table(doc)
-    bases = list(dict.fromkeys(r["basis"] for r in doc["records"]))
+    seen = {r["basis"] for r in doc["records"]}
+    bases = [b for b in get_args(Basis) if b in seen] + sorted(seen - set(get_args(Basis)))  # measured first
     if bases:
         t.title = f"{t.title} · {', '.join(escape(b) for b in bases)}"
     return t

@@ -1,6 +1,8 @@
 """Load generation: a closed loop (N requests always in flight) or an open loop (arrivals at a rate: Poisson, gamma
 with a burstiness, or constant), bounded in count and in time. A request still running when a level's time is up
-is cancelled and counted as `cut`: apart from the requests that failed, but in the level's failure ratio."""
+is cancelled and counted as `cut`: apart from the requests that failed, but in the level's failure ratio. An
+open-loop arrival still waiting in the client's own queue (`max_concurrency`) then was never sent: `unsent`, in
+no ratio."""
 
 from __future__ import annotations
 
@@ -31,7 +33,9 @@ class LevelRun:
     records: list[RequestRecord] = field(default_factory=list)
     started: float = 0.0  # perf_counter seconds
     ended: float = 0.0
-    cut: int = 0  # in flight when the time limit or a stop came
+    cut: int = 0  # sent, and in flight when the time limit or a stop came
+    unsent: int = 0  # arrived but still in the client's queue (open loop under max_concurrency) then: never sent
+    sending: int = 0  # requests sent and not yet answered (what `cut` counts at the end)
     stopped: bool = False  # a stop (SIGINT/SIGTERM) ended it early
 
     @property
@@ -60,7 +64,11 @@ async def run_level(send: Send, prompts: list[Prompt], level: Level, *, max_dura
     in_flight: set[asyncio.Task] = set()
 
     async def one(prompt: Prompt, queued_s: float) -> None:
-        run.records.append(await send(prompt, queued_s))
+        run.sending += 1
+        try:
+            run.records.append(await send(prompt, queued_s))
+        finally:
+            run.sending -= 1
 
     if level.mode == "concurrency":
         feeder = _closed(one, prompts, int(level.value), stop, in_flight)
@@ -75,7 +83,10 @@ async def run_level(send: Send, prompts: list[Prompt], level: Level, *, max_dura
         run.stopped = stop.is_set()
         for t in (main, stopper):
             t.cancel()
-        run.cut = sum(1 for t in in_flight if not t.done())
+        # every unfinished task is a request sent and unanswered or, in an open loop's client queue, one never sent
+        waiting = sum(1 for t in in_flight if not t.done())
+        run.cut = run.sending
+        run.unsent = waiting - run.sending if level.mode == "rate" else 0
         for t in in_flight:
             t.cancel()
         await asyncio.gather(main, stopper, *in_flight, return_exceptions=True)

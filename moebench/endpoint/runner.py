@@ -259,6 +259,12 @@ def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, ru
     closed = level.mode == "concurrency"
     ref = reference_models().get(wl.deployment.model) if wl.deployment.model else None
     served = caps.model if caps else wl.endpoint.model
+    metrics = level_metrics(runs, wl.slo, cost, joules)
+    energy = energy_record(meter, joules, cost.allin_kw_per_gpu, cost.n_gpus)
+    if metrics.get("joules_per_token") is None:  # no figure to label: the tokens, or the energy, were not counted
+        energy = {"energy_source": "not measured",
+                  "energy_scope": "no J/token: the server reported no token usage and no tokenizer was set"
+                                  if any(r.output_tokens is None for r in ok) else energy["energy_scope"]}
     return make_record(
         # the deployment's catalog name (family:flavor), so compare lines the endpoint up with an engine run of the
         # same model; the name the server answers to is kept beside it
@@ -271,7 +277,7 @@ def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, ru
         batch_size=int(level.value) if closed else (wl.load.max_concurrency or 0),
         prompt_tokens=declared_tokens(wl)[0],
         output_tokens=declared_tokens(wl)[1],
-        metrics=level_metrics(runs, wl.slo, cost, joules),
+        metrics=metrics,
         load={"mode": level.mode, "value": level.value, "label": level.label,
               "requests_per_level": wl.load.requests_per_level, "repeats": len(runs),
               # an interrupt stops a level between repeats: the ones done are kept, and the level says it is short
@@ -283,7 +289,7 @@ def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, ru
                   "output_tokens_counted": _median_int([r.output_tokens for r in ok])},
         server=server,  # the server's /metrics over the level; None where it has none
         expert_load=experts,
-        **energy_record(meter, joules, cost.allin_kw_per_gpu, cost.n_gpus),
+        **energy,
     )
 
 

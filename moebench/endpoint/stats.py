@@ -214,6 +214,7 @@ def request_summary(runs: list[LevelRun], slo: Slo) -> dict[str, Any]:
         "ok": len(recs) - len(failed),
         "failed": len(failed),
         "cut": cut,
+        "unsent": sum(run.unsent for run in runs),
         "good": sum(1 for r in recs if is_good(r, slo)),
         # a request the time limit cut got no answer either: a server that answers nothing fails every one
         "failure_ratio": (len(failed) + cut) / (len(recs) + cut) if recs or cut else 0.0,

@@ -21,7 +21,7 @@ from moebench.engine.device import compute_roof_flops, measure_roofs
 from moebench.engine.gather import gather_samples, merge_samples, rank_info, rank_timing
 from moebench.engine.generate import GenerationBench, GenerationSamples, prompt_ids, time_generation
 from moebench.engine.records import Peaks, build_record
-from moebench.errors import MoebenchError
+from moebench.errors import EnvironmentProblem, MoebenchError
 from moebench.machine import contended, contention_summary, cpu_oversubscription, local_ranks, usable_cpus
 from moebench.models import build, entry_arch
 from moebench.outdir import save_result, save_stopped
@@ -82,6 +82,9 @@ def run_workload(
     dtype_name = str(dtype).removeprefix("torch.")
     hid = detect_hardware(dev) if wl.hardware == "auto" else wl.hardware
     hw = get_hardware(hid)
+    if dev == "cpu" and hw.id != "cpu":  # device auto found no GPU: the named GPU's price and roofs would not apply
+        raise EnvironmentProblem(f"{source}: hardware: {hw.id} is a GPU, but this machine has none (the run would be "
+                                 "on cpu); set hardware: auto, or run where the GPU is")
     pricing = resolve_pricing(wl, hw)
 
     from moebench.models.common.ops import set_backend

@@ -51,7 +51,7 @@ def levels_table(doc: dict[str, Any]) -> Table:
     endpoint = doc["hardware"].get("endpoint") or {}
     caps = endpoint.get("capabilities") or {}
     price = (doc.get("hardware") or {}).get("price") or {}
-    where = f"{doc['hardware'].get('id') or 'unpriced'} × {doc.get('world_size')}"
+    where = f"{doc['hardware'].get('id') or 'hardware not named'} × {doc.get('world_size')}"
     if price.get("usd_per_gpu_hour") is not None:
         where += f" at ${price['usd_per_gpu_hour']:g}/GPU-h ({price.get('tier')})"
     caption = ("latencies: median / p99 over requests; rates: median over repeats. "

@@ -48,6 +48,8 @@ def write(tmp_path, text):
         (GOOD.replace("llama3:debug", "mixtral:debug") + "routing: hot:99\n",
          ["routing 'hot:99': expert 99 does not exist in mixtral:debug"]),
         (GOOD + "hardware: h100_sxm\nprice: {tier: rentl}\n", ["hardware", "has no price tier 'rentl'"]),
+        # a CPU run charged an H100's price, bandwidth and power: refused before it runs
+        (GOOD + "hardware: h100_sxm\n", ["hardware: h100_sxm is a GPU but device is cpu"]),
         (GOOD.replace("llama3:debug", "mixtral:debug") + "parallel: {world_size: 3, expert: 3}\n",
          ["parallel.expert: 3 does not divide the 8 experts of mixtral:debug"]),
         # sizes no machine holds: named with what would fit (the layers were blamed), by validate too
@@ -95,6 +97,14 @@ def test_usage_error_exits_2(cli):
 def test_unknown_hardware_and_price_tier(cli, tmp_path):
     proc = cli("run", str(write(tmp_path, GOOD + "hardware: h100_sx\n")), "--out", str(tmp_path / "r"))
     assert_one_line_error(proc, 3, "unknown hardware 'h100_sx'", "did you mean")
+
+
+def test_a_gpu_named_where_auto_finds_none_is_the_environment(cli, tmp_path):
+    """device auto on a machine without a GPU runs on the CPU: a GPU's catalog entry would price and roof it."""
+    proc = cli("run", str(write(tmp_path, GOOD.replace("device: cpu", "device: auto") + "hardware: h100_sxm\n")),
+               "--out", str(tmp_path / "r"), env={"CUDA_VISIBLE_DEVICES": ""})
+    assert_one_line_error(proc, 4, "hardware: h100_sxm is a GPU, but this machine has none")
+    assert not any((tmp_path / "r").glob("*.json"))
 
 
 def test_corrupt_results_file_is_one_line(cli, tmp_path):

@@ -65,6 +65,17 @@ def test_open_loop_rate_and_client_queue():
     assert max(x.queued_s for x in r.records) > 0.2
 
 
+def test_an_arrival_still_in_the_client_queue_at_the_limit_was_never_sent():
+    """Open loop under max_concurrency: at the time limit one request is in flight (cut: in the failure ratio) and
+    the arrivals queued behind it in the client were never sent (unsent: in no ratio)."""
+    send, state = fake_server(0.2)
+    r = level(send, Level("rate", 200.0), arrival="constant", max_concurrency=1, max_duration_s=0.3)
+    assert len(r.records) == 1 and r.cut == 1 and state["peak"] == 1
+    assert r.unsent == 40 - 2  # every prompt arrived within 0.2 s: all but the answered and the cut one waited
+    closed = level(send, Level("concurrency", 3), max_duration_s=0.3)
+    assert closed.cut == 3 and closed.unsent == 0  # a closed loop sends each request as a client frees
+
+
 def test_stop_ends_the_level_and_marks_it():
     send, _ = fake_server(0.5)
 

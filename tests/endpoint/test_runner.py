@@ -116,3 +116,15 @@ def test_the_header_names_the_energy_source_the_records_carry(stub, tmp_path, de
     [header] = [ln for ln in lines if ln.startswith("endpoint ")]
     assert f", energy {said}" in header and "catalog estimate" not in header, header
     assert {r["energy_source"] for r in doc["records"]} == {said}
+
+
+def test_no_counted_tokens_means_no_energy_label(stub, tmp_path):
+    """A server that reports no usage, and no tokenizer: nobody counted the tokens, so there is no J/token, and the
+    record does not name an energy source for the figure it lacks (it said `estimated` beside a null)."""
+    server = stub(usage="none")
+    doc, _ = run_endpoint_workload(
+        endpoint_workload(server.base_url, deployment={"hardware": "h100_sxm", "gpus": 1},
+                          load={"concurrency": [1], "requests_per_level": 2}), out_dir=tmp_path / "out")
+    [rec] = doc["records"]
+    assert rec["metrics"]["joules_per_token"] is None
+    assert rec["energy_source"] == "not measured" and "no token usage" in rec["energy_scope"]
