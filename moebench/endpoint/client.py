@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 TokenSource = Literal["continuous_usage", "final_usage", "tokenizer", "dataset", "none"]
 _ERROR_BODY_CHARS = 300
+# finish reasons of a request the server gave up on (vLLM and SGLang "abort", TensorRT-LLM "error"): its tokens are
+# not an answer, and counting it ok would shorten TPOT and inflate the request rate
+_FAILED_FINISH = ("abort", "error", "cancelled")
 
 
 @dataclass
@@ -64,6 +67,7 @@ class RequestOptions:
     ignore_eos: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 600.0
+    expect_done: bool = False  # the probe saw `data: [DONE]`: a stream that ends without it was cut short
 
 
 def payload(opts: RequestOptions, prompt: Prompt) -> dict[str, Any]:
@@ -111,9 +115,15 @@ async def send(session: "aiohttp.ClientSession", opts: RequestOptions, prompt: P
         rec.error = f"timeout after {opts.timeout_s:g} s"
     except (aiohttp.ClientError, OSError) as exc:
         rec.error = f"{'stream broken' if rec.chunk_times else 'connection'}: {type(exc).__name__}: {exc}"[:_ERROR_BODY_CHARS]
+    except Exception as exc:  # a response no parser branch foresaw: this request failed, the level goes on
+        rec.error = f"unreadable response: {type(exc).__name__}: {exc}"[:_ERROR_BODY_CHARS]
     rec.end = time.perf_counter()
     if rec.error is None and not rec.chunk_times:
         rec.error = "no content in the stream"
+    if rec.error is None and rec.finish_reason in _FAILED_FINISH:
+        rec.error = f"finish_reason {rec.finish_reason!r}: the server ended the request early"
+    if rec.error is None and opts.expect_done and not rec.done_marker:
+        rec.error = "stream ended without data: [DONE] (the probe's had it): cut short"
     _count_tokens(rec, "".join(pieces), prompt, tokenizer)
     return rec
 
@@ -154,14 +164,21 @@ async def _read_stream(resp: "aiohttp.ClientResponse", rec: RequestRecord, piece
             choices = obj.get("choices")
             text = None
             if choices:
-                c0 = choices[0]
+                c0 = choices[0] if isinstance(choices, list) else None
+                delta = c0.get("delta") if isinstance(c0, dict) else None
+                if not isinstance(c0, dict) or (api == "chat" and delta is not None and not isinstance(delta, dict)):
+                    rec.error = f"malformed chunk: {data[:80]!r}"
+                    return
                 if api == "chat":
-                    delta = c0.get("delta") or {}
+                    delta = delta or {}
                     text = delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning")
                 else:
                     text = c0.get("text")
+                if text is not None and not isinstance(text, str):  # content parts, numbers: not a text delta
+                    rec.error = f"malformed chunk (content is not text): {data[:80]!r}"
+                    return
                 if c0.get("finish_reason"):
-                    rec.finish_reason = c0["finish_reason"]
+                    rec.finish_reason = str(c0["finish_reason"])
             if text:
                 if rec.first_token is None:
                     rec.first_token = now

@@ -127,7 +127,8 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: PromptSource, toke
                     "without it token rates, $/M tokens and TPOT are not measured")
             opts = RequestOptions(url=request_url(spec), model=caps.model, api=spec.api,
                                   stream_usage=caps.stream_usage, continuous_usage=caps.continuous_usage,
-                                  ignore_eos=caps.ignore_eos, headers=headers(spec), timeout_s=spec.request_timeout_s)
+                                  ignore_eos=caps.ignore_eos, headers=headers(spec), timeout_s=spec.request_timeout_s,
+                                  expect_done=caps.done_marker)
 
             async def one(prompt: Prompt, queued_s: float):
                 return await send(client, opts, prompt, tokenizer, queued_s)
@@ -284,13 +285,25 @@ def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, ru
               "repeats_planned": wl.timing.repeats, "level_complete": len(runs) == wl.timing.repeats},
         intelligence=cost.intelligence,
         cost=cost.as_dict(),
-        requests={**request_summary(runs, wl.slo),
-                  "prompt_tokens_counted": _median_int([r.prompt_tokens for r in ok]),
-                  "output_tokens_counted": _median_int([r.output_tokens for r in ok])},
+        requests=_requests(runs, wl, ok),
         server=server,  # the server's /metrics over the level; None where it has none
         expert_load=experts,
         **energy,
     )
+
+
+def _requests(runs: list[LevelRun], wl: EndpointWorkload, ok: list) -> dict[str, Any]:
+    """request_summary, what the server counted, and a note where it generated fewer tokens than were asked: the
+    level is named by the declared output length (compare and gate match on it), so a short answer must say so."""
+    req = {**request_summary(runs, wl.slo), "prompt_tokens_counted": _median_int([r.prompt_tokens for r in ok]),
+           "output_tokens_counted": _median_int([r.output_tokens for r in ok])}
+    asked, got = declared_tokens(wl)[1], req["output_tokens_counted"]
+    if asked and isinstance(wl.dataset, RandomDataset):  # lengths drawn uniformly from [r·n, n]: their median
+        asked = round(asked * (1 + wl.dataset.range_ratio) / 2)
+    if asked and got is not None and got < 0.9 * asked and "note" not in req:
+        req["note"] = (f"the server generated a median {got} of the {asked} output tokens asked (it stopped at its own "
+                       "end of sequence: ignore_eos refused or ignored); latencies and rates are of those answers")
+    return req
 
 
 def declared_tokens(wl: EndpointWorkload) -> tuple[Optional[int], Optional[int]]:

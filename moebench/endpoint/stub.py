@@ -32,6 +32,12 @@ class Faults:
     error_after_chunks: Optional[int] = None  # an error object mid-stream after this many content chunks
     drop_after_chunks: Optional[int] = None  # close the connection mid-stream after this many content chunks
     http_500_every: Optional[int] = None  # every n-th completion request answers HTTP 500
+    # every n-th completion request (of those that stream): aborted after 3 chunks (finish_reason "abort", then usage
+    # and [DONE] as vLLM ends an aborted request), a first chunk of an unforeseen shape (`choices: [null]`), or no [DONE]
+    abort_every: Optional[int] = None
+    eos_after: Optional[int] = None  # the model's own end of sequence after this many tokens (ignore_eos not honoured)
+    odd_chunk_every: Optional[int] = None
+    no_done_every: Optional[int] = None
     http_500_first: int = 0  # the first n completion requests answer HTTP 503 (a server warming up)
     silent_after: Optional[int] = None  # completion requests after the n-th get no answer (for SILENT_S seconds)
     reject_unknown: bool = False  # HTTP 422 for fields beyond KNOWN_FIELDS (ignore_eos, continuous_usage_stats)
@@ -181,7 +187,11 @@ class StubServer:
 
     async def _stream(self, req: dict, arrived: float, w: asyncio.StreamWriter, chat: bool) -> None:
         f = self.faults
+        me = self._n  # this request's number, before any await lets another one in
+        nth = lambda every: bool(every) and me % every == 0  # noqa: E731
         n = int(req.get("max_tokens") or req.get("max_completion_tokens") or 16)
+        if f.eos_after is not None:
+            n = min(n, f.eos_after)
         opts = req.get("stream_options") or {}
         usage_final = f.usage != "none" and opts.get("include_usage")
         continuous = f.usage == "continuous" and opts.get("continuous_usage_stats")
@@ -191,8 +201,14 @@ class StubServer:
         head = '{"id":"x","object":"chat.completion.chunk","model":"%s","choices":' % self.model
         if f.first_token_delay_s:
             await asyncio.sleep(f.first_token_delay_s)
+        if nth(f.odd_chunk_every):
+            _event(w, head + "[null]}")
+        abort = 3 if nth(f.abort_every) else None
         sent, k = 0, 0
         while sent < n:
+            if abort is not None and k == abort:
+                _event(w, head + '[{"index":0,"delta":{},"finish_reason":"abort"}]}')
+                break
             if f.drop_after_chunks is not None and k == f.drop_after_chunks:
                 w.transport.abort()
                 return
@@ -217,10 +233,11 @@ class StubServer:
                 await asyncio.sleep(f.token_delay_s * m)
         else:
             _event(w, head + '[{"index":0,"delta":{},"finish_reason":"length"}]}')
+        if sent == n or abort is not None:  # not after an error object mid-stream
             if usage_final:
                 _event(w, head + '[],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}'
                        % (f.prompt_tokens, sent, f.prompt_tokens + sent))
-            if f.done_marker:
+            if f.done_marker and not nth(f.no_done_every):
                 _event(w, "[DONE]")
         w.write(b"0\r\n\r\n")
         await w.drain()

@@ -51,6 +51,28 @@ def test_stream_without_done_marker_is_complete(stub):
     assert rec.ok and not rec.done_marker and rec.output_tokens == 10
 
 
+def test_a_stream_cut_short_of_the_done_marker_the_probe_saw_fails(stub):
+    """A server that sends [DONE] (the probe saw it) and then ends one stream without it cut that one short."""
+    rec = one(stub(no_done_every=1), expect_done=True)
+    assert not rec.ok and "without data: [DONE]" in rec.error
+    assert one(stub(), expect_done=True).ok
+
+
+def test_an_aborted_request_is_a_failure_not_a_short_answer(stub):
+    """vLLM and SGLang end a request they give up on with finish_reason "abort", then usage and [DONE]: its three
+    tokens are not an answer (counted ok, they shortened TPOT and doubled the request rate)."""
+    rec = one(stub(abort_every=1), expect_done=True)
+    assert not rec.ok and "finish_reason 'abort'" in rec.error and len(rec.chunk_times) == 3
+
+
+def test_a_chunk_of_an_unforeseen_shape_fails_the_request_only(stub):
+    """`choices: [null]` (or a string delta, content parts) raised out of the parser: the level lost requests and
+    the probe ended with an internal error. Now that request fails, with what came."""
+    server = stub(odd_chunk_every=2)
+    first, second = one(server), one(server)
+    assert first.ok and not second.ok and "malformed chunk" in second.error
+
+
 def test_error_mid_stream_is_a_failure_keeping_what_came(stub):
     rec = one(stub(error_after_chunks=3))
     assert not rec.ok and "error mid-stream: injected error" in rec.error

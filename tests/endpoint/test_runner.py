@@ -128,3 +128,22 @@ def test_no_counted_tokens_means_no_energy_label(stub, tmp_path):
     [rec] = doc["records"]
     assert rec["metrics"]["joules_per_token"] is None
     assert rec["energy_source"] == "not measured" and "no token usage" in rec["energy_scope"]
+
+
+def test_failed_and_short_answers_are_counted_as_such(stub, tmp_path):
+    """Every other request aborted by the server: the level sends all of them and fails half (ok, they had halved
+    TPOT and doubled the request rate). A server that stops at its own end of sequence says so beside the level."""
+    load = {"concurrency": [2], "requests_per_level": 8}
+    doc, _ = run_endpoint_workload(
+        endpoint_workload(stub(abort_every=2).base_url, load=load, dataset={"kind": "random", "prompt_tokens": 8,
+                                                                               "output_tokens": 6},
+                          timing={"warmup_requests": 0, "repeats": 1}, max_failure_ratio=0.6), out_dir=tmp_path / "a")
+    req = doc["records"][0]["requests"]
+    assert (req["sent"], req["ok"], req["failed"], req["cut"]) == (8, 4, 4, 0)
+    assert req["failure_ratio"] == pytest.approx(0.5) and "finish_reason 'abort'" in " ".join(req["error_examples"].values())
+    doc, _ = run_endpoint_workload(
+        endpoint_workload(stub(eos_after=2).base_url, load=load, dataset={"kind": "random", "prompt_tokens": 8,
+                                                                             "output_tokens": 16},
+                          timing={"warmup_requests": 0, "repeats": 1}), out_dir=tmp_path / "b")
+    req = doc["records"][0]["requests"]
+    assert req["output_tokens_counted"] == 2 and "a median 2 of the 16 output tokens asked" in req["note"]
