@@ -82,11 +82,11 @@ def run_endpoint_workload(wl: EndpointWorkload, *, out_dir: Path, workload_path:
     except KeyboardInterrupt:
         failure = "interrupted"
     if failure == "interrupted":
-        if sweep.caps is not None:
+        if sweep.levels:
             save(False, "interrupted")
-            raise MoebenchError(f"interrupted: partial results (levels done: {len(sweep.levels)}) in {dest}",
+            raise MoebenchError(f"interrupted: partial results (levels measured: {len(sweep.levels)}) in {dest}",
                                 code=ExitCode.INTERRUPTED)
-        raise MoebenchError("interrupted before the first level", code=ExitCode.INTERRUPTED)
+        raise MoebenchError("interrupted before the first level finished: nothing saved", code=ExitCode.INTERRUPTED)
     if failure is not None:
         save(False, failure)
         raise RunFailed(f"{failure}; partial results in {dest}", partial_path=str(dest))
@@ -113,7 +113,16 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: PromptSource, toke
         # scrapes, meter reads and recorder calls get their own connections: in the load's pool they would wait
         # for a slot, and delay the load
         async with open_session(cap, min(10.0, spec.request_timeout_s)) as client, open_session(4) as side:
-            caps = await probe(client, spec)
+            # the probe waits up to a minute a step on a server that accepts and never answers: a stop ends it
+            probing = asyncio.ensure_future(probe(client, spec))
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({probing, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not probing.done():
+                probing.cancel()
+                await asyncio.gather(probing, return_exceptions=True)
+                return "interrupted"
+            caps = probing.result()
             sweep.caps = caps
             sweep.meter = await open_meter(wl.deployment.energy, wl.deployment.meter_gpus(), side)
             recorder, no_experts = await open_recorder(side, spec, headers(spec), wl.deployment.expert_distribution_dir)

@@ -119,6 +119,28 @@ def test_some_failures_under_the_threshold_are_counted_and_the_run_goes_on(stub,
     assert sum(r["requests"]["failed"] for r in doc["records"]) > 0
 
 
+def test_sigterm_during_the_probe_of_a_silent_server_stops_at_once(stub, tmp_path):
+    """A server that accepts and never answers held the probe for its minute-long step whatever the signal; a stop
+    now ends it, with nothing measured and nothing saved."""
+    server = stub(silent_after=0)
+    wl = workload(tmp_path, server.base_url, load="{concurrency: [1], requests_per_level: 2}",
+                  timing="{warmup_requests: 0, repeats: 1}")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "moebench", "run", str(wl), "--out", str(out)], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not server.log.bodies and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)  # until the probe's first completion request is in, and unanswered
+    assert server.log.bodies, "the probe never sent its request"
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and time.monotonic() - sent < 4, stderr
+    assert stderr.splitlines()[-1] == "error: interrupted before the first level finished: nothing saved"
+    assert not results(out)
+
+
 def test_sigterm_saves_partial_results(stub, tmp_path):
     server = stub(token_delay_s=0.02)
     wl = workload(tmp_path, server.base_url, load="{concurrency: [4, 1], requests_per_level: 8}",
@@ -133,7 +155,7 @@ def test_sigterm_saves_partial_results(stub, tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert stderr.splitlines()[-1].startswith("error: interrupted: partial results (levels done: 1) in")
+    assert stderr.splitlines()[-1].startswith("error: interrupted: partial results (levels measured: 1) in")
     doc = load_result(results(out)[0])
     assert not doc["complete"] and doc["error"] == "interrupted"
     assert [r["load"]["label"] for r in doc["records"]] == ["concurrency 4"]
