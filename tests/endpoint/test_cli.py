@@ -119,19 +119,25 @@ def test_some_failures_under_the_threshold_are_counted_and_the_run_goes_on(stub,
     assert sum(r["requests"]["failed"] for r in doc["records"]) > 0
 
 
+def _run_until(tmp_path, server, load: str, out, ready, timeout_s: float = 60) -> subprocess.Popen:
+    """`moebench run` of a one-repeat endpoint workload in the background, returned once `ready()` (or it ended)."""
+    wl = workload(tmp_path, server.base_url, load=load, timing="{warmup_requests: 0, repeats: 1}")
+    proc = subprocess.Popen([sys.executable, "-m", "moebench", "run", str(wl), "--out", str(out)], cwd=REPO,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout_s
+    while not ready() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    return proc
+
+
 def test_sigterm_during_the_probe_of_a_silent_server_stops_at_once(stub, tmp_path):
     """A server that accepts and never answers held the probe for its minute-long step whatever the signal; a stop
     now ends it, with nothing measured and nothing saved."""
     server = stub(silent_after=0)
-    wl = workload(tmp_path, server.base_url, load="{concurrency: [1], requests_per_level: 2}",
-                  timing="{warmup_requests: 0, repeats: 1}")
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "moebench", "run", str(wl), "--out", str(out)], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while not server.log.bodies and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)  # until the probe's first completion request is in, and unanswered
+    proc = _run_until(tmp_path, server, "{concurrency: [1], requests_per_level: 2}", out,
+                      lambda: bool(server.log.bodies))  # the probe's first completion request is in, unanswered
     assert server.log.bodies, "the probe never sent its request"
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -143,15 +149,9 @@ def test_sigterm_during_the_probe_of_a_silent_server_stops_at_once(stub, tmp_pat
 
 def test_sigterm_saves_partial_results(stub, tmp_path):
     server = stub(token_delay_s=0.02)
-    wl = workload(tmp_path, server.base_url, load="{concurrency: [4, 1], requests_per_level: 8}",
-                  timing="{warmup_requests: 0, repeats: 1}")
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "moebench", "run", str(wl), "--out", str(out)], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not results(out) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)  # the file appears once the first level is done; the second takes ~1.3 s
+    # the file appears once the first level is done; the second takes ~1.3 s
+    proc = _run_until(tmp_path, server, "{concurrency: [4, 1], requests_per_level: 8}", out, lambda: bool(results(out)))
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
