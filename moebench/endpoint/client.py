@@ -200,6 +200,8 @@ async def _read_stream(resp: "aiohttp.ClientResponse", rec: RequestRecord, piece
 
 
 def _count_tokens(rec: RequestRecord, text: str, prompt: Prompt, tokenizer: Optional["Tokenizer"]) -> None:
+    if rec.output_tokens == 0 and text:  # usage that counts no tokens beside streamed text: a count not to trust
+        rec.output_tokens, rec.output_source, rec.chunk_tokens = None, "none", None
     if rec.output_tokens is None and tokenizer is not None and text:
         rec.output_tokens, rec.output_source = tokenizer.count(text), "tokenizer"
     if rec.prompt_tokens is None:

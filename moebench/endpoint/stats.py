@@ -129,6 +129,8 @@ def _rate_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost) -> dict[
     # a rate over requests whose tokens nobody counted is unknown, not zero
     known_in = all(r.prompt_tokens is not None for r in ok_all)
     known_out = all(r.output_tokens is not None for r in ok_all)
+    # under a TPOT SLO, a request whose TPOT nobody could measure is neither good nor bad: goodput is unknown
+    known_good = slo.tpot_ms is None or all(tpot_ms(r) is not None for r in ok_all)
     for run in runs:
         wall = max(run.wall_s, 1e-9)
         ok = [r for r in run.records if r.ok]
@@ -149,6 +151,9 @@ def _rate_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost) -> dict[
             per[k] = []
     if not known_out:
         for k in ("output", "good_output", "total"):
+            per[k] = []
+    if not known_good:
+        for k in ("good_requests", "good_input", "good_output"):
             per[k] = []
 
     def s(xs: list[float], unit: str) -> Optional[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from moebench.endpoint.client import RequestOptions, open_session, send
+from moebench.endpoint.client import RequestOptions, _count_tokens, open_session, send
 from moebench.endpoint.dataset import Prompt
 from moebench.endpoint.stats import itl_per_token_ms, tpot_ms, ttft_ms
 from moebench.endpoint.tokens import Tokenizer
@@ -44,6 +44,18 @@ def test_no_usage_falls_back_to_the_tokenizer_and_says_so(stub, word_tokenizer):
     bare = one(server)
     assert bare.ok and bare.output_tokens is None and bare.output_source == "none"
     assert tpot_ms(bare) is None
+
+
+def test_usage_that_counts_no_tokens_beside_streamed_text_is_not_trusted(stub, word_tokenizer):
+    """completion_tokens 0 with content streamed made output tok/s 0.0 and every request good under a TPOT SLO."""
+    server = stub(tokens_per_chunk=2)
+    assert one(server).output_tokens == 10
+    rec = one(server)
+    rec.output_tokens, rec.output_source = 0, "final_usage"  # what such a server's final usage says
+    _count_tokens(rec, " tok" * 10, Prompt("hello world", 10, None), None)
+    assert rec.output_tokens is None and rec.output_source == "none"
+    _count_tokens(rec, " tok" * 10, Prompt("hello world", 10, None), Tokenizer(word_tokenizer))
+    assert rec.output_tokens == 10 and rec.output_source == "tokenizer"
 
 
 def test_stream_without_done_marker_is_complete(stub):

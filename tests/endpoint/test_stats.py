@@ -30,6 +30,19 @@ def test_goodput_counts_only_requests_meeting_every_slo():
     assert not is_good(req(error="HTTP 500"), slo)
 
 
+def test_goodput_under_a_tpot_slo_is_unknown_where_a_tpot_is():
+    """Tokens nobody counted leave TPOT unknown: goodput under a TPOT SLO is then null, not 0 (every request called
+    bad) nor half (those whose count was missing called bad)."""
+    cost = DeploymentCost(2.0, "explicit", "test", 1, None, None)
+    counted, uncounted = req(), req(out=None, tokens=None)
+    half = [LevelRun(records=[counted, uncounted], started=0.0, ended=1.0)]
+    m = level_metrics(half, Slo(tpot_ms=1000), cost)
+    assert m["goodput_requests_per_s"] is None and m["usd_per_mtok_good"] is None
+    assert m["request_throughput_per_s"]["samples"] == [2.0]
+    m = level_metrics(half, Slo(ttft_ms=1000), cost)  # a TTFT SLO needs no token count
+    assert m["goodput_requests_per_s"]["samples"] == [2.0]
+
+
 def test_level_metrics_rates_and_cost_per_repeat():
     runs = [LevelRun(records=[req(), req(), req(error="HTTP 500: x")], started=0.0, ended=2.0),
             LevelRun(records=[req(), req(ttft_s=0.5, chunks=(0.5, 0.6, 0.7))], started=0.0, ended=1.0)]
