@@ -88,6 +88,8 @@ def run_endpoint_workload(wl: EndpointWorkload, *, out_dir: Path, workload_path:
                                 code=ExitCode.INTERRUPTED)
         raise MoebenchError("interrupted before the first level finished: nothing saved", code=ExitCode.INTERRUPTED)
     if failure is not None:
+        if not sweep.levels:  # a results file without a record helps nobody (report and compare refuse it)
+            raise RunFailed(f"{failure}; nothing measured, nothing saved")
         save(False, failure)
         raise RunFailed(f"{failure}; partial results in {dest}", partial_path=str(dest))
     return save(True), dest
@@ -146,8 +148,12 @@ async def _sweep(wl: EndpointWorkload, sweep: Sweep, prompts: PromptSource, toke
             for level in levels:
                 warm = prompts.take(wl.timing.warmup_requests)
                 if warm:
-                    await run_level(one, warm, Level("concurrency", min(len(warm), max(1, int(level.value)))),
-                                    max_duration_s=wl.load.max_duration_s, stop=stop)
+                    w = await run_level(one, warm, Level("concurrency", min(len(warm), max(1, int(level.value)))),
+                                        max_duration_s=wl.load.max_duration_s, stop=stop)
+                    if not stop.is_set() and not any(r.ok for r in w.records):  # the server stopped answering
+                        errs = request_summary([w], wl.slo)["errors"]
+                        return (f"{level.label}: none of its {len(warm)} warm-up requests was answered (commonest: "
+                                f"{next(iter(errs), f'cut at max_duration_s {wl.load.max_duration_s:g}')})")
                 why = await recorder.start() if recorder else None
                 runs, scrapes, joules = await _repeats(wl, level, one, prompts, stop, side, scrape_url,
                                                        opts.headers, sweep.meter, log)
@@ -203,6 +209,8 @@ async def _repeats(wl: EndpointWorkload, level: Level, one, prompts: PromptSourc
                 scrapes += await sampler
         runs.append(run)
         log(_progress(level, rep, wl.timing.repeats, run))
+        if (run.records or run.cut) and not any(r.ok for r in run.records):  # answered none: the level fails anyway,
+            break  # and a server that died would hold each further repeat for its whole max_duration_s
     return runs, scrapes, joules
 
 

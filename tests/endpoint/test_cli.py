@@ -213,6 +213,26 @@ def test_a_server_that_stops_answering_fails_the_run(stub, tmp_path):
     assert rec["requests"]["ok"] == 0 and rec["requests"]["failure_ratio"] == 1.0
 
 
+def test_a_dead_server_fails_the_run_at_its_first_silence_not_after_every_repeat(stub, tmp_path):
+    """Warm-up requests nobody answers fail the level before its repeats; a repeat nobody answered ends the level's
+    repeats. Each had waited out max_duration_s: (1 + repeats) of them per level, 40 min for endpoint-vllm.yaml."""
+    server = stub(silent_after=1)  # the probe is answered; nothing after it
+    wl = workload(tmp_path, server.base_url, load="{concurrency: [2], requests_per_level: 4, max_duration_s: 1}",
+                  timing="{warmup_requests: 2, repeats: 3}")
+    t0 = time.monotonic()
+    proc = moebench("run", str(wl), "--out", str(tmp_path / "out"), timeout=120)
+    assert_error_last(proc, 5, "concurrency 2: none of its 2 warm-up requests was answered",
+                      "nothing measured, nothing saved")
+    assert time.monotonic() - t0 < 1 + 4 and not results(tmp_path / "out")  # one max_duration_s, not four
+    fresh = stub(silent_after=1)  # the first one's probe request is spent
+    wl = workload(tmp_path, fresh.base_url, load="{concurrency: [2], requests_per_level: 4, max_duration_s: 1}",
+                  timing="{warmup_requests: 0, repeats: 3}")
+    proc = moebench("run", str(wl), "--out", str(tmp_path / "out2"), timeout=120)
+    assert_error_last(proc, 5, "none answered", "partial results in")
+    [rec] = load_result(results(tmp_path / "out2")[0])["records"]
+    assert rec["load"]["repeats"] == 1 and rec["load"]["repeats_planned"] == 3
+
+
 def test_without_usage_or_tokenizer_token_rates_are_not_measured_not_zero(stub, tmp_path):
     server = stub(usage="none")
     wl = workload(tmp_path, server.base_url, load="{concurrency: [2], requests_per_level: 4}")
