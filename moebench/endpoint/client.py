@@ -148,6 +148,8 @@ async def _read_stream(resp: "aiohttp.ClientResponse", rec: RequestRecord, piece
             if data == "[DONE]":
                 rec.done_marker = True
                 continue
+            if not data:  # `data:` with nothing after it is legal SSE (an empty event), not a malformed one
+                continue
             try:
                 obj = loads(data)
             except ValueError:

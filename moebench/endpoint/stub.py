@@ -36,6 +36,7 @@ class Faults:
     # and [DONE] as vLLM ends an aborted request), a first chunk of an unforeseen shape (`choices: [null]`), or no [DONE]
     abort_every: Optional[int] = None
     eos_after: Optional[int] = None  # the model's own end of sequence after this many tokens (ignore_eos not honoured)
+    empty_events: bool = False  # a `data:` line with nothing after it before each content chunk (legal SSE)
     odd_chunk_every: Optional[int] = None
     no_done_every: Optional[int] = None
     http_500_first: int = 0  # the first n completion requests answer HTTP 503 (a server warming up)
@@ -215,6 +216,8 @@ class StubServer:
             if f.error_after_chunks is not None and k == f.error_after_chunks:
                 _event(w, '{"error": {"message": "injected error mid-stream", "code": 500}}')
                 break
+            if f.empty_events:
+                _event(w, "")
             m = min(f.tokens_per_chunk, n - sent)
             sent += m
             text = json.dumps(" tok" * m)

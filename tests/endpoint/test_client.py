@@ -58,6 +58,11 @@ def test_usage_that_counts_no_tokens_beside_streamed_text_is_not_trusted(stub, w
     assert rec.output_tokens == 10 and rec.output_source == "tokenizer"
 
 
+def test_an_empty_data_line_is_an_empty_event_not_a_failure(stub):
+    rec = one(stub(empty_events=True))
+    assert rec.ok and rec.output_tokens == 10 and len(rec.chunk_times) == 10
+
+
 def test_stream_without_done_marker_is_complete(stub):
     rec = one(stub(done_marker=False))
     assert rec.ok and not rec.done_marker and rec.output_tokens == 10
