@@ -5,6 +5,7 @@ on its `holdout` points; write moebench/projection/presets.yaml and the validati
     python benchmarks/projection_fit.py --check    # score with the committed presets; write nothing
     python benchmarks/projection_fit.py --table    # the same, and rewrite only docs/projection.md's table
     python benchmarks/projection_fit.py --cv       # leave-one-source-out on the fit split (chooses model variants)
+    python benchmarks/projection_fit.py --cv --write  # the same, its left-out points recorded in presets.yaml
 
 Run from the repository root with the repository on PYTHONPATH (tests/ holds the data and its loader).
 """
@@ -60,6 +61,11 @@ PARAMS = {
 }
 
 OFFSETS = ("stack", "source", "none")
+HEADER = ("# Fitted efficiency presets of the projection (moebench/projection/presets.py). Written by\n"
+          "# `python benchmarks/projection_fit.py` from the fit points of the published validation set; the\n"
+          "# held-out points give the error band every projection prints, the published TTFTs under a\n"
+          "# concurrency (never fitted) the TTFT band beside it; `--cv --write` adds each fit point as the fit\n"
+          "# without its source projects it (a refit drops them). Regenerate; do not edit by hand.\n")
 
 
 def params_for(fit_pts: list[Measurement], offsets: str = "stack") -> dict[str, Param]:
@@ -113,17 +119,20 @@ def report(presets: Presets, pts: list[Measurement], skipped: list[tuple[str, st
     return scored, lines
 
 
-def cross_validate(fit_pts: list[Measurement], offsets: str = "stack") -> list[str]:
+def cross_validate(fit_pts: list[Measurement], offsets: str = "stack") -> tuple[list[str], list[Scored]]:
     """Leave-one-source-out over the fit split (what chooses between model variants without the held-out points):
-    fit on the other sources, score the left-out source's headline points; a point that no longer fits counts 5×."""
+    fit on the other sources, score the left-out source's headline points; a point that no longer fits counts 5×.
+    The table's rows, and every left-out point as scored by the fit that did not see its source."""
     rows = ["| left-out fit source | points | median error | worst error | median speed ratio |",
             "|---|---:|---:|---:|---:|"]
     every: list[float] = []
     speeds: list[float] = []
+    out: list[Scored] = []
     for g in sorted({m.source_group for m in fit_pts}):
         train = [m for m in fit_pts if m.source_group != g]
         presets = Presets(fit(train, resolve_config, params_for(train, offsets)))
         scored = score([m for m in fit_pts if m.source_group == g and m.headline], resolve_config, presets)
+        out += scored
         errs = [5.0 if s.ratio is None else s.error for s in scored]
         every += errs
         # projected / published speed (a throughput's ratio, a time's inverse: > 1 too optimistic), fitting points
@@ -135,7 +144,16 @@ def cross_validate(fit_pts: list[Measurement], offsets: str = "stack") -> list[s
                 f"{math.exp(statistics.median(speeds)):.2f} |")
     rows.append(f"\nmean |log error| {statistics.fmean(math.log(e) for e in every):.3f} over {len(every)} points "
                 "(a point that no longer fits counts 5×)")
-    return rows
+    return rows, out
+
+
+def write_cross_validated(scored: list[Scored]) -> None:
+    """presets.yaml's `cross_validated`: each fit point as the fit without its source projects it, the out-of-sample
+    error of an engine no held-out point ran (SGLang). A refit rewrites presets.yaml without it: rerun `--cv --write`."""
+    doc = yaml.safe_load(PRESETS.read_text())
+    doc["cross_validated"] = [_rounded(s.held_out()) for s in scored if s.ratio is not None]
+    PRESETS.write_text(HEADER + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120))
+    from_mapping(yaml.safe_load(PRESETS.read_text()))
 
 
 def _rounded(h: HeldOut) -> dict[str, object]:
@@ -157,16 +175,23 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="score the committed presets; write nothing")
     ap.add_argument("--table", action="store_true", help="score the committed presets; rewrite only the docs table")
-    ap.add_argument("--cv", action="store_true", help="leave-one-source-out cross-validation on the fit split; "
-                    "write nothing (one fit per fit source)")
+    ap.add_argument("--cv", action="store_true", help="leave-one-source-out cross-validation on the fit split "
+                    "(one fit per fit source); writes nothing unless --write")
+    ap.add_argument("--write", action="store_true", help="with --cv: record each left-out point in presets.yaml "
+                    "(`cross_validated`: the out-of-sample error of engines no held-out point ran)")
     ap.add_argument("--offsets", choices=OFFSETS, default="stack", help="a nuisance factor per fit stack (source and "
                     "engine; the model), per fit source, or none (what --cv compares)")
     args = ap.parse_args()
     pts, skipped = load_set()
     fit_pts = [m for m in pts if m.split == "fit" and m.metric != "ttft_ms"]  # TTFT is reported, not fitted
     print(f"{len(pts)} published numbers ({len(fit_pts)} fit), {len(skipped)} points not expressible", file=sys.stderr)
+    if args.write and not args.cv:
+        ap.error("--write goes with --cv")
     if args.cv:
-        print("\n".join(cross_validate(fit_pts, args.offsets)))
+        rows, scored = cross_validate(fit_pts, args.offsets)
+        print("\n".join(rows))
+        if args.write:
+            write_cross_validated(scored)
         return 0
     if args.check or args.table:
         presets = builtin()
@@ -191,11 +216,7 @@ def main() -> int:
         "held_out": [_rounded(h) for h in held],
         "ttft_under_load": [_rounded(h) for h in ttft],
     }
-    header = ("# Fitted efficiency presets of the projection (moebench/projection/presets.py). Written by\n"
-              "# `python benchmarks/projection_fit.py` from the fit points of the published validation set; the\n"
-              "# held-out points give the error band every projection prints, the published TTFTs under a\n"
-              "# concurrency (never fitted) the TTFT band beside it. Regenerate; do not edit by hand.\n")
-    PRESETS.write_text(header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120))
+    PRESETS.write_text(HEADER + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120))
     from_mapping(yaml.safe_load(PRESETS.read_text()))  # what was written reads back
     write_doc(lines)
     return 0

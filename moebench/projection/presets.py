@@ -82,10 +82,13 @@ class Band:
     n: int
     optimistic: int  # how many of the n were too optimistic (a TTFT: projected too short)
     speed: float  # median projected / published speed (geometric; a time's inverse): < 1, projections read slower
-    metric: str = "throughput"  # throughput | ttft
+    metric: str = "throughput"  # throughput | ttft | cross-validated (fit points, each scored without its source)
 
     def text(self) -> str:
         s = "s" if self.n != 1 else ""
+        if self.metric == "cross-validated":
+            return (f"{self.label}: median {self.median:.2f}×, worst {self.worst:.2f}× over {self.n} fit point{s}, "
+                    f"each projected by the fit without its source ({self.optimistic} too optimistic)")
         if self.metric == "ttft":
             return (f"TTFT under load, {self.label}: never fitted; median {self.median:.2f}×, worst {self.worst:.2f}× "
                     f"over {self.n} published TTFT{s} ({self.optimistic} projected too short; projected TTFT "
@@ -107,6 +110,9 @@ class Presets:
     source: str = ""
     # every published TTFT under a concurrency as these factors project it (TTFT is never fitted)
     ttft: tuple[HeldOut, ...] = ()
+    # every fit point as the fit without its source projects it (leave-one-source-out; `--cv --write`): the
+    # out-of-sample error of an engine that no held-out point ran
+    cross_validated: tuple[HeldOut, ...] = ()
 
     def engine_value(self, engine: str, name: str, default: float) -> float:
         """`{engine}.{name}`; for `any`, the median over the engines the table names."""
@@ -167,13 +173,18 @@ class Presets:
         who, like = (f"{engine} ", "a projection like this") if mine else ("", "a projection for their own engine")
         text = (f"the fit's {len(f)} published {who}stacks ran {f[0]:.2f}–{f[-1]:.2f}× {like} "
                 f"(median {statistics.median(f):.2f}×)")
-        # the band comes from the held-out points of the hardware group, whatever their engine: say where none ran it
+        # the band comes from the held-out points of the hardware group, whatever their engine: say where none ran it,
+        # and what its own points read when their source was left out of the fit
         held = sum(h.engine == engine for h in self.held_out)
+        cv = [h for h in self.cross_validated if h.engine == engine] if mine and not held else []
+        cv_band = band_of(cv, engine, "cross-validated") if cv else None
         if mine and self.held_out and not held:
             text += f"; no held-out point ran {engine}, so the band above is other engines' error"
+            if cv_band is not None:
+                text += f"; out of sample, {cv_band.text()}"
         return {"stacks": len(f), "engine": engine if mine else ANY_ENGINE, "min": f[0],
                 "median": statistics.median(f), "max": f[-1], "held_out_points": held if mine else len(self.held_out),
-                "text": text}
+                "cross_validated": None if cv_band is None else cv_band.to_json(), "text": text}
 
     def band(self, vendor: str, kind: str, precision: str, *, min_points: int = 3,
              metric: str = "throughput") -> Optional[Band]:
@@ -217,10 +228,11 @@ def from_mapping(doc: Mapping[str, Any], source: str = "") -> Presets:
         params = {str(k): float(v) for k, v in (doc.get("params") or {}).items()}
         held = tuple(HeldOut(**h) for h in doc.get("held_out") or ())
         ttft = tuple(HeldOut(**h) for h in doc.get("ttft_under_load") or ())
+        cv = tuple(HeldOut(**h) for h in doc.get("cross_validated") or ())
         fitted = tuple(str(x) for x in doc.get("fitted_on") or ())
     except (TypeError, ValueError) as e:
         raise BadInput(f"{source or 'presets'}: {e}") from None
-    return Presets(params, fitted, held, source, ttft)
+    return Presets(params, fitted, held, source, ttft, cv)
 
 
 @functools.cache

@@ -97,7 +97,34 @@ def test_an_engine_no_held_out_point_ran_is_told_its_band_is_other_engines():
     sglang = p.stack_spread("sglang")
     assert sglang["held_out_points"] == 0 and sglang["text"].endswith("no held-out point ran sglang, so the band above "
                                                                       "is other engines' error")
+    assert sglang["cross_validated"] is None  # no left-out points recorded: nothing more to say
+    # with the leave-one-source-out points recorded (`--cv --write`), the engine's own out-of-sample error follows
+    metric = "output_tokens_per_s_per_gpu"
+    left_out = tuple(HeldOut(f"{i}/{metric}", "nvidia", "moe", "fp8", e, metric, r, r > 1, r)
+                     for i, (e, r) in enumerate((("sglang", 1.5), ("sglang", 0.5), ("sglang", 1.1), ("vllm", 3.0))))
+    cv = Presets(p.params, held_out=(vllm,), cross_validated=left_out).stack_spread("sglang")
+    assert cv["cross_validated"]["n"] == 3 and cv["cross_validated"]["median_error"] == pytest.approx(1.5)
+    assert cv["cross_validated"]["worst_error"] == pytest.approx(2.0) and cv["cross_validated"]["too_optimistic"] == 2
+    assert cv["text"].endswith("; out of sample, sglang: median 1.50×, worst 2.00× over 3 fit points, each projected "
+                               "by the fit without its source (2 too optimistic)")
+    assert Presets(p.params, held_out=(vllm,), cross_validated=left_out).stack_spread("vllm")["cross_validated"] is None
     shipped = builtin()  # the committed presets say it for every engine none of their held-out points ran
     for engine in ("trt-llm", "vllm", "sglang"):
         told = "no held-out point ran" in shipped.stack_spread(engine)["text"]
         assert told == (not any(h.engine == engine for h in shipped.held_out))
+
+
+def test_the_cross_validated_points_are_the_fit_points_each_once():
+    """`--cv --write` records every fit headline point as the fit without its source projects it; a refit drops
+    them. What is committed covers the fit split, each point once, with its own engine and hardware."""
+    p = builtin()
+    if not p.cross_validated:
+        pytest.skip("presets.yaml has no cross_validated points (rerun `projection_fit.py --cv --write`)")
+    pts, _ = load_set()
+    fit = {m.id: m for m in pts if m.split == "fit" and m.headline}
+    ids = [h.id for h in p.cross_validated]
+    assert len(ids) == len(set(ids)) and set(ids) <= set(fit)
+    assert len(ids) >= 0.95 * len(fit)  # a point the fold's fit no longer fits has no ratio to record
+    for h in p.cross_validated:
+        m = fit[h.id]
+        assert (h.engine, h.vendor, h.kind, h.precision) == (m.engine, m.device.vendor, m.kind, m.precision)
