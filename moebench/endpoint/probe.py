@@ -124,6 +124,12 @@ async def _get(client: "aiohttp.ClientSession", url: str, hdrs: dict[str, str]) 
 
 
 def _first_model(status: int, body: str, base_url: str) -> str:
+    if status in (401, 403):
+        raise EnvironmentProblem(f"endpoint {base_url}/models answered HTTP {status}: the server wants a key "
+                                 "(endpoint.api_key_env names the environment variable holding it)")
+    if status == 404 and not base_url.rstrip("/").endswith("/v1"):
+        raise EnvironmentProblem(f"endpoint {base_url}/models answered HTTP 404: OpenAI-compatible servers serve "
+                                 f"under /v1 ({base_url.rstrip('/')}/v1?)")
     if status >= 400:
         raise EnvironmentProblem(f"endpoint {base_url}/models answered HTTP {status}; "
                                  "set endpoint.model to the served model's name")

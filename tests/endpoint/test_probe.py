@@ -1,7 +1,9 @@
+import re
+
 import pytest
 
 from moebench.endpoint.client import open_session
-from moebench.endpoint.probe import metrics_url, probe
+from moebench.endpoint.probe import _first_model, metrics_url, probe
 from moebench.endpoint.workload import EndpointSpec
 from moebench.errors import EnvironmentProblem
 
@@ -64,3 +66,15 @@ def test_transient_5xx_at_the_probe_is_retried_within_bounds(stub, monkeypatch):
     with pytest.raises(EnvironmentProblem, match="HTTP 503"):
         caps_of(dead.base_url)
     assert len(dead.log.bodies) == 4  # the first try and three retries: bounded
+
+
+@pytest.mark.parametrize("status, base, said", [
+    (401, "http://h:1/v1", "the server wants a key (endpoint.api_key_env"),
+    (403, "http://h:1/v1", "the server wants a key"),
+    (404, "http://h:1", "OpenAI-compatible servers serve under /v1 (http://h:1/v1?)"),
+    (404, "http://h:1/v1", "set endpoint.model"),
+])
+def test_a_refused_model_list_says_what_to_fix(status, base, said):
+    """A missing key or a base URL without /v1 was told to set endpoint.model, which fixes neither."""
+    with pytest.raises(EnvironmentProblem, match=re.escape(said)):
+        _first_model(status, "", base)
