@@ -140,5 +140,14 @@ def _first_model(status: int, body: str, base_url: str) -> str:
 
 
 async def _metrics(client: "aiohttp.ClientSession", url: str, hdrs: dict[str, str]) -> Optional[str]:
+    """The /metrics URL where it serves a metric moebench reads (vLLM's or SGLang's names); None otherwise, so a
+    page of another exporter's metrics is not reported as the server's view."""
+    from moebench.endpoint.telemetry import parse
+
     status, body = await _get(client, url, hdrs)
-    return url if status == 200 and "# TYPE" in body else None
+    if status != 200 or "# TYPE" not in body:
+        return None
+    try:
+        return url if parse(body) else None
+    except ValueError:  # not the Prometheus text format after all
+        return None

@@ -44,6 +44,7 @@ class Faults:
     reject_unknown: bool = False  # HTTP 422 for fields beyond KNOWN_FIELDS (ignore_eos, continuous_usage_stats)
     reject_fields: tuple[str, ...] = ()  # HTTP 422 for only these (a server with some of the extensions)
     metrics: bool = False  # serve a Prometheus /metrics
+    foreign_metrics: bool = False  # serve another exporter's /metrics instead (none of the names moebench reads)
     # serve SGLang's expert-distribution endpoints, dumping `stat`-mode records (.pt) into this folder
     expert_distribution_dir: Optional[str] = None
     prompt_tokens: int = 7
@@ -133,6 +134,9 @@ class StubServer:
         if method == "GET" and path.endswith("/models"):
             return await _send(w, 200, json.dumps({"object": "list", "data": [{"id": self.model, "object": "model"}]}))
         if method == "GET" and path == "/metrics":
+            if f.foreign_metrics:
+                return await _send(w, 200, "# HELP node_load1 1m load average.\n# TYPE node_load1 gauge\n"
+                                           "node_load1 0.5\n")
             if not f.metrics:
                 return await _send(w, 404, '{"detail":"Not Found"}')
             return await _send(w, 200, metrics_text(self._running, self._chunks, self._tokens))

@@ -27,6 +27,12 @@ def test_a_vllm_like_server_gets_every_option(stub):
     assert caps.metrics_url == f"http://127.0.0.1:{server.port}/metrics"
 
 
+def test_another_exporters_metrics_are_not_the_servers_view(stub):
+    """A /metrics page with none of vLLM's or SGLang's names was reported as "/metrics yes", and every level's
+    server stats were then only a scrape count."""
+    assert caps_of(stub(foreign_metrics=True).base_url).metrics_url is None
+
+
 def test_a_server_rejecting_unknown_fields_is_asked_without_them(stub):
     """transformers serve: 422 for ignore_eos and continuous_usage_stats; usage only in a final chunk."""
     server = stub(reject_unknown=True, usage="final")
