@@ -126,9 +126,13 @@ def planned_source(meter: Optional[Meter], allin_kw_per_gpu: Optional[float]) ->
 
 
 def energy_record(meter: Optional[Meter], joules: Sequence[Optional[float]], allin_kw_per_gpu: Optional[float],
-                  n_gpus: int) -> dict[str, Any]:
+                  n_gpus: int, tokens_counted: bool = True) -> dict[str, Any]:
     """The record's `energy_source` / `energy_scope`: the meter's when it read every repeat, else the catalog
-    estimate (`estimated`), else `not measured`, saying why."""
+    estimate (`estimated`), else `not measured`, saying why; `not measured` too where nobody counted the tokens
+    (no J/token to label, whatever the joules)."""
+    if not tokens_counted:
+        return {"energy_source": "not measured",
+                "energy_scope": "no J/token: the server reported no token usage and no tokenizer was set"}
     if meter is not None and joules and all(j is not None for j in joules):
         return {"energy_source": meter.source, "energy_scope": meter.scope}
     why = ""

@@ -277,12 +277,8 @@ def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, ru
     closed = level.mode == "concurrency"
     ref = reference_models().get(wl.deployment.model) if wl.deployment.model else None
     served = caps.model if caps else wl.endpoint.model
-    metrics = level_metrics(runs, wl.slo, cost, joules)
-    energy = energy_record(meter, joules, cost.allin_kw_per_gpu, cost.n_gpus)
-    if metrics.get("joules_per_token") is None:  # no figure to label: the tokens, or the energy, were not counted
-        energy = {"energy_source": "not measured",
-                  "energy_scope": "no J/token: the server reported no token usage and no tokenizer was set"
-                                  if any(r.output_tokens is None for r in ok) else energy["energy_scope"]}
+    energy = energy_record(meter, joules, cost.allin_kw_per_gpu, cost.n_gpus,
+                           tokens_counted=all(r.prompt_tokens is not None and r.output_tokens is not None for r in ok))
     return make_record(
         # the deployment's catalog name (family:flavor), so compare lines the endpoint up with an engine run of the
         # same model; the name the server answers to is kept beside it
@@ -295,7 +291,7 @@ def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, ru
         batch_size=int(level.value) if closed else (wl.load.max_concurrency or 0),
         prompt_tokens=declared_tokens(wl)[0],
         output_tokens=declared_tokens(wl)[1],
-        metrics=metrics,
+        metrics=level_metrics(runs, wl.slo, cost, joules),
         load={"mode": level.mode, "value": level.value, "label": level.label,
               "requests_per_level": wl.load.requests_per_level, "repeats": len(runs),
               # an interrupt stops a level between repeats: the ones done are kept, and the level says it is short
