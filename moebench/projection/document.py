@@ -53,9 +53,9 @@ def _record(model: str, p, dev, sc, calib_source: Optional[str], serving: str = 
 
 def projection_document(
     *, model: str, hardware: list[str], batches: list[int], prompt: Optional[int], output: Optional[int], dtype: str,
-    kv_dtype: str,
-    calibrate_path: Optional[Path], price_tier: Optional[str], price: Optional[float], interactivity: list[float],
-    overlap: float, serving: str, max_gpus: Optional[int], keep_host: bool = False, log: Callable[[str], None] = lambda _: None,
+    kv_dtype: str, calibrate_path: Optional[Path], price_tier: Optional[str], price: Optional[float],
+    interactivity: list[float], overlap: float, serving: str, max_gpus: Optional[int], keep_host: bool = False,
+    log: Callable[[str], None] = lambda _: None,
     gpus: Optional[int] = None, layout: Optional[str] = None, mem_util: float = 0.9, engine: str = "any",
     preset: str = "fitted", expert_imbalance: Optional[float] = None, spec_tokens: int = 0, spec_accept: float = 0.0,
     rates: tuple[float, ...] = (), offline: bool = False, expert_load_path: Optional[Path] = None,
@@ -113,16 +113,6 @@ def projection_document(
         raise BadInput(f"--expert-imbalance: {model} is dense (no routed experts)")
     for pool, text in zip(split or (), pool_texts or ()):
         check_runs(cfg, model, pool, "--disagg", text)
-    if gpus is not None and fixed is None:
-        from moebench.projection.layout import PIPELINE_STAGES, instance_layouts, max_ep
-
-        for hid in hardware:  # the layouts of N GPUs depend on the scale-up domain
-            dev = device_from_hardware(get_hardware(hid))
-            if not any(instance_layouts(cfg, dev, gpus)):
-                ep = f", expert parallelism at most {max_ep(cfg)} ranks" if cfg.is_moe else ""
-                raise BadInput(f"--gpus {gpus}: no layout of that many {dev.id} GPUs is one a serving engine runs for "
-                               f"{model} (attention TP splits its heads inside one scale-up domain of "
-                               f"{dev.domain_size}{ep}, at most {PIPELINE_STAGES[-1]} pipeline stages; --layout fixes one)")
     if lengths_path is not None and range_ratio is not None:
         raise BadInput("--lengths and --range-ratio: give either, not both")
     if lengths_path is not None and (prompt is not None or output is not None):
@@ -131,12 +121,12 @@ def projection_document(
     output = DEFAULT_OUTPUT if output is None else output
     moments: Optional[LengthMoments] = None
     requests: Optional[int] = None  # requests the distribution was read from (None: an analytic one)
+    longest = prompt + output  # tokens of the longest request
     if range_ratio is not None:
         moments = LengthMoments.uniform(prompt, output, range_ratio)
         lengths_source = f"uniform draws, range ratio {range_ratio:g} of {prompt} in / {output} out"
     elif lengths_path is not None:
         (moments, requests, longest), lengths_source = read_lengths(lengths_path), str(lengths_path)
-    longest = longest if moments is not None and requests is not None else prompt + output
     if longest > cfg.max_position_embeddings:
         raise BadInput(f"{'--lengths: a request of' if requests is not None else '--prompt + --output:'} {longest:,} "
                        f"tokens is beyond {model}'s context of {cfg.max_position_embeddings:,}")

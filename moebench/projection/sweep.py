@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
 from moebench import tokenomics as tk
+from moebench.errors import BadInput
 from moebench.models.config import ArchConfig
 from moebench.projection.assumptions import Assumptions
 from moebench.projection.cost import StepEstimate, step
 from moebench.projection.device import Device
-from moebench.projection.layout import PIPELINE_STAGES, Layout, Memory, gpus_text, instance_layouts, layouts, memory
+from moebench.projection.layout import (PIPELINE_STAGES, Layout, Memory, gpus_text, instance_layouts, layouts,
+                                        max_ep, memory)
 from moebench.projection.scenario import ServingScenario
 
 DEFAULT_BATCHES = tuple(2**k for k in range(16))  # 1 … 32768 sequences per instance
@@ -141,8 +143,10 @@ def project(cfg: ArchConfig, dev: Device, sc: ServingScenario, a: Assumptions, *
     elif gpus is not None:
         cands = list(instance_layouts(cfg, dev, gpus))
         if not cands:
-            return Projection(dev, [], [f"no layout of {gpus_text(gpus)} is one a serving engine runs for this model "
-                                        "(attention TP must split the heads and stay inside one scale-up domain)"])
+            ep = f", expert parallelism at most {max_ep(cfg)} ranks" if cfg.is_moe else ""
+            raise BadInput(f"--gpus {gpus}: no layout of that many {dev.id} GPUs is one a serving engine runs for "
+                           f"this model (attention TP splits its heads inside one scale-up domain of "
+                           f"{dev.domain_size}{ep}, at most {PIPELINE_STAGES[-1]} pipeline stages; --layout fixes one)")
     else:
         cands = list(layouts(cfg, dev, max_gpus))
     pts: list[Point] = []
