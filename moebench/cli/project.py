@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import enum
 import math
-import statistics
 from pathlib import Path
 from typing import Any, Optional
 
@@ -151,13 +150,12 @@ def _print(doc: dict[str, Any]) -> None:
 def _calibration_fit(cal: dict[str, Any]) -> str:
     """How closely a calibration reproduces its own records: the only error a calibrated projection can state (the
     published band is the fitted presets', which the calibration replaces)."""
-    errs = [max(r / m, m / r) for row in cal["fit"] for k in ("ttft_ms", "tpot_ms")
-            if (m := (row.get(k) or {}).get("measured")) and (r := (row.get(k) or {}).get("fitted"))]
-    if not errs:
+    e = cal["in_sample_error"]
+    if e is None:
         return f"calibrated from {cal['source']}, which had no TTFT or TPOT to fit; not validated"
-    return (f"calibrated from {cal['source']}: it reproduces its own {len(errs)} TTFT/TPOT figures within median "
-            f"{statistics.median(errs):.2f}×, worst {max(errs):.2f}× (in sample); the published band is the fitted "
-            "presets', not this")
+    return (f"calibrated from {cal['source']}: it reproduces its own {e['n']} TTFT/TPOT figures within median "
+            f"{e['median']:.2f}×, worst {e['worst']:.2f}× (in sample); the published band is the fitted presets', "
+            "not this")
 
 
 def _print_pools(rows: list[dict[str, Any]], spec: dict[str, Any]) -> None:

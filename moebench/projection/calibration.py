@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
@@ -104,6 +105,13 @@ class Calibration:
                            "factor": self.link_eff / before.comm.link_eff}
         return out
 
+    def in_sample_error(self) -> Optional[dict[str, Any]]:
+        """How closely the fitted model reproduces the run's own TTFTs and TPOTs: max(fitted/measured, its inverse)
+        over them, median and worst (in sample: the only error a calibrated projection can state); None without any."""
+        errs = [max(r / m, m / r) for row in self.fit for k in ("ttft_ms", "tpot_ms")
+                if (m := (row.get(k) or {}).get("measured")) and (r := (row.get(k) or {}).get("fitted"))]
+        return {"n": len(errs), "median": statistics.median(errs), "worst": max(errs)} if errs else None
+
     def to_json(self) -> dict[str, Any]:
         return {
             "source": self.source, "hardware_id": self.hardware_id, "roofs_basis": self.device.roofs_basis,
@@ -111,6 +119,7 @@ class Calibration:
             "efficiency": dataclasses.asdict(self.efficiency), "link_eff": self.link_eff,
             "host_us": dict(self.host_us), "host_expert_us": dict(self.host_expert_us),
             "moe_host_sync": self.moe_host_sync, "expert_gemms": self.expert_gemms, "fit": list(self.fit),
+            "in_sample_error": self.in_sample_error(),
         }
 
 
