@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import os
 from pathlib import Path
-from typing import Any, Callable, Optional, get_args
+from typing import Any, Callable, Optional
 
 import typer
 from rich.markup import escape
@@ -13,7 +13,6 @@ from rich.markup import escape
 from moebench.cli._options import at_least
 from moebench.cli._output import emit_json, err, is_rank0, log, out
 from moebench.errors import BadInput
-from moebench.results.stats import Basis
 
 REPO_WORKLOADS = Path(__file__).resolve().parents[2] / "workloads"
 
@@ -39,19 +38,6 @@ def _show(doc: dict, dest: Any, json_: bool, table: Callable[[dict], Any]) -> No
     else:
         out.print(table(doc))
     log(f"results: {dest}")
-
-
-def _with_basis(doc: dict) -> Any:
-    """The narrow run table, its title naming the basis of its numbers (the wide table has a basis column; the
-    narrow one marks only the rows that are not measured, under their model's name)."""
-    from moebench.report.tables import run_table
-
-    t = run_table(doc)
-    seen = {r["basis"] for r in doc["records"]}
-    bases = [b for b in get_args(Basis) if b in seen] + sorted(seen - set(get_args(Basis)))  # measured first
-    if bases:
-        t.title = f"{t.title} · {', '.join(escape(b) for b in bases)}"
-    return t
 
 
 def register(app: typer.Typer) -> None:
@@ -135,12 +121,10 @@ def register(app: typer.Typer) -> None:
 
         if json_:
             emit_json(doc)
-        elif wide:  # its basis column labels every row
+        else:
             from moebench.report.tables import print_run_table
 
-            print_run_table(out, doc, wide=True)
-        else:
-            out.print(_with_basis(doc))
+            print_run_table(out, doc, wide=wide)
         for line in caveats(doc):  # under the numbers, once each: the log said "busy" on stderr, maybe unseen
             (err if json_ else out).print(f"[yellow]note:[/yellow] {escape(line)}", highlight=False)
         profiled = [r for r in doc["records"] if r.get("profile")]

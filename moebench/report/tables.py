@@ -7,7 +7,7 @@ p90/p99 of the latencies.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, get_args
 
 from rich.console import Console
 from rich.markup import escape
@@ -18,6 +18,7 @@ from moebench import metrics as mt
 from moebench.report.format import fmt, fmt_params
 from moebench.report.rows import per_unit, spread_of, tail_of
 from moebench.results import profiled
+from moebench.results.stats import Basis
 
 SHORT_UNIT = {"process": "proc"}  # the narrow table's column heads
 
@@ -70,6 +71,11 @@ def run_table(doc: dict[str, Any], *, wide: bool = False) -> Table:
         f"{doc['workload']['name']} on {hw['name']} ×{hw.get('n_devices', 1)} ({hw.get('device')}, {hw.get('dtype')}, "
         f"kernels {hw.get('kernels')}) — price {'$%.2f/%s-h (%s)' % (p, unit, price.get('tier')) if p else 'not set'}"
     )
+    if not wide:  # the wide table has a basis column; the narrow one names its rows' bases here, measured first
+        seen = {r["basis"] for r in doc["records"]}
+        bases = [b for b in get_args(Basis) if b in seen] + sorted(seen - set(get_args(Basis)))
+        if bases:
+            title += f" · {escape(', '.join(bases))}"
     caption = "median (p20–p80)"
     if wide:
         caption += ", p90 · p99 under latencies; extrapolated = N of L layers measured at real widths, scaled to L"
