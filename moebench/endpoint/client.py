@@ -202,7 +202,9 @@ async def _read_stream(resp: "aiohttp.ClientResponse", rec: RequestRecord, piece
 
 
 def _count_tokens(rec: RequestRecord, text: str, prompt: Prompt, tokenizer: Optional["Tokenizer"]) -> None:
-    if rec.output_tokens == 0 and text:  # usage that counts no tokens beside streamed text: a count not to trust
+    # every content chunk carries at least one token, so a usage that counts fewer (0 beside streamed text, 3 for
+    # 16 chunks) is a count not to trust; more than the chunks is legal (several tokens per chunk)
+    if rec.output_tokens is not None and text and rec.output_tokens < len(rec.chunk_times):
         rec.output_tokens, rec.output_source, rec.chunk_tokens = None, "none", None
     if rec.output_tokens is None and tokenizer is not None and text:
         rec.output_tokens, rec.output_source = tokenizer.count(text), "tokenizer"

@@ -46,16 +46,26 @@ def test_no_usage_falls_back_to_the_tokenizer_and_says_so(stub, word_tokenizer):
     assert tpot_ms(bare) is None
 
 
-def test_usage_that_counts_no_tokens_beside_streamed_text_is_not_trusted(stub, word_tokenizer):
-    """completion_tokens 0 with content streamed made output tok/s 0.0 and every request good under a TPOT SLO."""
+@pytest.mark.parametrize("usage", [0, 4])
+def test_usage_that_counts_fewer_tokens_than_streamed_chunks_is_not_trusted(stub, word_tokenizer, usage):
+    """completion_tokens 0 with content streamed made output tok/s 0.0 and every request good under a TPOT SLO; 4
+    tokens over 5 content chunks is as impossible (every chunk carries at least one)."""
     server = stub(tokens_per_chunk=2)
     assert one(server).output_tokens == 10
     rec = one(server)
-    rec.output_tokens, rec.output_source = 0, "final_usage"  # what such a server's final usage says
+    assert len(rec.chunk_times) == 5
+    rec.output_tokens, rec.output_source = usage, "final_usage"  # what such a server's final usage says
     _count_tokens(rec, " tok" * 10, Prompt("hello world", 10, None), None)
     assert rec.output_tokens is None and rec.output_source == "none"
     _count_tokens(rec, " tok" * 10, Prompt("hello world", 10, None), Tokenizer(word_tokenizer))
     assert rec.output_tokens == 10 and rec.output_source == "tokenizer"
+
+
+def test_usage_counting_several_tokens_per_chunk_is_trusted(stub):
+    rec = one(stub(tokens_per_chunk=2))
+    rec.output_tokens, rec.output_source = 5, "final_usage"  # one token per chunk at the least: possible
+    _count_tokens(rec, " tok" * 10, Prompt("hello world", 10, None), None)
+    assert rec.output_tokens == 5 and rec.output_source == "final_usage"
 
 
 def test_an_empty_data_line_is_an_empty_event_not_a_failure(stub):
