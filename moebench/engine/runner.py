@@ -27,7 +27,7 @@ from moebench.models import build, entry_arch
 from moebench.outdir import save_result, save_stopped
 from moebench.results import file_stem, new_doc, new_run_id, write_result
 from moebench.parallel.faults import Guard, install_test_faults
-from moebench.parallel.mesh import ParallelContext, check_plan, env_rank, init_parallel, shutdown
+from moebench.parallel.mesh import ParallelContext, check_plan, env_rank, init_parallel
 from moebench.parallel.plan import local_batch, parallelize
 from moebench.pricing import Pricing, resolve_intelligence as intelligence_of, resolve_pricing as pricing_of
 from moebench.progress import QUIET, Advance, Progress
@@ -143,11 +143,12 @@ def run_workload(
         raise
     if guard is not None:
         guard.stop()
-        shutdown()
     if rank0:
         doc["complete"] = True
-        # checked against the schema once, when whole
+        # checked against the schema once, when whole; before the teardown, which gloo sometimes aborts
         save_result(path, doc, write=lambda p, d: write_result(d, p.parent, p.stem))
+    if guard is not None:
+        guard.finish()
     return doc, path
 
 

@@ -17,6 +17,7 @@ Test-only knobs, read here and nowhere else: MOEBENCH_TEST_KILL_RANK=r, MOEBENCH
 MOEBENCH_TEST_RAISE_RANK=r, with MOEBENCH_TEST_KILL_AFTER_STEPS=n: rank r SIGKILLs itself (sleeps forever, raises
 RuntimeError) at the start of its (n+1)-th model forward (prefill or decode step), counted from the start of the
 run; MOEBENCH_TEST_FAULT_STAMP=path records when.
+MOEBENCH_TEST_ABORT_TEARDOWN_RANK=r: rank r aborts (SIGABRT) as gloo's teardown sometimes does, after its work.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any, Callable, Optional
 
 from moebench.errors import ExitCode, MoebenchError, Terminated
 from moebench.parallel import comm
-from moebench.parallel.mesh import ParallelContext, watchdog_limit_s
+from moebench.parallel.mesh import ParallelContext, shutdown, watchdog_limit_s
 
 HEARTBEAT_S = 0.5
 _TEST_STEPS = [0]  # model forwards so far on this rank, across every model of the run (test knobs only)
@@ -81,6 +82,22 @@ class Guard:
         comm.set_guard(None)
         if self._old_term is not None:
             signal.signal(signal.SIGTERM, self._old_term)
+
+    def finish(self) -> None:
+        """After `stop()`, once this rank's work is whole (rank 0's results saved): tell the launcher, then tear the
+        process group down.
+
+        gloo can abort a rank in its teardown ("terminate called without an active exception", SIGABRT) after every
+        collective returned; the launcher reads the `rank<r>.done` markers to tell that from a run that failed."""
+        d = os.environ.get(LAUNCH_DIR_ENV)
+        if d:
+            try:
+                (Path(d) / f"rank{self.ctx.rank}.done").touch()
+            except OSError:
+                pass
+        if os.environ.get("MOEBENCH_TEST_ABORT_TEARDOWN_RANK") == str(self.ctx.rank):
+            os.abort()
+        shutdown()
 
     def _on_term(self, signum: int, frame: Any) -> None:
         raise Terminated("stopped by SIGTERM")

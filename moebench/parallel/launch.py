@@ -95,6 +95,9 @@ def launch_local(nproc: int, args: list[str], *, wl: Any, source: str, out_dir: 
     try:
         elastic_launch(config, sys.executable)("-m", "moebench", "run", *args)
     except ChildFailedError as exc:
+        if all((launch_dir / f"rank{r}.done").exists() for r in range(nproc)):
+            _teardown_note(exc.failures, nproc, partial)
+            return
         raise _verdict(exc.failures, launch_dir, nproc, partial, wl, source) from None
     except SignalException as exc:
         msg = f"interrupted ({signal.Signals(exc.sigval).name})"
@@ -107,6 +110,21 @@ def launch_local(nproc: int, args: list[str], *, wl: Any, source: str, out_dir: 
             else:
                 os.environ[k] = v
         shutil.rmtree(launch_dir, ignore_errors=True)
+
+
+def _teardown_note(failures: dict[int, Any], world: int, partial: Path) -> None:
+    """Every rank finished its work (rank 0 had saved the whole results) before one died tearing its process group
+    down: the run stands, and the line says what happened."""
+    codes = {r: f.exitcode for r, f in failures.items()}
+    # the agent stops (SIGTERM) the ranks still exiting when one dies: they are not what went wrong
+    own = {r: c for r, c in codes.items() if c != -int(signal.SIGTERM)} or codes
+    ranks = ", ".join(f"{r} ({_how(c)})" for r, c in sorted(own.items()))
+    print(f"note: rank{'s' if len(own) > 1 else ''} {ranks} of {world} died in the process group's teardown, after every rank had finished; "
+          f"the results in {partial} are whole", file=sys.stderr)
+
+
+def _how(code: int) -> str:
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
 
 
 def _verdict(failures: dict[int, Any], launch_dir: Path, world: int, partial: Path, wl: Any, source: str) -> BaseException:
@@ -129,8 +147,7 @@ def _verdict(failures: dict[int, Any], launch_dir: Path, world: int, partial: Pa
                   if (c < 0 and c != stopped) or (c >= 0 and c != int(ExitCode.RUN_FAILED) and r not in reports))
     if died:
         r = died[0]
-        how = f"killed by {signal.Signals(-codes[r]).name}" if codes[r] < 0 else f"exit code {codes[r]}"
-        culprits, msg = [r], f"rank {r} of {world} died ({how})"
+        culprits, msg = [r], f"rank {r} of {world} died ({_how(codes[r])})"
     elif local:
         culprits, msg = [local[0]], reports[local[0]]["message"]
     else:
