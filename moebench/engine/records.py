@@ -89,8 +89,9 @@ def rate_metrics(prefill_ms: dict[str, Any], step_ms: dict[str, Any], *, batch: 
         pin, pout = [x[0] for x in phase], [x[1] for x in phase]
         m["usd_per_mtok_phase"] = {"input": s(pin, "USD/Mtok"), "output": s(pout, "USD/Mtok"),
                                    "blended": s([tk.blended_usd_per_mtok(a, b) for a, b in phase], "USD/Mtok")}
-        if intelligence is not None:
-            m["intelligence_per_usd"] = s([tk.intelligence_per_usd(intelligence["score"], b) for b in blend], "score per USD/Mtok")
+        per_usd = [tk.intelligence_per_usd(intelligence["score"], b) for b in blend] if intelligence else []
+        if per_usd and None not in per_usd:  # at price 0 (a machine you own) a score per $ has no value
+            m["intelligence_per_usd"] = s(per_usd, "score per USD/Mtok")
     if pricing.allin_kw_per_gpu:
         m["tokens_per_mw"] = s([tk.tokens_per_mw(r["total"], pricing.allin_kw_per_gpu, n) for r in rates], "tokens/s/MW")
     return m

@@ -55,6 +55,9 @@ def test_level_metrics_rates_and_cost_per_repeat():
     assert m["usd_per_mtok_good"]["output"]["samples"][1] == pytest.approx(tk.usd_per_mtok(2.0, 4, 5.0))
     assert m["intelligence_per_usd"]["median"] > 0
     assert m["ttft_ms"]["n"] == 4 and m["joules_per_token"] is None
+    free = level_metrics(runs, Slo(ttft_ms=200), DeploymentCost(0.0, "explicit", "test", 4, None, {"score": 50.0}))
+    assert free["usd_per_mtok"]["blended"]["median"] == 0
+    assert free["intelligence_per_usd"] is None  # a machine you own: no score per $ (it read 0.0)
     s = request_summary(runs, Slo(ttft_ms=200))
     assert (s["sent"], s["ok"], s["failed"], s["good"]) == (5, 4, 1, 3)
     assert s["failure_ratio"] == pytest.approx(0.2) and s["errors"] == {"HTTP 500": 1}

@@ -123,6 +123,24 @@ def test_a_given_price_is_explicit_in_the_csv(tmp_path, run_cli):
     assert (df.price_tier == "explicit").all() and (df.usd_per_gpu_hour == 3.0).all()
 
 
+def test_a_projection_at_price_0_reports_no_score_per_dollar(tmp_path, run_cli):
+    """`--price 0` (a machine you own): $/M is 0 and a score per $ has no value; report and compare crashed on it."""
+    code, out, _ = run_cli(["project", "--model", "gpt-oss:120b", "--hardware", "b200", "--batch", "8", "--prompt", "128",
+                            "--output", "32", "--price", "0", "--json"])
+    assert code == 0
+    p = tmp_path / "free.json"
+    p.write_text(out)
+    code, _, err = run_cli(["report", str(p), "--out", str(tmp_path / "r")])
+    assert code == 0, err
+    df = pd.read_csv(tmp_path / "r" / "report.csv", dtype=CSV_DTYPES)
+    assert df.intelligence_score.notna().all()  # the model has a score: only its price makes score per $ void
+    assert (df.usd_per_mtok_blended_median == 0).all() and df.intelligence_score_per_usd_per_mtok_median.isna().all()
+    paid = tmp_path / "paid.json"
+    paid.write_text(p.read_text().replace('"usd_per_gpu_hour": 0.0', '"usd_per_gpu_hour": 3.0'))
+    code, out, err = run_cli(["compare", str(p), str(paid), "--json"])
+    assert code == 0, err
+
+
 def test_measured_and_projected_dtypes_are_spelled_alike(static_projection, docs, run_cli, tmp_path):
     code, _, err = run_cli(["report", str(docs["h100.json"]), str(static_projection), "--out", str(tmp_path / "r")])
     assert code == 0 and "from 2 file(s) (3 runs" in err
