@@ -26,7 +26,8 @@ def _runs_table(res):
         price = (f"${fmt(r['usd_per_gpu_hour'])}/{per_unit(r['device'])}-h ({r['price_tier']})"
                  if r["usd_per_gpu_hour"] is not None else "—")
         t.add_row(_key(i), escape(r["label"]), escape(r["file"]), escape(f"{r['hardware_name']} ({r['hardware_id']})"),
-                  escape(f"{r['device']} · {r['dtype']} · {r['kernels']}"), str(r["world_size"] or "—"),
+                  escape(" · ".join(str(r[k] or "—") for k in ("device", "dtype", "kernels"))),
+                  str(r["world_size"] or "—"),
                   escape(r["routing"] or "—"), escape(price), _machine(r["contention"]), escape((r["git_sha"] or "—")[:12]),
                   escape(str(r["created_utc"] or "—")))
     return t
@@ -39,7 +40,7 @@ def _machine(c) -> str:
     return "[bold yellow]contended[/bold yellow]" if c["contended"] else "quiet"
 
 
-def _group_table(g, labels: list[str]):
+def _group_table(g, labels: list[str], runs: list[dict]):
     from rich.table import Table
 
     from moebench.metrics import BY_NAME
@@ -47,7 +48,14 @@ def _group_table(g, labels: list[str]):
 
     keys = {lb: _key(i) for i, lb in enumerate(labels)}
     ref = g["reference"]
-    basis = ", ".join(f"{keys[lb]} {b}" for lb, b in g["basis"].items() if b and b != "measured")
+    basis = ", ".join([f"{keys[lb]} {b}" for lb, b in g["basis"].items() if b and b != "measured"]
+                      + [f"{keys[lb]} energy {e}" for lb, e in g["energy_source"].items() if e and e != "measured"])
+    # per-GPU ratios divide by these: say them where they differ or where a projection's layout chose them
+    ws = {lb: w for lb, w in g["world_size"].items() if w is not None}
+    if len(set(ws.values())) > 1 or any(g["basis"][lb] == "projected" for lb in ws):
+        units = {lb: per_unit(next((r["device"] for r in runs if r["label"] == lb), None)) for lb in ws}
+        basis = ", ".join(filter(None, [", ".join(f"{keys[lb]} {w} {units[lb]}{'s' if w > 1 else ''}"
+                                                  for lb, w in ws.items()), basis]))
     t = Table(title=escape(f"{g['model']} · batch {g['batch_size']} · prompt {g['prompt_tokens']} + output {g['output_tokens']}"
                            f" · {g['serving'] or 'unknown'} serving")
               + (f" [dim]({escape(basis)})[/dim]" if basis else ""), title_justify="left",
@@ -87,9 +95,9 @@ def register(app: typer.Typer) -> None:
         from moebench.report.compare import require_records
         from moebench.report.sources import load_sources
 
-        sources = load_sources(results)
-        require_records(results, sources)
+        sources, left_out = require_records(results, load_sources(results))
         res = run_compare(sources)
+        res["notes"] = left_out + res["notes"]
         if json_:
             emit_json(res)
             return
@@ -98,4 +106,4 @@ def register(app: typer.Typer) -> None:
             out.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
         labels = [r["label"] for r in res["runs"]]
         for g in res["groups"]:
-            out.print(_group_table(g, labels))
+            out.print(_group_table(g, labels, res["runs"]))

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-from moebench.cli._output import emit_json, log, out
+from rich.markup import escape
+
+from moebench.cli._output import emit_json, err, log, out
 
 
 def register(app: typer.Typer) -> None:
@@ -27,8 +29,7 @@ def register(app: typer.Typer) -> None:
         from moebench.report.sources import files_text, load_sources
         from moebench.results import write_text_atomic
 
-        sources = load_sources(results)
-        require_records(results, sources)  # before the folder is made: nothing written
+        sources, left_out = require_records(results, load_sources(results))  # before the folder is made
         check_out_dir(out_dir)
         rs = rows(sources)
         html = render(sources, rs, csv_name="report.csv", title=title)  # both built before either is written
@@ -42,3 +43,5 @@ def register(app: typer.Typer) -> None:
         else:
             out.print(f"{csv_path}\n{html_path}")
         log(f"{len(rs)} rows from {files_text(sources)}")
+        for note in left_out:
+            err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)

@@ -26,14 +26,25 @@ SERVING_HINT = ("for a like-for-like comparison with measured runs (static batch
                 "`moebench project --serving static`")
 
 
-def require_records(paths: list[Path], sources: list[tuple[str, dict[str, Any]]]) -> None:
-    """Refuse a file with no records (a run that recorded nothing, a projection onto nothing): a report or a
-    comparison of it would be empty, and exit 0 as if it had worked. BadInput names the file."""
+def require_records(paths: list[Path], sources: list[tuple[str, dict[str, Any]]]
+                    ) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """(the sources to show, notes on those left out). A file with no records at all (a run that recorded nothing,
+    a projection onto nothing that fits) is refused: a report or a comparison of it would be empty, and exit 0 as
+    if it had worked. BadInput names the file. A projection's hardware where the model fits at no batch is left out
+    beside the hardware where it does, with the projection's own reason."""
     where = dict(zip(source_labels(paths), paths))
+    shown = {(d.get("projection") or {}).get("source") for _, d in sources if d.get("records")}
+    kept, notes = [], []
     for label, d in sources:
-        if not d.get("records"):
-            path = (d.get("projection") or {}).get("source") or where.get(label, label)
-            raise BadInput(f"{path}: no records")
+        proj = d.get("projection") or {}
+        if d.get("records"):
+            kept.append((label, d))
+        elif proj and proj.get("source") in shown:
+            why = "; ".join(proj.get("notes") or []) or "no projected rows"
+            notes.append(f"{label}: {why}; not shown")
+        else:
+            raise BadInput(f"{proj.get('source') or where.get(label, label)}: no records")
+    return kept, notes
 
 
 def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -55,9 +66,13 @@ def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
             "price_tier": (hw.get("price") or {}).get("tier"),
             "routing": (d.get("workload") or {}).get("routing"), "complete": d.get("complete"),
             "profiled": profiled(d), "contention": _contention(d),
+            # a projection's held-out error, which its ratios carry
+            "error_band": ((d.get("projection") or {}).get("error_band") or {}).get("text"),
         })
     by_key: dict[tuple, dict[str, dict[str, Any]]] = {}
-    for r in rows(sources):
+    mixed: list[str] = []
+    all_rows = rows(sources)
+    for r in all_rows:
         key = (r["model"], r["batch_size"], r["prompt_tokens"], r["output_tokens"], r["serving"])
         by_key.setdefault(key, {})[labels[r["source_file"]]] = r
     order = [labels[src] for src, _ in sources]
@@ -83,14 +98,36 @@ def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
                 continue
             base = vals[ref]["median"] if vals[ref] else None
             ratios = {lb: (v["median"] / base if v is not None and base else None) for lb, v in vals.items()}
+            if metric.name == INTELLIGENCE_METRIC:  # scores of different index versions are never compared
+                ratios = {lb: x if _version(present.get(lb)) == _version(present[ref]) else None
+                          for lb, x in ratios.items()}
             metrics.append({"metric": name, "better": metric.better, "values": vals, "ratios": ratios})
         groups.append({
             "model": key[0], "batch_size": key[1], "prompt_tokens": key[2], "output_tokens": key[3],
             "serving": key[4], "basis": {lb: present[lb]["basis"] if lb in present else None for lb in order},
+            # what per-GPU ratios divide by (a projection's layout sets it per batch size), and energy not measured
+            "world_size": {lb: present[lb]["world_size"] if lb in present else None for lb in order},
+            "energy_source": {lb: present[lb]["energy_source"] if lb in present else None for lb in order},
             "reference": ref, "note": _elsewhere(key, by_key, order), "metrics": metrics,
         })
+    versions: dict[str, set[str]] = {}
+    for r in all_rows:
+        if r.get("intelligence_version") is not None:
+            versions.setdefault(labels[r["source_file"]], set()).add(f"{r['intelligence_index']} {r['intelligence_version']}")
+    if len(set().union(*versions.values()) if versions else ()) > 1:
+        mixed.append("intelligence scores come from different index versions ("
+                     + ", ".join(f"{lb}: {', '.join(sorted(v))}" for lb, v in versions.items())
+                     + "): no score-per-$ ratio between them")
     roofs = [f"{labels[src]}: {line}" for src, d in sources for line in above_roof(d)]
-    return {"runs": runs, "groups": groups, "notes": _mixed(runs) + roofs}
+    bands = [f"{r['label']} is projected; how far to trust it: {r['error_band']}" for r in runs if r["error_band"]]
+    return {"runs": runs, "groups": groups, "notes": _mixed(runs) + mixed + bands + roofs}
+
+
+INTELLIGENCE_METRIC = "intelligence_score_per_usd_per_mtok"
+
+
+def _version(row: Optional[dict[str, Any]]) -> Optional[tuple]:
+    return None if row is None else (row.get("intelligence_index"), row.get("intelligence_version"))
 
 
 def _contention(doc: dict[str, Any]) -> dict[str, Any]:
@@ -109,10 +146,13 @@ def _mixed(runs: list[dict[str, Any]]) -> list[str]:
     if len({r["profiled"] for r in runs}) > 1:
         notes.append("profiled with --profile: " + ", ".join(r["label"] for r in runs if r["profiled"])
                      + "; their times include the profiler's overhead (each record's profile.overhead measured it)")
-    for r in runs:
+    for i, r in enumerate(runs):
         if r["contention"]["contended"]:
+            # the first run is the reference of its groups: its slow times are the denominator of the ratios
+            effect = ("as the reference, it makes the others' ratios understate any slowdown and overstate any speedup"
+                      if i == 0 else "so its ratios overstate any slowdown")
             notes.append(f"{r['label']} ran on a contended machine ({r['contention']['contended']}): other processes "
-                         "added to its times, so its ratios overstate any slowdown")
+                         f"added to its times, {effect}")
     incomplete = [r["label"] for r in runs if r["complete"] is False]
     if incomplete:
         notes.append("partial results (the run failed or was interrupted): " + ", ".join(incomplete))

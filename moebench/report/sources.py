@@ -121,7 +121,8 @@ def from_projection(doc: dict[str, Any], source: str, file: Optional[str] = None
                         "calibration": (doc.get("calibration") or {}).get("source"),
                         "serving": serving, "comm_overlap": assumptions.get("comm_overlap"),
                         # the held-out error of the fitted presets for this hardware (None when calibrated)
-                        "error_band": hw.get("error_band")},
+                        "error_band": hw.get("error_band"),
+                        "notes": hw.get("notes") or []},
         ))
     return out
 

@@ -119,3 +119,55 @@ def test_compare_shows_phase_prices_and_flags_a_ratio_above_its_measured_roof(tm
     b = res["runs"][1]["label"]
     assert res["notes"] == [f"{b}: mixtral:debug batch 4: MFU/roof 121% of the roof measured in this run — above "
                             "100 %, so that roof undercounts this machine and is no ceiling here (docs/measure.md)"]
+
+
+def _write(tmp_path, docs: dict) -> list[str]:
+    for name, d in docs.items():
+        (tmp_path / name).write_text(json.dumps(d))
+    return [str(tmp_path / name) for name in docs]
+
+
+def test_scores_of_different_index_versions_get_no_ratio(doc_factory, tmp_path, capsys):
+    """MEASURE.md: scores of different index versions are never compared; compare put ×0.046 between v2 and v3."""
+    a, b = doc_factory("h100_sxm", "NVIDIA H100 SXM", 2.5, 1.0), doc_factory("b200", "NVIDIA B200", 4.0, 2.0)
+    for r in b["records"]:
+        r["intelligence"]["version"] = "v2"
+    code, out, _ = run(["compare", *_write(tmp_path, {"a.json": a, "b.json": b}), "--json"], capsys)
+    res = json.loads(out)
+    assert code == 0
+    for g in res["groups"]:
+        ratios = {m["metric"]: m["ratios"]["NVIDIA B200"] for m in g["metrics"]}
+        assert ratios["intelligence_score_per_usd_per_mtok"] is None and ratios["tpot_ms"] is not None
+    assert any("different index versions" in n and "v2" in n and "v3" in n for n in res["notes"])
+    for r in b["records"]:  # the same version again: the ratio is back, and nothing to say
+        r["intelligence"]["version"] = "v3"
+    code, out, _ = run(["compare", *_write(tmp_path, {"a.json": a, "b.json": b}), "--json"], capsys)
+    res = json.loads(out)
+    assert all(next(m for m in g["metrics"] if m["metric"] == "intelligence_score_per_usd_per_mtok")["ratios"]["NVIDIA B200"]
+               for g in res["groups"]) and res["notes"] == []
+
+
+def test_a_contended_reference_is_said_to_flatter_the_others(doc_factory, tmp_path, capsys):
+    """The first run is the denominator: its inflated times make the others' slowdowns look smaller, not larger."""
+    a, b = doc_factory("h100_sxm", "NVIDIA H100 SXM", 2.5, 1.0), doc_factory("b200", "NVIDIA B200", 4.0, 2.0)
+    busy = {"other_cpu_cores": 1.2, "usable_cpus": 2, "timed_s": 0.1, "other_gpu_processes": None,
+            "threshold_share": 0.25, "contended": True}
+    for d in (a, b):
+        for r in d["records"]:
+            r["contention"] = dict(busy)
+    code, out, _ = run(["compare", *_write(tmp_path, {"a.json": a, "b.json": b}), "--json"], capsys)
+    notes = [n for n in json.loads(out)["notes"] if "contended" in n]
+    assert code == 0 and len(notes) == 2, notes
+    assert notes[0].startswith("NVIDIA H100 SXM ran on a contended machine") and "understate any slowdown" in notes[0]
+    assert notes[1].startswith("NVIDIA B200 ran on a contended machine") and "overstate any slowdown" in notes[1]
+
+
+def test_compare_names_estimated_energy_and_never_prints_none(doc_factory, tmp_path, capsys):
+    a, b = doc_factory("h100_sxm", "NVIDIA H100 SXM", 2.5, 1.0), doc_factory("b200", "NVIDIA B200", 4.0, 2.0)
+    a["hardware"]["dtype"] = a["hardware"]["kernels"] = None  # as an endpoint result has them
+    for r in b["records"]:
+        r["energy_source"] = "estimated"
+        r["metrics"]["joules_per_token"] = {**r["metrics"]["tpot_ms"], "unit": "J/token"}
+    code, out, _ = run(["compare", *_write(tmp_path, {"a.json": a, "b.json": b})], capsys)
+    assert code == 0 and "None" not in out and "cuda · — · —" in out
+    assert "B energy estimated" in out

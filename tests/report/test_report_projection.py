@@ -11,8 +11,9 @@ import pytest
 from moebench.report.rows import CSV_DTYPES
 
 
-def _project(tmp_path, run_cli, *extra: str, name: str = "proj.json"):
-    code, out, _ = run_cli(["project", "--model", "mixtral:8x7b", "--hardware", "h100_sxm,b200", "--batch", "1,8",
+def _project(tmp_path, run_cli, *extra: str, name: str = "proj.json", model: str = "mixtral:8x7b",
+             hardware: str = "h100_sxm,b200", batch: str = "1,8"):
+    code, out, _ = run_cli(["project", "--model", model, "--hardware", hardware, "--batch", batch,
                             "--prompt", "128", "--output", "32", *extra, "--json"])
     assert code == 0
     p = tmp_path / name
@@ -125,11 +126,7 @@ def test_a_given_price_is_explicit_in_the_csv(tmp_path, run_cli):
 
 def test_a_projection_at_price_0_reports_no_score_per_dollar(tmp_path, run_cli):
     """`--price 0` (a machine you own): $/M is 0 and a score per $ has no value; report and compare crashed on it."""
-    code, out, _ = run_cli(["project", "--model", "gpt-oss:120b", "--hardware", "b200", "--batch", "8", "--prompt", "128",
-                            "--output", "32", "--price", "0", "--json"])
-    assert code == 0
-    p = tmp_path / "free.json"
-    p.write_text(out)
+    p = _project(tmp_path, run_cli, "--price", "0", name="free.json", model="gpt-oss:120b", hardware="b200", batch="8")
     code, _, err = run_cli(["report", str(p), "--out", str(tmp_path / "r")])
     assert code == 0, err
     df = pd.read_csv(tmp_path / "r" / "report.csv", dtype=CSV_DTYPES)
@@ -220,3 +217,38 @@ def test_a_projection_s_error_band_shows_in_the_html_and_the_csv(projection, doc
         assert f"how far to trust it: {t}" in html
     ttft = {h["error_band"]["ttft_under_load"]["text"] for h in json.loads(projection.read_text())["hardware"]}
     assert ttft and all(t.startswith("TTFT under load, NVIDIA") and t in html for t in ttft)
+
+
+def test_hardware_where_the_model_fits_nowhere_is_left_out_with_its_reason(tmp_path, run_cli):
+    """llama3:70b on one GPU: it fits a B200, not an H100. The file was refused whole as "no records"."""
+    p = _project(tmp_path, run_cli, "--gpus", "1", name="one_gpu.json", model="llama3:70b")
+    code, _, err = run_cli(["report", str(p), "--out", str(tmp_path / "r")])
+    assert code == 0, err
+    df = pd.read_csv(tmp_path / "r" / "report.csv", dtype=CSV_DTYPES)
+    assert set(df.hardware_id) == {"b200"} and len(df) == 2
+    assert "one_gpu.json [h100_sxm]: does not fit in 1 GPU" in " ".join(err.split())
+    code, out, err = run_cli(["compare", str(p), str(p), "--json"])
+    assert code == 0, err
+    assert sum("does not fit in 1 GPU" in n for n in json.loads(out)["notes"]) == 2
+    # a file whose every hardware is empty is still refused
+    doc = json.loads(p.read_text())
+    doc["hardware"] = doc["hardware"][:1]
+    p.write_text(json.dumps(doc))
+    code, _, err = run_cli(["report", str(p), "--out", str(tmp_path / "r2")])
+    assert code == 3 and "no records" in err and not (tmp_path / "r2").exists()
+
+
+def test_compare_says_how_many_gpus_a_projection_took_and_how_far_to_trust_it(static_projection, docs, run_cli):
+    code, out, _ = run_cli(["compare", str(docs["h100.json"]), str(static_projection), "--json"])
+    res = json.loads(out)
+    assert code == 0
+    g = next(g for g in res["groups"] if g["model"] == "mixtral:8x7b" and g["batch_size"] == 8)
+    proj = json.loads(static_projection.read_text())
+    gpus = {h["id"]: next(r["cost"]["n_gpus"] for r in h["records"] if r["batch_size"] == 8) for h in proj["hardware"]}
+    assert g["world_size"] == {res["runs"][0]["label"]: 1, res["runs"][1]["label"]: gpus["h100_sxm"],
+                               res["runs"][2]["label"]: gpus["b200"]}
+    bands = [n for n in res["notes"] if "how far to trust it" in n]
+    assert len(bands) == 2 and all("held-out median" in n for n in bands)
+    code, out, _ = run_cli(["compare", str(docs["h100.json"]), str(static_projection)])
+    title = next(line for line in out.splitlines() if line.startswith("mixtral:8x7b · batch 8"))
+    assert f"B {gpus['h100_sxm']} GPUs" in title
