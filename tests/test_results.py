@@ -107,6 +107,12 @@ def _set(doc, path, value):
     (("records", 0, "metrics", "usd_per_mtok", "blended", "median"), "3", "usd_per_mtok.blended.median is '3'"),
     (("records", 0, "metrics", "ttft_ms", "p99"), "slow", "records[0].metrics.ttft_ms.p99 is 'slow'"),
     (("records",), {}, "records is {}, not a list"),
+    # valid JSON of the right types, but no time, rate or price is negative and no run has 0 ranks
+    (("records", 0, "metrics", "ttft_ms", "median"), -5.0, "records[0].metrics.ttft_ms.median is -5.0, not a number ≥ 0"),
+    (("records", 0, "metrics", "ttft_ms", "samples"), [1.0, -2.0], "ttft_ms.samples must be a list of numbers ≥ 0"),
+    (("world_size",), 0, "world_size is 0, not a count of ranks"),
+    (("hardware", "price"), {"usd_per_gpu_hour": -1.0}, "hardware.price.usd_per_gpu_hour is -1.0, not a price ≥ 0"),
+    (("records", 0, "cost"), {"usd_per_gpu_hour": -1.0, "n_gpus": 1}, "records[0].cost.usd_per_gpu_hour is -1.0"),
 ])
 def test_load_result_names_the_first_bad_field(tmp_path, path, value, needle):
     p = tmp_path / "r.json"

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Optional
 import plotly.graph_objects as go
 
 from moebench.report.format import fmt
-from moebench.report.rows import value
+from moebench.report.rows import per_unit, value
 from moebench.tokenomics import pareto_front
 
 SYMBOL = {"measured": "circle", "extrapolated": "diamond-open", "projected": "x"}
@@ -70,7 +70,8 @@ def pareto(rs: list[dict[str, Any]]) -> Optional[go.Figure]:
         usd = [value(r, "usd_per_mtok_blended") for r in s]
         label = [f"${fmt(u)}/M" if u is not None else "" for u in usd]
         custom = [[esc(model), esc(hw), r["batch_size"], fmt(u), esc(basis),
-                   fmt(value(r, "usd_per_mtok_input")), fmt(value(r, "usd_per_mtok_output"))] for r, u in zip(s, usd)]
+                   fmt(value(r, "usd_per_mtok_input")), fmt(value(r, "usd_per_mtok_output")), per_unit(r["device"])]
+                  for r, u in zip(s, usd)]
         fig.add_trace(go.Scatter(
             x=[p[0] for p in xy], y=[p[1] for p in xy], mode="markers+text+lines" if len(s) > 1 else "markers+text",
             name=f"{esc(model)} · {esc(hw)}" + ("" if basis == "measured" else f" ({esc(basis)})"),
@@ -81,13 +82,14 @@ def pareto(rs: list[dict[str, Any]]) -> Optional[go.Figure]:
             error_x=_err(s, "interactivity_tokens_per_s_per_user"), error_y=_err(s, "output_tokens_per_s_per_gpu"),
             customdata=custom,
             hovertemplate="%{customdata[0]} on %{customdata[1]}<br>batch %{customdata[2]} (%{customdata[4]})"
-            "<br>interactivity %{x:.3g} tok/s/user<br>throughput %{y:.3g} tok/s/GPU"
+            "<br>interactivity %{x:.3g} tok/s/user<br>throughput %{y:.3g} tok/s/%{customdata[7]}"
             "<br>$/M tokens: blended %{customdata[3]}, in %{customdata[5]}, out %{customdata[6]}<extra></extra>",
         ))
+    unit = "/".join(sorted({per_unit(r["device"]) for r in pts}))  # a CPU run's figures are per process
     return _layout(
-        fig, "Throughput per GPU vs interactivity (batch-size sweep; labels: blended $/M tokens)",
+        fig, f"Throughput per {unit} vs interactivity (batch-size sweep; labels: blended $/M tokens)",
         xaxis={"title": "interactivity (output tokens/s per user) →", "type": "log"},
-        yaxis={"title": "output tokens/s per GPU →", "type": "log"},
+        yaxis={"title": f"output tokens/s per {unit} →", "type": "log"},
     )
 
 

@@ -100,7 +100,8 @@ def from_projection(doc: dict[str, Any], source: str, file: Optional[str] = None
         for r in hw.get("records") or []:
             r = {**r, "cost": _price(r.get("cost") or {})}
             stated = {k: v for k, v in r["metrics"].items() if v is not None}
-            sections = {k: v for k, v in r.items() if k not in _IDENTITY}
+            # a projection computes no J/token: say so in its rows, as a run without an energy counter does
+            sections = {"energy_source": "not measured", **{k: v for k, v in r.items() if k not in _IDENTITY}}
             records.append(make_record(
                 model=r["model"], kind=kind, basis="projected", serving=serving, batch_size=r["batch_size"],
                 prompt_tokens=r.get("prompt_tokens"), output_tokens=r.get("output_tokens"),

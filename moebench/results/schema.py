@@ -97,6 +97,16 @@ class ResultDoc(BaseModel):
     def _kind_has_its_rows(self) -> "ResultDoc":
         if self.kind == "kernel" and self.points is None:
             raise ValueError("points: a kernel document lists its points")
+        if self.world_size is not None and self.world_size < 1:
+            raise ValueError(f"world_size is {self.world_size}, not a count of ranks")
+        price = (self.hardware.get("price") or {}).get("usd_per_gpu_hour")
+        if price is not None and not (is_number(price) and price >= 0):
+            raise ValueError(f"hardware.price.usd_per_gpu_hour is {price!r}, not a price ≥ 0")
+        for i, r in enumerate(self.records):
+            cost = getattr(r, "cost", None) or {}
+            if isinstance(cost, dict) and cost.get("usd_per_gpu_hour") is not None and not (
+                    is_number(cost["usd_per_gpu_hour"]) and cost["usd_per_gpu_hour"] >= 0):
+                raise ValueError(f"records[{i}].cost.usd_per_gpu_hour is {cost['usd_per_gpu_hour']!r}, not a price ≥ 0")
         return self
 
 
@@ -106,11 +116,12 @@ def _stat_problem(node: Any, at: str) -> Optional[str]:
         return None
     if "samples" in node:
         samples = node["samples"]
-        if not isinstance(samples, list) or not all(is_number(x) for x in samples):
-            return f"{at}.samples must be a list of numbers"
+        # every statistic moebench records is a time, a rate, a price, an energy or a share: none is negative
+        if not isinstance(samples, list) or not all(is_number(x) and x >= 0 for x in samples):
+            return f"{at}.samples must be a list of numbers ≥ 0"
         for key in PERCENTILES:  # p90 / p99 may be absent (files older than them), never of another type
-            if node.get(key) is not None and not is_number(node[key]):
-                return f"{at}.{key} is {node[key]!r}, not a number"
+            if node.get(key) is not None and not (is_number(node[key]) and node[key] >= 0):
+                return f"{at}.{key} is {node[key]!r}, not a number ≥ 0"
         return None
     for key, child in node.items():
         problem = _stat_problem(child, f"{at}.{key}")

@@ -94,6 +94,9 @@ def test_cpu_runs_say_per_process_not_per_gpu(doc_factory, tmp_path, capsys):
     code, _, _ = run(["report", *paths, "--out", str(tmp_path / "r")], capsys)
     html = (tmp_path / "r" / "report.html").read_text()
     assert code == 0 and "out tok/s/process" in html and "out tok/s/GPU" not in html and "/process-h" in html
+    plots = html.replace("\\u002f", "/")  # plotly's JSON escapes the slash
+    assert "output tokens/s per process" in plots and "tokens/s per GPU" not in plots  # the throughput plot's axis
+    assert "tok/s/%{customdata[7]}" in plots and '"process"' in plots  # and its hover
 
 
 def test_compare_shows_phase_prices_and_flags_a_ratio_above_its_measured_roof(tmp_path, capsys):

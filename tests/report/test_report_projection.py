@@ -41,6 +41,7 @@ def test_report_reads_projections_beside_measurements(projection, docs, run_cli,
     assert set(proj.hardware_id) == {"h100_sxm", "b200"} and set(proj.batch_size) == {1, 8}
     assert (proj.model == "mixtral:8x7b").all() and (proj.kind == "moe").all()
     assert proj.tpot_ms_median.notna().all() and proj.usd_per_mtok_blended_median.notna().all()
+    assert (proj.energy_source == "not measured").all() and proj.joules_per_token_median.isna().all()
     # the GPUs paid for: per batch size from the projection's layout (mixtral 8x7b in bf16 needs 2 H100s)
     gpus = {(r["id"], rec["batch_size"]): rec["cost"]["n_gpus"]
             for r in json.loads(projection.read_text())["hardware"] for rec in r["records"]}
