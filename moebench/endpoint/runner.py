@@ -285,6 +285,7 @@ def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, ru
         model=wl.deployment.model or served,
         served_model=served,
         kind=ref.kind if ref else None,
+        params=_params(ref),
         basis="measured",
         # a server batches continuously; an open-loop level's rate is part of its identity (its batch size is not)
         serving="continuous" if closed else f"continuous, {level.label}",
@@ -331,3 +332,12 @@ def declared_tokens(wl: EndpointWorkload) -> tuple[Optional[int], Optional[int]]
 def _median_int(xs: list[Optional[int]]) -> Optional[int]:
     known = [x for x in xs if x is not None]
     return int(statistics.median(known)) if known else None
+
+
+def _params(ref: Any) -> Optional[dict[str, Any]]:
+    """The catalog model's parameter counts, as an engine run's record carries them (report's active/total)."""
+    p = ref.reference_computed_params if ref else {}
+    total, active = p.get("computed_total"), p.get("computed_active")
+    if not total:
+        return None
+    return {"total": total, "active": active, "active_ratio": active / total if active else None}

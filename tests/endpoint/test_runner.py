@@ -99,8 +99,10 @@ def test_records_carry_the_deployments_catalog_model_and_the_served_name(stub, t
                                    out_dir=tmp_path / "a")
     [rec] = doc["records"]
     assert (rec["model"], rec["served_model"], rec["kind"]) == ("llama3:8b", "stub-model", "dense")
+    assert rec["params"]["total"] == pytest.approx(8.03e9, rel=0.01) and rec["params"]["active_ratio"] == 1.0
     doc, _ = run_endpoint_workload(endpoint_workload(server.base_url, load=one_level), out_dir=tmp_path / "b")
     assert doc["records"][0]["model"] == doc["records"][0]["served_model"] == "stub-model"  # no catalog name given
+    assert doc["records"][0]["params"] is None
 
 
 @pytest.mark.parametrize("deployment, said", [
