@@ -122,7 +122,7 @@ def run_kernel_workload(wl: KernelWorkload, *, device: Optional[str] = None,
             f"the {avail / 1e9:.1f} GB free on {dev}; use a smaller shape or a bigger machine")
     hardware = _hardware(wl, dev, dtype)
     console_err(f"{wl.name}: measuring roofs on {dev} …")
-    roofs = measure_roofs(dev, dtype, roof_scale)
+    roofs = measure_roofs(dev, torch.float32, roof_scale)  # on CPU the fp32 probes its points repeat (below)
     hardware.update(device=dev, dtype=str(dtype).removeprefix("torch."), measured_roofs=roofs,
                     device_name=torch.cuda.get_device_name() if dev == "cuda" else _cpu_name(),
                     label=("GPU" if dev == "cuda" else "CPU (host numbers; no GPU claim)"))

@@ -66,7 +66,7 @@ def measure_roofs(device: str, dtype: torch.dtype, scale: float = 1.0) -> dict[s
                 "mem_probe": f"device-to-device copy, {nbytes / 2**30:.2f} GiB",
                 "matmul_tflops": 2 * n**3 / (mm_ms / 1e3) / 1e12, "matmul_probe": f"bf16 {n}^3 (cuBLAS)",
                 "basis": "measured"}
-    probe = CpuRoofProbe(scale)  # its buffers are filled, so touched, on creation
+    probe = CpuRoofProbe(scale, dtype)  # its buffers are filled, so touched, on creation
     return probe.roofs([probe.sample() for _ in range(3)])
 
 
@@ -83,13 +83,16 @@ class CpuRoofProbe:
     right after it took 8-28 ms; the torch matmul in between absorbs that (26.6 GB/s; the layer 5.1 ms).
     """
 
-    def __init__(self, scale: float = 1.0):
+    def __init__(self, scale: float = 1.0, dtype: torch.dtype = torch.float32):
         self.src = torch.ones(int((1 << 28) * scale))  # ones, not randn: a fill is 10x faster to make
         self.src2, self.dst = torch.ones_like(self.src), torch.zeros_like(self.src)  # all pages touched
         self.n = max(256, int(4096 * scale ** (1 / 3)))
-        self.a, self.b = torch.randn(self.n, self.n), torch.randn(self.n, self.n)
+        # the matmul in the dtype the work computes in: a bf16 run on a CPU with bf16 dot products outruns an fp32
+        # probe (and its fp32 FMA peak) twice over, so those are no ceiling for it
+        self.dtype = dtype
+        self.a, self.b = torch.randn(self.n, self.n, dtype=dtype), torch.randn(self.n, self.n, dtype=dtype)
         try:
-            self.an, self.bn = self.a.numpy(), self.b.numpy()
+            self.an, self.bn = (self.a.numpy(), self.b.numpy()) if dtype == torch.float32 else (None, None)
         except (ImportError, RuntimeError):  # torch without numpy
             self.an = self.bn = None
 
@@ -103,7 +106,7 @@ class CpuRoofProbe:
         copy, read = 2 * nbytes / (copy_ms / 1e3) / 1e9, nbytes / (read_ms / 1e3) / 1e9
         out = {"mem_copy_gbps": copy, "mem_read_gbps": read, "mem_gbps": max(copy, read),
                "matmul_tflops": flop / (mm_ms / 1e3) / 1e12}
-        peak = fma_peak_tflops(torch.get_num_threads(), 0.02)
+        peak = fma_peak_tflops(torch.get_num_threads(), 0.02) if self.dtype == torch.float32 else None
         if peak is not None:
             out["fma_peak_tflops"] = peak
         return out
@@ -116,5 +119,11 @@ class CpuRoofProbe:
         return {**med, **spread, "rounds": len(rounds),
                 "mem_probe": ("max(copy counting read + write, read-only sum) of "
                               f"{self.src.numel() * 4 / 2**30:.2f} GiB"),
-                "matmul_probe": f"fp32 {self.n}^3, " + ("best of torch and numpy" if self.an is not None else "torch"),
+                "matmul_probe": f"{_short(self.dtype)} {self.n}^3, "
+                                + ("best of torch and numpy" if self.an is not None else "torch"),
+                "matmul_dtype": str(self.dtype).removeprefix("torch."),
                 "threads": torch.get_num_threads(), "basis": "measured"}
+
+
+def _short(dtype: torch.dtype) -> str:
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))

@@ -46,7 +46,7 @@ def measure_roofs(device: str, dtype: torch.dtype, scale: float = 0.25) -> dict[
         "mem_gbps": r["mem_gbps"],
         "mem_probe": r["mem_probe"],
         "matmul_gflops": r["matmul_tflops"] * 1e3,
-        "matmul_dtype": "bfloat16" if device == "cuda" else "float32",
+        "matmul_dtype": "bfloat16" if device == "cuda" else r["matmul_dtype"],
         "matmul_probe": r["matmul_probe"],
         "basis": "measured",
     }

@@ -36,18 +36,26 @@ class Peaks:
     roof_bytes_per_s: Optional[float]
 
 
-def extrapolation_factors(run_cfg: ArchConfig, batch: int, prompt: int, output: int, dtype_bytes: int) -> tuple[float, float]:
-    """(prefill, decode) time scale from the N layers run to the full depth.
+def extrapolation_factors(run_cfg: ArchConfig, batch: int, prompt: int, output: int, dtype_bytes: int,
+                          ttft_ms: float, tpot_ms: float) -> tuple[float, float]:
+    """(prefill, decode) time scale from the N layers run to the full depth, given the run's median TTFT and TPOT.
 
-    Prefill scales by FLOPs (compute-bound), decode by bytes moved per step (memory-bound); embedding and LM head
-    are in both numerator and denominator, so they are not scaled.
+    Decode scales by the bytes a step moves (memory-bound; the LM head's read is in both). Prefill scales its
+    layers by their FLOPs; the LM head, which prefill runs on each sequence's last token only, is not scaled.
+    Its time is not its FLOPs' share: at a short prompt it reads its weights for a few tokens, as a decode step
+    does (1 GB for Llama-3's 128k vocabulary: half of a one-layer run's prefill on a CPU), so its share of the
+    prefill is taken as its measured share of the decode step, by bytes.
     """
     if run_cfg.full_num_layers is None:
         return 1.0, 1.0
     full = run_cfg.full()
-    ctx_p, ctx_d = prompt // 2, prompt + output // 2
-    prefill = full.flops_per_token(ctx_p) / run_cfg.flops_per_token(ctx_p)
-    decode = full.decode_bytes(batch, ctx_d, dtype_bytes) / run_cfg.decode_bytes(batch, ctx_d, dtype_bytes)
+    ctx_d = prompt + output // 2
+    step_bytes = run_cfg.decode_bytes(batch, ctx_d, dtype_bytes)
+    decode = full.decode_bytes(batch, ctx_d, dtype_bytes) / step_bytes
+    head_flops = batch * run_cfg.head_flops()
+    layers = (full.prefill_flops(batch, prompt) - head_flops) / (run_cfg.prefill_flops(batch, prompt) - head_flops)
+    head_ms = min(ttft_ms, tpot_ms * run_cfg.head_bytes(dtype_bytes) / step_bytes) if ttft_ms > 0 else 0.0
+    prefill = ((ttft_ms - head_ms) * layers + head_ms) / ttft_ms if ttft_ms > 0 else layers
     return prefill, decode
 
 
@@ -119,7 +127,8 @@ def build_record(
     rapl, over `energy_scope`); without it J/token is estimated from the catalog's all-in power, or None. `sections` are the run's own additions
     (decode mode, weights, profile), placed before the metrics."""
     full = run_cfg.full()
-    f_pre, f_dec = extrapolation_factors(run_cfg, batch, prompt, output, dtype_bytes)
+    f_pre, f_dec = extrapolation_factors(run_cfg, batch, prompt, output, dtype_bytes,
+                                         statistics.median(samples.ttft_ms), statistics.median(samples.tpot_ms))
     basis: Basis = "measured" if run_cfg.full_num_layers is None else "extrapolated"
     ttft = stat([t * f_pre for t in samples.ttft_ms], basis, "ms")
     tpot = stat([t * f_dec for t in samples.tpot_ms], basis, "ms")
@@ -142,7 +151,7 @@ def build_record(
     # Efficiency: decode is judged by bytes (MBU), prefill by FLOPs (MFU), each against catalog and measured roofs.
     ctx_d = prompt + output // 2
     step_bytes = full.decode_bytes(batch, ctx_d, dtype_bytes)
-    prefill_flops = batch * prompt * full.flops_per_token(prompt // 2)
+    prefill_flops = full.prefill_flops(batch, prompt)
     dec_bps = step_bytes / (tpot["median"] / 1e3)
     pre_fps = prefill_flops / (ttft["median"] / 1e3)
     m["efficiency"] = {

@@ -219,6 +219,21 @@ class ArchConfig:
             f += 2 * (self.attention_matmul_params() + self.ffn_matmul_params(i)) + self.attention_flops(i, context)
         return f + 2 * self.vocab_size * self.hidden_size
 
+    def head_flops(self) -> int:
+        """The LM head's FLOPs for one token."""
+        return 2 * self.vocab_size * self.hidden_size
+
+    def prefill_flops(self, batch: int, prompt: int, layers: int | None = None) -> int:
+        """FLOPs of one batched prefill as the engine runs it: every prompt token through the layers (attention at
+        half the prompt, its mean causal context), the LM head on each sequence's last token only (the logits its
+        first output token needs)."""
+        per_token = self.flops_per_token(prompt // 2, layers) - self.head_flops()
+        return batch * (prompt * per_token + self.head_flops())
+
+    def head_bytes(self, dtype_bytes: int) -> float:
+        """What a forward reads outside the layers, once per step: the LM head's weights and the final norm."""
+        return (self.lm_head_params() or self.embedding_params()) * dtype_bytes + self.hidden_size * dtype_bytes
+
     def experts_touched(self, tokens: int) -> float:
         """Expected distinct routed experts hit by `tokens` tokens under uniform routing: E·(1−(1−K/E)^T)."""
         return arith.experts_touched(self.n_routed_experts, self.top_k, tokens)
@@ -237,8 +252,8 @@ class ArchConfig:
             w += batch * self.attended(i, context) * self.kv_elems_per_token(i)  # KV read
             w += batch * self.kv_elems_per_token(i)  # KV write
             w += 4 * batch * h  # residual stream in/out of the layer, roughly
-        w += batch * h + (self.lm_head_params() or self.embedding_params()) + h
-        return w * dtype_bytes
+        w += batch * h
+        return w * dtype_bytes + self.head_bytes(dtype_bytes)
 
     def weight_bytes(self, dtype_bytes: int, layers: int | None = None) -> int:
         n = self.num_hidden_layers if layers is None else layers

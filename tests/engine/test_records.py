@@ -144,3 +144,27 @@ def test_no_price_no_phase_prices():
     m = rate_metrics(s, s, batch=1, prompt=8, output=4, pricing=Pricing(None, None, None, 1), intelligence=None,
                      basis="measured")
     assert m["usd_per_mtok_phase"] is None and m["usd_per_mtok"] is None
+
+
+def test_extrapolation_agrees_from_any_depth_when_time_follows_the_model():
+    """A machine whose prefill takes `a` ms a layer plus the LM head's weight read, and whose decode step takes
+    `c` ms a byte: extrapolating Llama-3.1-8B from 1 layer and from 6 gives the same full depth, 32·a + head.
+    Counting the LM head's FLOPs on every prompt token (prefill runs it on the last one) made the 1-layer factor
+    10.1 where it is about 30: TTFT 1.3 s against 2.1 s from 6 layers, on a CPU (bf16, prompt 64)."""
+    from moebench.engine.records import extrapolation_factors
+    from moebench.models import entry_arch
+
+    batch, prompt, output, db = 1, 64, 16, 2
+    a, c = 77.0, 55.0 / 1.05e9  # ms per layer of prefill; ms per byte read in a decode step
+    full = None
+    for layers in (1, 6):
+        cfg = entry_arch("llama3:8b", "random", layers)[1]
+        full = cfg.full()
+        head_ms = c * cfg.head_bytes(db)
+        ttft = layers * a + head_ms
+        tpot = c * cfg.decode_bytes(batch, prompt + output // 2, db)
+        f_pre, f_dec = extrapolation_factors(cfg, batch, prompt, output, db, ttft, tpot)
+        assert ttft * f_pre == pytest.approx(full.num_hidden_layers * a + head_ms, rel=0.02)
+        assert tpot * f_dec == pytest.approx(c * full.decode_bytes(batch, prompt + output // 2, db), rel=1e-9)
+    # the LM head once per sequence: a prompt of 64 tokens does not run it 64 times
+    assert full.prefill_flops(2, 64) == 2 * (64 * (full.flops_per_token(32) - full.head_flops()) + full.head_flops())
