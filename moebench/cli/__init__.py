@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -66,9 +66,17 @@ def main(argv: Optional[list[str]] = None) -> None:
         old_term = signal.signal(signal.SIGTERM, _on_sigterm)  # as Ctrl-C: partial results saved and named, exit 130
     try:
         _main(argv)
-    finally:  # main() called in-process (tests) leaves the caller's handler as it was
+    finally:
         if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
+            # main() called in-process (tests) leaves the caller's handler as it was; the command keeps one to its
+            # last instruction, so a SIGTERM while the interpreter and torch shut down exits 130, not 143
+            signal.signal(signal.SIGTERM, old_term if argv is not None else _late_sigterm)
+
+
+def _late_sigterm(signum: int, frame: Any) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(ExitCode.INTERRUPTED))
 
 
 def _main(argv: Optional[list[str]]) -> None:

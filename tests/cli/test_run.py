@@ -114,3 +114,45 @@ def test_an_interrupt_is_one_line_naming_the_partial_results(tmp_path, sig, said
     assert last.startswith(f"error: {said}; partial results in "), rest
     doc = json.loads(open(last.rsplit(" ", 1)[1]).read())
     assert doc["complete"] is False and doc["error"] == marked
+
+
+def test_an_interrupt_before_anything_was_measured_says_nothing_was_saved(tmp_path):
+    """SIGTERM while the roofs are measured: no record yet, so no file; the line said a bare "interrupted"."""
+    import signal
+
+    import yaml
+
+    from tests.cli.conftest import read_stderr_until, start_moebench
+
+    wl = tmp_path / "roofs.yaml"
+    wl.write_text(yaml.safe_dump({
+        "name": "roofs", "models": ["llama3:debug"], "device": "cpu", "roofs": True,
+        "scenario": {"prompt_tokens": 16, "output_tokens": 4, "batch_sizes": [1]},
+        "timing": {"warmup": 1, "repeats": 2}, "price": {"fallback_usd_per_gpu_hour": 0.1}}))
+    p = start_moebench("run", str(wl), "--out", str(tmp_path / "out"))
+    read_stderr_until(p, "measuring roofs", timeout=120)  # the probes take a second or more
+    p.send_signal(signal.SIGTERM)
+    _, rest = p.communicate(timeout=60)
+    assert p.returncode == 130 and "Traceback" not in rest, rest
+    last = [ln for ln in rest.splitlines() if ln.strip()][-1]
+    assert last == "error: interrupted by SIGTERM before anything was measured; nothing saved", rest
+    assert not list((tmp_path / "out").glob("*.json"))
+
+
+def test_the_command_keeps_exiting_130_on_sigterm_after_its_work(monkeypatch):
+    """A SIGTERM while the interpreter and torch shut down, after the results were written, exited 143."""
+    import signal
+
+    from moebench import cli
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr("sys.argv", ["moebench", "--version"])
+    try:
+        with pytest.raises(SystemExit):
+            cli.main()
+        assert signal.getsignal(signal.SIGTERM) is cli._late_sigterm
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])  # called in-process with its arguments: the caller's handler comes back
+    assert signal.getsignal(signal.SIGTERM) is before
