@@ -18,9 +18,14 @@ import sys
 from typing import Any, Callable
 
 
+def interpreting() -> bool:
+    """True when Triton runs (or, imported later, will run) its interpreter: TRITON_INTERPRET=1."""
+    return os.environ.get("TRITON_INTERPRET", "0") in ("1", "true", "True")
+
+
 def triton_imported_without_interpreter() -> bool:
     """True when Triton is already imported in compiled mode, so the interpreter can no longer be switched on."""
-    return "triton" in sys.modules and os.environ.get("TRITON_INTERPRET", "0") not in ("1", "true", "True")
+    return "triton" in sys.modules and not interpreting()
 
 
 def import_triton() -> Any:

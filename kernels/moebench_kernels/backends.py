@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from moebench_kernels._jit import import_triton, triton_imported_without_interpreter
+from moebench_kernels._jit import import_triton, interpreting, triton_imported_without_interpreter
 
 FUNCS = ("fused_moe", "topk_softmax", "grouped_topk_sigmoid", "topk_then_softmax", "rmsnorm", "fused_add_rmsnorm")
 _MODULES = {"fused_moe": "fused_moe", "topk_softmax": "router", "grouped_topk_sigmoid": "router",
@@ -46,6 +46,12 @@ class Backend:
     topk_then_softmax: Callable[..., Any]
     rmsnorm: Callable[..., Any]
     fused_add_rmsnorm: Callable[..., Any]
+    interpreted: bool = False  # Triton kernels run by Triton's interpreter: correct, and timing the interpreter
+
+    @property
+    def label(self) -> str:
+        """The backend as a result names it: `triton (interpreted)` where times measure the interpreter."""
+        return f"{self.name} (interpreted)" if self.interpreted else self.name
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ class BackendSpec:
         for f in FUNCS:
             mod = importlib.import_module(f"moebench_kernels.{_MODULES[f]}")
             funcs[f] = getattr(mod, f + self.suffix)
-        return Backend(name=self.name, device=device, **funcs)
+        return Backend(name=self.name, device=device, interpreted=self.suffix == "" and interpreting(), **funcs)
 
 
 TORCH = BackendSpec("torch", "plain-torch references (grouped by expert); the CPU path", "_ref")
@@ -109,7 +115,7 @@ def _prepare_triton(dev: str) -> None:
                    "slow; use it for checking, not timing")
         return
     import_triton()
-    if os.environ.get("TRITON_INTERPRET", "0") in ("1", "true", "True"):
+    if interpreting():
         _note_once(f"TRITON_INTERPRET=1 is set, so the triton backend on {dev} is interpreted (slow)")
 
 

@@ -28,6 +28,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
+from moebench_kernels._jit import interpreting
+
 KEYS = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "GROUP_SIZE_M", "num_warps", "num_stages")
 # Keys a file may leave out (vLLM's files and ours from before they existed), with the value they then take.
 OPTIONAL_KEYS = {"USE_TMA": 0}
@@ -151,6 +153,6 @@ def get_configs(tokens: int, top_k: int, experts: int, ffn: int, hidden: int, dt
         table = load_configs(experts, ffn, device_name, dtype_name(dtype))
         if table:
             return table[nearest_bucket(list(table), tokens)]
-    elif os.environ.get("TRITON_INTERPRET", "0") in ("1", "true", "True"):
+    elif interpreting():
         return interpreter_configs(ffn, hidden)
     return default_configs(tokens, top_k, experts, ffn, hidden, dtype)

@@ -159,7 +159,7 @@ def _hardware_section(hw: Hardware, dev: str, dtype_name: str, wl: Workload, bac
         "device": dev,
         "dtype": dtype_name,
         "n_devices": wl.parallel.world_size,
-        "kernels": getattr(backend, "name", wl.kernels),
+        "kernels": getattr(backend, "label", wl.kernels),
         "price": {"usd_per_gpu_hour": pricing.usd_per_gpu_hour, "tier": pricing.tier, "source": pricing.source},
         "measured_roofs": roofs,
     }

@@ -143,6 +143,9 @@ def calibrate(doc: Mapping[str, Any], *, source: Optional[str] = None, base: Ass
             raise BadInput(f"{source or 'result'}: an endpoint result calibrates only with workload.deployment.model "
                            "(family:flavor) naming what the server runs")
         resolve = (lambda _name, _r=resolve, _m=str(dep_model): _r(_m))
+    if "(interpreted)" in str(hw.get("kernels") or ""):
+        raise BadInput(f"{source or 'result'}: its kernels ran in Triton's interpreter ({hw['kernels']}); its times "
+                       "measure the interpreter, not this hardware: calibrate from a compiled or torch run")
     records = doc["records"]
     if endpoint:  # open-loop (request-rate) levels hold no fixed concurrency to project at
         records = [r for r in records if isinstance(r, Mapping) and ((r.get("load") or {}).get("mode") or "concurrency")

@@ -44,6 +44,15 @@ def above_roof(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def interpreted(doc: dict[str, Any]) -> list[str]:
+    """One line when the kernels ran in Triton's interpreter: the times then measure the interpreter."""
+    kernels = str((doc.get("hardware") or {}).get("kernels") or "")
+    if "(interpreted)" not in kernels:
+        return []
+    return [f"kernels {kernels}: Triton's interpreter (TRITON_INTERPRET=1) ran them, correct but not fast; these "
+            "times measure the interpreter, not the kernels or this hardware"]
+
+
 def busy(doc: dict[str, Any]) -> list[str]:
     """One line when a record of the run was timed on a contended machine (docs/measure.md: Contention)."""
     why = contended(doc)
@@ -52,4 +61,4 @@ def busy(doc: dict[str, Any]) -> list[str]:
 
 def caveats(doc: dict[str, Any]) -> list[str]:
     """Every caveat of a run (the run table prints them all under it; the run also logs `busy` as it measures)."""
-    return extrapolated(doc) + above_roof(doc) + busy(doc)
+    return extrapolated(doc) + interpreted(doc) + above_roof(doc) + busy(doc)

@@ -16,7 +16,7 @@ from typing import Any, Optional
 from moebench import metrics as mt
 from moebench.errors import BadInput
 from moebench.machine import contended
-from moebench.report.caveats import above_roof
+from moebench.report.caveats import above_roof, interpreted
 from moebench.report.rows import STAT_SUFFIXES, rows, run_labels, stat_of
 from moebench.report.sources import source_labels
 from moebench.results import profiled
@@ -118,7 +118,7 @@ def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         mixed.append("intelligence scores come from different index versions ("
                      + ", ".join(f"{lb}: {', '.join(sorted(v))}" for lb, v in versions.items())
                      + "): no score-per-$ ratio between them")
-    roofs = [f"{labels[src]}: {line}" for src, d in sources for line in above_roof(d)]
+    roofs = [f"{labels[src]}: {line}" for src, d in sources for line in interpreted(d) + above_roof(d)]
     bands = [f"{r['label']} is projected; how far to trust it: {r['error_band']}" for r in runs if r["error_band"]]
     return {"runs": runs, "groups": groups, "notes": _mixed(runs) + mixed + bands + roofs}
 

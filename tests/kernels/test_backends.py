@@ -19,6 +19,9 @@ def test_auto_on_cpu_is_the_torch_reference():
 def test_triton_on_cpu_runs_the_interpreter():
     b = get_backend("triton", "cpu")
     assert b.name == "triton" and b.fused_moe.__name__ == "fused_moe"
+    # a result names it so: its times measure the interpreter (a run recorded plain `triton`)
+    assert b.interpreted and b.label == "triton (interpreted)"
+    assert get_backend("torch", "cpu").label == "torch"
     w, ids = b.topk_softmax(torch.randn(4, 8), 2)
     assert w.shape == ids.shape == (4, 2)
 

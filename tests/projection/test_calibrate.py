@@ -108,6 +108,8 @@ def test_calibration_reads_the_engines_moe_path():
     assert away.expert_gemms == "grouped"  # a CUDA-graphed server with fused MoE kernels
     assert calib.to_json()["host_expert_us"] == calib.host_expert_us
     assert calib.to_json()["expert_gemms"] == "per_expert"
+    with pytest.raises(BadInput, match="interpreter"):  # its times measure Triton's interpreter, not the GPU
+        calibrate({**doc, "hardware": {**doc["hardware"], "kernels": "triton (interpreted)"}})
 
 
 def test_self_consistency_on_a_real_h200_run():

@@ -174,3 +174,16 @@ def test_compare_names_estimated_energy_and_never_prints_none(doc_factory, tmp_p
     code, out, _ = run(["compare", *_write(tmp_path, {"a.json": a, "b.json": b})], capsys)
     assert code == 0 and "None" not in out and "cuda · — · —" in out
     assert "B energy estimated" in out
+
+
+def test_interpreted_kernels_are_named_under_the_run_and_in_compare(doc_factory, tmp_path, capsys):
+    """Triton on CPU runs its interpreter: a run recorded plain `triton`, its times read as the kernels'."""
+    from moebench.report.caveats import caveats
+
+    a, b = doc_factory("cpu", "CPU host", 0.1, 1.0), doc_factory("cpu", "CPU host", 0.1, 2.0, sha="b" * 40)
+    b["hardware"]["kernels"] = "triton (interpreted)"
+    assert not any("interpreter" in c for c in caveats(a))
+    assert any(c.startswith("kernels triton (interpreted): Triton's interpreter") for c in caveats(b))
+    code, out, _ = run(["compare", *_write(tmp_path, {"a.json": a, "b.json": b}), "--json"], capsys)
+    notes = json.loads(out)["notes"]
+    assert code == 0 and sum("measure the interpreter" in n for n in notes) == 1
