@@ -295,3 +295,37 @@ def serve_in_thread(faults: Optional[Faults] = None, model: str = "stub-model") 
         asyncio.run_coroutine_threadsafe(close(), loop).result(5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """`python -m moebench.endpoint.stub`: serve until Ctrl-C, to try an endpoint workload without a GPU."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m moebench.endpoint.stub", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0: any free one)")
+    ap.add_argument("--ttft-ms", type=float, default=30.0, help="time to the first token")
+    ap.add_argument("--tpot-ms", type=float, default=4.0, help="time per further token")
+    ap.add_argument("--tokens-per-chunk", type=int, default=1)
+    ap.add_argument("--usage", choices=("none", "final", "continuous"), default="continuous")
+    ap.add_argument("--metrics", action="store_true", help="serve vLLM-named Prometheus /metrics")
+    a = ap.parse_args(argv)
+    faults = Faults(tokens_per_chunk=a.tokens_per_chunk, usage=a.usage, first_token_delay_s=a.ttft_ms / 1e3,
+                    token_delay_s=a.tpot_ms / 1e3, metrics=a.metrics)
+    server = StubServer(faults)
+    server.port = a.port
+
+    async def serve() -> None:
+        await server.start()
+        print(f"stub serving {server.base_url} (Ctrl-C stops it)", flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:  # the port is taken
+        raise SystemExit(f"error: cannot serve on 127.0.0.1:{a.port}: {exc.strerror or exc}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -274,3 +274,22 @@ def test_validate_refuses_what_run_refuses(tmp_path):
         assert_one_line_error(moebench("run", str(wl), "--out", str(tmp_path / "o")), 3, field)
     proc = moebench("validate", str(workload(tmp_path, url)))
     assert proc.returncode == 0 and "endpoint workload" in proc.stdout, proc.stderr
+
+
+def test_the_stub_serves_from_the_command_line_for_a_quick_look(tmp_path):
+    """`python -m moebench.endpoint.stub` (docs/endpoint.md's example server) on 127.0.0.1, then Ctrl-C."""
+    p = subprocess.Popen([sys.executable, "-m", "moebench.endpoint.stub", "--port", "0", "--ttft-ms", "5",
+                          "--tpot-ms", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        line = p.stdout.readline()
+        assert line.startswith("stub serving http://127.0.0.1:"), line + p.stderr.read()
+        url = line.split()[2]
+        proc = moebench("run", "--endpoint", url, "--out", str(tmp_path / "out"))
+        assert proc.returncode == 0, proc.stderr
+        (saved,) = (tmp_path / "out").glob("*.json")
+        recs = load_result(saved)["records"]
+        assert recs and all(r["metrics"]["ttft_ms"]["median"] >= 5 for r in recs)
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=10)
+    assert p.returncode == 0 and "Traceback" not in p.stderr.read()
