@@ -87,14 +87,15 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def compare(
         results: list[Path] = typer.Argument(
-            ..., help="Two or more result JSON files (other hardware, other commits) or projections."),
+            ..., help="Two or more result JSON files (other hardware, other commits), folders of them, or projections."),
         json_: bool = typer.Option(False, "--json", help="Print the comparison as one JSON document on stdout."),
     ) -> None:
         """Side-by-side tables per model × batch size, with each metric's ratio to the first file."""
         from moebench.report.compare import compare as run_compare
         from moebench.report.compare import require_records
-        from moebench.report.sources import load_sources
+        from moebench.report.sources import load_sources, result_files
 
+        results = result_files(results)
         sources, left_out = require_records(results, load_sources(results))
         res = run_compare(sources)
         res["notes"] = left_out + res["notes"]

@@ -61,22 +61,6 @@ def _busy_line(res) -> str | None:
             "gate runs measured on a quiet machine")
 
 
-def _expand(paths: list[Path]) -> list[Path]:
-    """A folder stands for the result files in it (a baseline recorded as several pooled runs)."""
-    from moebench.errors import BadInput
-
-    out: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            found = sorted(p.glob("*.json"))
-            if not found:
-                raise BadInput(f"{p}: no result files (*.json) in this folder")
-            out.extend(found)
-        else:
-            out.append(p)
-    return out
-
-
 def _load(path: Path) -> dict:
     """A result file; a `moebench project --json` document, which load_result reads as no results file at all, is
     named for what it is."""
@@ -141,9 +125,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Fail (exit 1) when a metric is worse than the baseline by more than the factor AND significantly so."""
         from moebench.gate import gate as run_gate
+        from moebench.report.sources import result_files
 
-        baseline = _expand(baseline)
-        current = _expand(current)
+        baseline = result_files(baseline)
+        current = result_files(current)
         base_docs = [_load(p) for p in baseline]
         cur_docs = [_load(p) for p in current]
         check_same_workload(base_docs, cur_docs)

@@ -15,7 +15,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def report(
         results: list[Path] = typer.Argument(
-            ..., help="Result JSON files (any hardware, any commit), and `moebench project --json` outputs."),
+            ..., help="Result JSON files (any hardware, any commit) or folders of them, and `moebench project --json` "
+            "outputs."),
         out_dir: Path = typer.Option(Path("results/report"), "--out", help="Folder for report.csv and report.html."),
         title: str = typer.Option("moebench report", "--title", help="Title of the HTML page."),
         json_: bool = typer.Option(False, "--json", help="Print the written paths and row count as one JSON document."),
@@ -26,9 +27,10 @@ def register(app: typer.Typer) -> None:
         from moebench.report.compare import require_records
         from moebench.report.html import render
         from moebench.report.rows import rows, write_csv
-        from moebench.report.sources import files_text, load_sources
+        from moebench.report.sources import files_text, load_sources, result_files
         from moebench.results import write_text_atomic
 
+        results = result_files(results)
         sources, left_out = require_records(results, load_sources(results))  # before the folder is made
         check_out_dir(out_dir)
         rs = rows(sources)

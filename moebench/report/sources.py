@@ -170,6 +170,20 @@ def files_text(sources: list[tuple[str, dict[str, Any]]]) -> str:
     return f"{n} file(s)" + (f" ({len(sources)} runs: a projection gives one per hardware)" if len(sources) != n else "")
 
 
+def result_files(paths: list[Path]) -> list[Path]:
+    """A folder stands for the result files in it (a baseline recorded as several pooled runs, a runs folder)."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(p.glob("*.json"))
+            if not found:
+                raise BadInput(f"{p}: no result files (*.json) in this folder")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
 def load_sources(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
     """(label, result document) for every file; a projection file gives one per hardware it projects onto."""
     out: list[tuple[str, dict[str, Any]]] = []

@@ -187,3 +187,18 @@ def test_interpreted_kernels_are_named_under_the_run_and_in_compare(doc_factory,
     code, out, _ = run(["compare", *_write(tmp_path, {"a.json": a, "b.json": b}), "--json"], capsys)
     notes = json.loads(out)["notes"]
     assert code == 0 and sum("measure the interpreter" in n for n in notes) == 1
+
+
+def test_a_folder_stands_for_the_results_in_it(doc_factory, tmp_path, capsys):
+    """`moebench report results/runs` read the folder as a file: "cannot read results file (Is a directory)"."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    _write(runs, {"a.json": doc_factory("h100_sxm", "NVIDIA H100 SXM", 2.5, 1.0),
+                  "b.json": doc_factory("b200", "NVIDIA B200", 4.0, 2.0)})
+    code, out, _ = run(["compare", str(runs), "--json"], capsys)
+    assert code == 0 and [r["hardware_id"] for r in json.loads(out)["runs"]] == ["h100_sxm", "b200"]
+    code, out, _ = run(["report", str(runs), "--out", str(tmp_path / "r"), "--json"], capsys)
+    assert code == 0 and json.loads(out)["files"] == [str(runs / "a.json"), str(runs / "b.json")]
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r2")], capsys)
+    assert code == 3 and "no result files (*.json) in this folder" in err and not (tmp_path / "r2").exists()
