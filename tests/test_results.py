@@ -113,6 +113,7 @@ def _set(doc, path, value):
     (("world_size",), 0, "world_size is 0, not a count of ranks"),
     (("hardware", "price"), {"usd_per_gpu_hour": -1.0}, "hardware.price.usd_per_gpu_hour is -1.0, not a price ≥ 0"),
     (("records", 0, "cost"), {"usd_per_gpu_hour": -1.0, "n_gpus": 1}, "records[0].cost.usd_per_gpu_hour is -1.0"),
+    (("hardware", "price"), 2.5, "hardware.price is 2.5, not an object"),  # was an AttributeError, exit 70
 ])
 def test_load_result_names_the_first_bad_field(tmp_path, path, value, needle):
     p = tmp_path / "r.json"
@@ -181,3 +182,12 @@ def test_non_finite_values_are_written_as_null_with_a_note(tmp_path):
     assert r["metrics"]["ttft_ms"] is None and r["metrics"]["efficiency"]["mbu_decode"] is None and out["wall_s"] is None
     assert r["notes"] == ["metrics.ttft_ms had a non-finite value, written as null",
                           "metrics.efficiency.mbu_decode was inf (not a finite number), written as null"]
+
+
+def test_a_non_finite_statistic_is_still_written_as_null_not_refused(tmp_path):
+    """The ≥ 0 check must not turn a NaN (which `dumps` writes as null with a note) into a schema failure."""
+    doc = _valid_doc()
+    doc["run_id"] = "nan"
+    doc["records"][0]["metrics"]["ttft_ms"] = stat([1.0, math.nan], "measured", "ms")
+    r = load_result(write_result(doc, tmp_path))["records"][0]
+    assert r["metrics"]["ttft_ms"] is None and "metrics.ttft_ms had a non-finite value, written as null" in r["notes"]

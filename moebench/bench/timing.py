@@ -90,6 +90,12 @@ class CpuRoofProbe:
         # the matmul in the dtype the work computes in: a bf16 run on a CPU with bf16 dot products outruns an fp32
         # probe (and its fp32 FMA peak) twice over, so those are no ceiling for it
         self.dtype = dtype
+        if dtype != torch.float32:  # fp16 on a CPU is emulated (9 s for 2580^3 here): size the probe to ~0.25 s
+            m = min(512, self.n)
+            x = torch.randn(m, m, dtype=dtype)
+            x @ x
+            t = max(time_cpu(lambda: x @ x, 0, 1)[0] / 1e3, 1e-6)
+            self.n = max(256, min(self.n, int(m * (0.25 / t) ** (1 / 3))))
         self.a, self.b = torch.randn(self.n, self.n, dtype=dtype), torch.randn(self.n, self.n, dtype=dtype)
         try:
             self.an, self.bn = (self.a.numpy(), self.b.numpy()) if dtype == torch.float32 else (None, None)

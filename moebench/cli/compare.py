@@ -49,7 +49,9 @@ def _group_table(g, labels: list[str], runs: list[dict]):
     keys = {lb: _key(i) for i, lb in enumerate(labels)}
     ref = g["reference"]
     basis = ", ".join([f"{keys[lb]} {b}" for lb, b in g["basis"].items() if b and b != "measured"]
-                      + [f"{keys[lb]} energy {e}" for lb, e in g["energy_source"].items() if e and e != "measured"])
+                      # a counter (nvml, rapl, dcgm) measured it; only an estimate or its absence is a caveat
+                      + [f"{keys[lb]} energy {e}" for lb, e in g["energy_source"].items()
+                         if e in ("estimated", "not measured")])
     # per-GPU ratios divide by these: say them where they differ or where a projection's layout chose them
     ws = {lb: w for lb, w in g["world_size"].items() if w is not None}
     if len(set(ws.values())) > 1 or any(g["basis"][lb] == "projected" for lb in ws):

@@ -202,9 +202,11 @@ async def _read_stream(resp: "aiohttp.ClientResponse", rec: RequestRecord, piece
 
 
 def _count_tokens(rec: RequestRecord, text: str, prompt: Prompt, tokenizer: Optional["Tokenizer"]) -> None:
-    # every content chunk carries at least one token, so a usage that counts fewer (0 beside streamed text, 3 for
-    # 16 chunks) is a count not to trust; more than the chunks is legal (several tokens per chunk)
-    if rec.output_tokens is not None and text and rec.output_tokens < len(rec.chunk_times):
+    # A usage of 0 beside streamed text is not a count. Fewer tokens than content chunks (3 for 16) is impossible
+    # from an engine, each of whose chunks carries a token, but a proxy that re-chunks the text makes it honestly:
+    # the local tokenizer, where there is one, decides; more tokens than chunks is legal (several per chunk).
+    undercount = rec.output_tokens is not None and rec.output_tokens < len(rec.chunk_times)
+    if text and (rec.output_tokens == 0 or (undercount and tokenizer is not None)):
         rec.output_tokens, rec.output_source, rec.chunk_tokens = None, "none", None
     if rec.output_tokens is None and tokenizer is not None and text:
         rec.output_tokens, rec.output_source = tokenizer.count(text), "tokenizer"

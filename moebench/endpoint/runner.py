@@ -285,7 +285,7 @@ def _record(wl: EndpointWorkload, caps: Optional[Capabilities], level: Level, ru
         model=wl.deployment.model or served,
         served_model=served,
         kind=ref.kind if ref else None,
-        params=_params(ref),
+        params=_params(wl.deployment.model),
         basis="measured",
         # a server batches continuously; an open-loop level's rate is part of its identity (its batch size is not)
         serving="continuous" if closed else f"continuous, {level.label}",
@@ -334,10 +334,17 @@ def _median_int(xs: list[Optional[int]]) -> Optional[int]:
     return int(statistics.median(known)) if known else None
 
 
-def _params(ref: Any) -> Optional[dict[str, Any]]:
-    """The catalog model's parameter counts, as an engine run's record carries them (report's active/total)."""
-    p = ref.reference_computed_params if ref else {}
-    total, active = p.get("computed_total"), p.get("computed_active")
-    if not total:
+def _params(model: Optional[str]) -> Optional[dict[str, Any]]:
+    """The deployment model's parameter counts, as an engine run of it records them (report's active/total)."""
+    from moebench import tokenomics as tk
+    from moebench.errors import BadInput
+    from moebench.projection import resolve_config
+
+    if not model:
         return None
-    return {"total": total, "active": active, "active_ratio": active / total if active else None}
+    try:
+        full = resolve_config(model).full()
+    except BadInput:  # a name the registry does not know: nothing to count
+        return None
+    total, active = full.total_params(), full.active_params()
+    return {"total": total, "active": active, "active_ratio": tk.active_ratio(active, total)}

@@ -95,6 +95,7 @@ class Guard:
                 (Path(d) / f"rank{self.ctx.rank}.done").touch()
             except OSError:
                 pass
+        self.ctx.barrier()  # no rank tears down (and may abort) before every rank has marked its work whole
         if os.environ.get("MOEBENCH_TEST_ABORT_TEARDOWN_RANK") == str(self.ctx.rank):
             os.abort()
         shutdown()

@@ -95,7 +95,7 @@ def launch_local(nproc: int, args: list[str], *, wl: Any, source: str, out_dir: 
     try:
         elastic_launch(config, sys.executable)("-m", "moebench", "run", *args)
     except ChildFailedError as exc:
-        if all((launch_dir / f"rank{r}.done").exists() for r in range(nproc)):
+        if _torn_down(exc.failures, launch_dir, nproc):
             _teardown_note(exc.failures, nproc, partial)
             return
         raise _verdict(exc.failures, launch_dir, nproc, partial, wl, source) from None
@@ -112,12 +112,25 @@ def launch_local(nproc: int, args: list[str], *, wl: Any, source: str, out_dir: 
         shutil.rmtree(launch_dir, ignore_errors=True)
 
 
+def _stopped(code: int) -> bool:
+    """A rank the agent stopped (SIGTERM) when another died: by the signal, or through moebench's handler (130)."""
+    return code in (-int(signal.SIGTERM), int(ExitCode.INTERRUPTED))
+
+
+def _torn_down(failures: dict[int, Any], launch_dir: Path, world: int) -> bool:
+    """Every rank had marked its work whole (rank 0 its results saved) and the ranks that failed died by a signal
+    (gloo's abort in the teardown) or were stopped: the run stands. An exit code of its own (a crash printing the
+    table) is still a failure."""
+    done = all((launch_dir / f"rank{r}.done").exists() for r in range(world))
+    return done and all(f.exitcode < 0 or _stopped(f.exitcode) for f in failures.values())
+
+
 def _teardown_note(failures: dict[int, Any], world: int, partial: Path) -> None:
     """Every rank finished its work (rank 0 had saved the whole results) before one died tearing its process group
     down: the run stands, and the line says what happened."""
     codes = {r: f.exitcode for r, f in failures.items()}
-    # the agent stops (SIGTERM) the ranks still exiting when one dies: they are not what went wrong
-    own = {r: c for r, c in codes.items() if c != -int(signal.SIGTERM)} or codes
+    # the agent stops the ranks still exiting when one dies: they are not what went wrong
+    own = {r: c for r, c in codes.items() if not _stopped(c)} or codes
     ranks = ", ".join(f"{r} ({_how(c)})" for r, c in sorted(own.items()))
     print(f"note: rank{'s' if len(own) > 1 else ''} {ranks} of {world} died in the process group's teardown, after every rank had finished; "
           f"the results in {partial} are whole", file=sys.stderr)

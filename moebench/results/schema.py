@@ -99,7 +99,10 @@ class ResultDoc(BaseModel):
             raise ValueError("points: a kernel document lists its points")
         if self.world_size is not None and self.world_size < 1:
             raise ValueError(f"world_size is {self.world_size}, not a count of ranks")
-        price = (self.hardware.get("price") or {}).get("usd_per_gpu_hour")
+        price = self.hardware.get("price")
+        if price is not None and not isinstance(price, dict):
+            raise ValueError(f"hardware.price is {price!r}, not an object")
+        price = (price or {}).get("usd_per_gpu_hour")
         if price is not None and not (is_number(price) and price >= 0):
             raise ValueError(f"hardware.price.usd_per_gpu_hour is {price!r}, not a price ≥ 0")
         for i, r in enumerate(self.records):
@@ -117,10 +120,11 @@ def _stat_problem(node: Any, at: str) -> Optional[str]:
     if "samples" in node:
         samples = node["samples"]
         # every statistic moebench records is a time, a rate, a price, an energy or a share: none is negative
-        if not isinstance(samples, list) or not all(is_number(x) and x >= 0 for x in samples):
+        # (`not x < 0`: a non-finite value passes here and is written as null with a note, results/README.md)
+        if not isinstance(samples, list) or not all(is_number(x) and not x < 0 for x in samples):
             return f"{at}.samples must be a list of numbers ≥ 0"
         for key in PERCENTILES:  # p90 / p99 may be absent (files older than them), never of another type
-            if node.get(key) is not None and not (is_number(node[key]) and node[key] >= 0):
+            if node.get(key) is not None and not (is_number(node[key]) and not node[key] < 0):
                 return f"{at}.{key} is {node[key]!r}, not a number ≥ 0"
         return None
     for key, child in node.items():

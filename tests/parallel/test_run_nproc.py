@@ -161,3 +161,19 @@ def test_threads_that_oversubscribe_the_cpu_are_named(repo, small, tmp_path):
     lines = [x for x in p.stderr.splitlines() if "CPU oversubscribed" in x]
     assert len(lines) == 1, lines  # rank 0 says it once for the host
     assert f"4 ranks x {cores} threads on {cores} cores" in lines[0]
+
+
+def test_only_a_death_by_signal_after_every_rank_finished_counts_as_teardown(tmp_path):
+    """A crash of its own after the work (exit 70 printing the table) is still a failure; a rank the agent stopped
+    (SIGTERM, or 130 through moebench's handler) is never what went wrong."""
+    from types import SimpleNamespace as F
+
+    from moebench.parallel.launch import _torn_down
+
+    for r in range(2):
+        (tmp_path / f"rank{r}.done").touch()
+    assert _torn_down({1: F(exitcode=-6)}, tmp_path, 2)
+    assert _torn_down({0: F(exitcode=130), 1: F(exitcode=-6)}, tmp_path, 2)
+    assert not _torn_down({0: F(exitcode=70)}, tmp_path, 2)
+    (tmp_path / "rank1.done").unlink()
+    assert not _torn_down({1: F(exitcode=-6)}, tmp_path, 2)  # rank 1's work was not whole
