@@ -315,14 +315,17 @@ def main(argv: Optional[list[str]] = None) -> None:
     server.port = a.port
 
     async def serve() -> None:
+        import signal
+
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # also where SIGINT came ignored (a background job)
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         await server.start()
-        print(f"stub serving {server.base_url} (Ctrl-C stops it)", flush=True)
-        await asyncio.Event().wait()
+        print(f"stub serving {server.base_url} (Ctrl-C or SIGTERM stops it)", flush=True)
+        await stop.wait()
 
     try:
         asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
     except OSError as exc:  # the port is taken
         raise SystemExit(f"error: cannot serve on 127.0.0.1:{a.port}: {exc.strerror or exc}") from None
 

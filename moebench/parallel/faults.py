@@ -96,6 +96,10 @@ class Guard:
             except OSError:
                 pass
         self.ctx.barrier()  # no rank tears down (and may abort) before every rank has marked its work whole
+        # The work is whole and saved; what is left is the teardown and rank 0's table. A rank that gloo aborts now
+        # makes the agent stop the others (SIGTERM): rank 0 would lose its table mid-print, so they finish instead
+        # (the agent's SIGKILL still follows if one hangs; the CLI's last handler takes over when it returns).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if os.environ.get("MOEBENCH_TEST_ABORT_TEARDOWN_RANK") == str(self.ctx.rank):
             os.abort()
         shutdown()

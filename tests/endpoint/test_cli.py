@@ -290,6 +290,6 @@ def test_the_stub_serves_from_the_command_line_for_a_quick_look(tmp_path):
         recs = load_result(saved)["records"]
         assert recs and all(r["metrics"]["ttft_ms"]["median"] >= 5 for r in recs)
     finally:
-        p.send_signal(signal.SIGINT)
+        p.send_signal(signal.SIGTERM)
         p.wait(timeout=10)
     assert p.returncode == 0 and "Traceback" not in p.stderr.read()
