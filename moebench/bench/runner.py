@@ -37,7 +37,7 @@ SHORT = {"torch-ref": "ref", "torch-grouped": "grouped", "torch-loop": "loop", "
          "transformers-grouped": "hf-grouped", "dense-equiv": "dense"}
 # relative Frobenius error allowed against fused_moe_ref before a provider is timed
 CHECK_TOL = {torch.float32: 1e-4, torch.float64: 1e-10, torch.bfloat16: 2.5e-2, torch.float16: 1e-2}
-POINT_ROOF_SCALE = 0.125  # CPU probe rounds within each point: 128 MiB (past the last-level cache), fp32 2048^3
+POINT_ROOF_SCALE = 0.125  # CPU probe rounds within each point: 128 MiB (past the LLC), 2048^3 in the run dtype
 
 
 def _stderr(msg: str) -> None:
@@ -89,6 +89,9 @@ def _hardware(wl: KernelWorkload, dev: str, dtype: torch.dtype) -> dict[str, Any
     from moebench.catalog import get_hardware
     from moebench.device import detect_hardware
 
+    if dev == "cpu" and wl.hardware not in ("auto", "cpu"):  # GPU peaks would judge CPU times, as with models
+        raise BadInput(f"{wl.name}: hardware: {wl.hardware} is a GPU but the kernels run on cpu "
+                       "(hardware: cpu, or auto)")
     try:
         hid = detect_hardware(dev) if wl.hardware == "auto" else wl.hardware
         hw = get_hardware(hid)
@@ -122,13 +125,18 @@ def run_kernel_workload(wl: KernelWorkload, *, device: Optional[str] = None,
             f"the {avail / 1e9:.1f} GB free on {dev}; use a smaller shape or a bigger machine")
     hardware = _hardware(wl, dev, dtype)
     console_err(f"{wl.name}: measuring roofs on {dev} …")
-    roofs = measure_roofs(dev, torch.float32, roof_scale)  # on CPU the fp32 probes its points repeat (below)
-    hardware.update(device=dev, dtype=str(dtype).removeprefix("torch."), measured_roofs=roofs,
-                    device_name=torch.cuda.get_device_name() if dev == "cuda" else _cpu_name(),
-                    label=("GPU" if dev == "cuda" else "CPU (host numbers; no GPU claim)"))
-    console_err(f"{wl.name}: roofs {roofs['mem_gbps']:.1f} GB/s, {roofs['matmul_tflops']:.3f} TFLOP/s; "
-                f"allocating {weight_bytes / 1e9:.2f} GB of weights …")
-    layer = make_layer(s, dtype, dev, wl.seed)
+    try:
+        roofs = measure_roofs(dev, dtype, roof_scale)  # on CPU in the run's dtype, as its points' probes (below)
+        hardware.update(device=dev, dtype=str(dtype).removeprefix("torch."), measured_roofs=roofs,
+                        device_name=torch.cuda.get_device_name() if dev == "cuda" else _cpu_name(),
+                        label=("GPU" if dev == "cuda" else "CPU (host numbers; no GPU claim)"))
+        console_err(f"{wl.name}: roofs {roofs['mem_gbps']:.1f} GB/s, {roofs['matmul_tflops']:.3f} TFLOP/s; "
+                    f"allocating {weight_bytes / 1e9:.2f} GB of weights …")
+        layer = make_layer(s, dtype, dev, wl.seed)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM before any point: the one line says nothing was saved
+        if partial_path is not None:
+            save_stopped(exc, {}, partial_path)
+        raise
     timer = CudaTimer() if dev == "cuda" else None
     meas = (roofs["mem_gbps"] * 1e9, roofs["matmul_tflops"] * 1e12)
     cat = ((hardware["catalog_hbm_tbps"] or 0) * 1e12, (hardware["catalog_peak_tflops"] or 0) * 1e12)
@@ -146,7 +154,7 @@ def run_kernel_workload(wl: KernelWorkload, *, device: Optional[str] = None,
                                 layer.b2_ED)
             row = [_prepare(prov, layer, x_TD, w_TK, ids_TK, ref, dtype) for prov in wl.providers]
             # a GPU does not drift like a shared host: the start-of-run roofs serve every point
-            probe = None if dev == "cuda" else CpuRoofProbe(roof_scale * POINT_ROOF_SCALE)
+            probe = None if dev == "cuda" else CpuRoofProbe(roof_scale * POINT_ROOF_SCALE, dtype)
             point_roofs = _time_row(row, wl, timer, probe)
             point_meas = meas if point_roofs is None else (point_roofs["mem_gbps"] * 1e9,
                                                            point_roofs["matmul_tflops"] * 1e12)
@@ -219,6 +227,9 @@ def _prepare(prov: str, layer: Layer, x_TD, w_TK, ids_TK, ref, dtype) -> dict[st
     except torch.cuda.OutOfMemoryError as exc:
         p.update(status="skipped", reason=f"out of memory: {str(exc).splitlines()[0]}")
         torch.cuda.empty_cache()
+    except Exception as exc:  # noqa: BLE001 - one provider's error is its row's verdict, not the run's end
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        p.update(status="failed", reason=f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
     return p
 
 
@@ -280,7 +291,9 @@ def render_table(result: dict[str, Any]):
         caption += ("; '% FMA-peak roof': the same, with the compute ceiling at the register-FMA peak measured in the "
                     "same rounds (stricter than the matmul: BLAS reaches 80-90% of it)")
     if hw.get("catalog_hbm_tbps"):
-        caption += f"; catalog: {hw['catalog_hbm_tbps'] * 1e3:.0f} GB/s, {hw['catalog_peak_tflops']:.0f} TFLOP/s"
+        peak = hw.get("catalog_peak_tflops")
+        caption += (f"; catalog: {hw['catalog_hbm_tbps'] * 1e3:.0f} GB/s, "
+                    + (f"{peak:.0f} TFLOP/s" if peak else f"no {hw.get('dtype', 'this dtype')} peak"))
     caption += (". bytes = weights of the experts the routing touched; vs = other's median / this median (>1: this "
                 "is faster); ref = torch-ref, grouped = torch-grouped, hf-* = transformers-*, dense = dense-equiv.")
     t = Table(title=title, caption=caption)

@@ -88,6 +88,15 @@ def register(app: typer.Typer) -> None:
             from moebench.outdir import save_result
             from moebench.results import new_run_id
 
+            given = [flag for flag, on in (("--nproc", nproc), ("--profile", profile)) if on]
+            if given:  # one process times one layer: these would be silently ignored
+                raise typer.BadParameter(f"{', '.join(given)}: not for a kernel workload (one process, one layer)")
+            if repeats is not None:  # on the CPU override's timing too, which replaces the main one there
+                more = {"repeats": repeats}
+                cpu = wl.cpu and wl.cpu.timing and wl.cpu.model_copy(
+                    update={"timing": wl.cpu.timing.model_copy(update=more)})
+                wl = wl.model_copy(update={"timing": wl.timing.model_copy(update=more), **({"cpu": cpu} if cpu else {})})
+
             dest = out_dir / f"{new_run_id(wl.name)}.json"
             doc = run_kernel_workload(wl, device=device.value if device else None, console_err=log,
                                       progress=progress_for(err, json_=json_, rank0=is_rank0()), partial_path=dest)

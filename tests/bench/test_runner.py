@@ -154,3 +154,63 @@ def test_a_stopped_run_saves_the_points_measured_and_names_the_file(tmp_path):
 
     with pytest.raises(Terminated):  # no place given: nothing is written, the interrupt goes on up
         run_kernel_workload(wl, device="cpu", console_err=stop_at_t2, roof_scale=0.01)
+
+
+def _tiny(**over):
+    return parse_workload({
+        "kind": "kernel", "name": "tiny2", "shape": {"experts": 4, "top_k": 2, "hidden": 16, "ffn": 8},
+        "tokens": [1], "providers": ["torch-ref", "torch-grouped", "torch-loop"],
+        "timing": {"warmup": 0, "repeats": 2}, **over})
+
+
+def test_a_provider_that_raises_fails_its_row_and_the_others_run(monkeypatch):
+    """One provider's exception ended the whole run with exit 70 and no points."""
+    import moebench.bench.runner as runner
+
+    real = runner.make_runner
+
+    def make_runner(prov, *a):
+        if prov == "torch-loop":
+            raise RuntimeError("boom in provider\nsecond line")
+        return real(prov, *a)
+
+    monkeypatch.setattr(runner, "make_runner", make_runner)
+    doc = run_kernel_workload(_tiny(), device="cpu", console_err=lambda m: None, roof_scale=0.01)
+    by = {p["provider"]: p for p in doc["points"]}
+    assert by["torch-loop"]["status"] == "failed" and by["torch-loop"]["reason"] == "RuntimeError: boom in provider"
+    assert by["torch-ref"]["status"] == by["torch-grouped"]["status"] == "ok" and doc["complete"] is True
+
+
+def test_an_interrupt_before_any_point_says_nothing_was_saved(tmp_path):
+    from moebench.errors import ExitCode, MoebenchError, Terminated
+
+    def stop_at_allocation(line: str) -> None:
+        if "allocating" in line:  # after the roofs, before any point
+            raise Terminated("stopped by SIGTERM")
+
+    path = tmp_path / "run.json"
+    with pytest.raises(MoebenchError) as err:
+        run_kernel_workload(_tiny(), device="cpu", console_err=stop_at_allocation, roof_scale=0.01, partial_path=path)
+    assert err.value.code == ExitCode.INTERRUPTED and not path.exists()
+    assert str(err.value) == "interrupted by SIGTERM before anything was measured; nothing saved"
+
+
+def test_gpu_hardware_on_a_cpu_kernel_run_is_bad_input():
+    from moebench.errors import BadInput
+
+    with pytest.raises(BadInput, match="h100_sxm is a GPU but the kernels run on cpu"):
+        run_kernel_workload(_tiny(hardware="h100_sxm"), device="cpu", console_err=lambda m: None, roof_scale=0.01)
+
+
+def test_a_bf16_kernel_run_on_cpu_is_judged_against_bf16_roofs():
+    doc = run_kernel_workload(_tiny(dtype="bfloat16", providers=["torch-ref"]), device="cpu",
+                              console_err=lambda m: None, roof_scale=0.01)
+    assert doc["hardware"]["measured_roofs"]["matmul_dtype"] == "bfloat16"
+    assert all(p["point_roofs"]["matmul_dtype"] == "bfloat16" and "pct_roof_fma_peak" not in p for p in doc["points"])
+
+
+def test_the_table_renders_with_catalog_bandwidth_but_no_peak_for_the_dtype(result):
+    """A GPU catalogued without an fp32 peak (H100, B200, MI300X) crashed the table: exit 70 after the save."""
+    doc = json.loads(json.dumps(result))
+    doc["hardware"].update(catalog_hbm_tbps=3.35, catalog_peak_tflops=None)
+    render_table(doc)

@@ -47,3 +47,23 @@ def test_sigterm_saves_the_points_measured_and_names_them_in_one_error_line(tmp_
     assert doc["complete"] is False and doc["error"] == "interrupted (SIGTERM)"  # as a model workload marks it
     assert [(p["tokens"], p["provider"]) for p in doc["points"]] == [
         (1, "torch-ref"), (1, "torch-grouped"), (2, "torch-ref"), (2, "torch-grouped")]  # the rows done, whole
+
+
+def test_run_flags_apply_to_a_kernel_workload_or_are_refused(tmp_path, capsys, monkeypatch):
+    """--repeats, --nproc and --profile were silently ignored on a kernel workload (n stayed the YAML's)."""
+    import moebench.bench.runner as bench
+
+    real_roofs = bench.measure_roofs
+    monkeypatch.setattr(bench, "measure_roofs", lambda dev, dtype, scale: real_roofs(dev, dtype, 0.01))
+    monkeypatch.setattr(bench, "POINT_ROOF_SCALE", 0.00125)
+    wl = tmp_path / "k.yaml"
+    wl.write_text(yaml.safe_dump({**KERNEL, "tokens": [1], "cpu": {"timing": {"warmup": 0, "repeats": 2}}}))
+    for flags in (["--nproc", "2"], ["--profile"]):
+        with pytest.raises(SystemExit) as e:
+            main(["run", str(wl), "--out", str(tmp_path / "o"), *flags])
+        assert e.value.code == 2 and "not for a kernel workload" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["run", str(wl), "--out", str(tmp_path / "o"), "--repeats", "3", "--json"])
+    assert e.value.code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {p["time_us"]["n"] for p in doc["points"]} == {3}  # through the CPU override's timing too
