@@ -67,6 +67,12 @@ def intelligence_per_usd(score: Optional[float], blended_usd: Optional[float]) -
     return score / blended_usd
 
 
+def intelligence_per_usd_samples(score: Optional[float], blended_usd: list[float]) -> Optional[list[float]]:
+    """The score per $ of every repeat, or None where one has none (no score; price 0, a machine you own)."""
+    xs = [intelligence_per_usd(score, b) for b in blended_usd]
+    return None if not xs or None in xs else xs  # type: ignore[return-value]
+
+
 def eval_cost_usd(eval_tokens: float, usd_per_mtok_: float) -> float:
     """Cost to run an eval that needs `eval_tokens` tokens at a measured $/M tokens."""
     return eval_tokens / 1e6 * usd_per_mtok_

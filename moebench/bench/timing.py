@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import torch
 
+from moebench import arith
 from moebench.bench.cpu_peak import fma_peak_tflops
 from moebench.results import percentile
 from moebench_kernels.timing import CudaTimer, median
@@ -125,11 +126,7 @@ class CpuRoofProbe:
         return {**med, **spread, "rounds": len(rounds),
                 "mem_probe": ("max(copy counting read + write, read-only sum) of "
                               f"{self.src.numel() * 4 / 2**30:.2f} GiB"),
-                "matmul_probe": f"{_short(self.dtype)} {self.n}^3, "
+                "matmul_probe": f"{arith.dtype_key(str(self.dtype))} {self.n}^3, "
                                 + ("best of torch and numpy" if self.an is not None else "torch"),
                 "matmul_dtype": str(self.dtype).removeprefix("torch."),
                 "threads": torch.get_num_threads(), "basis": "measured"}
-
-
-def _short(dtype: torch.dtype) -> str:
-    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))

@@ -65,27 +65,17 @@ def _load(path: Path) -> dict:
     """A result file; a `moebench project --json` document, which load_result reads as no results file at all, is
     named for what it is."""
     from moebench.errors import BadInput
+    from moebench.report.sources import read_projection
     from moebench.results import load_result
 
     try:
         return load_result(path)
     except BadInput:
-        if _is_projection(path):
+        proj = read_projection(path)
+        if proj is not None and "schema_version" not in proj and isinstance(proj.get("hardware"), list):
             raise BadInput(f"{path}: a projection (`moebench project --json`), not a measured run: the gate compares "
                            "measured runs (`moebench compare` sets a projection beside them)") from None
         raise
-
-
-def _is_projection(path: Path) -> bool:
-    """Whether `path` holds a projection document: no schema_version, kind `projection`, a list of hardware."""
-    import json
-
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return (isinstance(doc, dict) and "schema_version" not in doc and doc.get("kind") == "projection"
-            and isinstance(doc.get("hardware"), list))
 
 
 def check_same_workload(base_docs: list[dict], cur_docs: list[dict]) -> None:

@@ -186,8 +186,8 @@ def _rate_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost) -> dict[
             blend = [tk.blended_usd_per_mtok(a, b) for a, b in zip(cin, cout)]
             m["usd_per_mtok"] = {"input": s(cin, "USD/Mtok"), "output": s(cout, "USD/Mtok"),
                                  "blended": s(blend, "USD/Mtok")}
-            per_usd = [tk.intelligence_per_usd(cost.intelligence["score"], b) for b in blend] if cost.intelligence else []
-            if per_usd and None not in per_usd:  # at price 0 (a machine you own) a score per $ has no value
+            per_usd = tk.intelligence_per_usd_samples((cost.intelligence or {}).get("score"), blend)
+            if per_usd:
                 m["intelligence_per_usd"] = s(per_usd, "score per USD/Mtok")
         gin, gout = usd(per["good_input"]), usd(per["good_output"])
         if gin and gout:

@@ -54,9 +54,10 @@ def extrapolation_factors(run_cfg: ArchConfig, batch: int, prompt: int, output: 
     decode = full.decode_bytes(batch, ctx_d, dtype_bytes) / step_bytes
     head_flops = batch * run_cfg.head_flops()
     layers = (full.prefill_flops(batch, prompt) - head_flops) / (run_cfg.prefill_flops(batch, prompt) - head_flops)
-    head_ms = min(ttft_ms, tpot_ms * run_cfg.head_bytes(dtype_bytes) / step_bytes) if ttft_ms > 0 else 0.0
-    prefill = ((ttft_ms - head_ms) * layers + head_ms) / ttft_ms if ttft_ms > 0 else layers
-    return prefill, decode
+    if not ttft_ms > 0:
+        return layers, decode
+    head_ms = min(ttft_ms, tpot_ms * run_cfg.head_bytes(dtype_bytes) / step_bytes)
+    return ((ttft_ms - head_ms) * layers + head_ms) / ttft_ms, decode
 
 
 def rate_metrics(prefill_ms: dict[str, Any], step_ms: dict[str, Any], *, batch: int, prompt: int, output: int,
@@ -97,8 +98,8 @@ def rate_metrics(prefill_ms: dict[str, Any], step_ms: dict[str, Any], *, batch: 
         pin, pout = [x[0] for x in phase], [x[1] for x in phase]
         m["usd_per_mtok_phase"] = {"input": s(pin, "USD/Mtok"), "output": s(pout, "USD/Mtok"),
                                    "blended": s([tk.blended_usd_per_mtok(a, b) for a, b in phase], "USD/Mtok")}
-        per_usd = [tk.intelligence_per_usd(intelligence["score"], b) for b in blend] if intelligence else []
-        if per_usd and None not in per_usd:  # at price 0 (a machine you own) a score per $ has no value
+        per_usd = tk.intelligence_per_usd_samples((intelligence or {}).get("score"), blend)
+        if per_usd:
             m["intelligence_per_usd"] = s(per_usd, "score per USD/Mtok")
     if pricing.allin_kw_per_gpu:
         m["tokens_per_mw"] = s([tk.tokens_per_mw(r["total"], pricing.allin_kw_per_gpu, n) for r in rates], "tokens/s/MW")

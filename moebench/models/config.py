@@ -217,7 +217,7 @@ class ArchConfig:
         f = 0
         for i in range(n):
             f += 2 * (self.attention_matmul_params() + self.ffn_matmul_params(i)) + self.attention_flops(i, context)
-        return f + 2 * self.vocab_size * self.hidden_size
+        return f + self.head_flops()
 
     def head_flops(self) -> int:
         """The LM head's FLOPs for one token."""

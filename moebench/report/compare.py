@@ -22,6 +22,7 @@ from moebench.report.sources import source_labels
 from moebench.results import profiled
 
 
+INTELLIGENCE_METRIC = "intelligence_score_per_usd_per_mtok"  # scores of different index versions never share one
 SERVING_HINT = ("for a like-for-like comparison with measured runs (static batches), project with "
                 "`moebench project --serving static`")
 
@@ -70,7 +71,6 @@ def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
             "error_band": ((d.get("projection") or {}).get("error_band") or {}).get("text"),
         })
     by_key: dict[tuple, dict[str, dict[str, Any]]] = {}
-    mixed: list[str] = []
     all_rows = rows(sources)
     for r in all_rows:
         key = (r["model"], r["batch_size"], r["prompt_tokens"], r["output_tokens"], r["serving"])
@@ -110,20 +110,22 @@ def compare(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
             "energy_source": {lb: present[lb]["energy_source"] if lb in present else None for lb in order},
             "reference": ref, "note": _elsewhere(key, by_key, order), "metrics": metrics,
         })
+    roofs = [f"{labels[src]}: {line}" for src, d in sources for line in interpreted(d) + above_roof(d)]
+    bands = [f"{r['label']} is projected; how far to trust it: {r['error_band']}" for r in runs if r["error_band"]]
+    return {"runs": runs, "groups": groups, "notes": _mixed(runs) + _versions(all_rows, labels) + bands + roofs}
+
+
+def _versions(all_rows: list[dict[str, Any]], labels: dict[str, str]) -> list[str]:
+    """A note when the runs' intelligence scores come from different index versions (their ratio is left out)."""
     versions: dict[str, set[str]] = {}
     for r in all_rows:
         if r.get("intelligence_version") is not None:
             versions.setdefault(labels[r["source_file"]], set()).add(f"{r['intelligence_index']} {r['intelligence_version']}")
-    if len(set().union(*versions.values()) if versions else ()) > 1:
-        mixed.append("intelligence scores come from different index versions ("
-                     + ", ".join(f"{lb}: {', '.join(sorted(v))}" for lb, v in versions.items())
-                     + "): no score-per-$ ratio between them")
-    roofs = [f"{labels[src]}: {line}" for src, d in sources for line in interpreted(d) + above_roof(d)]
-    bands = [f"{r['label']} is projected; how far to trust it: {r['error_band']}" for r in runs if r["error_band"]]
-    return {"runs": runs, "groups": groups, "notes": _mixed(runs) + mixed + bands + roofs}
-
-
-INTELLIGENCE_METRIC = "intelligence_score_per_usd_per_mtok"
+    if len(set().union(*versions.values()) if versions else ()) < 2:
+        return []
+    return ["intelligence scores come from different index versions ("
+            + ", ".join(f"{lb}: {', '.join(sorted(v))}" for lb, v in versions.items())
+            + "): no score-per-$ ratio between them"]
 
 
 def _version(row: Optional[dict[str, Any]]) -> Optional[tuple]:

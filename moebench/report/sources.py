@@ -192,7 +192,7 @@ def load_sources(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
             out.append((label, load_result(p)))
             continue
         except BadInput:
-            proj = _projection(p)
+            proj = read_projection(p)
             if proj is None:
                 raise
         docs = from_projection(proj, str(p), label)
@@ -205,7 +205,8 @@ def load_sources(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def _projection(p: Path) -> Optional[dict[str, Any]]:
+def read_projection(p: Path) -> Optional[dict[str, Any]]:
+    """The `moebench project --json` document in `p`, or None when `p` holds none."""
     try:
         doc = json.loads(Path(p).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):

@@ -97,19 +97,23 @@ class ResultDoc(BaseModel):
     def _kind_has_its_rows(self) -> "ResultDoc":
         if self.kind == "kernel" and self.points is None:
             raise ValueError("points: a kernel document lists its points")
+        return self
+
+    @model_validator(mode="after")
+    def _counts_and_prices(self) -> "ResultDoc":
+        """Values of the right type that no run produces: 0 ranks, a negative price."""
         if self.world_size is not None and self.world_size < 1:
             raise ValueError(f"world_size is {self.world_size}, not a count of ranks")
         price = self.hardware.get("price")
         if price is not None and not isinstance(price, dict):
             raise ValueError(f"hardware.price is {price!r}, not an object")
-        price = (price or {}).get("usd_per_gpu_hour")
-        if price is not None and not (is_number(price) and price >= 0):
-            raise ValueError(f"hardware.price.usd_per_gpu_hour is {price!r}, not a price ≥ 0")
-        for i, r in enumerate(self.records):
-            cost = getattr(r, "cost", None) or {}
-            if isinstance(cost, dict) and cost.get("usd_per_gpu_hour") is not None and not (
-                    is_number(cost["usd_per_gpu_hour"]) and cost["usd_per_gpu_hour"] >= 0):
-                raise ValueError(f"records[{i}].cost.usd_per_gpu_hour is {cost['usd_per_gpu_hour']!r}, not a price ≥ 0")
+        priced = [("hardware.price", price or {})]
+        priced += [(f"records[{i}].cost", c) for i, r in enumerate(self.records)
+                   if isinstance(c := getattr(r, "cost", None), dict)]
+        for at, p in priced:
+            usd = p.get("usd_per_gpu_hour")
+            if usd is not None and not (is_number(usd) and usd >= 0):
+                raise ValueError(f"{at}.usd_per_gpu_hour is {usd!r}, not a price ≥ 0")
         return self
 
 
