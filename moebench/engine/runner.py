@@ -136,6 +136,11 @@ def run_workload(
                             wl.timing.repeats if rounds else len(wl.model_entries) * len(wl.scenario.batch_sizes)) as advance:
             _run_models(wl, doc, ctx, dev=dev, dtype=dtype, pricing=pricing, roofs=roofs, hw=hw, path=path, log=log,
                         guard=guard, advance=advance)
+        if rank0:
+            # checked against the schema once, when whole; before the teardown, which gloo sometimes aborts, and
+            # under the guard, so that --out refusing this last write fails the ranks like any other
+            save_result(path, {**doc, "complete": True}, write=lambda p, d: write_result(d, p.parent, p.stem))
+            doc["complete"] = True
     except BaseException as exc:  # save what was measured, whatever stopped the run
         if guard is not None:
             guard.fail(exc)  # rank 0 saves; every rank exits 5 with the culprit named (never returns)
@@ -143,11 +148,6 @@ def run_workload(
         raise
     if guard is not None:
         guard.stop()
-    if rank0:
-        doc["complete"] = True
-        # checked against the schema once, when whole; before the teardown, which gloo sometimes aborts
-        save_result(path, doc, write=lambda p, d: write_result(d, p.parent, p.stem))
-    if guard is not None:
         guard.finish()
     return doc, path
 

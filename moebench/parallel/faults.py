@@ -95,7 +95,10 @@ class Guard:
                 (Path(d) / f"rank{self.ctx.rank}.done").touch()
             except OSError:
                 pass
-        self.ctx.barrier()  # no rank tears down (and may abort) before every rank has marked its work whole
+        try:
+            self.ctx.barrier()  # no rank tears down (and may abort) before every rank has marked its work whole
+        except (comm.CollectiveFailed, Terminated, TimeoutError) as exc:
+            self.fail(exc)  # another rank failed after this one's work was whole: a peer's failure, not ours
         # The work is whole and saved; what is left is the teardown and rank 0's table. A rank that gloo aborts now
         # makes the agent stop the others (SIGTERM): rank 0 would lose its table mid-print, so they finish instead
         # (the agent's SIGKILL still follows if one hangs; the CLI's last handler takes over when it returns).

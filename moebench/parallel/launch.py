@@ -154,10 +154,10 @@ def _verdict(failures: dict[int, Any], launch_dir: Path, world: int, partial: Pa
         return SystemExit(next(iter(codes.values())))  # rank 0 already printed the reason
     culprits: list[int] = []
     local = sorted(r for r, rep in reports.items() if rep["kind"] == "local")
-    # a rank the agent stopped (SIGTERM) after another one failed by itself is a survivor, not a culprit
-    stopped = -int(signal.SIGTERM) if local else None
-    died = sorted(r for r, c in codes.items()
-                  if (c < 0 and c != stopped) or (c >= 0 and c != int(ExitCode.RUN_FAILED) and r not in reports))
+    # a rank the agent stopped (SIGTERM, or 130 through moebench's handler) after another one failed by itself is
+    # a survivor, not a culprit, even when the signal came before it could write its own report
+    died = sorted(r for r, c in codes.items() if not (local and _stopped(c))
+                  and (c < 0 or (c != int(ExitCode.RUN_FAILED) and r not in reports)))
     if died:
         r = died[0]
         culprits, msg = [r], f"rank {r} of {world} died ({_how(codes[r])})"

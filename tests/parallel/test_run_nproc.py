@@ -177,3 +177,24 @@ def test_only_a_death_by_signal_after_every_rank_finished_counts_as_teardown(tmp
     assert not _torn_down({0: F(exitcode=70)}, tmp_path, 2)
     (tmp_path / "rank1.done").unlink()
     assert not _torn_down({1: F(exitcode=-6)}, tmp_path, 2)  # rank 1's work was not whole
+
+
+def test_a_rank_stopped_before_its_report_is_not_named_when_another_failed_by_itself(tmp_path):
+    """Rank 0 failed by itself (its report says so) and the agent stopped rank 1 before rank 1 wrote one: the line
+    names rank 0, whether rank 1 went by the signal itself or through moebench's handler (130)."""
+    from types import SimpleNamespace as F
+
+    from moebench.parallel.launch import _verdict
+
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    (launch / "rank0.json").write_text(json.dumps(
+        {"rank": 0, "kind": "local", "culprits": [0], "message": "rank 0 of 2 failed: disk full"}))
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"records": [{"batch_size": 2}]}))
+    wl = F(model_entries=[F(name="m")], scenario=F(batch_sizes=[2, 4]))
+    for stopped in (-15, 130):
+        exc = _verdict({0: F(exitcode=5), 1: F(exitcode=stopped)}, launch, 2, partial, wl, "wl.yaml")
+        assert str(exc).startswith("rank 0 of 2 failed: disk full; partial results in "), (stopped, str(exc))
+    exc = _verdict({0: F(exitcode=5), 1: F(exitcode=-9)}, launch, 2, partial, wl, "wl.yaml")
+    assert str(exc).startswith("rank 1 of 2 died (killed by SIGKILL) (during m batch 4)"), str(exc)
