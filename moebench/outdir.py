@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from moebench.errors import BadInput, EnvironmentProblem, RunFailed
 from moebench.results import dumps, write_atomic
@@ -46,6 +47,23 @@ def check_out_dir(out_dir: str | Path) -> Path:
         raise EnvironmentProblem(f"--out {p}: only {free // 1024} KB free; a result needs up to "
                                  f"{MIN_FREE_BYTES // 1024} KB")
     return p
+
+
+@contextmanager
+def out_dir_for(out_dir: str | Path) -> Iterator[Path]:
+    """check_out_dir for the length of a command: the folders it had to create are removed again, while still
+    empty, when the command fails (a refused workload must not leave an empty results folder behind)."""
+    p = Path(out_dir)
+    made = [q for q in (p, *p.parents) if not q.exists()]  # deepest first
+    try:
+        yield check_out_dir(p)
+    except BaseException:
+        for q in made:
+            try:
+                q.rmdir()  # refuses a folder with anything in it: results are never removed
+            except OSError:
+                break
+        raise
 
 
 def fallback_path(path: Path) -> Path:

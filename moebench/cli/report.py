@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write report.csv (one row per model × batch size × hardware) and report.html (plots, self-contained)."""
         from moebench.errors import BadInput
-        from moebench.outdir import check_out_dir
+        from moebench.outdir import out_dir_for
         from moebench.report.compare import require_records
         from moebench.report.html import render
         from moebench.report.rows import rows, write_csv
@@ -32,14 +32,14 @@ def register(app: typer.Typer) -> None:
 
         results = result_files(results)
         sources, left_out = require_records(results, load_sources(results))  # before the folder is made
-        check_out_dir(out_dir)
         rs = rows(sources)
         html = render(sources, rs, csv_name="report.csv", title=title)  # both built before either is written
-        try:
-            csv_path = write_csv(rs, out_dir / "report.csv")
-            html_path = write_text_atomic(out_dir / "report.html", html)
-        except OSError as exc:
-            raise BadInput(f"--out {out_dir}: cannot write the report ({exc.strerror or exc})") from None
+        with out_dir_for(out_dir):
+            try:
+                csv_path = write_csv(rs, out_dir / "report.csv")
+                html_path = write_text_atomic(out_dir / "report.html", html)
+            except OSError as exc:
+                raise BadInput(f"--out {out_dir}: cannot write the report ({exc.strerror or exc})") from None
         if json_:
             emit_json({"csv": str(csv_path), "html": str(html_path), "rows": len(rs), "files": [str(p) for p in results]})
         else:

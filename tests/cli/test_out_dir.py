@@ -169,3 +169,23 @@ def test_an_empty_or_file_out_is_bad_input_and_writes_nothing(tmp_path, monkeypa
     with pytest.raises(outdir.BadInput, match="exists and is not a folder"):
         outdir.check_out_dir(tmp_path / "afile")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_a_run_refused_after_the_folder_check_leaves_no_empty_folder(cli, tmp_path):
+    """`--nproc 2` against a one-rank workload is refused once --out was checked: the folders the check made go
+    again, and a folder that was there before, or that holds anything, stays."""
+    wl = str(_workload(tmp_path, name="t"))
+    proc = cli("run", wl, "--out", str(tmp_path / "new" / "out"), "--nproc", "2")
+    assert_one_line_error(proc, 3, "parallel.world_size is 1 but --nproc is 2")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "had" / "out").mkdir(parents=True)
+    proc = cli("run", wl, "--out", str(tmp_path / "had" / "out" / "x"), "--nproc", "2")
+    assert proc.returncode == 3 and (tmp_path / "had" / "out").is_dir() and not (tmp_path / "had" / "out" / "x").exists()
+
+
+def test_out_dir_for_never_removes_a_folder_with_anything_in_it(tmp_path):
+    out = tmp_path / "a" / "b"
+    with pytest.raises(RuntimeError), outdir.out_dir_for(out):
+        (out / "result.json").write_text("{}")
+        raise RuntimeError("a failure after a result was written")
+    assert (out / "result.json").is_file()
