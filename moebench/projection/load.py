@@ -13,7 +13,7 @@ TTFT is the continuous-serving one (sweep.evaluate: half a step's wait, then its
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Literal, Optional
 
 from moebench.models.config import ArchConfig
@@ -33,7 +33,8 @@ class LoadPoint:
 
     kind: LoadKind
     requested: Optional[float]  # concurrency, or requests/s; None offline
-    point: Point  # the sequences in flight (≤ the KV capacity)
+    point: Point  # the sequences in flight (≤ the KV capacity); at a rate below capacity, its token rates are the
+    # arrivals' (λ × tokens per request), not what those sequences could serve back to back
     capacity: int  # sequences the KV cache holds
     queue_ms: Optional[float]  # mean wait before admission; None when overloaded (unbounded)
 
@@ -103,7 +104,11 @@ def at_rate(cfg: ArchConfig, lay: Layout, dev: Device, sc: ServingScenario, a: A
             hi = mid
         else:
             lo = mid + 1
-    return LoadPoint("rate", requests_per_s, evaluate(cfg, lay, dev, sc, a, lo), cap, 0.0)
+    # Little gives the latencies of the b sequences in flight; the tokens served are the arrivals' (the b slots
+    # idle the rest of the time), and $/M charges the whole GPU-hour to them
+    served = {"input": requests_per_s * sc.prompt_tokens, "output": requests_per_s * sc.output_tokens}
+    served["total"] = served["input"] + served["output"]
+    return LoadPoint("rate", requests_per_s, replace(evaluate(cfg, lay, dev, sc, a, lo), rates=served), cap, 0.0)
 
 
 def offline(cfg: ArchConfig, lay: Layout, dev: Device, sc: ServingScenario, a: Assumptions) -> Optional[LoadPoint]:

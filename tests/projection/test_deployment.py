@@ -8,7 +8,7 @@ import pytest
 from moebench.errors import BadInput
 from moebench.projection import Assumptions, Layout, ServingScenario, device_for, evaluate, memory, project
 from moebench.projection.layout import instance_layouts, layout_text, parse_layout
-from moebench.projection.load import at_concurrency, at_rate, kv_capacity, offline
+from moebench.projection.load import at_concurrency, at_rate, kv_capacity, offline, service_ms
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -83,8 +83,14 @@ def test_request_rate_settles_below_capacity_and_overloads_above(cfgs):
     assert not light.overloaded and light.point.batch < best.capacity
     # Little's law: the fewest sequences in flight whose completions keep up with the arrivals
     b = light.point.batch
-    completions = light.point.rates["output"] / sc.output_tokens
-    assert 0.5 * max_rps <= completions <= 0.5 * max_rps * b / (b - 1)
+    completions = b / (service_ms(light.point, sc) / 1e3)
+    fewer = evaluate(cfg, lay, dev, sc, a, b - 1)
+    assert 0.5 * max_rps <= completions and (b - 1) / (service_ms(fewer, sc) / 1e3) < 0.5 * max_rps
+    # what is served, and priced, is what arrives: the b slots idle the rest of the time
+    assert light.point.rates["output"] == pytest.approx(0.5 * max_rps * sc.output_tokens)
+    assert light.point.rates["input"] == pytest.approx(0.5 * max_rps * sc.prompt_tokens)
+    full = evaluate(cfg, lay, dev, sc, a, b).usd_per_mtok(2.0)["output"]
+    assert light.point.usd_per_mtok(2.0)["output"] > full  # idle slots cost what they cost
     assert heavy.overloaded and heavy.ttft_ms is None
     for c in (1, 16, 256):
         lp = at_concurrency(cfg, lay, dev, sc, a, c)
