@@ -131,10 +131,11 @@ def test_the_table_says_which_side_lacks_a_record(tmp_path, capsys):
     records only the current run has are new, *not in the baseline*."""
     base = _doc(noisy(15, 10, 0.03, 1), noisy(15, 50, 0.03, 2), models=("llama3:debug", "mixtral:debug"))
     empty = {**_doc(noisy(15, 10, 0.03, 3), noisy(15, 50, 0.03, 4)), "records": []}
-    code, out, _ = run_cli(["gate", "--baseline", _write(tmp_path, "b.json", base), _write(tmp_path, "e.json", empty)],
-                           capsys)
+    code, out, err = run_cli(["gate", "--baseline", _write(tmp_path, "b.json", base), _write(tmp_path, "e.json", empty)],
+                             capsys)
     verdicts = _verdicts(out)
     assert code == 1 and len(verdicts) == 8  # 2 records × 4 metrics
+    assert "regression: 8 of 8 checks failed; 8 of them missing from the current run" in err
     assert set(verdicts) == {"missing: not in the current run (the baseline has this record)"}
     assert "missing in the baseline" not in out
 

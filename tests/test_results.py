@@ -111,6 +111,8 @@ def _set(doc, path, value):
     (("records", 0, "metrics", "ttft_ms", "median"), -5.0, "records[0].metrics.ttft_ms.median is -5.0, not a number ≥ 0"),
     (("records", 0, "metrics", "ttft_ms", "samples"), [1.0, -2.0], "ttft_ms.samples must be a list of numbers ≥ 0"),
     (("world_size",), 0, "world_size is 0, not a count of ranks"),
+    (("records", 0, "batch_size"), -3, "records[0].batch_size is -3, not a count ≥ 0"),
+    (("records", 0, "prompt_tokens"), -1, "records[0].prompt_tokens is -1, not a count ≥ 0"),
     (("hardware", "price"), {"usd_per_gpu_hour": -1.0}, "hardware.price.usd_per_gpu_hour is -1.0, not a price ≥ 0"),
     (("records", 0, "cost"), {"usd_per_gpu_hour": -1.0, "n_gpus": 1}, "records[0].cost.usd_per_gpu_hour is -1.0"),
     (("hardware", "price"), 2.5, "hardware.price is 2.5, not an object"),  # was an AttributeError, exit 70

@@ -136,7 +136,9 @@ def register(app: typer.Typer) -> None:
         rest = len(res.rows) - len(judged)
         bad = [r for r in res.rows if r.status in ("regressed", "missing")]
         if bad:
-            log(f"regression: {len(bad)} of {len(judged)} checks failed "
+            gone = sum(r.status == "missing" for r in bad)
+            what = f"; {gone} of them missing from the current run" if gone else ""
+            log(f"regression: {len(bad)} of {len(judged)} checks failed{what} "
                 f"({', '.join(sorted({f'{r.model} b{r.batch_size} {r.metric}' for r in bad})[:6])}"
                 f"{' …' if len(bad) > 6 else ''})")
             raise typer.Exit(1)

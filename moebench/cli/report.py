@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         results = result_files(results)
         sources, left_out = require_records(results, load_sources(results))  # before the folder is made
         rs = rows(sources)
-        html = render(sources, rs, csv_name="report.csv", title=title)  # both built before either is written
+        html = render(sources, rs, csv_name="report.csv", title=title, left_out=left_out)  # both before either is written
         with out_dir_for(out_dir):
             try:
                 csv_path = write_csv(rs, out_dir / "report.csv")
@@ -44,6 +44,6 @@ def register(app: typer.Typer) -> None:
             emit_json({"csv": str(csv_path), "html": str(html_path), "rows": len(rs), "files": [str(p) for p in results]})
         else:
             out.print(f"{csv_path}\n{html_path}")
-        log(f"{len(rs)} rows from {files_text(sources)}")
+        log(f"{len(rs)} row{'' if len(rs) == 1 else 's'} from {files_text(sources)}")
         for note in left_out:
             err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)

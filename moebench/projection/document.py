@@ -263,7 +263,11 @@ def read_lengths(path: Path) -> tuple[LengthMoments, int, int]:
     if len(df) == 0 or bad.any():
         where = "no rows" if len(df) == 0 else f"row {int(bad.idxmax()) + 2} is not a whole count ≥ 1 of each"
         raise BadInput(f"--lengths: {path}: {where}")
-    return LengthMoments.of(zip(pr.astype(float), out.astype(float))), len(df), int((pr + out).max())
+    try:
+        moments = LengthMoments.of(zip(pr.astype(float), out.astype(float)))
+    except BadInput as e:  # e.g. every output 1 token long: no decode step to project
+        raise BadInput(f"--lengths: {path}: {e}") from None
+    return moments, len(df), int((pr + out).max())
 
 
 def _pool_texts(text: str) -> tuple[str, str]:

@@ -9,7 +9,7 @@ plotly's own JSON encoder additionally escapes `<`, `>` and `/` inside the figur
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from moebench import __version__
 from moebench import metrics as mt
@@ -187,8 +187,10 @@ def _empty(msg: str) -> str:
 
 
 def render(sources: list[tuple[str, dict[str, Any]]], rs: list[dict[str, Any]], *, csv_name: Optional[str] = None,
-           title: str = "moebench report") -> str:
-    """The complete HTML document for result documents `sources` (name, doc) and their flat rows `rs`."""
+           title: str = "moebench report", left_out: Sequence[str] = ()) -> str:
+    """The complete HTML document for result documents `sources` (name, doc) and their flat rows `rs`; `left_out`
+    says what was given but is not shown (require_records' notes), so the page shared says it, not only the
+    terminal."""
     from plotly.offline import get_plotlyjs
 
     P = _Plots()
@@ -201,7 +203,7 @@ def render(sources: list[tuple[str, dict[str, Any]]], rs: list[dict[str, Any]], 
         f"<span>{_badge(b)} {esc(d)}</span>" for b, d in (
             ("measured", "all layers timed"), ("extrapolated", "N of L layers timed at real widths, scaled to L"),
             ("projected", "analytic model, not measured"))) + "</p>")
-    notes = [f"{labels[src]}: {line}" for src, doc in sources for line in caveats(doc)]
+    notes = [f"{labels[src]}: {line}" for src, doc in sources for line in caveats(doc)] + list(left_out)
     sec.append(("dense-vs-moe", "Dense vs MoE", legend + (dense_vs_moe(rs) if rs else _empty("no records"))
                 + ("<ul class='notes'>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>" if notes else "")))
 

@@ -44,6 +44,11 @@ class Record(BaseModel):
 
     @model_validator(mode="after")
     def _statistics(self) -> "Record":
+        # counts no run produces (0 is an open-loop endpoint level's batch: no cap on requests in flight)
+        for name in ("batch_size", "prompt_tokens", "output_tokens"):
+            n = getattr(self, name)
+            if n is not None and n < 0:
+                raise ValueError(f"{name} is {n}, not a count ≥ 0")
         for name, node in self.metrics.items():
             if node is not None and not isinstance(node, dict):
                 raise ValueError(f"metrics.{name} is {node!r}, not a statistic")

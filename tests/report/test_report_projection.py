@@ -228,6 +228,7 @@ def test_hardware_where_the_model_fits_nowhere_is_left_out_with_its_reason(tmp_p
     df = pd.read_csv(tmp_path / "r" / "report.csv", dtype=CSV_DTYPES)
     assert set(df.hardware_id) == {"b200"} and len(df) == 2
     assert "one_gpu.json [h100_sxm]: does not fit in 1 GPU" in " ".join(err.split())
+    assert "one_gpu.json [h100_sxm]: does not fit in 1 GPU" in (tmp_path / "r" / "report.html").read_text()
     code, out, err = run_cli(["compare", str(p), str(p), "--json"])
     assert code == 0, err
     assert sum("does not fit in 1 GPU" in n for n in json.loads(out)["notes"]) == 2
