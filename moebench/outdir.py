@@ -30,6 +30,9 @@ def check_out_dir(out_dir: str | Path) -> Path:
     p = Path(out_dir)
     if p.exists() and not p.is_dir():
         raise BadInput(f"--out {p}: exists and is not a folder")
+    above = next((q for q in p.parents if q.exists()), None)
+    if above is not None and not above.is_dir():  # `afile/sub`: the argument's fault, as `afile` is
+        raise BadInput(f"--out {p}: {above} is not a folder")
     try:
         p.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".moebench-probe-", dir=p)

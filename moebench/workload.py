@@ -286,6 +286,14 @@ def load_workload(path: str | Path, *, resolve: bool = True):
     wl = parse_workload(data, str(p))
     if resolve and isinstance(wl, Workload):
         wl = _resolve(wl, p)
+    if resolve and getattr(wl, "kind", None) == "endpoint" and wl.deployment.model:
+        from moebench.models import resolve_name
+
+        try:  # a typo would record the run under a name nothing lines up with, without counts or a score
+            resolve_name(wl.deployment.model)
+        except BadInput as exc:
+            raise BadInput(f"{p}: deployment.model: {exc}; leave it out for a model moebench does not know "
+                           "(the records then carry the served name)") from None
     return wl
 
 

@@ -6,6 +6,7 @@ so range checks are these callbacks instead."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Callable, Optional, TypeVar
 
 import typer
@@ -28,3 +29,11 @@ def at_least(lo: float, *, above: bool = False) -> Callable[[typer.CallbackParam
         return value
 
     return check
+
+
+def out_folder(param: typer.CallbackParam, value: str) -> Path:
+    """A typer callback for `--out`, declared `str`: typer's Path type reads `--out ''` as the working folder, and
+    results would land wherever the shell stood; here it is refused (exit 3) as `check_out_dir` refuses it."""
+    if not value.strip():
+        raise BadInput(f"{param.opts[0] if param.opts else param.name}: empty; give a folder")
+    return Path(value)

@@ -8,6 +8,7 @@ import typer
 
 from rich.markup import escape
 
+from moebench.cli._options import out_folder
 from moebench.cli._output import emit_json, err, log, out
 
 
@@ -17,7 +18,7 @@ def register(app: typer.Typer) -> None:
         results: list[Path] = typer.Argument(
             ..., help="Result JSON files (any hardware, any commit) or folders of them, and `moebench project --json` "
             "outputs."),
-        out_dir: Path = typer.Option(Path("results/report"), "--out", help="Folder for report.csv and report.html."),
+        out_dir: str = typer.Option("results/report", "--out", callback=out_folder, help="Folder for report.csv and report.html."),
         title: str = typer.Option("moebench report", "--title", help="Title of the HTML page."),
         json_: bool = typer.Option(False, "--json", help="Print the written paths and row count as one JSON document."),
     ) -> None:

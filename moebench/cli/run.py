@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 import typer
 from rich.markup import escape
 
-from moebench.cli._options import at_least
+from moebench.cli._options import at_least, out_folder
 from moebench.cli._output import emit_json, err, is_rank0, log, out
 from moebench.errors import BadInput
 
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         workload: Optional[Path] = typer.Argument(None, help="Workload YAML (default: workloads/quickstart.yaml)."),
         device: Optional[DeviceChoice] = typer.Option(None, "--device", help="Override the workload's device."),
-        out_dir: Path = typer.Option(Path("results/runs"), "--out", help="Folder for the results JSON."),
+        out_dir: str = typer.Option("results/runs", "--out", callback=out_folder, help="Folder for the results JSON."),
         json_: bool = typer.Option(False, "--json", help="Print the result as one JSON document on stdout."),
         repeats: Optional[int] = typer.Option(None, "--repeats", callback=at_least(1), help="Override timing.repeats (the gate's samples)."),
         nproc: Optional[int] = typer.Option(None, "--nproc", callback=at_least(1), help="Launch N local ranks (torch elastic launcher)."),

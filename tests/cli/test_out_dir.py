@@ -168,6 +168,8 @@ def test_an_empty_or_file_out_is_bad_input_and_writes_nothing(tmp_path, monkeypa
     (tmp_path / "afile").write_text("x")
     with pytest.raises(outdir.BadInput, match="exists and is not a folder"):
         outdir.check_out_dir(tmp_path / "afile")
+    with pytest.raises(outdir.BadInput, match="afile is not a folder"):
+        outdir.check_out_dir(tmp_path / "afile" / "sub" / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
@@ -189,3 +191,16 @@ def test_out_dir_for_never_removes_a_folder_with_anything_in_it(tmp_path):
         (out / "result.json").write_text("{}")
         raise RuntimeError("a failure after a result was written")
     assert (out / "result.json").is_file()
+
+
+def test_an_empty_out_on_the_command_line_is_refused_not_read_as_the_working_folder(cli, tmp_path):
+    """typer's Path type reads `--out ''` as `.`: the run would write wherever the shell stood."""
+    here = tmp_path / "here"
+    here.mkdir()
+    for cmd in (["run", str(_workload(tmp_path, name="t"))], ["report", str(tmp_path / "none.json")]):
+        proc = cli(*cmd, "--out", "", cwd=here)
+        assert_one_line_error(proc, 3, "--out: empty; give a folder")
+    assert list(here.iterdir()) == []
+    (tmp_path / "afile").write_text("x")
+    proc = cli("run", str(_workload(tmp_path, name="t")), "--out", str(tmp_path / "afile" / "sub"))
+    assert_one_line_error(proc, 3, f"{tmp_path / 'afile'} is not a folder")

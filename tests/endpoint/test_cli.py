@@ -265,6 +265,7 @@ def test_validate_refuses_what_run_refuses(tmp_path):
     url = "http://127.0.0.1:9/v1"  # nothing listens: validate needs no server
     cases = [
         ({"deployment": "{hardware: h100_sxmm}"}, "deployment.hardware"),
+        ({"deployment": "{hardware: h100_sxm, model: 'lama3:8b'}"}, "deployment.model: unknown model 'lama3:8b' (did you mean 'llama3:8b'"),
         ({"dataset": f"{{kind: jsonl, path: {tmp_path / 'missing.jsonl'}}}"}, "dataset.path"),
         ({"tokenizer": str(tmp_path / "no-tokenizer")}, "tokenizer"),
     ]
