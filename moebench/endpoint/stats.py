@@ -50,6 +50,11 @@ def itl_per_token_ms(r: RequestRecord) -> list[float]:
     return out
 
 
+def goodness_known(ok: list[RequestRecord], slo: Slo) -> bool:
+    """Under a TPOT SLO, a request whose TPOT nobody could measure is neither good nor bad: goodput is unknown."""
+    return slo.tpot_ms is None or all(tpot_ms(r) is not None for r in ok)
+
+
 def is_good(r: RequestRecord, slo: Slo) -> bool:
     if not r.ok:
         return False
@@ -129,8 +134,7 @@ def _rate_metrics(runs: list[LevelRun], slo: Slo, cost: DeploymentCost) -> dict[
     # a rate over requests whose tokens nobody counted is unknown, not zero
     known_in = all(r.prompt_tokens is not None for r in ok_all)
     known_out = all(r.output_tokens is not None for r in ok_all)
-    # under a TPOT SLO, a request whose TPOT nobody could measure is neither good nor bad: goodput is unknown
-    known_good = slo.tpot_ms is None or all(tpot_ms(r) is not None for r in ok_all)
+    known_good = goodness_known(ok_all, slo)
     for run in runs:
         wall = max(run.wall_s, 1e-9)
         ok = [r for r in run.records if r.ok]
@@ -220,7 +224,8 @@ def request_summary(runs: list[LevelRun], slo: Slo) -> dict[str, Any]:
         "failed": len(failed),
         "cut": cut,
         "unsent": sum(run.unsent for run in runs),
-        "good": sum(1 for r in recs if is_good(r, slo)),
+        # null where goodput is (a TPOT SLO over requests whose TPOT nobody could measure): unknown, not 0
+        "good": sum(1 for r in recs if is_good(r, slo)) if goodness_known([r for r in recs if r.ok], slo) else None,
         # a request the time limit cut got no answer either: a server that answers nothing fails every one
         "failure_ratio": (len(failed) + cut) / (len(recs) + cut) if recs or cut else 0.0,
         "errors": dict(errors.most_common(5)),

@@ -20,6 +20,20 @@ from moebench.specs import MODEL_NAME, IntelligenceSpec, PriceSpec
 from moebench.strict import Strict
 
 
+def _checked_url(v: str, field: str) -> str:
+    """`v` as given, once its host and port parse (a port past 65535, an unclosed IPv6 bracket, no host are the
+    file's fault, exit 3, not an unreachable server)."""
+    from yarl import URL  # aiohttp's own URL type: what the client would parse at the first request
+
+    try:
+        url = URL(v)
+    except ValueError as exc:
+        raise ValueError(f"{field} {v!r} is not a URL ({exc})") from None
+    if not url.host or url.port == 0:
+        raise ValueError(f"{field} {v!r} names no {'host' if not url.host else 'port'} to reach")
+    return v
+
+
 class EndpointSpec(Strict):
     base_url: str = Field(description="the API root, e.g. http://127.0.0.1:8000/v1")
     model: str = Field(default="auto", description="served model name; auto = the first of GET /models")
@@ -34,7 +48,7 @@ class EndpointSpec(Strict):
     def _url(cls, v: str) -> str:
         if not v.startswith(("http://", "https://")):
             raise ValueError(f"base_url {v!r} must start with http:// or https://")
-        return v.rstrip("/")
+        return _checked_url(v, "base_url").rstrip("/")
 
 
 class EnergySpec(Strict):
@@ -53,6 +67,8 @@ class EnergySpec(Strict):
             raise ValueError("dcgm_url is given with meter: dcgm, and only then")
         if self.dcgm_url is not None and not self.dcgm_url.startswith(("http://", "https://")):
             raise ValueError(f"dcgm_url {self.dcgm_url!r} must start with http:// or https://")
+        if self.dcgm_url is not None:
+            _checked_url(self.dcgm_url, "dcgm_url")
         if self.meter == "catalog" and self.gpus is not None:
             raise ValueError("gpus names the GPUs a meter reads (meter: nvml or dcgm)")
         return self

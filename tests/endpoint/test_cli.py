@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from moebench.results import load_result
 from tests.cli.conftest import REPO, assert_one_line_error, moebench
 
@@ -275,6 +277,14 @@ def test_validate_refuses_what_run_refuses(tmp_path):
         assert_one_line_error(moebench("run", str(wl), "--out", str(tmp_path / "o")), 3, field)
     proc = moebench("validate", str(workload(tmp_path, url)))
     assert proc.returncode == 0 and "endpoint workload" in proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize("url, why", [("http://127.0.0.1:99999/v1", "Port out of range"),
+                                      ("http://[::1/v1", "Invalid IPv6 URL"), ("http://", "names no host")])
+def test_a_malformed_url_is_bad_input_not_an_unreachable_server(tmp_path, url, why):
+    proc = moebench("run", "--endpoint", url, "--out", str(tmp_path / "o"))
+    assert_one_line_error(proc, 3, f"base_url {url!r}", why)
+    assert not (tmp_path / "o").exists()
 
 
 def test_the_stub_serves_from_the_command_line_for_a_quick_look(tmp_path):

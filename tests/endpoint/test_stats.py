@@ -39,8 +39,10 @@ def test_goodput_under_a_tpot_slo_is_unknown_where_a_tpot_is():
     m = level_metrics(half, Slo(tpot_ms=1000), cost)
     assert m["goodput_requests_per_s"] is None and m["usd_per_mtok_good"] is None
     assert m["request_throughput_per_s"]["samples"] == [2.0]
+    assert request_summary(half, Slo(tpot_ms=1000))["good"] is None  # the count too
     m = level_metrics(half, Slo(ttft_ms=1000), cost)  # a TTFT SLO needs no token count
     assert m["goodput_requests_per_s"]["samples"] == [2.0]
+    assert request_summary(half, Slo(ttft_ms=1000))["good"] == 2
 
 
 def test_level_metrics_rates_and_cost_per_repeat():
