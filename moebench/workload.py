@@ -157,6 +157,15 @@ class Scenario(Strict):
     output_tokens: int = Field(ge=2, description="≥ 2: TPOT needs a token after the first")
     batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
 
+    @field_validator("batch_sizes")
+    @classmethod
+    def _once_each(cls, v: list[int]) -> list[int]:
+        # two records of one model × batch size share the key compare and the gate match on: one would hide the other
+        twice = sorted({b for b in v if v.count(b) > 1})
+        if twice:
+            raise ValueError(f"batch size {', '.join(map(str, twice))} given twice")
+        return v
+
 
 class Timing(Strict):
     warmup: int = Field(default=1, ge=0)
@@ -196,7 +205,11 @@ class Workload(Strict):
     @field_validator("models")
     @classmethod
     def _entries(cls, v: list) -> list:
-        return [ModelEntry(name=m) if isinstance(m, str) else m for m in v]
+        entries = [ModelEntry(name=m) if isinstance(m, str) else m for m in v]
+        for i, m in enumerate(entries):
+            if m in entries[:i]:  # the same run twice: its records would be indistinguishable
+                raise ValueError(f"models[{i}] repeats models[{entries.index(m)}] ({m.name})")
+        return entries
 
     @field_validator("kernels")
     @classmethod
