@@ -102,26 +102,34 @@ def save_result(path: str | Path, doc: dict[str, Any],
 def save_stopped(exc: BaseException, doc: dict[str, Any], path: Path) -> None:
     """A run that `exc` stopped after measuring began: save `doc`, what was measured (its `complete` still
     false), to `path` with the reason in `error`, and raise the one line the CLI prints: interrupted (Ctrl-C or
-    SIGTERM: exit 130) or out of memory (exit 5), naming the file; an interrupt before there is a document says
-    nothing was saved. Returns, for the caller to re-raise `exc`, when `exc` is anything else (after saving),
-    when there is no document yet, or when `exc` is a write that
-    `--out` refused (the document was saved elsewhere already). The one path of model and kernel workloads."""
+    SIGTERM: exit 130) or out of memory (exit 5), naming the file; before the first record (or kernel point) is
+    whole, nothing is saved and the line says so. Returns, for the caller to re-raise `exc`, when `exc` is
+    anything else (after saving what was measured), or when `exc` is a write that `--out` refused (the document
+    was saved elsewhere already). The one path of model and kernel workloads."""
     from moebench.errors import ExitCode, MoebenchError, Terminated
 
     if isinstance(exc, ResultNotSaved):
         return
     by = " by SIGTERM" if isinstance(exc, Terminated) else ""
-    if not doc:  # stopped while setting up (measuring roofs, building a model): nothing measured to save
+    if not (doc.get("records") or doc.get("points")):
+        # stopped while setting up (measuring roofs, building a model) or inside the first model × batch size: a
+        # file of no records would be one that report, compare and the gate refuse
+        when = "anything was measured" if not doc else "the first record was whole"
         if isinstance(exc, KeyboardInterrupt):
-            raise MoebenchError(f"interrupted{by} before anything was measured; nothing saved",
-                                code=ExitCode.INTERRUPTED) from None
+            raise MoebenchError(f"interrupted{by} before {when}; nothing saved", code=ExitCode.INTERRUPTED) from None
+        if _out_of_memory(exc):
+            raise RunFailed(f"out of memory before {when}: {exc}; nothing saved") from exc
         return
     how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
     doc["error"] = f"interrupted ({how})" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
     save_result(path, doc)
     if isinstance(exc, KeyboardInterrupt):
         raise MoebenchError(f"interrupted{by}; partial results in {path}", code=ExitCode.INTERRUPTED) from None
+    if _out_of_memory(exc):
+        raise RunFailed(f"out of memory: {exc}; partial results in {path}", partial_path=str(path)) from exc
+
+
+def _out_of_memory(exc: BaseException) -> bool:
     import torch  # the runners that measure have imported it already
 
-    if isinstance(exc, torch.OutOfMemoryError):
-        raise RunFailed(f"out of memory: {exc}; partial results in {path}", partial_path=str(path)) from exc
+    return isinstance(exc, torch.OutOfMemoryError)

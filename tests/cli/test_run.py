@@ -104,8 +104,8 @@ def test_an_interrupt_is_one_line_naming_the_partial_results(tmp_path, sig, said
         "scenario": {"prompt_tokens": 16, "output_tokens": 4, "batch_sizes": [1, 2, 4, 8]},
         "timing": {"warmup": 1, "repeats": 400}, "price": {"fallback_usd_per_gpu_hour": 0.1}}))
     p = start_moebench("run", str(wl), "--out", str(tmp_path / "out"))
-    seen = read_stderr_until(p, "batch 1:", timeout=120)  # measuring has begun
-    time.sleep(1.0)
+    seen = read_stderr_until(p, "batch 2:", timeout=120)  # batch 1 is whole, batch 2 is being measured
+    time.sleep(0.5)
     p.send_signal(getattr(signal, sig))
     _, rest = p.communicate(timeout=60)
     assert p.returncode == 130, (seen, rest)
@@ -114,6 +114,32 @@ def test_an_interrupt_is_one_line_naming_the_partial_results(tmp_path, sig, said
     assert last.startswith(f"error: {said}; partial results in "), rest
     doc = json.loads(open(last.rsplit(" ", 1)[1]).read())
     assert doc["complete"] is False and doc["error"] == marked
+    assert [r["batch_size"] for r in doc["records"]] == [1]
+
+
+def test_an_interrupt_inside_the_first_record_saves_no_empty_file(tmp_path):
+    """A file of no records is one report, compare and the gate refuse: the line says nothing was saved."""
+    import signal
+    import time
+
+    import yaml
+
+    from tests.cli.conftest import read_stderr_until, start_moebench
+
+    wl = tmp_path / "long.yaml"
+    wl.write_text(yaml.safe_dump({
+        "name": "long", "models": ["llama3:debug"], "device": "cpu", "roofs": False,
+        "scenario": {"prompt_tokens": 16, "output_tokens": 4, "batch_sizes": [1]},
+        "timing": {"warmup": 1, "repeats": 4000}, "price": {"fallback_usd_per_gpu_hour": 0.1}}))
+    p = start_moebench("run", str(wl), "--out", str(tmp_path / "out"))
+    seen = read_stderr_until(p, "batch 1:", timeout=120)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    _, rest = p.communicate(timeout=60)
+    assert p.returncode == 130 and "Traceback" not in rest, (seen, rest)
+    last = [ln for ln in rest.splitlines() if ln.strip()][-1]
+    assert last == "error: interrupted before the first record was whole; nothing saved", rest
+    assert not list((tmp_path / "out").glob("*.json"))
 
 
 def test_an_interrupt_before_anything_was_measured_says_nothing_was_saved(tmp_path):
