@@ -85,12 +85,8 @@ def test_explicit_intelligence_score_gives_intelligence_per_dollar(cli, tmp_path
         [40 / b for b in r["metrics"]["usd_per_mtok"]["blended"]["samples"]], rel=1e-9)
 
 
-@pytest.mark.parametrize("sig, said, marked", [
-    ("SIGINT", "interrupted", "interrupted (Ctrl-C)"),
-    # what Slurm, Kubernetes and CI send: handled as Ctrl-C is, not the default death by signal (exit 143)
-    ("SIGTERM", "interrupted by SIGTERM", "interrupted (SIGTERM)"),
-])
-def test_an_interrupt_is_one_line_naming_the_partial_results(tmp_path, sig, said, marked):
+def _interrupted(tmp_path, sig: str, batch_sizes: list[int], repeats: int, after: str) -> tuple[int, str]:
+    """A long llama3:debug run, signalled half a second after stderr says `after`: (exit code, its last line)."""
     import signal
     import time
 
@@ -101,17 +97,25 @@ def test_an_interrupt_is_one_line_naming_the_partial_results(tmp_path, sig, said
     wl = tmp_path / "long.yaml"
     wl.write_text(yaml.safe_dump({
         "name": "long", "models": ["llama3:debug"], "device": "cpu", "roofs": False,
-        "scenario": {"prompt_tokens": 16, "output_tokens": 4, "batch_sizes": [1, 2, 4, 8]},
-        "timing": {"warmup": 1, "repeats": 400}, "price": {"fallback_usd_per_gpu_hour": 0.1}}))
+        "scenario": {"prompt_tokens": 16, "output_tokens": 4, "batch_sizes": batch_sizes},
+        "timing": {"warmup": 1, "repeats": repeats}, "price": {"fallback_usd_per_gpu_hour": 0.1}}))
     p = start_moebench("run", str(wl), "--out", str(tmp_path / "out"))
-    seen = read_stderr_until(p, "batch 2:", timeout=120)  # batch 1 is whole, batch 2 is being measured
+    seen = read_stderr_until(p, after, timeout=120)
     time.sleep(0.5)
     p.send_signal(getattr(signal, sig))
     _, rest = p.communicate(timeout=60)
-    assert p.returncode == 130, (seen, rest)
-    assert "Traceback" not in rest
-    last = [ln for ln in rest.splitlines() if ln.strip()][-1]
-    assert last.startswith(f"error: {said}; partial results in "), rest
+    assert "Traceback" not in rest, rest
+    return p.returncode, [ln for ln in (seen + rest).splitlines() if ln.strip()][-1]
+
+
+@pytest.mark.parametrize("sig, said, marked", [
+    ("SIGINT", "interrupted", "interrupted (Ctrl-C)"),
+    # what Slurm, Kubernetes and CI send: handled as Ctrl-C is, not the default death by signal (exit 143)
+    ("SIGTERM", "interrupted by SIGTERM", "interrupted (SIGTERM)"),
+])
+def test_an_interrupt_is_one_line_naming_the_partial_results(tmp_path, sig, said, marked):
+    code, last = _interrupted(tmp_path, sig, [1, 2, 4, 8], 400, "batch 2:")  # batch 1 whole, batch 2 measuring
+    assert code == 130 and last.startswith(f"error: {said}; partial results in "), last
     doc = json.loads(open(last.rsplit(" ", 1)[1]).read())
     assert doc["complete"] is False and doc["error"] == marked
     assert [r["batch_size"] for r in doc["records"]] == [1]
@@ -119,26 +123,8 @@ def test_an_interrupt_is_one_line_naming_the_partial_results(tmp_path, sig, said
 
 def test_an_interrupt_inside_the_first_record_saves_no_empty_file(tmp_path):
     """A file of no records is one report, compare and the gate refuse: the line says nothing was saved."""
-    import signal
-    import time
-
-    import yaml
-
-    from tests.cli.conftest import read_stderr_until, start_moebench
-
-    wl = tmp_path / "long.yaml"
-    wl.write_text(yaml.safe_dump({
-        "name": "long", "models": ["llama3:debug"], "device": "cpu", "roofs": False,
-        "scenario": {"prompt_tokens": 16, "output_tokens": 4, "batch_sizes": [1]},
-        "timing": {"warmup": 1, "repeats": 4000}, "price": {"fallback_usd_per_gpu_hour": 0.1}}))
-    p = start_moebench("run", str(wl), "--out", str(tmp_path / "out"))
-    seen = read_stderr_until(p, "batch 1:", timeout=120)
-    time.sleep(0.5)
-    p.send_signal(signal.SIGINT)
-    _, rest = p.communicate(timeout=60)
-    assert p.returncode == 130 and "Traceback" not in rest, (seen, rest)
-    last = [ln for ln in rest.splitlines() if ln.strip()][-1]
-    assert last == "error: interrupted before the first record was whole; nothing saved", rest
+    code, last = _interrupted(tmp_path, "SIGINT", [1], 4000, "batch 1:")
+    assert (code, last) == (130, "error: interrupted before the first record was whole; nothing saved")
     assert not list((tmp_path / "out").glob("*.json"))
 
 
