@@ -31,10 +31,14 @@ def default_workload() -> Path:
 
 
 
-def _show(doc: dict, dest: Any, json_: bool, table: Callable[[dict], Any]) -> None:
-    """One JSON document on stdout, or the result's table; then where the results went."""
+def _show(doc: dict, dest: Any, json_: bool, table: Callable[[dict], Any], wide: bool = False) -> None:
+    """One JSON document on stdout, or the result's table (a wide one unfolded); then where the results went."""
+    from moebench.report.tables import print_at_natural_width
+
     if json_:
         emit_json(doc)
+    elif wide:
+        print_at_natural_width(out, table(doc))
     else:
         out.print(table(doc))
     log(f"results: {dest}")
@@ -91,15 +95,15 @@ def _dispatch(ctx: typer.Context, wl: Any, path: Path, *, out_dir: Path, device:
             wl = wl.model_copy(update={"timing": wl.timing.model_copy(update={"repeats": repeats})})
 
         doc, dest = run_endpoint_workload(wl, out_dir=out_dir, workload_path=str(path), log=log)
-        _show(doc, dest, json_, levels_table)
+        _show(doc, dest, json_, lambda d: levels_table(d, wide=wide), wide)
         return
     if not isinstance(wl, Workload):  # kind: kernel
         from moebench.bench.runner import render_table, run_kernel_workload
         from moebench.outdir import save_result
         from moebench.results import new_run_id
 
-        given = [flag for flag, on in (("--nproc", nproc), ("--profile", profile)) if on]
-        if given:  # one process times one layer: these would be silently ignored
+        given = [flag for flag, on in (("--nproc", nproc), ("--profile", profile), ("--wide", wide)) if on]
+        if given:  # one process times one layer, in a table of its own: these would be silently ignored
             raise typer.BadParameter(f"{', '.join(given)}: not for a kernel workload (one process, one layer)")
         if repeats is not None:  # on the CPU override's timing too, which replaces the main one there
             more = {"repeats": repeats}

@@ -15,6 +15,12 @@ from moebench.tokenomics import cost_at_interactivity
 # declarations' in moebench.metrics.
 COLUMNS = ("ttft_ms", "tpot_ms", "itl_ms", "output_tokens_per_s", "interactivity_tokens_per_s_per_user",
            "goodput_requests_per_s", "usd_per_mtok.blended", "usd_per_mtok_good.output")
+# `--wide` adds these, where any level has them, under these heads (most have no terminal label of their own)
+WIDE_COLUMNS = {"e2e_ms": "E2E ms", "inter_chunk_ms": "chunk gap ms", "queue_ms": "queue ms",
+                "request_throughput_per_s": "req/s", "input_tokens_per_s": "in tok/s",
+                "output_tokens_per_s_per_gpu": "out tok/s/GPU", "goodput_tokens_per_s": "goodput tok/s",
+                "usd_per_mtok.input": "$/M in", "usd_per_mtok.output": "$/M out",
+                "joules_per_token": "J/token", "intelligence_per_usd": "score per $/M", "failure_ratio": "failed"}
 
 
 def _med_p99(m: Optional[dict[str, Any]]) -> str:
@@ -47,7 +53,7 @@ def at_interactivity(doc: dict[str, Any]) -> list[tuple[float, Optional[tuple[fl
     return [(t, cost_at_interactivity(doc["records"], t)) for t in targets]
 
 
-def levels_table(doc: dict[str, Any]) -> Table:
+def levels_table(doc: dict[str, Any], *, wide: bool = False) -> Table:
     endpoint = doc["hardware"].get("endpoint") or {}
     caps = endpoint.get("capabilities") or {}
     price = (doc.get("hardware") or {}).get("price") or {}
@@ -64,11 +70,14 @@ def levels_table(doc: dict[str, Any]) -> Table:
                        else f"{fmt(at[0])} ({at[1]})" if at else "— (no priced level reaches it)"))
     t = Table(title=f"{caps.get('model') or '?'} at {endpoint.get('base_url')} · {where}"
                     + ("" if doc.get("complete") else " · PARTIAL"), caption=caption)
-    shown = [mt.BY_PATH[p] for p in COLUMNS]
+    shown = [(mt.BY_PATH[p], mt.BY_PATH[p].label) for p in COLUMNS]
+    if wide:
+        shown += [(mt.BY_PATH[p], head) for p, head in WIDE_COLUMNS.items()
+                  if any(mt.at(r.get("metrics") or {}, p) is not None for r in doc["records"])]
     t.add_column("level")
     t.add_column("ok / failed / cut", justify="right")
-    for metric in shown:
-        t.add_column(metric.label, justify="right")
+    for _, head in shown:
+        t.add_column(head, justify="right")
     t.add_column("server run/wait/KV", justify="right")
     t.add_column("tokens by")
     for r in doc["records"]:
@@ -76,7 +85,7 @@ def levels_table(doc: dict[str, Any]) -> Table:
         t.add_row(
             (r.get("load") or {}).get("label", "?"),
             " / ".join(str(q.get(k, "?")) for k in ("ok", "failed", "cut")),
-            *[(_med_p99 if metric.tail else _med)(mt.at(m, metric.path)) for metric in shown],
+            *[(_med_p99 if metric.tail else _med)(mt.at(m, metric.path)) for metric, _ in shown],
             _server(r.get("server")),
             ", ".join(q.get("output_token_source") or {}) or "—",
         )

@@ -119,9 +119,14 @@ def print_run_table(console: Console, doc: dict[str, Any], *, wide: bool = False
     """The run table on `console`; the wide one at its natural width, however narrow the terminal (folded into
     100 columns it is unreadable; a pager with `less -S`, or a wide window, shows it whole)."""
     t = run_table(doc, wide=wide)
-    if not wide:
+    if wide:
+        print_at_natural_width(console, t)
+    else:
         console.print(t)
-        return
+
+
+def print_at_natural_width(console: Console, t: Table) -> None:
+    """A wide table unfolded, however narrow the terminal."""
     natural = Measurement.get(console, console.options.update_width(10_000), t).maximum
     width = console.width
     console.width = max(width, natural)

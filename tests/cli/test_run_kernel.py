@@ -50,7 +50,7 @@ def test_sigterm_saves_the_points_measured_and_names_them_in_one_error_line(tmp_
 
 
 def test_run_flags_apply_to_a_kernel_workload_or_are_refused(tmp_path, capsys, monkeypatch):
-    """--repeats, --nproc and --profile were silently ignored on a kernel workload (n stayed the YAML's)."""
+    """--repeats, --nproc, --profile and --wide were silently ignored on a kernel workload (n stayed the YAML's)."""
     import moebench.bench.runner as bench
 
     real_roofs = bench.measure_roofs
@@ -58,7 +58,7 @@ def test_run_flags_apply_to_a_kernel_workload_or_are_refused(tmp_path, capsys, m
     monkeypatch.setattr(bench, "POINT_ROOF_SCALE", 0.00125)
     wl = tmp_path / "k.yaml"
     wl.write_text(yaml.safe_dump({**KERNEL, "tokens": [1], "cpu": {"timing": {"warmup": 0, "repeats": 2}}}))
-    for flags in (["--nproc", "2"], ["--profile"]):
+    for flags in (["--nproc", "2"], ["--profile"], ["--wide"]):
         with pytest.raises(SystemExit) as e:
             main(["run", str(wl), "--out", str(tmp_path / "o"), *flags])
         assert e.value.code == 2 and "not for a kernel workload" in capsys.readouterr().err

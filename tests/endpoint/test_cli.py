@@ -253,10 +253,11 @@ def test_without_usage_or_tokenizer_token_rates_are_not_measured_not_zero(stub, 
 def test_repeats_is_honoured_and_engine_options_are_refused(stub, tmp_path):
     server = stub()
     wl = workload(tmp_path, server.base_url, load="{concurrency: [2], requests_per_level: 2}")
-    proc = moebench("run", str(wl), "--repeats", "3", "--out", str(tmp_path / "out"), timeout=120)
+    proc = moebench("run", str(wl), "--repeats", "3", "--out", str(tmp_path / "out"), "--wide", timeout=120)
     assert proc.returncode == 0, proc.stderr
     [rec] = load_result(results(tmp_path / "out")[0])["records"]
     assert rec["load"]["repeats"] == 3 and rec["metrics"]["output_tokens_per_s"]["n"] == 3
+    assert "E2E ms" in proc.stdout and "req/s" in proc.stdout  # --wide: what the narrow table leaves out
     for extra in (["--nproc", "4"], ["--profile"], ["--device", "cuda"]):
         proc = moebench("run", str(wl), *extra, "--out", str(tmp_path / "o2"))
         assert_one_line_error(proc, 2, extra[0], "not for an endpoint workload")
