@@ -63,6 +63,10 @@ def levels_table(doc: dict[str, Any], *, wide: bool = False) -> Table:
     caption = ("latencies: median / p99 over requests; rates: median over repeats. "
                "ITL per token needs continuous usage (— otherwise)")
     notes = {(r.get("requests") or {}).get("note") for r in doc["records"]} - {None}
+    if any((r.get("metrics") or {}).get("usd_per_mtok") and not (r.get("metrics") or {}).get("usd_per_mtok_good")
+           and (r.get("metrics") or {}).get("goodput_requests_per_s") for r in doc["records"]):
+        notes.add("$/M good out — beside a goodput: a repeat served no request within the SLOs, so its cost per good "
+                  "token is unbounded and no median is given")
     caption += "".join(f"\n{n}" for n in sorted(notes))
     for target, at in at_interactivity(doc):
         caption += (f"\n$/M blended at {fmt(target)} tok/s/user: "

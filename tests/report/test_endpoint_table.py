@@ -53,3 +53,18 @@ def test_the_levels_table_reads_its_heads_from_the_metric_table_and_survives_mis
     console.print(t)
     text = console.export_text()
     assert "3 / 1 / 0" in text and "12" in text and "? / ? / ?" in text
+
+
+def test_an_unbounded_good_cost_beside_a_goodput_is_explained():
+    """One repeat with no request inside the SLOs has no cost per good token: '—' beside a non-zero goodput median
+    would read as 'not measured'; the caption says why."""
+    from moebench.report.endpoint_table import levels_table
+
+    rec = {**level("concurrency 4", 50.0, 1.0), "requests": {"ok": 8, "failed": 0, "cut": 0}}
+    rec["metrics"]["goodput_requests_per_s"] = {"median": 3.8}
+    doc = {"hardware": {"endpoint": {"base_url": "http://x/v1"}}, "world_size": 1, "complete": True, "records": [rec]}
+    assert "cost per good token is unbounded" in levels_table(doc).caption
+    rec["metrics"]["usd_per_mtok_good"] = {"output": {"median": 2.0}}
+    assert "unbounded" not in levels_table(doc).caption
+    wide = [c.header for c in levels_table(doc, wide=True).columns]
+    assert "req/s" not in wide and "E2E ms" not in wide  # --wide adds only what some level has
