@@ -225,11 +225,14 @@ async def _experts(recorder: Optional[ExpertRecorder], start_failed: Optional[st
 
 def _progress(level: Level, rep: int, repeats: int, run: LevelRun) -> str:
     ok = [r for r in run.records if r.ok]
-    ttft = statistics.median([(r.first_token - r.start) * 1e3 for r in ok]) if ok else float("nan")  # type: ignore[operator]
     counted = all(r.output_tokens is not None for r in ok)
     out = f"{sum(r.output_tokens or 0 for r in ok) / max(run.wall_s, 1e-9):.0f}" if counted else "?"
-    return (f"  {level.label} repeat {rep + 1}/{repeats}: {len(ok)} ok, {len(run.records) - len(ok)} failed, "
-            f"{run.cut} cut, {run.wall_s:.1f} s, TTFT median {ttft:.1f} ms, {out} output tok/s")
+    line = (f"  {level.label} repeat {rep + 1}/{repeats}: {len(ok)} ok, {len(run.records) - len(ok)} failed, "
+            f"{run.cut} cut, {run.wall_s:.1f} s")
+    if not ok:  # no answer: no TTFT to quote, and no rate to call 0
+        return line
+    ttft = statistics.median([(r.first_token - r.start) * 1e3 for r in ok])  # type: ignore[operator]
+    return f"{line}, TTFT median {ttft:.1f} ms, {out} output tok/s"
 
 
 def build_doc(wl: EndpointWorkload, sweep: Sweep, cost: DeploymentCost, *, complete: bool,
