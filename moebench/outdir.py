@@ -53,15 +53,17 @@ def check_out_dir(out_dir: str | Path) -> Path:
 
 
 @contextmanager
-def out_dir_for(out_dir: str | Path) -> Iterator[Path]:
+def out_dir_for(out_dir: str | Path, *, tidy: bool = True) -> Iterator[Path]:
     """check_out_dir for the length of a command: the folders it had to create are removed again, while still
-    empty, when the command fails (a refused workload must not leave an empty results folder behind)."""
+    empty, when the command fails (a refused workload must not leave an empty results folder behind). `tidy`
+    False for every rank but rank 0, whose results the folder is for."""
     p = Path(out_dir)
-    made = [q for q in (p, *p.parents) if not q.exists()]  # deepest first
+    # deepest first; `a/..` names no folder of its own (rmdir refuses it) and `a` still goes
+    made = [q for q in (p, *p.parents) if not q.exists() and q.name not in ("..", ".")]
     try:
         yield check_out_dir(p)
     except BaseException:
-        for q in made:
+        for q in made if tidy else []:
             try:
                 q.rmdir()  # refuses a folder with anything in it: results are never removed
             except OSError:
@@ -114,7 +116,7 @@ def save_stopped(exc: BaseException, doc: dict[str, Any], path: Path) -> None:
     if not (doc.get("records") or doc.get("points")):
         # stopped while setting up (measuring roofs, building a model) or inside the first model × batch size: a
         # file of no records would be one that report, compare and the gate refuse
-        when = "anything was measured" if not doc else "the first record was whole"
+        when = "anything was measured" if not doc else f"the first {'point' if 'points' in doc else 'record'} was whole"
         if isinstance(exc, KeyboardInterrupt):
             raise MoebenchError(f"interrupted{by} before {when}; nothing saved", code=ExitCode.INTERRUPTED) from None
         if _out_of_memory(exc):

@@ -206,9 +206,11 @@ class Workload(Strict):
     @classmethod
     def _entries(cls, v: list) -> list:
         entries = [ModelEntry(name=m) if isinstance(m, str) else m for m in v]
-        for i, m in enumerate(entries):
-            if m in entries[:i]:  # the same run twice: its records would be indistinguishable
-                raise ValueError(f"models[{i}] repeats models[{entries.index(m)}] ({m.name})")
+        names = [m.name for m in entries]
+        for i, name in enumerate(names):
+            if name in names[:i]:  # records are keyed by model × batch size: compare and the gate would show one
+                raise ValueError(f"models[{i}] repeats models[{names.index(name)}] ({name}); another layer count or "
+                                 "checkpoint of it is another workload")
         return entries
 
     @field_validator("kernels")

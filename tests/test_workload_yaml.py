@@ -38,7 +38,7 @@ HOSTILE = {
     "infinite price": (GOOD + "price: {usd_per_gpu_hour: .inf}\n", "price.usd_per_gpu_hour: Input should be a finite"),
     "nan timeout": (GOOD + "parallel: {collective_timeout_s: .nan}\n", "parallel.collective_timeout_s"),
     # the same record twice: compare and the gate would show one and hide the other
-    "a model twice": (GOOD.replace("[llama3:debug]", "[llama3:debug, {name: 'llama3:debug'}]"),
+    "a model twice": (GOOD.replace("[llama3:debug]", "[llama3:debug, {name: 'llama3:debug', layers: 1}]"),
                       "models[1] repeats models[0] (llama3:debug)"),
     "a batch size twice": (GOOD.replace("batch_sizes: [1]", "batch_sizes: [1, 2, 1]"), "batch size 1 given twice"),
     "infinite score": (GOOD + "intelligence: {score: .inf, version: v9, index: x}\n", "intelligence.score"),

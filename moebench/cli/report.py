@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         results: list[Path] = typer.Argument(
             ..., help="Result JSON files (any hardware, any commit) or folders of them, and `moebench project --json` "
             "outputs."),
-        out_dir: str = typer.Option("results/report", "--out", callback=out_folder, help="Folder for report.csv and report.html."),
+        out_dir: str = typer.Option("results/report", "--out", callback=out_folder, metavar="PATH", help="Folder for report.csv and report.html."),
         title: str = typer.Option("moebench report", "--title", help="Title of the HTML page."),
         json_: bool = typer.Option(False, "--json", help="Print the written paths and row count as one JSON document."),
     ) -> None:

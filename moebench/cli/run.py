@@ -50,12 +50,12 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         workload: Optional[Path] = typer.Argument(None, help="Workload YAML (default: workloads/quickstart.yaml)."),
         device: Optional[DeviceChoice] = typer.Option(None, "--device", help="Override the workload's device."),
-        out_dir: str = typer.Option("results/runs", "--out", callback=out_folder, help="Folder for the results JSON."),
+        out_dir: str = typer.Option("results/runs", "--out", callback=out_folder, metavar="PATH", help="Folder for the results JSON."),
         json_: bool = typer.Option(False, "--json", help="Print the result as one JSON document on stdout."),
         repeats: Optional[int] = typer.Option(None, "--repeats", callback=at_least(1), help="Override timing.repeats (the gate's samples)."),
         nproc: Optional[int] = typer.Option(None, "--nproc", callback=at_least(1), help="Launch N local ranks (torch elastic launcher)."),
         profile: bool = typer.Option(False, "--profile", help="Time every phase of every layer on every rank."),
-        wide: bool = typer.Option(False, "--wide", help="Every metric in the table, with p90/p99 and end-to-end latency."),
+        wide: bool = typer.Option(False, "--wide", help="Every metric in the table, with tail latencies (p90/p99; an endpoint's p99) and end-to-end latency."),
         endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Measure this OpenAI-compatible server "
                                                "(base URL, e.g. http://127.0.0.1:8000/v1) with default load."),
     ) -> None:
@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
             path = workload or default_workload()
             wl = load_workload(path)
         # before anything is measured: a full or read-only disk is exit 4, not lost results
-        with out_dir_for(out_dir):
+        with out_dir_for(out_dir, tidy=is_rank0()):
             _dispatch(ctx, wl, path, out_dir=out_dir, device=device, json_=json_, repeats=repeats, nproc=nproc,
                       profile=profile, wide=wide)
 

@@ -31,6 +31,10 @@ def _checked_url(v: str, field: str) -> str:
         raise ValueError(f"{field} {v!r} is not a URL ({exc})") from None
     if not url.host or url.port == 0:
         raise ValueError(f"{field} {v!r} names no {'host' if not url.host else 'port'} to reach")
+    if any(c.isspace() for c in url.host):
+        raise ValueError(f"{field} {v!r}: a host name has no spaces")
+    if url.query_string or url.fragment:  # paths are appended to the API root; a metrics page needs neither
+        raise ValueError(f"{field} {v!r}: takes no query or fragment")
     return v
 
 
@@ -160,6 +164,10 @@ class Load(Strict):
             raise ValueError("give exactly one of concurrency or request_rate")
         if self.arrival != "gamma" and self.burstiness != 1.0:
             raise ValueError("burstiness applies to arrival: gamma only")
+        for name, levels in (("concurrency", self.concurrency), ("request_rate", self.request_rate)):
+            twice = sorted({x for x in levels or [] if levels.count(x) > 1})
+            if twice:  # two records of one level: compare and the gate would show one and hide the other
+                raise ValueError(f"{name} {', '.join(f'{x:g}' for x in twice)} given twice")
         return self
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from moebench.errors import ExitCode, MoebenchError, Terminated
+from moebench.outdir import ResultNotSaved
 from moebench.parallel import comm
 from moebench.parallel.mesh import ParallelContext, shutdown, watchdog_limit_s
 
@@ -97,8 +98,14 @@ class Guard:
                 pass
         try:
             self.ctx.barrier()  # no rank tears down (and may abort) before every rank has marked its work whole
-        except (comm.CollectiveFailed, Terminated, TimeoutError) as exc:
-            self.fail(exc)  # another rank failed after this one's work was whole: a peer's failure, not ours
+        except (comm.CollectiveFailed, TimeoutError) as exc:
+            # another rank failed after this one's work was whole: exit 5 with a peer's report, not an internal
+            # error. Rank 0's results stay as saved (whole), and the heartbeats, stopped with the guard, cannot
+            # say who failed: the line does not guess (the launcher names the rank from its exit code). A SIGTERM
+            # here is the agent stopping this rank after another's teardown abort: it still exits 130.
+            self.save = lambda msg, culprits: None
+            self.stage = "the teardown, after this rank's work was whole"
+            self.fail(exc, diagnose=False)
         # The work is whole and saved; what is left is the teardown and rank 0's table. A rank that gloo aborts now
         # makes the agent stop the others (SIGTERM): rank 0 would lose its table mid-print, so they finish instead
         # (the agent's SIGKILL still follows if one hangs; the CLI's last handler takes over when it returns).
@@ -171,8 +178,9 @@ class Guard:
         return [], ""
 
     # -- failure -------------------------------------------------------------------------------------------
-    def fail(self, exc: BaseException) -> None:
-        """Report, save (rank 0), exit 5. Never returns; safe to call from the watchdog thread."""
+    def fail(self, exc: BaseException, *, diagnose: bool = True) -> None:
+        """Report, save (rank 0), exit 5. Never returns; safe to call from the watchdog thread. `diagnose`: name
+        the culprit from the heartbeats (only while they beat)."""
         if not self._failing.acquire(blocking=False):
             if threading.current_thread() is self._thread:
                 return
@@ -193,7 +201,7 @@ class Guard:
         if local:
             culprits, msg = [ctx.rank], f"rank {ctx.rank} of {ctx.world_size} failed: {_one_line(exc)}"
         else:
-            culprits, what = self.diagnose()
+            culprits, what = self.diagnose() if diagnose else ([], "")
             if culprits:
                 names = ", ".join(str(r) for r in culprits)
                 msg = f"rank{'s' if len(culprits) > 1 else ''} {names} of {ctx.world_size} {what}; rank {ctx.rank} saw {saw}"
@@ -203,7 +211,8 @@ class Guard:
             msg = f"{msg} (during {self.stage})"
         self._report(msg, culprits, "local" if local else "peer")
         path = None
-        if ctx.is_rank0:
+        # --out refused a write: the document went where the message says, as it was (a whole one stays whole)
+        if ctx.is_rank0 and not isinstance(exc, ResultNotSaved):
             try:
                 path = self.save(msg, culprits)
             except Exception as save_exc:  # noqa: BLE001 - still exit 5, and say why nothing was saved

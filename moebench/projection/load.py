@@ -127,7 +127,8 @@ def under_load(cfg: ArchConfig, dev: Device, sc: ServingScenario, a: Assumptions
                batches: Iterable[int] = (), rates: Iterable[float] = (), offline_max: bool = False) -> list[LoadPoint]:
     """The loads a report shows for the instance `proj` settles on (its fewest GPUs): each concurrency in
     `batches` that its KV cache or the engine's cap cannot hold at once (queued), each request rate, and the offline
-    maximum. Each on the layout of that size that serves it best (most output tokens/s)."""
+    maximum. Each on the layout of that size that serves it best: most output tokens/s, then (a rate every layout
+    keeps up with) the shortest request."""
     n = proj.min_gpus
     if n is None:
         return []
@@ -135,7 +136,9 @@ def under_load(cfg: ArchConfig, dev: Device, sc: ServingScenario, a: Assumptions
 
     def best(f: Callable[[Layout], Optional[LoadPoint]]) -> Optional[LoadPoint]:
         got = [lp for lay in lays if (lp := f(lay)) is not None]
-        return max(got, key=lambda lp: (not lp.overloaded, lp.point.rates["output"]), default=None)
+        # at a rate every layout that keeps up serves the same tokens: the one whose requests finish soonest
+        return max(got, key=lambda lp: (not lp.overloaded, lp.point.rates["output"], -service_ms(lp.point, sc)),
+                   default=None)
 
     # a concurrency queues where no layout holds it at once: beyond the KV cache, or beyond the engine's cap
     caps = [kv_capacity(cfg, lay, dev, sc, a) for lay in lays]

@@ -20,7 +20,7 @@ WIDE_COLUMNS = {"e2e_ms": "E2E ms", "inter_chunk_ms": "chunk gap ms", "queue_ms"
                 "request_throughput_per_s": "req/s", "input_tokens_per_s": "in tok/s",
                 "output_tokens_per_s_per_gpu": "out tok/s/GPU", "goodput_tokens_per_s": "goodput tok/s",
                 "usd_per_mtok.input": "$/M in", "usd_per_mtok.output": "$/M out",
-                "joules_per_token": "J/token", "intelligence_per_usd": "score per $/M", "failure_ratio": "failed"}
+                "joules_per_token": "J/token", "intelligence_per_usd": "score per $/M", "failure_ratio": "failed share"}
 
 
 def _med_p99(m: Optional[dict[str, Any]]) -> str:
@@ -63,8 +63,8 @@ def levels_table(doc: dict[str, Any], *, wide: bool = False) -> Table:
     caption = ("latencies: median / p99 over requests; rates: median over repeats. "
                "ITL per token needs continuous usage (— otherwise)")
     notes = {(r.get("requests") or {}).get("note") for r in doc["records"]} - {None}
-    if any((r.get("metrics") or {}).get("usd_per_mtok") and not (r.get("metrics") or {}).get("usd_per_mtok_good")
-           and (r.get("metrics") or {}).get("goodput_requests_per_s") for r in doc["records"]):
+    if any((m := r.get("metrics") or {}).get("usd_per_mtok") and not m.get("usd_per_mtok_good")
+           and ((m.get("goodput_requests_per_s") or {}).get("median") or 0) > 0 for r in doc["records"]):
         notes.add("$/M good out — beside a goodput: a repeat served no request within the SLOs, so its cost per good "
                   "token is unbounded and no median is given")
     caption += "".join(f"\n{n}" for n in sorted(notes))

@@ -185,6 +185,15 @@ def test_a_run_refused_after_the_folder_check_leaves_no_empty_folder(cli, tmp_pa
     assert proc.returncode == 3 and (tmp_path / "had" / "out").is_dir() and not (tmp_path / "had" / "out" / "x").exists()
 
 
+def test_out_dir_for_removes_what_a_dotted_out_made(tmp_path):
+    with pytest.raises(RuntimeError), outdir.out_dir_for(tmp_path / "new" / ".." / "o2"):
+        raise RuntimeError("refused")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError), outdir.out_dir_for(tmp_path / "o3", tidy=False):  # not rank 0's folder
+        raise RuntimeError("refused")
+    assert [p.name for p in tmp_path.iterdir()] == ["o3"]
+
+
 def test_out_dir_for_never_removes_a_folder_with_anything_in_it(tmp_path):
     out = tmp_path / "a" / "b"
     with pytest.raises(RuntimeError), outdir.out_dir_for(out):

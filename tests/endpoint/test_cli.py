@@ -271,6 +271,10 @@ def test_validate_refuses_what_run_refuses(tmp_path):
         ({"deployment": "{hardware: h100_sxm, model: 'lama3:8b'}"}, "deployment.model: unknown model 'lama3:8b' (did you mean 'llama3:8b'"),
         ({"dataset": f"{{kind: jsonl, path: {tmp_path / 'missing.jsonl'}}}"}, "dataset.path"),
         ({"tokenizer": str(tmp_path / "no-tokenizer")}, "tokenizer"),
+        ({"load": "{concurrency: [1, 4, 4], requests_per_level: 2}"}, "concurrency 4 given twice"),
+        ({"load": "{request_rate: [0.5, 0.5], requests_per_level: 2}"}, "request_rate 0.5 given twice"),
+        ({"endpoint": '{base_url: "http://127.0.0.1:9/v1?x=1"}'}, "base_url"),
+        ({"endpoint": '{base_url: "http://ho st:9/v1"}'}, "base_url"),
     ]
     for extra, field in cases:
         wl = workload(tmp_path, url, **extra)

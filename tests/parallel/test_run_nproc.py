@@ -198,3 +198,34 @@ def test_a_rank_stopped_before_its_report_is_not_named_when_another_failed_by_it
         assert str(exc).startswith("rank 0 of 2 failed: disk full; partial results in "), (stopped, str(exc))
     exc = _verdict({0: F(exitcode=5), 1: F(exitcode=-9)}, launch, 2, partial, wl, "wl.yaml")
     assert str(exc).startswith("rank 1 of 2 died (killed by SIGKILL) (during m batch 4)"), str(exc)
+
+
+def test_a_failed_teardown_barrier_is_a_peers_failure_that_keeps_whole_results(tmp_path, monkeypatch):
+    """Another rank failed after this one's work was whole: exit 5 with a peer report that names no culprit (the
+    heartbeats stopped with the guard, so every rank would look dead), and rank 0 does not rewrite its whole
+    results as partial. It was an internal error (exit 70), which the launcher then named as the culprit."""
+    from types import SimpleNamespace as F
+
+    from moebench.parallel import comm, faults
+
+    class Store:
+        def set(self, key, value):
+            pass
+
+    def barrier():
+        raise comm.CollectiveFailed("barrier", RuntimeError("Connection closed by peer"))
+
+    monkeypatch.setenv(faults.LAUNCH_DIR_ENV, str(tmp_path))
+    monkeypatch.setattr(faults, "shutdown", lambda: None)
+    monkeypatch.setattr(faults.os, "_exit", lambda code: (_ for _ in ()).throw(SystemExit(code)))
+    monkeypatch.setattr(faults.Guard, "diagnose", lambda self: pytest.fail("the heartbeats were read"))
+    ctx = F(rank=0, world_size=2, is_rank0=True, store=Store(), barrier=barrier, timeout_s=60.0)
+    guard = faults.Guard(ctx)
+    guard.save = lambda msg, culprits: pytest.fail("whole results rewritten as partial")
+    with pytest.raises(SystemExit) as e:
+        guard.finish()
+    assert e.value.code == 5
+    report = json.loads((tmp_path / "rank0.json").read_text())
+    assert report["kind"] == "peer" and report["culprits"] == [] and (tmp_path / "rank0.done").exists()
+    assert report["message"] == ("the run stopped on rank 0 of 2: barrier fail: Connection closed by peer "
+                                 "(during the teardown, after this rank's work was whole)")

@@ -97,6 +97,20 @@ def test_request_rate_settles_below_capacity_and_overloads_above(cfgs):
         assert best.point.rates["total"] >= lp.point.rates["total"] * (1 - 1e-9)
 
 
+def test_a_rate_every_layout_keeps_up_with_goes_to_the_one_whose_requests_finish_soonest(cfgs):
+    """The tokens served at a rate are the arrivals' on every layout that keeps up: the pick was list order."""
+    from moebench.projection.load import under_load
+
+    cfg, dev = cfgs["deepseek-v3:671b"], device_for("h200_sxm")
+    sc, a = ServingScenario(1024, 256, weight_dtype="fp8"), Assumptions()
+    proj = project(cfg, dev, sc, a, gpus=8)
+    [lp] = under_load(cfg, dev, sc, a, proj, rates=[0.5])
+    lays = list(dict.fromkeys(p.layout for p in proj.points))
+    served = [x for lay in lays if (x := at_rate(cfg, lay, dev, sc, a, 0.5)) is not None and not x.overloaded]
+    assert len(served) > 1 and len({round(x.point.rates["output"], 9) for x in served}) == 1
+    assert service_ms(lp.point, sc) == min(service_ms(x.point, sc) for x in served)
+
+
 def test_speculative_decoding_pays_off_only_when_drafts_are_accepted(cfgs):
     """A memory-bound dense decode step verifies two tokens per sequence for little more than one's cost. (A MoE at a
     small batch gains less: the drafts' tokens touch more experts, whose weights the step must also read.)"""

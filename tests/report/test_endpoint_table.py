@@ -64,6 +64,9 @@ def test_an_unbounded_good_cost_beside_a_goodput_is_explained():
     rec["metrics"]["goodput_requests_per_s"] = {"median": 3.8}
     doc = {"hardware": {"endpoint": {"base_url": "http://x/v1"}}, "world_size": 1, "complete": True, "records": [rec]}
     assert "cost per good token is unbounded" in levels_table(doc).caption
+    rec["metrics"]["goodput_requests_per_s"] = {"median": 0.0}  # no good request at all: "—" needs no excuse
+    assert "unbounded" not in levels_table(doc).caption
+    rec["metrics"]["goodput_requests_per_s"] = {"median": 3.8}
     rec["metrics"]["usd_per_mtok_good"] = {"output": {"median": 2.0}}
     assert "unbounded" not in levels_table(doc).caption
     wide = [c.header for c in levels_table(doc, wide=True).columns]
