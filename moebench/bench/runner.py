@@ -55,6 +55,22 @@ def _available_bytes(device: str) -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
+def check_layer_fits(wl: KernelWorkload, dev: str) -> int:
+    """The layer's weight bytes on `dev`, where they take at most 80 % of its free memory; otherwise BadInput
+    (exit 3), as a model too big for the machine is. `wl` already resolved for `dev` (for_device)."""
+    from moebench.device import resolve_dtype
+
+    dtype = resolve_dtype(wl.dtype, dev)
+    s = wl.shape
+    weight_bytes = s.experts * arith.expert_params(s.hidden, s.ffn, s.bias) * arith.dtype_bytes(str(dtype))
+    avail = _available_bytes(dev)
+    if weight_bytes > 0.8 * avail:
+        raise BadInput(
+            f"{wl.name}: the layer's weights take {weight_bytes / 1e9:.1f} GB in {str(dtype)[6:]}, more than 80% of "
+            f"the {avail / 1e9:.1f} GB free on {dev}; use a smaller shape or a bigger machine")
+    return weight_bytes
+
+
 def layer_cost(T: int, K: int, D: int, F: int, experts_touched: int, elem_bytes: int, bias: bool) -> tuple[int, int]:
     """(minimum bytes moved, FLOPs) of one fused-MoE call: touched experts' weights + x + y; 2·3·D·F per row."""
     w = experts_touched * arith.expert_params(D, F, bias) * elem_bytes
@@ -117,12 +133,7 @@ def run_kernel_workload(wl: KernelWorkload, *, device: Optional[str] = None,
     dtype = resolve_dtype(wl.dtype, dev)
     s = wl.shape
     elem = arith.dtype_bytes(str(dtype))
-    weight_bytes = s.experts * arith.expert_params(s.hidden, s.ffn, s.bias) * elem
-    avail = _available_bytes(dev)
-    if weight_bytes > 0.8 * avail:
-        raise EnvironmentProblem(
-            f"{wl.name}: the layer's weights take {weight_bytes / 1e9:.1f} GB in {str(dtype)[6:]}, more than 80% of "
-            f"the {avail / 1e9:.1f} GB free on {dev}; use a smaller shape or a bigger machine")
+    weight_bytes = check_layer_fits(wl, dev)
     hardware = _hardware(wl, dev, dtype)
     console_err(f"{wl.name}: measuring roofs on {dev} …")
     try:

@@ -23,6 +23,17 @@ def register(app: typer.Typer) -> None:
             from moebench.endpoint.runner import prepare
 
             prepare(wl, str(workload))
+        if wl.kind == "kernel":  # what `run` checks before it allocates, where the workload's device is here
+            from moebench.bench.runner import check_layer_fits
+            from moebench.device import resolve_device
+            from moebench.errors import EnvironmentProblem
+
+            try:
+                dev = resolve_device(wl.device)
+            except EnvironmentProblem:  # a GPU workload validated on a laptop: the run checks it there
+                dev = None
+            if dev is not None:
+                check_layer_fits(wl.for_device(dev), dev)
         if json_:
             emit_json({"valid": True, "path": str(workload), "workload": wl.model_dump(mode="json")})
         else:

@@ -71,13 +71,20 @@ def test_table_renders(result):
     assert "% start roof" in text and "measured within each T" in " ".join(text.split())
 
 
-def test_a_layer_that_does_not_fit_is_an_environment_error():
-    from moebench.errors import EnvironmentProblem
+def test_a_layer_that_does_not_fit_is_bad_input_at_validate_and_run(tmp_path):
+    """As a model too big for the machine is (exit 3); `run` said exit 4 and `validate` said ok."""
+    import yaml
 
-    wl = parse_workload({"kind": "kernel", "name": "huge", "shape": {"experts": 1024, "top_k": 8, "hidden": 16384,
-                         "ffn": 16384}, "tokens": [1], "providers": ["torch-ref"], "dtype": "float32"})
-    with pytest.raises(EnvironmentProblem, match="do not fit|more than 80%"):
-        run_kernel_workload(wl, device="cpu", console_err=lambda m: None)
+    from moebench.errors import BadInput
+    from tests.cli.conftest import assert_one_line_error, moebench
+
+    huge = {"kind": "kernel", "name": "huge", "shape": {"experts": 1024, "top_k": 8, "hidden": 16384, "ffn": 16384},
+            "tokens": [1], "providers": ["torch-ref"], "dtype": "float32", "device": "cpu"}
+    with pytest.raises(BadInput, match="more than 80%"):
+        run_kernel_workload(parse_workload(huge), device="cpu", console_err=lambda m: None)
+    p = tmp_path / "huge.yaml"
+    p.write_text(yaml.safe_dump(huge))
+    assert_one_line_error(moebench("validate", str(p)), 3, "huge: the layer's weights take", "more than 80%")
 
 
 def test_fma_peak_is_a_ceiling_for_blas():
