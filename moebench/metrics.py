@@ -73,7 +73,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("total_tokens_per_s", "total_tokens_per_s", "tokens/s", "higher", RUN,
            "input + output tokens over the wall time"),
     Metric("output_tokens_per_s_per_gpu", "output_tokens_per_s_per_gpu", "tokens/s/gpu", "higher", RUN,
-           "output tokens/s divided by `world_size`", "out tok/s/{unit}", ALL_VIEWS, gated=True),
+           "output tokens/s divided by `world_size`", "out tok/s/{unit}", ALL_VIEWS, gated=True, spread=True),
     Metric("total_tokens_per_s_per_gpu", "total_tokens_per_s_per_gpu", "tokens/s/gpu", "higher", RUN,
            "total tokens/s divided by `world_size`"),
     Metric("usd_per_mtok_input", "usd_per_mtok.input", "USD/Mtok", "lower", RUN,
