@@ -35,6 +35,17 @@ from moebench.errors import ExitCode, MoebenchError
 DOC = Path(__file__).resolve().parent.parent / "docs" / "claims.md"
 
 # the claims as quoted (sources, and what could not be found: docs/claims.md)
+# Where the pages docs/claims.md cites were read; the docs name them by these keys (they link nowhere outside).
+SOURCE_ADDRESSES = {
+    "aa-methodology": "https://artificialanalysis.ai/methodology/intelligence-benchmarking",
+    "aa-gpt-oss-article": "https://artificialanalysis.ai/articles/analysis-openai-gpt-oss-models",
+    "gpt-oss-120b-high-summary": "https://shadabchow.com/blogs/ai-models/gpt-oss-120b-high",
+    "aa-llama-405b-providers": "https://artificialanalysis.ai/models/llama-3-1-instruct-405b/providers",
+    "nvidia-moe-nvl72-repost": "https://www.4rfv.com/SLM31VQBMSSJ/mixture-of-experts-powers-the-most-intelligent-"
+                               "frontier-ai-models-runs-10x-faster-on-nvidia-blackwell-nvl72.htm",
+    "nvidia-tco-repost-24ai": "https://24-ai.news/en/vijest/2026-04-16/nvidia-cijena-po-tokenu-blackwell",
+    "nvidia-tco-repost-blockbeats": "https://en.theblockbeats.news/flash/343757",
+}
 CLAIMED_SCORES = {"llama3:405b": 28.0, "gpt-oss:120b": 61.0}
 CLAIMED_INDEX_COST_USD = {"llama3:405b": 200.0, "gpt-oss:120b": 75.0}
 CLAIMED_SPEEDUP, CLAIMED_PRICE_RATIO, CLAIMED_USD_FROM, CLAIMED_USD_TO = 15.0, 1.5, 1.0, 0.10
