@@ -19,7 +19,8 @@ def resolve_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
-        raise EnvironmentProblem("--device cuda was requested but no CUDA GPU is visible to torch")
+        raise EnvironmentProblem("device cuda was asked for (--device or the workload's device:) but no CUDA GPU is "
+                                 "visible to torch")
     return requested
 
 

@@ -137,7 +137,8 @@ class Parallel(Strict):
     expert: int = Field(default=1, ge=1)
     tensor: int = Field(default=1, ge=1)
     attention: Literal["data", "tensor"] = "data"
-    collective_timeout_s: float = Field(default=60.0, gt=0)
+    # at most a day: gloo takes milliseconds in a C int, and a hang should fail well before that
+    collective_timeout_s: float = Field(default=60.0, gt=0, le=86_400)
 
     @model_validator(mode="after")
     def _divides(self) -> "Parallel":

@@ -36,6 +36,7 @@ HOSTILE = {
     "duplicate key": (GOOD + "device: cuda\n", "duplicate key 'device' (first at line 3)"),
     "duplicate nested key": (GOOD.replace("warmup: 0,", "warmup: 0, warmup: 1,"), "duplicate key 'warmup'"),
     "infinite price": (GOOD + "price: {usd_per_gpu_hour: .inf}\n", "price.usd_per_gpu_hour: Input should be a finite"),
+    "a timeout past a day": (GOOD + "parallel: {collective_timeout_s: 1e15}\n", "parallel.collective_timeout_s"),
     "nan timeout": (GOOD + "parallel: {collective_timeout_s: .nan}\n", "parallel.collective_timeout_s"),
     # the same record twice: compare and the gate would show one and hide the other
     "a model twice": (GOOD.replace("[llama3:debug]", "[llama3:debug, {name: 'llama3:debug', layers: 1}]"),

@@ -131,7 +131,8 @@ def _dispatch(ctx: typer.Context, wl: Any, path: Path, *, out_dir: Path, device:
             if nproc != int(os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS") or 1):
                 raise BadInput(f"--nproc {nproc} disagrees with the launcher's world size; leave --nproc out under torchrun or srun")
         elif nproc > 1 or wl.parallel.world_size > 1:
-            launch_local(nproc, forwarded_args(ctx, path), wl=wl, source=str(path), out_dir=out_dir)
+            launch_local(nproc, forwarded_args(ctx, path), wl=wl, source=str(path), out_dir=out_dir,
+                         device=device.value if device else None)
             return
     from moebench.engine.runner import run_workload
 

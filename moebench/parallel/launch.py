@@ -60,10 +60,15 @@ def _quiet_agent() -> None:
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-def launch_local(nproc: int, args: list[str], *, wl: Any, source: str, out_dir: Path) -> None:
-    """Run `moebench run *args` on `nproc` local ranks; returns when all succeeded, raises RunFailed otherwise."""
+def launch_local(nproc: int, args: list[str], *, wl: Any, source: str, out_dir: Path,
+                 device: Optional[str] = None) -> None:
+    """Run `moebench run *args` on `nproc` local ranks; returns when all succeeded, raises RunFailed otherwise.
+    `device`: the --device override, checked here once rather than by every rank (whose exits would race)."""
+    from moebench.device import resolve_device
+
     if nproc != wl.parallel.world_size:
         raise BadInput(f"{source}: parallel.world_size is {wl.parallel.world_size} but --nproc is {nproc}")
+    resolve_device(device or wl.device)
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -150,8 +155,10 @@ def _verdict(failures: dict[int, Any], launch_dir: Path, world: int, partial: Pa
         except (OSError, ValueError, KeyError):
             continue
     codes = {r: f.exitcode for r, f in failures.items()}
-    if not reports and codes and all(c in _SELF_REPORTED for c in codes.values()):
-        return SystemExit(next(iter(codes.values())))  # rank 0 already printed the reason
+    own = [c for c in codes.values() if c in _SELF_REPORTED]
+    if not reports and own and all(c in _SELF_REPORTED or _stopped(c) for c in codes.values()):
+        # a rank refused the input or the machine and said why (exit 3 or 4); the others were stopped after it
+        return SystemExit(own[0])
     culprits: list[int] = []
     local = sorted(r for r, rep in reports.items() if rep["kind"] == "local")
     # a rank the agent stopped (SIGTERM, or 130 through moebench's handler) after another one failed by itself is

@@ -229,3 +229,19 @@ def test_a_failed_teardown_barrier_is_a_peers_failure_that_keeps_whole_results(t
     assert report["kind"] == "peer" and report["culprits"] == [] and (tmp_path / "rank0.done").exists()
     assert report["message"] == ("the run stopped on rank 0 of 2: barrier fail: Connection closed by peer "
                                  "(during the teardown, after this rank's work was whole)")
+
+
+def test_a_refusal_every_rank_makes_is_its_own_exit_code_once(tmp_path, repo, small):
+    """Exit 3 or 4 from a rank that said why, beside ranks the agent then stopped, is that exit code (no culprit,
+    no results file); a --device the machine lacks is refused before any rank starts."""
+    from types import SimpleNamespace as F
+
+    from moebench.parallel.launch import _verdict
+
+    for stopped in (-15, 130, 4):
+        exc = _verdict({0: F(exitcode=4), 1: F(exitcode=stopped)}, tmp_path, 2, tmp_path / "p.json", None, "w.yaml")
+        assert isinstance(exc, SystemExit) and exc.code == 4, exc
+    assert not (tmp_path / "p.json").exists()
+    p, _ = _run([str(small), "--nproc", "4", "--device", "cuda", "--out", str(tmp_path / "out")], repo, {})
+    assert p.returncode == 4 and p.stderr.count("error:") == 1 and "no CUDA GPU" in p.stderr, p.stderr
+    assert not (tmp_path / "out").exists()
