@@ -106,6 +106,16 @@ def launch_local(nproc: int, args: list[str], *, wl: Any, source: str, out_dir: 
         raise _verdict(exc.failures, launch_dir, nproc, partial, wl, source) from None
     except SignalException as exc:
         msg = f"interrupted ({signal.Signals(exc.sigval).name})"
+        if all((launch_dir / f"rank{r}.done").exists() for r in range(nproc)):  # rank 0 had saved them whole
+            raise MoebenchError(f"{msg} in the teardown, after every rank had finished; the results in {partial} "
+                                "are whole", code=ExitCode.INTERRUPTED) from None
+        from moebench.outdir import fallback_path
+
+        if not (_records(partial) or _records(fallback_path(partial))):  # only the header rank 0 writes when
+            # the ranks are up, or nothing: a file of no records is one report, compare and the gate refuse
+            partial.unlink(missing_ok=True)
+            raise MoebenchError(f"{msg} before the first record was whole; nothing saved",
+                                code=ExitCode.INTERRUPTED) from None
         path = _finish_partial(partial, msg, [], wl, source)
         raise MoebenchError(f"{msg}; partial results in {path}", code=ExitCode.INTERRUPTED) from None
     finally:
@@ -191,11 +201,18 @@ def _verdict(failures: dict[int, Any], launch_dir: Path, world: int, partial: Pa
     return RunFailed(f"{msg}; partial results in {path}", partial_path=str(path))
 
 
+def _records(partial: Path) -> Optional[int]:
+    """How many records rank 0's partial results hold; None when it wrote none that can be read."""
+    try:
+        return len(json.loads(partial.read_text())["records"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _during(partial: Path, wl: Any) -> str:
     """` (during mixtral:debug batch 8)`: the first model × batch size the partial results lack."""
-    try:
-        done = len(json.loads(partial.read_text())["records"])
-    except (OSError, ValueError, KeyError):
+    done = _records(partial)
+    if done is None:
         return ""
     todo = [f"{e.name} batch {b}" for e in wl.model_entries for b in wl.scenario.batch_sizes]
     return f" (during {todo[done]})" if done < len(todo) else ""

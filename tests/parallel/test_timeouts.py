@@ -15,9 +15,11 @@ def test_the_watchdog_fires_after_gloo_and_before_nccl(t):
 
 
 @pytest.mark.slow
-def test_sigterm_to_the_launcher_stops_every_rank_and_names_the_partial_results(tmp_path):
+@pytest.mark.parametrize("after", ["batch 4:", "batch 2:"])
+def test_sigterm_to_the_launcher_stops_every_rank_and_names_the_partial_results(tmp_path, after):
     """What a scheduler does to `moebench run --nproc 2`: SIGTERM once measuring began. As with Ctrl-C: exit 130,
-    one line naming the partial results (marked incomplete, with the reason), and no rank left running."""
+    one line naming the partial results (marked incomplete, with the reason), and no rank left running; inside the
+    first batch size, nothing whole to save: no file, and the line says so."""
     import json
     import signal
     import time
@@ -38,7 +40,7 @@ def test_sigterm_to_the_launcher_stops_every_rank_and_names_the_partial_results(
     p = start_moebench("run", str(wl), "--nproc", "2", "--out", str(tmp_path / "out"),
                        env={"MOEBENCH_TEST_MARKER": marker})
     try:
-        seen = read_stderr_until(p, "batch 2:")  # measuring has begun
+        seen = read_stderr_until(p, after)  # measuring has begun (batch 4: batch 2 is whole)
         time.sleep(1.0)
         p.send_signal(signal.SIGTERM)
         _, rest = p.communicate(timeout=120)
@@ -48,9 +50,14 @@ def test_sigterm_to_the_launcher_stops_every_rank_and_names_the_partial_results(
     assert p.returncode == 130, (seen, rest)
     assert "Traceback" not in rest
     errors = [ln for ln in rest.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1 and errors[0].startswith("error: interrupted (SIGTERM); partial results in "), rest
-    doc = json.loads(open(errors[0].rsplit(" ", 1)[1]).read())
-    assert doc["complete"] is False and doc["error"] == "interrupted (SIGTERM)"
+    if after == "batch 2:":
+        assert errors == ["error: interrupted (SIGTERM) before the first record was whole; nothing saved"], rest
+        assert not list((tmp_path / "out").glob("*.json"))
+    else:
+        assert len(errors) == 1 and errors[0].startswith("error: interrupted (SIGTERM); partial results in "), rest
+        doc = json.loads(open(errors[0].rsplit(" ", 1)[1]).read())
+        assert doc["complete"] is False and doc["error"] == "interrupted (SIGTERM)"
+        assert [r["batch_size"] for r in doc["records"]] == [2]
     deadline = time.monotonic() + 5
     while leftover_pids(marker) and time.monotonic() < deadline:
         time.sleep(0.2)
