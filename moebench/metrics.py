@@ -127,11 +127,11 @@ METRICS: tuple[Metric, ...] = (
            "it rose, not a ratio", "failed", gated=True),
     # efficiency: one value per record, in `metrics.efficiency`
     Metric("mbu_decode_fraction", "efficiency.mbu_decode", "fraction", "higher", TIMED,
-           "decode bytes moved per step / TPOT / catalog peak HBM bandwidth", "MBU", ("wide", "compare"), shape="scalar"),
+           "decode bytes moved per step / TPOT / catalog peak HBM bandwidth × world_size", "MBU", ("wide", "compare"), shape="scalar"),
     Metric("mfu_prefill_fraction", "efficiency.mfu_prefill", "fraction", "higher", TIMED,
-           "prefill FLOPs / TTFT / catalog peak FLOP/s for the dtype", "MFU", ("wide", "compare"), shape="scalar"),
+           "prefill FLOPs / TTFT / catalog peak FLOP/s for the dtype × world_size", "MFU", ("wide", "compare"), shape="scalar"),
     Metric("mfu_decode_fraction", "efficiency.mfu_decode", "fraction", "higher", TIMED,
-           "decode FLOPs per step / TPOT / catalog peak FLOP/s", shape="scalar"),
+           "decode FLOPs per step / TPOT / catalog peak FLOP/s × world_size", shape="scalar"),
     Metric("mbu_decode_measured_roof_fraction", "efficiency.mbu_decode_measured_roof", "fraction", "higher", TIMED,
            "as `mbu_decode_fraction`, against the bandwidth measured in the same run (on GPU a device-to-device "
            "copy, counting read + write: a decode step that mostly reads can exceed 1.0)", "MBU/roof", ("wide", "compare"),

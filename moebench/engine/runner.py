@@ -171,11 +171,18 @@ def _run_models(wl: Workload, doc: dict[str, Any], ctx: Optional[ParallelContext
     """Build each model (sharded when distributed), time each batch size, append records; rank 0 writes."""
     dtype_name = str(dtype).removeprefix("torch.")
     rank0 = ctx is None or ctx.is_rank0
+    # the deployment's peaks: the records divide the whole run's bytes and FLOPs per second by them, and every rank
+    # has a device (or, on CPU, its share of the cores, which the one rank that measured the roofs ran with)
+    n = wl.parallel.world_size
+
+    def times_n(x: Optional[float]) -> Optional[float]:
+        return None if x is None else x * n
+
     peaks = Peaks(
-        flops=hw.peak_flops(dtype_name),
-        bytes_per_s=hw.hbm_bytes_per_s,
-        roof_flops=compute_roof_flops(roofs) if roofs else None,
-        roof_bytes_per_s=roofs["mem_gbps"] * 1e9 if roofs else None,
+        flops=times_n(hw.peak_flops(dtype_name)),
+        bytes_per_s=times_n(hw.hbm_bytes_per_s),
+        roof_flops=times_n(compute_roof_flops(roofs)) if roofs else None,
+        roof_bytes_per_s=times_n(roofs["mem_gbps"] * 1e9) if roofs else None,
     )
     sc = wl.scenario
 

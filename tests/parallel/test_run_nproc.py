@@ -53,8 +53,13 @@ def test_nproc_4_ep4_writes_one_merged_result(repo, small, tmp_path):
     assert doc["complete"] is True and doc["world_size"] == 4 and len(doc["ranks"]) == 4
     assert doc["parallel"]["expert"] == 4 and doc["parallel"]["backend"] == "gloo"
     assert [t["local_batch"] for t in doc["ranks"][3]["timings"]] == [1, 2]
+    roofs = doc["hardware"]["measured_roofs"]
     for rec in doc["records"]:
         assert rec["cost"]["n_gpus"] == 4
+        # the whole run's bytes/s over the four ranks' roof (one rank's, as it was, read 4x too high)
+        eff, tpot = rec["metrics"]["efficiency"], rec["metrics"]["tpot_ms"]["median"]
+        assert eff["mbu_decode_measured_roof"] == pytest.approx(
+            eff["decode_bytes_per_step"] / (tpot / 1e3) / (4 * roofs["mem_gbps"] * 1e9), rel=1e-6)
         # the deployment's latency per repeat is its slowest rank's
         slowest = [max(r["timings"][doc["records"].index(rec)]["tpot_ms"]["samples"][i] for r in doc["ranks"])
                    for i in range(2)]
