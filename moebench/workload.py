@@ -328,9 +328,13 @@ def _memory_check(wl: Workload):
     dbytes = dtype_bytes(str(resolve_dtype(wl.dtype, dev)).removeprefix("torch."))
     sc = wl.scenario
 
+    from moebench.machine import local_ranks
+
+    here = local_ranks(wl.parallel.world_size) or 1  # outside a launcher: every rank on this host, as --nproc runs
+
     def fits(name: str, cfg) -> None:
         check_fits(name, cfg, batch=max(sc.batch_sizes), max_seq=sc.prompt_tokens + sc.output_tokens,
-                   dtype_bytes=dbytes, device=dev)
+                   dtype_bytes=dbytes, device=dev, ranks_here=here)
 
     return fits
 

@@ -45,12 +45,13 @@ def resolve_intelligence(wl: Workload, entry: ModelEntry) -> Optional[dict[str, 
     return intelligence_of(entry.intelligence or wl.intelligence, entry.name)
 
 
-def check_memory(name: str, cfg, *, batch: int, max_seq: int, dtype_bytes: int, device: str) -> None:
+def check_memory(name: str, cfg, *, batch: int, max_seq: int, dtype_bytes: int, device: str,
+                 ranks_here: int = 1) -> None:
     try:
         from moebench.models.memory import check_fits
     except ImportError:  # the model zoo provides it; older trees run without the check
         return
-    check_fits(name, cfg, batch=batch, max_seq=max_seq, dtype_bytes=dtype_bytes, device=device)
+    check_fits(name, cfg, batch=batch, max_seq=max_seq, dtype_bytes=dtype_bytes, device=device, ranks_here=ranks_here)
 
 
 def run_workload(
@@ -104,7 +105,8 @@ def run_workload(
     dbytes = dtype_bytes(dtype_name)
     for entry, cfg in zip(wl.model_entries, archs):  # before anything is measured: not fitting is bad input (exit 3)
         check_memory(entry.name, cfg, batch=max(wl.scenario.batch_sizes),
-                     max_seq=wl.scenario.prompt_tokens + wl.scenario.output_tokens, dtype_bytes=dbytes, device=dev)
+                     max_seq=wl.scenario.prompt_tokens + wl.scenario.output_tokens, dtype_bytes=dbytes, device=dev,
+                     ranks_here=(local_ranks(ctx.world_size) or 1) if ctx is not None else 1)
 
     if ctx is not None and dev == "cpu" and rank0:
         here = local_ranks(ctx.world_size)

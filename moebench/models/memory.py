@@ -94,16 +94,19 @@ def _largest(fits, hi: int) -> int:
     return lo
 
 
-def check_fits(name: str, cfg: ArchConfig, *, batch: int, max_seq: int, dtype_bytes: int, device: str) -> None:
+def check_fits(name: str, cfg: ArchConfig, *, batch: int, max_seq: int, dtype_bytes: int, device: str,
+               ranks_here: int = 1) -> None:
     """Raise BadInput (exit 3) in one line when the run cannot fit on `device`, naming the bytes and what would
     fit: a smaller `layers:` when the depth is the problem, else the largest batch size, else the longest
-    sequence (prompt + output tokens) — so an absurd batch or prompt is blamed, not the layers."""
+    sequence (prompt + output tokens) — so an absurd batch or prompt is blamed, not the layers. On CPU the
+    `ranks_here` ranks of this host share its memory, and each builds the whole model."""
     fused = device.startswith("cuda")
 
     def need(c: ArchConfig, b: int, s: int) -> int:
         return required_bytes(c, batch=b, max_seq=s, dtype_bytes=dtype_bytes, fused_attention=fused)
 
-    have = available_bytes(device)
+    shared = ranks_here if device == "cpu" and ranks_here > 1 else 1
+    have = available_bytes(device) // shared
     needed = need(cfg, batch, max_seq)
     if needed <= have:
         return
@@ -119,4 +122,6 @@ def check_fits(name: str, cfg: ArchConfig, *, batch: int, max_seq: int, dtype_by
     else:
         hint = "not even layers: 1 fits (embedding, LM head and one layer)"
     gb = lambda n: f"{n / GB:.1f}" if n < 1e4 * GB else f"{n / GB:.3g}"  # noqa: E731 - 62.8 GB, 6.4e+16 GB
-    raise BadInput(f"{what} needs {gb(needed)} GB but {device} has {gb(have)} GB available; {hint}")
+    where = f"{device} has {gb(have)} GB available" if shared == 1 else \
+        f"{device} has {gb(have * shared)} GB available for its {shared} ranks, {gb(have)} GB each"
+    raise BadInput(f"{what} needs {gb(needed)} GB but {where}; {hint}")

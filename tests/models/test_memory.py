@@ -35,6 +35,17 @@ def test_deepseek_671b_with_4_layers_does_not_fit_a_24gb_cpu(monkeypatch):
     assert float(re.search(r"needs (\S+) GB", msg).group(1)) == round(need / GB, 1)
 
 
+def test_the_ranks_of_one_cpu_host_share_its_memory(monkeypatch):
+    """Each local rank builds the whole model: four of them need four times one's memory on a CPU host (each GPU
+    rank has its own device). validate and run said ok, and the ranks would be OOM-killed mid-build."""
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 24 * GB)
+    cfg = _cfg("mixtral:8x7b", 2)
+    assert 6 * GB < required_bytes(cfg, batch=4, max_seq=20, dtype_bytes=4) < 24 * GB
+    check_fits("mixtral:8x7b", cfg, batch=4, max_seq=20, dtype_bytes=4, device="cpu")
+    with pytest.raises(BadInput, match=r"but cpu has 24\.0 GB available for its 4 ranks, 6\.0 GB each"):
+        check_fits("mixtral:8x7b", cfg, batch=4, max_seq=20, dtype_bytes=4, device="cpu", ranks_here=4)
+
+
 def test_tests_set_the_available_memory_through_the_environment(monkeypatch):
     """A subprocess test cannot monkeypatch: it sets the free memory it asserts against, so that the answer does
     not depend on what else the machine runs (13 GB in use elsewhere once changed "3 layers fit" into "none")."""
