@@ -24,6 +24,9 @@ def _ctx_args(ctx: Any) -> dict[str, Any]:
     if ctx is None:
         return {"rank": 0, "world_size": 1}
     args: dict[str, Any] = {"rank": ctx.rank, "world_size": ctx.world_size, "control_group": ctx.control}
+    layout = getattr(ctx, "layout", None)
+    if layout is not None:  # the ranks of one batch slice (a tensor-parallel group) route the same tokens
+        args["token_slice"] = layout.batch_slice(ctx.rank)
     ep, dense = getattr(ctx, "ep", None), getattr(ctx, "dense", None)
     groups = {}
     if ep is not None and ep.size > 1:

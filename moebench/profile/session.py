@@ -79,8 +79,10 @@ class ProfileSession:
         trace_dir: Optional[str | Path] = None,
         trace_steps: int = 6,
         warmup_forwards: Optional[int] = None,
+        token_slice: Optional[int] = None,
     ):
         self.wl, self.model, self.rank, self.world_size, self.device = wl, model, rank, world_size, device
+        self.token_slice = rank if token_slice is None else token_slice  # ranks that share one route the same tokens
         self.routing = getattr(wl, "routing", "model")
         self.warmup_forwards = (wl.timing.warmup * wl.scenario.output_tokens if warmup_forwards is None
                                 else warmup_forwards)
@@ -254,6 +256,7 @@ class ProfileSession:
             "steps": [s.to_wire() for s in self.recorder.steps],
             "peers": self.peers,
             "load_total": self.load.counts() if self.load is not None else None,
+            "token_slice": self.token_slice,
             "shard": self.shard,
             "nvml": self._nvml_out,
             "tokens": self.tokens,

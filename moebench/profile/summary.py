@@ -29,11 +29,18 @@ PHASES = ("attn", "router", "dispatch", "experts", "combine", "mlp", "allreduce"
 
 
 def expert_load(ranks: Sequence[dict[str, Any]]) -> Optional[dict[str, Any]]:
-    """Tokens per expert per layer (summed over ranks and timed steps), per EP rank, and balancedness.
+    """Tokens per expert per layer (summed over the ranks' distinct tokens and the timed steps), per EP rank, and
+    balancedness.
 
-    Each rank dict may carry `load_total` ([L][E] tokens routed by that rank over its timed steps) and `shard`
-    ((first expert, n local experts) of its expert-parallel shard; absent = holds every expert)."""
-    mats = [rk["load_total"] for rk in ranks if rk.get("load_total")]
+    Each rank dict may carry `load_total` ([L][E] tokens routed by that rank over its timed steps), `token_slice`
+    (the batch slice it routes: the ranks of a tensor-parallel group route the same tokens, counted once; absent =
+    its own) and `shard` ((first expert, n local experts) of its expert-parallel shard; absent = holds every
+    expert)."""
+    by_slice: dict[Any, Any] = {}
+    for rk in ranks:
+        if rk.get("load_total"):
+            by_slice.setdefault(rk.get("token_slice", ("rank", rk.get("rank"))), rk["load_total"])
+    mats = list(by_slice.values())
     if not mats:
         return None
     total = [[sum(m[li][e] for m in mats) for e in range(len(mats[0][li]))] for li in range(len(mats[0]))]

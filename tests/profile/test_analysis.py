@@ -219,3 +219,15 @@ def test_peers_can_differ_by_phase():
     dp = {r: w for c in calls if c["name"] == "L0/dispatch" for r, w in zip(c["ranks"], c["wait_ns"])}
     assert ar == {0: 1 * MS, 1: 0, 2: 3 * MS, 3: 0}
     assert dp == {0: 4 * MS, 1: 3 * MS, 2: 2 * MS, 3: 0}
+
+
+def test_the_ranks_of_a_tensor_parallel_group_route_the_same_tokens_once():
+    """EP2 x TP2: ranks 0,1 and 2,3 each route one batch slice; summing all four counted every token twice."""
+    from moebench.profile.summary import expert_load
+
+    ranks = [{"rank": r, "steps": [], "token_slice": r // 2, "load_total": [[3, 1, 0, 0] if r < 2 else [0, 0, 2, 2]],
+              "shard": (0, 2) if r % 2 == 0 else (2, 2)} for r in range(4)]
+    [layer] = expert_load(ranks)["layers"]
+    assert layer["tokens_per_expert"] == [3, 1, 2, 2]  # 8 routed slots, not 16
+    old = [{k: v for k, v in rk.items() if k != "token_slice"} for rk in ranks]  # each rank its own slice
+    assert expert_load(old)["layers"][0]["tokens_per_expert"] == [6, 2, 4, 4]
