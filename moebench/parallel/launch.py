@@ -86,6 +86,10 @@ def launch_local(nproc: int, args: list[str], *, wl: Any, source: str, out_dir: 
     partial = Path(out_dir) / f"{run_id}.json"
     launch_dir = Path(tempfile.mkdtemp(prefix="moebench-launch-"))
     env = {"MOEBENCH_RUN_ID": run_id, LAUNCH_DIR_ENV: str(launch_dir)}
+    if "TORCH_CPP_LOG_LEVEL" not in os.environ and os.environ.get("MOEBENCH_DEBUG") != "1":
+        # gloo logs a peer's failure from C++ ("Rank 1 successfully reached monitoredBarrier, but received errors
+        # …") beside the one line that names the rank; MOEBENCH_DEBUG=1 keeps it
+        env["TORCH_CPP_LOG_LEVEL"] = "FATAL"
     if "OMP_NUM_THREADS" not in os.environ:  # as torchrun does: N ranks must not each claim every core
         from moebench.machine import usable_cpus
 
