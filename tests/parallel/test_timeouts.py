@@ -35,7 +35,7 @@ def test_sigterm_to_the_launcher_stops_every_rank_and_names_the_partial_results(
         "name": "ep2", "models": ["mixtral:debug"], "device": "cpu", "roofs": False,
         "parallel": {"world_size": 2, "expert": 2, "collective_timeout_s": 20},
         "scenario": {"prompt_tokens": 16, "output_tokens": 4, "batch_sizes": [2, 4, 8]},
-        "timing": {"warmup": 1, "repeats": 300}, "price": {"fallback_usd_per_gpu_hour": 0.1}}))
+        "timing": {"warmup": 1, "repeats": 100}, "price": {"fallback_usd_per_gpu_hour": 0.1}}))
     marker = f"moebench-term-{uuid.uuid4().hex}"
     p = start_moebench("run", str(wl), "--nproc", "2", "--out", str(tmp_path / "out"),
                        env={"MOEBENCH_TEST_MARKER": marker})
