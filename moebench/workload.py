@@ -13,7 +13,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from moebench.errors import BadInput
 from moebench.specs import MODEL_NAME, IntelligenceSpec, PriceSpec  # noqa: F401 - also read from here
-from moebench.strict import Strict
+from moebench.strict import Strict, repeated
 
 
 MAX_YAML_BYTES = 1 << 20  # a workload is a few hundred bytes; more is a wrong file (or /dev/zero)
@@ -162,7 +162,7 @@ class Scenario(Strict):
     @classmethod
     def _once_each(cls, v: list[int]) -> list[int]:
         # two records of one model × batch size share the key compare and the gate match on: one would hide the other
-        twice = sorted({b for b in v if v.count(b) > 1})
+        twice = repeated(v)
         if twice:
             raise ValueError(f"batch size {', '.join(map(str, twice))} given twice")
         return v
@@ -319,6 +319,7 @@ def _memory_check(wl: Workload):
     from moebench.arith import dtype_bytes
     from moebench.device import resolve_device, resolve_dtype
     from moebench.errors import EnvironmentProblem
+    from moebench.machine import local_ranks
     from moebench.models.memory import check_fits
 
     try:
@@ -327,9 +328,6 @@ def _memory_check(wl: Workload):
         return None
     dbytes = dtype_bytes(str(resolve_dtype(wl.dtype, dev)).removeprefix("torch."))
     sc = wl.scenario
-
-    from moebench.machine import local_ranks
-
     here = local_ranks(wl.parallel.world_size) or 1  # outside a launcher: every rank on this host, as --nproc runs
 
     def fits(name: str, cfg) -> None:

@@ -31,8 +31,8 @@ def register(app: typer.Typer) -> None:
             try:
                 dev = resolve_device(wl.device)
             except EnvironmentProblem:  # a GPU workload validated on a laptop: the run checks it there
-                dev = None
-            if dev is not None:
+                pass
+            else:
                 check_layer_fits(wl.for_device(dev), dev)
         if json_:
             emit_json({"valid": True, "path": str(workload), "workload": wl.model_dump(mode="json")})

@@ -17,7 +17,7 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import Field, field_validator, model_validator
 
 from moebench.specs import MODEL_NAME, IntelligenceSpec, PriceSpec
-from moebench.strict import Strict
+from moebench.strict import Strict, repeated
 
 
 def _checked_url(v: str, field: str) -> str:
@@ -165,7 +165,7 @@ class Load(Strict):
         if self.arrival != "gamma" and self.burstiness != 1.0:
             raise ValueError("burstiness applies to arrival: gamma only")
         for name, levels in (("concurrency", self.concurrency), ("request_rate", self.request_rate)):
-            twice = sorted({x for x in levels or [] if levels.count(x) > 1})
+            twice = repeated(levels or [])
             if twice:  # two records of one level: compare and the gate would show one and hide the other
                 raise ValueError(f"{name} {', '.join(f'{x:g}' for x in twice)} given twice")
         return self

@@ -103,13 +103,13 @@ def run_workload(
         return save_result(path, doc)
 
     dbytes = dtype_bytes(dtype_name)
+    here = local_ranks(ctx.world_size) if ctx is not None else 1
     for entry, cfg in zip(wl.model_entries, archs):  # before anything is measured: not fitting is bad input (exit 3)
         check_memory(entry.name, cfg, batch=max(wl.scenario.batch_sizes),
                      max_seq=wl.scenario.prompt_tokens + wl.scenario.output_tokens, dtype_bytes=dbytes, device=dev,
-                     ranks_here=(local_ranks(ctx.world_size) or 1) if ctx is not None else 1)
+                     ranks_here=here or 1)
 
     if ctx is not None and dev == "cpu" and rank0:
-        here = local_ranks(ctx.world_size)
         note = cpu_oversubscription(here, torch.get_num_threads(), usable_cpus()) if here else None
         if note:
             log(f"note: {note}")
